@@ -1,0 +1,256 @@
+//! The HTTP API: route a request, parse its inputs, call the [`Store`],
+//! shape the response. Every failure is an [`ApiError`] turned into a
+//! response in exactly one place ([`Api::handle`]).
+//!
+//! | method + path                     | does                                   |
+//! |-----------------------------------|----------------------------------------|
+//! | `GET /?key=K`                     | 200 + stored body and Content-Type, or 404 |
+//! | `POST`/`PUT /?key=K`              | store the body for `Cache-Control: max-age=N` (or `maxage=N`) |
+//! | `DELETE /?key=K`, `GET`/`POST /invalidate?key=K` | remove (200 either way) |
+//! | `POST /purge`                     | remove expired entries now; `{"purged":N}` |
+//! | `GET /stats`                      | JSON counters                          |
+//! | `GET /ping`, `GET /ready`         | liveness; readiness (503 if the store does not answer) |
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use crate::error::ApiError;
+use crate::parse;
+use crate::store::{Entry, Store};
+
+/// Content type replayed for entries stored without one.
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+/// `/ready` reports 503 when the store takes longer than this to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub type Body = Full<Bytes>;
+
+/// One per server, shared by every connection task through an `Arc`.
+pub struct Api<S> {
+    store: Arc<S>,
+    max_entry_bytes: u64,
+    /// Reads answered from the store / not; this replica's own counts (with
+    /// Redis, the store's numbers are global but these are per replica).
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(serde::Serialize)]
+struct Stats {
+    store: &'static str,
+    entries: u64,
+    bytes: u64,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    expirations: u64,
+}
+
+impl<S: Store> Api<S> {
+    pub fn new(store: Arc<S>, max_entry_bytes: u64) -> Self {
+        Self {
+            store,
+            max_entry_bytes,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Answers one request; never fails (errors become 4xx/5xx responses).
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        match self.route(request).await {
+            Ok(response) => {
+                tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+                response
+            }
+            Err(error) => {
+                let status = error.status().as_u16();
+                if error.is_client_error() {
+                    tracing::debug!(%method, %path, status, error = %error, "request rejected");
+                } else {
+                    tracing::warn!(%method, %path, status, error = &error as &dyn std::error::Error, "request failed");
+                }
+                error.to_response()
+            }
+        }
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let method = request.method().as_str();
+        match request.uri().path() {
+            "/" => match method {
+                "GET" | "HEAD" => self.get(&request).await,
+                "POST" | "PUT" => self.put(request).await,
+                "DELETE" => self.invalidate(&request).await,
+                _ => Err(ApiError::Method {
+                    allow: "GET, HEAD, POST, PUT, DELETE",
+                }),
+            },
+            "/invalidate" => match method {
+                "GET" | "POST" | "DELETE" => self.invalidate(&request).await,
+                _ => Err(ApiError::Method {
+                    allow: "GET, POST, DELETE",
+                }),
+            },
+            "/purge" => match method {
+                "POST" => self.purge().await,
+                _ => Err(ApiError::Method { allow: "POST" }),
+            },
+            "/stats" => match method {
+                "GET" | "HEAD" => self.stats().await,
+                _ => Err(ApiError::Method { allow: "GET, HEAD" }),
+            },
+            "/ping" => match method {
+                "GET" | "HEAD" => Ok(text(StatusCode::OK, "pong")),
+                _ => Err(ApiError::Method { allow: "GET, HEAD" }),
+            },
+            "/ready" => match method {
+                "GET" | "HEAD" => Ok(self.ready().await),
+                _ => Err(ApiError::Method { allow: "GET, HEAD" }),
+            },
+            _ => Err(ApiError::NoRoute),
+        }
+    }
+
+    async fn get(&self, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let key = parse::key(request.uri().query())?;
+        let Some(entry) = self.store.get(&key).await? else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::NotFound);
+        };
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        let content_type = entry
+            .content_type
+            .unwrap_or(HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
+        let mut response = Response::new(Full::new(entry.body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        Ok(response)
+    }
+
+    /// Validates key and TTL before reading the body, so a bad request is
+    /// rejected without buffering anything and nothing is stored.
+    async fn put(&self, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let key = parse::key(request.uri().query())?;
+        let ttl = parse::max_age(request.headers())?;
+        let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+        let body = read_body(request, self.max_entry_bytes).await?;
+        if ttl.is_zero() {
+            // Already stale: storing it would only serve nothing; make sure
+            // no older value outlives the client's intent either.
+            self.store.remove(&key).await?;
+            return Ok(text(StatusCode::OK, "not stored: max-age=0"));
+        }
+        let entry = Entry { body, content_type };
+        self.store.put(key, entry, ttl).await?;
+        Ok(text(StatusCode::OK, "stored"))
+    }
+
+    /// Idempotent: 200 whether or not the key was present.
+    async fn invalidate(&self, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let key = parse::key(request.uri().query())?;
+        let removed = self.store.remove(&key).await?;
+        Ok(text(
+            StatusCode::OK,
+            if removed { "removed" } else { "not present" },
+        ))
+    }
+
+    async fn purge(&self) -> Result<Response<Body>, ApiError> {
+        let purged = self.store.purge_expired().await?;
+        Ok(json(&serde_json::json!({ "purged": purged })))
+    }
+
+    async fn stats(&self) -> Result<Response<Body>, ApiError> {
+        let usage = self.store.usage().await?;
+        Ok(json(&Stats {
+            store: self.store.kind(),
+            entries: usage.entries,
+            bytes: usage.bytes,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: usage.evictions,
+            expirations: usage.expirations,
+        }))
+    }
+
+    async fn ready(&self) -> Response<Body> {
+        match tokio::time::timeout(READY_TIMEOUT, self.store.ping()).await {
+            Ok(Ok(())) => text(StatusCode::OK, "ready"),
+            Ok(Err(error)) => {
+                tracing::warn!(error = &error as &dyn std::error::Error, "store not ready");
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: store unavailable",
+                )
+            }
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: store timed out",
+            ),
+        }
+    }
+}
+
+/// Reads the whole body, failing with 413 as soon as it is known to exceed
+/// `limit`: up front from `Content-Length`, else while streaming.
+async fn read_body(request: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+    let too_large = ApiError::TooLarge { limit };
+    let declared = content_length(request.headers());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large);
+    }
+    let mut body = request.into_body();
+    // `declared <= limit` here, and `limit` is bounded by the memory bound.
+    let mut buf = BytesMut::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ApiError::Body)?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(too_large);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn json(value: &impl serde::Serialize) -> Response<Body> {
+    // Serialising our own plain structs cannot fail; an empty object would
+    // still be valid JSON if it somehow did.
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

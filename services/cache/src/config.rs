@@ -1,0 +1,281 @@
+//! Settings: flags and environment variables (clap) → validated [`Config`].
+//!
+//! Precedence: a flag beats its `SLUICE_CACHE_*` environment variable, which
+//! beats the documented default. `main` validates before binding any socket
+//! and exits 64 (EX_USAGE) on a bad setting; `run()` only ever sees a
+//! validated `Config`.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Listen address when neither `--listen` nor `SLUICE_CACHE_LISTEN` is set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+/// Memory bound of the in-process store: 256 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest body one entry may have: 1 MiB. Larger uploads get 413.
+pub const DEFAULT_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
+/// How often expired entries are swept from the in-process store.
+pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where entries live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// In this process (moka), bounded by `max_bytes`.
+    Memory,
+    /// In a Redis server shared by all replicas, e.g. `redis://127.0.0.1:6379`.
+    Redis(String),
+}
+
+impl FromStr for StoreConfig {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        if s == "memory" {
+            return Ok(Self::Memory);
+        }
+        let url = url::Url::parse(s).map_err(|source| ConfigError::StoreUrl {
+            given: s.to_owned(),
+            source,
+        })?;
+        match url.scheme() {
+            "redis" => Ok(Self::Redis(s.to_owned())),
+            _ => Err(ConfigError::StoreScheme {
+                given: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The validated runtime settings of the service (everything but the socket).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub store: StoreConfig,
+    /// Memory bound of the in-process store, in bytes (see `memory::weight`).
+    pub max_bytes: u64,
+    /// Largest accepted entry body, in bytes.
+    pub max_entry_bytes: u64,
+    pub purge_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::Memory,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+            purge_interval: DEFAULT_PURGE_INTERVAL,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        if self.max_bytes == 0 {
+            return Err(ConfigError::Zero("max-bytes"));
+        }
+        if self.max_entry_bytes == 0 {
+            return Err(ConfigError::Zero("max-entry-bytes"));
+        }
+        if self.purge_interval.is_zero() {
+            return Err(ConfigError::Zero("purge-interval"));
+        }
+        // An entry bigger than the whole bound could never be admitted.
+        if self.store == StoreConfig::Memory && self.max_entry_bytes > self.max_bytes {
+            return Err(ConfigError::EntryOverBound {
+                entry: self.max_entry_bytes,
+                bound: self.max_bytes,
+            });
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--store {given:?} is neither `memory` nor a URL")]
+    StoreUrl {
+        given: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("--store {given:?}: only `memory` and redis:// are supported")]
+    StoreScheme { given: String },
+    #[error("--{0} must be greater than zero")]
+    Zero(&'static str),
+    #[error("--max-entry-bytes ({entry}) exceeds --max-bytes ({bound})")]
+    EntryOverBound { entry: u64, bound: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Command line of the `sluice-cache` binary.
+#[derive(Debug, clap::Parser)]
+#[command(name = "sluice-cache", version, about = "Sluice cache service")]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_CACHE_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// `memory`, or `redis://host:port[/db]` to share entries between replicas.
+    #[arg(long, env = "SLUICE_CACHE_STORE", default_value = "memory")]
+    pub store: StoreConfig,
+    /// Memory bound of the in-process store: bytes, or with KiB/MiB/GiB.
+    #[arg(long, env = "SLUICE_CACHE_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub max_bytes: u64,
+    /// Largest entry body accepted (larger gets 413): bytes, or with KiB/MiB/GiB.
+    #[arg(long, env = "SLUICE_CACHE_MAX_ENTRY_BYTES", default_value = "1MiB", value_parser = parse_bytes)]
+    pub max_entry_bytes: u64,
+    /// How often expired entries are purged: e.g. 500ms, 1s, 2m (bare number: seconds).
+    #[arg(long, env = "SLUICE_CACHE_PURGE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub purge_interval: Duration,
+    /// Log line format. The level filter comes from RUST_LOG (default: info).
+    #[arg(long, env = "SLUICE_CACHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Cli {
+    /// Validates the settings into the runtime config.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Config {
+            store: self.store.clone(),
+            max_bytes: self.max_bytes,
+            max_entry_bytes: self.max_entry_bytes,
+            purge_interval: self.purge_interval,
+        }
+        .validate()
+    }
+}
+
+/// `1048576`, `512KiB`, `64MiB`, `1GiB` (binary units, case-insensitive).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    n.checked_mul(multiplier)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// `250ms`, `2s`, `5m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration"))?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_bytes("64mib"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 << 30));
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("12TB").is_err());
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+        assert!(parse_bytes("18446744073709551615GiB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn stores() {
+        assert_eq!(
+            "memory".parse::<StoreConfig>().unwrap(),
+            StoreConfig::Memory
+        );
+        assert_eq!(
+            "redis://127.0.0.1:6379".parse::<StoreConfig>().unwrap(),
+            StoreConfig::Redis("redis://127.0.0.1:6379".into())
+        );
+        assert!(matches!(
+            "http://x".parse::<StoreConfig>(),
+            Err(ConfigError::StoreScheme { .. })
+        ));
+        assert!(matches!(
+            "memcache".parse::<StoreConfig>(),
+            Err(ConfigError::StoreUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn flags_and_validation() {
+        let cli = Cli::try_parse_from([
+            "sluice-cache",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-bytes",
+            "1MiB",
+            "--max-entry-bytes",
+            "4KiB",
+            "--purge-interval",
+            "100ms",
+        ])
+        .unwrap();
+        let config = cli.config().unwrap();
+        assert_eq!(config.max_bytes, 1 << 20);
+        assert_eq!(config.max_entry_bytes, 4 << 10);
+        assert_eq!(config.purge_interval, Duration::from_millis(100));
+
+        let too_big = Cli::try_parse_from([
+            "sluice-cache",
+            "--max-bytes",
+            "1KiB",
+            "--max-entry-bytes",
+            "2KiB",
+        ])
+        .unwrap();
+        assert!(matches!(
+            too_big.config(),
+            Err(ConfigError::EntryOverBound { .. })
+        ));
+        let zero = Cli::try_parse_from(["sluice-cache", "--purge-interval", "0s"]).unwrap();
+        assert!(matches!(zero.config(), Err(ConfigError::Zero(_))));
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,86 @@
+//! `sluice-cache`: a TTL key/value cache over HTTP, one of the services the
+//! Sluice proxy fronts.
+//!
+//! The request path, one module per stage:
+//!
+//! ```text
+//! server (accept, per-connection task, graceful drain)
+//!   → api (route, respond; the only place errors become statuses)
+//!     → parse (key from the query, TTL from Cache-Control)
+//!     → store::Store ── memory (moka: byte bound, per-entry TTL, exact deadline)
+//!                    └─ redis  (SET … PX: shared by replicas, Redis owns the TTL)
+//! purge (background: removes expired entries only)
+//! ```
+//!
+//! The binary (`main.rs`) only parses flags, binds, and calls [`run`]; tests
+//! bind `127.0.0.1:0` and call [`run`] with a shutdown future of their own.
+//! See [`api`] for the wire API.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod memory;
+pub mod parse;
+pub mod purge;
+pub mod redis;
+pub mod server;
+pub mod store;
+
+pub use config::{Cli, Config, LogFormat, StoreConfig};
+pub use error::{ApiError, Error};
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+pub use store::{Entry, Key, Store, StoreError, Usage};
+
+/// Serves the cache on an already-bound `listener` until `shutdown`
+/// completes, then stops accepting, finishes in-flight requests and returns.
+///
+/// `config` must be validated ([`Config::validate`]). Fails only if the store
+/// cannot be reached at startup.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    match &config.store {
+        StoreConfig::Memory => {
+            let store = MemoryStore::new(config.max_bytes);
+            serve_with(listener, store, &config, shutdown).await;
+        }
+        StoreConfig::Redis(url) => {
+            let store = RedisStore::connect(url).await?;
+            serve_with(listener, store, &config, shutdown).await;
+        }
+    }
+    Ok(())
+}
+
+/// The server for one concrete store: monomorphised, no boxed futures.
+async fn serve_with<S: Store>(
+    listener: TcpListener,
+    store: S,
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+) {
+    let store = Arc::new(store);
+    tracing::info!(
+        addr = ?listener.local_addr().ok(),
+        store = store.kind(),
+        max_bytes = config.max_bytes,
+        max_entry_bytes = config.max_entry_bytes,
+        "listening"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let purger = purge::spawn(Arc::clone(&store), config.purge_interval, stop_rx);
+    let api = Arc::new(api::Api::new(store, config.max_entry_bytes));
+    server::serve(listener, api, shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = purger.await;
+    tracing::info!("stopped");
+}

@@ -1,0 +1,338 @@
+//! In-process store: moka with a byte weigher and a per-entry TTL.
+//!
+//! Two clocks meet here. moka expires entries on its own clock as a backstop
+//! (and frees memory without being asked), but the authority is the
+//! `deadline` we stamp on each entry with `tokio::time::Instant`: `get` checks
+//! it on every read, so an entry is never served at or past its deadline even
+//! if moka has not noticed yet, and `purge_expired` removes exactly the
+//! entries past it. Using tokio's clock also lets the unit tests below drive
+//! expiry with paused time.
+//!
+//! The memory bound is moka's `max_capacity` measured in bytes by the
+//! weigher; when it is exceeded moka's TinyLFU policy evicts (or declines to
+//! admit) the entries least likely to be read again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use moka::Expiry;
+use moka::notification::RemovalCause;
+use moka::ops::compute::{CompResult, Op};
+use moka::sync::Cache;
+use tokio::time::Instant;
+
+use crate::store::{Entry, Key, Store, StoreError, Usage};
+
+/// Bytes charged per entry on top of key, body and content type: moka's node,
+/// the `Arc`s and our deadline. An estimate, so that a flood of empty bodies
+/// still counts against the bound.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 96;
+
+#[derive(Clone, Debug)]
+struct Stored {
+    entry: Entry,
+    /// How long moka should keep it (its backstop expiry).
+    ttl: Duration,
+    /// The authoritative expiry: served only while `now < deadline`.
+    deadline: Instant,
+}
+
+impl Stored {
+    fn is_expired(&self, now: Instant) -> bool {
+        self.deadline <= now
+    }
+}
+
+/// moka's per-entry expiry: every insert, including a replacement, starts
+/// that entry's own TTL afresh (the default `expire_after_update` would keep
+/// the old entry's remaining time).
+struct PerEntryTtl;
+
+impl Expiry<Key, Stored> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &Key,
+        value: &Stored,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Key,
+        value: &Stored,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Removal counts, written by moka's eviction listener and by our own
+/// expiry paths. Atomics because the listener runs on whichever thread does
+/// moka's housekeeping.
+#[derive(Default)]
+struct Removals {
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+pub struct MemoryStore {
+    cache: Cache<Key, Stored>,
+    removals: Arc<Removals>,
+}
+
+impl MemoryStore {
+    /// A store holding at most `max_bytes` (as counted by [`weight`]).
+    pub fn new(max_bytes: u64) -> Self {
+        let removals = Arc::new(Removals::default());
+        let listener_removals = Arc::clone(&removals);
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &Key, value: &Stored| weight(key, &value.entry))
+            .expire_after(PerEntryTtl)
+            .eviction_listener(move |_key, _value, cause| match cause {
+                RemovalCause::Size => {
+                    listener_removals.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                RemovalCause::Expired => {
+                    listener_removals
+                        .expirations
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                // Our own removals; expiry-driven ones are counted where
+                // they happen (`remove_if_expired`).
+                RemovalCause::Explicit | RemovalCause::Replaced => {}
+            })
+            .build();
+        Self { cache, removals }
+    }
+
+    /// Removes `key` only if it is (still) expired at `now`, atomically with
+    /// respect to a concurrent `put` of a fresh value under the same key.
+    fn remove_if_expired(&self, key: &Key, now: Instant) -> bool {
+        let result = self
+            .cache
+            .entry(key.clone())
+            .and_compute_with(|current| match current {
+                Some(e) if e.value().is_expired(now) => Op::Remove,
+                _ => Op::Nop,
+            });
+        let removed = matches!(result, CompResult::Removed(_));
+        if removed {
+            self.removals.expirations.fetch_add(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    fn get_now(&self, key: &Key) -> Option<Entry> {
+        let stored = self.cache.get(key)?;
+        let now = Instant::now();
+        if !stored.is_expired(now) {
+            return Some(stored.entry);
+        }
+        self.remove_if_expired(key, now);
+        None
+    }
+
+    fn purge_now(&self) -> u64 {
+        // Let moka apply pending writes and drop what it already knows is
+        // expired (counted by the listener), then sweep by our deadline.
+        self.cache.run_pending_tasks();
+        let now = Instant::now();
+        let expired: Vec<Key> = self
+            .cache
+            .iter()
+            .filter(|(_, stored)| stored.is_expired(now))
+            .map(|(key, _)| Key::clone(&key))
+            .collect();
+        let purged = expired
+            .iter()
+            .filter(|key| self.remove_if_expired(key, now))
+            .count();
+        self.cache.run_pending_tasks();
+        purged as u64
+    }
+
+    fn usage_now(&self) -> Usage {
+        self.cache.run_pending_tasks();
+        Usage {
+            entries: self.cache.entry_count(),
+            bytes: self.cache.weighted_size(),
+            evictions: self.removals.evictions.load(Ordering::Relaxed),
+            expirations: self.removals.expirations.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What an entry costs against the memory bound, saturating at moka's `u32`.
+pub fn weight(key: &Key, entry: &Entry) -> u32 {
+    let content_type = entry.content_type.as_ref().map_or(0, |v| v.len());
+    let total = key.len() as u64 + entry.body.len() as u64 + content_type as u64;
+    u32::try_from(total + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+}
+
+/// moka's sync cache never blocks on I/O (its housekeeping is bounded CPU
+/// work), so these run inline in the async fns.
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Entry>, StoreError> {
+        Ok(self.get_now(key))
+    }
+
+    async fn put(&self, key: Key, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
+        let deadline = Instant::now() + ttl;
+        self.cache.insert(
+            key,
+            Stored {
+                entry,
+                ttl,
+                deadline,
+            },
+        );
+        Ok(())
+    }
+
+    async fn remove(&self, key: &Key) -> Result<bool, StoreError> {
+        let Some(stored) = self.cache.remove(key) else {
+            return Ok(false);
+        };
+        if stored.is_expired(Instant::now()) {
+            // It had expired before anyone asked; count it as such.
+            self.removals.expirations.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        Ok(self.purge_now())
+    }
+
+    async fn usage(&self) -> Result<Usage, StoreError> {
+        Ok(self.usage_now())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::HeaderValue;
+
+    fn entry(body: &'static [u8]) -> Entry {
+        Entry {
+            body: Bytes::from_static(body),
+            content_type: Some(HeaderValue::from_static("text/plain")),
+        }
+    }
+
+    fn key(k: &'static str) -> Key {
+        Key::new(Bytes::from_static(k.as_bytes()))
+    }
+
+    // Paused time moves only tokio's clock; moka's backstop runs on the real
+    // clock and these TTLs are far longer than the test, so every expiry
+    // observed here comes from our deadline check.
+    #[tokio::test(start_paused = true)]
+    async fn served_until_the_deadline_and_never_at_or_after_it() {
+        let store = MemoryStore::new(1 << 20);
+        store
+            .put(key("a"), entry(b"x"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(60) - Duration::from_millis(1)).await;
+        assert_eq!(store.get(&key("a")).await.unwrap(), Some(entry(b"x")));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(store.get(&key("a")).await.unwrap(), None);
+        assert_eq!(store.usage().await.unwrap().expirations, 1);
+        assert_eq!(store.usage().await.unwrap().entries, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn purge_removes_only_expired_entries() {
+        let store = MemoryStore::new(1 << 20);
+        store
+            .put(key("short"), entry(b"s"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        store
+            .put(key("long"), entry(b"l"), Duration::from_secs(100))
+            .await
+            .unwrap();
+        assert_eq!(store.purge_expired().await.unwrap(), 0);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(store.purge_expired().await.unwrap(), 1);
+        assert_eq!(store.purge_expired().await.unwrap(), 0);
+        let usage = store.usage().await.unwrap();
+        assert_eq!(usage.entries, 1);
+        assert_eq!(usage.expirations, 1);
+        assert_eq!(store.get(&key("long")).await.unwrap(), Some(entry(b"l")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replacing_an_entry_restarts_its_ttl() {
+        let store = MemoryStore::new(1 << 20);
+        store
+            .put(key("a"), entry(b"old"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        store
+            .put(key("a"), entry(b"new"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(store.get(&key("a")).await.unwrap(), Some(entry(b"new")));
+        assert_eq!(store.purge_expired().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn remove_reports_whether_a_live_entry_was_there() {
+        let store = MemoryStore::new(1 << 20);
+        assert!(!store.remove(&key("a")).await.unwrap());
+        store
+            .put(key("a"), entry(b"x"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(store.remove(&key("a")).await.unwrap());
+        assert_eq!(store.get(&key("a")).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_byte_bound_evicts_and_holds() {
+        let max = 16 * 1024;
+        let store = MemoryStore::new(max);
+        static BODY: [u8; 1000] = [7; 1000];
+        for i in 0..200u32 {
+            let k = Key::new(format!("k{i}").into_bytes());
+            let e = Entry {
+                body: Bytes::from_static(&BODY),
+                content_type: None,
+            };
+            store.put(k, e, Duration::from_secs(600)).await.unwrap();
+        }
+        let usage = store.usage().await.unwrap();
+        assert!(usage.evictions > 0, "{usage:?}");
+        assert!(usage.bytes <= max, "{usage:?}");
+        assert!(usage.entries < 200, "{usage:?}");
+    }
+
+    #[test]
+    fn weight_counts_key_body_content_type_and_overhead() {
+        let e = entry(b"hello");
+        assert_eq!(
+            u64::from(weight(&key("abc"), &e)),
+            3 + 5 + "text/plain".len() as u64 + ENTRY_OVERHEAD_BYTES
+        );
+    }
+}
