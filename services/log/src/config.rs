@@ -1,0 +1,198 @@
+//! Settings: flags and environment variables (clap), validated into the
+//! runtime [`Config`]. Precedence: flag, then environment, then the
+//! documented `DEFAULT_*`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::entry::Format;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8082";
+/// How long an entry is held for late-arriving earlier entries.
+pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_secs(2);
+/// Output file size that triggers rotation.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
+/// Rotated files kept (`app.log.1` .. `app.log.N`).
+pub const DEFAULT_KEEP_FILES: usize = 5;
+/// Largest accepted request body; larger gets 413.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
+/// WAL segment size that starts a new segment.
+pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
+/// Longest accepted reorder window: entries are held in memory that long.
+pub const MAX_REORDER_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Command line / environment model.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "sluice-log",
+    about = "Sluice log service: ordered, durable log ingestion"
+)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LOG_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Data directory holding the WAL, the checkpoint and the log files.
+    #[arg(long, env = "SLUICE_LOG_DIR", default_value = "data/log")]
+    pub dir: PathBuf,
+    /// Reorder window, e.g. `2s`, `500ms`, `1m`, `0`.
+    #[arg(long, env = "SLUICE_LOG_REORDER_WINDOW", default_value = "2s", value_parser = parse_duration)]
+    pub reorder_window: Duration,
+    /// Output line format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = Format::Classic)]
+    pub format: Format,
+    /// Rotate `app.log` once it reaches this many bytes.
+    #[arg(long, env = "SLUICE_LOG_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
+    /// Rotated files to keep.
+    #[arg(long, env = "SLUICE_LOG_KEEP_FILES", default_value_t = DEFAULT_KEEP_FILES)]
+    pub keep_files: usize,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "SLUICE_LOG_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+}
+
+/// Validated runtime settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub reorder_window: Duration,
+    pub format: Format,
+    pub max_file_bytes: u64,
+    pub keep_files: usize,
+    pub max_body_bytes: usize,
+    pub wal_segment_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--keep-files must be at least 1 (rotation recovery needs app.log.1)")]
+    KeepFilesZero,
+    #[error("--max-file-bytes must be positive")]
+    MaxFileBytesZero,
+    #[error("--max-body-bytes must be positive")]
+    MaxBodyBytesZero,
+    #[error("--reorder-window must be at most 24h")]
+    WindowTooLong,
+}
+
+impl Config {
+    /// Defaults for everything but the data directory.
+    pub fn new(dir: impl Into<PathBuf>) -> Config {
+        Config {
+            dir: dir.into(),
+            reorder_window: DEFAULT_REORDER_WINDOW,
+            format: Format::Classic,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            keep_files: DEFAULT_KEEP_FILES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
+        }
+    }
+
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        if self.keep_files == 0 {
+            return Err(ConfigError::KeepFilesZero);
+        }
+        if self.max_file_bytes == 0 {
+            return Err(ConfigError::MaxFileBytesZero);
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::MaxBodyBytesZero);
+        }
+        if self.reorder_window > MAX_REORDER_WINDOW {
+            return Err(ConfigError::WindowTooLong);
+        }
+        Ok(self)
+    }
+
+    /// How often the flusher releases entries: a quarter window, within
+    /// 5..100 ms.
+    pub fn tick(&self) -> Duration {
+        (self.reorder_window / 4).clamp(Duration::from_millis(5), Duration::from_millis(100))
+    }
+}
+
+impl Args {
+    /// The listen address and the validated config.
+    pub fn validate(self) -> Result<(SocketAddr, Config), ConfigError> {
+        let config = Config {
+            dir: self.dir,
+            reorder_window: self.reorder_window,
+            format: self.format,
+            max_file_bytes: self.max_file_bytes,
+            keep_files: self.keep_files,
+            max_body_bytes: self.max_body_bytes,
+            wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
+        }
+        .validate()?;
+        Ok((self.listen, config))
+    }
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `3m`, `1h`; a bare number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration"))?;
+    Duration::try_from_secs_f64(n * scale).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn flags_validate_into_config() {
+        let args = Args::try_parse_from([
+            "sluice-log",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            "/tmp/x",
+            "--reorder-window",
+            "250ms",
+            "--format",
+            "json",
+            "--max-file-bytes",
+            "1000",
+            "--keep-files",
+            "3",
+        ])
+        .unwrap();
+        let (addr, c) = args.validate().unwrap();
+        assert_eq!(addr.port(), 0);
+        assert_eq!(c.reorder_window, Duration::from_millis(250));
+        assert_eq!(c.format, Format::Json);
+        assert_eq!((c.max_file_bytes, c.keep_files), (1000, 3));
+        let bad = Args::try_parse_from(["sluice-log", "--keep-files", "0"]).unwrap();
+        assert_eq!(bad.validate().unwrap_err(), ConfigError::KeepFilesZero);
+    }
+}

@@ -1,0 +1,208 @@
+//! Order stage: the reorder buffer between the WAL (durable, arrival order)
+//! and the output file (timestamp order).
+//!
+//! Entries are held in a min-heap keyed by `(timestamp, seq)` until the reorder
+//! window has passed after their timestamp; then they are released in key
+//! order. An entry whose timestamp is already older than the window when it
+//! arrives is "late": it goes to a FIFO and is written at the next release, in
+//! arrival order. An entry stamped in the future is keyed by its arrival time
+//! instead, so a skewed clock cannot pin it in memory.
+//!
+//! This is pure logic: the caller passes `now`, so tests need no clock.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::Duration;
+
+use crate::entry::Entry;
+
+/// An entry with its WAL sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequenced {
+    pub seq: u64,
+    pub entry: Entry,
+}
+
+#[derive(Debug)]
+struct Held {
+    /// Unix nanos used for ordering and release: min(timestamp, arrival).
+    key: i128,
+    item: Sequenced,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.key, self.item.seq).cmp(&(other.key, other.item.seq))
+    }
+}
+
+/// Holds acknowledged entries until their reorder window has passed.
+#[derive(Debug)]
+pub struct ReorderBuffer {
+    window_nanos: i128,
+    heap: BinaryHeap<Reverse<Held>>,
+    late: VecDeque<Sequenced>,
+}
+
+impl ReorderBuffer {
+    pub fn new(window: Duration) -> Self {
+        ReorderBuffer {
+            window_nanos: i128::try_from(window.as_nanos()).unwrap_or(i128::MAX),
+            heap: BinaryHeap::new(),
+            late: VecDeque::new(),
+        }
+    }
+
+    /// Adds a freshly acknowledged entry. Returns true if it was late.
+    pub fn push(&mut self, item: Sequenced, now_nanos: i128) -> bool {
+        let ts = item.entry.timestamp.unix_timestamp_nanos();
+        if ts < now_nanos.saturating_sub(self.window_nanos) {
+            self.late.push_back(item);
+            return true;
+        }
+        self.heap.push(Reverse(Held {
+            key: ts.min(now_nanos),
+            item,
+        }));
+        false
+    }
+
+    /// Adds an entry recovered from the WAL: never late, merged by timestamp.
+    pub fn push_recovered(&mut self, item: Sequenced) {
+        let key = item.entry.timestamp.unix_timestamp_nanos();
+        self.heap.push(Reverse(Held { key, item }));
+    }
+
+    /// Moves everything whose window has passed into `out`: late entries first
+    /// (arrival order), then held ones in timestamp order.
+    pub fn release(&mut self, now_nanos: i128, out: &mut Vec<Sequenced>) {
+        out.extend(self.late.drain(..));
+        let horizon = now_nanos.saturating_sub(self.window_nanos);
+        while self.heap.peek().is_some_and(|Reverse(h)| h.key <= horizon) {
+            if let Some(Reverse(h)) = self.heap.pop() {
+                out.push(h.item);
+            }
+        }
+    }
+
+    /// Moves everything into `out`, ignoring the window (shutdown flush).
+    pub fn drain_all(&mut self, out: &mut Vec<Sequenced>) {
+        out.extend(self.late.drain(..));
+        while let Some(Reverse(h)) = self.heap.pop() {
+            out.push(h.item);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len() + self.late.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry currently held, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.late
+            .iter()
+            .map(|s| &s.entry)
+            .chain(self.heap.iter().map(|Reverse(h)| &h.item.entry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    const SEC: i128 = 1_000_000_000;
+
+    fn at(seq: u64, secs: i64) -> Sequenced {
+        Sequenced {
+            seq,
+            entry: Entry {
+                timestamp: OffsetDateTime::from_unix_timestamp(secs).unwrap(),
+                level: "INFO".into(),
+                source: "t".into(),
+                message: format!("m{seq}"),
+            },
+        }
+    }
+
+    fn seqs(v: &[Sequenced]) -> Vec<u64> {
+        v.iter().map(|s| s.seq).collect()
+    }
+
+    #[test]
+    fn holds_until_window_then_releases_sorted() {
+        let mut b = ReorderBuffer::new(Duration::from_secs(2));
+        let now = 1000 * SEC;
+        assert!(!b.push(at(0, 1000), now));
+        assert!(!b.push(at(1, 999), now));
+        assert!(!b.push(at(2, 1000), now));
+        let mut out = Vec::new();
+        b.release(now, &mut out);
+        assert!(out.is_empty(), "nothing is older than the window yet");
+        b.release(1001 * SEC, &mut out);
+        assert_eq!(seqs(&out), [1]);
+        out.clear();
+        b.release(1002 * SEC, &mut out);
+        assert_eq!(seqs(&out), [0, 2]);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn equal_timestamps_keep_arrival_order() {
+        let mut b = ReorderBuffer::new(Duration::from_secs(1));
+        for seq in [5, 3, 9, 4] {
+            b.push(at(seq, 10), 10 * SEC);
+        }
+        let mut out = Vec::new();
+        b.release(100 * SEC, &mut out);
+        assert_eq!(seqs(&out), [3, 4, 5, 9]);
+    }
+
+    #[test]
+    fn late_entries_go_first_in_arrival_order() {
+        let mut b = ReorderBuffer::new(Duration::from_secs(2));
+        let now = 1000 * SEC;
+        assert!(!b.push(at(0, 999), now));
+        assert!(b.push(at(1, 990), now));
+        assert!(b.push(at(2, 980), now));
+        let mut out = Vec::new();
+        b.release(now, &mut out);
+        assert_eq!(seqs(&out), [1, 2]);
+    }
+
+    #[test]
+    fn future_timestamps_are_released_after_arrival_plus_window() {
+        let mut b = ReorderBuffer::new(Duration::from_secs(2));
+        b.push(at(0, 5000), 1000 * SEC);
+        let mut out = Vec::new();
+        b.release(1002 * SEC, &mut out);
+        assert_eq!(seqs(&out), [0]);
+    }
+
+    #[test]
+    fn drain_all_ignores_window() {
+        let mut b = ReorderBuffer::new(Duration::from_secs(3600));
+        b.push(at(0, 20), 20 * SEC);
+        b.push(at(1, 10), 20 * SEC);
+        b.push_recovered(at(2, 15));
+        let mut out = Vec::new();
+        b.drain_all(&mut out);
+        assert_eq!(seqs(&out), [1, 2, 0]);
+    }
+}
