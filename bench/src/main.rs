@@ -1,0 +1,103 @@
+//! `sluice-bench`: parses the command line and hands over to
+//! [`sluice_bench::runner::run`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use sluice_bench::load::Generator;
+use sluice_bench::runner::{Options, run};
+
+#[derive(Parser)]
+#[command(about = "Benchmark Sluice against nginx, HAProxy and Caddy on pinned cores")]
+struct Args {
+    /// About a minute: fewer scenarios, 2 s runs, one round.
+    #[arg(long)]
+    quick: bool,
+    /// Comma-separated peers: sluice, nginx, haproxy, caddy.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sluice,nginx,haproxy,caddy"
+    )]
+    peers: Vec<String>,
+    /// Path to the sluice binary (default: target/{release,debug}/sluice, built if absent).
+    #[arg(long)]
+    sluice_bin: Option<PathBuf>,
+    /// Path to bench-origin (default: next to this binary).
+    #[arg(long)]
+    origin_bin: Option<PathBuf>,
+    /// Rounds per (scenario, peer); default 3, or 1 with --quick.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds per measurement; default 6, or 2 with --quick.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Only these scenario ids (h1-tiny, h1-1k, h1-64k, h1-close, h2-tls, gzip-1, gzip-6, idle).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Option<Vec<String>>,
+    /// Idle connections for the memory scenario (default 5000, 1000 with --quick).
+    #[arg(long)]
+    idle_connections: Option<usize>,
+    /// Don't install anything; skip what is missing.
+    #[arg(long)]
+    no_install: bool,
+    /// Use the built-in HTTP/1.1 load loop instead of wrk.
+    #[arg(long)]
+    builtin: bool,
+    /// Generator for the new-connection-per-request scenario.
+    #[arg(long, value_parser = ["wrk", "oha"], default_value = "wrk")]
+    close_generator: String,
+    /// Skip the direct-to-origin ceiling run.
+    #[arg(long)]
+    no_direct: bool,
+    /// Don't pin cores with taskset.
+    #[arg(long)]
+    no_pin: bool,
+    /// Report directory (default: bench/results).
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+}
+
+fn main() {
+    let a = Args::parse();
+    let origin_bin = a.origin_bin.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("bench-origin")))
+            .unwrap_or_else(|| PathBuf::from("bench-origin"))
+    });
+    let opts = Options {
+        quick: a.quick,
+        peers: a.peers,
+        direct: !a.no_direct,
+        sluice_bin: a.sluice_bin,
+        origin_bin,
+        rounds: a.rounds,
+        duration: a.duration.map(Duration::from_secs),
+        scenarios: a.scenarios,
+        install: !a.no_install,
+        builtin: a.builtin,
+        close_generator: if a.close_generator == "oha" {
+            Generator::Oha
+        } else {
+            Generator::Wrk
+        },
+        idle_connections: a.idle_connections,
+        pin: !a.no_pin,
+        out_dir: a
+            .out_dir
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")),
+    };
+    match run(&opts) {
+        Ok(w) => {
+            println!("report: {}", w.markdown.display());
+            println!("chart:  {}", w.svg.display());
+            println!("raw:    {}", w.json.display());
+        }
+        Err(e) => {
+            eprintln!("sluice-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}

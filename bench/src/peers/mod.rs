@@ -1,0 +1,231 @@
+//! The proxies under test, each a pluggable [`Peer`]: how to write its
+//! configuration, how to start it, and which process to account CPU to.
+//!
+//! Every peer gets the *same* shape of configuration: one worker, keep-alive
+//! to the two origins, access logs off, round robin. A peer is started fresh
+//! for every measurement, in its own temp dir, so peak RSS is per scenario
+//! and no state leaks from one scenario into the next.
+
+pub mod caddy;
+pub mod direct;
+pub mod haproxy;
+pub mod nginx;
+pub mod sluice;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::error::{Error, IoContext, Result};
+use crate::pin::Pinning;
+
+/// The self-signed certificate every TLS listener uses.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// cert followed by key, for HAProxy's `crt`.
+    pub combined: PathBuf,
+}
+
+impl CertFiles {
+    /// Generates a fresh P-256 cert for `127.0.0.1`/`localhost` into `dir`.
+    pub fn generate(dir: &Path) -> Result<Self> {
+        let ck = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])?;
+        let cert_pem = ck.cert.pem();
+        let key_pem = ck.signing_key.serialize_pem();
+        let files = Self {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            combined: dir.join("combined.pem"),
+        };
+        for (path, text) in [
+            (&files.cert, cert_pem.clone()),
+            (&files.key, key_pem.clone()),
+            (&files.combined, format!("{cert_pem}{key_pem}")),
+        ] {
+            std::fs::write(path, text).ctx(|| format!("writing {}", path.display()))?;
+        }
+        Ok(files)
+    }
+}
+
+/// Everything a peer needs to write its configuration for one measurement.
+#[derive(Debug, Clone)]
+pub struct PeerCtx {
+    /// The peer's own scratch dir (config, pid file, temp paths, logs).
+    pub dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The TLS (h2 + http/1.1 ALPN) listener, only for TLS scenarios.
+    pub tls_listen: Option<SocketAddr>,
+    pub origins: [SocketAddr; 2],
+    pub cert: CertFiles,
+    /// gzip level for `application/json`, only for gzip scenarios.
+    pub gzip_level: Option<u32>,
+}
+
+/// A proxy (or the origin itself) that the harness can configure and run.
+pub trait Peer {
+    fn name(&self) -> &'static str;
+    /// The executable started, for `which` and error messages.
+    fn program(&self) -> String;
+    /// The Debian package that provides it, if apt can install it.
+    fn apt_package(&self) -> Option<&'static str>;
+    /// A one-line version string for the report.
+    fn version(&self) -> String;
+    /// Writes the configuration into `ctx.dir` and returns its text (for the
+    /// report) plus the command line that runs it.
+    fn configure(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<(String, Command)>;
+
+    /// Starts the peer and waits until it proxies a request.
+    fn start(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<Running> {
+        let (config, mut cmd) = self.configure(ctx, pin)?;
+        let stderr = ctx.dir.join("stderr.log");
+        let err_file =
+            std::fs::File::create(&stderr).ctx(|| format!("creating {}", stderr.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file);
+        let child = cmd.spawn().ctx(|| format!("starting {}", self.name()))?;
+        let mut running = Running {
+            pid: child.id(),
+            child: Some(child),
+            addr: ctx.listen,
+            tls_addr: ctx.tls_listen,
+            config,
+        };
+        if let Err(e) = running.wait_ready(Duration::from_secs(10)) {
+            running.stop();
+            let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+            return Err(Error::Tool {
+                tool: self.name().to_string(),
+                detail: format!("{e}; stderr: {tail}"),
+            });
+        }
+        Ok(running)
+    }
+}
+
+/// The first line of `program args…`'s stdout+stderr, or "unknown".
+pub fn version_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&o.stderr));
+            text.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// A started peer. Dropping it stops the process tree.
+#[derive(Debug)]
+pub struct Running {
+    /// The process whose tree is measured.
+    pub pid: u32,
+    /// `None` for processes the harness does not own (the direct run).
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub tls_addr: Option<SocketAddr>,
+    /// The configuration it was started with, as the report prints it.
+    pub config: String,
+}
+
+impl Running {
+    /// A handle on a process owned elsewhere (stopping it is a no-op).
+    pub fn borrowed(pid: u32, addr: SocketAddr) -> Self {
+        Self {
+            pid,
+            child: None,
+            addr,
+            tls_addr: None,
+            config: "(no proxy: the generator talks to one origin directly)".to_string(),
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    /// Polls with a real request until the proxy answers `/ping` with 200.
+    fn wait_ready(&mut self, timeout: Duration) -> std::result::Result<(), String> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.exited() {
+                return Err("exited during startup".to_string());
+            }
+            if let Ok(resp) = crate::probe::get(self.addr, "/ping", &[])
+                && resp.status == 200
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("not ready within {} s", timeout.as_secs()))
+    }
+
+    /// SIGTERM, a grace period, then SIGKILL for the whole tree.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let tree = crate::measure::process_tree(self.pid);
+        signal(&[self.pid], "TERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let alive: Vec<u32> = tree
+            .into_iter()
+            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+            .collect();
+        signal(&alive, "KILL");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends a signal with `kill(1)` (the workspace forbids `unsafe`).
+pub fn signal(pids: &[u32], sig: &str) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .args(pids.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Looks a peer up by name.
+pub fn by_name(name: &str, sluice_bin: &Path) -> Option<Box<dyn Peer>> {
+    match name {
+        "sluice" => Some(Box::new(sluice::Sluice::new(sluice_bin.to_path_buf()))),
+        "nginx" => Some(Box::new(nginx::Nginx)),
+        "haproxy" => Some(Box::new(haproxy::Haproxy)),
+        "caddy" => Some(Box::new(caddy::Caddy)),
+        _ => None,
+    }
+}

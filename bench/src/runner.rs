@@ -1,0 +1,437 @@
+//! One benchmark run, top to bottom: install → origins → for each round, for
+//! each scenario, for each peer in turn: start, probe, load, measure, stop →
+//! medians → report.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{IoContext, Result};
+use crate::idle::{self, IdleResult};
+use crate::install;
+use crate::load::{Generator, LoadResult, LoadSpec};
+use crate::measure::{self, busy_fraction, core_times};
+use crate::peers::{self, CertFiles, Peer, PeerCtx, direct::Direct};
+use crate::pin::{Pinning, which};
+use crate::probe;
+use crate::report::{self, Report};
+use crate::scenario::{self, Kind, Scenario, Timing};
+
+/// Everything the command line decides.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub quick: bool,
+    /// Proxies to compare (`sluice`, `nginx`, `haproxy`, `caddy`).
+    pub peers: Vec<String>,
+    /// Also run the generator against the origin directly (the ceiling).
+    pub direct: bool,
+    pub sluice_bin: Option<PathBuf>,
+    pub origin_bin: PathBuf,
+    pub rounds: Option<usize>,
+    pub duration: Option<Duration>,
+    /// Only these scenario ids.
+    pub scenarios: Option<Vec<String>>,
+    /// Install missing tools with apt-get / cargo install.
+    pub install: bool,
+    /// Use the built-in generator for HTTP/1.1 even when wrk exists.
+    pub builtin: bool,
+    /// Generator for the new-connection scenario: wrk (default) or oha.
+    pub close_generator: Generator,
+    pub idle_connections: Option<usize>,
+    pub pin: bool,
+    /// Where the report goes.
+    pub out_dir: PathBuf,
+}
+
+/// How a (scenario, peer) cell ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum Status {
+    Ok,
+    /// Some request failed, or the peer failed to start or run.
+    Failed(String),
+    /// The peer lacks the feature (probed, not assumed).
+    Unsupported(String),
+    /// Not run: tool or peer missing.
+    Skipped(String),
+}
+
+/// One measurement of one peer in one scenario.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Round {
+    pub load: Option<LoadResult>,
+    pub cpu_us_per_req: f64,
+    pub peak_rss: u64,
+    pub proxy_core_busy: f64,
+    pub load_core_busy: f64,
+    pub idle: Option<IdleResult>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Cell {
+    pub status: Status,
+    pub rounds: Vec<Round>,
+    /// Compressed size of `/json64k` as this peer sent it (gzip scenarios).
+    pub gzip_bytes: Option<usize>,
+}
+
+impl Cell {
+    fn new() -> Self {
+        Self {
+            status: Status::Ok,
+            rounds: Vec::new(),
+            gzip_bytes: None,
+        }
+    }
+    fn runnable(&self) -> bool {
+        matches!(self.status, Status::Ok)
+    }
+}
+
+/// The free port the OS gives a throwaway listener (the tiny race with
+/// another process grabbing it is acceptable on a bench machine).
+fn free_port() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").ctx(|| "binding a free port".into())?;
+    l.local_addr().ctx(|| "local_addr".into())
+}
+
+pub fn run(opts: &Options) -> Result<report::Written> {
+    let started = time::OffsetDateTime::now_utc();
+    let pin = if opts.pin {
+        Pinning::detect()
+    } else {
+        Pinning::none()
+    };
+    pin.pin_self();
+    crate::pin::raise_nofile();
+    let mut notes: Vec<String> = Vec::new();
+    let mut install_log: Vec<String> = Vec::new();
+
+    // 1. Tools and peers.
+    let want_apt: Vec<(&str, &str)> = {
+        let mut v = Vec::new();
+        if !opts.builtin {
+            v.push(("wrk", "wrk"));
+            v.push(("nghttp2-client", "h2load"));
+        }
+        for p in &opts.peers {
+            if let Some(pkg) =
+                peers::by_name(p, &PathBuf::new()).and_then(|peer| peer.apt_package())
+            {
+                v.push((pkg, pkg));
+            }
+        }
+        v
+    };
+    if opts.install {
+        let still = install::ensure_apt(&want_apt, &mut install_log);
+        for pkg in still {
+            notes.push(format!(
+                "`{pkg}` could not be installed: its peer or scenarios are skipped."
+            ));
+        }
+    }
+    let h1 = if !opts.builtin && which("wrk").is_some() {
+        Generator::Wrk
+    } else {
+        notes.push("HTTP/1.1 load from the built-in generator (wrk not used): figures are not comparable with wrk runs.".into());
+        Generator::Builtin
+    };
+    let close = match opts.close_generator {
+        Generator::Oha if opts.install && install::ensure_oha(&mut install_log) => Generator::Oha,
+        Generator::Oha if which("oha").is_some() => Generator::Oha,
+        _ => h1,
+    };
+    let timing = Timing {
+        rounds: opts.rounds.unwrap_or(if opts.quick { 1 } else { 3 }),
+        duration: opts
+            .duration
+            .unwrap_or(Duration::from_secs(if opts.quick { 2 } else { 6 })),
+        warmup: if opts.quick {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1)
+        },
+    };
+    let mut scenarios = if opts.quick {
+        scenario::quick(h1, close)
+    } else {
+        scenario::all(h1, close, opts.idle_connections.unwrap_or(5000))
+    };
+    if let Some(n) = opts.idle_connections {
+        for s in &mut scenarios {
+            if let Kind::Idle { connections } = &mut s.kind {
+                *connections = n;
+            }
+        }
+    }
+    if let Some(only) = &opts.scenarios {
+        scenarios.retain(|s| only.iter().any(|o| o == s.id));
+    }
+
+    // 2. Origins, certificate, peers.
+    let scratch = tempfile::Builder::new()
+        .prefix("sluice-bench-")
+        .tempdir()
+        .ctx(|| "creating scratch dir".into())?;
+    let cert = CertFiles::generate(scratch.path())?;
+    let origins = crate::origins::Origins::start(&opts.origin_bin, &pin)?;
+    let mut peer_list: Vec<Box<dyn Peer>> = Vec::new();
+    let mut skipped_peers: Vec<(String, String)> = Vec::new();
+    for name in &opts.peers {
+        if name == "sluice" {
+            let found = install::find_sluice(opts.sluice_bin.as_deref()).or_else(|| {
+                (opts.install && opts.sluice_bin.is_none())
+                    .then(|| install::build_sluice(&install::workspace_root().join("target"), true))
+                    .flatten()
+            });
+            match found {
+                Some(bin) => peer_list.push(Box::new(peers::sluice::Sluice::new(bin))),
+                None => skipped_peers.push((name.clone(), "sluice binary not found".into())),
+            }
+            continue;
+        }
+        match peers::by_name(name, &PathBuf::new()) {
+            Some(p) if which(&p.program()).is_some() => peer_list.push(p),
+            Some(p) => {
+                skipped_peers.push((name.clone(), format!("`{}` not installed", p.program())))
+            }
+            None => skipped_peers.push((name.clone(), "unknown peer".into())),
+        }
+    }
+    if opts.direct {
+        peer_list.push(Box::new(Direct {
+            origin: origins.addrs[0],
+            origin_pid: origins.pids[0],
+        }));
+    }
+
+    // 3. Measure: for each round, each scenario, each peer in turn.
+    let mut cells: BTreeMap<(usize, usize), Cell> = BTreeMap::new();
+    let mut configs: BTreeMap<(String, &'static str), String> = BTreeMap::new();
+    for (si, s) in scenarios.iter().enumerate() {
+        for (pi, p) in peer_list.iter().enumerate() {
+            let mut cell = Cell::new();
+            if p.name() == "direct" && !s.direct_applies() {
+                cell.status = Status::Skipped("n/a for the origin".into());
+            } else if let Some(bin) = s.generator().and_then(Generator::binary)
+                && which(bin).is_none()
+            {
+                cell.status = Status::Skipped(format!("`{bin}` not installed"));
+            }
+            cells.insert((si, pi), cell);
+        }
+    }
+    let ticks = measure::clock_ticks_per_sec();
+    for round in 0..timing.rounds {
+        for (si, s) in scenarios.iter().enumerate() {
+            for (pi, p) in peer_list.iter().enumerate() {
+                let Some(cell) = cells.get_mut(&(si, pi)) else {
+                    continue;
+                };
+                if !cell.runnable() {
+                    continue;
+                }
+                eprintln!(
+                    "round {}/{} {} {}",
+                    round + 1,
+                    timing.rounds,
+                    s.id,
+                    p.name()
+                );
+                let dir = scratch
+                    .path()
+                    .join(format!("{}-{}-{round}", p.name(), s.id));
+                std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+                let ctx = PeerCtx {
+                    dir,
+                    listen: free_port()?,
+                    tls_listen: if s.needs_tls() {
+                        Some(free_port()?)
+                    } else {
+                        None
+                    },
+                    origins: origins.addrs,
+                    cert: cert.clone(),
+                    gzip_level: s.gzip_level(),
+                };
+                match measure_one(p.as_ref(), s, &ctx, &pin, &timing, ticks, round == 0) {
+                    Ok((r, config, gzip_bytes)) => {
+                        if round == 0 {
+                            let variant = if s.needs_tls() {
+                                "TLS/h2 scenario"
+                            } else if s.gzip_level().is_some() {
+                                "gzip scenario"
+                            } else {
+                                "plain scenarios"
+                            };
+                            configs
+                                .entry((p.name().to_string(), variant))
+                                .or_insert(config);
+                        }
+                        let errors =
+                            r.load.map_or(0, |l| l.errors) + r.idle.map_or(0, |i| i.failed as u64);
+                        if errors > 0 {
+                            cell.status = Status::Failed(format!(
+                                "{errors} failed requests in round {}",
+                                round + 1
+                            ));
+                        }
+                        if gzip_bytes.is_some() {
+                            cell.gzip_bytes = gzip_bytes;
+                        }
+                        cell.rounds.push(r);
+                    }
+                    Err(MeasureError::Unsupported(why)) => cell.status = Status::Unsupported(why),
+                    Err(MeasureError::Failed(why)) => {
+                        cell.status = if p.name() == "sluice"
+                            && (s.needs_tls() || s.gzip_level().is_some())
+                        {
+                            Status::Unsupported(format!("not supported yet ({why})"))
+                        } else {
+                            Status::Failed(why)
+                        };
+                    }
+                }
+            }
+        }
+    }
+    drop(origins);
+
+    // 4. Report.
+    let (cpu, cores, kernel) = install::machine();
+    let mut versions: Vec<(String, String)> = peer_list
+        .iter()
+        .map(|p| (p.name().to_string(), p.version()))
+        .collect();
+    for (tool, args) in [
+        ("wrk", &["-v"][..]),
+        ("h2load", &["--version"][..]),
+        ("oha", &["--version"][..]),
+    ] {
+        if which(tool).is_some() {
+            versions.push((tool.to_string(), peers::version_line(tool, args)));
+        }
+    }
+    versions.push(("rustc".into(), peers::version_line("rustc", &["--version"])));
+    let report = Report {
+        started,
+        quick: opts.quick,
+        machine: (cpu, cores, kernel),
+        pinning: pin.describe(),
+        timing,
+        versions,
+        install_log,
+        notes,
+        skipped_peers,
+        scenarios,
+        peers: peer_list.iter().map(|p| p.name().to_string()).collect(),
+        cells,
+        configs,
+    };
+    report::write(&report, &opts.out_dir)
+}
+
+enum MeasureError {
+    Unsupported(String),
+    Failed(String),
+}
+
+impl From<crate::error::Error> for MeasureError {
+    fn from(e: crate::error::Error) -> Self {
+        MeasureError::Failed(e.to_string())
+    }
+}
+
+/// Starts `peer`, runs scenario `s` against it once, stops it.
+fn measure_one(
+    peer: &dyn Peer,
+    s: &Scenario,
+    ctx: &PeerCtx,
+    pin: &Pinning,
+    timing: &Timing,
+    ticks: u64,
+    probe_gzip: bool,
+) -> std::result::Result<(Round, String, Option<usize>), MeasureError> {
+    let mut running = peer.start(ctx, pin)?;
+    let config = running.config.clone();
+    let mut gzip_bytes = None;
+    if s.gzip_level().is_some() && probe_gzip {
+        let resp = probe::get(running.addr, "/json64k", &[("Accept-Encoding", "gzip")])?;
+        if !resp
+            .header("content-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+        {
+            running.stop();
+            let why = if peer.name() == "sluice" {
+                "not supported yet: no Content-Encoding: gzip in the response".to_string()
+            } else {
+                "no Content-Encoding: gzip in the response".to_string()
+            };
+            return Err(MeasureError::Unsupported(why));
+        }
+        gzip_bytes = Some(resp.body.len());
+    }
+    let round = match &s.kind {
+        Kind::Load {
+            generator,
+            path,
+            connections,
+            close,
+            h2_streams,
+            gzip_level,
+        } => {
+            let url = match (h2_streams, running.tls_addr) {
+                (Some(_), Some(tls)) => format!("https://{tls}{path}"),
+                _ => format!("http://{}{path}", running.addr),
+            };
+            let mut spec = LoadSpec {
+                url,
+                connections: *connections,
+                duration: timing.warmup,
+                close: *close,
+                streams: h2_streams.unwrap_or(1),
+                accept_gzip: gzip_level.is_some(),
+            };
+            if !timing.warmup.is_zero() {
+                let _ = generator.run(&spec, pin, &ctx.dir);
+            }
+            spec.duration = timing.duration;
+            let before = measure::sample(running.pid);
+            let (pc0, lc0) = (
+                core_times(pin.proxy_core.unwrap_or(0)),
+                core_times(pin.load_core.unwrap_or(0)),
+            );
+            let load = generator.run(&spec, pin, &ctx.dir)?;
+            let after = measure::sample(running.pid);
+            let (pc1, lc1) = (
+                core_times(pin.proxy_core.unwrap_or(0)),
+                core_times(pin.load_core.unwrap_or(0)),
+            );
+            if load.requests == 0 {
+                return Err(MeasureError::Failed("no request completed".into()));
+            }
+            Round {
+                load: Some(load),
+                cpu_us_per_req: measure::cpu_us_per_request(before, after, ticks, load.requests),
+                peak_rss: after.peak_rss,
+                proxy_core_busy: pc0.zip(pc1).map_or(f64::NAN, |(a, b)| busy_fraction(a, b)),
+                load_core_busy: lc0.zip(lc1).map_or(f64::NAN, |(a, b)| busy_fraction(a, b)),
+                idle: None,
+            }
+        }
+        Kind::Idle { connections } => {
+            let r = idle::run(running.addr, running.pid, *connections)?;
+            Round {
+                peak_rss: measure::sample(running.pid).peak_rss,
+                cpu_us_per_req: f64::NAN,
+                proxy_core_busy: f64::NAN,
+                load_core_busy: f64::NAN,
+                idle: Some(r),
+                load: None,
+            }
+        }
+    };
+    running.stop();
+    Ok((round, config, gzip_bytes))
+}
