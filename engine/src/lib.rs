@@ -1,1 +1,119 @@
-//! Sluice
+//! Sluice: a reverse proxy and load balancer.
+//!
+//! The request path, each stage a module:
+//!
+//! ```text
+//! server::listener (bind, SO_REUSEPORT per worker)
+//!   → server::worker (accept on a single-threaded runtime) → server::tls (ALPN)
+//!   → server::conn (HTTP/1.1 | HTTP/2, detected from the preface)
+//!   → proxy::handle:
+//!       limits → route → balance::pick(upstream::Group::load())
+//!       → proxy::headers::inbound → proxy::forward (upstream::pool checkout | connect)
+//!       → proxy::headers::outbound → proxy::body (streams; returns the connection)
+//!       └─ any error → proxy::respond (status + reason), panics → 500
+//! ```
+//!
+//! [`run`] takes listeners that are already bound (tests bind port 0) and a
+//! future that resolves when it is time to shut down.
+
+pub mod addr;
+pub mod balance;
+pub mod config;
+pub mod error;
+pub mod proxy;
+pub mod server;
+pub mod state;
+pub mod upstream;
+
+pub use config::Config;
+pub use error::{ErrorKind, ProxyError};
+pub use server::listener::{Bound, bind};
+
+use arc_swap::ArcSwap;
+use state::{Shared, State};
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use tokio::sync::{oneshot, watch};
+
+/// A started proxy: its workers are serving until [`Server::shutdown`].
+pub struct Server {
+    addrs: Vec<addr::ListenAddr>,
+    shared: Arc<Shared>,
+    drain: watch::Sender<bool>,
+    workers: Vec<oneshot::Receiver<()>>,
+}
+
+impl Server {
+    /// Starts one worker thread per configured worker on `bound` sockets.
+    pub fn start(bound: Bound, config: &Config) -> io::Result<Server> {
+        let shared = Arc::new(Shared {
+            state: ArcSwap::from_pointee(State::new(config)?),
+        });
+        let addrs = bound.addrs();
+        let (drain, drain_rx) = watch::channel(false);
+        // Per listener: the TLS acceptor (shared by workers) and its sockets.
+        let mut per_worker: Vec<Vec<_>> = (0..config.workers).map(|_| Vec::new()).collect();
+        for l in bound.listeners {
+            let tls = if l.tls.is_empty() {
+                None
+            } else {
+                Some(server::tls::acceptor(&l.tls)?)
+            };
+            for (i, socket) in l.sockets.into_iter().enumerate() {
+                per_worker[i % config.workers].push((socket, tls.clone()));
+            }
+        }
+        let workers = per_worker
+            .into_iter()
+            .enumerate()
+            .map(|(index, sockets)| {
+                server::worker::spawn(server::worker::WorkerSpec {
+                    index,
+                    sockets,
+                    shared: shared.clone(),
+                    drain: drain_rx.clone(),
+                    grace: config.timeouts.shutdown_grace,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Server {
+            addrs,
+            shared,
+            drain,
+            workers,
+        })
+    }
+
+    /// The bound listener addresses, in config order.
+    pub fn addrs(&self) -> &[addr::ListenAddr] {
+        &self.addrs
+    }
+
+    /// The state every worker reads (for the admin API and tests).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace
+    /// period), and returns when every worker has stopped.
+    pub async fn shutdown(self) {
+        let _ = self.drain.send(true);
+        for w in self.workers {
+            let _ = w.await;
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains.
+pub async fn run(
+    bound: Bound,
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let server = Server::start(bound, config)?;
+    shutdown.await;
+    tracing::info!("shutting down: draining connections");
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,1 +1,205 @@
-fn main() {}
+//! The `sluice` binary: parse the command line, load and validate the config
+//! (exit 64 when it is wrong, before anything is bound), bind, and run.
+
+use clap::{Parser, Subcommand};
+use sluice::Config;
+use sluice::config::{CertConfig, ListenerConfig, defaults};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// sysexits.h EX_USAGE / EX_CONFIG-style code for a bad config.
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A fast reverse proxy and load balancer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// TOML config file (see engine/examples/sluice.toml).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Plain HTTP listener (HTTP/1.1 and h2c); repeatable.
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Backend host:port of the default group; repeatable.
+    #[arg(long)]
+    backend: Vec<String>,
+    /// round-robin | least-conn | p2c | hash:header:NAME | hash:cookie:NAME | hash:client
+    #[arg(long)]
+    lb: Option<String>,
+    /// Worker threads (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// TLS listener (h2 and http/1.1 by ALPN); needs --cert and --key.
+    #[arg(long, requires_all = ["cert", "key"])]
+    tls_listen: Option<SocketAddr>,
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Log one line per request.
+    #[arg(long)]
+    access_log: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a config file and exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    if let Some(Command::Check { config }) = &cli.command {
+        return match Config::load(config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        };
+    }
+    let config = match build_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let bound = match sluice::bind(&config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for a in bound.addrs() {
+        tracing::info!(address = %a, workers = config.workers, "listening");
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(sluice::run(bound, &config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Config file first, then quick flags on top (flags win).
+fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            if cli.listen.is_empty() && cli.tls_listen.is_none() {
+                return Err(
+                    "nothing to do: give --config FILE, or --listen ADDR with --backend ADDR"
+                        .into(),
+                );
+            }
+            let mut c = Config::simple(([127, 0, 0, 1], 0).into(), &[]);
+            c.listeners.clear();
+            c.workers = sluice::config::validate::default_workers();
+            c
+        }
+    };
+    for &address in &cli.listen {
+        config.listeners.push(ListenerConfig {
+            address,
+            reuse_port: true,
+            backlog: defaults::BACKLOG,
+            tls: Vec::new(),
+        });
+    }
+    if let (Some(address), Some(cert), Some(key)) = (cli.tls_listen, &cli.cert, &cli.key) {
+        config.listeners.push(ListenerConfig {
+            address,
+            reuse_port: true,
+            backlog: defaults::BACKLOG,
+            tls: vec![CertConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                server_names: Vec::new(),
+            }],
+        });
+    }
+    if !cli.backend.is_empty() || cli.lb.is_some() {
+        let group = config
+            .upstreams
+            .iter_mut()
+            .find(|u| u.name == defaults::DEFAULT_GROUP)
+            .ok_or("--backend and --lb need a group named \"default\" in the config")?;
+        for b in &cli.backend {
+            let addr =
+                sluice::config::validate::resolve(b).map_err(|e| format!("--backend: {e}"))?;
+            group.backends.push((sluice::addr::BackendAddr(addr), 1));
+        }
+        if let Some(lb) = &cli.lb {
+            group.policy = sluice::balance::Policy::parse(lb).map_err(|e| format!("--lb: {e}"))?;
+        }
+    }
+    if let Some(w) = cli.workers {
+        if w == 0 {
+            return Err("--workers must be at least 1".into());
+        }
+        config.workers = w;
+    }
+    if cli.access_log {
+        config.access_log = true;
+    }
+    Ok(config)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,63 @@
+//! Least outstanding requests: scan the (small) backend list for the lowest
+//! in-flight count, starting at a rotating offset so ties spread evenly.
+
+use crate::upstream::backend::Backend;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Debug, Default)]
+pub struct LeastConn {
+    start: AtomicUsize,
+}
+
+impl LeastConn {
+    pub fn pick(&self, backends: &[Arc<Backend>]) -> usize {
+        let n = backends.len();
+        let start = self.start.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best = start;
+        // Compare load/weight without division: a/wa < b/wb  <=>  a*wb < b*wa.
+        let load = |i: usize| {
+            (
+                u64::from(backends[i].in_flight()),
+                u64::from(backends[i].weight),
+            )
+        };
+        let (mut best_load, mut best_w) = load(start);
+        for k in 1..n {
+            let i = (start + k) % n;
+            let (l, w) = load(i);
+            if l * best_w < best_load * w {
+                best = i;
+                best_load = l;
+                best_w = w;
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::backend::test_backends;
+
+    #[test]
+    fn picks_the_least_loaded() {
+        let b = test_backends(&[1, 1, 1]);
+        b[0].begin_leak();
+        b[0].begin_leak();
+        b[2].begin_leak();
+        let lc = LeastConn::default();
+        for _ in 0..5 {
+            assert_eq!(lc.pick(&b), 1);
+        }
+    }
+
+    #[test]
+    fn ties_rotate() {
+        let b = test_backends(&[1, 1, 1]);
+        let lc = LeastConn::default();
+        let picks: Vec<_> = (0..3).map(|_| lc.pick(&b)).collect();
+        assert_eq!(picks, vec![0, 1, 2]);
+    }
+}

@@ -1,0 +1,75 @@
+//! Which backend takes a request. A [`Selector`] is built once per snapshot
+//! (off the hot path) from the group's [`Policy`] and its eligible backends;
+//! [`Selector::pick`] then only reads atomics and immutable tables: no lock.
+
+mod hash;
+mod least_conn;
+mod p2c;
+mod round_robin;
+
+pub use hash::{HashOn, Ring, stable_hash};
+
+use crate::addr::ClientAddr;
+use crate::upstream::backend::Backend;
+use http::HeaderMap;
+use std::sync::Arc;
+
+/// A balancing policy as configured.
+#[derive(Clone, Debug)]
+pub enum Policy {
+    /// Smooth weighted round robin: weights interleave (a,a,b,a,a,b… not a,a,a,a,b,b).
+    RoundRobin,
+    /// The backend with the fewest requests in flight.
+    LeastConn,
+    /// Power of two random choices over requests in flight, latency as tie-break.
+    P2c,
+    /// Consistent hashing: a key keeps its backend when others come and go.
+    Hash(HashOn),
+}
+
+/// What a request offers to the balancer.
+pub struct PickKey<'a> {
+    pub headers: &'a HeaderMap,
+    pub client: ClientAddr,
+}
+
+/// The policy's tables for one set of backends.
+#[derive(Debug)]
+pub enum Selector {
+    RoundRobin(round_robin::Smooth),
+    LeastConn(least_conn::LeastConn),
+    P2c,
+    /// Requests without a key fall back to round robin.
+    Hash(HashOn, Ring, round_robin::Smooth),
+}
+
+impl Selector {
+    pub fn build(policy: &Policy, backends: &[Arc<Backend>]) -> Selector {
+        match policy {
+            Policy::RoundRobin => Selector::RoundRobin(round_robin::Smooth::new(backends)),
+            Policy::LeastConn => Selector::LeastConn(least_conn::LeastConn::default()),
+            Policy::P2c => Selector::P2c,
+            Policy::Hash(on) => Selector::Hash(
+                on.clone(),
+                Ring::new(backends),
+                round_robin::Smooth::new(backends),
+            ),
+        }
+    }
+
+    /// An index into `backends`, or `None` when there is none to pick.
+    pub fn pick(&self, backends: &[Arc<Backend>], key: &PickKey<'_>) -> Option<usize> {
+        if backends.is_empty() {
+            return None;
+        }
+        match self {
+            Selector::RoundRobin(rr) => rr.pick(),
+            Selector::LeastConn(lc) => Some(lc.pick(backends)),
+            Selector::P2c => Some(p2c::pick(backends)),
+            Selector::Hash(on, ring, rr) => match on.key_hash(key) {
+                Some(h) => ring.pick(h),
+                None => rr.pick(),
+            },
+        }
+    }
+}

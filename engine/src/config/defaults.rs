@@ -1,0 +1,36 @@
+//! Defaults for every setting, each with the reason for its value.
+
+use std::time::Duration;
+
+/// Largest request header block (request line + fields). Like nginx's
+/// `large_client_header_buffers 4 8k` budget, with room for big cookies.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most header fields in one request; more is almost always an attack.
+pub const MAX_HEADERS: usize = 100;
+/// Longest request target; 8 KiB is what most servers and CDNs accept.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Concurrent streams per HTTP/2 connection (RFC 9113 recommends at least 100).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Accept queue length; the kernel caps it at `net.core.somaxconn`.
+pub const BACKLOG: i32 = 4096;
+
+/// How long a client may take to send a complete request head, and how long
+/// a keep-alive connection may sit idle between requests.
+pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle keep-alive timeout for downstream HTTP/2 connections (pings).
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A backend that cannot accept a TCP connection this fast is treated as down.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time to the first response byte (headers), not to the end of the body.
+pub const UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upstream keep-alive connections idle longer than this are closed; below the
+/// 75 s default of nginx/Apache backends so that we, not they, close first.
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// Idle keep-alive connections kept per backend and per worker.
+pub const MAX_IDLE_PER_BACKEND: usize = 128;
+/// Grace period for in-flight requests on shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// The name this proxy uses in `Via`.
+pub const VIA_NAME: &str = "sluice";
+/// The upstream group used by quick flags and by `/register`.
+pub const DEFAULT_GROUP: &str = "default";

@@ -1,0 +1,124 @@
+//! The TOML file as written by people: serde model, `deny_unknown_fields`,
+//! spans kept on every value that validation may reject so errors name a line.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Worker threads, each with its own runtime, listeners and pools.
+    pub workers: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub listener: Vec<ListenerFile>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+    #[serde(default)]
+    pub forwarding: ForwardingFile,
+    #[serde(default)]
+    pub route: Vec<RouteFile>,
+    #[serde(default)]
+    pub upstream: BTreeMap<String, UpstreamFile>,
+    #[serde(default)]
+    pub access_log: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub reuse_port: Option<bool>,
+    pub backlog: Option<Spanned<i32>>,
+    /// TLS certificates; the listener speaks TLS when at least one is given.
+    #[serde(default)]
+    pub tls: Vec<CertFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFile {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    /// SNI names this certificate answers for; the first certificate is the default.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_header_bytes: Option<Spanned<usize>>,
+    pub max_headers: Option<Spanned<usize>>,
+    pub max_uri_bytes: Option<Spanned<usize>>,
+    pub h2_max_concurrent_streams: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    pub client_header: Option<Spanned<String>>,
+    pub client_idle: Option<Spanned<String>>,
+    pub upstream_connect: Option<Spanned<String>>,
+    pub upstream_response: Option<Spanned<String>>,
+    pub upstream_idle: Option<Spanned<String>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingFile {
+    /// Keep `X-Forwarded-*` and `Forwarded` from clients (only behind a trusted proxy).
+    #[serde(default)]
+    pub trust_forwarded_headers: bool,
+    pub via: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Exact host or `*.example.com`; absent matches every host.
+    pub host: Option<Spanned<String>>,
+    /// Path prefix; absent means `/`.
+    pub path: Option<Spanned<String>>,
+    pub upstream: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// Spanned as a whole: serde cannot keep spans inside an untagged enum.
+    pub backends: Option<Spanned<Vec<BackendFile>>>,
+    /// `round-robin`, `least-conn`, `p2c`, `hash:header:NAME`, `hash:cookie:NAME`, `hash:client`.
+    pub balance: Option<Spanned<String>>,
+    /// `http1` (default), `h2c`, or `h2` (HTTP/2 over TLS).
+    pub protocol: Option<Spanned<String>>,
+    /// Use TLS to the backends (implied by `protocol = "h2"`).
+    #[serde(default)]
+    pub tls: bool,
+    pub ca_file: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
+    pub max_idle_per_backend: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BackendFile {
+    Address(String),
+    Full(BackendTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTable {
+    pub address: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}

@@ -1,0 +1,177 @@
+//! Configuration in three stages: the TOML file model ([`file`]), validation
+//! ([`validate`]) and the runtime model below, which is all the hot path sees.
+//!
+//! Precedence: built-in defaults ([`defaults`]) < config file < command-line flags.
+
+pub mod defaults;
+pub mod file;
+pub mod validate;
+
+use crate::addr::BackendAddr;
+use crate::balance::Policy;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::ConfigError;
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub workers: usize,
+    pub listeners: Vec<ListenerConfig>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub forwarding: Forwarding,
+    pub routes: Vec<RouteConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub access_log: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+    pub reuse_port: bool,
+    pub backlog: i32,
+    pub tls: Vec<CertConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CertConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub server_names: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub client_header: Duration,
+    pub client_idle: Duration,
+    pub upstream_connect: Duration,
+    pub upstream_response: Duration,
+    pub upstream_idle: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Forwarding {
+    pub trust_forwarded_headers: bool,
+    pub via: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    pub host: Option<String>,
+    pub path: String,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 with prior knowledge over plain TCP.
+    H2c,
+    /// HTTP/2 negotiated by ALPN over TLS.
+    H2,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamTls {
+    pub ca_file: Option<PathBuf>,
+    /// SNI and certificate name; defaults to the backend's IP.
+    pub server_name: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub backends: Vec<(BackendAddr, u32)>,
+    pub policy: Policy,
+    pub protocol: UpstreamProtocol,
+    pub tls: Option<UpstreamTls>,
+    pub max_idle_per_backend: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
+            max_headers: defaults::MAX_HEADERS,
+            max_uri_bytes: defaults::MAX_URI_BYTES,
+            h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            client_header: defaults::CLIENT_HEADER_TIMEOUT,
+            client_idle: defaults::CLIENT_IDLE_TIMEOUT,
+            upstream_connect: defaults::UPSTREAM_CONNECT_TIMEOUT,
+            upstream_response: defaults::UPSTREAM_RESPONSE_TIMEOUT,
+            upstream_idle: defaults::UPSTREAM_IDLE_TIMEOUT,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding {
+            trust_forwarded_headers: false,
+            via: defaults::VIA_NAME.to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// A config with one plain listener and one upstream group of `backends`,
+    /// routed for every host and path: what the quick flags and tests build on.
+    pub fn simple(listen: SocketAddr, backends: &[SocketAddr]) -> Config {
+        Config {
+            workers: 1,
+            listeners: vec![ListenerConfig {
+                address: listen,
+                reuse_port: true,
+                backlog: defaults::BACKLOG,
+                tls: Vec::new(),
+            }],
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            forwarding: Forwarding::default(),
+            routes: vec![RouteConfig {
+                host: None,
+                path: "/".to_owned(),
+                upstream: 0,
+            }],
+            upstreams: vec![UpstreamConfig {
+                name: defaults::DEFAULT_GROUP.to_owned(),
+                backends: backends.iter().map(|a| (BackendAddr(*a), 1)).collect(),
+                policy: Policy::RoundRobin,
+                protocol: UpstreamProtocol::Http1,
+                tls: None,
+                max_idle_per_backend: defaults::MAX_IDLE_PER_BACKEND,
+            }],
+            access_log: false,
+        }
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        validate::parse(&text, path)
+    }
+}

@@ -1,0 +1,164 @@
+//! Body types of the request path. Bodies are never collected: frames pass
+//! through as `Bytes` (reference-counted, not copied), and nothing is boxed.
+
+use crate::upstream::backend::InFlight;
+use crate::upstream::pool::{H1Sender, Pool};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+/// A request body on its way to a backend.
+#[derive(Debug)]
+pub enum ReqBody {
+    /// Streamed from the client as it arrives.
+    Incoming(Incoming),
+    /// No body (and so a request that can be replayed).
+    Empty,
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Incoming(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Incoming(b) => b.is_end_stream(),
+            ReqBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Incoming(b) => b.size_hint(),
+            ReqBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// A response body on its way to the client.
+#[derive(Debug)]
+pub enum RespBody {
+    Upstream(UpstreamBody),
+    /// A response the proxy makes itself (errors).
+    Full(Option<Bytes>),
+}
+
+impl RespBody {
+    pub fn full(bytes: impl Into<Bytes>) -> RespBody {
+        RespBody::Full(Some(bytes.into()))
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RespBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Upstream(b) => b.is_end_stream(),
+            RespBody::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Upstream(b) => b.size_hint(),
+            RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+/// An HTTP/1.1 connection on loan to one response; it goes back to the pool
+/// only when that response's body has been read to its end.
+#[derive(Debug)]
+pub struct Lease {
+    pub pool: Arc<Pool>,
+    pub backend: u64,
+    pub max_idle: usize,
+    pub sender: H1Sender,
+}
+
+/// The backend's response body, which also ends the request's in-flight
+/// count and returns the connection when it is done.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+    in_flight: Option<InFlight>,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming, lease: Option<Lease>, in_flight: InFlight) -> UpstreamBody {
+        let mut body = UpstreamBody {
+            inner,
+            lease,
+            in_flight: Some(in_flight),
+        };
+        if body.inner.is_end_stream() {
+            body.finish();
+        }
+        body
+    }
+
+    fn finish(&mut self) {
+        self.in_flight = None;
+        if let Some(l) = self.lease.take() {
+            l.pool.put_h1(l.backend, l.sender, l.max_idle);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            None => this.finish(),
+            Some(Ok(_)) if this.inner.is_end_stream() => this.finish(),
+            Some(Ok(_)) => {}
+            // A broken body: the connection is not reusable; drop it.
+            Some(Err(_)) => {
+                this.lease = None;
+                this.in_flight = None;
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,215 @@
+//! Checkout a connection to the chosen backend, send the request, get the
+//! response head. Bodies are not touched here: they stream through
+//! [`super::body`] as the client and the backend read them.
+
+use super::body::{Lease, ReqBody};
+use crate::config::{Timeouts, UpstreamProtocol};
+use crate::error::{ErrorKind, ProxyError, Retry};
+use crate::upstream::pool::{H1Sender, H2Sender, Pool};
+use crate::upstream::{Backend, Group, connect};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::Arc;
+
+/// A connection ready to carry one request.
+pub enum Conn {
+    H1 { sender: H1Sender, reused: bool },
+    H2(H2Sender),
+}
+
+/// A pooled connection if one is alive, else a new one.
+pub async fn checkout(
+    pool: &Pool,
+    group: &Group,
+    backend: &Backend,
+    timeouts: &Timeouts,
+) -> Result<Conn, ProxyError> {
+    match group.protocol {
+        UpstreamProtocol::Http1 => {
+            while let Some(mut sender) = pool.take_h1(backend.id) {
+                // Waits for hyper's connection task to be idle; fails if it closed.
+                if sender.ready().await.is_ok() {
+                    return Ok(Conn::H1 {
+                        sender,
+                        reused: true,
+                    });
+                }
+            }
+            Ok(Conn::H1 {
+                sender: dial_h1(group, backend, timeouts).await?,
+                reused: false,
+            })
+        }
+        UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
+            if let Some(sender) = pool.h2(backend.id) {
+                return Ok(Conn::H2(sender));
+            }
+            let sender = dial_h2(group, backend, timeouts).await?;
+            pool.set_h2(backend.id, sender.clone());
+            Ok(Conn::H2(sender))
+        }
+    }
+}
+
+async fn dial_h1(
+    group: &Group,
+    backend: &Backend,
+    timeouts: &Timeouts,
+) -> Result<H1Sender, ProxyError> {
+    let io = connect::connect(backend.addr, group.tls.as_ref(), timeouts.upstream_connect).await?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| {
+            ProxyError::with_source(ErrorKind::UpstreamProtocol, e).retry(Retry::NotSent)
+        })?;
+    let addr = backend.addr;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+async fn dial_h2(
+    group: &Group,
+    backend: &Backend,
+    timeouts: &Timeouts,
+) -> Result<H2Sender, ProxyError> {
+    let io = connect::connect(backend.addr, group.tls.as_ref(), timeouts.upstream_connect).await?;
+    if group.protocol == UpstreamProtocol::H2 && !io.alpn_h2() {
+        return Err(ProxyError::with_source(
+            ErrorKind::UpstreamProtocol,
+            "backend did not negotiate h2 by ALPN",
+        )
+        .retry(Retry::NotSent));
+    }
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(timeouts.upstream_idle / 2)
+        .keep_alive_while_idle(false)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| {
+            ProxyError::with_source(ErrorKind::UpstreamProtocol, e).retry(Retry::NotSent)
+        })?;
+    let addr = backend.addr;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(backend = %addr, error = %e, "upstream h2 connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Sends `req` and waits for the response head. For HTTP/1.1 the connection
+/// comes back as a [`Lease`] to attach to the response body.
+pub async fn send(
+    conn: Conn,
+    req: Request<ReqBody>,
+    pool: &Arc<Pool>,
+    group: &Group,
+    backend: &Backend,
+    timeouts: &Timeouts,
+) -> Result<(Response<Incoming>, Option<Lease>), ProxyError> {
+    let timeout = timeouts.upstream_response;
+    match conn {
+        Conn::H2(mut sender) => {
+            let resp = tokio::time::timeout(timeout, sender.send_request(req))
+                .await
+                .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
+                .map_err(upstream_error)?;
+            Ok((resp, None))
+        }
+        Conn::H1 { mut sender, reused } => {
+            // The idle-close race: a reused connection the backend closed just
+            // as we picked it. A request hyper never started writing can go on
+            // a fresh connection as is; a bodiless idempotent one is replayed.
+            let replay = (reused && req.body().is_end_stream() && is_idempotent(req.method()))
+                .then(|| Head::of(&req));
+            let first = tokio::time::timeout(timeout, sender.try_send_request(req))
+                .await
+                .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?;
+            let err = match first {
+                Ok(resp) => return Ok((resp, Some(lease(pool, group, backend, sender)))),
+                Err(mut err) => match (err.take_message(), replay, reused) {
+                    (Some(req), _, _) => req,
+                    (None, Some(head), true) => {
+                        tracing::debug!(backend = %backend.addr, error = %err.error(), "replaying on a fresh connection");
+                        head.into_request()
+                    }
+                    _ => return Err(upstream_error(err.into_error())),
+                },
+            };
+            let mut fresh = dial_h1(group, backend, timeouts).await?;
+            let resp = tokio::time::timeout(timeout, fresh.send_request(err))
+                .await
+                .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
+                .map_err(upstream_error)?;
+            Ok((resp, Some(lease(pool, group, backend, fresh))))
+        }
+    }
+}
+
+fn lease(pool: &Arc<Pool>, group: &Group, backend: &Backend, sender: H1Sender) -> Lease {
+    Lease {
+        pool: pool.clone(),
+        backend: backend.id,
+        max_idle: group.max_idle_per_backend,
+        sender,
+    }
+}
+
+/// What is needed to send a bodiless request again.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Head {
+    fn of(req: &Request<ReqBody>) -> Head {
+        Head {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        }
+    }
+
+    fn into_request(self) -> Request<ReqBody> {
+        let mut r = Request::new(ReqBody::Empty);
+        *r.method_mut() = self.method;
+        *r.uri_mut() = self.uri;
+        *r.version_mut() = self.version;
+        *r.headers_mut() = self.headers;
+        r
+    }
+}
+
+/// RFC 9110 §9.2.2.
+pub fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn upstream_error(e: hyper::Error) -> ProxyError {
+    let kind = if e.is_timeout() {
+        ErrorKind::UpstreamTimeout
+    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        ErrorKind::UpstreamProtocol
+    } else if e.is_user() || e.is_body_write_aborted() {
+        // Our side of the request failed: the client's body broke off.
+        ErrorKind::ClientAborted
+    } else {
+        ErrorKind::UpstreamReset
+    };
+    ProxyError::with_source(kind, e)
+}

@@ -1,0 +1,309 @@
+//! Header rewriting between hops (RFC 9110 §7.6). Pure functions, headers in
+//! and headers out, so that they can be fuzzed and tested byte for byte.
+
+use crate::addr::ClientAddr;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Hop-by-hop headers that are always removed (RFC 9110 §7.6.1, plus the
+/// legacy `Keep-Alive` and `Proxy-Connection`).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Removes hop-by-hop headers, including every header `Connection` names.
+/// `TE` survives only as `trailers` (gRPC needs it end to end). Returns the
+/// `Upgrade` value when the message asks to upgrade and `keep_upgrade` is set,
+/// so the caller can put it back on the next hop.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<HeaderValue> {
+    let mut upgrade = None;
+    if headers.contains_key(header::CONNECTION) {
+        let mut asks_upgrade = false;
+        // Collect first: the names borrow from the map we are about to change.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| {
+                let t = t.trim();
+                if t.eq_ignore_ascii_case("upgrade") {
+                    asks_upgrade = true;
+                }
+                HeaderName::from_bytes(t.as_bytes()).ok()
+            })
+            .collect();
+        if asks_upgrade && keep_upgrade {
+            upgrade = headers.get(header::UPGRADE).cloned();
+        }
+        for name in named {
+            // Never let `Connection` strip end-to-end framing or routing headers.
+            if name != header::HOST && name != header::CONTENT_LENGTH {
+                headers.remove(&name);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(te) = headers.remove(header::TE)
+        && te.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.trim()
+                    .split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        })
+    {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    upgrade
+}
+
+/// What the proxy knows about a request when rewriting its headers.
+pub struct Inbound<'a> {
+    pub client: ClientAddr,
+    /// `http` or `https`: the scheme the client used to reach us.
+    pub proto: &'static str,
+    /// The host the client asked for (Host header or :authority).
+    pub host: Option<&'a HeaderValue>,
+    /// Keep what earlier proxies said (only behind a trusted proxy).
+    pub trust_forwarded: bool,
+    /// `Via` value for this hop, e.g. `1.1 sluice`.
+    pub via: &'a HeaderValue,
+}
+
+/// Rewrites a client's request headers for the backend.
+pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
+    let ip = ctx.client.0.ip();
+    let mut buf = String::new();
+
+    // X-Forwarded-For: append the client to the list, or start a new one.
+    if ctx.trust_forwarded {
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            if let Ok(s) = v.to_str() {
+                if !buf.is_empty() {
+                    buf.push_str(", ");
+                }
+                buf.push_str(s.trim());
+            }
+        }
+    }
+    if !buf.is_empty() {
+        buf.push_str(", ");
+    }
+    let _ = write!(buf, "{ip}");
+    set(headers, X_FORWARDED_FOR, &buf);
+
+    if !ctx.trust_forwarded || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(ctx.proto));
+    }
+    if !ctx.trust_forwarded || !headers.contains_key(&X_FORWARDED_HOST) {
+        match ctx.host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST, h.clone());
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+
+    // Forwarded (RFC 7239): same trust rule; IPv6 is quoted and bracketed.
+    buf.clear();
+    if ctx.trust_forwarded {
+        for v in headers.get_all(&FORWARDED) {
+            if let Ok(s) = v.to_str() {
+                if !buf.is_empty() {
+                    buf.push_str(", ");
+                }
+                buf.push_str(s.trim());
+            }
+        }
+    }
+    if !buf.is_empty() {
+        buf.push_str(", ");
+    }
+    match ip {
+        IpAddr::V4(ip) => {
+            let _ = write!(buf, "for={ip}");
+        }
+        IpAddr::V6(ip) => {
+            let _ = write!(buf, "for=\"[{ip}]\"");
+        }
+    }
+    let _ = write!(buf, ";proto={}", ctx.proto);
+    if let Some(host) = ctx
+        .host
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_token(h))
+    {
+        let _ = write!(buf, ";host={host}");
+    }
+    set(headers, FORWARDED, &buf);
+
+    append_via(headers, ctx.via);
+}
+
+/// Rewrites a backend's response headers for the client.
+pub fn outbound(headers: &mut HeaderMap, via: &HeaderValue) {
+    append_via(headers, via);
+}
+
+fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
+    headers.append(header::VIA, via.clone());
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    // Built from an IP address and header values that were already valid.
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    } else {
+        headers.remove(name);
+    }
+}
+
+/// RFC 7230 token characters, plus `:` and `[` `]` for host:port.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:[]".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn ctx<'a>(trust: bool, host: Option<&'a HeaderValue>, via: &'a HeaderValue) -> Inbound<'a> {
+        Inbound {
+            client: ClientAddr(([10, 1, 2, 3], 5555).into()),
+            proto: "http",
+            host,
+            trust_forwarded: trust,
+            via,
+        }
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_is_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-authorization", "Basic abc"),
+            ("x-secret", "1"),
+            ("x-kept", "yes"),
+        ]);
+        assert_eq!(strip_hop_by_hop(&mut h, true), None);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn te_trailers_survives() {
+        let mut h = map(&[("te", "trailers, deflate;q=0.5")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn connection_cannot_strip_host_or_length() {
+        let mut h = map(&[
+            ("connection", "host, content-length"),
+            ("host", "a"),
+            ("content-length", "3"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h["host"], "a");
+        assert_eq!(h["content-length"], "3");
+    }
+
+    #[test]
+    fn upgrade_is_reported_when_asked_for() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(strip_hop_by_hop(&mut h, true).unwrap(), "websocket");
+        assert!(!h.contains_key("upgrade"));
+    }
+
+    #[test]
+    fn untrusted_forwarded_headers_are_replaced() {
+        let via = HeaderValue::from_static("1.1 sluice");
+        let host = HeaderValue::from_static("example.com");
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+            ("forwarded", "for=6.6.6.6"),
+        ]);
+        inbound(&mut h, &ctx(false, Some(&host), &via));
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+        assert_eq!(h["forwarded"], "for=10.1.2.3;proto=http;host=example.com");
+        assert_eq!(h["via"], "1.1 sluice");
+    }
+
+    #[test]
+    fn trusted_forwarded_headers_are_appended_to() {
+        let via = HeaderValue::from_static("1.1 sluice");
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=1.1.1.1"),
+            ("via", "1.0 fred"),
+        ]);
+        inbound(&mut h, &ctx(true, None, &via));
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["forwarded"], "for=1.1.1.1, for=10.1.2.3;proto=http");
+        let vias: Vec<_> = h.get_all("via").iter().collect();
+        assert_eq!(vias, ["1.0 fred", "1.1 sluice"]);
+    }
+
+    #[test]
+    fn ipv6_clients_are_quoted_in_forwarded() {
+        let via = HeaderValue::from_static("2 sluice");
+        let mut h = HeaderMap::new();
+        let c = Inbound {
+            client: ClientAddr("[::1]:80".parse().unwrap()),
+            proto: "https",
+            host: None,
+            trust_forwarded: false,
+            via: &via,
+        };
+        inbound(&mut h, &c);
+        assert_eq!(h["x-forwarded-for"], "::1");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
+    }
+}

@@ -1,0 +1,143 @@
+//! Host and path → upstream group. Routes are compiled and ordered once at
+//! config time (most specific host first, then longest path prefix), so a
+//! lookup is a short scan with no allocation.
+
+use crate::config::RouteConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostMatch {
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: any subdomain, not the apex.
+    Suffix(String),
+    Any,
+}
+
+#[derive(Debug, Clone)]
+struct Route {
+    host: HostMatch,
+    prefix: String,
+    group: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub fn new(configs: &[RouteConfig]) -> Router {
+        let mut routes: Vec<Route> = configs
+            .iter()
+            .map(|r| Route {
+                host: match &r.host {
+                    None => HostMatch::Any,
+                    Some(h) => match h.strip_prefix('*') {
+                        Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
+                        None => HostMatch::Exact(h.to_ascii_lowercase()),
+                    },
+                },
+                prefix: r.path.clone(),
+                group: r.upstream,
+            })
+            .collect();
+        let rank = |h: &HostMatch| match h {
+            HostMatch::Exact(_) => (2, 0),
+            HostMatch::Suffix(s) => (1, s.len()),
+            HostMatch::Any => (0, 0),
+        };
+        // Stable sort: among equals, the first in the file wins.
+        routes.sort_by(|a, b| {
+            rank(&b.host)
+                .cmp(&rank(&a.host))
+                .then(b.prefix.len().cmp(&a.prefix.len()))
+        });
+        Router { routes }
+    }
+
+    /// The group for `host` (as sent: any case, maybe with a port) and `path`.
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
+        let host = host.map(normalize_host);
+        self.routes
+            .iter()
+            .find(|r| {
+                let host_ok = match (&r.host, host) {
+                    (HostMatch::Any, _) => true,
+                    (HostMatch::Exact(e), Some(h)) => h.eq_ignore_ascii_case(e),
+                    (HostMatch::Suffix(s), Some(h)) => {
+                        h.len() > s.len()
+                            && h.is_char_boundary(h.len() - s.len())
+                            && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
+                    }
+                    (_, None) => false,
+                };
+                host_ok && path.starts_with(r.prefix.as_str())
+            })
+            .map(|r| r.group)
+    }
+}
+
+/// Strips the port and a trailing dot: `Example.com.:8080` → `Example.com`.
+fn normalize_host(host: &str) -> &str {
+    let h = if host.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop the port.
+        host.find(']').map_or(host, |i| &host[..=i])
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    h.strip_suffix('.').unwrap_or(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(routes: &[(Option<&str>, &str, usize)]) -> Router {
+        Router::new(
+            &routes
+                .iter()
+                .map(|(h, p, u)| RouteConfig {
+                    host: h.map(str::to_owned),
+                    path: (*p).to_owned(),
+                    upstream: *u,
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn longest_prefix_and_most_specific_host_win() {
+        let r = router(&[
+            (None, "/", 0),
+            (None, "/api", 1),
+            (None, "/api/v2", 2),
+            (Some("*.example.com"), "/", 3),
+            (Some("shop.example.com"), "/", 4),
+        ]);
+        assert_eq!(r.find(Some("other.org"), "/x"), Some(0));
+        assert_eq!(r.find(Some("other.org"), "/api/v1"), Some(1));
+        assert_eq!(r.find(Some("other.org"), "/api/v2/x"), Some(2));
+        assert_eq!(r.find(Some("a.example.com"), "/api"), Some(3));
+        assert_eq!(r.find(Some("A.B.Example.COM:8443"), "/"), Some(3));
+        assert_eq!(r.find(Some("shop.example.com."), "/"), Some(4));
+        assert_eq!(
+            r.find(Some("example.com"), "/"),
+            Some(0),
+            "wildcard does not match the apex"
+        );
+    }
+
+    #[test]
+    fn no_match_is_none() {
+        let r = router(&[(Some("a.com"), "/", 0), (None, "/api", 1)]);
+        assert_eq!(r.find(Some("b.com"), "/"), None);
+        assert_eq!(r.find(None, "/"), None);
+        assert_eq!(r.find(None, "/api"), Some(1));
+    }
+
+    #[test]
+    fn hosts_are_normalized() {
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
+        assert_eq!(normalize_host("x.org."), "x.org");
+        assert_eq!(normalize_host("x.org:1"), "x.org");
+    }
+}

@@ -1,0 +1,8 @@
+//! Downstream: bytes in. [`listener`] binds and accepts, [`tls`] terminates
+//! TLS and negotiates ALPN, [`conn`] runs HTTP/1.1 or HTTP/2 on a connection,
+//! and [`worker`] ties them to one single-threaded runtime per core.
+
+pub mod conn;
+pub mod listener;
+pub mod tls;
+pub mod worker;

@@ -1,0 +1,120 @@
+//! One backend: its address and weight, plus counters that live as long as the
+//! backend does, across snapshot rebuilds (the snapshot holds `Arc<Backend>`).
+
+use crate::addr::BackendAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub struct Backend {
+    pub addr: BackendAddr,
+    pub weight: u32,
+    /// Process-unique id; keys this backend's idle connections in the pools.
+    pub id: u64,
+    in_flight: AtomicU32,
+    /// Latency EWMA in microseconds (α = 1/8, like TCP's SRTT).
+    ewma_micros: AtomicU64,
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Backend {
+    pub fn new(addr: BackendAddr, weight: u32) -> Backend {
+        Backend {
+            addr,
+            weight: weight.max(1),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            in_flight: AtomicU32::new(0),
+            ewma_micros: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn ewma_micros(&self) -> u64 {
+        self.ewma_micros.load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    pub fn record_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            backend: self.clone(),
+            start: Instant::now(),
+        }
+    }
+
+    fn observe(&self, micros: u64) {
+        // A lost update under a race only skews the average slightly; no CAS loop needed.
+        let old = self.ewma_micros.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            micros
+        } else {
+            old - (old >> 3) + (micros >> 3)
+        };
+        self.ewma_micros.store(new, Ordering::Relaxed);
+    }
+}
+
+/// A request in flight to a backend; dropping it ends the request.
+#[derive(Debug)]
+pub struct InFlight {
+    backend: Arc<Backend>,
+    start: Instant,
+}
+
+impl InFlight {
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.backend
+            .observe(self.start.elapsed().as_micros() as u64);
+    }
+}
+
+#[cfg(test)]
+pub fn test_backends(weights: &[u32]) -> Vec<Arc<Backend>> {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            Arc::new(Backend::new(
+                BackendAddr(([10, 0, 0, i as u8 + 1], 80).into()),
+                w,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+impl Backend {
+    /// Test hook: marks one more request in flight, forever.
+    pub fn begin_leak(self: &Arc<Self>) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,10 @@
+//! Backends and their state: the group snapshot read on every request, the
+//! per-worker connection pool, and connecting to a backend.
+
+pub mod backend;
+pub mod connect;
+pub mod pool;
+pub mod snapshot;
+
+pub use backend::Backend;
+pub use snapshot::{Group, Snapshot};
