@@ -70,7 +70,9 @@ async fn serve_with<S: Store>(
 ) {
     let store = Arc::new(store);
     tracing::info!(
-        addr = ?listener.local_addr().ok(),
+        addr = %listener
+            .local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string()),
         store = store.kind(),
         max_bytes = config.max_bytes,
         max_entry_bytes = config.max_entry_bytes,

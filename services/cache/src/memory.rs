@@ -1,7 +1,7 @@
 //! In-process store: moka with a byte weigher and a per-entry TTL.
 //!
 //! Two clocks meet here. moka expires entries on its own clock as a backstop
-//! (and frees memory without being asked), but the authority is the
+//! (shortly after the deadline, freeing memory nobody swept), but the authority is the
 //! `deadline` we stamp on each entry with `tokio::time::Instant`: `get` checks
 //! it on every read, so an entry is never served at or past its deadline even
 //! if moka has not noticed yet, and `purge_expired` removes exactly the
@@ -32,7 +32,7 @@ pub const ENTRY_OVERHEAD_BYTES: u64 = 96;
 #[derive(Clone, Debug)]
 struct Stored {
     entry: Entry,
-    /// How long moka should keep it (its backstop expiry).
+    /// The TTL moka's backstop expiry starts from (plus [`BACKSTOP_SLACK`]).
     ttl: Duration,
     /// The authoritative expiry: served only while `now < deadline`.
     deadline: Instant,
@@ -43,6 +43,11 @@ impl Stored {
         self.deadline <= now
     }
 }
+
+/// How long after an entry's deadline moka's own expiry drops it if no read
+/// or purge has. The slack leaves the sweep to `purge_expired` (so its count
+/// is exact) while still bounding how long a dead entry can hold memory.
+pub const BACKSTOP_SLACK: Duration = Duration::from_secs(1);
 
 /// moka's per-entry expiry: every insert, including a replacement, starts
 /// that entry's own TTL afresh (the default `expire_after_update` would keep
@@ -56,7 +61,7 @@ impl Expiry<Key, Stored> for PerEntryTtl {
         value: &Stored,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.ttl.saturating_add(BACKSTOP_SLACK))
     }
 
     fn expire_after_update(
@@ -66,7 +71,7 @@ impl Expiry<Key, Stored> for PerEntryTtl {
         _updated_at: std::time::Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.ttl.saturating_add(BACKSTOP_SLACK))
     }
 }
 

@@ -35,8 +35,12 @@ const HEADER_LEN: usize = 4;
 /// A connect attempt or a command that takes longer than this fails, so a
 /// dead Redis turns into 503s and a failed readiness check, not hung requests.
 const TIMEOUT: Duration = Duration::from_secs(2);
-/// Connection attempts at startup before giving up.
+/// Connection attempts (at startup, and per reconnect) before giving up.
 const CONNECT_RETRIES: usize = 2;
+/// Cap on the wait between attempts, in milliseconds. The library's default
+/// backoff (factor 100 on a 1 s base) would wait minutes between attempts,
+/// keeping replicas unready long after Redis is back.
+const MAX_RETRY_DELAY_MS: u64 = 500;
 
 pub struct RedisStore {
     /// Multiplexed and cheap to clone: one TCP connection shared by all
@@ -50,7 +54,9 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(TIMEOUT)
             .set_response_timeout(TIMEOUT)
-            .set_number_of_retries(CONNECT_RETRIES);
+            .set_number_of_retries(CONNECT_RETRIES)
+            .set_factor(2)
+            .set_max_delay(MAX_RETRY_DELAY_MS);
         let conn = client.get_connection_manager_with_config(config).await?;
         Ok(Self { conn })
     }

@@ -1,0 +1,190 @@
+//! Test harness: the cache on 127.0.0.1:0, a raw HTTP/1.1 client, and a real
+//! `redis-server` on a free loopback port. Shared by every test binary.
+#![allow(dead_code)]
+
+pub mod contract;
+pub mod redis_server;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice_cache::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A cache service running in this process on its own loopback port.
+pub struct Cache {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), sluice_cache::Error>>>,
+}
+
+impl Cache {
+    /// Binds before spawning, so requests can be sent as soon as this returns
+    /// (they wait in the accept backlog until the server takes them).
+    pub async fn start(config: Config) -> Self {
+        let config = config.validate().expect("valid test config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind :0");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(sluice_cache::run(listener, config, async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down and returns what `run()` returned.
+    pub async fn stop(mut self) -> Result<(), sluice_cache::Error> {
+        self.begin_shutdown();
+        self.task
+            .take()
+            .expect("not stopped twice")
+            .await
+            .expect("run() did not panic")
+    }
+
+    pub async fn get(&self, target: &str) -> Response {
+        request(self.addr, "GET", target, &[], b"").await
+    }
+
+    pub async fn delete(&self, target: &str) -> Response {
+        request(self.addr, "DELETE", target, &[], b"").await
+    }
+
+    /// `POST target` with `Cache-Control: max-age=<secs>` and a content type.
+    pub async fn put(
+        &self,
+        target: &str,
+        max_age: u64,
+        content_type: &str,
+        body: &[u8],
+    ) -> Response {
+        let cc = format!("max-age={max_age}");
+        request(
+            self.addr,
+            "POST",
+            target,
+            &[("Cache-Control", &cc), ("Content-Type", content_type)],
+            body,
+        )
+        .await
+    }
+
+    pub async fn stats(&self) -> serde_json::Value {
+        let response = self.get("/stats").await;
+        assert_eq!(response.status, 200, "{response:?}");
+        response.json()
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+/// One request on a fresh connection with `Connection: close`, read to EOF.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    exchange(addr, &raw).await
+}
+
+/// Writes `raw` bytes and parses the single response that follows.
+pub async fn exchange(addr: SocketAddr, raw: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(raw).await.expect("write request");
+    read_response(&mut stream).await
+}
+
+/// Reads to EOF and parses one response (the server closes after it).
+pub async fn read_response(stream: &mut TcpStream) -> Response {
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
+        .await
+        .expect("response within 30 s")
+        .expect("read response");
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> Response {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
+    let head = std::str::from_utf8(&buf[..end]).expect("ASCII head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: buf[end + 4..].to_vec(),
+    }
+}
+
+/// Percent-encodes every byte outside `[A-Za-z0-9_.~-]`.
+pub fn encode_key(key: &[u8]) -> String {
+    key.iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"_.~-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
