@@ -190,6 +190,12 @@ async fn background_purge_removes_expired_entries() {
 }
 
 #[tokio::test]
+async fn concurrent_writers_and_readers() {
+    let c = cache().await;
+    support::concurrent_writers_and_readers(&c, &c).await;
+}
+
+#[tokio::test]
 async fn memory_bound_evicts() {
     let max_bytes = 64 * 1024;
     let c = Cache::start(Config {

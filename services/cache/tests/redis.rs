@@ -28,6 +28,12 @@ async fn pair() -> Pair {
     };
     let a = Cache::start(config.clone()).await;
     let b = Cache::start(config).await;
+    // Each replica connects to Redis when its task first runs; a request
+    // answered proves it did (startup without Redis is an error, see
+    // `startup_fails_cleanly_without_redis`).
+    for replica in [&a, &b] {
+        assert_eq!(replica.get("/ready").await.status, 200);
+    }
     Pair { a, b, redis }
 }
 
@@ -173,6 +179,41 @@ async fn not_ready_when_redis_goes_away() {
     );
     let get = p.b.get("/?key=x").await;
     assert_eq!(get.status, 503, "{get:?}");
+}
+
+/// A replica follows Redis back: ready again once it answers, serving writes.
+#[tokio::test]
+async fn ready_again_when_redis_returns() {
+    let mut p = pair().await;
+    p.redis.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.a.get("/ready").await.status != 503 {
+        assert!(Instant::now() < deadline, "still ready without Redis");
+    }
+    p.redis.restart().await;
+    while p.a.get("/ready").await.status != 200 {
+        assert!(Instant::now() < deadline, "not ready after Redis returned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        p.a.put("/?key=back", 60, "text/plain", b"v").await.status,
+        200
+    );
+    let b_reads = loop {
+        let response = p.b.get("/?key=back").await;
+        if response.status != 503 {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "replica b never reconnected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((b_reads.status, b_reads.body.as_slice()), (200, &b"v"[..]));
+}
+
+#[tokio::test]
+async fn concurrent_writers_and_readers_across_replicas() {
+    let p = pair().await;
+    support::concurrent_writers_and_readers(&p.a, &p.b).await;
 }
 
 #[tokio::test]

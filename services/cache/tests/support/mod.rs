@@ -188,3 +188,68 @@ pub fn encode_key(key: &[u8]) -> String {
         })
         .collect()
 }
+
+/// Many writers replace one key while many readers read it: every read is a
+/// miss or exactly one of the written values (never a torn or mixed body,
+/// never another content type), and the final value is one of them.
+pub async fn concurrent_writers_and_readers(writer: &Cache, reader: &Cache) {
+    const WRITERS: usize = 6;
+    const READERS: usize = 6;
+    const ROUNDS: usize = 30;
+    let value = |w: usize| format!("writer-{w}:").repeat(64).into_bytes();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..WRITERS {
+        let addr = writer.addr;
+        let body = value(w);
+        let content_type = format!("text/x-writer-{w}");
+        tasks.spawn(async move {
+            for _ in 0..ROUNDS {
+                let response = request(
+                    addr,
+                    "POST",
+                    "/?key=contended",
+                    &[
+                        ("Cache-Control", "max-age=60"),
+                        ("Content-Type", &content_type),
+                    ],
+                    &body,
+                )
+                .await;
+                assert_eq!(response.status, 200, "{response:?}");
+            }
+        });
+    }
+    for _ in 0..READERS {
+        let addr = reader.addr;
+        tasks.spawn(async move {
+            for _ in 0..ROUNDS {
+                let response = request(addr, "GET", "/?key=contended", &[], b"").await;
+                match response.status {
+                    404 => {}
+                    200 => check_contended(&response, WRITERS),
+                    other => panic!("unexpected {other}: {response:?}"),
+                }
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("task panicked");
+    }
+    let last = reader.get("/?key=contended").await;
+    assert_eq!(last.status, 200);
+    check_contended(&last, WRITERS);
+}
+
+fn check_contended(response: &Response, writers: usize) {
+    let content_type = response.header("content-type").expect("content type");
+    let w: usize = content_type
+        .strip_prefix("text/x-writer-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("foreign content type {content_type:?}"));
+    assert!(w < writers);
+    assert_eq!(
+        response.body,
+        format!("writer-{w}:").repeat(64).into_bytes(),
+        "body does not match its content type"
+    );
+}

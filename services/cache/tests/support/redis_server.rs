@@ -35,15 +35,7 @@ impl RedisServer {
         for _ in 0..5 {
             let port = free_port();
             let dir = tempfile::tempdir().expect("temp dir");
-            let child = Command::new(binary)
-                .args(["--port", &port.to_string()])
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn redis-server");
+            let child = spawn(binary, port, dir.path());
             let mut server = Self {
                 child,
                 port,
@@ -64,6 +56,17 @@ impl RedisServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts a fresh, empty server on the same port after [`Self::kill`].
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(redis_server_binary(), self.port, self._dir.path());
+        assert!(
+            self.wait_until_ready().await,
+            "redis-server did not come back on port {}",
+            self.port
+        );
     }
 
     /// Polls PING until PONG; false if the process exited first.
@@ -97,6 +100,18 @@ async fn ping(port: u16) -> bool {
     }
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).await.is_ok() && &reply == b"+PONG\r\n"
+}
+
+fn spawn(binary: &Path, port: u16, dir: &Path) -> Child {
+    Command::new(binary)
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server")
 }
 
 fn free_port() -> u16 {
