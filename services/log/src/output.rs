@@ -5,11 +5,11 @@
 //! One flush, in this order (see `checkpoint` for why it gives exactly-once):
 //! 1. under the [`Pending`] lock, take the released entries and publish them
 //!    as `in_flight` (so `/logs` never misses them);
-//! 2. append their lines, then under the lock clear `in_flight` and advance
-//!    `visible_len`;
-//! 3. fsync the file, then store the checkpoint (length + written seqs);
+//! 2. in chunks that end at the size limit: append lines, fsync, then under
+//!    the lock advance `visible_len` and `in_flight.written` together;
+//! 3. store the checkpoint (inode + length + written seqs);
 //! 4. delete WAL segments that are now fully written;
-//! 5. if the file is over its size limit, rotate (under the lock, so readers
+//! 5. if the file reached its size limit, rotate (under the lock, so readers
 //!    see a consistent set of files) and checkpoint the new, empty file.
 
 use std::fs::{self, File, OpenOptions};
@@ -50,8 +50,22 @@ pub fn output_path(dir: &Path, generation: usize) -> PathBuf {
 #[derive(Debug)]
 pub struct Pending {
     pub buffer: ReorderBuffer,
-    pub in_flight: Option<Arc<Vec<Sequenced>>>,
+    pub in_flight: Option<InFlight>,
     pub visible_len: u64,
+}
+
+/// The batch the flusher is writing; `batch[..written]` is already in the
+/// file (within `visible_len`), the rest only here.
+#[derive(Debug)]
+pub struct InFlight {
+    pub batch: Arc<Vec<Sequenced>>,
+    pub written: usize,
+}
+
+impl InFlight {
+    pub fn unwritten(&self) -> &[Sequenced] {
+        &self.batch[self.written..]
+    }
 }
 
 pub type SharedPending = Arc<Mutex<Pending>>;
@@ -258,40 +272,79 @@ impl Flusher {
                 return Ok(());
             }
             let batch = Arc::new(out);
-            p.in_flight = Some(batch.clone());
+            p.in_flight = Some(InFlight {
+                batch: batch.clone(),
+                written: 0,
+            });
             batch
         };
-        let mut text = String::with_capacity(batch.len() * 96);
-        for s in batch.iter() {
-            s.entry.write_line(self.format, &mut text);
+        let mut done = 0;
+        let mut result = Ok(());
+        while done < batch.len() {
+            match self.write_chunk(&batch, done) {
+                Ok(end) => done = end,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let mut p = self.pending.lock();
+        p.in_flight = None;
+        // Whatever was not written goes back (it is still in the WAL too).
+        for s in &batch[done..] {
+            p.buffer.push_recovered(s.clone());
+        }
+        result
+    }
+
+    /// Writes entries from `start` on until the file reaches its size limit,
+    /// so rotation happens at the limit even for a large batch. Returns the
+    /// index after the last entry written (and fsynced).
+    fn write_chunk(&mut self, batch: &[Sequenced], start: usize) -> io::Result<usize> {
+        if self.files.len >= self.files.max_bytes {
+            self.rotate()?;
+        }
+        let room = self.files.max_bytes - self.files.len;
+        let mut text = String::new();
+        let mut end = start;
+        while end < batch.len() && (text.len() as u64) < room {
+            batch[end].entry.write_line(self.format, &mut text);
+            end += 1;
         }
         let before = self.files.len;
-        let written = self
+        if let Err(e) = self
             .files
             .append(text.as_bytes())
-            .and_then(|()| self.files.file.sync_data());
-        if written.is_err() {
+            .and_then(|()| self.files.file.sync_data())
+        {
             // Undo so the retry does not duplicate lines (best effort: the
             // checkpoint length makes recovery correct regardless).
             let _ = self.files.file.set_len(before);
             self.files.len = before;
+            return Err(e);
         }
         {
             let mut p = self.pending.lock();
-            p.in_flight = None;
-            match &written {
-                Ok(()) => p.visible_len = self.files.len,
-                // Not written: hand the entries back; they stay in the WAL too.
-                Err(_) => batch
-                    .iter()
-                    .for_each(|s| p.buffer.push_recovered(s.clone())),
+            p.visible_len = self.files.len;
+            if let Some(f) = &mut p.in_flight {
+                f.written = end;
             }
         }
-        written?;
-        for s in batch.iter() {
+        for s in &batch[start..end] {
             self.checkpoint.done.insert(s.seq);
         }
-        self.stats.add_written(batch.len() as u64);
+        self.stats.add_written((end - start) as u64);
+        // The lines are durable and visible: from here on a failure must not
+        // hand them back. A missed checkpoint only means recovery rewrites
+        // them; the next round stores a newer one.
+        if let Err(error) = self.after_write() {
+            tracing::error!(%error, "checkpoint or WAL cleanup failed; will retry");
+        }
+        Ok(end)
+    }
+
+    fn after_write(&mut self) -> io::Result<()> {
         self.store_checkpoint()?;
         wal::remove_done_segments(
             &self.wal_dir,
@@ -300,14 +353,20 @@ impl Flusher {
             None,
         )?;
         if self.files.len >= self.files.max_bytes {
-            {
-                let mut p = self.pending.lock();
-                self.files.rotate()?;
-                p.visible_len = self.files.len;
-            }
-            self.store_checkpoint()?;
+            self.rotate()?;
         }
         Ok(())
+    }
+
+    /// Rotates under the [`Pending`] lock (readers see old or new file set,
+    /// never a mix), then checkpoints the new, empty file.
+    fn rotate(&mut self) -> io::Result<()> {
+        {
+            let mut p = self.pending.lock();
+            self.files.rotate()?;
+            p.visible_len = self.files.len;
+        }
+        self.store_checkpoint()
     }
 
     fn store_checkpoint(&mut self) -> io::Result<()> {

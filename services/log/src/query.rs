@@ -164,7 +164,7 @@ pub fn run(
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        for s in p.in_flight.iter().flat_map(|b| b.iter()) {
+        for s in p.in_flight.iter().flat_map(|f| f.unwritten()) {
             memory.offer(q, &s.entry);
         }
         for e in p.buffer.iter() {

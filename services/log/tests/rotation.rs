@@ -92,3 +92,48 @@ async fn keeps_at_most_keep_files() {
     assert!(dir.path().join("app.log.2").exists());
     assert!(!dir.path().join("app.log.3").exists());
 }
+
+#[tokio::test]
+async fn a_single_large_flush_still_rotates_at_the_limit() {
+    let dir = TempDir::new("bigflush");
+    let mut config = Config::new(dir.path());
+    // Everything is held until shutdown, then written in one flush.
+    config.reorder_window = Duration::from_secs(3600);
+    config.max_file_bytes = 1_000;
+    config.keep_files = 100;
+    let server = Server::start(config).await;
+    let base = OffsetDateTime::now_utc() - Duration::from_secs(600);
+    let batch: Vec<_> = (0..200u64)
+        .map(|i| {
+            entry_json(
+                base + Duration::from_millis(i),
+                "info",
+                "big",
+                &format!("e{i:04}"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        post(server.addr, &serde_json::Value::Array(batch).to_string())
+            .await
+            .0,
+        200
+    );
+    server.stop().await;
+    for generation in 1..=5 {
+        let path = dir.path().join(format!("app.log.{generation}"));
+        let len = std::fs::metadata(&path).unwrap().len();
+        // At the limit, overshooting by at most one line.
+        assert!(
+            (1_000..1_100).contains(&len),
+            "{} is {len} bytes",
+            path.display()
+        );
+    }
+    let lines = output_lines(dir.path());
+    let expected: Vec<String> = (0..200).map(|i| format!("e{i:04}")).collect();
+    assert_eq!(
+        lines.iter().map(|l| classic_message(l)).collect::<Vec<_>>(),
+        expected
+    );
+}
