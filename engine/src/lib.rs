@@ -17,6 +17,7 @@
 //! future that resolves when it is time to shut down.
 
 pub mod addr;
+pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod error;
@@ -29,7 +30,6 @@ pub use config::Config;
 pub use error::{ErrorKind, ProxyError};
 pub use server::listener::{Bound, bind};
 
-use arc_swap::ArcSwap;
 use state::{Shared, State};
 use std::future::Future;
 use std::io;
@@ -37,8 +37,12 @@ use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
 /// A started proxy: its workers are serving until [`Server::shutdown`].
+///
+/// Must be started from within a tokio runtime: the admin API and the health
+/// checkers run on it, off the workers.
 pub struct Server {
     addrs: Vec<addr::ListenAddr>,
+    admin_addr: Option<std::net::SocketAddr>,
     shared: Arc<Shared>,
     drain: watch::Sender<bool>,
     workers: Vec<oneshot::Receiver<()>>,
@@ -47,14 +51,17 @@ pub struct Server {
 impl Server {
     /// Starts one worker thread per configured worker on `bound` sockets.
     pub fn start(bound: Bound, config: &Config) -> io::Result<Server> {
-        let shared = Arc::new(Shared {
-            state: ArcSwap::from_pointee(State::new(config)?),
-        });
+        let shared = Arc::new(Shared::new(State::new(config, None)?));
+        if let Some(path) = config.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
+            admin::state_file::restore(path, &shared.state.load());
+        }
         let addrs = bound.addrs();
+        let mut bound = bound;
+        let listeners = std::mem::take(&mut bound.listeners);
         let (drain, drain_rx) = watch::channel(false);
         // Per listener: the TLS acceptor (shared by workers) and its sockets.
         let mut per_worker: Vec<Vec<_>> = (0..config.workers).map(|_| Vec::new()).collect();
-        for l in bound.listeners {
+        for l in listeners {
             let tls = if l.tls.is_empty() {
                 None
             } else {
@@ -77,8 +84,19 @@ impl Server {
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
+        shared.spawn_health_checks();
+        let admin_addr = match bound.admin {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                admin::spawn(listener, shared.clone(), drain_rx.clone())?;
+                Some(addr)
+            }
+            None => None,
+        };
+        shared.set_ready(true);
         Ok(Server {
             addrs,
+            admin_addr,
             shared,
             drain,
             workers,
@@ -90,6 +108,11 @@ impl Server {
         &self.addrs
     }
 
+    /// The admin API's address, when it is enabled.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin_addr
+    }
+
     /// The state every worker reads (for the admin API and tests).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -98,6 +121,7 @@ impl Server {
     /// Stops accepting, lets in-flight requests finish (up to the grace
     /// period), and returns when every worker has stopped.
     pub async fn shutdown(self) {
+        self.shared.set_ready(false);
         let _ = self.drain.send(true);
         for w in self.workers {
             let _ = w.await;

@@ -48,6 +48,12 @@ struct Cli {
     /// Log one line per request.
     #[arg(long)]
     access_log: bool,
+    /// Admin API listener (register/unregister backends, health, reload).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Bearer token required by the admin API.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", requires = "admin")]
+    admin_token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -105,7 +111,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(sluice::run(bound, &config, shutdown_signal())) {
+    let result = rt.block_on(async {
+        let server = sluice::Server::start(bound, &config)?;
+        if let Some(addr) = server.admin_addr() {
+            tracing::info!(address = %addr, "admin API listening");
+        }
+        reload_on_sighup(server.shared().clone());
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining connections");
+        server.shutdown().await;
+        Ok::<_, std::io::Error>(())
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice: {e}");
@@ -175,7 +192,31 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
     if cli.access_log {
         config.access_log = true;
     }
+    if let Some(address) = cli.admin {
+        let state_file = config.admin.as_ref().and_then(|a| a.state_file.clone());
+        config.admin = Some(sluice::config::AdminConfig {
+            address,
+            token: cli.admin_token.clone(),
+            state_file,
+        });
+    }
     Ok(config)
+}
+
+/// SIGHUP reads the config file again; a bad file is logged and ignored.
+fn reload_on_sighup(shared: std::sync::Arc<sluice::state::Shared>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = shared.reload() {
+                tracing::error!(error = %e, "reload rejected; the old config keeps serving");
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

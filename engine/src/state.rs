@@ -1,13 +1,14 @@
 //! The runtime model shared by every worker: routes, groups and settings,
 //! built from a validated [`Config`]. Held in one `ArcSwap` so that a reload
-//! swaps all of it at once.
+//! swaps all of it at once; requests in flight keep the `Arc` they loaded.
 
-use crate::config::{Config, Forwarding, Limits, Timeouts};
+use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
 use crate::proxy::route::Router;
 use crate::upstream::Group;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug)]
 pub struct State {
@@ -20,15 +21,19 @@ pub struct State {
     pub via_h1: HeaderValue,
     pub via_h2: HeaderValue,
     pub access_log: bool,
+    pub config: Config,
 }
 
 impl State {
-    pub fn new(config: &Config) -> std::io::Result<State> {
+    /// Builds the runtime model; groups that exist in `previous` keep their members.
+    pub fn new(config: &Config, previous: Option<&State>) -> std::io::Result<State> {
         let groups = config
             .upstreams
             .iter()
-            .enumerate()
-            .map(|(i, u)| Group::new(i, u).map(Arc::new))
+            .map(|u| {
+                let old = previous.and_then(|p| p.group(&u.name));
+                Group::new(u, old.map(|g| &**g)).map(Arc::new)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let via = |v: &str| {
             HeaderValue::from_str(&format!("{v} {}", config.forwarding.via))
@@ -43,16 +48,78 @@ impl State {
             via_h1: via("1.1")?,
             via_h2: via("2")?,
             access_log: config.access_log,
+            config: config.clone(),
         })
     }
 
     pub fn group(&self, name: &str) -> Option<&Arc<Group>> {
         self.groups.iter().find(|g| g.name == name)
     }
+
+    /// The group `/register` adds to: the one named `default`, else the first.
+    pub fn default_group(&self) -> Option<&Arc<Group>> {
+        self.group(crate::config::defaults::DEFAULT_GROUP)
+            .or_else(|| self.groups.first())
+    }
 }
 
-/// What all workers share.
+/// What all workers and the admin API share.
 #[derive(Debug)]
 pub struct Shared {
     pub state: ArcSwap<State>,
+    /// Readiness: listeners bound, config loaded, not shutting down.
+    ready: AtomicBool,
+    pub admin: Option<AdminConfig>,
+}
+
+impl Shared {
+    pub fn new(state: State) -> Shared {
+        let admin = state.config.admin.clone();
+        Shared {
+            state: ArcSwap::from_pointee(state),
+            ready: AtomicBool::new(false),
+            admin,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Starts the health checker of every group of the current state.
+    pub fn spawn_health_checks(&self) {
+        for g in &self.state.load().groups {
+            crate::upstream::health::spawn(g);
+        }
+    }
+
+    /// Reads the config file again and swaps it in; on any error the old
+    /// config keeps serving and the error says why.
+    pub fn reload(&self) -> Result<(), String> {
+        let current = self.state.load_full();
+        let Some(path) = current.config.source.clone() else {
+            return Err("this proxy was started without a config file; nothing to reload".into());
+        };
+        let config = Config::load(&path).map_err(|e| e.to_string())?;
+        if listener_addrs(&config) != listener_addrs(&current.config) {
+            tracing::warn!("listener changes need a restart; the new listeners were not started");
+        }
+        let mut config = config;
+        // Sockets and worker count are fixed for the life of the process.
+        config.listeners = current.config.listeners.clone();
+        config.workers = current.config.workers;
+        let next = State::new(&config, Some(&current)).map_err(|e| e.to_string())?;
+        self.state.store(Arc::new(next));
+        self.spawn_health_checks();
+        tracing::info!(path = %path.display(), "config reloaded");
+        Ok(())
+    }
+}
+
+fn listener_addrs(c: &Config) -> Vec<std::net::SocketAddr> {
+    c.listeners.iter().map(|l| l.address).collect()
 }

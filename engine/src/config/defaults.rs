@@ -34,3 +34,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const VIA_NAME: &str = "sluice";
 /// The upstream group used by quick flags and by `/register`.
 pub const DEFAULT_GROUP: &str = "default";
+
+/// Active checks: probe every 2 s, 1 s to answer, `/ping` (the classic heartbeat).
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const HEALTH_PATH: &str = "/ping";
+/// Two good checks to return, three bad to leave (HAProxy's rise 2 / fall 3).
+pub const HEALTH_RISE: u32 = 2;
+pub const HEALTH_FALL: u32 = 3;
+/// Passive ejection after 5 consecutive failures (Envoy's outlier default).
+pub const PASSIVE_FAILURES: u32 = 5;
+/// First ejection lasts 10 s and doubles on each repeat, up to 5 min.
+pub const PASSIVE_EJECTION: Duration = Duration::from_secs(10);
+pub const PASSIVE_MAX_EJECTION: Duration = Duration::from_secs(300);
+/// At most half a group is ever ejected, so a shared fault cannot empty it.
+pub const PASSIVE_MAX_EJECTED_PERCENT: u8 = 50;

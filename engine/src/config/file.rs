@@ -24,6 +24,42 @@ pub struct FileConfig {
     pub upstream: BTreeMap<String, UpstreamFile>,
     #[serde(default)]
     pub access_log: bool,
+    pub admin: Option<AdminFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Loopback by default: the admin API changes what the proxy routes to.
+    pub address: Spanned<String>,
+    /// When set, every admin request needs `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    /// Registered backends are saved here and restored on start.
+    pub state_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    /// Statuses that count as healthy (default: any 2xx or 3xx).
+    pub expect: Option<Vec<u16>>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveFile {
+    /// Consecutive failures (connect errors, resets, 5xx) before ejection; 0 turns it off.
+    pub failures: Option<u32>,
+    /// First ejection period; it doubles on each repeated ejection.
+    pub ejection: Option<Spanned<String>>,
+    pub max_ejection: Option<Spanned<String>>,
+    /// Never eject more than this share of a group's backends.
+    pub max_ejected_percent: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +138,9 @@ pub struct UpstreamFile {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub max_idle_per_backend: Option<usize>,
+    /// Active health checks; absent means none.
+    pub health: Option<HealthFile>,
+    pub passive: Option<PassiveFile>,
 }
 
 #[derive(Debug, Deserialize)]

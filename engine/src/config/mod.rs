@@ -26,6 +26,49 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     pub access_log: bool,
+    pub admin: Option<AdminConfig>,
+    /// The file this config came from, read again on reload.
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+    pub token: Option<String>,
+    pub state_file: Option<PathBuf>,
+}
+
+/// Active health checks of a group.
+#[derive(Clone, Debug)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub path: String,
+    /// Healthy statuses; empty means any 2xx or 3xx.
+    pub expect: Vec<u16>,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+/// Passive checks: ejection after consecutive failures.
+#[derive(Clone, Copy, Debug)]
+pub struct Passive {
+    /// 0 turns passive ejection off.
+    pub failures: u32,
+    pub ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejected_percent: u8,
+}
+
+impl Default for Passive {
+    fn default() -> Self {
+        Passive {
+            failures: defaults::PASSIVE_FAILURES,
+            ejection: defaults::PASSIVE_EJECTION,
+            max_ejection: defaults::PASSIVE_MAX_EJECTION,
+            max_ejected_percent: defaults::PASSIVE_MAX_EJECTED_PERCENT,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -99,6 +142,8 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     pub tls: Option<UpstreamTls>,
     pub max_idle_per_backend: usize,
+    pub health: Option<HealthCheck>,
+    pub passive: Passive,
 }
 
 impl Default for Limits {
@@ -161,8 +206,12 @@ impl Config {
                 protocol: UpstreamProtocol::Http1,
                 tls: None,
                 max_idle_per_backend: defaults::MAX_IDLE_PER_BACKEND,
+                health: None,
+                passive: Passive::default(),
             }],
             access_log: false,
+            admin: None,
+            source: None,
         }
     }
 

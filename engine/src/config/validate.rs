@@ -257,8 +257,62 @@ impl Validator<'_> {
                 let resolved = resolve(addr).map_err(|p| self.err(span.clone(), &bfield, p))?;
                 backends.push((BackendAddr(resolved), weight));
             }
+            let health = match u.health {
+                None => None,
+                Some(h) => {
+                    let path = match h.path {
+                        Some(p) if !p.get_ref().starts_with('/') => {
+                            return Err(self.err(
+                                p.span(),
+                                format!("{field}.health.path"),
+                                "must start with '/'",
+                            ));
+                        }
+                        Some(p) => p.into_inner(),
+                        None => defaults::HEALTH_PATH.to_owned(),
+                    };
+                    Some(HealthCheck {
+                        interval: self.duration(
+                            h.interval,
+                            &format!("{field}.health.interval"),
+                            defaults::HEALTH_INTERVAL,
+                        )?,
+                        timeout: self.duration(
+                            h.timeout,
+                            &format!("{field}.health.timeout"),
+                            defaults::HEALTH_TIMEOUT,
+                        )?,
+                        path,
+                        expect: h.expect.unwrap_or_default(),
+                        rise: h.rise.unwrap_or(defaults::HEALTH_RISE).max(1),
+                        fall: h.fall.unwrap_or(defaults::HEALTH_FALL).max(1),
+                    })
+                }
+            };
+            let passive = match u.passive {
+                None => Passive::default(),
+                Some(p) => Passive {
+                    failures: p.failures.unwrap_or(defaults::PASSIVE_FAILURES),
+                    ejection: self.duration(
+                        p.ejection,
+                        &format!("{field}.passive.ejection"),
+                        defaults::PASSIVE_EJECTION,
+                    )?,
+                    max_ejection: self.duration(
+                        p.max_ejection,
+                        &format!("{field}.passive.max_ejection"),
+                        defaults::PASSIVE_MAX_EJECTION,
+                    )?,
+                    max_ejected_percent: p
+                        .max_ejected_percent
+                        .unwrap_or(defaults::PASSIVE_MAX_EJECTED_PERCENT)
+                        .min(100),
+                },
+            };
             upstreams.push(UpstreamConfig {
                 name,
+                health,
+                passive,
                 backends,
                 policy,
                 protocol,
@@ -319,6 +373,19 @@ impl Validator<'_> {
             });
         }
 
+        let admin = match f.admin {
+            None => None,
+            Some(a) => Some(AdminConfig {
+                address: a
+                    .address
+                    .get_ref()
+                    .parse()
+                    .map_err(|e| self.err(a.address.span(), "admin.address", e))?,
+                token: a.token.filter(|t| !t.is_empty()),
+                state_file: a.state_file.map(PathBuf::from),
+            }),
+        };
+
         Ok(Config {
             workers,
             listeners,
@@ -334,6 +401,8 @@ impl Validator<'_> {
             routes,
             upstreams,
             access_log: f.access_log,
+            admin,
+            source: Some(self.path.to_owned()),
         })
     }
 

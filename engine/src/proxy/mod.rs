@@ -179,8 +179,7 @@ async fn proxy(
     let upstream = match forward::checkout(pool, group, &backend, timeouts).await {
         Ok(c) => c,
         Err(e) if e.retryable() == Retry::NotSent => {
-            log_failure(group, &backend, &e);
-            backend.record_failure();
+            upstream_failed(group, &backend, &e);
             let snap = group.load();
             let key = PickKey {
                 headers: &parts.headers,
@@ -203,12 +202,11 @@ async fn proxy(
             forward::checkout(pool, group, &backend, timeouts)
                 .await
                 .inspect_err(|e| {
-                    log_failure(group, &backend, e);
-                    backend.record_failure();
+                    upstream_failed(group, &backend, e);
                 })?
         }
         Err(e) => {
-            log_failure(group, &backend, &e);
+            upstream_failed(group, &backend, &e);
             return Err(e);
         }
     };
@@ -223,10 +221,16 @@ async fn proxy(
     .await
     .inspect_err(|e| {
         if e.kind() != ErrorKind::ClientAborted {
-            log_failure(group, &backend, e);
-            backend.record_failure();
+            upstream_failed(group, &backend, e);
         }
     })?;
+    // Passive health: a 5xx counts against the backend, anything else clears its streak.
+    if resp.status().is_server_error() {
+        backend.record_failure();
+        group.record_outcome(&backend, true);
+    } else {
+        group.record_outcome(&backend, false);
+    }
 
     // 6. The response.
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -338,6 +342,17 @@ fn shape_for_upstream(
         }
     }
     Ok(())
+}
+
+/// One log line naming the backend and the cause, and the passive check.
+fn upstream_failed(
+    group: &crate::upstream::Group,
+    backend: &crate::upstream::Backend,
+    err: &ProxyError,
+) {
+    log_failure(group, backend, err);
+    backend.record_failure();
+    group.record_outcome(backend, true);
 }
 
 fn log_failure(

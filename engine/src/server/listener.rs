@@ -13,6 +13,8 @@ use std::net::{SocketAddr, TcpListener};
 #[derive(Debug)]
 pub struct Bound {
     pub listeners: Vec<BoundListener>,
+    /// The admin API's socket, when configured.
+    pub admin: Option<TcpListener>,
 }
 
 #[derive(Debug)]
@@ -36,7 +38,16 @@ pub fn bind(config: &Config) -> io::Result<Bound> {
         .iter()
         .map(|l| bind_listener(l, config.workers))
         .collect::<io::Result<Vec<_>>>()?;
-    Ok(Bound { listeners })
+    let admin = match &config.admin {
+        Some(a) => Some(bind_socket(a.address, false, 128).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (admin): {e}", a.address),
+            )
+        })?),
+        None => None,
+    };
+    Ok(Bound { listeners, admin })
 }
 
 fn bind_listener(l: &ListenerConfig, workers: usize) -> io::Result<BoundListener> {

@@ -17,6 +17,8 @@ pub struct Backend {
     ewma_micros: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU64,
+    /// Consecutive failures, for passive ejection.
+    fail_streak: AtomicU32,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -31,6 +33,7 @@ impl Backend {
             ewma_micros: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            fail_streak: AtomicU32::new(0),
         }
     }
 
@@ -52,6 +55,18 @@ impl Backend {
 
     pub fn record_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        self.fail_streak.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn fail_streak(&self) -> u32 {
+        self.fail_streak.load(Ordering::Relaxed)
+    }
+
+    pub fn reset_streak(&self) {
+        // Skip the store (and the cache-line write) in the common case.
+        if self.fail_streak.load(Ordering::Relaxed) != 0 {
+            self.fail_streak.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Counts a request as in flight until the returned guard is dropped.

@@ -3,6 +3,8 @@
 
 pub mod backend;
 pub mod connect;
+pub mod health;
+pub mod member;
 pub mod pool;
 pub mod snapshot;
 
