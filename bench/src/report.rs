@@ -204,7 +204,10 @@ fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, stem: &str) ->
 
     // Headline: CPU µs/request and ratios.
     let sluice = r.peers.iter().position(|p| p == "sluice");
-    let others: Vec<usize> = (0..r.peers.len()).filter(|&i| Some(i) != sluice).collect();
+    // Ratios against the other proxies; `direct` is the origin's own cost, not a peer.
+    let others: Vec<usize> = (0..r.peers.len())
+        .filter(|&i| Some(i) != sluice && r.peers[i] != "direct")
+        .collect();
     let _ = writeln!(
         o,
         "## CPU µs per request (median)\n\n![CPU µs per request]({stem}.svg)\n"
