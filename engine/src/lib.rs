@@ -51,7 +51,16 @@ pub struct Server {
 impl Server {
     /// Starts one worker thread per configured worker on `bound` sockets.
     pub fn start(bound: Bound, config: &Config) -> io::Result<Server> {
-        let shared = Arc::new(Shared::new(State::new(config, None)?));
+        Server::start_with_resolver(bound, config, Arc::new(upstream::discovery::SystemResolver))
+    }
+
+    /// [`Server::start`] with a given resolver for backends named by host.
+    pub fn start_with_resolver(
+        bound: Bound,
+        config: &Config,
+        resolver: Arc<dyn upstream::discovery::Resolver>,
+    ) -> io::Result<Server> {
+        let shared = Arc::new(Shared::new(State::new(config, None)?, resolver));
         if let Some(path) = config.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
             admin::state_file::restore(path, &shared.state.load());
         }

@@ -175,9 +175,18 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
             .find(|u| u.name == defaults::DEFAULT_GROUP)
             .ok_or("--backend and --lb need a group named \"default\" in the config")?;
         for b in &cli.backend {
-            let addr =
-                sluice::config::validate::resolve(b).map_err(|e| format!("--backend: {e}"))?;
-            group.backends.push((sluice::addr::BackendAddr(addr), 1));
+            match b.parse() {
+                Ok(addr) => group.backends.push((sluice::addr::BackendAddr(addr), 1)),
+                Err(_) => {
+                    let (host, port) = sluice::config::validate::split_host_port(b)
+                        .map_err(|e| format!("--backend: {e}"))?;
+                    group.dns.push(sluice::config::DnsBackend {
+                        host,
+                        port,
+                        weight: 1,
+                    });
+                }
+            }
         }
         if let Some(lb) = &cli.lb {
             group.policy = sluice::balance::Policy::parse(lb).map_err(|e| format!("--lb: {e}"))?;

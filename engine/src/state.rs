@@ -5,6 +5,7 @@
 use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
 use crate::proxy::route::Router;
 use crate::upstream::Group;
+use crate::upstream::discovery::Resolver;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use std::sync::Arc;
@@ -70,15 +71,17 @@ pub struct Shared {
     /// Readiness: listeners bound, config loaded, not shutting down.
     ready: AtomicBool,
     pub admin: Option<AdminConfig>,
+    pub resolver: Arc<dyn Resolver>,
 }
 
 impl Shared {
-    pub fn new(state: State) -> Shared {
+    pub fn new(state: State, resolver: Arc<dyn Resolver>) -> Shared {
         let admin = state.config.admin.clone();
         Shared {
             state: ArcSwap::from_pointee(state),
             ready: AtomicBool::new(false),
             admin,
+            resolver,
         }
     }
 
@@ -90,10 +93,11 @@ impl Shared {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// Starts the health checker of every group of the current state.
+    /// Starts the health checker and DNS discovery of every group of the current state.
     pub fn spawn_health_checks(&self) {
         for g in &self.state.load().groups {
             crate::upstream::health::spawn(g);
+            crate::upstream::discovery::spawn(g, self.resolver.clone());
         }
     }
 

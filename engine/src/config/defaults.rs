@@ -49,3 +49,6 @@ pub const PASSIVE_EJECTION: Duration = Duration::from_secs(10);
 pub const PASSIVE_MAX_EJECTION: Duration = Duration::from_secs(300);
 /// At most half a group is ever ejected, so a shared fault cannot empty it.
 pub const PASSIVE_MAX_EJECTED_PERCENT: u8 = 50;
+/// Backends given by name are resolved again this often (DNS discovery:
+/// Kubernetes headless Services, Consul DNS).
+pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);

@@ -138,6 +138,8 @@ pub struct UpstreamFile {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub max_idle_per_backend: Option<usize>,
+    /// How often backends given by name are resolved again.
+    pub resolve_interval: Option<Spanned<String>>,
     /// Active health checks; absent means none.
     pub health: Option<HealthFile>,
     pub passive: Option<PassiveFile>,

@@ -127,6 +127,13 @@ pub enum UpstreamProtocol {
     H2,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsBackend {
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct UpstreamTls {
     pub ca_file: Option<PathBuf>,
@@ -137,7 +144,12 @@ pub struct UpstreamTls {
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
     pub name: String,
+    /// Backends given as IP:port.
     pub backends: Vec<(BackendAddr, u32)>,
+    /// Backends given by name: every address the name resolves to is a
+    /// backend, re-resolved every `resolve_interval` (DNS discovery).
+    pub dns: Vec<DnsBackend>,
+    pub resolve_interval: Duration,
     pub policy: Policy,
     pub protocol: UpstreamProtocol,
     pub tls: Option<UpstreamTls>,
@@ -202,6 +214,8 @@ impl Config {
             upstreams: vec![UpstreamConfig {
                 name: defaults::DEFAULT_GROUP.to_owned(),
                 backends: backends.iter().map(|a| (BackendAddr(*a), 1)).collect(),
+                dns: Vec::new(),
+                resolve_interval: defaults::RESOLVE_INTERVAL,
                 policy: Policy::RoundRobin,
                 protocol: UpstreamProtocol::Http1,
                 tls: None,

@@ -241,6 +241,7 @@ impl Validator<'_> {
                 None => (&[][..], 0..0),
             };
             let mut backends = Vec::with_capacity(list.len());
+            let mut dns = Vec::new();
             for (i, b) in list.iter().enumerate() {
                 let (addr, weight) = match b {
                     BackendFile::Address(a) => (a, 1),
@@ -254,8 +255,15 @@ impl Validator<'_> {
                         "weight must be between 1 and 10000",
                     ));
                 }
-                let resolved = resolve(addr).map_err(|p| self.err(span.clone(), &bfield, p))?;
-                backends.push((BackendAddr(resolved), weight));
+                match addr.parse::<SocketAddr>() {
+                    Ok(a) => backends.push((BackendAddr(a), weight)),
+                    // A name: resolved now and again on an interval (discovery).
+                    Err(_) => {
+                        let (host, port) = split_host_port(addr)
+                            .map_err(|p| self.err(span.clone(), &bfield, p))?;
+                        dns.push(DnsBackend { host, port, weight });
+                    }
+                }
             }
             let health = match u.health {
                 None => None,
@@ -314,6 +322,12 @@ impl Validator<'_> {
                 health,
                 passive,
                 backends,
+                dns,
+                resolve_interval: self.duration(
+                    u.resolve_interval,
+                    &format!("{field}.resolve_interval"),
+                    defaults::RESOLVE_INTERVAL,
+                )?,
                 policy,
                 protocol,
                 tls,
@@ -466,6 +480,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("duration must be greater than zero".into());
     }
     Ok(d)
+}
+
+/// Splits `host:port` for a backend given by name.
+pub fn split_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: expected host:port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{s:?}: invalid port"))?;
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !valid {
+        return Err(format!("{s:?}: invalid host name"));
+    }
+    Ok((host.to_ascii_lowercase(), port))
 }
 
 /// Resolves `host:port` once (re-resolution is the discovery task's job).

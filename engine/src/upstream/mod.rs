@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod connect;
+pub mod discovery;
 pub mod health;
 pub mod member;
 pub mod pool;

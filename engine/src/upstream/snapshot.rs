@@ -8,7 +8,7 @@ use super::backend::Backend;
 use super::member::{Member, MemberState, MemberView, Origin};
 use crate::addr::BackendAddr;
 use crate::balance::{PickKey, Policy, Selector};
-use crate::config::{HealthCheck, Passive, UpstreamConfig, UpstreamProtocol};
+use crate::config::{DnsBackend, HealthCheck, Passive, UpstreamConfig, UpstreamProtocol};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -40,6 +40,9 @@ pub struct Group {
     pub tls: Option<crate::upstream::connect::TlsConnector>,
     pub health: Option<HealthCheck>,
     pub passive: Passive,
+    /// Backends given by name, for [`super::discovery`].
+    pub dns: Vec<DnsBackend>,
+    pub resolve_interval: std::time::Duration,
     policy: Policy,
     snapshot: ArcSwap<Snapshot>,
     /// # Concurrency
@@ -68,6 +71,8 @@ impl Group {
             tls,
             health: config.health.clone(),
             passive: config.passive,
+            dns: config.dns.clone(),
+            resolve_interval: config.resolve_interval,
             policy: config.policy.clone(),
             snapshot: ArcSwap::from_pointee(Snapshot {
                 backends: Vec::new(),
@@ -105,6 +110,34 @@ impl Group {
                     members.push(Member::new(
                         Arc::new(Backend::new(addr, weight)),
                         Origin::Config,
+                    ));
+                }
+            }
+        });
+    }
+
+    /// Applies a DNS discovery result: new addresses join, vanished ones
+    /// drain and are removed once idle, returning ones rejoin.
+    pub fn set_discovered(&self, found: &[(BackendAddr, u32)]) {
+        self.update(|members| {
+            members.retain(|m| {
+                let gone =
+                    m.origin == Origin::Dns && !found.iter().any(|(a, _)| *a == m.backend.addr);
+                !(gone && m.state == MemberState::Draining && m.backend.in_flight() == 0)
+            });
+            for m in members.iter_mut().filter(|m| m.origin == Origin::Dns) {
+                let present = found.iter().any(|(a, _)| *a == m.backend.addr);
+                if !present && m.state != MemberState::Draining {
+                    m.set_state(MemberState::Draining, "no longer in DNS");
+                } else if present && m.state == MemberState::Draining {
+                    m.set_state(MemberState::Healthy, "back in DNS");
+                }
+            }
+            for &(addr, weight) in found {
+                if !members.iter().any(|m| m.backend.addr == addr) {
+                    members.push(Member::new(
+                        Arc::new(Backend::new(addr, weight)),
+                        Origin::Dns,
                     ));
                 }
             }
@@ -328,6 +361,28 @@ mod tests {
         assert_eq!(g.load().backends.len(), 1, "second would exceed the cap");
         g.readmit_expired(Instant::now() + std::time::Duration::from_secs(3600));
         assert_eq!(g.load().backends.len(), 2);
+    }
+
+    #[test]
+    fn discovery_adds_drains_and_removes() {
+        let g = group(&[]);
+        g.set_discovered(&[(addr(1), 1), (addr(2), 1)]);
+        assert_eq!(g.load().backends.len(), 2);
+        let b2 = g.member(addr(2)).unwrap();
+        b2.begin_leak();
+        g.set_discovered(&[(addr(1), 1)]);
+        assert_eq!(
+            g.load().backends.len(),
+            1,
+            "vanished address leaves rotation at once"
+        );
+        g.set_discovered(&[(addr(1), 1)]);
+        assert!(
+            g.member(addr(2)).is_some(),
+            "kept while a request is in flight"
+        );
+        g.set_discovered(&[(addr(1), 1), (addr(2), 1)]);
+        assert_eq!(g.load().backends.len(), 2, "a returning address rejoins");
     }
 
     #[test]
