@@ -69,7 +69,13 @@ impl Server {
         let listeners = std::mem::take(&mut bound.listeners);
         let (drain, drain_rx) = watch::channel(false);
         // Per listener: the TLS acceptor (shared by workers) and its sockets.
-        let mut per_worker: Vec<Vec<_>> = (0..config.workers).map(|_| Vec::new()).collect();
+        // Thread per core: one runtime per worker, each with its own sockets.
+        // Work stealing: one runtime with `workers` threads and one socket.
+        let (runtimes, threads) = match config.runtime {
+            config::RuntimeShape::ThreadPerCore => (config.workers, 1),
+            config::RuntimeShape::WorkStealing => (1, config.workers),
+        };
+        let mut per_worker: Vec<Vec<_>> = (0..runtimes).map(|_| Vec::new()).collect();
         for l in listeners {
             let tls = if l.tls.is_empty() {
                 None
@@ -77,7 +83,9 @@ impl Server {
                 Some(server::tls::acceptor(&l.tls)?)
             };
             for (i, socket) in l.sockets.into_iter().enumerate() {
-                per_worker[i % config.workers].push((socket, tls.clone()));
+                if i < runtimes {
+                    per_worker[i].push((socket, tls.clone()));
+                }
             }
         }
         let workers = per_worker
@@ -86,6 +94,7 @@ impl Server {
             .map(|(index, sockets)| {
                 server::worker::spawn(server::worker::WorkerSpec {
                     index,
+                    threads,
                     sockets,
                     shared: shared.clone(),
                     drain: drain_rx.clone(),

@@ -38,6 +38,9 @@ struct Cli {
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// thread-per-core (default) | work-stealing
+    #[arg(long)]
+    runtime: Option<String>,
     /// TLS listener (h2 and http/1.1 by ALPN); needs --cert and --key.
     #[arg(long, requires_all = ["cert", "key"])]
     tls_listen: Option<SocketAddr>,
@@ -197,6 +200,10 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
             return Err("--workers must be at least 1".into());
         }
         config.workers = w;
+    }
+    if let Some(r) = &cli.runtime {
+        config.runtime =
+            sluice::config::RuntimeShape::parse(r).map_err(|e| format!("--runtime: {e}"))?;
     }
     if cli.access_log {
         config.access_log = true;

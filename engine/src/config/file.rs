@@ -10,6 +10,8 @@ use toml::Spanned;
 pub struct FileConfig {
     /// Worker threads, each with its own runtime, listeners and pools.
     pub workers: Option<Spanned<usize>>,
+    /// `thread-per-core` (default) or `work-stealing`.
+    pub runtime: Option<Spanned<String>>,
     #[serde(default)]
     pub listener: Vec<ListenerFile>,
     #[serde(default)]

@@ -19,6 +19,7 @@ pub use validate::ConfigError;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub workers: usize,
+    pub runtime: RuntimeShape,
     pub listeners: Vec<ListenerConfig>,
     pub limits: Limits,
     pub timeouts: Timeouts,
@@ -69,6 +70,16 @@ impl Default for Passive {
             max_ejected_percent: defaults::PASSIVE_MAX_EJECTED_PERCENT,
         }
     }
+}
+
+/// How workers map onto tokio runtimes (perf/ compares the two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeShape {
+    /// One single-threaded runtime per worker, each with its own
+    /// SO_REUSEPORT socket and pool: no cross-thread handoff (nginx's shape).
+    ThreadPerCore,
+    /// One multi-threaded work-stealing runtime with `workers` threads.
+    WorkStealing,
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +208,7 @@ impl Config {
     pub fn simple(listen: SocketAddr, backends: &[SocketAddr]) -> Config {
         Config {
             workers: 1,
+            runtime: RuntimeShape::ThreadPerCore,
             listeners: vec![ListenerConfig {
                 address: listen,
                 reuse_port: true,

@@ -400,8 +400,16 @@ impl Validator<'_> {
             }),
         };
 
+        let runtime = match &f.runtime {
+            None => RuntimeShape::ThreadPerCore,
+            Some(r) => {
+                RuntimeShape::parse(r.get_ref()).map_err(|p| self.err(r.span(), "runtime", p))?
+            }
+        };
+
         Ok(Config {
             workers,
+            runtime,
             listeners,
             limits,
             timeouts,
@@ -528,6 +536,18 @@ impl HashOn {
             Some(("cookie", name)) if !name.is_empty() => Some(HashOn::Cookie(name.to_owned())),
             None if s == "client" => Some(HashOn::Client),
             _ => None,
+        }
+    }
+}
+
+impl RuntimeShape {
+    pub fn parse(s: &str) -> Result<RuntimeShape, String> {
+        match s {
+            "thread-per-core" => Ok(RuntimeShape::ThreadPerCore),
+            "work-stealing" => Ok(RuntimeShape::WorkStealing),
+            _ => Err(format!(
+                "unknown runtime {s:?}; expected thread-per-core or work-stealing"
+            )),
         }
     }
 }

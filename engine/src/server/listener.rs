@@ -36,7 +36,7 @@ pub fn bind(config: &Config) -> io::Result<Bound> {
     let listeners = config
         .listeners
         .iter()
-        .map(|l| bind_listener(l, config.workers))
+        .map(|l| bind_listener(l, sockets_per_listener(config)))
         .collect::<io::Result<Vec<_>>>()?;
     let admin = match &config.admin {
         Some(a) => Some(bind_socket(a.address, false, 128).map_err(|e| {
@@ -48,6 +48,15 @@ pub fn bind(config: &Config) -> io::Result<Bound> {
         None => None,
     };
     Ok(Bound { listeners, admin })
+}
+
+/// A socket per runtime: an unaccepted SO_REUSEPORT socket would strand the
+/// connections the kernel hands it.
+fn sockets_per_listener(config: &Config) -> usize {
+    match config.runtime {
+        crate::config::RuntimeShape::ThreadPerCore => config.workers,
+        crate::config::RuntimeShape::WorkStealing => 1,
+    }
 }
 
 fn bind_listener(l: &ListenerConfig, workers: usize) -> io::Result<BoundListener> {

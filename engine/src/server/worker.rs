@@ -20,6 +20,9 @@ const REAP_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct WorkerSpec {
     pub index: usize,
+    /// 1: a current-thread runtime (thread per core). More: one
+    /// work-stealing runtime with that many threads serving every socket.
+    pub threads: usize,
     pub sockets: Vec<(std::net::TcpListener, Option<TlsAcceptor>)>,
     pub shared: Arc<Shared>,
     pub drain: watch::Receiver<bool>,
@@ -29,9 +32,17 @@ pub struct WorkerSpec {
 /// Starts the worker thread; `done` fires when it has drained and stopped.
 pub fn spawn(spec: WorkerSpec) -> io::Result<oneshot::Receiver<()>> {
     let (done_tx, done_rx) = oneshot::channel();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = if spec.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(spec.threads)
+            .thread_name("sluice-worker")
+            .enable_all()
+            .build()?
+    };
     std::thread::Builder::new()
         .name(format!("sluice-worker-{}", spec.index))
         .spawn(move || {
