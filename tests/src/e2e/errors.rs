@@ -1,0 +1,71 @@
+//! Upstream failures become explicit, fast errors: a dead backend gives 502,
+//! a slow one 504, an empty group 503, each with `x-sluice-error` and a body.
+
+use sluice_e2e::harness::client::H1;
+use sluice_e2e::harness::origin::{Origin, reply};
+use sluice_e2e::harness::proxy::{Proxy, config};
+use std::time::Duration;
+
+/// An address on which nothing listens (bound, then released).
+fn closed_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    addr
+}
+
+#[tokio::test]
+async fn dead_backend_gives_502_with_a_reason() {
+    let proxy = Proxy::start(&config(&[closed_port()])).await;
+    let mut client = H1::connect(proxy.addr()).await;
+    let reply = client.get("/").await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(
+        reply.header("x-sluice-error"),
+        Some("backend connection failed")
+    );
+    assert!(!reply.body.is_empty());
+    // The connection to the client stays usable.
+    assert_eq!(client.get("/").await.status, 502);
+}
+
+#[tokio::test]
+async fn a_dead_backend_is_skipped_for_a_live_one() {
+    let live = Origin::http1()
+        .route("/", reply::text(200, "alive"))
+        .start()
+        .await;
+    let proxy = Proxy::start(&config(&[closed_port(), live.addr()])).await;
+    let mut client = H1::connect(proxy.addr()).await;
+    for _ in 0..4 {
+        let reply = client.get("/").await;
+        assert_eq!(reply.status, 200, "{:?}", reply.header("x-sluice-error"));
+        assert_eq!(reply.text(), "alive");
+    }
+}
+
+#[tokio::test]
+async fn slow_backend_gives_504() {
+    let origin = Origin::http1().route("/", reply::hang).start().await;
+    let mut cfg = config(&[origin.addr()]);
+    cfg.timeouts.upstream_response = Duration::from_millis(300);
+    let proxy = Proxy::start(&cfg).await;
+    let mut client = H1::connect(proxy.addr()).await;
+    let reply = client.get("/slow").await;
+    assert_eq!(reply.status, 504);
+    assert_eq!(
+        reply.header("x-sluice-error"),
+        Some("backend response timed out")
+    );
+    assert_eq!(origin.request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_group_without_backends_gives_503_saying_so() {
+    let proxy = Proxy::start(&config(&[])).await;
+    let mut client = H1::connect(proxy.addr()).await;
+    let reply = client.get("/").await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("x-sluice-error"), Some("no backend available"));
+    assert!(reply.text().contains("no backend"), "{:?}", reply.text());
+}

@@ -1,0 +1,21 @@
+//! End-to-end behaviours of the proxy, one file each, linked into one binary.
+//! Every test binds loopback port 0, runs origins and the proxy in-process,
+//! and bounds every step (see `sluice_e2e::harness`).
+
+mod balance;
+mod disconnect;
+mod drain;
+mod errors;
+mod grpc;
+mod h1;
+mod h2;
+mod headers;
+mod large_body;
+mod limits;
+mod panic;
+mod pipelining;
+mod pool;
+mod routing;
+mod smuggling;
+mod tls;
+mod upgrade;
