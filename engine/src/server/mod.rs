@@ -3,6 +3,7 @@
 //! and [`worker`] ties them to one single-threaded runtime per core.
 
 pub mod conn;
+pub mod h1;
 pub mod listener;
 pub mod tls;
 pub mod worker;

@@ -1,0 +1,586 @@
+//! Stage: `server::conn` picked HTTP/1.1 → **`h1::conn`** runs the connection:
+//! read a head ([`super::parse`]) → call the service with a streaming body
+//! ([`super::body`]) → write the response ([`super::write`]) → next request.
+//!
+//! One task owns the IO and drives everything by polling: the service future,
+//! the request body (read only when the service asks for it), the response
+//! body and the end-of-connection watch. Requests are answered strictly in
+//! order; pipelined heads wait in the read buffer until the current response
+//! is out.
+//!
+//! # Memory while idle
+//! Between requests the connection holds no buffer: both buffers are released
+//! once the previous exchange is done, and the next read goes into a stack
+//! buffer first, so an idle keep-alive connection costs its task, its socket
+//! and a timer. The service future is boxed for the same reason: kept inline
+//! it would make every idle connection's task as large as the whole proxy
+//! path's state machine.
+
+use super::body::{self, BodySender, RequestBody, Want};
+use super::decode::{BodyError, Decoded, Decoder};
+use super::parse::{self, ParseError, RequestHead};
+use super::upgrade::{self, Upgraded};
+use super::write::{self, ConnHeader, Framing, WriteBuf};
+use crate::config::Limits;
+use crate::error::BoxError;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body::Body;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The first read of an idle connection goes here (on the stack), so that
+/// no heap buffer is held while waiting.
+const IDLE_READ: usize = 4 * 1024;
+/// The smallest heap read buffer; it doubles up to `max_header_bytes`.
+const HEAD_INITIAL: usize = 1024;
+/// Read size while a request body streams.
+const BODY_READ: usize = 16 * 1024;
+/// An unread request body up to this size is read and thrown away to keep
+/// the connection; a larger one closes it.
+const DISCARD_MAX: u64 = 64 * 1024;
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// What a connection needs to know, fixed per worker.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub limits: Limits,
+    /// Time allowed for a whole request head; also the keep-alive idle limit.
+    pub header_timeout: Duration,
+}
+
+/// Why a connection ended other than by a clean close.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("connection I/O failed")]
+    Io(#[from] io::Error),
+    #[error("refused request head: {0}")]
+    Parse(#[from] ParseError),
+    #[error("request head not received in time")]
+    HeadTimeout,
+    #[error("client went away before the response")]
+    ClientGone,
+    #[error("response body failed")]
+    ResponseBody(#[source] BoxError),
+    #[error("response body length differs from its content-length")]
+    LengthMismatch,
+}
+
+impl ConnError {
+    /// Ends that are the client's doing or normal wear, not worth a warning.
+    pub fn is_client(&self) -> bool {
+        matches!(
+            self,
+            ConnError::Io(_) | ConnError::Parse(_) | ConnError::HeadTimeout | ConnError::ClientGone
+        )
+    }
+}
+
+/// Serves HTTP/1.1 on `io` until the client leaves, the connection must
+/// close, or the drain completes. `initial` are bytes already read from `io`
+/// (the preface sniff).
+pub async fn serve<I, S, F, B>(
+    io: I,
+    initial: &[u8],
+    settings: &Settings,
+    mut service: S,
+    mut drain: watch::Receiver<bool>,
+) -> Result<(), ConnError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: FnMut(Request<RequestBody>) -> F,
+    F: Future<Output = Response<B>>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut conn = Conn {
+        io,
+        rbuf: BytesMut::from(initial),
+        wbuf: WriteBuf::default(),
+        settings: *settings,
+    };
+    loop {
+        let head = match conn.read_head(&mut drain).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return conn.close().await,
+            Err(e) => {
+                let status = match &e {
+                    ConnError::Parse(p) => Some((p.status(), p.reason())),
+                    ConnError::HeadTimeout => {
+                        Some((StatusCode::REQUEST_TIMEOUT, "request header timeout"))
+                    }
+                    _ => None,
+                };
+                if let Some((status, reason)) = status {
+                    // Best effort: the client may already be gone.
+                    let _ = conn.write_error(status, reason).await;
+                }
+                return Err(e);
+            }
+        };
+        let head_request = head.method == Method::HEAD;
+        let http10 = head.version == Version::HTTP_10;
+        let expect_continue = head.expect_continue;
+        let keep_alive = head.keep_alive;
+        let (req, body, upgrade) = request(head, &conn.settings.limits);
+        let mut ex = Exchange {
+            cont: if expect_continue && body.is_some() {
+                Continue::Owed
+            } else {
+                Continue::Done
+            },
+            body: body.map_or(ReqBody::Done, ReqBody::Reading),
+        };
+
+        let resp = conn.drive_service(Box::pin(service(req)), &mut ex).await?;
+        let keep_alive = keep_alive && !*drain.borrow();
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(upgrade) = upgrade
+        {
+            let (parts, _) = resp.into_parts();
+            write::encode_head(
+                &mut conn.wbuf.buf,
+                parts.status,
+                &parts.headers,
+                Framing::None,
+                ConnHeader::AsIs,
+            );
+            conn.flush().await?;
+            let Conn { io, rbuf, .. } = conn;
+            // If the service dropped its `OnUpgrade`, nobody wants the IO.
+            let _ = upgrade.send(Upgraded::new(Box::new(io), rbuf.freeze()));
+            return Ok(());
+        }
+        // Resolves the service's `OnUpgrade`, if any, to an error.
+        drop(upgrade);
+
+        let keep = conn
+            .write_response(resp, head_request, http10, keep_alive, &mut ex)
+            .await?;
+        if !(keep && conn.finish_body(&mut ex).await) {
+            return conn.close().await;
+        }
+        conn.release_if_idle();
+    }
+}
+
+/// The request for the service, its body's sender, and a pending upgrade.
+fn request(
+    head: RequestHead,
+    limits: &Limits,
+) -> (
+    Request<RequestBody>,
+    Option<BodySender>,
+    Option<upgrade::Pending>,
+) {
+    // Trailers get the same budget as a head.
+    let decoder = Decoder::new(head.framing, limits.max_header_bytes);
+    let (sender, body) = match body::channel(decoder) {
+        Some((s, b)) => (Some(s), b),
+        None => (None, RequestBody::empty()),
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method;
+    *req.uri_mut() = head.uri;
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers;
+    let upgrade = head.upgrade.then(|| {
+        let (tx, on) = upgrade::pending();
+        req.extensions_mut().insert(on);
+        tx
+    });
+    (req, sender, upgrade)
+}
+
+struct Conn<I> {
+    io: I,
+    /// Bytes read and not yet consumed: a partial head, body bytes, or
+    /// pipelined requests. Empty with no capacity while idle.
+    rbuf: BytesMut,
+    wbuf: WriteBuf,
+    settings: Settings,
+}
+
+/// One request/response exchange's view of the request body.
+struct Exchange {
+    body: ReqBody,
+    cont: Continue,
+}
+
+enum ReqBody {
+    /// Read to its end (or there was none).
+    Done,
+    Reading(BodySender),
+    /// The service dropped it before its end: the rest is to be discarded.
+    Unwanted(BodySender),
+    /// Broken framing or IO: the connection cannot be reused.
+    Broken,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Continue {
+    /// `Expect: 100-continue` and the service has not read the body yet.
+    Owed,
+    /// Sent, not needed, or too late (the final response started).
+    Done,
+    /// The final response went out first; the client may or may not send
+    /// the body, so the connection cannot be reused unless it did.
+    Skipped,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
+    /// The next request head; `None` when the connection should close
+    /// quietly (EOF or timeout while idle, or drain while idle).
+    async fn read_head(
+        &mut self,
+        drain: &mut watch::Receiver<bool>,
+    ) -> Result<Option<RequestHead>, ConnError> {
+        let deadline = Instant::now() + self.settings.header_timeout;
+        let mut timeout = pin!(tokio::time::sleep_until(deadline));
+        loop {
+            if !self.rbuf.is_empty()
+                && let Some(head) = parse::parse(&mut self.rbuf, &self.settings.limits)?
+            {
+                return Ok(Some(head));
+            }
+            let idle = self.rbuf.is_empty();
+            let n = tokio::select! {
+                biased;
+                r = poll_fn(|cx| self.poll_read(cx, HEAD_INITIAL)) => r?,
+                _ = &mut timeout => {
+                    return if idle { Ok(None) } else { Err(ConnError::HeadTimeout) };
+                }
+                _ = crate::server::worker::draining(drain), if idle => return Ok(None),
+            };
+            if n == 0 {
+                // EOF, mid-head or not: nobody is left to answer.
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads into `rbuf` with at least `min_spare` room; `Ok(0)` is EOF.
+    fn poll_read(&mut self, cx: &mut Context<'_>, min_spare: usize) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() == 0 {
+            // Idle: wait on a stack buffer, allocate only once bytes arrive.
+            let mut stack = [0u8; IDLE_READ];
+            let mut rb = ReadBuf::new(&mut stack);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+            let got = rb.filled();
+            if !got.is_empty() {
+                self.rbuf = BytesMut::with_capacity(got.len().max(HEAD_INITIAL));
+                self.rbuf.extend_from_slice(got);
+            }
+            return Poll::Ready(Ok(got.len()));
+        }
+        let len = self.rbuf.len();
+        if self.rbuf.capacity() - len < min_spare / 2 {
+            // Doubles while a head grows; `parse` bounds it by `max_header_bytes`.
+            self.rbuf.reserve(len.max(min_spare));
+        }
+        // Safe code cannot read into uninitialised memory: zero the spare.
+        let cap = self.rbuf.capacity();
+        self.rbuf.resize(cap, 0);
+        let mut rb = ReadBuf::new(&mut self.rbuf[len..]);
+        let r = Pin::new(&mut self.io).poll_read(cx, &mut rb);
+        let n = rb.filled().len();
+        self.rbuf.truncate(len + n);
+        ready!(r)?;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Polls the service while feeding its request body; errors if the
+    /// client goes away first (which cancels the service).
+    async fn drive_service<F: Future + Unpin>(
+        &mut self,
+        mut fut: F,
+        ex: &mut Exchange,
+    ) -> Result<F::Output, ConnError> {
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = Pin::new(&mut fut).poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            // With the body read (or unwanted), watch for the client leaving.
+            // A broken body is left to the service: it holds the error.
+            if self.poll_body(cx, ex).is_ready()
+                && matches!(ex.body, ReqBody::Done | ReqBody::Unwanted(_))
+                && self.poll_client_gone(cx).is_ready()
+            {
+                return Poll::Ready(Err(ConnError::ClientGone));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Ready when the client closed (EOF or error). Bytes that arrive
+    /// meanwhile (pipelined requests) are kept, up to a head's budget.
+    fn poll_client_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while self.rbuf.len() < self.settings.limits.max_header_bytes {
+            match ready!(self.poll_read(cx, HEAD_INITIAL)) {
+                Ok(0) | Err(_) => return Poll::Ready(()),
+                Ok(_) => {}
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Moves request body frames from the client to the service as the
+    /// service asks for them. Ready when there is nothing more to move.
+    fn poll_body(&mut self, cx: &mut Context<'_>, ex: &mut Exchange) -> Poll<()> {
+        loop {
+            let ReqBody::Reading(sender) = &mut ex.body else {
+                return Poll::Ready(());
+            };
+            match ready!(sender.poll_want(cx)) {
+                Want::Frame => {}
+                Want::Dropped => {
+                    if let ReqBody::Reading(s) = std::mem::replace(&mut ex.body, ReqBody::Done) {
+                        ex.body = ReqBody::Unwanted(s);
+                    }
+                    return Poll::Ready(());
+                }
+            }
+            if ex.cont == Continue::Owed {
+                self.wbuf.buf.extend_from_slice(CONTINUE);
+                ex.cont = Continue::Done;
+            }
+            let step = sender.decoder.decode(&mut self.rbuf);
+            match step {
+                Ok(Decoded::Frame(f)) => {
+                    sender.send(Ok(f));
+                    if sender.is_finished() {
+                        ex.body = ReqBody::Done;
+                    }
+                }
+                Ok(Decoded::End) => {
+                    sender.finish();
+                    ex.body = ReqBody::Done;
+                }
+                Ok(Decoded::NeedMore) => {
+                    // A `100 Continue` (or response bytes) must be out before
+                    // we wait on the client.
+                    let read = match ready!(self.wbuf.poll_flush(&mut self.io, cx)) {
+                        Ok(()) => ready!(self.poll_read(cx, BODY_READ)),
+                        Err(e) => Err(e),
+                    };
+                    let err = match read {
+                        Ok(0) => BodyError::Incomplete,
+                        Ok(_) => continue,
+                        Err(_) => BodyError::Io,
+                    };
+                    sender.send(Err(err));
+                    ex.body = ReqBody::Broken;
+                }
+                Err(e) => {
+                    sender.send(Err(e));
+                    ex.body = ReqBody::Broken;
+                }
+            }
+        }
+    }
+
+    /// Writes the response; `Ok(true)` if the connection may be reused.
+    async fn write_response<B>(
+        &mut self,
+        resp: Response<B>,
+        head_request: bool,
+        http10: bool,
+        keep_alive: bool,
+        ex: &mut Exchange,
+    ) -> Result<bool, ConnError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = resp.into_parts();
+        let framing = write::framing(head_request, parts.status, &body.size_hint(), http10);
+        if ex.cont == Continue::Owed {
+            ex.cont = Continue::Skipped;
+        }
+        let keep = keep_alive && framing != Framing::Close && ex.cont != Continue::Skipped;
+        let conn_header = match (keep, http10) {
+            (false, _) => ConnHeader::Close,
+            (true, true) => ConnHeader::KeepAlive,
+            (true, false) => ConnHeader::AsIs,
+        };
+        write::encode_head(
+            &mut self.wbuf.buf,
+            parts.status,
+            &parts.headers,
+            framing,
+            conn_header,
+        );
+        drop(parts);
+        if framing == Framing::None {
+            drop(body);
+            self.flush_while_reading(ex).await?;
+            return Ok(keep);
+        }
+        let mut body = pin!(body);
+        let mut written = 0u64;
+        let mut ended = false;
+        poll_fn(|cx| {
+            loop {
+                let _ = self.poll_body(cx, ex);
+                if self.wbuf.is_full() || (ended && !self.wbuf.is_empty()) {
+                    ready!(self.wbuf.poll_flush(&mut self.io, cx))?;
+                }
+                if ended {
+                    ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                    return Poll::Ready(Ok(()));
+                }
+                let frame = match body.as_mut().poll_frame(cx) {
+                    Poll::Pending => {
+                        if self.wbuf.is_empty() {
+                            return Poll::Pending;
+                        }
+                        ready!(self.wbuf.poll_flush(&mut self.io, cx))?;
+                        continue;
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Err(ConnError::ResponseBody(e.into())));
+                    }
+                    Poll::Ready(None) => None,
+                    Poll::Ready(Some(Ok(frame))) => Some(frame),
+                };
+                match frame.map(|f| f.into_data()) {
+                    Some(Ok(data)) => {
+                        written += data.len() as u64;
+                        if matches!(framing, Framing::Length(n) if written > n) {
+                            return Poll::Ready(Err(ConnError::LengthMismatch));
+                        }
+                        self.wbuf.push_data(framing, data);
+                        if !body.is_end_stream() {
+                            continue;
+                        }
+                    }
+                    // Trailers only exist on the wire for chunked bodies.
+                    Some(Err(frame)) => {
+                        if let (Framing::Chunked, Ok(t)) = (framing, frame.into_trailers()) {
+                            write::encode_chunked_end(&mut self.wbuf.buf, Some(&t));
+                            ended = true;
+                        }
+                        continue;
+                    }
+                    None => {}
+                }
+                if matches!(framing, Framing::Length(n) if written != n) {
+                    return Poll::Ready(Err(ConnError::LengthMismatch));
+                }
+                if framing == Framing::Chunked {
+                    write::encode_chunked_end(&mut self.wbuf.buf, None);
+                }
+                ended = true;
+            }
+        })
+        .await?;
+        Ok(keep)
+    }
+
+    /// Flushes `wbuf` while still feeding the request body.
+    async fn flush_while_reading(&mut self, ex: &mut Exchange) -> io::Result<()> {
+        poll_fn(|cx| {
+            let _ = self.poll_body(cx, ex);
+            ready!(self.wbuf.poll_flush(&mut self.io, cx))?;
+            Pin::new(&mut self.io).poll_flush(cx)
+        })
+        .await
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.wbuf.poll_flush(&mut self.io, cx)).await?;
+        self.io.flush().await
+    }
+
+    /// After the response: the request body must be consumed before the
+    /// next head can be read. `false` if the connection cannot be reused.
+    async fn finish_body(&mut self, ex: &mut Exchange) -> bool {
+        let mut sender = match std::mem::replace(&mut ex.body, ReqBody::Done) {
+            ReqBody::Done => return true,
+            ReqBody::Broken => return false,
+            ReqBody::Reading(s) | ReqBody::Unwanted(s) => s,
+        };
+        // The service is done with it (or will get an error if it still
+        // holds it): take the decoder and throw the rest away.
+        let mut decoder =
+            std::mem::replace(&mut sender.decoder, Decoder::new(parse::Framing::None, 0));
+        drop(sender);
+        if decoder.remaining().is_some_and(|n| n > DISCARD_MAX) {
+            return false;
+        }
+        let mut discarded = 0u64;
+        let limit = self.settings.header_timeout;
+        let discard = poll_fn(|cx| {
+            loop {
+                match decoder.decode(&mut self.rbuf) {
+                    Ok(Decoded::End) => return Poll::Ready(true),
+                    Ok(Decoded::Frame(f)) => {
+                        discarded += f.data_ref().map_or(0, |d| d.len() as u64);
+                        if discarded > DISCARD_MAX {
+                            return Poll::Ready(false);
+                        }
+                    }
+                    Ok(Decoded::NeedMore) => match ready!(self.poll_read(cx, BODY_READ)) {
+                        Ok(0) | Err(_) => return Poll::Ready(false),
+                        Ok(_) => {}
+                    },
+                    Err(_) => return Poll::Ready(false),
+                }
+            }
+        });
+        tokio::time::timeout(limit, discard).await.unwrap_or(false)
+    }
+
+    /// Drops both buffers if no pipelined bytes wait: idle costs nothing.
+    fn release_if_idle(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+            self.wbuf = WriteBuf::default();
+        }
+    }
+
+    /// A response the connection makes itself (a refused head or a timeout),
+    /// shaped like `proxy::respond`'s, and then the connection closes.
+    async fn write_error(&mut self, status: StatusCode, reason: &'static str) -> io::Result<()> {
+        let mut headers = HeaderMap::with_capacity(3);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            crate::proxy::respond::X_SLUICE_ERROR,
+            HeaderValue::from_static(reason),
+        );
+        let len = reason.len() as u64 + 1;
+        write::encode_head(
+            &mut self.wbuf.buf,
+            status,
+            &headers,
+            Framing::Length(len),
+            ConnHeader::Close,
+        );
+        self.wbuf.buf.extend_from_slice(reason.as_bytes());
+        self.wbuf.buf.push(b'\n');
+        self.flush().await?;
+        self.io.shutdown().await
+    }
+
+    async fn close(mut self) -> Result<(), ConnError> {
+        self.flush().await?;
+        // The peer may have gone already; that is how most connections end.
+        let _ = self.io.shutdown().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! Exact bytes on the wire for each framing.
+
+use super::*;
+use http::HeaderValue;
+
+const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+fn headers(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::DATE, HeaderValue::from_static(DATE));
+    for (n, v) in fields {
+        h.append(*n, HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn head(
+    status: u16,
+    fields: &[(&'static str, &'static str)],
+    framing: Framing,
+    conn: ConnHeader,
+) -> String {
+    let mut out = Vec::new();
+    encode_head(
+        &mut out,
+        StatusCode::from_u16(status).unwrap(),
+        &headers(fields),
+        framing,
+        conn,
+    );
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn content_length_head() {
+    assert_eq!(
+        head(
+            200,
+            &[("x-a", "1"), ("set-cookie", "a"), ("set-cookie", "b")],
+            Framing::Length(5),
+            ConnHeader::AsIs
+        ),
+        format!(
+            "HTTP/1.1 200 OK\r\ndate: {DATE}\r\nx-a: 1\r\nset-cookie: a\r\nset-cookie: b\r\ncontent-length: 5\r\n\r\n"
+        )
+    );
+}
+
+#[test]
+fn chunked_head_replaces_the_backends_framing() {
+    assert_eq!(
+        head(
+            200,
+            &[
+                ("content-length", "9"),
+                ("transfer-encoding", "gzip"),
+                ("connection", "x")
+            ],
+            Framing::Chunked,
+            ConnHeader::Close
+        ),
+        format!(
+            "HTTP/1.1 200 OK\r\ndate: {DATE}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        )
+    );
+}
+
+#[test]
+fn bodiless_statuses_and_head() {
+    let hint = SizeHint::with_exact(7);
+    assert_eq!(framing(true, StatusCode::OK, &hint, false), Framing::None);
+    assert_eq!(
+        framing(false, StatusCode::NO_CONTENT, &hint, false),
+        Framing::None
+    );
+    assert_eq!(
+        framing(false, StatusCode::NOT_MODIFIED, &hint, false),
+        Framing::None
+    );
+    assert_eq!(
+        framing(false, StatusCode::SWITCHING_PROTOCOLS, &hint, false),
+        Framing::None
+    );
+    assert_eq!(
+        framing(false, StatusCode::OK, &hint, false),
+        Framing::Length(7)
+    );
+    assert_eq!(
+        framing(false, StatusCode::OK, &SizeHint::new(), false),
+        Framing::Chunked
+    );
+    assert_eq!(
+        framing(false, StatusCode::OK, &SizeHint::new(), true),
+        Framing::Close
+    );
+    // HEAD and 304 keep the representation's length; 204 drops it.
+    assert_eq!(
+        head(
+            200,
+            &[("content-length", "7")],
+            Framing::None,
+            ConnHeader::AsIs
+        ),
+        format!("HTTP/1.1 200 OK\r\ndate: {DATE}\r\ncontent-length: 7\r\n\r\n")
+    );
+    assert_eq!(
+        head(
+            304,
+            &[("content-length", "7")],
+            Framing::None,
+            ConnHeader::AsIs
+        ),
+        format!("HTTP/1.1 304 Not Modified\r\ndate: {DATE}\r\ncontent-length: 7\r\n\r\n")
+    );
+    assert_eq!(
+        head(
+            204,
+            &[("content-length", "0")],
+            Framing::None,
+            ConnHeader::KeepAlive
+        ),
+        format!("HTTP/1.1 204 No Content\r\ndate: {DATE}\r\nconnection: keep-alive\r\n\r\n")
+    );
+    assert_eq!(
+        head(
+            101,
+            &[("connection", "upgrade"), ("upgrade", "websocket")],
+            Framing::None,
+            ConnHeader::AsIs
+        ),
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\ndate: {DATE}\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+        )
+    );
+}
+
+#[test]
+fn unknown_status_has_an_empty_reason_and_a_date_is_added() {
+    let mut out = Vec::new();
+    encode_head(
+        &mut out,
+        StatusCode::from_u16(599).unwrap(),
+        &HeaderMap::new(),
+        Framing::Length(0),
+        ConnHeader::AsIs,
+    );
+    let s = String::from_utf8(out).unwrap();
+    assert!(
+        s.starts_with("HTTP/1.1 599 \r\ncontent-length: 0\r\ndate: "),
+        "{s}"
+    );
+    assert!(s.ends_with(" GMT\r\n\r\n"));
+}
+
+#[test]
+fn chunks_small_copied_large_by_reference_and_trailers() {
+    let mut w = WriteBuf::default();
+    w.push_data(Framing::Chunked, Bytes::from_static(b"hello"));
+    assert!(!w.is_full());
+    w.push_data(Framing::Chunked, Bytes::new());
+    let big = Bytes::from(vec![b'x'; COPY_MAX + 1]);
+    w.push_data(Framing::Chunked, big.clone());
+    assert!(w.is_full());
+    let mut out = Vec::new();
+    let cx = &mut Context::from_waker(std::task::Waker::noop());
+    assert!(matches!(w.poll_flush(&mut out, cx), Poll::Ready(Ok(()))));
+    assert!(w.is_empty());
+    let mut want = b"5\r\nhello\r\n2001\r\n".to_vec();
+    want.extend_from_slice(&big);
+    want.extend_from_slice(b"\r\n");
+    assert_eq!(out, want);
+
+    let mut end = Vec::new();
+    encode_chunked_end(&mut end, Some(&headers(&[("grpc-status", "0")])));
+    assert_eq!(
+        end,
+        format!("0\r\ndate: {DATE}\r\ngrpc-status: 0\r\n\r\n").as_bytes()
+    );
+    let mut end = Vec::new();
+    encode_chunked_end(&mut end, None);
+    assert_eq!(end, b"0\r\n\r\n");
+}
+
+#[test]
+fn length_bodies_are_raw() {
+    let mut w = WriteBuf::default();
+    w.push_data(Framing::Length(3), Bytes::from_static(b"abc"));
+    assert_eq!(w.buf, b"abc");
+}
+
+/// Writes one byte per call, to check partial writes across the three parts.
+struct Trickle(Vec<u8>);
+
+impl AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.push(b[0]);
+        Poll::Ready(Ok(1))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn partial_writes_resume_where_they_stopped() {
+    let mut w = WriteBuf::default();
+    w.buf.extend_from_slice(b"HEAD");
+    let big = Bytes::from(vec![b'y'; COPY_MAX + 3]);
+    w.push_data(Framing::Chunked, big.clone());
+    let mut io = Trickle(Vec::new());
+    let cx = &mut Context::from_waker(std::task::Waker::noop());
+    assert!(matches!(w.poll_flush(&mut io, cx), Poll::Ready(Ok(()))));
+    let mut want = b"HEAD2003\r\n".to_vec();
+    want.extend_from_slice(&big);
+    want.extend_from_slice(b"\r\n");
+    assert_eq!(io.0, want);
+}
+
+#[test]
+fn dates() {
+    assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+    assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+    assert_eq!(&imf_fixdate(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+    assert_eq!(
+        &imf_fixdate(4_102_444_799),
+        b"Thu, 31 Dec 2099 23:59:59 GMT"
+    );
+    assert_eq!(date().len(), 29);
+}
