@@ -17,5 +17,7 @@ mod pipelining;
 mod pool;
 mod routing;
 mod smuggling;
+mod streaming;
+mod timeouts;
 mod tls;
 mod upgrade;
