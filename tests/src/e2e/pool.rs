@@ -82,3 +82,34 @@ async fn backend_closing_idle_connections_never_fails_a_request() {
         "the backend did close idle connections"
     );
 }
+
+#[tokio::test]
+async fn a_non_idempotent_request_is_never_sent_twice() {
+    // The backend closes every connection after answering, so POSTs keep
+    // meeting pooled connections that are closing. Whichever way each race
+    // goes (a fresh connection, or a 502), no POST may reach the backend twice.
+    let origin = Origin::closing_h1("closer", ClosePolicy::AfterEachResponse).await;
+    let proxy = Proxy::start(&config(&[origin.addr()])).await;
+    let mut client = H1::connect(proxy.addr()).await;
+    for i in 0..60 {
+        let req = http::Request::post(format!("/order/{i}"))
+            .header("host", "shop.test")
+            .body(reply::empty())
+            .expect("request");
+        let reply = sluice_e2e::harness::client::collect(client.send(req).await).await;
+        assert!(
+            reply.status == 200 || reply.status == 502,
+            "POST {i}: unexpected {}",
+            reply.status
+        );
+    }
+    let mut paths: Vec<String> = origin
+        .requests()
+        .iter()
+        .map(|s| s.uri.path().to_owned())
+        .collect();
+    let total = paths.len();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), total, "a POST reached the backend twice");
+}
