@@ -52,3 +52,27 @@ pub const PASSIVE_MAX_EJECTED_PERCENT: u8 = 50;
 /// Backends given by name are resolved again this often (DNS discovery:
 /// Kubernetes headless Services, Consul DNS).
 pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Response compression is off unless asked for, like nginx's `gzip off`:
+/// it costs CPU on every compressed response. A route's `compress` overrides it.
+pub const COMPRESSION_ENABLED: bool = false;
+/// gzip level 1, nginx's `gzip_comp_level` default: the cheapest level
+/// already removes most of the bytes of text; 6 halves what is left again
+/// for about five times the CPU (perf/findings/2026-11-25-gzip.md).
+pub const COMPRESSION_LEVEL: u32 = 1;
+/// Known-length responses shorter than 1 KiB are sent as they are: gzip's
+/// 18 bytes of framing and the CPU buy little there (nginx's
+/// `gzip_min_length` idea; its own default of 20 is lower).
+pub const COMPRESSION_MIN_LENGTH: u64 = 1024;
+/// Media types worth compressing: text, and the structured formats that are
+/// text (`+json`, `+xml` match any `type/x+json`). Images other than SVG,
+/// video and archives are already compressed.
+pub const COMPRESSION_TYPES: &[&str] = &[
+    "text/*",
+    "application/json",
+    "application/javascript",
+    "application/xml",
+    "image/svg+xml",
+    "+json",
+    "+xml",
+];

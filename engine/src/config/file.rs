@@ -27,6 +27,22 @@ pub struct FileConfig {
     #[serde(default)]
     pub access_log: bool,
     pub admin: Option<AdminFile>,
+    #[serde(default)]
+    pub compression: CompressionFile,
+}
+
+/// `[compression]`: gzip for responses (see `proxy::compress`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionFile {
+    /// For every route without its own `compress` switch.
+    pub enabled: Option<bool>,
+    /// 1 (fastest) to 9 (smallest).
+    pub level: Option<Spanned<u32>>,
+    /// Bytes; responses with a known shorter length are left alone.
+    pub min_length: Option<Spanned<u64>>,
+    /// `type/subtype`, `type/*`, `*/*` or a suffix such as `+json`.
+    pub types: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +139,8 @@ pub struct RouteFile {
     /// Path prefix; absent means `/`.
     pub path: Option<Spanned<String>>,
     pub upstream: Spanned<String>,
+    /// Overrides `compression.enabled` for this route.
+    pub compress: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

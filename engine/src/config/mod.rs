@@ -28,6 +28,7 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub access_log: bool,
     pub admin: Option<AdminConfig>,
+    pub compression: Compression,
     /// The file this config came from, read again on reload.
     pub source: Option<PathBuf>,
 }
@@ -127,6 +128,35 @@ pub struct RouteConfig {
     pub path: String,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    /// Overrides [`Compression::enabled`] for this route.
+    pub compress: Option<bool>,
+}
+
+/// gzip for responses; what is compressed and when is `proxy::compress`.
+#[derive(Clone, Debug)]
+pub struct Compression {
+    /// For routes without their own switch.
+    pub enabled: bool,
+    /// 1 (fastest) to 9 (smallest).
+    pub level: u32,
+    /// Responses with a known length below this are left alone.
+    pub min_length: u64,
+    /// Lowercase `type/sub`, `type/*`, `*/*` or `+suffix` patterns.
+    pub types: Vec<String>,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            enabled: defaults::COMPRESSION_ENABLED,
+            level: defaults::COMPRESSION_LEVEL,
+            min_length: defaults::COMPRESSION_MIN_LENGTH,
+            types: defaults::COMPRESSION_TYPES
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +252,7 @@ impl Config {
                 host: None,
                 path: "/".to_owned(),
                 upstream: 0,
+                compress: None,
             }],
             upstreams: vec![UpstreamConfig {
                 name: defaults::DEFAULT_GROUP.to_owned(),
@@ -237,6 +268,7 @@ impl Config {
             }],
             access_log: false,
             admin: None,
+            compression: Compression::default(),
             source: None,
         }
     }

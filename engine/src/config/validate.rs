@@ -1,7 +1,7 @@
 //! `FileConfig` → [`Config`]: every rule is checked here, once, and a failure
 //! names the file, line, column, field and problem.
 
-use super::file::{BackendFile, FileConfig};
+use super::file::{BackendFile, CompressionFile, FileConfig};
 use super::*;
 use crate::balance::{HashOn, Policy};
 use std::fmt;
@@ -376,6 +376,7 @@ impl Validator<'_> {
                 host,
                 path,
                 upstream,
+                compress: r.compress,
             });
         }
         if routes.is_empty() && upstreams.len() == 1 {
@@ -384,6 +385,7 @@ impl Validator<'_> {
                 host: None,
                 path: "/".into(),
                 upstream: 0,
+                compress: None,
             });
         }
 
@@ -424,7 +426,45 @@ impl Validator<'_> {
             upstreams,
             access_log: f.access_log,
             admin,
+            compression: self.compression(f.compression)?,
             source: Some(self.path.to_owned()),
+        })
+    }
+
+    fn compression(&self, c: CompressionFile) -> Result<Compression, ConfigError> {
+        let d = Compression::default();
+        let types = match c.types {
+            None => d.types,
+            Some(t) => {
+                let span = t.span();
+                let mut types = Vec::with_capacity(t.get_ref().len());
+                for (i, ty) in t.into_inner().into_iter().enumerate() {
+                    let ty = ty.trim().to_ascii_lowercase();
+                    if !media_pattern_ok(&ty) {
+                        return Err(self.err(
+                            span,
+                            format_args!("compression.types[{i}]"),
+                            format_args!(
+                                "{ty:?} is not type/subtype, type/*, */* or a +suffix such as +json"
+                            ),
+                        ));
+                    }
+                    types.push(ty);
+                }
+                types
+            }
+        };
+        Ok(Compression {
+            enabled: c.enabled.unwrap_or(d.enabled),
+            level: self.bounded(c.level, "compression.level", 1, 9, d.level)?,
+            min_length: self.bounded(
+                c.min_length,
+                "compression.min_length",
+                0,
+                1 << 40,
+                d.min_length,
+            )?,
+            types,
         })
     }
 
@@ -457,6 +497,24 @@ impl Validator<'_> {
             None => Ok(default),
             Some(v) => parse_duration(v.get_ref()).map_err(|p| self.err(v.span(), field, p)),
         }
+    }
+}
+
+/// `type/subtype`, `type/*`, `*/*` or `+suffix`, in token characters.
+fn media_pattern_ok(p: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    if let Some(suffix) = p.strip_prefix('+') {
+        return token(suffix);
+    }
+    match p.split_once('/') {
+        Some(("*", "*")) => true,
+        Some((t, "*")) => token(t),
+        Some((t, s)) => token(t) && token(s),
+        None => false,
     }
 }
 
@@ -657,6 +715,71 @@ upstream_connect = "250ms"
                 .to_string()
                 .contains("timeouts.upstream_connect")
         );
+    }
+
+    #[test]
+    fn compression_defaults_and_route_switch() {
+        let c = check(GOOD).expect("valid");
+        assert!(!c.compression.enabled, "off unless asked");
+        assert_eq!(c.compression.level, 1);
+        assert_eq!(c.compression.min_length, 1024);
+        assert!(c.compression.types.iter().any(|t| t == "text/*"));
+        assert_eq!(c.routes[0].compress, None);
+
+        let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\nenabled = true\nlevel = 6\nmin_length = 0\ntypes = [\"Text/HTML\", \"+json\", \"application/*\"]\n[upstream.a]\nbackends = [\"127.0.0.1:2\"]\n[[route]]\nupstream = \"a\"\ncompress = false\n";
+        let c = check(text).expect("valid");
+        assert!(c.compression.enabled);
+        assert_eq!(c.compression.level, 6);
+        assert_eq!(c.compression.min_length, 0);
+        assert_eq!(c.compression.types, ["text/html", "+json", "application/*"]);
+        assert_eq!(c.routes[0].compress, Some(false));
+    }
+
+    #[test]
+    fn bad_compression_values_name_their_line() {
+        let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\nlevel = 10\n";
+        let err = check(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("test.toml:4:9: compression.level: must be between 1 and 9"),
+            "{err}"
+        );
+
+        let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\ntypes = [\"text/html\", \"json\"]\n";
+        let err = check(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("test.toml:4:9: compression.types[1]: \"json\" is not"),
+            "{err}"
+        );
+
+        let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\ngzip = true\n";
+        let err = check(text).unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:4:"), "{err}");
+        assert!(err.contains("gzip"), "{err}");
+    }
+
+    #[test]
+    fn media_patterns() {
+        for ok in [
+            "text/html",
+            "text/*",
+            "*/*",
+            "+json",
+            "application/vnd.api+json",
+        ] {
+            assert!(media_pattern_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "json",
+            "+",
+            "text/",
+            "/html",
+            "*/html",
+            "text/ html",
+            "text/h;x",
+        ] {
+            assert!(!media_pattern_ok(bad), "{bad}");
+        }
     }
 
     #[test]

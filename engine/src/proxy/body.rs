@@ -1,6 +1,7 @@
 //! Body types of the request path. Bodies are never collected: frames pass
 //! through as `Bytes` (reference-counted, not copied), and nothing is boxed.
 
+use super::compress::GzipBody;
 use crate::upstream::backend::InFlight;
 use crate::upstream::pool::{H1Sender, Pool};
 use bytes::Bytes;
@@ -52,6 +53,8 @@ impl Body for ReqBody {
 #[derive(Debug)]
 pub enum RespBody {
     Upstream(UpstreamBody),
+    /// The backend's body, gzip-compressed on the way (`proxy::compress`).
+    Gzip(GzipBody<UpstreamBody>),
     /// A response the proxy makes itself (errors).
     Full(Option<Bytes>),
 }
@@ -72,6 +75,7 @@ impl Body for RespBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RespBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            RespBody::Gzip(b) => Pin::new(b).poll_frame(cx),
             RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -79,6 +83,7 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RespBody::Upstream(b) => b.is_end_stream(),
+            RespBody::Gzip(b) => b.is_end_stream(),
             RespBody::Full(b) => b.is_none(),
         }
     }
@@ -86,6 +91,7 @@ impl Body for RespBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RespBody::Upstream(b) => b.size_hint(),
+            RespBody::Gzip(b) => b.size_hint(),
             RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }

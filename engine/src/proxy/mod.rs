@@ -12,6 +12,7 @@
 //! this request only.
 
 pub mod body;
+pub mod compress;
 pub mod forward;
 pub mod headers;
 pub mod respond;
@@ -111,11 +112,17 @@ async fn proxy(
 
     // 2. Route.
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
-    let group_index = state
+    let route = state
         .router
-        .find(host_str, req.uri().path())
+        .lookup(host_str, req.uri().path())
         .ok_or(ErrorKind::NoRoute)?;
-    let group = &state.groups[group_index];
+    let group = &state.groups[route.group];
+    // What the client accepts, kept for the response (the request moves on).
+    let gzip = compress::ClientGzip::capture(
+        route.compress.unwrap_or(state.config.compression.enabled),
+        req.method(),
+        req.headers(),
+    );
 
     // 3. Pick: the snapshot guard lives only for this block, never across an await.
     let pick = |exclude: Option<u64>, req: &Request<Incoming>| {
@@ -263,10 +270,9 @@ async fn proxy(
     };
     headers::strip_hop_by_hop(&mut parts.headers, false);
     headers::outbound(&mut parts.headers, via);
-    Ok(Response::from_parts(
-        parts,
-        RespBody::Upstream(UpstreamBody::new(body, lease, in_flight)),
-    ))
+    let body = UpstreamBody::new(body, lease, in_flight);
+    let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The host the client asked for: `:authority` on HTTP/2, else the one Host

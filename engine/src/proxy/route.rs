@@ -17,6 +17,15 @@ struct Route {
     host: HostMatch,
     prefix: String,
     group: usize,
+    compress: Option<bool>,
+}
+
+/// What a request's route decides: its group, and its compression switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub group: usize,
+    /// `None`: the global `compression.enabled` applies.
+    pub compress: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -38,6 +47,7 @@ impl Router {
                 },
                 prefix: r.path.clone(),
                 group: r.upstream,
+                compress: r.compress,
             })
             .collect();
         let rank = |h: &HostMatch| match h {
@@ -56,6 +66,11 @@ impl Router {
 
     /// The group for `host` (as sent: any case, maybe with a port) and `path`.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
+        self.lookup(host, path).map(|r| r.group)
+    }
+
+    /// The matching route's group and per-route settings.
+    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<RouteMatch> {
         let host = host.map(normalize_host);
         self.routes
             .iter()
@@ -72,7 +87,10 @@ impl Router {
                 };
                 host_ok && path.starts_with(r.prefix.as_str())
             })
-            .map(|r| r.group)
+            .map(|r| RouteMatch {
+                group: r.group,
+                compress: r.compress,
+            })
     }
 }
 
@@ -99,6 +117,7 @@ mod tests {
                     host: h.map(str::to_owned),
                     path: (*p).to_owned(),
                     upstream: *u,
+                    compress: None,
                 })
                 .collect::<Vec<_>>(),
         )

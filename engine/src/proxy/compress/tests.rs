@@ -1,0 +1,492 @@
+//! Unit tests of the compression decision and of `GzipBody`: no sockets, no
+//! clock. Round trips are checked with libflate's decoder, an implementation
+//! independent of the zlib-rs encoder under test.
+
+use super::*;
+use http_body_util::BodyExt;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io::Read;
+
+fn ae(values: &[&str]) -> bool {
+    accepts_gzip(values.iter().map(|v| v.as_bytes()))
+}
+
+#[test]
+fn accept_encoding_q_value_matrix() {
+    let cases: &[(&[&str], bool)] = &[
+        (&["gzip"], true),
+        (&["GZip"], true),
+        (&["x-gzip"], true),
+        (&["deflate, gzip;q=0.5, br"], true),
+        (&["gzip;q=0"], false),
+        (&["gzip; q=0.000"], false),
+        (&["gzip;Q=0.001"], true),
+        (&["gzip;q=1.0"], true),
+        (&["gzip;q=1.000"], true),
+        (&["*"], true),
+        (&["*;q=0.1"], true),
+        (&["*;q=0"], false),
+        (&["*, gzip;q=0"], false),
+        (&["gzip;q=0, *"], false),
+        (&["gzip;q=0.3, *;q=0"], true),
+        (&["identity"], false),
+        (&["identity, gzip"], true),
+        (&["identity;q=1, gzip;q=0.5"], false),
+        (&["identity;q=0.5, gzip;q=0.5"], true),
+        (&["identity;q=0, gzip;q=0.1"], true),
+        (&["br, deflate"], false),
+        (&[""], false),
+        (&[], false),
+        (&["br", "gzip"], true),
+        (&["gzip;q=0", "gzip"], true),
+        // Malformed entries are ignored, never trusted, never a panic.
+        (&["gzip;q=2"], false),
+        (&["gzip;q=1.5"], false),
+        (&["gzip;q=0.1234"], false),
+        (&["gzip;q=-1"], false),
+        (&["gzip;q=abc"], false),
+        (&["gzip;q="], false),
+        (&["gzip;q"], false),
+        (&["gzip;;;"], true),
+        (&["gzip;level=9;q=0.5"], true),
+        (&[",,, ,gzip ,"], true),
+        (&["gzip;q=0.\u{e9}"], false),
+        (&["\u{e9}gzip"], false),
+    ];
+    for (values, want) in cases {
+        assert_eq!(ae(values), *want, "Accept-Encoding: {values:?}");
+    }
+    // Arbitrary bytes never panic.
+    for b in 0..=255u8 {
+        let v = [b'g', b'z', b'i', b'p', b';', b'q', b'=', b'0', b'.', b];
+        let _ = accepts_gzip(std::iter::once(&v[..]));
+    }
+}
+
+#[test]
+fn capture_is_off_when_disabled_or_head() {
+    let mut h = HeaderMap::new();
+    h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    assert_eq!(
+        ClientGzip::capture(false, &Method::GET, &h),
+        ClientGzip::Off
+    );
+    assert_eq!(
+        ClientGzip::capture(true, &Method::HEAD, &h),
+        ClientGzip::Off
+    );
+    assert_eq!(
+        ClientGzip::capture(true, &Method::GET, &h),
+        ClientGzip::Accepts
+    );
+    assert_eq!(
+        ClientGzip::capture(true, &Method::GET, &HeaderMap::new()),
+        ClientGzip::Refuses
+    );
+}
+
+fn settings() -> Compression {
+    Compression {
+        enabled: true,
+        ..Compression::default()
+    }
+}
+
+fn head(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn decide_json(status: u16, extra: &[(&'static str, &'static str)]) -> Decision {
+    let mut h = head(&[("content-type", "application/json")]);
+    for (k, v) in extra {
+        h.append(*k, HeaderValue::from_static(v));
+    }
+    decide(
+        ClientGzip::Accepts,
+        &settings(),
+        StatusCode::from_u16(status).expect("status"),
+        &h,
+    )
+}
+
+#[test]
+fn every_skip_rule() {
+    use Decision::*;
+    assert_eq!(decide_json(200, &[]), Compress);
+    assert_eq!(decide_json(404, &[]), Compress);
+    assert_eq!(decide_json(200, &[("content-length", "1024")]), Compress);
+    assert_eq!(
+        decide_json(200, &[("content-length", "1023")]),
+        Skip,
+        "below min_length"
+    );
+    assert_eq!(decide_json(200, &[("content-length", "0")]), Skip, "empty");
+    assert_eq!(decide_json(200, &[("content-length", "x")]), Skip);
+    assert_eq!(decide_json(204, &[]), Skip);
+    assert_eq!(decide_json(206, &[]), Skip);
+    assert_eq!(decide_json(304, &[]), Skip);
+    assert_eq!(decide_json(101, &[]), Skip);
+    assert_eq!(decide_json(103, &[]), Skip);
+    assert_eq!(
+        decide_json(200, &[("content-range", "bytes 0-9/100")]),
+        Skip
+    );
+    assert_eq!(decide_json(200, &[("content-encoding", "gzip")]), Skip);
+    assert_eq!(decide_json(200, &[("content-encoding", "br")]), Skip);
+    assert_eq!(decide_json(200, &[("cache-control", "no-transform")]), Skip);
+    assert_eq!(
+        decide_json(200, &[("cache-control", "public, No-Transform, max-age=5")]),
+        Skip
+    );
+    assert_eq!(
+        decide_json(
+            200,
+            &[
+                ("cache-control", "max-age=5"),
+                ("cache-control", "no-transform")
+            ]
+        ),
+        Skip
+    );
+    assert_eq!(decide_json(200, &[("cache-control", "no-store")]), Compress);
+
+    let d = |ct: &'static str| {
+        decide(
+            ClientGzip::Accepts,
+            &settings(),
+            StatusCode::OK,
+            &head(&[("content-type", ct)]),
+        )
+    };
+    assert_eq!(d("text/html; charset=utf-8"), Compress);
+    assert_eq!(d("TEXT/Plain"), Compress);
+    assert_eq!(d("application/problem+json"), Compress);
+    assert_eq!(d("application/atom+xml;charset=utf-8"), Compress);
+    assert_eq!(d("image/svg+xml"), Compress);
+    assert_eq!(d("application/javascript"), Compress);
+    assert_eq!(d("image/png"), Skip);
+    assert_eq!(d("application/octet-stream"), Skip);
+    assert_eq!(d("application/jsonx"), Skip);
+    assert_eq!(d("+json"), Skip);
+    assert_eq!(d("text"), Skip);
+    assert_eq!(
+        decide(
+            ClientGzip::Accepts,
+            &settings(),
+            StatusCode::OK,
+            &HeaderMap::new()
+        ),
+        Skip,
+        "no content type"
+    );
+
+    let json = head(&[("content-type", "application/json")]);
+    assert_eq!(
+        decide(ClientGzip::Refuses, &settings(), StatusCode::OK, &json),
+        VaryOnly
+    );
+    assert_eq!(
+        decide(ClientGzip::Off, &settings(), StatusCode::OK, &json),
+        Skip
+    );
+}
+
+#[test]
+fn type_patterns() {
+    let types: Vec<String> = ["text/*", "*/*"].map(str::to_owned).into();
+    let ct = HeaderValue::from_static("image/png");
+    assert!(type_listed(&types, Some(&ct)), "*/* matches anything");
+    let types: Vec<String> = vec!["text/*".into()];
+    assert!(!type_listed(
+        &types,
+        Some(&HeaderValue::from_static("text/"))
+    ));
+    assert!(!type_listed(
+        &types,
+        Some(&HeaderValue::from_static("textual/x"))
+    ));
+    assert!(!type_listed(&types, None));
+}
+
+#[test]
+fn headers_are_rewritten() {
+    let mut h = head(&[
+        ("content-length", "5000"),
+        ("etag", "\"abc\""),
+        ("accept-ranges", "bytes"),
+        ("vary", "Origin"),
+    ]);
+    rewrite_headers(&mut h);
+    assert_eq!(h["content-encoding"], "gzip");
+    assert!(!h.contains_key("content-length"));
+    assert!(!h.contains_key("accept-ranges"));
+    assert_eq!(h["etag"], "W/\"abc\"");
+    assert_eq!(
+        h.get_all("vary").iter().collect::<Vec<_>>(),
+        ["Origin, Accept-Encoding"]
+    );
+
+    // Weak stays weak; Vary not duplicated, whatever its case.
+    let mut h = head(&[("etag", "W/\"abc\""), ("vary", "accept-encoding")]);
+    rewrite_headers(&mut h);
+    assert_eq!(h["etag"], "W/\"abc\"");
+    assert_eq!(h.get_all("vary").iter().count(), 1);
+    assert_eq!(h["vary"], "accept-encoding");
+
+    // `Vary: *` is left alone; no Vary gets one; several lines fold.
+    let mut h = head(&[("vary", "*")]);
+    add_vary(&mut h);
+    assert_eq!(h.get_all("vary").iter().collect::<Vec<_>>(), ["*"]);
+    let mut h = HeaderMap::new();
+    add_vary(&mut h);
+    assert_eq!(h["vary"], "Accept-Encoding");
+    let mut h = head(&[("vary", "Origin"), ("vary", "Cookie, User-Agent")]);
+    add_vary(&mut h);
+    assert_eq!(
+        h.get_all("vary").iter().collect::<Vec<_>>(),
+        ["Origin, Cookie, User-Agent, Accept-Encoding"]
+    );
+    let mut h = head(&[("vary", "Origin"), ("vary", "Accept-Encoding")]);
+    add_vary(&mut h);
+    assert_eq!(h.get_all("vary").iter().count(), 2);
+}
+
+/// A body that yields scripted frames.
+#[derive(Debug, Default)]
+struct Script {
+    frames: VecDeque<Result<Frame<Bytes>, &'static str>>,
+}
+
+impl Script {
+    fn data<I: IntoIterator<Item = Vec<u8>>>(chunks: I) -> Script {
+        Script {
+            frames: chunks
+                .into_iter()
+                .map(|c| Ok(Frame::data(Bytes::from(c))))
+                .collect(),
+        }
+    }
+}
+
+impl Body for Script {
+    type Data = Bytes;
+    type Error = &'static str;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+        Poll::Ready(self.frames.pop_front())
+    }
+}
+
+/// A body of `len` bytes generated `frame` bytes at a time, never held whole.
+struct Generated {
+    remaining: usize,
+    frame: usize,
+    seed: u64,
+}
+
+impl Body for Generated {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.frame.min(self.remaining);
+        self.remaining -= n;
+        let chunk = json_like(&mut self.seed, n);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+}
+
+/// JSON-ish text: repeated keys, varied values (compresses about 6:1).
+fn json_like(seed: &mut u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 128);
+    while out.len() < len {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let x = *seed;
+        out.extend_from_slice(
+            format!(
+                "{{\"id\":{},\"user\":\"user{}\",\"score\":{},\"tags\":[\"t{}\"]}},",
+                x % 100_000,
+                x % 97,
+                x % 10,
+                (x >> 20) % 8
+            )
+            .as_bytes(),
+        );
+    }
+    out.truncate(len);
+    out
+}
+
+fn gunzip(gz: &[u8]) -> Vec<u8> {
+    let mut d = libflate::gzip::Decoder::new(gz).expect("gzip header");
+    let mut out = Vec::new();
+    d.read_to_end(&mut out).expect("valid gzip");
+    out
+}
+
+/// Compresses all of `body`, returning the data bytes and any trailers.
+async fn compress_all<B>(body: B, level: u32) -> (Vec<u8>, Option<HeaderMap>)
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: fmt::Debug,
+{
+    let mut gz = GzipBody::new(body, level);
+    let mut out = Vec::new();
+    let mut trailers = None;
+    while let Some(frame) = gz.frame().await {
+        let frame = frame.expect("no error");
+        assert!(trailers.is_none(), "nothing after the trailers");
+        match frame.into_data() {
+            Ok(d) => out.extend_from_slice(&d),
+            Err(f) => trailers = f.into_trailers().ok(),
+        }
+    }
+    assert!(gz.is_end_stream());
+    (out, trailers)
+}
+
+#[tokio::test]
+async fn round_trip_empty_small_and_split() {
+    let (gz, _) = compress_all(Script::default(), 1).await;
+    assert_eq!(gunzip(&gz), b"");
+    assert_eq!(&gz[..3], &[0x1f, 0x8b, 8]);
+
+    let (gz, _) = compress_all(Script::data([b"hello".to_vec()]), 1).await;
+    assert_eq!(gunzip(&gz), b"hello");
+
+    // Empty frames in between are skipped, not flushed.
+    let chunks = [b"a".to_vec(), Vec::new(), b"bc".to_vec(), Vec::new()];
+    let (gz, _) = compress_all(Script::data(chunks), 9).await;
+    assert_eq!(gunzip(&gz), b"abc");
+
+    let mut seed = 7;
+    let body = json_like(&mut seed, 300_000);
+    for level in 1..=9 {
+        let chunks = body.chunks(7_000).map(<[u8]>::to_vec);
+        let (gz, _) = compress_all(Script::data(chunks), level).await;
+        assert_eq!(gunzip(&gz), body, "level {level}");
+        assert!(gz.len() < body.len() / 3, "level {level}: {}", gz.len());
+    }
+}
+
+#[tokio::test]
+async fn many_small_frames_each_decode_on_arrival() {
+    // What SSE needs: the bytes out after each frame decode to exactly the
+    // bytes in so far, without waiting for more.
+    let events: Vec<Vec<u8>> = (0..2000)
+        .map(|i| format!("data: {i}\n\n").into_bytes())
+        .collect();
+    let mut gz = GzipBody::new(Script::data(events.clone()), 1);
+    let mut inflate = flate2::Decompress::new(false);
+    let mut wire = Vec::new();
+    let mut plain = vec![0u8; 64];
+    for (i, event) in events.iter().enumerate() {
+        let frame = gz.frame().await.expect("a frame").expect("ok");
+        let data = frame.into_data().expect("data");
+        wire.extend_from_slice(&data);
+        let input = if i == 0 {
+            &data[GZIP_HEADER.len()..]
+        } else {
+            &data[..]
+        };
+        let before = inflate.total_out();
+        inflate
+            .decompress(input, &mut plain, flate2::FlushDecompress::Sync)
+            .expect("inflate");
+        let n = usize::try_from(inflate.total_out() - before).expect("small");
+        assert_eq!(&plain[..n], &event[..], "event {i} decodes on arrival");
+    }
+    while let Some(f) = gz.frame().await {
+        wire.extend_from_slice(&f.expect("ok").into_data().expect("data"));
+    }
+    assert_eq!(gunzip(&wire), events.concat());
+}
+
+#[tokio::test]
+async fn large_body_round_trips_in_bounded_memory() {
+    const LEN: usize = 64 << 20;
+    const FRAME: usize = 64 << 10;
+    let mut gz = GzipBody::new(
+        Generated {
+            remaining: LEN,
+            frame: FRAME,
+            seed: 42,
+        },
+        1,
+    );
+    let mut wire = Vec::new();
+    let mut most = 0;
+    while let Some(f) = gz.frame().await {
+        let data = f.expect("ok").into_data().expect("data");
+        wire.extend_from_slice(&data);
+        drop(data);
+        // The output buffer holds one frame's worth, never the body.
+        most = most.max(gz.out.capacity());
+    }
+    assert!(most <= 2 * MAX_OUT, "output buffer grew to {most}");
+    assert!(wire.len() < LEN / 3, "{}", wire.len());
+    // Decode streaming and compare against the regenerated input.
+    let mut d = libflate::gzip::Decoder::new(&wire[..]).expect("header");
+    let mut seed = 42;
+    let mut got = vec![0u8; FRAME];
+    for _ in 0..LEN / FRAME {
+        d.read_exact(&mut got).expect("enough bytes");
+        assert!(got == json_like(&mut seed, FRAME), "mismatch");
+    }
+    assert_eq!(d.read(&mut got).expect("end"), 0, "no extra bytes");
+}
+
+#[tokio::test]
+async fn trailers_follow_the_gzip_trailer() {
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", HeaderValue::from_static("0"));
+    let mut script = Script::data([b"payload".to_vec()]);
+    script.frames.push_back(Ok(Frame::trailers(t)));
+    let (gz, trailers) = compress_all(script, 1).await;
+    assert_eq!(gunzip(&gz), b"payload");
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+}
+
+#[tokio::test]
+async fn an_upstream_error_ends_the_body() {
+    let mut script = Script::data([b"part".to_vec()]);
+    script.frames.push_back(Err("reset"));
+    let mut gz = GzipBody::new(script, 1);
+    assert!(gz.frame().await.expect("frame").is_ok());
+    assert_eq!(gz.frame().await.expect("frame").err(), Some("reset"));
+    assert!(gz.frame().await.is_none());
+}
+
+#[tokio::test]
+async fn deflate_states_are_pooled_per_thread() {
+    POOL.with(|p| p.borrow_mut().clear());
+    let pooled = |level| POOL.with(|p| p.borrow().iter().filter(|(l, _)| *l == level).count());
+    let (gz, _) = compress_all(Script::data([b"one".to_vec()]), 3).await;
+    assert_eq!(gunzip(&gz), b"one");
+    assert_eq!(pooled(3), 1, "returned after use");
+    // The next response at that level takes it (and it was reset).
+    let body = GzipBody::new(Script::data([b"two".to_vec()]), 3);
+    assert_eq!(pooled(3), 0);
+    let (gz, _) = compress_all(body.inner, 3).await;
+    assert_eq!(gunzip(&gz), b"two");
+    // Never more than POOL_MAX idle states.
+    let many: Vec<_> = (0..POOL_MAX + 3)
+        .map(|_| GzipBody::new(Script::default(), 2))
+        .collect();
+    drop(many);
+    assert_eq!(pooled(2), POOL_MAX.saturating_sub(pooled(3)));
+}
