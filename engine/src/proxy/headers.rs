@@ -3,7 +3,6 @@
 
 use crate::addr::ClientAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -30,6 +29,11 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// `Upgrade` value when the message asks to upgrade and `keep_upgrade` is set,
 /// so the caller can put it back on the next hop.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<HeaderValue> {
+    // Fast path: one pass over the names instead of eight hash lookups; most
+    // requests and responses carry no hop-by-hop header at all.
+    if !headers.keys().any(is_hop_by_hop) {
+        return None;
+    }
     let mut upgrade = None;
     if headers.contains_key(header::CONNECTION) {
         let mut asks_upgrade = false;
@@ -75,9 +79,46 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<H
     upgrade
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
+}
+
+/// The client's address, formatted once per connection rather than once
+/// per request.
+#[derive(Debug, Clone)]
+pub struct ClientStrings {
+    /// `10.1.2.3` or `::1`: an `X-Forwarded-For` element.
+    pub ip: HeaderValue,
+    /// `for=10.1.2.3` or `for="[::1]"`: the start of a `Forwarded` element.
+    pub forwarded_for: String,
+}
+
+impl ClientStrings {
+    pub fn new(client: ClientAddr) -> ClientStrings {
+        let ip = client.0.ip();
+        let text = ip.to_string();
+        let forwarded_for = match ip {
+            IpAddr::V4(_) => format!("for={text}"),
+            IpAddr::V6(_) => format!("for=\"[{text}]\""),
+        };
+        ClientStrings {
+            ip: HeaderValue::from_str(&text)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded_for,
+        }
+    }
+}
+
 /// What the proxy knows about a request when rewriting its headers.
 pub struct Inbound<'a> {
-    pub client: ClientAddr,
+    pub client: &'a ClientStrings,
     /// `http` or `https`: the scheme the client used to reach us.
     pub proto: &'static str,
     /// The host the client asked for (Host header or :authority).
@@ -90,25 +131,17 @@ pub struct Inbound<'a> {
 
 /// Rewrites a client's request headers for the backend.
 pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
-    let ip = ctx.client.0.ip();
-    let mut buf = String::new();
-
     // X-Forwarded-For: append the client to the list, or start a new one.
-    if ctx.trust_forwarded {
-        for v in headers.get_all(&X_FORWARDED_FOR) {
-            if let Ok(s) = v.to_str() {
-                if !buf.is_empty() {
-                    buf.push_str(", ");
-                }
-                buf.push_str(s.trim());
-            }
-        }
+    let prior_xff = ctx.trust_forwarded && headers.contains_key(&X_FORWARDED_FOR);
+    if prior_xff {
+        let list = join(
+            headers.get_all(&X_FORWARDED_FOR),
+            ctx.client.ip.to_str().unwrap_or(""),
+        );
+        set(headers, X_FORWARDED_FOR, &list);
+    } else {
+        headers.insert(X_FORWARDED_FOR, ctx.client.ip.clone());
     }
-    if !buf.is_empty() {
-        buf.push_str(", ");
-    }
-    let _ = write!(buf, "{ip}");
-    set(headers, X_FORWARDED_FOR, &buf);
 
     if !ctx.trust_forwarded || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(ctx.proto));
@@ -125,39 +158,41 @@ pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
     }
 
     // Forwarded (RFC 7239): same trust rule; IPv6 is quoted and bracketed.
-    buf.clear();
-    if ctx.trust_forwarded {
-        for v in headers.get_all(&FORWARDED) {
-            if let Ok(s) = v.to_str() {
-                if !buf.is_empty() {
-                    buf.push_str(", ");
-                }
-                buf.push_str(s.trim());
-            }
-        }
-    }
-    if !buf.is_empty() {
-        buf.push_str(", ");
-    }
-    match ip {
-        IpAddr::V4(ip) => {
-            let _ = write!(buf, "for={ip}");
-        }
-        IpAddr::V6(ip) => {
-            let _ = write!(buf, "for=\"[{ip}]\"");
-        }
-    }
-    let _ = write!(buf, ";proto={}", ctx.proto);
-    if let Some(host) = ctx
+    let host = ctx
         .host
         .and_then(|h| h.to_str().ok())
-        .filter(|h| is_token(h))
-    {
-        let _ = write!(buf, ";host={host}");
+        .filter(|h| is_token(h));
+    let mut element = String::with_capacity(
+        ctx.client.forwarded_for.len() + 7 + ctx.proto.len() + host.map_or(0, |h| h.len() + 6),
+    );
+    element.push_str(&ctx.client.forwarded_for);
+    element.push_str(";proto=");
+    element.push_str(ctx.proto);
+    if let Some(host) = host {
+        element.push_str(";host=");
+        element.push_str(host);
     }
-    set(headers, FORWARDED, &buf);
+    if ctx.trust_forwarded && headers.contains_key(&FORWARDED) {
+        let list = join(headers.get_all(&FORWARDED), &element);
+        set(headers, FORWARDED, &list);
+    } else {
+        set(headers, FORWARDED, &element);
+    }
 
     append_via(headers, ctx.via);
+}
+
+/// `a, b` from every line of a list header, then `last`.
+fn join(values: http::header::GetAll<'_, HeaderValue>, last: &str) -> String {
+    let mut out = String::new();
+    for v in values {
+        if let Ok(s) = v.to_str() {
+            out.push_str(s.trim());
+            out.push_str(", ");
+        }
+    }
+    out.push_str(last);
+    out
 }
 
 /// Rewrites a backend's response headers for the client.
@@ -200,9 +235,14 @@ mod tests {
         h
     }
 
+    fn client() -> &'static ClientStrings {
+        static C: std::sync::OnceLock<ClientStrings> = std::sync::OnceLock::new();
+        C.get_or_init(|| ClientStrings::new(ClientAddr(([10, 1, 2, 3], 5555).into())))
+    }
+
     fn ctx<'a>(trust: bool, host: Option<&'a HeaderValue>, via: &'a HeaderValue) -> Inbound<'a> {
         Inbound {
-            client: ClientAddr(([10, 1, 2, 3], 5555).into()),
+            client: client(),
             proto: "http",
             host,
             trust_forwarded: trust,
@@ -295,8 +335,9 @@ mod tests {
     fn ipv6_clients_are_quoted_in_forwarded() {
         let via = HeaderValue::from_static("2 sluice");
         let mut h = HeaderMap::new();
+        let strings = ClientStrings::new(ClientAddr("[::1]:80".parse().unwrap()));
         let c = Inbound {
-            client: ClientAddr("[::1]:80".parse().unwrap()),
+            client: &strings,
             proto: "https",
             host: None,
             trust_forwarded: false,

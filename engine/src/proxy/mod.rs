@@ -47,8 +47,21 @@ pub struct Worker {
 pub struct ConnCtx {
     pub worker: Arc<Worker>,
     pub client: ClientAddr,
+    /// The client address as header text, formatted once per connection.
+    pub client_strings: headers::ClientStrings,
     /// `http` or `https`.
     pub proto: &'static str,
+}
+
+impl ConnCtx {
+    pub fn new(worker: Arc<Worker>, client: ClientAddr, proto: &'static str) -> ConnCtx {
+        ConnCtx {
+            worker,
+            client,
+            client_strings: headers::ClientStrings::new(client),
+            proto,
+        }
+    }
 }
 
 /// The service for every request on every downstream connection.
@@ -149,7 +162,7 @@ async fn proxy(
     headers::inbound(
         &mut parts.headers,
         &headers::Inbound {
-            client: conn.client,
+            client: &conn.client_strings,
             proto: conn.proto,
             host: host.as_ref(),
             trust_forwarded: state.forwarding.trust_forwarded_headers,

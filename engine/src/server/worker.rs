@@ -139,11 +139,7 @@ async fn accept_loop(
                 }
             },
         };
-        let ctx = Arc::new(ConnCtx {
-            worker: worker.clone(),
-            client: ClientAddr(peer),
-            proto,
-        });
+        let ctx = Arc::new(ConnCtx::new(worker.clone(), ClientAddr(peer), proto));
         let (builder, drain, alive, tls) =
             (builder.clone(), drain.clone(), alive.clone(), tls.clone());
         tokio::spawn(async move {
