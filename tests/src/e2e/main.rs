@@ -7,6 +7,7 @@ mod disconnect;
 mod drain;
 mod errors;
 mod grpc;
+mod gzip;
 mod h1;
 mod h2;
 mod headers;
