@@ -196,6 +196,30 @@ async fn proxy(
     let pool = &conn.worker.pool;
     let timeouts = &state.timeouts;
     let mut in_flight = backend.begin();
+    if !backend.in_rotation() {
+        // Drained between our pick and `begin`: whoever waits for its
+        // in-flight requests (DELETE, DNS removal) may not have counted this
+        // one, so pick again from the newer snapshot (see `Backend::in_rotation`).
+        let snap = group.load();
+        let key = PickKey {
+            headers: &parts.headers,
+            client: conn.client,
+        };
+        let next = snap.pick(&key).cloned();
+        drop(snap);
+        drop(in_flight);
+        backend = next.ok_or(ErrorKind::NoBackend)?;
+        in_flight = backend.begin();
+        if group.protocol != UpstreamProtocol::Http1 {
+            shape_for_upstream(
+                &mut parts,
+                group.protocol,
+                group.tls.is_some(),
+                host.as_ref(),
+                &backend,
+            )?;
+        }
+    }
     let upstream = match forward::checkout(pool, group, &backend, timeouts).await {
         Ok(c) => c,
         Err(e) if e.retryable() == Retry::NotSent => {

@@ -3,7 +3,7 @@
 
 use crate::addr::BackendAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -19,6 +19,16 @@ pub struct Backend {
     failures: AtomicU64,
     /// Consecutive failures, for passive ejection.
     fail_streak: AtomicU32,
+    /// Whether the group's latest snapshot has this backend in rotation.
+    ///
+    /// # Concurrency
+    /// Closes the window between a request's pick (from a snapshot that may
+    /// be one publish old) and its [`Backend::begin`]: the request
+    /// increments `in_flight` and then reads this flag, a drain clears this
+    /// flag and then reads `in_flight`, all `SeqCst`. So either the drain
+    /// counts the request and waits for it, or the request sees the drain and
+    /// picks again. `SeqCst` costs nothing extra on x86 (`lock xadd`, `mov`).
+    in_rotation: AtomicBool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -34,11 +44,24 @@ impl Backend {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             fail_streak: AtomicU32::new(0),
+            in_rotation: AtomicBool::new(true),
         }
     }
 
+    /// `SeqCst`: see `in_rotation`.
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn in_rotation(&self) -> bool {
+        self.in_rotation.load(Ordering::SeqCst)
+    }
+
+    /// Set by the group each time it publishes a snapshot.
+    pub fn set_in_rotation(&self, yes: bool) {
+        if self.in_rotation.load(Ordering::Relaxed) != yes {
+            self.in_rotation.store(yes, Ordering::SeqCst);
+        }
     }
 
     pub fn ewma_micros(&self) -> u64 {
@@ -71,7 +94,7 @@ impl Backend {
 
     /// Counts a request as in flight until the returned guard is dropped.
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight {
             backend: self.clone(),

@@ -176,7 +176,13 @@ impl Group {
     pub fn remove_backend(&self, addr: BackendAddr) -> bool {
         self.update(|members| {
             let before = members.len();
-            members.retain(|m| m.backend.addr != addr);
+            members.retain(|m| {
+                let keep = m.backend.addr != addr;
+                if !keep {
+                    m.backend.set_in_rotation(false);
+                }
+                keep
+            });
             members.len() != before
         })
     }
@@ -276,6 +282,9 @@ impl Group {
         let r = change(&mut members);
         members.sort_by_key(|m| m.backend.addr);
         members.dedup_by_key(|m| m.backend.addr);
+        for m in members.iter() {
+            m.backend.set_in_rotation(m.state == MemberState::Healthy);
+        }
         let backends: Vec<Arc<Backend>> = members
             .iter()
             .filter(|m| m.state == MemberState::Healthy)
