@@ -2,8 +2,11 @@
 //! Every test binds loopback port 0, runs origins and the proxy in-process,
 //! and bounds every step (see `sluice_e2e::harness`).
 
+mod admin;
 mod balance;
+mod churn;
 mod disconnect;
+mod discovery;
 mod drain;
 mod errors;
 mod grpc;
@@ -11,11 +14,14 @@ mod gzip;
 mod h1;
 mod h2;
 mod headers;
+mod health;
 mod large_body;
+mod lifecycle;
 mod limits;
 mod panic;
 mod pipelining;
 mod pool;
+mod reload;
 mod routing;
 mod smuggling;
 mod streaming;

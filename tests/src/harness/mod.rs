@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod control;
 pub mod isolate;
 pub mod memory;
 pub mod origin;
