@@ -51,6 +51,9 @@ struct Cli {
     /// Log one line per request.
     #[arg(long)]
     access_log: bool,
+    /// Compress responses with gzip at this level (1 fastest .. 9 smallest).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9))]
+    gzip: Option<u32>,
     /// Admin API listener (register/unregister backends, health, reload).
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -207,6 +210,10 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
     }
     if cli.access_log {
         config.access_log = true;
+    }
+    if let Some(level) = cli.gzip {
+        config.compression.enabled = true;
+        config.compression.level = level;
     }
     if let Some(address) = cli.admin {
         let state_file = config.admin.as_ref().and_then(|a| a.state_file.clone());

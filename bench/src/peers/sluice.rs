@@ -32,8 +32,10 @@ impl Sluice {
             args.push("--key".into());
             args.push(ctx.cert.key.display().to_string());
         }
-        // Sluice has no gzip flag yet: the gzip scenario probes for
-        // Content-Encoding and reports "not supported yet" when absent.
+        if let Some(level) = ctx.gzip_level {
+            args.push("--gzip".into());
+            args.push(level.to_string());
+        }
         args
     }
 }
