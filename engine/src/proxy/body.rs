@@ -16,20 +16,25 @@ use std::task::{Context, Poll, ready};
 pub enum ReqBody {
     /// Streamed from the client as it arrives.
     Incoming(Incoming),
+    /// Streamed from the client by our HTTP/1.1 server ([`crate::server::h1`]).
+    H1(crate::server::h1::RequestBody),
     /// No body (and so a request that can be replayed).
     Empty,
 }
 
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    /// Boxed only when a body fails (a cold path); hyper's client takes any
+    /// error that converts into a `BoxError`.
+    type Error = crate::error::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            ReqBody::Incoming(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ReqBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ReqBody::Empty => Poll::Ready(None),
         }
     }
@@ -37,6 +42,7 @@ impl Body for ReqBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ReqBody::Incoming(b) => b.is_end_stream(),
+            ReqBody::H1(b) => b.is_end_stream(),
             ReqBody::Empty => true,
         }
     }
@@ -44,6 +50,7 @@ impl Body for ReqBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ReqBody::Incoming(b) => b.size_hint(),
+            ReqBody::H1(b) => b.size_hint(),
             ReqBody::Empty => SizeHint::with_exact(0),
         }
     }

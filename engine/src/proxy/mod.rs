@@ -29,7 +29,6 @@ use futures_util::FutureExt;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
-use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -67,7 +66,7 @@ impl ConnCtx {
 /// The service for every request on every downstream connection.
 pub async fn handle(
     conn: Arc<ConnCtx>,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
     let state = conn.worker.shared.state.load_full();
     let log = state
@@ -105,10 +104,11 @@ pub async fn handle(
 async fn proxy(
     conn: &ConnCtx,
     state: &State,
-    mut req: Request<Incoming>,
+    mut req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, ProxyError> {
-    // 1. Limits and framing. hyper already refused malformed HTTP/1 framing
-    //    (two different Content-Lengths, a non-chunked final Transfer-Encoding).
+    // 1. Limits and framing. The HTTP/1 server already refused ambiguous framing
+    //    (Content-Length with Transfer-Encoding, two different Content-Lengths,
+    //    a non-chunked final Transfer-Encoding).
     let limits = &state.limits;
     if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > limits.max_uri_bytes {
         return Err(ErrorKind::UriTooLong.into());
@@ -138,7 +138,7 @@ async fn proxy(
     );
 
     // 3. Pick: the snapshot guard lives only for this block, never across an await.
-    let pick = |exclude: Option<u64>, req: &Request<Incoming>| {
+    let pick = |exclude: Option<u64>, req: &Request<ReqBody>| {
         let snap = group.load();
         let key = PickKey {
             headers: req.headers(),
@@ -151,7 +151,7 @@ async fn proxy(
     // 4. Headers for the backend.
     let downstream_h1 = req.version() <= Version::HTTP_11;
     let on_upgrade = (downstream_h1 && req.headers().contains_key(header::UPGRADE))
-        .then(|| hyper::upgrade::on(&mut req));
+        .then(|| DownUpgrade::take(&mut req));
     let (mut parts, body) = req.into_parts();
     let upgrade = headers::strip_hop_by_hop(&mut parts.headers, on_upgrade.is_some());
     let via = if downstream_h1 {
@@ -169,7 +169,8 @@ async fn proxy(
             via,
         },
     );
-    // hyper answers `Expect: 100-continue` itself when we first read the body,
+    // The downstream connection (hyper's or `server::h1`) answers
+    // `Expect: 100-continue` itself when we first read the body,
     // which is once the backend connection is ready.
     parts.headers.remove(header::EXPECT);
     if let Some(u) = &upgrade {
@@ -188,7 +189,7 @@ async fn proxy(
     let body = if body.is_end_stream() {
         ReqBody::Empty
     } else {
-        ReqBody::Incoming(body)
+        body
     };
 
     // 5. Forward. A backend we could not connect to never saw the request,
@@ -314,7 +315,7 @@ async fn proxy(
 
 /// The host the client asked for: `:authority` on HTTP/2, else the one Host
 /// header (RFC 9112 §3.2: missing or repeated on HTTP/1.1 is a 400).
-fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
+fn request_host<B>(req: &Request<B>) -> Result<Option<HeaderValue>, ProxyError> {
     if let Some(a) = req.uri().authority() {
         return HeaderValue::from_str(a.as_str())
             .map(Some)
@@ -408,20 +409,51 @@ fn log_failure(
 
 /// After a 101: copy bytes both ways until either side closes.
 async fn tunnel(
-    down: hyper::upgrade::OnUpgrade,
+    down: DownUpgrade,
     up: hyper::upgrade::OnUpgrade,
     _in_flight: crate::upstream::backend::InFlight,
 ) {
-    let (down, up) = match tokio::try_join!(down, up) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
+    let (mut down, up) = match tokio::join!(down.upgraded(), up) {
+        (Ok(down), Ok(up)) => (down, up),
+        (Err(e), _) => {
+            tracing::debug!(error = %e, "downstream upgrade failed");
+            return;
+        }
+        (_, Err(e)) => {
+            tracing::debug!(error = %e, "upstream upgrade failed");
             return;
         }
     };
-    let mut down = hyper_util::rt::TokioIo::new(down);
     let mut up = hyper_util::rt::TokioIo::new(up);
     if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
         tracing::debug!(error = %e, "tunnel ended");
+    }
+}
+
+/// The client's side of an upgrade: hyper's (HTTP/1 served by hyper) or ours.
+enum DownUpgrade {
+    Hyper(hyper::upgrade::OnUpgrade),
+    H1(crate::server::h1::OnUpgrade),
+}
+
+impl DownUpgrade {
+    fn take<B>(req: &mut Request<B>) -> DownUpgrade {
+        match req
+            .extensions_mut()
+            .remove::<crate::server::h1::OnUpgrade>()
+        {
+            Some(on) => DownUpgrade::H1(on),
+            None => DownUpgrade::Hyper(hyper::upgrade::on(req)),
+        }
+    }
+
+    /// The raw connection; boxed once per upgrade (a cold path).
+    async fn upgraded(
+        self,
+    ) -> Result<Box<dyn crate::server::h1::upgrade::Io>, crate::error::BoxError> {
+        Ok(match self {
+            DownUpgrade::Hyper(on) => Box::new(hyper_util::rt::TokioIo::new(on.await?)),
+            DownUpgrade::H1(on) => Box::new(on.await?),
+        })
     }
 }

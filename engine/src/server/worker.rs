@@ -148,7 +148,9 @@ async fn accept_loop(
                 None => conn::serve(stream, ctx, builder, drain).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => conn::serve(tls_stream, ctx, builder, drain).await,
+                        Ok(Ok(tls_stream)) => {
+                            conn::serve_tls(tls_stream, ctx, builder, drain).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
                         }

@@ -3,7 +3,8 @@
 //!
 //! The connection hands its raw IO, plus any bytes it had already read past
 //! the head, to the [`OnUpgrade`] future it put in the request's extensions.
-//! [`Upgraded`] serves those buffered bytes before reading the socket again.
+//! [`Upgraded`] serves those buffered bytes before reading the socket again;
+//! the same [`Rewind`] replays a sniffed HTTP/2 preface to hyper.
 
 use bytes::{Buf, Bytes};
 use parking_lot::Mutex;
@@ -20,27 +21,31 @@ use tokio::sync::oneshot;
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-/// A connection after `101 Switching Protocols`.
-pub struct Upgraded {
-    io: Box<dyn Io>,
+/// An IO with bytes already read from it put back in front: what the
+/// connection read past a 101's head, or the preface sniffed to pick HTTP/2.
+pub struct Rewind<I> {
+    io: I,
     read_buf: Bytes,
 }
 
-impl Upgraded {
-    pub fn new(io: Box<dyn Io>, read_buf: Bytes) -> Upgraded {
-        Upgraded { io, read_buf }
+/// A connection after `101 Switching Protocols`.
+pub type Upgraded = Rewind<Box<dyn Io>>;
+
+impl<I> Rewind<I> {
+    pub fn new(io: I, read_buf: Bytes) -> Rewind<I> {
+        Rewind { io, read_buf }
     }
 }
 
-impl fmt::Debug for Upgraded {
+impl<I> fmt::Debug for Rewind<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upgraded")
+        f.debug_struct("Rewind")
             .field("buffered", &self.read_buf.len())
             .finish_non_exhaustive()
     }
 }
 
-impl AsyncRead for Upgraded {
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -56,7 +61,7 @@ impl AsyncRead for Upgraded {
     }
 }
 
-impl AsyncWrite for Upgraded {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
