@@ -118,11 +118,15 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
+        // Installed before serving: SIGHUP's default action would kill us.
+        #[cfg(unix)]
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let server = sluice::Server::start(bound, &config)?;
         if let Some(addr) = server.admin_addr() {
             tracing::info!(address = %addr, "admin API listening");
         }
-        reload_on_sighup(server.shared().clone());
+        #[cfg(unix)]
+        reload_on_sighup(hup, server.shared().clone());
         shutdown_signal().await;
         tracing::info!("shutting down: draining connections");
         server.shutdown().await;
@@ -227,13 +231,12 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
 }
 
 /// SIGHUP reads the config file again; a bad file is logged and ignored.
-fn reload_on_sighup(shared: std::sync::Arc<sluice::state::Shared>) {
-    #[cfg(unix)]
+#[cfg(unix)]
+fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    shared: std::sync::Arc<sluice::state::Shared>,
+) {
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
         while hup.recv().await.is_some() {
             if let Err(e) = shared.reload() {
                 tracing::error!(error = %e, "reload rejected; the old config keeps serving");

@@ -13,6 +13,8 @@
 //! | POST | `/backends/{address}/drain` | out of rotation, in-flight requests finish |
 //! | GET/POST | `/register?port=N`, `/unregister?port=N` | the caller's IP with that port, default group |
 //! | POST | `/reload` | read the config file again; on error the old one keeps serving |
+//!
+//! With a token set, everything but `GET /healthz` and `GET /readyz` needs it.
 
 pub mod state_file;
 
@@ -86,7 +88,11 @@ impl AdminError {
 }
 
 pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> AdminResponse {
-    if let Some(token) = shared.admin.as_ref().and_then(|a| a.token.as_deref()) {
+    // Probes stay open: they reveal nothing and orchestrators send no token.
+    let probe = req.method() == Method::GET && matches!(req.uri().path(), "/healthz" | "/readyz");
+    if let Some(token) = shared.admin.as_ref().and_then(|a| a.token.as_deref())
+        && !probe
+    {
         let ok = req
             .headers()
             .get(header::AUTHORIZATION)

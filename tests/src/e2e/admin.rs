@@ -241,7 +241,20 @@ async fn the_bearer_token_is_required_when_set() {
     let proxy = Proxy::start(&c).await;
     let admin = Admin::of(proxy.server());
 
-    for path in ["/backends", "/healthz"] {
+    // Probes stay open (orchestrators send no token); nothing else does.
+    for path in ["/healthz", "/readyz"] {
+        let probe = admin.call_with(Method::GET, path, None, None).await;
+        assert_eq!(probe.status, 200, "{path} without a token: {}", probe.text);
+    }
+    let register = admin
+        .call_with(Method::GET, "/register?port=1", None, None)
+        .await;
+    assert_eq!(
+        register.status, 401,
+        "/register without a token: {}",
+        register.text
+    );
+    for path in ["/backends"] {
         let none = admin.call_with(Method::GET, path, None, None).await;
         assert_eq!(none.status, 401, "{path} without a token: {}", none.text);
         assert!(none.error().contains("token"), "{}", none.text);
