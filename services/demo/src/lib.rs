@@ -1,0 +1,286 @@
+//! The one-command demo stack: the log service, the cache service, the
+//! proxy (with its admin API) and N app replicas, all in this process on
+//! loopback, with embedded defaults (SQLite under `--data`, the in-memory
+//! cache) so that nothing needs installing first.
+//!
+//! ```text
+//! start: log → cache → proxy (+admin) → replicas (each registers itself)
+//! stop:  replicas (unregister: the proxy drains them; then they drain) →
+//!        proxy (drains) → cache → log (flushes every buffered entry)
+//! ```
+//!
+//! The same stack on shared Redis and PostgreSQL is a flag away:
+//! `--database postgres://… --sessions redis://… --store redis://…`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Flags of `sluice-demo`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "sluice-demo",
+    about = "Sluice demo stack: proxy, two blog replicas, cache and log services"
+)]
+pub struct Options {
+    /// Where the proxy listens (point the browser, curl or wrk here).
+    #[arg(long, env = "SLUICE_DEMO_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The proxy's admin API.
+    #[arg(long, env = "SLUICE_DEMO_ADMIN", default_value = "127.0.0.1:9090")]
+    pub admin: SocketAddr,
+    /// Data directory (SQLite file, log service files).
+    #[arg(long, env = "SLUICE_DEMO_DATA", default_value = "data")]
+    pub data: PathBuf,
+    /// App replicas to start.
+    #[arg(long, env = "SLUICE_DEMO_REPLICAS", default_value_t = 2)]
+    pub replicas: usize,
+    /// The app database: default `sqlite://{data}/app/blog.db`, or `postgres://…`.
+    #[arg(long, env = "SLUICE_APP_DATABASE")]
+    pub database: Option<sluice_app::DatabaseConfig>,
+    /// Sessions and job lease: `sql` or `redis://…`.
+    #[arg(long, env = "SLUICE_APP_SESSIONS", default_value = "sql")]
+    pub sessions: sluice_app::SharedStore,
+    /// Cache store: `memory` or `redis://…`.
+    #[arg(long, env = "SLUICE_CACHE_STORE", default_value = "memory")]
+    pub store: sluice_cache::StoreConfig,
+    /// Publishing job period of the app.
+    #[arg(long, default_value = "60s", value_parser = sluice_app::config::parse_duration)]
+    pub job_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("binding {what} on {addr}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid {what} settings: {reason}")]
+    Config { what: &'static str, reason: String },
+    #[error("starting the proxy")]
+    Proxy(#[source] std::io::Error),
+}
+
+/// A background service with its shutdown trigger.
+struct Running<T> {
+    name: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<T>,
+}
+
+impl<T> Running<T> {
+    async fn stop(self) -> Option<T> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(v) => Some(v),
+            Err(error) => {
+                tracing::error!(name = self.name, %error, "task failed");
+                None
+            }
+        }
+    }
+}
+
+fn spawn<T, Fut>(name: String, run: impl FnOnce(oneshot::Receiver<()>) -> Fut) -> Running<T>
+where
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (stop, stopped) = oneshot::channel();
+    Running {
+        name,
+        stop,
+        task: tokio::spawn(run(stopped)),
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, DemoError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DemoError::Bind { what, addr, source })
+}
+
+/// The running stack.
+pub struct Stack {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub cache: SocketAddr,
+    pub log: SocketAddr,
+    pub replicas: Vec<SocketAddr>,
+    apps: Vec<Running<()>>,
+    server: sluice::Server,
+    cache_task: Running<()>,
+    log_task: Running<()>,
+}
+
+impl Stack {
+    pub async fn start(options: &Options) -> Result<Stack, DemoError> {
+        let log_listener = bind("the log service", ([127, 0, 0, 1], 0).into()).await?;
+        let log = log_listener
+            .local_addr()
+            .map_err(|source| DemoError::Bind {
+                what: "the log service",
+                addr: ([127, 0, 0, 1], 0).into(),
+                source,
+            })?;
+        let log_config = sluice_log::Config::new(options.data.join("log"))
+            .validate()
+            .map_err(|e| DemoError::Config {
+                what: "log",
+                reason: e.to_string(),
+            })?;
+        let log_task = spawn("log".into(), |stopped| async move {
+            if let Err(error) = sluice_log::run(log_listener, log_config, stopped).await {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "log service failed"
+                );
+            }
+        });
+
+        let cache_listener = bind("the cache service", ([127, 0, 0, 1], 0).into()).await?;
+        let cache = cache_listener
+            .local_addr()
+            .map_err(|source| DemoError::Bind {
+                what: "the cache service",
+                addr: ([127, 0, 0, 1], 0).into(),
+                source,
+            })?;
+        let cache_config = sluice_cache::Config {
+            store: options.store.clone(),
+            ..sluice_cache::Config::default()
+        }
+        .validate()
+        .map_err(|e| DemoError::Config {
+            what: "cache",
+            reason: e.to_string(),
+        })?;
+        let cache_task = spawn("cache".into(), |stopped| async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = sluice_cache::run(cache_listener, cache_config, shutdown).await {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "cache service failed"
+                );
+            }
+        });
+
+        let mut proxy_config = sluice::Config::simple(options.listen, &[]);
+        proxy_config.admin = Some(sluice::config::AdminConfig {
+            address: options.admin,
+            token: None,
+            state_file: None,
+        });
+        proxy_config.access_log = false;
+        let bound = sluice::bind(&proxy_config).map_err(DemoError::Proxy)?;
+        let server = sluice::Server::start(bound, &proxy_config).map_err(DemoError::Proxy)?;
+        let proxy = server.addrs().first().map_or(options.listen, |a| a.0);
+        let admin = server.admin_addr().unwrap_or(options.admin);
+
+        let url = |addr: SocketAddr| url::Url::parse(&format!("http://{addr}")).ok();
+        let database = options.database.clone().unwrap_or_else(|| {
+            sluice_app::DatabaseConfig::Sqlite(options.data.join("app").join("blog.db"))
+        });
+        let app_config = sluice_app::Config {
+            sessions: options.sessions.clone(),
+            lease: options.sessions.clone(),
+            cache: url(cache),
+            log: url(log),
+            admin: url(admin),
+            job_interval: options.job_interval,
+            ..sluice_app::Config::new(database)
+        }
+        .validate()
+        .map_err(|e| DemoError::Config {
+            what: "app",
+            reason: e.to_string(),
+        })?;
+        let mut apps = Vec::new();
+        let mut replicas = Vec::new();
+        for i in 0..options.replicas {
+            let listener = bind("an app replica", ([127, 0, 0, 1], 0).into()).await?;
+            if let Ok(addr) = listener.local_addr() {
+                replicas.push(addr);
+            }
+            let config = sluice_app::Config {
+                instance_id: Some(format!("app-{}", i + 1)),
+                ..app_config.clone()
+            };
+            apps.push(spawn(format!("app-{}", i + 1), |stopped| async move {
+                if let Err(error) = sluice_app::run(listener, config, stopped).await {
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        "app replica failed"
+                    );
+                }
+            }));
+        }
+        Ok(Stack {
+            proxy,
+            admin,
+            cache,
+            log,
+            replicas,
+            apps,
+            server,
+            cache_task,
+            log_task,
+        })
+    }
+
+    /// Stops everything in order: replicas (unregister, drain), proxy,
+    /// cache, log.
+    pub async fn stop(self) {
+        let apps = self.apps.into_iter().map(Running::stop);
+        futures_join_all(apps).await;
+        tracing::info!("replicas stopped; draining the proxy");
+        self.server.shutdown().await;
+        let _ = self.cache_task.stop().await;
+        let _ = self.log_task.stop().await;
+        tracing::info!("demo stack stopped");
+    }
+
+    /// What to tell the user.
+    pub fn banner(&self) -> String {
+        let p = self.proxy;
+        format!(
+            "\nSluice demo stack is up.\n\
+             \n  blog (browser):  http://{p}/posts\n\
+             \x20 curl:            curl -s http://{p}/posts/1 -H 'accept: application/json'\n\
+             \x20 log in:          curl -si http://{p}/login -d '{{\"author\":\"admin\",\"password\":\"sluice\"}}'\n\
+             \x20 write:           curl -si http://{p}/posts -H 'cookie: sid=…' -d '{{\"title\":\"Hello\",\"body\":\"…\"}}'\n\
+             \x20 load:            wrk -t2 -c16 -d10s http://{p}/posts\n\
+             \x20 proxy admin:     curl -s http://{}/backends\n\
+             \x20 replicas:        {:?}\n\
+             \x20 cache / log:     http://{} / http://{}\n\
+             \nCtrl-C stops everything cleanly.\n",
+            self.admin, self.replicas, self.cache, self.log
+        )
+    }
+}
+
+/// Waits for every future, concurrently (replicas drain in parallel).
+async fn futures_join_all<F: Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}

@@ -1,0 +1,64 @@
+//! The demo stack starts, serves through the proxy with two registered
+//! replicas, and stops in order.
+
+use std::time::Duration;
+
+use sluice_demo::{Options, Stack};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nhost: demo\r\naccept: application/json\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_demo_stack_serves_through_the_proxy_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        listen: ([127, 0, 0, 1], 0).into(),
+        admin: ([127, 0, 0, 1], 0).into(),
+        data: dir.path().to_owned(),
+        replicas: 2,
+        database: None,
+        sessions: sluice_app::SharedStore::Sql,
+        store: sluice_cache::StoreConfig::Memory,
+        job_interval: Duration::from_secs(60),
+    };
+    let stack = Stack::start(&options).await.expect("stack starts");
+    assert!(
+        stack
+            .banner()
+            .contains(&format!("http://{}/posts", stack.proxy))
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let backends = get(stack.admin, "/backends").await;
+        if stack
+            .replicas
+            .iter()
+            .all(|r| backends.contains(&r.to_string()))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replicas never registered: {backends}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reply = get(stack.proxy, "/posts").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("x-instance-id: app-"),
+        "{reply}"
+    );
+    tokio::time::timeout(Duration::from_secs(60), stack.stop())
+        .await
+        .expect("the stack stops");
+}
