@@ -235,6 +235,11 @@ async fn proxy(
             let Some(next) = next else { return Err(e) };
             backend = next;
             in_flight = backend.begin();
+            if !backend.in_rotation() {
+                // Drained since the pick (see `Backend::in_rotation`): a drain
+                // may already have counted its requests, so do not send one.
+                return Err(e);
+            }
             if group.protocol != UpstreamProtocol::Http1 {
                 shape_for_upstream(
                     &mut parts,
