@@ -92,7 +92,9 @@ fn hyper_builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExe
 }
 
 /// Serves a plain TCP connection: HTTP/2 if it opens with the preface,
-/// else HTTP/1.x.
+/// else HTTP/1.x. The HTTP/2 and hyper futures are boxed (once per
+/// connection) so that an idle HTTP/1 connection's task is only as large as
+/// our HTTP/1 state, not as hyper's.
 pub async fn serve<I>(
     mut io: I,
     ctx: Arc<ConnCtx>,
@@ -102,7 +104,7 @@ pub async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if builder.engine == H1Engine::Hyper {
-        return serve_hyper(io, ctx, builder, drain).await;
+        return Box::pin(serve_hyper(io, ctx, builder, drain)).await;
     }
     let mut first = [0u8; H2_PREFACE.len()];
     let sniffed = tokio::select! {
@@ -113,7 +115,7 @@ pub async fn serve<I>(
         Ok(Ok((0, _))) | Err(_) => {} // closed or silent: nothing to answer
         Ok(Ok((n, true))) => {
             let io = h1::upgrade::Rewind::new(io, Bytes::copy_from_slice(&first[..n]));
-            serve_h2(io, ctx, &builder, drain).await;
+            Box::pin(serve_h2(io, ctx, &builder, drain)).await;
         }
         Ok(Ok((n, false))) => serve_h1(io, &first[..n], ctx, &builder, drain).await,
         Ok(Err(e)) => tracing::debug!(client = %ctx.client, error = %e, "connection failed"),
@@ -131,8 +133,8 @@ pub async fn serve_tls<I>(
 {
     let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
     match (builder.engine, h2) {
-        (H1Engine::Hyper, _) => serve_hyper(io, ctx, builder, drain).await,
-        (H1Engine::Sluice, true) => serve_h2(io, ctx, &builder, drain).await,
+        (H1Engine::Hyper, _) => Box::pin(serve_hyper(io, ctx, builder, drain)).await,
+        (H1Engine::Sluice, true) => Box::pin(serve_h2(io, ctx, &builder, drain)).await,
         (H1Engine::Sluice, false) => serve_h1(io, &[], ctx, &builder, drain).await,
     }
 }

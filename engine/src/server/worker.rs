@@ -146,16 +146,22 @@ async fn accept_loop(
             let _alive = alive;
             match tls {
                 None => conn::serve(stream, ctx, builder, drain).await,
+                // Boxed: a task is as large as its largest state, and the TLS
+                // one (handshake, rustls session) would otherwise make every
+                // idle plain connection's task that large too.
                 Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            conn::serve_tls(tls_stream, ctx, builder, drain).await
+                    Box::pin(async move {
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => {
+                                conn::serve_tls(tls_stream, ctx, builder, drain).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
                         }
-                        Ok(Err(e)) => {
-                            tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
-                    }
+                    })
+                    .await
                 }
             }
         });

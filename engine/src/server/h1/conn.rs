@@ -12,9 +12,9 @@
 //! Between requests the connection holds no buffer: both buffers are released
 //! once the previous exchange is done, and the next read goes into a stack
 //! buffer first, so an idle keep-alive connection costs its task, its socket
-//! and a timer. The service future is boxed for the same reason: kept inline
-//! it would make every idle connection's task as large as the whole proxy
-//! path's state machine.
+//! and a timer. Each exchange (the service's future and the response) lives
+//! in one box per request for the same reason: kept inline it would make
+//! every idle connection's task as large as the whole proxy path's state.
 
 use super::body::{self, BodySender, RequestBody, Want};
 use super::decode::{BodyError, Decoded, Decoder};
@@ -129,7 +129,7 @@ where
         let expect_continue = head.expect_continue;
         let keep_alive = head.keep_alive;
         let (req, body, upgrade) = request(head, &conn.settings.limits);
-        let mut ex = Exchange {
+        let ex = Exchange {
             cont: if expect_continue && body.is_some() {
                 Continue::Owed
             } else {
@@ -138,37 +138,41 @@ where
             body: body.map_or(ReqBody::Done, ReqBody::Reading),
         };
 
-        let resp = conn.drive_service(Box::pin(service(req)), &mut ex).await?;
-        let keep_alive = keep_alive && !*drain.borrow();
-
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(upgrade) = upgrade
-        {
-            let (parts, _) = resp.into_parts();
-            write::encode_head(
-                &mut conn.wbuf.buf,
-                parts.status,
-                &parts.headers,
-                Framing::None,
-                ConnHeader::AsIs,
-            );
-            conn.flush().await?;
-            let Conn { io, rbuf, .. } = conn;
-            // If the service dropped its `OnUpgrade`, nobody wants the IO.
-            let _ = upgrade.send(Upgraded::new(Box::new(io), rbuf.freeze()));
-            return Ok(());
+        let info = ReqInfo {
+            head_request,
+            http10,
+            keep_alive,
+        };
+        // One allocation per request holds the whole exchange, the service's
+        // future inline: the connection's own task stays small while idle.
+        let exchange = conn.exchange(service(req), ex, upgrade, info, &drain);
+        match Box::pin(exchange).await? {
+            Outcome::KeepAlive => conn.release_if_idle(),
+            Outcome::Close => return conn.close().await,
+            Outcome::Upgrade(upgrade) => {
+                let Conn { io, rbuf, .. } = conn;
+                // If the service dropped its `OnUpgrade`, nobody wants the IO.
+                let _ = upgrade.send(Upgraded::new(Box::new(io), rbuf.freeze()));
+                return Ok(());
+            }
         }
-        // Resolves the service's `OnUpgrade`, if any, to an error.
-        drop(upgrade);
-
-        let keep = conn
-            .write_response(resp, head_request, http10, keep_alive, &mut ex)
-            .await?;
-        if !(keep && conn.finish_body(&mut ex).await) {
-            return conn.close().await;
-        }
-        conn.release_if_idle();
     }
+}
+
+/// What the request said about its response and the connection.
+#[derive(Clone, Copy)]
+struct ReqInfo {
+    head_request: bool,
+    http10: bool,
+    keep_alive: bool,
+}
+
+/// How an exchange left the connection.
+enum Outcome {
+    KeepAlive,
+    Close,
+    /// The 101 is out; the IO goes to the service.
+    Upgrade(upgrade::Pending),
 }
 
 /// The request for the service, its body's sender, and a pending upgrade.
@@ -236,6 +240,51 @@ enum Continue {
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
+    /// One request's service call and response, up to the point where the
+    /// next head may be read.
+    async fn exchange<F, B>(
+        &mut self,
+        service: F,
+        mut ex: Exchange,
+        upgrade: Option<upgrade::Pending>,
+        info: ReqInfo,
+        drain: &watch::Receiver<bool>,
+    ) -> Result<Outcome, ConnError>
+    where
+        F: Future<Output = Response<B>>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let resp = self.drive_service(pin!(service), &mut ex).await?;
+        let keep_alive = info.keep_alive && !*drain.borrow();
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(upgrade) = upgrade
+        {
+            let (parts, _) = resp.into_parts();
+            write::encode_head(
+                &mut self.wbuf.buf,
+                parts.status,
+                &parts.headers,
+                Framing::None,
+                ConnHeader::AsIs,
+            );
+            self.flush().await?;
+            return Ok(Outcome::Upgrade(upgrade));
+        }
+        // Resolves the service's `OnUpgrade`, if any, to an error.
+        drop(upgrade);
+
+        let keep = self
+            .write_response(resp, info.head_request, info.http10, keep_alive, &mut ex)
+            .await?;
+        Ok(if keep && self.finish_body(&mut ex).await {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Close
+        })
+    }
+
     /// The next request head; `None` when the connection should close
     /// quietly (EOF or timeout while idle, or drain while idle).
     async fn read_head(

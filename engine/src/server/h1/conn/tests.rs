@@ -488,3 +488,23 @@ async fn idle_connection_holds_no_buffer() {
     assert_eq!(conn.rbuf.capacity(), 0);
     assert_eq!(conn.wbuf.buf.capacity(), 0);
 }
+
+/// The task of an idle connection is as large as this future's largest
+/// state; the exchange is boxed so that it stays small (guards regressions).
+#[test]
+fn the_connection_future_stays_small() {
+    let (_c, server) = duplex(16);
+    let (_tx, rx) = watch::channel(false);
+    let s = settings();
+    let fut = serve(
+        server,
+        b"",
+        &s,
+        |_req: Request<RequestBody>| async {
+            Response::new(crate::proxy::body::RespBody::Full(None))
+        },
+        rx,
+    );
+    let size = std::mem::size_of_val(&fut);
+    assert!(size <= 2048, "h1::serve future is {size} bytes");
+}
