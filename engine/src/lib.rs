@@ -5,7 +5,8 @@
 //! ```text
 //! server::listener (bind, SO_REUSEPORT per worker)
 //!   → server::worker (accept on a single-threaded runtime) → server::tls (ALPN)
-//!   → server::conn (HTTP/1.1 | HTTP/2, detected from the preface)
+//!   → server::conn (HTTP/2 preface or ALPN h2 → hyper's HTTP/2;
+//!                   anything else → server::h1: our HTTP/1.x, strict framing)
 //!   → proxy::handle:
 //!       limits → route → balance::pick(upstream::Group::load())
 //!       → proxy::headers::inbound → proxy::forward (upstream::pool checkout | connect)

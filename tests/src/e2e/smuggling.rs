@@ -37,7 +37,6 @@ async fn assert_refused(request: &[u8]) {
 }
 
 #[tokio::test]
-#[ignore = "needs the sluice h1 server (CL+TE refusal); see issue 3"]
 async fn content_length_then_transfer_encoding_is_refused() {
     assert_refused(
         b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n\
@@ -47,7 +46,6 @@ async fn content_length_then_transfer_encoding_is_refused() {
 }
 
 #[tokio::test]
-#[ignore = "needs the sluice h1 server (CL+TE refusal); see issue 3"]
 async fn transfer_encoding_then_content_length_is_refused() {
     assert_refused(
         b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n\
