@@ -29,6 +29,7 @@ pub mod probe;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod services;
 pub mod stats;
 
 pub use error::{Error, Result};

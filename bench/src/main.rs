@@ -60,6 +60,11 @@ struct Args {
 }
 
 fn main() {
+    // `sluice-bench services [--quick]`: the cache and log services instead
+    // of the proxy comparison (see `sluice_bench::services`).
+    if std::env::args().nth(1).as_deref() == Some("services") {
+        std::process::exit(sluice_bench::services::cli(std::env::args_os().skip(1)));
+    }
     let a = Args::parse();
     let origin_bin = a.origin_bin.unwrap_or_else(|| {
         std::env::current_exe()
