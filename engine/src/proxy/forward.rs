@@ -39,7 +39,7 @@ pub async fn checkout(
                 }
             }
             Ok(Conn::H1 {
-                sender: dial_h1(group, backend, timeouts).await?,
+                sender: Box::pin(dial_h1(group, backend, timeouts)).await?,
                 reused: false,
             })
         }
@@ -47,13 +47,16 @@ pub async fn checkout(
             if let Some(sender) = pool.h2(backend.id) {
                 return Ok(Conn::H2(sender));
             }
-            let sender = dial_h2(group, backend, timeouts).await?;
+            let sender = Box::pin(dial_h2(group, backend, timeouts)).await?;
             pool.set_h2(backend.id, sender.clone());
             Ok(Conn::H2(sender))
         }
     }
 }
 
+// Dialing is boxed where it is awaited: it is the cold path (steady load
+// reuses pooled connections), and inline its TCP+TLS futures would make every
+// request's future ~1.4 KiB larger, copied on every request (callgrind).
 async fn dial_h1(
     group: &Group,
     backend: &Backend,
@@ -145,7 +148,7 @@ pub async fn send(
                     _ => return Err(upstream_error(err.into_error())),
                 },
             };
-            let mut fresh = dial_h1(group, backend, timeouts).await?;
+            let mut fresh = Box::pin(dial_h1(group, backend, timeouts)).await?;
             let resp = tokio::time::timeout(timeout, fresh.send_request(err))
                 .await
                 .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?

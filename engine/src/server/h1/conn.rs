@@ -334,15 +334,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             // Doubles while a head grows; `parse` bounds it by `max_header_bytes`.
             self.rbuf.reserve(len.max(min_spare));
         }
-        // Safe code cannot read into uninitialised memory: zero the spare.
-        let cap = self.rbuf.capacity();
-        self.rbuf.resize(cap, 0);
-        let mut rb = ReadBuf::new(&mut self.rbuf[len..]);
-        let r = Pin::new(&mut self.io).poll_read(cx, &mut rb);
-        let n = rb.filled().len();
-        self.rbuf.truncate(len + n);
-        ready!(r)?;
-        Poll::Ready(Ok(n))
+        // Reads into the spare capacity without zeroing it first (tokio-util
+        // does the uninitialised-memory bookkeeping): zeroing cost a memset
+        // of the whole spare buffer per read (perf/findings, callgrind).
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
     }
 
     /// Polls the service while feeding its request body; errors if the
