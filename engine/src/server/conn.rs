@@ -12,6 +12,7 @@ use crate::config::{Limits, Timeouts};
 use crate::proxy::body::ReqBody;
 use crate::proxy::{ConnCtx, handle};
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::Request;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
@@ -171,14 +172,14 @@ async fn serve_h1<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = ctx.client;
+    // The request's future is boxed here, once: `h1::serve` then holds and
+    // moves only a pointer. (An `async move` wrapper would store the future
+    // twice, as upvar and awaitee, and every move copies all of it.)
     let svc = move |req: Request<h1::RequestBody>| {
-        let resp = handle(ctx.clone(), req.map(ReqBody::H1));
-        async move {
-            match resp.await {
-                Ok(resp) => resp,
-                Err(never) => match never {},
-            }
-        }
+        Box::pin(handle(ctx.clone(), req.map(ReqBody::H1))).map(|r| match r {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        })
     };
     if let Err(e) = h1::serve(io, initial, &builder.h1, svc, drain).await {
         if e.is_client() {

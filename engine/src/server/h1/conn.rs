@@ -319,8 +319,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     fn poll_read(&mut self, cx: &mut Context<'_>, min_spare: usize) -> Poll<io::Result<usize>> {
         if self.rbuf.capacity() == 0 {
             // Idle: wait on a stack buffer, allocate only once bytes arrive.
-            let mut stack = [0u8; IDLE_READ];
-            let mut rb = ReadBuf::new(&mut stack);
+            // Uninitialised: zeroing 4 KiB per request showed in callgrind.
+            let mut stack = [const { std::mem::MaybeUninit::<u8>::uninit() }; IDLE_READ];
+            let mut rb = ReadBuf::uninit(&mut stack);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
             let got = rb.filled();
             if !got.is_empty() {
