@@ -16,6 +16,10 @@
 //!
 //! [`run`] takes listeners that are already bound (tests bind port 0) and a
 //! future that resolves when it is time to shut down.
+//!
+//! A reload (`state::Shared::reload`: SIGHUP or `POST /reload`) swaps the
+//! runtime model in one store and, through `server::reload`, starts and
+//! stops listeners on the running workers.
 
 pub mod addr;
 pub mod admin;
@@ -42,7 +46,6 @@ use tokio::sync::{oneshot, watch};
 /// Must be started from within a tokio runtime: the admin API and the health
 /// checkers run on it, off the workers.
 pub struct Server {
-    addrs: Vec<addr::ListenAddr>,
     admin_addr: Option<std::net::SocketAddr>,
     shared: Arc<Shared>,
     drain: watch::Sender<bool>,
@@ -61,11 +64,7 @@ impl Server {
         config: &Config,
         resolver: Arc<dyn upstream::discovery::Resolver>,
     ) -> io::Result<Server> {
-        let shared = Arc::new(Shared::new(State::new(config, None)?, resolver));
-        if let Some(path) = config.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
-            admin::state_file::restore(path, &shared.state.load());
-        }
-        let addrs = bound.addrs();
+        let mut shared = Shared::new(State::new(config, None)?, resolver);
         let mut bound = bound;
         let listeners = std::mem::take(&mut bound.listeners);
         let (drain, drain_rx) = watch::channel(false);
@@ -76,27 +75,58 @@ impl Server {
             config::RuntimeShape::ThreadPerCore => (config.workers, 1),
             config::RuntimeShape::WorkStealing => (1, config.workers),
         };
+        // Each worker runtime takes listener changes from a reload here.
+        let (commands, receivers): (Vec<_>, Vec<_>) = (0..runtimes)
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
+        let mut running = server::reload::Listeners::new(commands);
         let mut per_worker: Vec<Vec<_>> = (0..runtimes).map(|_| Vec::new()).collect();
-        for l in listeners {
+        for (i, l) in listeners.into_iter().enumerate() {
             let tls = if l.tls.is_empty() {
                 None
             } else {
                 Some(server::tls::acceptor(&l.tls)?)
             };
+            let id = running.next_id();
+            // `bind` binds `config.listeners` in order; a hand-made `Bound`
+            // beyond them is tracked by its bound address.
+            let listener_config =
+                config
+                    .listeners
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| config::ListenerConfig {
+                        address: l.local.0,
+                        reuse_port: true,
+                        backlog: config::defaults::BACKLOG,
+                        tls: l.tls.clone(),
+                    });
+            running.track(server::reload::Active {
+                id,
+                config: listener_config,
+                local: l.local,
+            });
             for (i, socket) in l.sockets.into_iter().enumerate() {
                 if i < runtimes {
-                    per_worker[i].push((socket, tls.clone()));
+                    per_worker[i].push((id, socket, tls.clone()));
                 }
             }
         }
+        shared.attach_listeners(running);
+        let shared = Arc::new(shared);
+        if let Some(path) = config.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
+            admin::state_file::restore(path, &shared.state.load());
+        }
         let workers = per_worker
             .into_iter()
+            .zip(receivers)
             .enumerate()
-            .map(|(index, sockets)| {
+            .map(|(index, (sockets, commands))| {
                 server::worker::spawn(server::worker::WorkerSpec {
                     index,
                     threads,
                     sockets,
+                    commands,
                     shared: shared.clone(),
                     drain: drain_rx.clone(),
                     grace: config.timeouts.shutdown_grace,
@@ -114,7 +144,6 @@ impl Server {
         };
         shared.set_ready(true);
         Ok(Server {
-            addrs,
             admin_addr,
             shared,
             drain,
@@ -122,9 +151,10 @@ impl Server {
         })
     }
 
-    /// The bound listener addresses, in config order.
-    pub fn addrs(&self) -> &[addr::ListenAddr] {
-        &self.addrs
+    /// The bound addresses of the listeners running now, in config order:
+    /// a reload that adds or removes listeners changes them.
+    pub fn addrs(&self) -> Vec<addr::ListenAddr> {
+        self.shared.listen_addrs()
     }
 
     /// The admin API's address, when it is enabled.

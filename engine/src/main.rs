@@ -125,6 +125,8 @@ fn main() -> ExitCode {
         if let Some(addr) = server.admin_addr() {
             tracing::info!(address = %addr, "admin API listening");
         }
+        // A reload re-reads the file; the listeners given by flags stay.
+        server.shared().pin_listeners(flag_listeners(&cli));
         #[cfg(unix)]
         reload_on_sighup(hup, server.shared().clone());
         shutdown_signal().await;
@@ -139,6 +141,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The listeners `--listen` and `--tls-listen` add to the file's.
+fn flag_listeners(cli: &Cli) -> Vec<ListenerConfig> {
+    let mut listeners: Vec<ListenerConfig> = cli
+        .listen
+        .iter()
+        .map(|&address| ListenerConfig {
+            address,
+            reuse_port: true,
+            backlog: defaults::BACKLOG,
+            tls: Vec::new(),
+        })
+        .collect();
+    if let (Some(address), Some(cert), Some(key)) = (cli.tls_listen, &cli.cert, &cli.key) {
+        listeners.push(ListenerConfig {
+            address,
+            reuse_port: true,
+            backlog: defaults::BACKLOG,
+            tls: vec![CertConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                server_names: Vec::new(),
+            }],
+        });
+    }
+    listeners
 }
 
 /// Config file first, then quick flags on top (flags win).
@@ -158,26 +187,7 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
             c
         }
     };
-    for &address in &cli.listen {
-        config.listeners.push(ListenerConfig {
-            address,
-            reuse_port: true,
-            backlog: defaults::BACKLOG,
-            tls: Vec::new(),
-        });
-    }
-    if let (Some(address), Some(cert), Some(key)) = (cli.tls_listen, &cli.cert, &cli.key) {
-        config.listeners.push(ListenerConfig {
-            address,
-            reuse_port: true,
-            backlog: defaults::BACKLOG,
-            tls: vec![CertConfig {
-                cert: cert.clone(),
-                key: key.clone(),
-                server_names: Vec::new(),
-            }],
-        });
-    }
+    config.listeners.extend(flag_listeners(cli));
     if !cli.backend.is_empty() || cli.lb.is_some() {
         let group = config
             .upstreams
@@ -238,7 +248,7 @@ fn reload_on_sighup(
 ) {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            if let Err(e) = shared.reload() {
+            if let Err(e) = shared.reload().await {
                 tracing::error!(error = %e, "reload rejected; the old config keeps serving");
             }
         }

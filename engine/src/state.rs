@@ -2,8 +2,10 @@
 //! built from a validated [`Config`]. Held in one `ArcSwap` so that a reload
 //! swaps all of it at once; requests in flight keep the `Arc` they loaded.
 
-use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
+use crate::addr::ListenAddr;
+use crate::config::{AdminConfig, Config, Forwarding, Limits, ListenerConfig, Timeouts};
 use crate::proxy::route::Router;
+use crate::server::reload::{Changes, Listeners};
 use crate::upstream::Group;
 use crate::upstream::discovery::Resolver;
 use arc_swap::ArcSwap;
@@ -72,6 +74,18 @@ pub struct Shared {
     ready: AtomicBool,
     pub admin: Option<AdminConfig>,
     pub resolver: Arc<dyn Resolver>,
+    /// The running listeners and the workers' command channels, attached by
+    /// `Server::start` (`None` without workers: listeners are then left
+    /// alone). A tokio `Mutex` because a reload holds it while it waits for
+    /// the workers; holding it for the whole reload also serialises reloads,
+    /// so SIGHUP and `POST /reload` at once never both bind.
+    listeners: tokio::sync::Mutex<Option<Listeners>>,
+    /// The bound listener addresses, for readers that cannot await
+    /// (`Server::addrs`). Written only under `listeners`.
+    addrs: parking_lot::Mutex<Vec<ListenAddr>>,
+    /// Listeners given on the command line: every reloaded config gets them
+    /// too (flags win over the file), so a reload never closes them.
+    pinned: parking_lot::Mutex<Vec<ListenerConfig>>,
 }
 
 impl Shared {
@@ -82,7 +96,28 @@ impl Shared {
             ready: AtomicBool::new(false),
             admin,
             resolver,
+            listeners: tokio::sync::Mutex::new(None),
+            addrs: parking_lot::Mutex::new(Vec::new()),
+            pinned: parking_lot::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Hands the running listeners to reload (`Server::start` does this
+    /// before any worker runs, so there is no contention).
+    pub fn attach_listeners(&mut self, listeners: Listeners) {
+        *self.addrs.get_mut() = listeners.addrs();
+        *self.listeners.get_mut() = Some(listeners);
+    }
+
+    /// The bound addresses of the running listeners, in config order.
+    pub fn listen_addrs(&self) -> Vec<ListenAddr> {
+        self.addrs.lock().clone()
+    }
+
+    /// Listeners that every reload keeps (given by command-line flags, not
+    /// in the file); see `pinned`.
+    pub fn pin_listeners(&self, listeners: Vec<ListenerConfig>) {
+        *self.pinned.lock() = listeners;
     }
 
     pub fn is_ready(&self) -> bool {
@@ -103,24 +138,57 @@ impl Shared {
 
     /// Reads the config file again and swaps it in; on any error the old
     /// config keeps serving and the error says why.
-    pub fn reload(&self) -> Result<(), String> {
+    ///
+    /// Everything that can fail happens before anything changes: parse and
+    /// validate, bind the new listeners and load their certificates
+    /// ([`Listeners::stage`]), build the new [`State`]. Then the state is
+    /// swapped (one store) and the workers start the new listeners and close
+    /// the vanished ones ([`Listeners::commit`]); this returns once they have.
+    /// The worker count and runtime shape stay as started (a restart changes
+    /// them).
+    pub async fn reload(&self) -> Result<Changes, String> {
+        let mut listeners = self.listeners.lock().await;
         let current = self.state.load_full();
         let Some(path) = current.config.source.clone() else {
             return Err("this proxy was started without a config file; nothing to reload".into());
         };
-        let config = Config::load(&path).map_err(|e| e.to_string())?;
-        if listener_addrs(&config) != listener_addrs(&current.config) {
-            tracing::warn!("listener changes need a restart; the new listeners were not started");
-        }
-        let mut config = config;
-        // Sockets and worker count are fixed for the life of the process.
-        config.listeners = current.config.listeners.clone();
+        let mut config = Config::load(&path).map_err(|e| e.to_string())?;
         config.workers = current.config.workers;
+        config.runtime = current.config.runtime;
+        config.listeners.extend(self.pinned.lock().iter().cloned());
+        let staged = match listeners.as_ref() {
+            Some(running) => Some(running.stage(&config.listeners)?),
+            None => {
+                if listener_addrs(&config) != listener_addrs(&current.config) {
+                    tracing::warn!("no workers attached: listener changes are ignored");
+                }
+                config.listeners = current.config.listeners.clone();
+                None
+            }
+        };
         let next = State::new(&config, Some(&current)).map_err(|e| e.to_string())?;
+        // New listeners must find the new routes: swap the state first.
         self.state.store(Arc::new(next));
+        let changes = match (listeners.as_mut(), staged) {
+            (Some(running), Some(staged)) => {
+                let changes = running.commit(staged).await;
+                *self.addrs.lock() = changes.listeners.clone();
+                changes
+            }
+            _ => Changes {
+                listeners: self.listen_addrs(),
+                ..Changes::default()
+            },
+        };
+        drop(listeners);
         self.spawn_health_checks();
-        tracing::info!(path = %path.display(), "config reloaded");
-        Ok(())
+        tracing::info!(
+            path = %path.display(),
+            added = ?changes.added,
+            removed = ?changes.removed,
+            "config reloaded"
+        );
+        Ok(changes)
     }
 }
 

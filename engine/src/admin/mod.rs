@@ -12,7 +12,7 @@
 //! | DELETE | `/backends/{address}` | drains in-flight requests, then unregisters |
 //! | POST | `/backends/{address}/drain` | out of rotation, in-flight requests finish |
 //! | GET/POST | `/register?port=N`, `/unregister?port=N` | the caller's IP with that port, default group |
-//! | POST | `/reload` | read the config file again; on error the old one keeps serving |
+//! | POST | `/reload` | read the config file again; on error the old one keeps serving; answers the listeners, added and removed |
 //!
 //! With a token set, everything but `GET /healthz` and `GET /readyz` needs it.
 
@@ -200,8 +200,21 @@ async fn route(
             let addr = caller_port(&req, peer)?;
             unregister(shared, addr, None).await
         }
-        (&Method::POST, ["reload"]) => match shared.reload() {
-            Ok(()) => Ok(json(StatusCode::OK, &serde_json::json!({"reloaded": true}))),
+        (&Method::POST, ["reload"]) => match shared.reload().await {
+            Ok(changes) => {
+                let strings = |a: &[crate::addr::ListenAddr]| -> Vec<String> {
+                    a.iter().map(|a| a.to_string()).collect()
+                };
+                Ok(json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "reloaded": true,
+                        "listeners": strings(&changes.listeners),
+                        "added": strings(&changes.added),
+                        "removed": strings(&changes.removed),
+                    }),
+                ))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "reload rejected; the old config keeps serving");
                 Err(AdminError(StatusCode::UNPROCESSABLE_ENTITY, e))

@@ -59,7 +59,8 @@ fn sockets_per_listener(config: &Config) -> usize {
     }
 }
 
-fn bind_listener(l: &ListenerConfig, workers: usize) -> io::Result<BoundListener> {
+/// Binds `l` once per worker runtime (a reload binds new listeners this way too).
+pub(crate) fn bind_listener(l: &ListenerConfig, workers: usize) -> io::Result<BoundListener> {
     let first = bind_socket(l.address, l.reuse_port, l.backlog)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.address)))?;
     // Port 0 picks a port once; the other workers bind that same port.

@@ -2,28 +2,69 @@
 //! listening sockets (SO_REUSEPORT) and its own upstream pool. A request is
 //! accepted, proxied and answered on one thread: no cross-thread handoff and
 //! no contended lock on the path (nginx's shape).
+//!
+//! Listeners come and go while the worker runs: a reload sends
+//! [`WorkerCommand`]s, and each accept loop has its own stop signal besides
+//! the global drain.
 
 use super::conn::{self, ServerBuilder};
 use crate::addr::ClientAddr;
 use crate::proxy::{ConnCtx, Worker};
 use crate::state::Shared;
 use crate::upstream::pool::Pool;
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 /// How often idle upstream connections past their timeout are dropped.
 const REAP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A listener's identity for its whole life, across reloads: its configured
+/// address may be port 0, and the same address may come back later as a new
+/// listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(pub u64);
+
+/// What the reload coordinator (`server::reload`) asks of a running worker.
+/// Each command carries `done`, fired once the worker has acted, so that a
+/// reload answers only when its changes are real.
+pub enum WorkerCommand {
+    /// Start accepting on `socket` (already bound and listening: this worker's
+    /// SO_REUSEPORT share of the listener).
+    AddListener {
+        id: ListenerId,
+        socket: std::net::TcpListener,
+        tls: Option<TlsAcceptor>,
+        done: oneshot::Sender<()>,
+    },
+    /// Stop accepting and close the socket; `done` fires once it is closed.
+    /// Connections it accepted carry on: they are not tied to their listener.
+    RemoveListener {
+        id: ListenerId,
+        done: oneshot::Sender<()>,
+    },
+    /// Use `tls` for connections accepted from now on (certificates re-read
+    /// on reload, or a listener switched between plain and TLS).
+    SetTls {
+        id: ListenerId,
+        tls: Option<TlsAcceptor>,
+        done: oneshot::Sender<()>,
+    },
+}
 
 pub struct WorkerSpec {
     pub index: usize,
     /// 1: a current-thread runtime (thread per core). More: one
     /// work-stealing runtime with that many threads serving every socket.
     pub threads: usize,
-    pub sockets: Vec<(std::net::TcpListener, Option<TlsAcceptor>)>,
+    pub sockets: Vec<(ListenerId, std::net::TcpListener, Option<TlsAcceptor>)>,
+    /// Listener changes from reloads; see [`WorkerCommand`].
+    pub commands: mpsc::UnboundedReceiver<WorkerCommand>,
     pub shared: Arc<Shared>,
     pub drain: watch::Receiver<bool>,
     pub grace: Duration,
@@ -54,37 +95,45 @@ pub fn spawn(spec: WorkerSpec) -> io::Result<oneshot::Receiver<()>> {
     Ok(done_rx)
 }
 
+/// What every accept loop of a worker needs to start connections.
+#[derive(Clone)]
+struct ConnSpawner {
+    worker: Arc<Worker>,
+    builder: Arc<ServerBuilder>,
+    drain: watch::Receiver<bool>,
+    /// Every connection task holds a clone; see `run`.
+    alive: mpsc::Sender<()>,
+    header_timeout: Duration,
+}
+
+/// A running accept loop. Dropping `tls` is its stop signal: the loop sees
+/// the watch close, stops accepting and closes its socket.
+struct Accepting {
+    tls: watch::Sender<Option<TlsAcceptor>>,
+    task: JoinHandle<()>,
+}
+
 async fn run(spec: WorkerSpec) {
     let state = spec.shared.state.load_full();
     let worker = Arc::new(Worker {
         shared: spec.shared.clone(),
         pool: Arc::new(Pool::new(state.timeouts.upstream_idle)),
     });
-    let builder = Arc::new(conn::builder(&state.limits, &state.timeouts));
-    let header_timeout = state.timeouts.client_header;
-    drop(state);
-
     // Every connection task holds a clone of `alive`; when the last one is
     // dropped, `recv()` returns None and the worker knows it has drained.
     let (alive, mut drained) = mpsc::channel::<()>(1);
-    let mut accepting = Vec::new();
-    for (socket, tls) in spec.sockets {
-        let listener = match TcpListener::from_std(socket) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot register listener");
-                continue;
-            }
-        };
-        accepting.push(tokio::spawn(accept_loop(
-            listener,
-            tls,
-            worker.clone(),
-            builder.clone(),
-            spec.drain.clone(),
-            alive.clone(),
-            header_timeout,
-        )));
+    let spawner = ConnSpawner {
+        worker: worker.clone(),
+        builder: Arc::new(conn::builder(&state.limits, &state.timeouts)),
+        drain: spec.drain.clone(),
+        alive,
+        header_timeout: state.timeouts.client_header,
+    };
+    drop(state);
+
+    let mut listeners: HashMap<ListenerId, Accepting> = HashMap::new();
+    for (id, socket, tls) in spec.sockets {
+        add_listener(&mut listeners, id, socket, tls, &spawner);
     }
     let reaper = {
         let pool = worker.pool.clone();
@@ -96,12 +145,45 @@ async fn run(spec: WorkerSpec) {
             }
         })
     };
-    drop(alive);
 
+    let mut commands = spec.commands;
     let mut drain = spec.drain;
-    draining(&mut drain).await;
-    for a in accepting {
-        let _ = a.await;
+    loop {
+        tokio::select! {
+            biased;
+            _ = draining(&mut drain) => break,
+            // None (the coordinator is gone) disables this branch.
+            Some(cmd) = commands.recv() => match cmd {
+                WorkerCommand::AddListener { id, socket, tls, done } => {
+                    add_listener(&mut listeners, id, socket, tls, &spawner);
+                    let _ = done.send(());
+                }
+                WorkerCommand::RemoveListener { id, done } => match listeners.remove(&id) {
+                    Some(Accepting { tls, task }) => {
+                        drop(tls);
+                        // Acknowledge once the loop has closed its socket.
+                        tokio::spawn(async move {
+                            let _ = task.await;
+                            let _ = done.send(());
+                        });
+                    }
+                    None => {
+                        let _ = done.send(());
+                    }
+                },
+                WorkerCommand::SetTls { id, tls, done } => {
+                    if let Some(a) = listeners.get(&id) {
+                        a.tls.send_replace(tls);
+                    }
+                    let _ = done.send(());
+                }
+            },
+        }
+    }
+    // Only connection tasks hold `alive` from here on.
+    drop(spawner);
+    for (_, a) in listeners {
+        let _ = a.task.await;
     }
     if tokio::time::timeout(spec.grace, drained.recv())
         .await
@@ -115,20 +197,45 @@ async fn run(spec: WorkerSpec) {
     reaper.abort();
 }
 
+fn add_listener(
+    listeners: &mut HashMap<ListenerId, Accepting>,
+    id: ListenerId,
+    socket: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    spawner: &ConnSpawner,
+) {
+    let listener = match TcpListener::from_std(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register listener");
+            return;
+        }
+    };
+    let (tls_tx, tls_rx) = watch::channel(tls);
+    let task = tokio::spawn(accept_loop(listener, tls_rx, spawner.clone()));
+    listeners.insert(id, Accepting { tls: tls_tx, task });
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    worker: Arc<Worker>,
-    builder: Arc<ServerBuilder>,
-    mut drain: watch::Receiver<bool>,
-    alive: mpsc::Sender<()>,
-    header_timeout: Duration,
+    mut tls_rx: watch::Receiver<Option<TlsAcceptor>>,
+    spawner: ConnSpawner,
 ) {
-    let proto = if tls.is_some() { "https" } else { "http" };
+    let mut drain = spawner.drain.clone();
+    let mut tls = tls_rx.borrow_and_update().clone();
     loop {
         let (stream, peer) = tokio::select! {
             biased;
             _ = draining(&mut drain) => return,
+            changed = tls_rx.changed() => {
+                if changed.is_err() {
+                    // Removed by a reload.
+                    take_backlog(listener, &tls, &spawner);
+                    return;
+                }
+                tls = tls_rx.borrow_and_update().clone();
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -139,33 +246,78 @@ async fn accept_loop(
                 }
             },
         };
-        let ctx = Arc::new(ConnCtx::new(worker.clone(), ClientAddr(peer), proto));
-        let (builder, drain, alive, tls) =
-            (builder.clone(), drain.clone(), alive.clone(), tls.clone());
-        tokio::spawn(async move {
-            let _alive = alive;
-            match tls {
-                None => conn::serve(stream, ctx, builder, drain).await,
-                // Boxed: a task is as large as its largest state, and the TLS
-                // one (handshake, rustls session) would otherwise make every
-                // idle plain connection's task that large too.
-                Some(acceptor) => {
-                    Box::pin(async move {
-                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls_stream)) => {
-                                conn::serve_tls(tls_stream, ctx, builder, drain).await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
-                        }
-                    })
-                    .await
-                }
-            }
-        });
+        serve(stream, peer, tls.clone(), &spawner);
     }
+}
+
+/// A removed listener still serves the connections the kernel has already
+/// completed (the client believes it is connected), then closes its socket:
+/// from then on connecting is refused. A connection that lands between the
+/// last `accept` and the close is reset by the kernel; that window is
+/// one syscall wide.
+fn take_backlog(listener: TcpListener, tls: &Option<TlsAcceptor>, spawner: &ConnSpawner) {
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "closing a removed listener");
+            return;
+        }
+    };
+    // Non-blocking (tokio set it): stops at the first WouldBlock.
+    while let Ok((stream, peer)) = listener.accept() {
+        let stream = stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpStream::from_std(stream));
+        match stream {
+            Ok(stream) => serve(stream, peer, tls.clone(), spawner),
+            Err(e) => tracing::debug!(client = %peer, error = %e, "cannot register connection"),
+        }
+    }
+}
+
+/// Spawns the connection's task. It holds `alive` and the global drain, not
+/// its listener: a listener removed by a reload leaves it running.
+fn serve(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<TlsAcceptor>,
+    spawner: &ConnSpawner,
+) {
+    let proto = if tls.is_some() { "https" } else { "http" };
+    let ctx = Arc::new(ConnCtx::new(
+        spawner.worker.clone(),
+        ClientAddr(peer),
+        proto,
+    ));
+    let (builder, drain, alive, header_timeout) = (
+        spawner.builder.clone(),
+        spawner.drain.clone(),
+        spawner.alive.clone(),
+        spawner.header_timeout,
+    );
+    tokio::spawn(async move {
+        let _alive = alive;
+        match tls {
+            None => conn::serve(stream, ctx, builder, drain).await,
+            // Boxed: a task is as large as its largest state, and the TLS
+            // one (handshake, rustls session) would otherwise make every
+            // idle plain connection's task that large too.
+            Some(acceptor) => {
+                Box::pin(async move {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            conn::serve_tls(tls_stream, ctx, builder, drain).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                    }
+                })
+                .await
+            }
+        }
+    });
 }
 
 /// Resolves once shutdown has begun (or the server is gone).

@@ -22,6 +22,7 @@ mod panic;
 mod pipelining;
 mod pool;
 mod reload;
+mod reload_listeners;
 mod routing;
 mod smuggling;
 mod streaming;

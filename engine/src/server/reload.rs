@@ -1,0 +1,387 @@
+//! Listener changes on reload. A reload diffs the listeners it is running
+//! against the new config's, then works in two phases so that a failure
+//! changes nothing:
+//!
+//! 1. [`Listeners::stage`]: bind every new listener (same socket2 options as
+//!    at start: one SO_REUSEPORT socket per worker runtime) and build every
+//!    TLS acceptor (PEM files are read again). Any error drops what was
+//!    staged, which closes its sockets, and the reload fails with the reason.
+//! 2. [`Listeners::commit`]: hand the new sockets to the workers, swap TLS
+//!    acceptors, then remove the vanished listeners; it returns once every
+//!    worker has acted, so a removed address refuses connections by then.
+//!
+//! Identity: a new listener is the same as a running one when its address is
+//! the running one's configured address (`127.0.0.1:0` stays `:0`) or its
+//! bound address. A kept listener with TLS gets a fresh acceptor on every
+//! reload (certificates rotated in place are picked up); it never re-binds,
+//! so no connection in its accept queue is lost and `reuse_port = false`
+//! works. A changed `backlog` or `reuse_port` on a kept address needs a
+//! restart. So do the worker count and runtime shape: sockets are per
+//! worker runtime, and runtimes are fixed for the life of the process.
+//!
+//! A new address is bound before an old one is closed, so moving a listener
+//! between overlapping addresses (`0.0.0.0:80` → `127.0.0.1:80`) works only
+//! where the kernel lets both exist at once (SO_REUSEPORT on both); else the
+//! reload fails and the old listener keeps serving.
+
+use super::listener::{BoundListener, bind_listener};
+use super::worker::{ListenerId, WorkerCommand};
+use crate::addr::ListenAddr;
+use crate::config::ListenerConfig;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
+
+/// How long a reload waits for the workers to act on its commands. A worker
+/// answers within one turn of its event loop; this bounds a stuck one.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The running listeners and the workers that accept on them.
+#[derive(Debug)]
+pub struct Listeners {
+    /// One command channel per worker runtime.
+    workers: Vec<mpsc::UnboundedSender<WorkerCommand>>,
+    active: Vec<Active>,
+    next_id: u64,
+}
+
+/// A running listener.
+#[derive(Clone, Debug)]
+pub struct Active {
+    pub id: ListenerId,
+    pub config: ListenerConfig,
+    pub local: ListenAddr,
+}
+
+/// How the new config's listeners relate to the running ones.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// `(running index, new index)`: the same listener.
+    pub keep: Vec<(usize, usize)>,
+    /// New indexes to bind.
+    pub add: Vec<usize>,
+    /// Running indexes to close.
+    pub remove: Vec<usize>,
+}
+
+/// Matches `new` addresses against running listeners given as
+/// `(configured, bound)` addresses. Each running listener matches at most
+/// once, first come first served, so two `:0` listeners stay two.
+pub fn diff(running: &[(SocketAddr, SocketAddr)], new: &[SocketAddr]) -> Plan {
+    let mut taken = vec![false; running.len()];
+    let mut plan = Plan::default();
+    for (n, addr) in new.iter().enumerate() {
+        let found = running
+            .iter()
+            .enumerate()
+            .position(|(r, (configured, bound))| {
+                !taken[r] && (configured == addr || bound == addr)
+            });
+        match found {
+            Some(r) => {
+                taken[r] = true;
+                plan.keep.push((r, n));
+            }
+            None => plan.add.push(n),
+        }
+    }
+    plan.remove = (0..running.len()).filter(|r| !taken[*r]).collect();
+    plan
+}
+
+/// Everything a reload prepared; dropping it undoes it (closes the sockets).
+pub struct Staged {
+    plan: Plan,
+    new: Vec<ListenerConfig>,
+    /// Per `plan.add` entry, in order: the bound sockets and their acceptor.
+    bound: Vec<(BoundListener, Option<TlsAcceptor>)>,
+    /// Per `plan.keep` entry, in order: `Some(acceptor)` to swap in.
+    tls: Vec<Option<Option<TlsAcceptor>>>,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `TlsAcceptor` is not `Debug`.
+        f.debug_struct("Staged")
+            .field("plan", &self.plan)
+            .field("new", &self.new)
+            .field(
+                "bound",
+                &self.bound.iter().map(|(b, _)| b).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a reload did to the listeners.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    /// Every listener now running, in config order.
+    pub listeners: Vec<ListenAddr>,
+    pub added: Vec<ListenAddr>,
+    pub removed: Vec<ListenAddr>,
+}
+
+impl Listeners {
+    pub fn new(workers: Vec<mpsc::UnboundedSender<WorkerCommand>>) -> Listeners {
+        Listeners {
+            workers,
+            active: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    /// A fresh id for a listener about to be handed to the workers.
+    pub fn next_id(&mut self) -> ListenerId {
+        self.next_id += 1;
+        ListenerId(self.next_id)
+    }
+
+    /// Records a listener the workers were started with.
+    pub fn track(&mut self, active: Active) {
+        self.active.push(active);
+    }
+
+    /// The running listeners' addresses, in config order.
+    pub fn addrs(&self) -> Vec<ListenAddr> {
+        self.active.iter().map(|a| a.local).collect()
+    }
+
+    /// Phase 1: binds and loads everything `new` needs; changes nothing.
+    pub fn stage(&self, new: &[ListenerConfig]) -> Result<Staged, String> {
+        let running: Vec<_> = self
+            .active
+            .iter()
+            .map(|a| (a.config.address, a.local.0))
+            .collect();
+        let addrs: Vec<_> = new.iter().map(|l| l.address).collect();
+        let plan = diff(&running, &addrs);
+        let acceptor = |l: &ListenerConfig| -> Result<Option<TlsAcceptor>, String> {
+            if l.tls.is_empty() {
+                return Ok(None);
+            }
+            super::tls::acceptor(&l.tls)
+                .map(Some)
+                .map_err(|e| format!("listener {}: {e}", l.address))
+        };
+        let mut bound = Vec::with_capacity(plan.add.len());
+        for &n in &plan.add {
+            let l = &new[n];
+            let tls = acceptor(l)?;
+            // The error names the address: "cannot listen on 127.0.0.1:80: …".
+            let b = bind_listener(l, self.workers.len()).map_err(|e| e.to_string())?;
+            bound.push((b, tls));
+        }
+        let mut tls = Vec::with_capacity(plan.keep.len());
+        for &(r, n) in &plan.keep {
+            let (old, l) = (&self.active[r].config, &new[n]);
+            if old.backlog != l.backlog || old.reuse_port != l.reuse_port {
+                tracing::warn!(
+                    address = %l.address,
+                    "backlog and reuse_port changes of a running listener need a restart"
+                );
+            }
+            tls.push(if old.tls.is_empty() && l.tls.is_empty() {
+                None
+            } else {
+                Some(acceptor(l)?)
+            });
+        }
+        Ok(Staged {
+            plan,
+            new: new.to_vec(),
+            bound,
+            tls,
+        })
+    }
+
+    /// Phase 2: hands `staged` to the workers (add, swap TLS, then remove)
+    /// and waits until each has acted. Cannot fail: a worker that is gone is
+    /// shutting down, and one that does not answer in time is logged.
+    pub async fn commit(&mut self, staged: Staged) -> Changes {
+        let Staged {
+            plan,
+            new,
+            bound,
+            tls,
+        } = staged;
+        let mut acks = Vec::new();
+
+        let mut next: Vec<Option<Active>> = vec![None; new.len()];
+        let mut changes = Changes::default();
+        for (&n, (b, acceptor)) in plan.add.iter().zip(bound) {
+            let id = self.next_id();
+            for (w, socket) in self.workers.iter().zip(b.sockets) {
+                let (done, ack) = oneshot::channel();
+                let cmd = WorkerCommand::AddListener {
+                    id,
+                    socket,
+                    tls: acceptor.clone(),
+                    done,
+                };
+                if w.send(cmd).is_ok() {
+                    acks.push(ack);
+                }
+            }
+            changes.added.push(b.local);
+            next[n] = Some(Active {
+                id,
+                config: new[n].clone(),
+                local: b.local,
+            });
+        }
+        for (&(r, n), acceptor) in plan.keep.iter().zip(tls) {
+            let old = &self.active[r];
+            if let Some(acceptor) = acceptor {
+                for w in &self.workers {
+                    let (done, ack) = oneshot::channel();
+                    let cmd = WorkerCommand::SetTls {
+                        id: old.id,
+                        tls: acceptor.clone(),
+                        done,
+                    };
+                    if w.send(cmd).is_ok() {
+                        acks.push(ack);
+                    }
+                }
+            }
+            next[n] = Some(Active {
+                id: old.id,
+                config: new[n].clone(),
+                local: old.local,
+            });
+        }
+        for &r in &plan.remove {
+            let old = &self.active[r];
+            for w in &self.workers {
+                let (done, ack) = oneshot::channel();
+                if w.send(WorkerCommand::RemoveListener { id: old.id, done })
+                    .is_ok()
+                {
+                    acks.push(ack);
+                }
+            }
+            changes.removed.push(old.local);
+        }
+        let waited = tokio::time::timeout(ACK_TIMEOUT, async {
+            for ack in acks {
+                // Err: that worker is gone (shutting down); nothing to wait for.
+                let _ = ack.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!("a worker did not apply the listener changes in {ACK_TIMEOUT:?}");
+        }
+        self.active = next.into_iter().flatten().collect();
+        changes.listeners = self.addrs();
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn the_same_addresses_keep_everything() {
+        let running = [(a("127.0.0.1:80"), a("127.0.0.1:80"))];
+        let plan = diff(&running, &[a("127.0.0.1:80")]);
+        assert_eq!(
+            plan,
+            Plan {
+                keep: vec![(0, 0)],
+                add: vec![],
+                remove: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn port_zero_matches_its_configured_or_its_bound_address() {
+        let running = [
+            (a("127.0.0.1:0"), a("127.0.0.1:4001")),
+            (a("127.0.0.1:0"), a("127.0.0.1:4002")),
+        ];
+        // `:0` again keeps the first; the second is named by its bound port.
+        let plan = diff(&running, &[a("127.0.0.1:4002"), a("127.0.0.1:0")]);
+        assert_eq!(plan.keep, vec![(1, 0), (0, 1)]);
+        assert!(plan.add.is_empty() && plan.remove.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn each_running_listener_matches_once() {
+        let running = [(a("127.0.0.1:0"), a("127.0.0.1:4001"))];
+        let plan = diff(&running, &[a("127.0.0.1:0"), a("127.0.0.1:0")]);
+        assert_eq!(plan.keep, vec![(0, 0)]);
+        assert_eq!(plan.add, vec![1]);
+        assert!(plan.remove.is_empty());
+    }
+
+    #[test]
+    fn new_addresses_are_added_and_vanished_ones_removed() {
+        let running = [
+            (a("127.0.0.1:80"), a("127.0.0.1:80")),
+            (a("[::1]:443"), a("[::1]:443")),
+        ];
+        let plan = diff(&running, &[a("127.0.0.1:8080"), a("[::1]:443")]);
+        assert_eq!(plan.keep, vec![(1, 1)]);
+        assert_eq!(plan.add, vec![0]);
+        assert_eq!(plan.remove, vec![0]);
+    }
+
+    #[test]
+    fn an_empty_config_removes_everything() {
+        let running = [(a("127.0.0.1:80"), a("127.0.0.1:80"))];
+        let plan = diff(&running, &[]);
+        assert_eq!(plan.remove, vec![0]);
+        assert!(plan.keep.is_empty() && plan.add.is_empty());
+    }
+
+    fn listener(addr: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            address: addr,
+            reuse_port: true,
+            backlog: 16,
+            tls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn staging_a_busy_address_fails_naming_it_and_binds_nothing() {
+        // Held without SO_REUSEPORT: nobody else may listen here.
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let busy_addr = busy.local_addr().expect("addr");
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let free_addr = free.local_addr().expect("addr");
+        drop(free);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let set = Listeners::new(vec![tx]);
+        // The free address is staged first, then released with the failure.
+        let err = set
+            .stage(&[listener(free_addr), listener(busy_addr)])
+            .expect_err("busy address");
+        assert!(err.contains(&busy_addr.to_string()), "{err}");
+        let again = std::net::TcpListener::bind(free_addr);
+        assert!(again.is_ok(), "the staged socket was not closed: {again:?}");
+    }
+
+    #[test]
+    fn staging_a_tls_listener_with_a_missing_certificate_fails_naming_it() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let set = Listeners::new(vec![tx]);
+        let mut l = listener(a("127.0.0.1:0"));
+        l.tls = vec![crate::config::CertConfig {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+            server_names: Vec::new(),
+        }];
+        let err = set.stage(&[l]).expect_err("missing certificate");
+        assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    }
+}
