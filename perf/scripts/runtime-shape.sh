@@ -8,7 +8,7 @@ sleep 0.5
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 for round in 1 2 3; do
 for shape in thread-per-core work-stealing; do
-  ${SLUICE_BIN:-/work/main/target/release/sluice} --listen 127.0.0.1:9300 --backend 127.0.0.1:9301 --backend 127.0.0.1:9302 --workers 2 --runtime $shape >/dev/null 2>&1 & P=$!
+  "${SLUICE_BIN:-$B/sluice}" --listen 127.0.0.1:9300 --backend 127.0.0.1:9301 --backend 127.0.0.1:9302 --workers 2 --runtime $shape >/dev/null 2>&1 & P=$!
   for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:9300/1k && break; sleep 0.1; done
   c0=$(cpu $P)
   out=$(wrk -t2 -c64 -d8s http://127.0.0.1:9300/1k)
