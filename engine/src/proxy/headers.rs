@@ -41,14 +41,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<H
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
+            // Bytes, not `to_str`: a value with obs-text must not hide the
+            // names beside it (found by fuzz/header_rewrite).
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .filter_map(|t| {
-                let t = t.trim();
-                if t.eq_ignore_ascii_case("upgrade") {
+                let t = t.trim_ascii();
+                if t.eq_ignore_ascii_case(b"upgrade") {
                     asks_upgrade = true;
                 }
-                HeaderName::from_bytes(t.as_bytes()).ok()
+                HeaderName::from_bytes(t).ok()
             })
             .collect();
         if asks_upgrade && keep_upgrade {
@@ -163,14 +164,22 @@ pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
         .and_then(|h| h.to_str().ok())
         .filter(|h| is_token(h));
     let mut element = String::with_capacity(
-        ctx.client.forwarded_for.len() + 7 + ctx.proto.len() + host.map_or(0, |h| h.len() + 6),
+        ctx.client.forwarded_for.len() + 7 + ctx.proto.len() + host.map_or(0, |h| h.len() + 8),
     );
     element.push_str(&ctx.client.forwarded_for);
     element.push_str(";proto=");
     element.push_str(ctx.proto);
     if let Some(host) = host {
         element.push_str(";host=");
-        element.push_str(host);
+        // `:` and `[]` are not token characters: a port or an IPv6 literal
+        // is a quoted-string (RFC 7239 §4; found by fuzz/header_rewrite).
+        if host.contains([':', '[', ']']) {
+            element.push('"');
+            element.push_str(host);
+            element.push('"');
+        } else {
+            element.push_str(host);
+        }
     }
     if ctx.trust_forwarded && headers.contains_key(&FORWARDED) {
         let list = join(headers.get_all(&FORWARDED), &element);
@@ -270,6 +279,18 @@ mod tests {
     }
 
     #[test]
+    fn connection_with_obs_text_still_strips_the_names_it_lists() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-secret, caf\xe9").unwrap(),
+        );
+        h.append("x-secret", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
     fn te_trailers_survives() {
         let mut h = map(&[("te", "trailers, deflate;q=0.5")]);
         strip_hop_by_hop(&mut h, false);
@@ -329,6 +350,24 @@ mod tests {
         assert_eq!(h["forwarded"], "for=1.1.1.1, for=10.1.2.3;proto=http");
         let vias: Vec<_> = h.get_all("via").iter().collect();
         assert_eq!(vias, ["1.0 fred", "1.1 sluice"]);
+    }
+
+    #[test]
+    fn forwarded_host_with_port_or_ipv6_is_quoted() {
+        let via = HeaderValue::from_static("1.1 sluice");
+        for (host, want) in [
+            (
+                "example.com:8080",
+                "for=10.1.2.3;proto=http;host=\"example.com:8080\"",
+            ),
+            ("[::1]:443", "for=10.1.2.3;proto=http;host=\"[::1]:443\""),
+            ("example.com", "for=10.1.2.3;proto=http;host=example.com"),
+        ] {
+            let host = HeaderValue::from_static(host);
+            let mut h = HeaderMap::new();
+            inbound(&mut h, &ctx(false, Some(&host), &via));
+            assert_eq!(h["forwarded"], want);
+        }
     }
 
     #[test]

@@ -400,3 +400,5 @@ fn trim(s: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fuzz_seeds;
