@@ -56,8 +56,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Option<H
             upgrade = headers.get(header::UPGRADE).cloned();
         }
         for name in named {
-            // Never let `Connection` strip end-to-end framing or routing headers.
-            if name != header::HOST && name != header::CONTENT_LENGTH {
+            // Never let `Connection` strip end-to-end framing or routing
+            // headers. TE is hop-by-hop anyway and handled below; RFC 9110
+            // §10.1.4 has clients name it in Connection, which must not cost
+            // the `trailers` that gRPC needs.
+            if name != header::HOST && name != header::CONTENT_LENGTH && name != header::TE {
                 headers.remove(&name);
             }
         }
@@ -295,6 +298,17 @@ mod tests {
         let mut h = map(&[("te", "trailers, deflate;q=0.5")]);
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn te_trailers_survives_being_named_in_connection() {
+        let mut h = map(&[("connection", "TE"), ("te", "trailers")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h["te"], "trailers");
+        assert!(!h.contains_key("connection"));
+        let mut h = map(&[("connection", "te, close"), ("te", "gzip")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("te"));
     }
 
     #[test]
