@@ -399,6 +399,6 @@ fn trim(s: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod fuzz_seeds;
+#[cfg(test)]
+mod tests;
