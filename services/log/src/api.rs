@@ -178,8 +178,12 @@ fn ready(app: &App) -> Response<Body> {
 }
 
 fn stats(app: &App) -> Response<Body> {
-    let buffered = app.pending.lock().buffer.len();
-    let mut v = serde_json::to_value(app.stats.snapshot(buffered)).unwrap_or_default();
+    let (buffered, buffered_bytes) = {
+        let p = app.pending.lock();
+        (p.buffer.len(), p.buffer.bytes())
+    };
+    let mut v =
+        serde_json::to_value(app.stats.snapshot(buffered, buffered_bytes)).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {
         obj.insert("ready".into(), json!(app.ready.load(Ordering::Acquire)));
     }

@@ -20,6 +20,9 @@ pub const DEFAULT_KEEP_FILES: usize = 5;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
 /// WAL segment size that starts a new segment.
 pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
+/// Reorder buffer size above which the oldest entries are written before
+/// their window has passed (by `order::entry_cost`, an estimate of heap use).
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 64 << 20;
 /// Longest accepted reorder window: entries are held in memory that long.
 pub const MAX_REORDER_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -51,6 +54,10 @@ pub struct Args {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "SLUICE_LOG_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Cap on the reorder buffer in bytes: above it the oldest entries are
+    /// written early, before their reorder window has passed.
+    #[arg(long, env = "SLUICE_LOG_MAX_BUFFERED_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES)]
+    pub max_buffered_bytes: u64,
 }
 
 /// Validated runtime settings.
@@ -62,6 +69,7 @@ pub struct Config {
     pub max_file_bytes: u64,
     pub keep_files: usize,
     pub max_body_bytes: usize,
+    pub max_buffered_bytes: u64,
     pub wal_segment_bytes: u64,
 }
 
@@ -73,6 +81,8 @@ pub enum ConfigError {
     MaxFileBytesZero,
     #[error("--max-body-bytes must be positive")]
     MaxBodyBytesZero,
+    #[error("--max-buffered-bytes must be positive (use --reorder-window 0 to hold nothing)")]
+    MaxBufferedBytesZero,
     #[error("--reorder-window must be at most 24h")]
     WindowTooLong,
 }
@@ -87,6 +97,7 @@ impl Config {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             keep_files: DEFAULT_KEEP_FILES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
         }
     }
@@ -100,6 +111,9 @@ impl Config {
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::MaxBodyBytesZero);
+        }
+        if self.max_buffered_bytes == 0 {
+            return Err(ConfigError::MaxBufferedBytesZero);
         }
         if self.reorder_window > MAX_REORDER_WINDOW {
             return Err(ConfigError::WindowTooLong);
@@ -124,6 +138,7 @@ impl Args {
             max_file_bytes: self.max_file_bytes,
             keep_files: self.keep_files,
             max_body_bytes: self.max_body_bytes,
+            max_buffered_bytes: self.max_buffered_bytes,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
         }
         .validate()?;
@@ -185,6 +200,8 @@ mod tests {
             "1000",
             "--keep-files",
             "3",
+            "--max-buffered-bytes",
+            "4096",
         ])
         .unwrap();
         let (addr, c) = args.validate().unwrap();
@@ -192,6 +209,16 @@ mod tests {
         assert_eq!(c.reorder_window, Duration::from_millis(250));
         assert_eq!(c.format, Format::Json);
         assert_eq!((c.max_file_bytes, c.keep_files), (1000, 3));
+        assert_eq!(c.max_buffered_bytes, 4096);
+        assert_eq!(
+            Config::new("/tmp/x").max_buffered_bytes,
+            DEFAULT_MAX_BUFFERED_BYTES
+        );
+        let zero = Args::try_parse_from(["sluice-log", "--max-buffered-bytes", "0"]).unwrap();
+        assert_eq!(
+            zero.validate().unwrap_err(),
+            ConfigError::MaxBufferedBytesZero
+        );
         let bad = Args::try_parse_from(["sluice-log", "--keep-files", "0"]).unwrap();
         assert_eq!(bad.validate().unwrap_err(), ConfigError::KeepFilesZero);
     }

@@ -10,7 +10,8 @@
 //!   ◄── 200 {"accepted":n} ◄──────── oneshot ack
 //!
 //! [log-flusher thread, every tick]
-//!   ReorderBuffer::release(now - window) → append lines to app.log → fsync
+//!   ReorderBuffer::release(now - window, then oldest-first while over the byte cap)
+//!   → append lines to app.log → fsync
 //!   → checkpoint (file inode + length + written seqs) → delete finished WAL segments
 //!   → rotate app.log → app.log.1 … when over --max-file-bytes
 //!
@@ -37,6 +38,22 @@
 //! * **The WAL shrinks behind the output.** A segment is deleted once every
 //!   seq in it is checkpointed; on a clean shutdown (SIGTERM) the buffer is
 //!   flushed ignoring the window and the WAL is emptied.
+//!
+//! # Memory bound
+//!
+//! The reorder buffer holds every entry for the window, so its size grows
+//! with ingest rate × window. `--max-buffered-bytes` (env
+//! `SLUICE_LOG_MAX_BUFFERED_BYTES`, default 64 MiB, measured by
+//! [`order::entry_cost`]) caps it: when a commit leaves the buffer over the
+//! cap, the WAL thread wakes the flusher, which writes the oldest entries
+//! early, in timestamp order, until the buffer is at or under the cap.
+//! Nothing is refused, dropped or delayed: the entries are already durable
+//! in the WAL, and the checkpoint and WAL sequence numbers treat an early
+//! line exactly like any other, so recovery is unchanged. What is given up
+//! is ordering at the edge: an entry arriving later with an earlier timestamp
+//! is written after the early ones. `GET /stats` counts them as
+//! `released_early` and shows the buffer's `buffered_bytes`. The cap bounds
+//! the buffer, not the batch the flusher is writing at that moment.
 //!
 //! All file I/O runs on two dedicated threads (`wal-writer`, `log-flusher`)
 //! and in `spawn_blocking` (recovery, `/logs`), never on the async workers.
@@ -176,14 +193,17 @@ fn start(app: &App) -> Result<Workers, StartError> {
     let on_commit = move |batch: Vec<order::Sequenced>| {
         let now = now_nanos();
         let mut late = 0;
-        {
+        let over_cap = {
             let mut p = pending.lock();
             for item in batch {
                 late += u64::from(p.buffer.push(item, now));
             }
-        }
+            p.buffer.over_cap()
+        };
         if late > 0 {
             stats.add_late(late);
+        }
+        if late > 0 || over_cap {
             // The flusher may be gone during shutdown; the final flush covers it.
             let _ = wake.send(Cmd::Wake);
         }
@@ -250,7 +270,8 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let app = Arc::new(App {
         pending: Arc::new(Mutex::new(Pending {
-            buffer: ReorderBuffer::new(config.reorder_window),
+            buffer: ReorderBuffer::new(config.reorder_window)
+                .with_max_bytes(config.max_buffered_bytes),
             in_flight: None,
             visible_len: 0,
         })),

@@ -8,6 +8,15 @@
 //! arrival order. An entry stamped in the future is keyed by its arrival time
 //! instead, so a skewed clock cannot pin it in memory.
 //!
+//! Memory is bounded by a byte cap ([`ReorderBuffer::with_max_bytes`],
+//! `--max-buffered-bytes`): while the held entries cost more than the cap,
+//! [`ReorderBuffer::release`] also releases the oldest ones early, in key
+//! order, before their window has passed. Nothing is dropped or refused (every
+//! entry here is already durable in the WAL); the price is only ordering: an
+//! entry that arrives afterwards with an earlier timestamp is written after
+//! the early ones. [`ReorderBuffer::over_cap`] tells the ingest side to wake
+//! the flusher instead of waiting for its next tick.
+//!
 //! This is pure logic: the caller passes `now`, so tests need no clock.
 
 use std::cmp::{Ordering, Reverse};
@@ -21,6 +30,13 @@ use crate::entry::Entry;
 pub struct Sequenced {
     pub seq: u64,
     pub entry: Entry,
+}
+
+/// What one held entry costs against the cap: its strings plus the
+/// bookkeeping around them. An estimate of heap use, not an exact figure.
+pub fn entry_cost(entry: &Entry) -> u64 {
+    (std::mem::size_of::<Held>() + entry.level.len() + entry.source.len() + entry.message.len())
+        as u64
 }
 
 #[derive(Debug)]
@@ -47,25 +63,40 @@ impl Ord for Held {
     }
 }
 
-/// Holds acknowledged entries until their reorder window has passed.
+/// Holds acknowledged entries until their reorder window has passed, or
+/// until they are the oldest while the buffer is over its byte cap.
 #[derive(Debug)]
 pub struct ReorderBuffer {
     window_nanos: i128,
     heap: BinaryHeap<Reverse<Held>>,
     late: VecDeque<Sequenced>,
+    /// Sum of [`entry_cost`] over `heap` and `late`.
+    bytes: u64,
+    max_bytes: u64,
 }
 
 impl ReorderBuffer {
+    /// A buffer without a byte cap; see [`ReorderBuffer::with_max_bytes`].
     pub fn new(window: Duration) -> Self {
         ReorderBuffer {
             window_nanos: i128::try_from(window.as_nanos()).unwrap_or(i128::MAX),
             heap: BinaryHeap::new(),
             late: VecDeque::new(),
+            bytes: 0,
+            max_bytes: u64::MAX,
         }
+    }
+
+    /// Caps the held entries at `max_bytes` (by [`entry_cost`]): above it,
+    /// [`ReorderBuffer::release`] releases the oldest early.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Adds a freshly acknowledged entry. Returns true if it was late.
     pub fn push(&mut self, item: Sequenced, now_nanos: i128) -> bool {
+        self.bytes += entry_cost(&item.entry);
         let ts = item.entry.timestamp.unix_timestamp_nanos();
         if ts < now_nanos.saturating_sub(self.window_nanos) {
             self.late.push_back(item);
@@ -80,28 +111,63 @@ impl ReorderBuffer {
 
     /// Adds an entry recovered from the WAL: never late, merged by timestamp.
     pub fn push_recovered(&mut self, item: Sequenced) {
+        self.bytes += entry_cost(&item.entry);
         let key = item.entry.timestamp.unix_timestamp_nanos();
         self.heap.push(Reverse(Held { key, item }));
     }
 
+    fn pop_held(&mut self) -> Option<Sequenced> {
+        let Reverse(h) = self.heap.pop()?;
+        self.bytes -= entry_cost(&h.item.entry);
+        Some(h.item)
+    }
+
+    fn drain_late(&mut self, out: &mut Vec<Sequenced>) {
+        for item in self.late.drain(..) {
+            self.bytes -= entry_cost(&item.entry);
+            out.push(item);
+        }
+    }
+
     /// Moves everything whose window has passed into `out`: late entries first
-    /// (arrival order), then held ones in timestamp order.
-    pub fn release(&mut self, now_nanos: i128, out: &mut Vec<Sequenced>) {
-        out.extend(self.late.drain(..));
+    /// (arrival order), then held ones in timestamp order. Then, while the
+    /// buffer is still over its cap, releases the oldest held entries early,
+    /// continuing the same timestamp order. Returns how many were released
+    /// early.
+    pub fn release(&mut self, now_nanos: i128, out: &mut Vec<Sequenced>) -> u64 {
+        self.drain_late(out);
         let horizon = now_nanos.saturating_sub(self.window_nanos);
         while self.heap.peek().is_some_and(|Reverse(h)| h.key <= horizon) {
-            if let Some(Reverse(h)) = self.heap.pop() {
-                out.push(h.item);
+            if let Some(item) = self.pop_held() {
+                out.push(item);
             }
         }
+        let mut early = 0;
+        while self.over_cap() {
+            let Some(item) = self.pop_held() else { break };
+            out.push(item);
+            early += 1;
+        }
+        early
     }
 
     /// Moves everything into `out`, ignoring the window (shutdown flush).
     pub fn drain_all(&mut self, out: &mut Vec<Sequenced>) {
-        out.extend(self.late.drain(..));
-        while let Some(Reverse(h)) = self.heap.pop() {
-            out.push(h.item);
+        self.drain_late(out);
+        while let Some(item) = self.pop_held() {
+            out.push(item);
         }
+    }
+
+    /// The held entries cost more than the cap: the next
+    /// [`ReorderBuffer::release`] will release some early.
+    pub fn over_cap(&self) -> bool {
+        self.bytes > self.max_bytes
+    }
+
+    /// Current cost of the held entries, by [`entry_cost`].
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -170,7 +236,7 @@ mod tests {
             b.push(at(seq, 10), 10 * SEC);
         }
         let mut out = Vec::new();
-        b.release(100 * SEC, &mut out);
+        assert_eq!(b.release(100 * SEC, &mut out), 0);
         assert_eq!(seqs(&out), [3, 4, 5, 9]);
     }
 
@@ -204,5 +270,48 @@ mod tests {
         let mut out = Vec::new();
         b.drain_all(&mut out);
         assert_eq!(seqs(&out), [1, 2, 0]);
+    }
+
+    #[test]
+    fn cap_releases_oldest_early_in_timestamp_order_and_keeps_the_rest() {
+        let now = 1000 * SEC;
+        let cost = entry_cost(&at(0, 900).entry);
+        // Room for exactly three entries; the window keeps everything.
+        let mut b = ReorderBuffer::new(Duration::from_secs(3600)).with_max_bytes(3 * cost);
+        for (seq, secs) in [(0, 905), (1, 901), (2, 904), (3, 902), (4, 903)] {
+            assert!(!b.push(at(seq, secs), now));
+        }
+        assert!(b.over_cap());
+        assert_eq!(b.bytes(), 5 * cost);
+        let mut out = Vec::new();
+        assert_eq!(b.release(now, &mut out), 2);
+        // The two oldest by timestamp, oldest first.
+        assert_eq!(seqs(&out), [1, 3]);
+        assert!(!b.over_cap());
+        assert_eq!((b.len(), b.bytes()), (3, 3 * cost));
+        // At the cap, not over it: nothing more goes early.
+        out.clear();
+        assert_eq!(b.release(now, &mut out), 0);
+        assert!(out.is_empty());
+        // The rest keep waiting for their window, then come out in order.
+        b.drain_all(&mut out);
+        assert_eq!(seqs(&out), [4, 2, 0]);
+        assert_eq!(b.bytes(), 0);
+    }
+
+    #[test]
+    fn cap_counts_late_and_recovered_entries() {
+        let now = 1000 * SEC;
+        let cost = entry_cost(&at(0, 900).entry);
+        let mut b = ReorderBuffer::new(Duration::from_secs(2)).with_max_bytes(cost);
+        assert!(b.push(at(0, 900), now));
+        b.push_recovered(at(1, 1000));
+        b.push_recovered(at(2, 999));
+        assert_eq!(b.bytes(), 3 * cost);
+        let mut out = Vec::new();
+        // Late first; then the window releases nothing and the cap one entry.
+        assert_eq!(b.release(now, &mut out), 1);
+        assert_eq!(seqs(&out), [0, 2]);
+        assert_eq!((b.len(), b.bytes()), (1, cost));
     }
 }

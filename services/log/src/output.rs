@@ -198,7 +198,8 @@ impl OutputFiles {
 /// Messages to the flusher thread.
 #[derive(Debug)]
 pub enum Cmd {
-    /// Late entries arrived: release now rather than at the next tick.
+    /// Late entries arrived, or the reorder buffer went over its byte cap:
+    /// release now rather than at the next tick.
     Wake,
     /// Write everything, ignoring the window, then stop. Carries the WAL's
     /// final next seq so the last segment can be deleted once written.
@@ -266,7 +267,10 @@ impl Flusher {
             if all {
                 p.buffer.drain_all(&mut out);
             } else {
-                p.buffer.release(now_nanos(), &mut out);
+                let early = p.buffer.release(now_nanos(), &mut out);
+                if early > 0 {
+                    self.stats.add_released_early(early);
+                }
             }
             if out.is_empty() {
                 return Ok(());

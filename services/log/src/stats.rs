@@ -13,6 +13,9 @@ pub struct Stats {
     written: AtomicU64,
     /// Entries that arrived after their reorder window.
     late: AtomicU64,
+    /// Entries released before their window had passed because the reorder
+    /// buffer was over `--max-buffered-bytes`.
+    released_early: AtomicU64,
     /// Requests (batches) committed to the WAL.
     batches: AtomicU64,
     /// WAL fsyncs (one per group commit).
@@ -29,11 +32,14 @@ pub struct Snapshot {
     pub received: u64,
     pub written: u64,
     pub late: u64,
+    pub released_early: u64,
     pub batches: u64,
     pub fsyncs: u64,
     pub recovered: u64,
     pub rejected: u64,
     pub buffered: u64,
+    /// Estimated bytes held by the reorder buffer (what the cap measures).
+    pub buffered_bytes: u64,
 }
 
 impl Stats {
@@ -48,22 +54,27 @@ impl Stats {
     pub fn add_late(&self, n: u64) {
         self.late.fetch_add(n, Relaxed);
     }
+    pub fn add_released_early(&self, n: u64) {
+        self.released_early.fetch_add(n, Relaxed);
+    }
     pub fn add_recovered(&self, n: u64) {
         self.recovered.fetch_add(n, Relaxed);
     }
     pub fn add_rejected(&self) {
         self.rejected.fetch_add(1, Relaxed);
     }
-    pub fn snapshot(&self, buffered: usize) -> Snapshot {
+    pub fn snapshot(&self, buffered: usize, buffered_bytes: u64) -> Snapshot {
         Snapshot {
             received: self.received.load(Relaxed),
             written: self.written.load(Relaxed),
             late: self.late.load(Relaxed),
+            released_early: self.released_early.load(Relaxed),
             batches: self.batches.load(Relaxed),
             fsyncs: self.fsyncs.load(Relaxed),
             recovered: self.recovered.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
             buffered: buffered as u64,
+            buffered_bytes,
         }
     }
 }
