@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// sysexits.h EX_USAGE / EX_CONFIG-style code for a bad config.
 const EXIT_BAD_CONFIG: u8 = 64;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "sluice",
     version,
@@ -62,7 +62,7 @@ struct Cli {
     admin_token: Option<String>,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Validate a config file and exit.
     Check {
@@ -127,6 +127,12 @@ fn main() -> ExitCode {
         }
         // A reload re-reads the file; the listeners given by flags stay.
         server.shared().pin_listeners(flag_listeners(&cli));
+        let flags = cli.clone();
+        server
+            .shared()
+            .set_reload_overlay(Box::new(move |c: &mut Config| {
+                apply_upstream_flags(&flags, c)
+            }));
         #[cfg(unix)]
         reload_on_sighup(hup, server.shared().clone());
         shutdown_signal().await;
@@ -188,6 +194,32 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
         }
     };
     config.listeners.extend(flag_listeners(cli));
+    apply_upstream_flags(cli, &mut config)?;
+    if let Some(w) = cli.workers {
+        if w == 0 {
+            return Err("--workers must be at least 1".into());
+        }
+        config.workers = w;
+    }
+    if let Some(r) = &cli.runtime {
+        config.runtime =
+            sluice::config::RuntimeShape::parse(r).map_err(|e| format!("--runtime: {e}"))?;
+    }
+
+    if let Some(address) = cli.admin {
+        let state_file = config.admin.as_ref().and_then(|a| a.state_file.clone());
+        config.admin = Some(sluice::config::AdminConfig {
+            address,
+            token: cli.admin_token.clone(),
+            state_file,
+        });
+    }
+    Ok(config)
+}
+
+/// The flags that shape routing and responses, applied on top of the file:
+/// at start, and again on every reload (which re-reads only the file).
+fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), String> {
     if !cli.backend.is_empty() || cli.lb.is_some() {
         let group = config
             .upstreams
@@ -212,16 +244,6 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
             group.policy = sluice::balance::Policy::parse(lb).map_err(|e| format!("--lb: {e}"))?;
         }
     }
-    if let Some(w) = cli.workers {
-        if w == 0 {
-            return Err("--workers must be at least 1".into());
-        }
-        config.workers = w;
-    }
-    if let Some(r) = &cli.runtime {
-        config.runtime =
-            sluice::config::RuntimeShape::parse(r).map_err(|e| format!("--runtime: {e}"))?;
-    }
     if cli.access_log {
         config.access_log = true;
     }
@@ -229,15 +251,7 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
         config.compression.enabled = true;
         config.compression.level = level;
     }
-    if let Some(address) = cli.admin {
-        let state_file = config.admin.as_ref().and_then(|a| a.state_file.clone());
-        config.admin = Some(sluice::config::AdminConfig {
-            address,
-            token: cli.admin_token.clone(),
-            state_file,
-        });
-    }
-    Ok(config)
+    Ok(())
 }
 
 /// SIGHUP reads the config file again; a bad file is logged and ignored.

@@ -86,7 +86,22 @@ pub struct Shared {
     /// Listeners given on the command line: every reloaded config gets them
     /// too (flags win over the file), so a reload never closes them.
     pinned: parking_lot::Mutex<Vec<ListenerConfig>>,
+    /// Applied to every reloaded config after the file is read: the binary
+    /// puts its command-line flags here so a reload does not drop them.
+    overlay: parking_lot::Mutex<Option<Overlay>>,
 }
+
+#[derive(Clone)]
+struct Overlay(Arc<ReloadOverlay>);
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Overlay")
+    }
+}
+
+/// Changes made to a freshly read config on reload (see [`Shared::set_reload_overlay`]).
+pub type ReloadOverlay = dyn Fn(&mut Config) -> Result<(), String> + Send + Sync;
 
 impl Shared {
     pub fn new(state: State, resolver: Arc<dyn Resolver>) -> Shared {
@@ -99,6 +114,7 @@ impl Shared {
             listeners: tokio::sync::Mutex::new(None),
             addrs: parking_lot::Mutex::new(Vec::new()),
             pinned: parking_lot::Mutex::new(Vec::new()),
+            overlay: parking_lot::Mutex::new(None),
         }
     }
 
@@ -118,6 +134,11 @@ impl Shared {
     /// in the file); see `pinned`.
     pub fn pin_listeners(&self, listeners: Vec<ListenerConfig>) {
         *self.pinned.lock() = listeners;
+    }
+
+    /// Sets what every reload applies on top of the file (flags win).
+    pub fn set_reload_overlay(&self, overlay: Box<ReloadOverlay>) {
+        *self.overlay.lock() = Some(Overlay(Arc::from(overlay)));
     }
 
     pub fn is_ready(&self) -> bool {
@@ -156,6 +177,10 @@ impl Shared {
         config.workers = current.config.workers;
         config.runtime = current.config.runtime;
         config.listeners.extend(self.pinned.lock().iter().cloned());
+        let overlay = self.overlay.lock().clone();
+        if let Some(Overlay(apply)) = overlay {
+            apply(&mut config)?;
+        }
         let staged = match listeners.as_ref() {
             Some(running) => Some(running.stage(&config.listeners)?),
             None => {

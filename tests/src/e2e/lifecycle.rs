@@ -67,9 +67,15 @@ impl Drop for Sluice {
 
 impl Sluice {
     fn start(config: &Path) -> Sluice {
+        Sluice::start_with(config, &[])
+    }
+
+    /// With extra command-line flags after `--config`.
+    fn start_with(config: &Path, flags: &[String]) -> Sluice {
         let mut child = Command::new(sluice_bin())
             .arg("--config")
             .arg(config)
+            .args(flags)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -304,6 +310,62 @@ async fn sighup_reloads_the_config_file() {
     .await;
     conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
     assert_eq!(conn.read_response().await.body_str(), "b");
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_backends_given_by_flags() {
+    let a = Origin::http1()
+        .name("a")
+        .route("/", reply::text(200, "a"))
+        .start()
+        .await;
+    let b = Origin::http1()
+        .name("b")
+        .route("/", reply::text(200, "b"))
+        .start()
+        .await;
+    let c = Origin::http1()
+        .name("c")
+        .route("/", reply::text(200, "c"))
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), a.addr());
+    let sluice = Sluice::start_with(&path, &["--backend".into(), b.addr().to_string()]);
+    let addr = sluice.logged_addr(" listening").await;
+    let admin = Admin::new(sluice.logged_addr("admin API listening").await);
+    sluice_e2e::harness::client::wait_ready(addr).await;
+    assert_eq!(admin.get("/readyz").await.status, 200);
+    assert!(admin.member(a.addr()).await.is_some());
+    assert!(admin.member(b.addr()).await.is_some(), "--backend at start");
+
+    // The file now names c instead of a; the flag's b must stay.
+    write_config(dir.path(), c.addr());
+    signal(sluice.child.id(), "HUP");
+    within("the reload to take effect", async {
+        loop {
+            if admin.member(c.addr()).await.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        admin.member(a.addr()).await.is_none(),
+        "a left with the file"
+    );
+    assert!(
+        admin.member(b.addr()).await.is_some(),
+        "--backend kept across the reload"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut conn = RawConn::connect(addr).await;
+    for _ in 0..4 {
+        conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        seen.insert(conn.read_response().await.body_str().to_owned());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["b", "c"]);
 }
 
 #[tokio::test]
