@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use sluice_cache::{Config, StoreConfig};
-use support::redis_server::RedisServer;
+use sluice_testkit::redis_server::RedisServer;
 use support::{Cache, contract};
 use tokio::time::Instant;
 

@@ -3,7 +3,7 @@
 //! One test binary (one link) with a module per behaviour.
 
 mod postgres;
-mod redis_server;
+use sluice_testkit::redis_server;
 mod support;
 
 mod consistency;

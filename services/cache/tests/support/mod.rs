@@ -1,9 +1,8 @@
-//! Test harness: the cache on 127.0.0.1:0, a raw HTTP/1.1 client, and a real
-//! `redis-server` on a free loopback port. Shared by every test binary.
+//! Test harness: the cache on 127.0.0.1:0 and a raw HTTP/1.1 client, shared
+//! by every test binary (the real `redis-server` is in `sluice-testkit`).
 #![allow(dead_code)]
 
 pub mod contract;
-pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::time::Duration;
