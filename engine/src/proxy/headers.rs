@@ -142,7 +142,7 @@ pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
             headers.get_all(&X_FORWARDED_FOR),
             ctx.client.ip.to_str().unwrap_or(""),
         );
-        set(headers, X_FORWARDED_FOR, &list);
+        set(headers, X_FORWARDED_FOR, list);
     } else {
         headers.insert(X_FORWARDED_FOR, ctx.client.ip.clone());
     }
@@ -186,9 +186,9 @@ pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
     }
     if ctx.trust_forwarded && headers.contains_key(&FORWARDED) {
         let list = join(headers.get_all(&FORWARDED), &element);
-        set(headers, FORWARDED, &list);
+        set(headers, FORWARDED, list);
     } else {
-        set(headers, FORWARDED, &element);
+        set(headers, FORWARDED, element);
     }
 
     append_via(headers, ctx.via);
@@ -216,9 +216,10 @@ fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
     headers.append(header::VIA, via.clone());
 }
 
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
     // Built from an IP address and header values that were already valid.
-    if let Ok(v) = HeaderValue::from_str(value) {
+    // `Bytes::from(String)` takes the buffer over: no second allocation or copy.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(name, v);
     } else {
         headers.remove(name);
