@@ -3,7 +3,7 @@
 //! [`super::body`] as the client and the backend read them.
 
 use super::body::{Lease, ReqBody};
-use crate::config::{Timeouts, UpstreamProtocol};
+use crate::config::{Config, Timeouts, UpstreamProtocol};
 use crate::error::{ErrorKind, ProxyError, Retry};
 use crate::upstream::pool::{H1Sender, H2Sender, Pool};
 use crate::upstream::{Backend, Group, connect};
@@ -11,13 +11,66 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A connection ready to carry one request.
 pub enum Conn {
-    H1 { sender: H1Sender, reused: bool },
+    H1 {
+        sender: H1Sender,
+        reused: bool,
+    },
     H2(H2Sender),
+    /// hyper-util's client, which checks out from its own pool in `send`.
+    Legacy(Arc<LegacyClient>),
+}
+
+/// hyper-util's pooled HTTP/1.1 client, the comparison for our [`Pool`]
+/// (perf/findings/2026-11-25-upstream-pool.md). One per worker, only with
+/// `SLUICE_POOL=hyper-util`, and only for plain-TCP HTTP/1.1 groups.
+pub type LegacyClient = Client<HttpConnector, ReqBody>;
+
+/// Which upstream pool forwards HTTP/1.1 over plain TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolEngine {
+    /// [`Pool`] (the default).
+    Sluice,
+    /// hyper-util's `client::legacy::Client` (for comparison).
+    HyperUtil,
+}
+
+impl PoolEngine {
+    /// From `SLUICE_POOL` (`hyper-util` or `sluice`, default `sluice`), read once.
+    pub fn from_env() -> PoolEngine {
+        static ENGINE: OnceLock<PoolEngine> = OnceLock::new();
+        *ENGINE.get_or_init(|| match std::env::var("SLUICE_POOL").as_deref() {
+            Ok("hyper-util") => PoolEngine::HyperUtil,
+            _ => PoolEngine::Sluice,
+        })
+    }
+}
+
+/// hyper-util's client with the settings our pool would use: TCP_NODELAY,
+/// the connect timeout, the idle timeout, and the largest
+/// `max_idle_per_backend` of any group (its limit is per client, not per
+/// group). Read at worker start: a config reload does not change it.
+pub fn legacy_client(config: &Config, timeouts: &Timeouts) -> LegacyClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(timeouts.upstream_connect));
+    let max_idle = config
+        .upstreams
+        .iter()
+        .map(|u| u.max_idle_per_backend)
+        .max()
+        .unwrap_or(0);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(timeouts.upstream_idle)
+        .pool_max_idle_per_host(max_idle)
+        .build(http)
 }
 
 /// A pooled connection if one is alive, else a new one.
@@ -121,6 +174,19 @@ pub async fn send(
 ) -> Result<(Response<Incoming>, Option<Lease>), ProxyError> {
     let timeout = timeouts.upstream_response;
     match conn {
+        Conn::Legacy(client) => {
+            // The legacy client wants an absolute URI; Host stays as shaped.
+            let (mut parts, body) = req.into_parts();
+            let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            parts.uri = Uri::try_from(format!("http://{}{pq}", backend.addr))
+                .map_err(|e| ProxyError::with_source(ErrorKind::BadRequest, e))?;
+            let resp =
+                tokio::time::timeout(timeout, client.request(Request::from_parts(parts, body)))
+                    .await
+                    .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
+                    .map_err(legacy_error)?;
+            Ok((resp, None))
+        }
         Conn::H2(mut sender) => {
             let resp = tokio::time::timeout(timeout, sender.send_request(req))
                 .await
@@ -204,7 +270,23 @@ pub fn is_idempotent(m: &Method) -> bool {
 }
 
 fn upstream_error(e: hyper::Error) -> ProxyError {
-    let kind = if e.is_timeout() {
+    ProxyError::with_source(upstream_kind(&e), e)
+}
+
+/// Like [`upstream_error`], for hyper-util's client, whose errors wrap
+/// hyper's (or the connector's, which never sent the request).
+fn legacy_error(e: hyper_util::client::legacy::Error) -> ProxyError {
+    if e.is_connect() {
+        return ProxyError::with_source(ErrorKind::ConnectFailed, e).retry(Retry::NotSent);
+    }
+    let kind = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<hyper::Error>())
+        .map_or(ErrorKind::UpstreamReset, upstream_kind);
+    ProxyError::with_source(kind, e)
+}
+
+fn upstream_kind(e: &hyper::Error) -> ErrorKind {
+    if e.is_timeout() {
         ErrorKind::UpstreamTimeout
     } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
         ErrorKind::UpstreamProtocol
@@ -213,6 +295,5 @@ fn upstream_error(e: hyper::Error) -> ProxyError {
         ErrorKind::ClientAborted
     } else {
         ErrorKind::UpstreamReset
-    };
-    ProxyError::with_source(kind, e)
+    }
 }

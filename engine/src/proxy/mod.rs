@@ -18,6 +18,9 @@ pub mod headers;
 pub mod respond;
 pub mod route;
 
+#[cfg(test)]
+mod legacy_tests;
+
 use crate::addr::ClientAddr;
 use crate::balance::PickKey;
 use crate::config::UpstreamProtocol;
@@ -39,6 +42,9 @@ use tokio::time::Instant;
 pub struct Worker {
     pub shared: Arc<Shared>,
     pub pool: Arc<Pool>,
+    /// hyper-util's pooled client, only with `SLUICE_POOL=hyper-util`
+    /// ([`forward::LegacyClient`]); otherwise `pool` serves every group.
+    pub legacy: Option<Arc<forward::LegacyClient>>,
 }
 
 /// What a request knows about the connection it came on.
@@ -221,7 +227,18 @@ async fn proxy(
             )?;
         }
     }
-    let upstream = match forward::checkout(pool, group, &backend, timeouts).await {
+    // `SLUICE_POOL=hyper-util` (a comparison switch): plain HTTP/1.1 goes
+    // through hyper-util's pool; its connect errors surface from `send`.
+    let legacy = conn
+        .worker
+        .legacy
+        .as_ref()
+        .filter(|_| group.protocol == UpstreamProtocol::Http1 && group.tls.is_none());
+    let checkout = match legacy {
+        Some(client) => Ok(forward::Conn::Legacy(client.clone())),
+        None => forward::checkout(pool, group, &backend, timeouts).await,
+    };
+    let upstream = match checkout {
         Ok(c) => c,
         Err(e) if e.retryable() == Retry::NotSent => {
             upstream_failed(group, &backend, &e);

@@ -118,6 +118,14 @@ async fn run(spec: WorkerSpec) {
     let worker = Arc::new(Worker {
         shared: spec.shared.clone(),
         pool: Arc::new(Pool::new(state.timeouts.upstream_idle)),
+        legacy: (crate::proxy::forward::PoolEngine::from_env()
+            == crate::proxy::forward::PoolEngine::HyperUtil)
+            .then(|| {
+                Arc::new(crate::proxy::forward::legacy_client(
+                    &state.config,
+                    &state.timeouts,
+                ))
+            }),
     });
     // Every connection task holds a clone of `alive`; when the last one is
     // dropped, `recv()` returns None and the worker knows it has drained.
