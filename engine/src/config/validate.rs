@@ -783,6 +783,20 @@ upstream_connect = "250ms"
     }
 
     #[test]
+    fn the_shipped_example_validates() {
+        let text = include_str!("../../examples/sluice.toml");
+        let c = check(text).expect("engine/examples/sluice.toml must stay valid");
+        assert!(c.admin.is_some());
+        let api = c
+            .upstreams
+            .iter()
+            .find(|u| u.name == "api")
+            .expect("api group");
+        assert_eq!(api.health.as_ref().map(|h| h.fall), Some(3));
+        assert_eq!(api.passive.failures, 5);
+    }
+
+    #[test]
     fn a_listener_is_required() {
         assert!(check("").unwrap_err().to_string().contains("[[listener]]"));
     }
