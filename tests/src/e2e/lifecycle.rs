@@ -96,6 +96,17 @@ impl Sluice {
         Sluice { child, lines }
     }
 
+    /// The proxy's address and its admin API, once both answer. An admin
+    /// answer also means the main runtime ran its startup tasks (the SIGHUP
+    /// handler among them).
+    async fn serving(&self) -> (SocketAddr, Admin) {
+        let addr = self.logged_addr(" listening").await;
+        let admin = Admin::new(self.logged_addr("admin API listening").await);
+        sluice_e2e::harness::client::wait_ready(addr).await;
+        assert_eq!(admin.get("/readyz").await.status, 200);
+        (addr, admin)
+    }
+
     /// The address logged on the first line containing `message`.
     async fn logged_addr(&self, message: &str) -> SocketAddr {
         let mut found = None;
@@ -139,6 +150,25 @@ fn address_field(line: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// An origin that answers every request with its own name.
+async fn text_origin(name: &'static str) -> Origin {
+    Origin::http1()
+        .name(name)
+        .route("/", reply::text(200, name))
+        .start()
+        .await
+}
+
+/// Waits until a reload has made `backend` a member of the proxy.
+async fn wait_for_member(admin: &Admin, backend: SocketAddr) {
+    within("the reload to take effect", async {
+        while admin.member(backend).await.is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 fn write_config(dir: &Path, backend: SocketAddr) -> std::path::PathBuf {
     let path = dir.join("sluice.toml");
     std::fs::write(
@@ -169,10 +199,7 @@ async fn sigterm_lets_a_streaming_response_finish_and_refuses_new_connections() 
     let (origin, chunks) = streaming_origin().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let sluice = Sluice::start(&write_config(dir.path(), origin.addr()));
-    let addr = sluice.logged_addr(" listening").await;
-    let admin = Admin::new(sluice.logged_addr("admin API listening").await);
-    sluice_e2e::harness::client::wait_ready(addr).await;
-    assert_eq!(admin.get("/readyz").await.status, 200);
+    let (addr, admin) = sluice.serving().await;
 
     // An idle keep-alive connection, and a streaming response in flight.
     let mut idle = RawConn::connect(addr).await;
@@ -266,25 +293,12 @@ fn dechunk(mut wire: &[u8]) -> String {
 
 #[tokio::test]
 async fn sighup_reloads_the_config_file() {
-    let a = Origin::http1()
-        .name("a")
-        .route("/", reply::text(200, "a"))
-        .start()
-        .await;
-    let b = Origin::http1()
-        .name("b")
-        .route("/", reply::text(200, "b"))
-        .start()
-        .await;
+    let a = text_origin("a").await;
+    let b = text_origin("b").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_config(dir.path(), a.addr());
     let sluice = Sluice::start(&path);
-    let addr = sluice.logged_addr(" listening").await;
-    let admin = Admin::new(sluice.logged_addr("admin API listening").await);
-    sluice_e2e::harness::client::wait_ready(addr).await;
-    // An admin answer means the main runtime has run its startup tasks,
-    // the SIGHUP handler among them.
-    assert_eq!(admin.get("/readyz").await.status, 200);
+    let (addr, admin) = sluice.serving().await;
 
     // A broken file: logged, and the old config keeps serving.
     std::fs::write(&path, "workers = 0\n").expect("write");
@@ -299,58 +313,27 @@ async fn sighup_reloads_the_config_file() {
 
     write_config(dir.path(), b.addr());
     signal(sluice.child.id(), "HUP");
-    within("the reload to take effect", async {
-        loop {
-            if admin.member(b.addr()).await.is_some() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    wait_for_member(&admin, b.addr()).await;
     conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
     assert_eq!(conn.read_response().await.body_str(), "b");
 }
 
 #[tokio::test]
 async fn a_reload_keeps_the_backends_given_by_flags() {
-    let a = Origin::http1()
-        .name("a")
-        .route("/", reply::text(200, "a"))
-        .start()
-        .await;
-    let b = Origin::http1()
-        .name("b")
-        .route("/", reply::text(200, "b"))
-        .start()
-        .await;
-    let c = Origin::http1()
-        .name("c")
-        .route("/", reply::text(200, "c"))
-        .start()
-        .await;
+    let a = text_origin("a").await;
+    let b = text_origin("b").await;
+    let c = text_origin("c").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_config(dir.path(), a.addr());
     let sluice = Sluice::start_with(&path, &["--backend".into(), b.addr().to_string()]);
-    let addr = sluice.logged_addr(" listening").await;
-    let admin = Admin::new(sluice.logged_addr("admin API listening").await);
-    sluice_e2e::harness::client::wait_ready(addr).await;
-    assert_eq!(admin.get("/readyz").await.status, 200);
+    let (addr, admin) = sluice.serving().await;
     assert!(admin.member(a.addr()).await.is_some());
     assert!(admin.member(b.addr()).await.is_some(), "--backend at start");
 
     // The file now names c instead of a; the flag's b must stay.
     write_config(dir.path(), c.addr());
     signal(sluice.child.id(), "HUP");
-    within("the reload to take effect", async {
-        loop {
-            if admin.member(c.addr()).await.is_some() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    wait_for_member(&admin, c.addr()).await;
     assert!(
         admin.member(a.addr()).await.is_none(),
         "a left with the file"
