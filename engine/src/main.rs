@@ -125,12 +125,12 @@ fn main() -> ExitCode {
         if let Some(addr) = server.admin_addr() {
             tracing::info!(address = %addr, "admin API listening");
         }
-        // A reload re-reads the file; the listeners given by flags stay.
-        server.shared().pin_listeners(flag_listeners(&cli));
+        // A reload re-reads only the file; the flags are applied again on top.
         let flags = cli.clone();
         server
             .shared()
             .set_reload_overlay(Box::new(move |c: &mut Config| {
+                c.listeners.extend(flag_listeners(&flags));
                 apply_upstream_flags(&flags, c)
             }));
         #[cfg(unix)]

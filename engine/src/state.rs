@@ -3,7 +3,7 @@
 //! swaps all of it at once; requests in flight keep the `Arc` they loaded.
 
 use crate::addr::ListenAddr;
-use crate::config::{AdminConfig, Config, Forwarding, Limits, ListenerConfig, Timeouts};
+use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
 use crate::proxy::route::Router;
 use crate::server::reload::{Changes, Listeners};
 use crate::upstream::Group;
@@ -83,11 +83,9 @@ pub struct Shared {
     /// The bound listener addresses, for readers that cannot await
     /// (`Server::addrs`). Written only under `listeners`.
     addrs: parking_lot::Mutex<Vec<ListenAddr>>,
-    /// Listeners given on the command line: every reloaded config gets them
-    /// too (flags win over the file), so a reload never closes them.
-    pinned: parking_lot::Mutex<Vec<ListenerConfig>>,
     /// Applied to every reloaded config after the file is read: the binary
-    /// puts its command-line flags here so a reload does not drop them.
+    /// puts its command-line flags here (listeners, backends, settings), so a
+    /// reload never closes a flag's listener or drops its backends.
     overlay: parking_lot::Mutex<Option<Overlay>>,
 }
 
@@ -113,7 +111,6 @@ impl Shared {
             resolver,
             listeners: tokio::sync::Mutex::new(None),
             addrs: parking_lot::Mutex::new(Vec::new()),
-            pinned: parking_lot::Mutex::new(Vec::new()),
             overlay: parking_lot::Mutex::new(None),
         }
     }
@@ -128,12 +125,6 @@ impl Shared {
     /// The bound addresses of the running listeners, in config order.
     pub fn listen_addrs(&self) -> Vec<ListenAddr> {
         self.addrs.lock().clone()
-    }
-
-    /// Listeners that every reload keeps (given by command-line flags, not
-    /// in the file); see `pinned`.
-    pub fn pin_listeners(&self, listeners: Vec<ListenerConfig>) {
-        *self.pinned.lock() = listeners;
     }
 
     /// Sets what every reload applies on top of the file (flags win).
@@ -176,7 +167,6 @@ impl Shared {
         let mut config = Config::load(&path).map_err(|e| e.to_string())?;
         config.workers = current.config.workers;
         config.runtime = current.config.runtime;
-        config.listeners.extend(self.pinned.lock().iter().cloned());
         let overlay = self.overlay.lock().clone();
         if let Some(Overlay(apply)) = overlay {
             apply(&mut config)?;
