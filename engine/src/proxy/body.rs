@@ -2,13 +2,13 @@
 //! through as `Bytes` (reference-counted, not copied), and nothing is boxed.
 
 use super::compress::GzipBody;
+use crate::error::BoxError;
 use crate::upstream::backend::InFlight;
-use crate::upstream::pool::{H1Sender, Pool};
+use crate::upstream::h1;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 /// A request body on its way to a backend.
@@ -74,12 +74,12 @@ impl RespBody {
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RespBody::Upstream(b) => Pin::new(b).poll_frame(cx),
             RespBody::Gzip(b) => Pin::new(b).poll_frame(cx),
@@ -104,74 +104,68 @@ impl Body for RespBody {
     }
 }
 
-/// An HTTP/1.1 connection on loan to one response; it goes back to the pool
-/// only when that response's body has been read to its end.
+/// Where a backend's response body comes from.
 #[derive(Debug)]
-pub struct Lease {
-    pub pool: Arc<Pool>,
-    pub backend: u64,
-    pub max_idle: usize,
-    pub sender: H1Sender,
+pub enum Upstream {
+    /// Our HTTP/1.1 client ([`crate::upstream::h1`]); the connection goes
+    /// back to the pool at the body's end.
+    H1(h1::ResponseBody),
+    /// hyper's HTTP/2 client (or hyper-util's pooled client, for comparison).
+    Hyper(Incoming),
 }
 
 /// The backend's response body, which also ends the request's in-flight
-/// count and returns the connection when it is done.
+/// count when it is done.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: Incoming,
-    lease: Option<Lease>,
+    inner: Upstream,
     in_flight: Option<InFlight>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, lease: Option<Lease>, in_flight: InFlight) -> UpstreamBody {
+    pub fn new(inner: Upstream, in_flight: InFlight) -> UpstreamBody {
         let mut body = UpstreamBody {
             inner,
-            lease,
             in_flight: Some(in_flight),
         };
-        if body.inner.is_end_stream() {
-            body.finish();
+        if body.is_end_stream() {
+            body.in_flight = None;
         }
         body
-    }
-
-    fn finish(&mut self) {
-        self.in_flight = None;
-        if let Some(l) = self.lease.take() {
-            l.pool.put_h1(l.backend, l.sender, l.max_idle);
-        }
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    /// Boxed only when a body fails (a cold path).
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            None => this.finish(),
-            Some(Ok(_)) if this.inner.is_end_stream() => this.finish(),
-            Some(Ok(_)) => {}
-            // A broken body: the connection is not reusable; drop it.
-            Some(Err(_)) => {
-                this.lease = None;
-                this.in_flight = None;
-            }
+        let frame = match &mut this.inner {
+            Upstream::H1(b) => ready!(Pin::new(b).poll_frame(cx)).map(|f| f.map_err(Into::into)),
+            Upstream::Hyper(b) => ready!(Pin::new(b).poll_frame(cx)).map(|f| f.map_err(Into::into)),
+        };
+        if frame.as_ref().is_none_or(|f| f.is_err()) || this.is_end_stream() {
+            this.in_flight = None;
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Upstream::H1(b) => b.is_end_stream(),
+            Upstream::Hyper(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Upstream::H1(b) => b.size_hint(),
+            Upstream::Hyper(b) => b.size_hint(),
+        }
     }
 }

@@ -2,15 +2,14 @@
 //! response head. Bodies are not touched here: they stream through
 //! [`super::body`] as the client and the backend read them.
 
-use super::body::{Lease, ReqBody};
+use super::body::{ReqBody, Upstream};
 use crate::config::{Config, Timeouts, UpstreamProtocol};
 use crate::error::{ErrorKind, ProxyError, Retry};
-use crate::upstream::pool::{H1Sender, H2Sender, Pool};
+use crate::upstream::h1::{self, H1Conn};
+use crate::upstream::pool::{H2Sender, Pool};
 use crate::upstream::{Backend, Group, connect};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use http_body::Body;
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use http::{Method, Request, Response, Uri};
+use hyper::client::conn::http2;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 /// A connection ready to carry one request.
 pub enum Conn {
     H1 {
-        sender: H1Sender,
+        conn: H1Conn,
         reused: bool,
     },
     H2(H2Sender),
@@ -82,17 +81,12 @@ pub async fn checkout(
 ) -> Result<Conn, ProxyError> {
     match group.protocol {
         UpstreamProtocol::Http1 => {
-            while let Some(mut sender) = pool.take_h1(backend.id) {
-                // Waits for hyper's connection task to be idle; fails if it closed.
-                if sender.ready().await.is_ok() {
-                    return Ok(Conn::H1 {
-                        sender,
-                        reused: true,
-                    });
-                }
+            // `take_h1` hands out only connections that are still open.
+            if let Some(conn) = pool.take_h1(backend.id) {
+                return Ok(Conn::H1 { conn, reused: true });
             }
             Ok(Conn::H1 {
-                sender: Box::pin(dial_h1(group, backend, timeouts)).await?,
+                conn: Box::pin(dial_h1(group, backend, timeouts)).await?,
                 reused: false,
             })
         }
@@ -114,21 +108,9 @@ async fn dial_h1(
     group: &Group,
     backend: &Backend,
     timeouts: &Timeouts,
-) -> Result<H1Sender, ProxyError> {
+) -> Result<H1Conn, ProxyError> {
     let io = connect::connect(backend.addr, group.tls.as_ref(), timeouts.upstream_connect).await?;
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| {
-            ProxyError::with_source(ErrorKind::UpstreamProtocol, e).retry(Retry::NotSent)
-        })?;
-    let addr = backend.addr;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
-        }
-    });
-    Ok(sender)
+    Ok(H1Conn::new(io))
 }
 
 async fn dial_h2(
@@ -162,8 +144,8 @@ async fn dial_h2(
     Ok(sender)
 }
 
-/// Sends `req` and waits for the response head. For HTTP/1.1 the connection
-/// comes back as a [`Lease`] to attach to the response body.
+/// Sends `req` and waits for the response head. An HTTP/1.1 connection
+/// travels inside the response body and goes back to the pool at its end.
 pub async fn send(
     conn: Conn,
     req: Request<ReqBody>,
@@ -171,7 +153,7 @@ pub async fn send(
     group: &Group,
     backend: &Backend,
     timeouts: &Timeouts,
-) -> Result<(Response<Incoming>, Option<Lease>), ProxyError> {
+) -> Result<Response<Upstream>, ProxyError> {
     let timeout = timeouts.upstream_response;
     match conn {
         Conn::Legacy(client) => {
@@ -185,79 +167,43 @@ pub async fn send(
                     .await
                     .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
                     .map_err(legacy_error)?;
-            Ok((resp, None))
+            Ok(resp.map(Upstream::Hyper))
         }
         Conn::H2(mut sender) => {
             let resp = tokio::time::timeout(timeout, sender.send_request(req))
                 .await
                 .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
                 .map_err(upstream_error)?;
-            Ok((resp, None))
+            Ok(resp.map(Upstream::Hyper))
         }
-        Conn::H1 { mut sender, reused } => {
-            // The idle-close race: a reused connection the backend closed just
-            // as we picked it. A request hyper never started writing can go on
-            // a fresh connection as is; a bodiless idempotent one is replayed.
-            let replay = (reused && req.body().is_end_stream() && is_idempotent(req.method()))
-                .then(|| Head::of(&req));
-            let first = tokio::time::timeout(timeout, sender.try_send_request(req))
+        Conn::H1 { mut conn, reused } => {
+            let (parts, body) = req.into_parts();
+            let first = tokio::time::timeout(timeout, h1::exchange(&mut conn, &parts, body))
                 .await
                 .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?;
-            let err = match first {
-                Ok(resp) => return Ok((resp, Some(lease(pool, group, backend, sender)))),
-                Err(mut err) => match (err.take_message(), replay, reused) {
-                    (Some(req), _, _) => req,
-                    (None, Some(head), true) => {
-                        tracing::debug!(backend = %backend.addr, error = %err.error(), "replaying on a fresh connection");
-                        head.into_request()
-                    }
-                    _ => return Err(upstream_error(err.into_error())),
-                },
+            let answer = match first {
+                Ok(answer) => answer,
+                // The idle-close race: a reused connection the backend closed
+                // just as we sent. Nothing came back and the body is untouched,
+                // so the request goes once more on a fresh connection.
+                Err(failed) if reused && failed.replayable(&parts.method) => {
+                    tracing::debug!(backend = %backend.addr, error = %failed.error, "replaying on a fresh connection");
+                    let body = failed.body.unwrap_or(ReqBody::Empty);
+                    conn = Box::pin(dial_h1(group, backend, timeouts)).await?;
+                    tokio::time::timeout(timeout, h1::exchange(&mut conn, &parts, body))
+                        .await
+                        .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
+                        .map_err(|f| f.error)?
+                }
+                Err(failed) => return Err(failed.error),
             };
-            let mut fresh = Box::pin(dial_h1(group, backend, timeouts)).await?;
-            let resp = tokio::time::timeout(timeout, fresh.send_request(err))
-                .await
-                .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
-                .map_err(upstream_error)?;
-            Ok((resp, Some(lease(pool, group, backend, fresh))))
+            let back = h1::Return {
+                pool: pool.clone(),
+                backend: backend.id,
+                max_idle: group.max_idle_per_backend,
+            };
+            Ok(h1::ResponseBody::response(conn, answer, back).map(Upstream::H1))
         }
-    }
-}
-
-fn lease(pool: &Arc<Pool>, group: &Group, backend: &Backend, sender: H1Sender) -> Lease {
-    Lease {
-        pool: pool.clone(),
-        backend: backend.id,
-        max_idle: group.max_idle_per_backend,
-        sender,
-    }
-}
-
-/// What is needed to send a bodiless request again.
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-}
-
-impl Head {
-    fn of(req: &Request<ReqBody>) -> Head {
-        Head {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers: req.headers().clone(),
-        }
-    }
-
-    fn into_request(self) -> Request<ReqBody> {
-        let mut r = Request::new(ReqBody::Empty);
-        *r.method_mut() = self.method;
-        *r.uri_mut() = self.uri;
-        *r.version_mut() = self.version;
-        *r.headers_mut() = self.headers;
-        r
     }
 }
 

@@ -277,7 +277,7 @@ async fn proxy(
             return Err(e);
         }
     };
-    let (mut resp, lease) = forward::send(
+    let resp = forward::send(
         upstream,
         Request::from_parts(parts, body),
         pool,
@@ -307,8 +307,21 @@ async fn proxy(
                 "101 to a request that did not ask to upgrade",
             ));
         };
-        let up = hyper::upgrade::on(&mut resp);
-        let (mut parts, _) = resp.into_parts();
+        let (mut parts, body) = resp.into_parts();
+        let up = match body {
+            body::Upstream::H1(b) => UpUpgrade::H1(
+                b.into_upgraded()
+                    .ok_or_else(|| ProxyError::new(ErrorKind::UpstreamReset))?,
+            ),
+            body::Upstream::Hyper(_) => UpUpgrade::Hyper(
+                parts
+                    .extensions
+                    .remove::<hyper::upgrade::OnUpgrade>()
+                    .ok_or_else(|| {
+                        ProxyError::with_source(ErrorKind::UpstreamProtocol, "101 without upgrade")
+                    })?,
+            ),
+        };
         parts.version = Version::HTTP_11;
         let upgrade = headers::strip_hop_by_hop(&mut parts.headers, true);
         if let Some(u) = upgrade {
@@ -330,7 +343,7 @@ async fn proxy(
     };
     headers::strip_hop_by_hop(&mut parts.headers, false);
     headers::outbound(&mut parts.headers, via);
-    let body = UpstreamBody::new(body, lease, in_flight);
+    let body = UpstreamBody::new(body, in_flight);
     let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))
 }
@@ -430,12 +443,8 @@ fn log_failure(
 }
 
 /// After a 101: copy bytes both ways until either side closes.
-async fn tunnel(
-    down: DownUpgrade,
-    up: hyper::upgrade::OnUpgrade,
-    _in_flight: crate::upstream::backend::InFlight,
-) {
-    let (mut down, up) = match tokio::join!(down.upgraded(), up) {
+async fn tunnel(down: DownUpgrade, up: UpUpgrade, _in_flight: crate::upstream::backend::InFlight) {
+    let (mut down, mut up) = match tokio::join!(down.upgraded(), up.upgraded()) {
         (Ok(down), Ok(up)) => (down, up),
         (Err(e), _) => {
             tracing::debug!(error = %e, "downstream upgrade failed");
@@ -446,9 +455,26 @@ async fn tunnel(
             return;
         }
     };
-    let mut up = hyper_util::rt::TokioIo::new(up);
     if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
         tracing::debug!(error = %e, "tunnel ended");
+    }
+}
+
+/// The backend's side of an upgrade: our client's connection, or hyper-util's
+/// (the `SLUICE_POOL=hyper-util` comparison).
+enum UpUpgrade {
+    H1(crate::server::h1::Upgraded),
+    Hyper(hyper::upgrade::OnUpgrade),
+}
+
+impl UpUpgrade {
+    async fn upgraded(
+        self,
+    ) -> Result<Box<dyn crate::server::h1::upgrade::Io>, crate::error::BoxError> {
+        Ok(match self {
+            UpUpgrade::H1(io) => Box::new(io),
+            UpUpgrade::Hyper(on) => Box::new(hyper_util::rt::TokioIo::new(on.await?)),
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod connect;
 pub mod discovery;
+pub mod h1;
 pub mod health;
 pub mod member;
 pub mod pool;

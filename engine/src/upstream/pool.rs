@@ -6,24 +6,25 @@
 //! the response body has been read to its end; an HTTP/2 connection is shared
 //! by every request to that backend.
 //!
-//! A connection the backend closed while idle is dropped at checkout: hyper's
-//! connection task notices the FIN and `is_closed()` turns true. The race where
-//! the FIN arrives just after checkout is handled by the forwarder, which
-//! retries once on a fresh connection when that is safe.
+//! An idle HTTP/1.1 connection is just its socket ([`H1Conn`]): no task, no
+//! timer. One the backend closed while idle is dropped at checkout by a
+//! non-blocking read ([`H1Conn::is_idle_alive`]), or by [`Pool::reap`]. The
+//! race where the FIN arrives just after checkout is handled by the
+//! forwarder, which retries once on a fresh connection when that is safe.
 
 use crate::proxy::body::ReqBody;
-use hyper::client::conn::{http1, http2};
+use crate::upstream::h1::H1Conn;
+use hyper::client::conn::http2;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub type H1Sender = http1::SendRequest<ReqBody>;
 pub type H2Sender = http2::SendRequest<ReqBody>;
 
 #[derive(Debug)]
 struct Idle {
-    sender: H1Sender,
+    conn: H1Conn,
     since: Instant,
 }
 
@@ -48,22 +49,22 @@ impl Pool {
 
     /// The most recently returned live connection to `backend`, if any (LIFO
     /// keeps few connections warm and lets the rest time out).
-    pub fn take_h1(&self, backend: u64) -> Option<H1Sender> {
+    pub fn take_h1(&self, backend: u64) -> Option<H1Conn> {
         let mut map = self.h1.lock();
         let stack = map.get_mut(&backend)?;
         let now = Instant::now();
-        while let Some(idle) = stack.pop() {
-            if idle.sender.is_closed() || now.duration_since(idle.since) >= self.idle_timeout {
+        while let Some(mut idle) = stack.pop() {
+            if now.duration_since(idle.since) >= self.idle_timeout || !idle.conn.is_idle_alive() {
                 continue;
             }
-            return Some(idle.sender);
+            return Some(idle.conn);
         }
         None
     }
 
     /// Returns a connection whose last response was read to its end.
-    pub fn put_h1(&self, backend: u64, sender: H1Sender, max_idle: usize) {
-        if sender.is_closed() {
+    pub fn put_h1(&self, backend: u64, conn: H1Conn, max_idle: usize) {
+        if max_idle == 0 {
             return;
         }
         let mut map = self.h1.lock();
@@ -73,7 +74,7 @@ impl Pool {
             stack.remove(0);
         }
         stack.push(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
@@ -100,7 +101,7 @@ impl Pool {
         let timeout = self.idle_timeout;
         let mut map = self.h1.lock();
         map.retain(|_, stack| {
-            stack.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < timeout);
+            stack.retain_mut(|i| now.duration_since(i.since) < timeout && i.conn.is_idle_alive());
             !stack.is_empty()
         });
         drop(map);

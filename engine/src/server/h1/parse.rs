@@ -370,7 +370,7 @@ impl Facts {
 }
 
 /// `1*DIGIT`, no sign, no spaces, no overflow.
-fn parse_length(s: &[u8]) -> Option<u64> {
+pub(crate) fn parse_length(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
@@ -384,14 +384,14 @@ fn parse_length(s: &[u8]) -> Option<u64> {
 }
 
 /// The non-empty comma-separated elements of a list field, OWS trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(trim)
         .filter(|t| !t.is_empty())
 }
 
-fn trim(s: &[u8]) -> &[u8] {
+pub(crate) fn trim(s: &[u8]) -> &[u8] {
     let ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = s.iter().position(|b| !ows(b)).unwrap_or(s.len());
     let end = s.iter().rposition(|b| !ows(b)).map_or(start, |e| e + 1);

@@ -213,7 +213,7 @@ impl WriteBuf {
     }
 }
 
-fn itoa(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn itoa(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
     let mut i = out.len();
     loop {
         i -= 1;

@@ -1,0 +1,543 @@
+//! Our HTTP/1.1 client: `proxy::forward` → **`upstream::h1`** → the backend.
+//!
+//! Why not hyper's client here: hyper runs every connection as a task of its
+//! own and passes each request and response through a channel to it, which
+//! costs a task switch and its wakeups per request, and an idle pooled
+//! connection holds that task and its buffers. Here the request's own task
+//! drives the socket, like nginx's upstream module:
+//!
+//! ```text
+//! exchange: encode the head (head.rs) → write it and stream the body while
+//!           watching for the response → parse the response head (1xx skipped)
+//!   → ResponseBody: decode frames from the read buffer as the client takes
+//!     them (server::h1::decode) → at the body's end, back to the pool
+//! ```
+//!
+//! An idle connection in the pool is only its socket and read buffer; a
+//! backend that closed it is noticed by a non-blocking read at checkout
+//! ([`H1Conn::is_idle_alive`]) or by the pool's reaper.
+
+pub mod head;
+
+use crate::error::{BoxError, ErrorKind, ProxyError, Retry};
+use crate::proxy::body::ReqBody;
+use crate::server::h1::decode::{BodyError, Decoded, Decoder};
+use crate::server::h1::parse::Framing;
+use crate::server::h1::upgrade::Upgraded;
+use crate::server::h1::write::{self, WriteBuf};
+use crate::upstream::connect::UpstreamIo;
+use crate::upstream::pool::Pool;
+use bytes::{Bytes, BytesMut};
+use head::{BodyFraming, RespFraming, ResponseHead};
+use http::{Method, StatusCode, request};
+use http_body::{Body, Frame, SizeHint};
+use std::future::poll_fn;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Read buffer size for a response head (and the start of its body).
+const HEAD_READ: usize = 16 * 1024;
+/// Read size while a response body streams.
+const BODY_READ: usize = 32 * 1024;
+/// Trailers of a chunked response get the same budget as a response head.
+const MAX_TRAILER_BYTES: usize = head::MAX_RESPONSE_HEAD;
+
+/// One keep-alive connection to a backend.
+#[derive(Debug)]
+pub struct H1Conn {
+    io: UpstreamIo,
+    /// Bytes read and not consumed. Kept across requests so that its
+    /// allocation is reused; empty whenever the connection is idle.
+    rbuf: BytesMut,
+}
+
+impl H1Conn {
+    pub fn new(io: UpstreamIo) -> H1Conn {
+        H1Conn {
+            io,
+            rbuf: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle connection can take a request: the backend has not
+    /// closed it and sent nothing unasked. Never waits: a read that would
+    /// block means alive (and leaves tokio's readiness as it was).
+    pub fn is_idle_alive(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+        let mut rb = ReadBuf::uninit(&mut byte);
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut rb)
+            .is_pending()
+    }
+
+    /// The raw connection after a 101, with any bytes read past its head.
+    pub fn into_upgraded(self) -> Upgraded {
+        Upgraded::new(Box::new(self.io), self.rbuf.freeze())
+    }
+
+    fn poll_read_more(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < want / 4 {
+            self.rbuf.reserve(want);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+    }
+}
+
+/// Why an exchange failed, and whether the request may go again on a fresh
+/// connection.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: ProxyError,
+    /// Nothing came back and the request body was not started: if the
+    /// connection was a reused one the backend most likely closed it just
+    /// as we sent (the keep-alive race).
+    pub unanswered: bool,
+    /// Not a byte of the request reached the socket.
+    pub unsent: bool,
+    /// The request body, untouched, when not a frame of it was taken.
+    pub body: Option<ReqBody>,
+}
+
+impl Failed {
+    /// Whether the request may be sent again on a fresh connection.
+    pub fn replayable(&self, method: &Method) -> bool {
+        self.unanswered
+            && self.body.is_some()
+            && (self.unsent || crate::proxy::forward::is_idempotent(method))
+    }
+}
+
+/// A response head, and what is left of the request body to send.
+#[derive(Debug)]
+pub struct Answer {
+    pub head: ResponseHead,
+    /// Boxed: only a backend that answers before the body is all sent has one.
+    upload: Option<Box<Upload>>,
+}
+
+/// Sends the request on `conn` and reads the response head. The request
+/// body streams while the head is awaited, and goes on streaming with the
+/// response body if the backend answers first (an echo does; so does a 413).
+pub async fn exchange(
+    conn: &mut H1Conn,
+    parts: &request::Parts,
+    body: ReqBody,
+) -> Result<Answer, Failed> {
+    let mut ex = Exchange {
+        upload: Upload::new(parts, body),
+        head_request: parts.method == Method::HEAD,
+        received: false,
+    };
+    let head = poll_fn(|cx| ex.poll(cx, conn)).await?;
+    let upload = ex.upload;
+    Ok(Answer {
+        head,
+        upload: (!upload.is_done()).then(|| Box::new(upload)),
+    })
+}
+
+enum Sending {
+    /// Request body frames are still to come.
+    Body(write::Framing),
+    /// Everything is queued: write it out and flush.
+    Flush,
+    /// The request is out (or could not be written).
+    Done,
+}
+
+/// The request on its way out: the head, then the body as it arrives.
+struct Upload {
+    sending: Sending,
+    wbuf: WriteBuf,
+    body: ReqBody,
+    body_started: bool,
+    /// Some request bytes reached the socket.
+    wrote: bool,
+    /// A write failed; the backend may still have answered, so read on.
+    write_error: Option<io::Error>,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("done", &self.is_done())
+            .field("wrote", &self.wrote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upload {
+    fn new(parts: &request::Parts, body: ReqBody) -> Upload {
+        let exact = body.size_hint().exact();
+        let framing = head::request_framing(&parts.method, &parts.headers, exact);
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut wbuf = WriteBuf::default();
+        head::encode_request(
+            &mut wbuf.buf,
+            &parts.method,
+            target,
+            &parts.headers,
+            framing,
+        );
+        Upload {
+            sending: match framing {
+                _ if body.is_end_stream() => Sending::Flush,
+                BodyFraming::None => Sending::Flush,
+                BodyFraming::Length(n) => Sending::Body(write::Framing::Length(n)),
+                BodyFraming::Chunked => Sending::Body(write::Framing::Chunked),
+            },
+            wbuf,
+            body,
+            body_started: false,
+            wrote: false,
+            write_error: None,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.sending, Sending::Done)
+    }
+
+    /// Moves the request out as far as it can go now. Ready once all of it
+    /// is out or it could not be written (`write_error`); an error is the
+    /// client's body breaking off.
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut UpstreamIo,
+    ) -> Poll<Result<(), BoxError>> {
+        loop {
+            match self.sending {
+                Sending::Body(framing) => {
+                    if self.wbuf.is_full() {
+                        ready!(self.poll_write(cx, io));
+                        continue;
+                    }
+                    match Pin::new(&mut self.body).poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            self.body_started = true;
+                            match frame.into_data() {
+                                Ok(data) => {
+                                    self.wbuf.push_data(framing, data);
+                                    if self.body.is_end_stream() {
+                                        self.end_body(framing, None);
+                                    }
+                                }
+                                Err(frame) => self.end_body(framing, frame.trailers_ref()),
+                            }
+                        }
+                        Poll::Ready(None) => self.end_body(framing, None),
+                        Poll::Ready(Some(Err(e))) => {
+                            self.body_started = true;
+                            self.sending = Sending::Done;
+                            return Poll::Ready(Err(e));
+                        }
+                        Poll::Pending => {
+                            // Nothing more for now: write what is queued.
+                            if self.wbuf.is_empty() {
+                                return Poll::Pending;
+                            }
+                            ready!(self.poll_write(cx, io));
+                        }
+                    }
+                }
+                Sending::Flush => {
+                    ready!(self.poll_write(cx, io));
+                    if matches!(self.sending, Sending::Flush) {
+                        match ready!(Pin::new(&mut *io).poll_flush(cx)) {
+                            Ok(()) => self.sending = Sending::Done,
+                            Err(e) => self.write_failed(e),
+                        }
+                    }
+                }
+                Sending::Done => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+
+    /// The last chunk (and trailers) of a chunked body; a sized body just ends.
+    fn end_body(&mut self, framing: write::Framing, trailers: Option<&http::HeaderMap>) {
+        if framing == write::Framing::Chunked {
+            write::encode_chunked_end(&mut self.wbuf.buf, trailers);
+        }
+        self.sending = Sending::Flush;
+    }
+
+    /// Writes what is queued. Ready once the buffer is empty or the write
+    /// failed (then reading goes on: the backend may have answered).
+    fn poll_write(&mut self, cx: &mut Context<'_>, io: &mut UpstreamIo) -> Poll<()> {
+        let before = self.wbuf.is_empty();
+        match ready!(self.wbuf.poll_flush(io, cx)) {
+            Ok(()) => self.wrote |= !before,
+            Err(e) => self.write_failed(e),
+        }
+        Poll::Ready(())
+    }
+
+    fn write_failed(&mut self, e: io::Error) {
+        self.write_error = Some(e);
+        self.wbuf = WriteBuf::default();
+        self.sending = Sending::Done;
+    }
+}
+
+struct Exchange {
+    upload: Upload,
+    head_request: bool,
+    /// Some response bytes arrived.
+    received: bool,
+}
+
+impl Exchange {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut H1Conn,
+    ) -> Poll<Result<ResponseHead, Failed>> {
+        // Write side first: on a fresh request nothing can have arrived.
+        if !self.upload.is_done()
+            && let Poll::Ready(Err(e)) = self.upload.poll_send(cx, &mut conn.io)
+        {
+            return Poll::Ready(Err(self.fail(ErrorKind::ClientAborted, e)));
+        }
+        loop {
+            if !conn.rbuf.is_empty() {
+                match head::parse_response(&mut conn.rbuf, self.head_request) {
+                    // Interim responses (100, 102, 103) are not forwarded.
+                    Ok(Some(h))
+                        if h.status.is_informational()
+                            && h.status != StatusCode::SWITCHING_PROTOCOLS =>
+                    {
+                        continue;
+                    }
+                    Ok(Some(mut h)) => {
+                        if self.upload.write_error.is_some() {
+                            h.reusable = false;
+                        }
+                        return Poll::Ready(Ok(h));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Err(self.fail(ErrorKind::UpstreamProtocol, e))),
+                }
+            }
+            match ready!(conn.poll_read_more(cx, HEAD_READ)) {
+                Ok(0) => {
+                    let err: BoxError = match self.upload.write_error.take() {
+                        Some(e) => e.into(),
+                        None => "backend closed the connection before a response".into(),
+                    };
+                    return Poll::Ready(Err(self.fail(ErrorKind::UpstreamReset, err)));
+                }
+                Ok(_) => self.received = true,
+                Err(e) => return Poll::Ready(Err(self.fail(ErrorKind::UpstreamReset, e))),
+            }
+        }
+    }
+
+    fn fail(&mut self, kind: ErrorKind, source: impl Into<BoxError>) -> Failed {
+        let up = &mut self.upload;
+        let unanswered = !self.received && !up.body_started;
+        let unsent = !up.wrote;
+        let error = ProxyError::with_source(kind, source);
+        Failed {
+            error: if unsent {
+                error.retry(Retry::NotSent)
+            } else {
+                error
+            },
+            unanswered,
+            unsent,
+            body: (!up.body_started).then(|| std::mem::replace(&mut up.body, ReqBody::Empty)),
+        }
+    }
+}
+
+/// Where a connection goes when its response has been read to its end.
+#[derive(Debug)]
+pub struct Return {
+    pub pool: Arc<Pool>,
+    pub backend: u64,
+    pub max_idle: usize,
+}
+
+/// Why a response body could not be read to its end. Small and `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyReadError {
+    #[error("backend closed the connection before the end of the body")]
+    Closed,
+    #[error("backend connection failed while sending the body: {0:?}")]
+    Io(io::ErrorKind),
+    #[error("invalid body from the backend: {0}")]
+    Framing(BodyError),
+}
+
+/// A backend's response body, read from its connection as the client takes
+/// it. The connection goes back to the pool at the body's end if it can
+/// carry another request; dropped early, it is closed.
+#[derive(Debug)]
+pub struct ResponseBody {
+    /// `None` once the body is over (returned, closed or failed).
+    conn: Option<H1Conn>,
+    reading: Reading,
+    reusable: bool,
+    back: Option<Return>,
+    /// The rest of the request body, when the backend answered before it
+    /// was all sent: it goes on streaming while the response is read.
+    upload: Option<Box<Upload>>,
+}
+
+#[derive(Debug)]
+enum Reading {
+    Framed(Decoder),
+    /// Until the backend closes.
+    Close,
+}
+
+impl ResponseBody {
+    /// The response: the answer's head, and the body that follows it on `conn`.
+    pub fn response(conn: H1Conn, answer: Answer, back: Return) -> http::Response<ResponseBody> {
+        let Answer { head, upload } = answer;
+        let reading = match head.framing {
+            RespFraming::None => Reading::Framed(Decoder::new(Framing::None, 0)),
+            RespFraming::Length(n) => Reading::Framed(Decoder::new(Framing::Length(n), 0)),
+            RespFraming::Chunked => {
+                Reading::Framed(Decoder::new(Framing::Chunked, MAX_TRAILER_BYTES))
+            }
+            RespFraming::Close => Reading::Close,
+        };
+        let mut body = ResponseBody {
+            conn: Some(conn),
+            reading,
+            reusable: head.reusable,
+            back: Some(back),
+            upload,
+        };
+        if head.status != StatusCode::SWITCHING_PROTOCOLS
+            && let Reading::Framed(d) = &body.reading
+            && d.is_done()
+        {
+            body.finish();
+        }
+        let mut resp = http::Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        resp
+    }
+
+    /// The connection after a 101 (for the tunnel); `None` if already gone.
+    pub fn into_upgraded(mut self) -> Option<Upgraded> {
+        self.back = None;
+        self.upload = None;
+        self.conn.take().map(H1Conn::into_upgraded)
+    }
+
+    /// The body is over: the connection goes back if it is clean.
+    fn finish(&mut self) {
+        let (Some(mut conn), Some(back)) = (self.conn.take(), self.back.take()) else {
+            return;
+        };
+        // Bytes past the body are a backend bug; never hand them to the next
+        // request. A request body not all sent leaves the backend mid-message.
+        let upload = self.upload.take();
+        if self.reusable && conn.rbuf.is_empty() && upload.is_none() {
+            back.pool.put_h1(back.backend, conn, back.max_idle);
+        } else {
+            conn.rbuf.clear();
+        }
+    }
+
+    fn fail(&mut self, e: BodyReadError) -> Poll<Option<Result<Frame<Bytes>, BodyReadError>>> {
+        self.conn = None;
+        self.back = None;
+        self.upload = None;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyReadError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyReadError>>> {
+        let this = &mut *self;
+        if let (Some(up), Some(conn)) = (&mut this.upload, &mut this.conn)
+            && let Poll::Ready(sent) = up.poll_send(cx, &mut conn.io)
+        {
+            // All sent, or it never will be (the client's body or the write
+            // broke): either way the response can still be read.
+            if sent.is_err() || up.write_error.is_some() {
+                this.reusable = false;
+            }
+            this.upload = None;
+        }
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut this.reading {
+                Reading::Framed(d) => match d.decode(&mut conn.rbuf) {
+                    Ok(Decoded::Frame(f)) => {
+                        if d.is_done() {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(f)));
+                    }
+                    Ok(Decoded::End) => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return this.fail(BodyReadError::Framing(e)),
+                },
+                Reading::Close => {
+                    if !conn.rbuf.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(conn.rbuf.split().freeze()))));
+                    }
+                }
+            }
+            match ready!(conn.poll_read_more(cx, BODY_READ)) {
+                Ok(0) => {
+                    if matches!(this.reading, Reading::Close) {
+                        this.conn = None;
+                        this.back = None;
+                        this.upload = None;
+                        return Poll::Ready(None);
+                    }
+                    return this.fail(BodyReadError::Closed);
+                }
+                Ok(_) => {}
+                Err(e) => return this.fail(BodyReadError::Io(e.kind())),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.reading {
+            Reading::Framed(d) => match d.remaining() {
+                Some(n) if self.conn.is_some() => SizeHint::with_exact(n),
+                Some(_) => SizeHint::with_exact(0),
+                None => SizeHint::default(),
+            },
+            Reading::Close => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
