@@ -73,6 +73,7 @@ fn main() {
             .unwrap_or_else(|| PathBuf::from("bench-origin"))
     });
     let opts = Options {
+        args: std::env::args().skip(1).collect(),
         quick: a.quick,
         peers: a.peers,
         direct: !a.no_direct,

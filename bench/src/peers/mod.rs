@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::pin::Pinning;
+use crate::scenario::Scenario;
 
 /// The self-signed certificate every TLS listener uses.
 #[derive(Debug, Clone)]
@@ -68,6 +69,31 @@ pub struct PeerCtx {
     pub gzip_level: Option<u32>,
 }
 
+impl PeerCtx {
+    /// The configuration as Sluice's quick flags (`--listen`, `--backend`
+    /// ×2, `--tls-listen`/`--cert`/`--key`, `--gzip`).
+    pub fn cli_flags(&self) -> Vec<String> {
+        let mut args = vec!["--listen".to_string(), self.listen.to_string()];
+        for o in self.origins {
+            args.push("--backend".into());
+            args.push(o.to_string());
+        }
+        if let Some(tls) = self.tls_listen {
+            args.push("--tls-listen".into());
+            args.push(tls.to_string());
+            args.push("--cert".into());
+            args.push(self.cert.cert.display().to_string());
+            args.push("--key".into());
+            args.push(self.cert.key.display().to_string());
+        }
+        if let Some(level) = self.gzip_level {
+            args.push("--gzip".into());
+            args.push(level.to_string());
+        }
+        args
+    }
+}
+
 /// A proxy (or the origin itself) that the harness can configure and run.
 pub trait Peer {
     fn name(&self) -> &'static str;
@@ -80,6 +106,13 @@ pub trait Peer {
     /// Writes the configuration into `ctx.dir` and returns its text (for the
     /// report) plus the command line that runs it.
     fn configure(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<(String, Command)>;
+
+    /// Why this peer's configuration for `s` cannot be made equivalent to
+    /// the others', when it cannot: the report prints it in the scenario's
+    /// notes column and marks the peer's figures in the headline table.
+    fn caveat(&self, _s: &Scenario) -> Option<String> {
+        None
+    }
 
     /// Starts the peer and waits until it proxies a request.
     fn start(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<Running> {

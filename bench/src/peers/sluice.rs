@@ -18,24 +18,8 @@ impl Sluice {
     }
 
     fn args(ctx: &PeerCtx) -> Vec<String> {
-        let mut args = vec!["--listen".to_string(), ctx.listen.to_string()];
-        for o in ctx.origins {
-            args.push("--backend".into());
-            args.push(o.to_string());
-        }
+        let mut args = ctx.cli_flags();
         args.extend(["--workers", "1", "--lb", "round-robin"].map(String::from));
-        if let Some(tls) = ctx.tls_listen {
-            args.push("--tls-listen".into());
-            args.push(tls.to_string());
-            args.push("--cert".into());
-            args.push(ctx.cert.cert.display().to_string());
-            args.push("--key".into());
-            args.push(ctx.cert.key.display().to_string());
-        }
-        if let Some(level) = ctx.gzip_level {
-            args.push("--gzip".into());
-            args.push(level.to_string());
-        }
         args
     }
 }
