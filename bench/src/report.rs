@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
+use crate::load::Generator;
 use crate::runner::{Cell, Status};
 use crate::scenario::{Kind, Scenario, Timing};
 use crate::stats::{median, ratio, tie};
@@ -135,10 +136,19 @@ fn same_size_at_lower_level(r: &Report, si: usize, pi: usize) -> Option<u32> {
 fn status_text(s: &Status) -> String {
     match s {
         Status::Ok => String::new(),
-        Status::Failed(why) => format!("**FAILED**: {why}"),
-        Status::Unsupported(why) => format!("unsupported: {why}"),
-        Status::Skipped(why) => format!("skipped: {why}"),
+        Status::Failed(why) => format!("**FAILED**: {}", table_cell(why)),
+        Status::Unsupported(why) => format!("unsupported: {}", table_cell(why)),
+        Status::Skipped(why) => format!("skipped: {}", table_cell(why)),
     }
+}
+
+/// A tool's message made safe for one Markdown table cell: one line, no
+/// bare `|` (oha's and apt's errors span several lines).
+fn table_cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
 }
 
 pub fn write(r: &Report, out_dir: &Path) -> Result<Written> {
@@ -306,10 +316,11 @@ fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, stem: &str) ->
                     o,
                     "Generator: {} · path `{path}` · {connections} connections{}{}{}\n",
                     generator.name(),
-                    if *close {
-                        " · `Connection: close`"
-                    } else {
-                        ""
+                    match (*close, generator) {
+                        (false, _) => "",
+                        (true, Generator::Oha) =>
+                            " · new connection per request (`--disable-keepalive`)",
+                        (true, _) => " · `Connection: close`",
                     },
                     h2_streams.map_or(String::new(), |m| format!(
                         " · {m} streams/conn (h2 over TLS)"
@@ -540,4 +551,19 @@ fn svg(r: &Report, sums: &BTreeMap<(usize, usize), Summary>) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_line_error_stays_in_its_cell() {
+        let why =
+            "oha failed: exit status: 2: error: unexpected argument '-j' found\n\n  tip: a | b\n";
+        assert_eq!(
+            status_text(&Status::Failed(why.into())),
+            "**FAILED**: oha failed: exit status: 2: error: unexpected argument '-j' found tip: a \\| b"
+        );
+    }
 }
