@@ -120,6 +120,9 @@ pub fn run(opts: &Options) -> Result<report::Written> {
             v.push(("wrk", "wrk"));
             v.push(("nghttp2-client", "h2load"));
         }
+        if opts.peers.iter().any(|p| p == "pingora") {
+            v.extend_from_slice(peers::pingora::APT_BUILD_DEPS);
+        }
         for p in &opts.peers {
             if let Some(pkg) =
                 peers::by_name(p, &PathBuf::new()).and_then(|peer| peer.apt_package())
@@ -188,7 +191,7 @@ pub fn run(opts: &Options) -> Result<report::Written> {
     let mut peer_list: Vec<Box<dyn Peer>> = Vec::new();
     let mut skipped_peers: Vec<(String, String)> = Vec::new();
     for name in &opts.peers {
-        match resolve_peer(name, opts) {
+        match resolve_peer(name, opts, &mut install_log) {
             Ok(p) => peer_list.push(p),
             Err(why) => skipped_peers.push((name.clone(), why)),
         }
@@ -329,8 +332,13 @@ pub fn run(opts: &Options) -> Result<report::Written> {
 }
 
 /// The peer called `name`, with its binary found (or built: Sluice when
-/// absent), or why it is skipped.
-fn resolve_peer(name: &str, opts: &Options) -> std::result::Result<Box<dyn Peer>, String> {
+/// absent, Pingora always, as cargo makes that a no-op when up to date), or
+/// why it is skipped.
+fn resolve_peer(
+    name: &str,
+    opts: &Options,
+    install_log: &mut Vec<String>,
+) -> std::result::Result<Box<dyn Peer>, String> {
     match name {
         "sluice" => install::find_sluice(opts.sluice_bin.as_deref())
             .or_else(|| {
@@ -340,6 +348,17 @@ fn resolve_peer(name: &str, opts: &Options) -> std::result::Result<Box<dyn Peer>
             })
             .map(|bin| Box::new(peers::sluice::Sluice::new(bin)) as Box<dyn Peer>)
             .ok_or_else(|| "sluice binary not found".into()),
+        "pingora" => {
+            let bin = if opts.install {
+                peers::pingora::Pingora::build(install_log)
+                    .ok_or("`cargo build` of bench/pingora failed (see bench/README.md)")?
+            } else {
+                Some(peers::pingora::Pingora::default_bin())
+                    .filter(|b| b.is_file())
+                    .ok_or("bench/pingora is not built (--no-install)")?
+            };
+            Ok(Box::new(peers::pingora::Pingora::new(bin)))
+        }
         _ => match peers::by_name(name, &PathBuf::new()) {
             Some(p) if which(&p.program()).is_some() => Ok(p),
             Some(p) => Err(format!("`{}` not installed", p.program())),

@@ -10,6 +10,7 @@ pub mod caddy;
 pub mod direct;
 pub mod haproxy;
 pub mod nginx;
+pub mod pingora;
 pub mod sluice;
 
 use std::net::SocketAddr;
@@ -100,7 +101,9 @@ pub trait Peer {
     /// The executable started, for `which` and error messages.
     fn program(&self) -> String;
     /// The Debian package that provides it, if apt can install it.
-    fn apt_package(&self) -> Option<&'static str>;
+    fn apt_package(&self) -> Option<&'static str> {
+        None
+    }
     /// A one-line version string for the report.
     fn version(&self) -> String;
     /// Writes the configuration into `ctx.dir` and returns its text (for the
@@ -143,6 +146,15 @@ pub trait Peer {
         }
         Ok(running)
     }
+}
+
+/// A peer whose command line is its whole configuration (Sluice, Pingora):
+/// the text the report prints (`label args…`) and the command that runs
+/// `bin` on the proxy core.
+pub fn flags_only(label: &str, bin: &Path, args: &[String], pin: &Pinning) -> (String, Command) {
+    let mut cmd = pin.proxy_command(&bin.display().to_string());
+    cmd.args(args);
+    (format!("{label} {}", args.join(" ")), cmd)
 }
 
 /// The first line of `program args…`'s stdout+stderr, or "unknown".
@@ -259,6 +271,9 @@ pub fn by_name(name: &str, sluice_bin: &Path) -> Option<Box<dyn Peer>> {
         "nginx" => Some(Box::new(nginx::Nginx)),
         "haproxy" => Some(Box::new(haproxy::Haproxy)),
         "caddy" => Some(Box::new(caddy::Caddy)),
+        "pingora" => Some(Box::new(pingora::Pingora::new(
+            pingora::Pingora::default_bin(),
+        ))),
         _ => None,
     }
 }

@@ -33,19 +33,16 @@ impl Peer for Sluice {
         self.bin.display().to_string()
     }
 
-    fn apt_package(&self) -> Option<&'static str> {
-        None
-    }
-
     fn version(&self) -> String {
         format!("sluice {}", crate::install::git_rev())
     }
 
     fn configure(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<(String, Command)> {
-        let args = Self::args(ctx);
-        let text = format!("sluice {}", args.join(" "));
-        let mut cmd = pin.proxy_command(&self.program());
-        cmd.args(&args);
-        Ok((text, cmd))
+        Ok(super::flags_only(
+            "sluice",
+            &self.bin,
+            &Self::args(ctx),
+            pin,
+        ))
     }
 }
