@@ -8,12 +8,22 @@ use std::process::{Command, Stdio};
 
 use crate::pin::which;
 
-/// Installs the missing Debian packages among `packages` (name → binary).
-/// Returns the ones still missing afterwards.
+/// Whether `what` is there: a program on `$PATH`, or a file when it is a path.
+fn present(what: &str) -> bool {
+    if what.contains('/') {
+        Path::new(what).exists()
+    } else {
+        which(what).is_some()
+    }
+}
+
+/// Installs the missing Debian packages among `packages` (name → a binary
+/// on `$PATH`, or a file path, that the package provides). Returns the ones
+/// still missing afterwards.
 pub fn ensure_apt(packages: &[(&str, &str)], log: &mut Vec<String>) -> Vec<String> {
     let missing: Vec<&str> = packages
         .iter()
-        .filter(|(_, bin)| which(bin).is_none())
+        .filter(|(_, bin)| !present(bin))
         .map(|(pkg, _)| *pkg)
         .collect();
     if missing.is_empty() {
@@ -37,11 +47,46 @@ pub fn ensure_apt(packages: &[(&str, &str)], log: &mut Vec<String>) -> Vec<Strin
             let _ = apt(&["install", "-y", "-q", pkg]);
         }
     }
-    packages
+    let still: Vec<String> = packages
         .iter()
-        .filter(|(_, bin)| which(bin).is_none())
+        .filter(|(_, bin)| !present(bin))
         .map(|(pkg, _)| pkg.to_string())
-        .collect()
+        .collect();
+    let installed: Vec<&str> = missing
+        .into_iter()
+        .filter(|pkg| !still.iter().any(|s| s == pkg))
+        .collect();
+    stop_services(&installed, log);
+    still
+}
+
+/// Debian's nginx, haproxy and caddy packages enable and start a daemon of
+/// their own (nginx and Caddy on :80, Caddy's admin API on :2019). The
+/// harness runs its own instances on generated ports and never talks to
+/// those, but an idle daemon still wakes up on the cores being measured, so
+/// one the harness installed itself is stopped and disabled. Only where
+/// systemd is running (in a container `policy-rc.d` usually kept it from
+/// starting at all); a service that was there before the run is left alone.
+fn stop_services(installed: &[&str], log: &mut Vec<String>) {
+    if !Path::new("/run/systemd/system").is_dir() {
+        return;
+    }
+    for unit in installed
+        .iter()
+        .filter(|pkg| matches!(**pkg, "nginx" | "haproxy" | "caddy"))
+    {
+        let stopped = Command::new("systemctl")
+            .args(["disable", "--now", &format!("{unit}.service")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if stopped {
+            log.push(format!(
+                "systemctl disable --now {unit}.service (the package's own daemon)"
+            ));
+        }
+    }
 }
 
 /// `cargo install oha` when it is absent; true if oha is usable afterwards.
@@ -49,8 +94,11 @@ pub fn ensure_oha(log: &mut Vec<String>) -> bool {
     if which("oha").is_some() {
         return true;
     }
-    log.push("cargo install oha".into());
-    let _ = Command::new("cargo").args(["install", "oha"]).status();
+    // --locked: oha's own Cargo.lock, so every machine gets the same build.
+    log.push("cargo install --locked oha".into());
+    let _ = Command::new("cargo")
+        .args(["install", "--locked", "oha"])
+        .status();
     which("oha").is_some()
 }
 

@@ -14,13 +14,16 @@ struct Args {
     /// About a minute: fewer scenarios, 2 s runs, one round.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated peers: sluice, nginx, haproxy, caddy.
+    /// Comma-separated peers: sluice, nginx, haproxy, caddy, and the optional pingora.
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "sluice,nginx,haproxy,caddy"
     )]
     peers: Vec<String>,
+    /// Add Pingora (built from crates.io: bench/pingora) to the peers.
+    #[arg(long)]
+    with_pingora: bool,
     /// Path to the sluice binary (default: target/{release,debug}/sluice, built if absent).
     #[arg(long)]
     sluice_bin: Option<PathBuf>,
@@ -65,7 +68,10 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("services") {
         std::process::exit(sluice_bench::services::cli(std::env::args_os().skip(1)));
     }
-    let a = Args::parse();
+    let mut a = Args::parse();
+    if a.with_pingora && !a.peers.iter().any(|p| p == "pingora") {
+        a.peers.push("pingora".into());
+    }
     let origin_bin = a.origin_bin.unwrap_or_else(|| {
         std::env::current_exe()
             .ok()
@@ -73,6 +79,7 @@ fn main() {
             .unwrap_or_else(|| PathBuf::from("bench-origin"))
     });
     let opts = Options {
+        args: std::env::args().skip(1).collect(),
         quick: a.quick,
         peers: a.peers,
         direct: !a.no_direct,

@@ -21,6 +21,8 @@ use crate::scenario::{self, Kind, Scenario, Timing};
 /// Everything the command line decides.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The command line's arguments, for the report (empty from a library call).
+    pub args: Vec<String>,
     pub quick: bool,
     /// Proxies to compare (`sluice`, `nginx`, `haproxy`, `caddy`).
     pub peers: Vec<String>,
@@ -73,6 +75,9 @@ pub struct Cell {
     pub rounds: Vec<Round>,
     /// Compressed size of `/json64k` as this peer sent it (gzip scenarios).
     pub gzip_bytes: Option<usize>,
+    /// Why this peer's run of this scenario is not equivalent (see
+    /// [`Peer::caveat`]).
+    pub caveat: Option<String>,
 }
 
 impl Cell {
@@ -81,6 +86,7 @@ impl Cell {
             status: Status::Ok,
             rounds: Vec::new(),
             gzip_bytes: None,
+            caveat: None,
         }
     }
     fn runnable(&self) -> bool {
@@ -113,6 +119,9 @@ pub fn run(opts: &Options) -> Result<report::Written> {
         if !opts.builtin {
             v.push(("wrk", "wrk"));
             v.push(("nghttp2-client", "h2load"));
+        }
+        if opts.peers.iter().any(|p| p == "pingora") {
+            v.extend_from_slice(peers::pingora::APT_BUILD_DEPS);
         }
         for p in &opts.peers {
             if let Some(pkg) =
@@ -153,10 +162,13 @@ pub fn run(opts: &Options) -> Result<report::Written> {
             Duration::from_secs(1)
         },
     };
-    let mut scenarios = if opts.quick {
+    // `--scenarios` picks from every scenario, with `--quick` too (which
+    // then only sets the timings and the idle size).
+    let idle_default = if opts.quick { 1000 } else { 5000 };
+    let mut scenarios = if opts.quick && opts.scenarios.is_none() {
         scenario::quick(h1, close)
     } else {
-        scenario::all(h1, close, opts.idle_connections.unwrap_or(5000))
+        scenario::all(h1, close, opts.idle_connections.unwrap_or(idle_default))
     };
     if let Some(n) = opts.idle_connections {
         for s in &mut scenarios {
@@ -179,24 +191,9 @@ pub fn run(opts: &Options) -> Result<report::Written> {
     let mut peer_list: Vec<Box<dyn Peer>> = Vec::new();
     let mut skipped_peers: Vec<(String, String)> = Vec::new();
     for name in &opts.peers {
-        if name == "sluice" {
-            let found = install::find_sluice(opts.sluice_bin.as_deref()).or_else(|| {
-                (opts.install && opts.sluice_bin.is_none())
-                    .then(|| install::build_sluice(&install::workspace_root().join("target"), true))
-                    .flatten()
-            });
-            match found {
-                Some(bin) => peer_list.push(Box::new(peers::sluice::Sluice::new(bin))),
-                None => skipped_peers.push((name.clone(), "sluice binary not found".into())),
-            }
-            continue;
-        }
-        match peers::by_name(name, &PathBuf::new()) {
-            Some(p) if which(&p.program()).is_some() => peer_list.push(p),
-            Some(p) => {
-                skipped_peers.push((name.clone(), format!("`{}` not installed", p.program())))
-            }
-            None => skipped_peers.push((name.clone(), "unknown peer".into())),
+        match resolve_peer(name, opts, &mut install_log) {
+            Ok(p) => peer_list.push(p),
+            Err(why) => skipped_peers.push((name.clone(), why)),
         }
     }
     if opts.direct {
@@ -208,10 +205,11 @@ pub fn run(opts: &Options) -> Result<report::Written> {
 
     // 3. Measure: for each round, each scenario, each peer in turn.
     let mut cells: BTreeMap<(usize, usize), Cell> = BTreeMap::new();
-    let mut configs: BTreeMap<(String, &'static str), String> = BTreeMap::new();
+    let mut configs: BTreeMap<(String, String), String> = BTreeMap::new();
     for (si, s) in scenarios.iter().enumerate() {
         for (pi, p) in peer_list.iter().enumerate() {
             let mut cell = Cell::new();
+            cell.caveat = p.caveat(s);
             if p.name() == "direct" && !s.direct_applies() {
                 cell.status = Status::Skipped("n/a for the origin".into());
             } else if let Some(bin) = s.generator().and_then(Generator::binary)
@@ -258,12 +256,12 @@ pub fn run(opts: &Options) -> Result<report::Written> {
                 match measure_one(p.as_ref(), s, &ctx, &pin, &timing, ticks, round == 0) {
                     Ok((r, config, gzip_bytes)) => {
                         if round == 0 {
-                            let variant = if s.needs_tls() {
-                                "TLS/h2 scenario"
-                            } else if s.gzip_level().is_some() {
-                                "gzip scenario"
-                            } else {
-                                "plain scenarios"
+                            // One config per distinct shape: each gzip level
+                            // is its own, so the report shows every level.
+                            let variant = match s.gzip_level() {
+                                _ if s.needs_tls() => "TLS/h2 scenario".to_string(),
+                                Some(level) => format!("gzip level {level} scenario"),
+                                None => "plain scenarios".to_string(),
                             };
                             configs
                                 .entry((p.name().to_string(), variant))
@@ -317,6 +315,7 @@ pub fn run(opts: &Options) -> Result<report::Written> {
     let report = Report {
         started,
         quick: opts.quick,
+        args: opts.args.clone(),
         machine: (cpu, cores, kernel),
         pinning: pin.describe(),
         timing,
@@ -330,6 +329,42 @@ pub fn run(opts: &Options) -> Result<report::Written> {
         configs,
     };
     report::write(&report, &opts.out_dir)
+}
+
+/// The peer called `name`, with its binary found (or built: Sluice when
+/// absent, Pingora always, as cargo makes that a no-op when up to date), or
+/// why it is skipped.
+fn resolve_peer(
+    name: &str,
+    opts: &Options,
+    install_log: &mut Vec<String>,
+) -> std::result::Result<Box<dyn Peer>, String> {
+    match name {
+        "sluice" => install::find_sluice(opts.sluice_bin.as_deref())
+            .or_else(|| {
+                (opts.install && opts.sluice_bin.is_none())
+                    .then(|| install::build_sluice(&install::workspace_root().join("target"), true))
+                    .flatten()
+            })
+            .map(|bin| Box::new(peers::sluice::Sluice::new(bin)) as Box<dyn Peer>)
+            .ok_or_else(|| "sluice binary not found".into()),
+        "pingora" => {
+            let bin = if opts.install {
+                peers::pingora::Pingora::build(install_log)
+                    .ok_or("`cargo build` of bench/pingora failed (see bench/README.md)")?
+            } else {
+                Some(peers::pingora::Pingora::default_bin())
+                    .filter(|b| b.is_file())
+                    .ok_or("bench/pingora is not built (--no-install)")?
+            };
+            Ok(Box::new(peers::pingora::Pingora::new(bin)))
+        }
+        _ => match peers::by_name(name, &PathBuf::new()) {
+            Some(p) if which(&p.program()).is_some() => Ok(p),
+            Some(p) => Err(format!("`{}` not installed", p.program())),
+            None => Err("unknown peer".into()),
+        },
+    }
 }
 
 enum MeasureError {

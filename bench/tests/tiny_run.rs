@@ -30,6 +30,7 @@ fn tiny_run_with_sluice_alone() {
     };
     let out = tempfile::tempdir().unwrap();
     let opts = Options {
+        args: vec!["--peers".into(), "sluice".into()],
         quick: true,
         peers: vec!["sluice".into()],
         direct: true,

@@ -23,10 +23,6 @@ impl Peer for Direct {
         "bench-origin".into()
     }
 
-    fn apt_package(&self) -> Option<&'static str> {
-        None
-    }
-
     fn version(&self) -> String {
         format!("bench-origin {}", env!("CARGO_PKG_VERSION"))
     }

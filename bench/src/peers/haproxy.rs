@@ -1,5 +1,10 @@
 //! HAProxy: one thread, `http-reuse always` to the origins, no `log` lines.
-//! HAProxy's compression level is global (`tune.comp.maxlevel`, default 1).
+//! HAProxy's compression level is global (`tune.comp.maxlevel`, default 1),
+//! so the generated config sets it to the scenario's level. That only
+//! changes anything when HAProxy is built with zlib: Debian's is built with
+//! libslz (`USE_SLZ=1`, `-ZLIB` in `haproxy -vv`), a stateless compressor
+//! with one level, so above level 1 the run is not equivalent and the
+//! report says so.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -7,6 +12,7 @@ use std::process::Command;
 use super::{Peer, PeerCtx, version_line};
 use crate::error::{IoContext, Result};
 use crate::pin::Pinning;
+use crate::scenario::Scenario;
 
 pub struct Haproxy;
 
@@ -74,6 +80,15 @@ impl Peer for Haproxy {
         version_line("haproxy", &["-v"])
     }
 
+    fn caveat(&self, s: &Scenario) -> Option<String> {
+        let level = s.gzip_level().filter(|&l| l > 1)?;
+        built_with_slz().then(|| {
+            format!(
+                "not equivalent: this HAProxy is built with libslz (`haproxy -vv`), which has one compression level, about zlib's 1; `tune.comp.maxlevel {level}` is set and changes nothing"
+            )
+        })
+    }
+
     fn configure(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<(String, Command)> {
         let text = config(ctx);
         let path = ctx.dir.join("haproxy.cfg");
@@ -83,4 +98,12 @@ impl Peer for Haproxy {
         cmd.arg("-db").arg("-f").arg(&path);
         Ok((text, cmd))
     }
+}
+
+/// Whether `haproxy -vv` says it compresses with libslz rather than zlib.
+fn built_with_slz() -> bool {
+    Command::new("haproxy")
+        .arg("-vv")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("Built with libslz"))
 }

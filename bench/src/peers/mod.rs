@@ -10,6 +10,7 @@ pub mod caddy;
 pub mod direct;
 pub mod haproxy;
 pub mod nginx;
+pub mod pingora;
 pub mod sluice;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::pin::Pinning;
+use crate::scenario::Scenario;
 
 /// The self-signed certificate every TLS listener uses.
 #[derive(Debug, Clone)]
@@ -68,18 +70,52 @@ pub struct PeerCtx {
     pub gzip_level: Option<u32>,
 }
 
+impl PeerCtx {
+    /// The configuration as Sluice's quick flags (`--listen`, `--backend`
+    /// ×2, `--tls-listen`/`--cert`/`--key`, `--gzip`).
+    pub fn cli_flags(&self) -> Vec<String> {
+        let mut args = vec!["--listen".to_string(), self.listen.to_string()];
+        for o in self.origins {
+            args.push("--backend".into());
+            args.push(o.to_string());
+        }
+        if let Some(tls) = self.tls_listen {
+            args.push("--tls-listen".into());
+            args.push(tls.to_string());
+            args.push("--cert".into());
+            args.push(self.cert.cert.display().to_string());
+            args.push("--key".into());
+            args.push(self.cert.key.display().to_string());
+        }
+        if let Some(level) = self.gzip_level {
+            args.push("--gzip".into());
+            args.push(level.to_string());
+        }
+        args
+    }
+}
+
 /// A proxy (or the origin itself) that the harness can configure and run.
 pub trait Peer {
     fn name(&self) -> &'static str;
     /// The executable started, for `which` and error messages.
     fn program(&self) -> String;
     /// The Debian package that provides it, if apt can install it.
-    fn apt_package(&self) -> Option<&'static str>;
+    fn apt_package(&self) -> Option<&'static str> {
+        None
+    }
     /// A one-line version string for the report.
     fn version(&self) -> String;
     /// Writes the configuration into `ctx.dir` and returns its text (for the
     /// report) plus the command line that runs it.
     fn configure(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<(String, Command)>;
+
+    /// Why this peer's configuration for `s` cannot be made equivalent to
+    /// the others', when it cannot: the report prints it in the scenario's
+    /// notes column and marks the peer's figures in the headline table.
+    fn caveat(&self, _s: &Scenario) -> Option<String> {
+        None
+    }
 
     /// Starts the peer and waits until it proxies a request.
     fn start(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<Running> {
@@ -110,6 +146,15 @@ pub trait Peer {
         }
         Ok(running)
     }
+}
+
+/// A peer whose command line is its whole configuration (Sluice, Pingora):
+/// the text the report prints (`label args…`) and the command that runs
+/// `bin` on the proxy core.
+pub fn flags_only(label: &str, bin: &Path, args: &[String], pin: &Pinning) -> (String, Command) {
+    let mut cmd = pin.proxy_command(&bin.display().to_string());
+    cmd.args(args);
+    (format!("{label} {}", args.join(" ")), cmd)
 }
 
 /// The first line of `program args…`'s stdout+stderr, or "unknown".
@@ -226,6 +271,9 @@ pub fn by_name(name: &str, sluice_bin: &Path) -> Option<Box<dyn Peer>> {
         "nginx" => Some(Box::new(nginx::Nginx)),
         "haproxy" => Some(Box::new(haproxy::Haproxy)),
         "caddy" => Some(Box::new(caddy::Caddy)),
+        "pingora" => Some(Box::new(pingora::Pingora::new(
+            pingora::Pingora::default_bin(),
+        ))),
         _ => None,
     }
 }

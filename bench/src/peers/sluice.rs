@@ -18,24 +18,8 @@ impl Sluice {
     }
 
     fn args(ctx: &PeerCtx) -> Vec<String> {
-        let mut args = vec!["--listen".to_string(), ctx.listen.to_string()];
-        for o in ctx.origins {
-            args.push("--backend".into());
-            args.push(o.to_string());
-        }
+        let mut args = ctx.cli_flags();
         args.extend(["--workers", "1", "--lb", "round-robin"].map(String::from));
-        if let Some(tls) = ctx.tls_listen {
-            args.push("--tls-listen".into());
-            args.push(tls.to_string());
-            args.push("--cert".into());
-            args.push(ctx.cert.cert.display().to_string());
-            args.push("--key".into());
-            args.push(ctx.cert.key.display().to_string());
-        }
-        if let Some(level) = ctx.gzip_level {
-            args.push("--gzip".into());
-            args.push(level.to_string());
-        }
         args
     }
 }
@@ -49,19 +33,16 @@ impl Peer for Sluice {
         self.bin.display().to_string()
     }
 
-    fn apt_package(&self) -> Option<&'static str> {
-        None
-    }
-
     fn version(&self) -> String {
         format!("sluice {}", crate::install::git_rev())
     }
 
     fn configure(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<(String, Command)> {
-        let args = Self::args(ctx);
-        let text = format!("sluice {}", args.join(" "));
-        let mut cmd = pin.proxy_command(&self.program());
-        cmd.args(&args);
-        Ok((text, cmd))
+        Ok(super::flags_only(
+            "sluice",
+            &self.bin,
+            &Self::args(ctx),
+            pin,
+        ))
     }
 }
