@@ -273,7 +273,9 @@ fn build(buf: &mut BytesMut, scan: Scan, at: &[FieldAt]) -> Result<RequestHead, 
     let head = buf.split_to(len).freeze();
     let slice = |(a, b): (u32, u32)| head.slice(a as usize..b as usize);
     let uri = Uri::from_maybe_shared(slice(target)).map_err(|_| ParseError::BadUri)?;
-    let mut map = HeaderMap::with_capacity(count);
+    // Room for what `proxy::headers::inbound` adds (X-Forwarded-For, -Proto,
+    // -Host, Forwarded, Via): growing the map rehashed it on every request.
+    let mut map = HeaderMap::with_capacity(count + 6);
     for f in &at[..count] {
         let name = HeaderName::from_bytes(&head[f.name.0 as usize..f.name.1 as usize])
             .map_err(|_| ParseError::Malformed)?;

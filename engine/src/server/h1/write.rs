@@ -62,6 +62,17 @@ pub fn framing(head_request: bool, status: StatusCode, hint: &SizeHint, http10: 
     }
 }
 
+/// Room reserved behind a head for the first body frame(s).
+const SMALL_BODY: usize = 4 * 1024;
+
+/// The bytes `headers` take as `name: value\r\n` lines.
+pub fn head_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
+}
+
 /// Appends the status line and fields to `dst`.
 pub fn encode_head(
     dst: &mut Vec<u8>,
@@ -70,6 +81,9 @@ pub fn encode_head(
     framing: Framing,
     conn: ConnHeader,
 ) {
+    // One allocation for the head and a small first frame: growing from
+    // empty cost ~7 reallocations and their copies per response (callgrind).
+    dst.reserve(head_size(headers) + 128 + SMALL_BODY);
     dst.extend_from_slice(b"HTTP/1.1 ");
     dst.extend_from_slice(status.as_str().as_bytes());
     dst.push(b' ');

@@ -3,7 +3,7 @@
 //! 9112 §4–§6), so that both can be tested and fuzzed byte by byte.
 
 use crate::server::h1::parse::{parse_length, tokens, trim};
-use crate::server::h1::write::itoa;
+use crate::server::h1::write::{head_size, itoa};
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 use std::fmt;
@@ -32,6 +32,7 @@ pub fn encode_request(
     headers: &HeaderMap,
     framing: BodyFraming,
 ) {
+    dst.reserve(method.as_str().len() + target.len() + head_size(headers) + 64);
     dst.extend_from_slice(method.as_str().as_bytes());
     dst.push(b' ');
     dst.extend_from_slice(target.as_bytes());
@@ -172,7 +173,8 @@ pub fn parse_response(
         facts.learn(h.name.as_bytes(), h.value)?;
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for what `proxy::headers::outbound` adds (Via), so it never rehashes.
+    let mut headers = HeaderMap::with_capacity(count + 2);
     for &(n0, n1, v0, v1) in &at[..count] {
         let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize])
             .map_err(|_| HeadError::Malformed)?;
