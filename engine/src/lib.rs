@@ -10,6 +10,7 @@
 //!   → proxy::handle:
 //!       limits → route → balance::pick(upstream::Group::load())
 //!       → proxy::headers::inbound → proxy::forward (upstream::pool checkout | connect)
+//!         → upstream::h1::exchange (our HTTP/1.1 client; hyper's for HTTP/2 backends)
 //!       → proxy::headers::outbound → proxy::body (streams; returns the connection)
 //!       └─ any error → proxy::respond (status + reason), panics → 500
 //! ```
