@@ -27,6 +27,9 @@
 //! (perf/findings/2026-11-25-gzip.md). Deflate states are pooled per worker
 //! thread because allocating and zeroing one costs as much as compressing a
 //! small response.
+//!
+//! Levels mean what they mean in zlib and nginx's `gzip_comp_level`, which
+//! is not what zlib-rs's numbers mean at the bottom: see [`zlib_rs_level`].
 
 use super::body::{RespBody, UpstreamBody};
 use crate::config::Compression;
@@ -316,6 +319,24 @@ const POOL_MAX: usize = 4;
 const MIN_OUT: usize = 1024;
 const MAX_OUT: usize = 64 * 1024;
 
+/// The zlib-rs level that does what zlib's (and so nginx's) `level` does.
+///
+/// zlib-rs follows zlib-ng: its level 1 is `deflate_quick`, static Huffman
+/// codes only, and zlib's level 1 (`deflate_fast` with good 4, lazy 4,
+/// nice 8, chain 4) moved to its level 2, the same parameters. On the
+/// bench's 64 KiB JSON body, quick writes 11.2 KB where zlib's level 1
+/// writes 8.3 KB; zlib-rs level 2 writes 8.2 KB for 1.5× quick's CPU, about
+/// nginx's (perf/findings/2026-12-01-gzip-level1.md). So `level = 1` runs
+/// zlib-rs level 2. Levels 2 to 9 are zlib-rs's own: zlib's level 2 (chain
+/// 8) has no zlib-rs twin, and 2 compresses like 1. No setting reaches
+/// `deflate_quick`.
+pub fn zlib_rs_level(level: u32) -> u32 {
+    match level.clamp(1, 9) {
+        1 => 2,
+        n => n,
+    }
+}
+
 thread_local! {
     /// Idle deflate states of this worker, with their level. Workers are
     /// single-threaded runtimes, so a thread-local free list needs no lock;
@@ -373,12 +394,13 @@ pub struct GzipBody<B> {
 }
 
 impl<B> GzipBody<B> {
+    /// `level` is the configured one, 1 to 9 (see [`zlib_rs_level`]).
     pub fn new(inner: B, level: u32) -> GzipBody<B> {
         let mut out = BytesMut::new();
         out.extend_from_slice(&GZIP_HEADER);
         GzipBody {
             inner,
-            z: Some(Deflater::take(level.clamp(1, 9))),
+            z: Some(Deflater::take(zlib_rs_level(level))),
             crc: Crc::new(),
             out,
             trailers: None,

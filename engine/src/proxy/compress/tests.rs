@@ -490,3 +490,24 @@ async fn deflate_states_are_pooled_per_thread() {
     drop(many);
     assert_eq!(pooled(2), POOL_MAX.saturating_sub(pooled(3)));
 }
+
+#[test]
+fn levels_are_zlibs_levels() {
+    let mapped: Vec<u32> = (0..=10).map(zlib_rs_level).collect();
+    assert_eq!(mapped, [2, 2, 2, 3, 4, 5, 6, 7, 8, 9, 9]);
+}
+
+#[tokio::test]
+async fn level_1_is_deflate_fast_not_quick() {
+    // zlib-rs's own level 1 writes static-Huffman blocks only (block type
+    // 01); zlib's level 1 (zlib-rs's 2) writes dynamic ones (type 10), as
+    // nginx does at `gzip_comp_level 1`.
+    let mut seed = 11;
+    let body = json_like(&mut seed, 64 * 1024);
+    let (one, _) = compress_all(Script::data([body.clone()]), 1).await;
+    let (two, _) = compress_all(Script::data([body.clone()]), 2).await;
+    assert_eq!(one, two, "level 1 runs zlib-rs level 2");
+    let btype = (one[GZIP_HEADER.len()] >> 1) & 0b11;
+    assert_eq!(btype, 0b10, "dynamic Huffman codes");
+    assert_eq!(gunzip(&one), body);
+}
