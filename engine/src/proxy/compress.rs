@@ -364,8 +364,11 @@ impl Deflater {
     fn take(level: u32) -> Deflater {
         let pooled = POOL.with(|p| {
             let mut p = p.borrow_mut();
-            let i = p.iter().position(|(l, _)| *l == level)?;
-            Some(p.swap_remove(i).1)
+            // The state returned last: its ~300 KiB are the likeliest to
+            // be in cache still. Oldest first would rotate through all of
+            // them once a burst has filled the pool.
+            let i = p.iter().rposition(|(l, _)| *l == level)?;
+            Some(p.remove(i).1)
         });
         let z = pooled
             .unwrap_or_else(|| Box::new(Compress::new(flate2::Compression::new(level), false)));

@@ -622,3 +622,17 @@ async fn deflate_states_are_pooled_per_thread() {
     drop(many);
     assert_eq!(pooled(2), POOL_MAX.saturating_sub(pooled(3)));
 }
+
+#[test]
+fn the_pool_lends_the_state_returned_last() {
+    POOL.with(|p| p.borrow_mut().clear());
+    let addr = |d: &Deflater| d.z.as_deref().map(|z| z as *const Compress);
+    let (a, b) = (Deflater::take(4), Deflater::take(4));
+    let (pa, pb) = (addr(&a), addr(&b));
+    drop(a);
+    drop(b);
+    // The warmest first: after a burst, one state serves, not all in turn.
+    let c = Deflater::take(4);
+    assert_eq!(addr(&c), pb);
+    assert_eq!(addr(&Deflater::take(4)), pa);
+}
