@@ -11,8 +11,10 @@
 #                                    proxy / N; N=20000), the BINs in turn,
 #                                    ROUNDS=5 rounds, every round prints a row
 #
-# LEVEL 0: no --gzip (the same body proxied uncompressed). BIN is a sluice binary; ORIGIN_BIN is bench-origin (default:
-# ../../target/release/bench-origin). Load: h2load --h1 -c 32 (CONNS).
+# LEVEL 0: no gzip (the same body proxied uncompressed). BIN is a sluice
+# binary, or `nginx` (the system's, configured as sluice-bench configures it).
+# ORIGIN_BIN is bench-origin (default: ../../target/release/bench-origin).
+# Load: h2load --h1 -c 32 (CONNS).
 set -euo pipefail
 cd "$(dirname "$0")"
 MODE=$1 LEVEL=$2; shift 2

@@ -10,7 +10,8 @@
 //!
 //! ENCODER: `nginx` (C zlib 1.2.x from the system, the library nginx links:
 //! `deflateInit2(level, -15, memLevel 8)` per response, no flush until the
-//! last buffer, `crc32()` beside it), or a zlib-rs state from a pool, reset
+//! last buffer, `crc32()` beside it), `nginx-reset` (the same from a kept
+//! state, `deflateReset` per response), or a zlib-rs state from a pool, reset
 //! per response, driven by the output loop of engine/src/proxy/compress.rs
 //! with one of three flush policies: `sync-each` (sync flush after every
 //! frame, then a separate Finish: GzipBody before 2026-12-01),
@@ -86,19 +87,21 @@ unsafe extern "C" {
     ) -> c_int;
     fn deflate(s: *mut ZStream, flush: c_int) -> c_int;
     fn deflateEnd(s: *mut ZStream) -> c_int;
+    fn deflateReset(s: *mut ZStream) -> c_int;
     fn crc32(crc: c_ulong, buf: *const u8, len: c_uint) -> c_ulong;
 }
 
-/// One response: init per request (nginx allocates the state from the
-/// request pool), Z_NO_FLUSH per buffer, Z_FINISH on the last, 4 KiB output
-/// buffers (`gzip_buffers 32 4k`), CRC-32 beside the deflate.
-fn nginx(frames: &[Vec<u8>], level: i32, out: &mut Vec<u8>) -> usize {
-    out.clear();
-    out.extend_from_slice(&GZIP_HEADER);
+/// One response: Z_NO_FLUSH per buffer, Z_FINISH on the last, 4 KiB output
+/// buffers (`gzip_buffers 32 4k`), CRC-32 beside the deflate. `s`: a state
+/// kept and `deflateReset` per response (`nginx-reset`), else one
+/// `deflateInit2`/`deflateEnd` per response as nginx does (`nginx`; here
+/// glibc's malloc then costs 24 page faults per response, which nginx's pool
+/// allocation mostly avoids, so the two rows bracket nginx's own cost).
+fn zlib_init(level: i32) -> Box<ZStream> {
     unsafe {
-        let mut s: ZStream = std::mem::zeroed();
+        let mut s: Box<ZStream> = Box::new(std::mem::zeroed());
         let rc = deflateInit2_(
-            &mut s,
+            &mut *s,
             level,
             8,
             -15,
@@ -108,6 +111,23 @@ fn nginx(frames: &[Vec<u8>], level: i32, out: &mut Vec<u8>) -> usize {
             std::mem::size_of::<ZStream>() as c_int,
         );
         assert_eq!(rc, 0);
+        s
+    }
+}
+
+fn nginx(frames: &[Vec<u8>], level: i32, kept: Option<&mut ZStream>, out: &mut Vec<u8>) -> usize {
+    out.clear();
+    out.extend_from_slice(&GZIP_HEADER);
+    // Boxed: zlib's state points back at its z_stream, which must not move.
+    let mut fresh: Option<Box<ZStream>> = None;
+    let s: &mut ZStream = match kept {
+        Some(s) => {
+            unsafe { deflateReset(s) };
+            s
+        }
+        None => &mut **fresh.insert(zlib_init(level)),
+    };
+    unsafe {
         let mut crc: c_ulong = 0;
         let mut total = 0u32;
         for (i, f) in frames.iter().enumerate() {
@@ -121,7 +141,7 @@ fn nginx(frames: &[Vec<u8>], level: i32, out: &mut Vec<u8>) -> usize {
                 out.reserve(4096);
                 s.next_out = out.as_mut_ptr().add(start);
                 s.avail_out = 4096;
-                let rc = deflate(&mut s, if last { 4 } else { 0 });
+                let rc = deflate(s, if last { 4 } else { 0 });
                 out.set_len(start + 4096 - s.avail_out as usize);
                 if rc == 1 {
                     break;
@@ -132,7 +152,9 @@ fn nginx(frames: &[Vec<u8>], level: i32, out: &mut Vec<u8>) -> usize {
                 }
             }
         }
-        deflateEnd(&mut s);
+        if let Some(mut s) = fresh {
+            deflateEnd(&mut *s);
+        }
         out.extend_from_slice(&(crc as u32).to_le_bytes());
         out.extend_from_slice(&total.to_le_bytes());
     }
@@ -274,7 +296,11 @@ type Encoder = Box<dyn FnMut(&[Vec<u8>], &mut Vec<u8>) -> usize>;
 /// `coalesce` and VARIANT `gzipwrap` | `w14` | `mem7` | `mem9`.
 fn encoder(name: &str, level: u32) -> Encoder {
     if name == "nginx" {
-        return Box::new(move |f, o| nginx(f, level as i32, o));
+        return Box::new(move |f, o| nginx(f, level as i32, None, o));
+    }
+    if name == "nginx-reset" {
+        let mut s = zlib_init(level as i32);
+        return Box::new(move |f, o| nginx(f, level as i32, Some(&mut s), o));
     }
     let (policy, variant) = name.split_once('-').map_or((name, ""), |(a, b)| (a, b));
     let (policy, variant) = match (policy, variant) {
@@ -353,6 +379,7 @@ fn main() {
             for how in ["one", "hyper"] {
                 for level in 1..=9 {
                     add("nginx", level, how);
+                    add("nginx-reset", level, how);
                     add("sync-each", level, how);
                     add("finish-last", level, how);
                 }
