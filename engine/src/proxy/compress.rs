@@ -11,10 +11,12 @@
 //!   it has a body worth changing (not HEAD, 1xx, 204, 206/`Content-Range`
 //!   or 304).
 //! - [`GzipBody`], which compresses each upstream data frame as it arrives
-//!   and sync-flushes at the frame's end, so server-sent events and long
-//!   polls reach the client one event at a time. Memory per response is the
-//!   deflate state plus one output buffer that is reused once the previous
-//!   frame has been written; nothing accumulates, whatever the body size.
+//!   and sync-flushes before it would wait for the next one, so server-sent
+//!   events and long polls reach the client one event at a time, while
+//!   frames that are already there together share one flush. Memory per
+//!   response is the deflate state plus one output buffer that is reused
+//!   once the previous frame has been written; nothing accumulates, whatever
+//!   the body size.
 //!
 //! A backend that already sent `Content-Encoding` (gzip or anything else) is
 //! passed through untouched, also to a client that did not ask for it: the
@@ -27,6 +29,9 @@
 //! (perf/findings/2026-11-25-gzip.md). Deflate states are pooled per worker
 //! thread because allocating and zeroing one costs as much as compressing a
 //! small response.
+//!
+//! Levels mean what they mean in zlib and nginx's `gzip_comp_level`, which
+//! is not what zlib-rs's numbers mean at the bottom: see [`zlib_rs_level`].
 
 use super::body::{RespBody, UpstreamBody};
 use crate::config::Compression;
@@ -38,7 +43,7 @@ use http_body::{Body, Frame, SizeHint};
 use std::cell::RefCell;
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 #[cfg(test)]
 mod tests;
@@ -315,6 +320,30 @@ const POOL_MAX: usize = 4;
 /// Output space offered to the encoder per call, as a share of the input.
 const MIN_OUT: usize = 1024;
 const MAX_OUT: usize = 64 * 1024;
+/// Input compressed without a flush before one is made anyway, even if the
+/// upstream has more ready: bounds the output held back and the time before
+/// the client sees it. Each flush ends a deflate block (new Huffman tables,
+/// 4 to 5 bytes): at level 1, a flush per 16 KiB frame (h2 DATA) costs 16 %
+/// more instructions than one per 64 KiB (perf/findings/2026-12-01-gzip-level1.md).
+const FLUSH_AFTER: usize = 64 * 1024;
+
+/// The zlib-rs level that does what zlib's (and so nginx's) `level` does.
+///
+/// zlib-rs follows zlib-ng: its level 1 is `deflate_quick`, static Huffman
+/// codes only, and zlib's level 1 (`deflate_fast` with good 4, lazy 4,
+/// nice 8, chain 4) moved to its level 2, the same parameters. On the
+/// bench's 64 KiB JSON body, quick writes 11.2 KB where zlib's level 1
+/// writes 8.3 KB; zlib-rs level 2 writes 8.2 KB for 1.5× quick's CPU, about
+/// nginx's (perf/findings/2026-12-01-gzip-level1.md). So `level = 1` runs
+/// zlib-rs level 2. Levels 2 to 9 are zlib-rs's own: zlib's level 2 (chain
+/// 8) has no zlib-rs twin, and 2 compresses like 1. No setting reaches
+/// `deflate_quick`.
+pub fn zlib_rs_level(level: u32) -> u32 {
+    match level.clamp(1, 9) {
+        1 => 2,
+        n => n,
+    }
+}
 
 thread_local! {
     /// Idle deflate states of this worker, with their level. Workers are
@@ -335,8 +364,11 @@ impl Deflater {
     fn take(level: u32) -> Deflater {
         let pooled = POOL.with(|p| {
             let mut p = p.borrow_mut();
-            let i = p.iter().position(|(l, _)| *l == level)?;
-            Some(p.swap_remove(i).1)
+            // The state returned last: its ~300 KiB are the likeliest to
+            // be in cache still. Oldest first would rotate through all of
+            // them once a burst has filled the pool.
+            let i = p.iter().rposition(|(l, _)| *l == level)?;
+            Some(p.remove(i).1)
         });
         let z = pooled
             .unwrap_or_else(|| Box::new(Compress::new(flate2::Compression::new(level), false)));
@@ -362,26 +394,38 @@ impl Drop for Deflater {
 }
 
 /// A response body compressed to gzip on the fly, frame by frame.
+///
+/// When it flushes: before it would wait for the upstream (so an event is
+/// never held back for the next one), after [`FLUSH_AFTER`] bytes of input,
+/// and by finishing the stream with the frame after which the upstream says
+/// it has ended, so a body that arrives whole leaves as one frame.
 pub struct GzipBody<B> {
     inner: B,
     /// `None` once the gzip trailer has been produced (or compression failed).
     z: Option<Deflater>,
     crc: Crc,
     out: BytesMut,
+    /// Input compressed since the last flush.
+    unflushed: usize,
     /// Upstream trailers, sent after our gzip trailer.
     trailers: Option<HeaderMap>,
+    /// `poll_frame` has returned `None`.
+    ended: bool,
 }
 
 impl<B> GzipBody<B> {
+    /// `level` is the configured one, 1 to 9 (see [`zlib_rs_level`]).
     pub fn new(inner: B, level: u32) -> GzipBody<B> {
         let mut out = BytesMut::new();
         out.extend_from_slice(&GZIP_HEADER);
         GzipBody {
             inner,
-            z: Some(Deflater::take(level.clamp(1, 9))),
+            z: Some(Deflater::take(zlib_rs_level(level))),
             crc: Crc::new(),
             out,
+            unflushed: 0,
             trailers: None,
+            ended: false,
         }
     }
 
@@ -419,17 +463,41 @@ impl<B> GzipBody<B> {
         }
     }
 
-    fn compress_frame(&mut self, data: &[u8]) -> Bytes {
+    /// Compresses one frame without flushing; `Some` with the output when
+    /// [`FLUSH_AFTER`] forced a flush (or compression failed).
+    fn compress_frame(&mut self, data: &[u8]) -> Option<Bytes> {
         self.crc.update(data);
-        match self.deflate(data, FlushCompress::Sync) {
-            Ok(()) => self.out.split().freeze(),
+        self.unflushed += data.len();
+        let flush = if self.unflushed >= FLUSH_AFTER {
+            FlushCompress::Sync
+        } else {
+            FlushCompress::None
+        };
+        match self.deflate(data, flush) {
+            Ok(()) if flush == FlushCompress::None => None,
+            Ok(()) => Some(self.flushed()),
+            Err(e) => Some(self.fail(e)),
+        }
+    }
+
+    /// Everything compressed so far, complete on the wire (sync flush).
+    fn sync(&mut self) -> Bytes {
+        match self.deflate(&[], FlushCompress::Sync) {
+            Ok(()) => self.flushed(),
             Err(e) => self.fail(e),
         }
     }
 
-    /// The end of the deflate stream and the gzip trailer (CRC-32, size mod 2³²).
-    fn finish(&mut self) -> Bytes {
-        if let Err(e) = self.deflate(&[], FlushCompress::Finish) {
+    fn flushed(&mut self) -> Bytes {
+        self.unflushed = 0;
+        self.out.split().freeze()
+    }
+
+    /// The last frame's data (if any), the end of the deflate stream and the
+    /// gzip trailer (CRC-32, size mod 2³²).
+    fn finish(&mut self, data: &[u8]) -> Bytes {
+        self.crc.update(data);
+        if let Err(e) = self.deflate(data, FlushCompress::Finish) {
             return self.fail(e);
         }
         self.out.extend_from_slice(&self.crc.sum().to_le_bytes());
@@ -460,34 +528,53 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
+        let done = |bytes| Poll::Ready(Some(Ok(Frame::data(bytes))));
         loop {
             if this.z.is_none() {
-                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+                let trailers = this.trailers.take();
+                this.ended = trailers.is_none();
+                return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
             }
-            let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                Some(Ok(frame)) => frame,
-                Some(Err(e)) => {
+            let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+                // About to wait: what came so far goes out first.
+                Poll::Pending if this.unflushed > 0 => return done(this.sync()),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(Some(Err(e))) => {
                     // The backend broke off: so do we, without a trailer.
                     this.z = None;
                     return Poll::Ready(Some(Err(e)));
                 }
-                None => return Poll::Ready(Some(Ok(Frame::data(this.finish())))),
+                Poll::Ready(None) => return done(this.finish(&[])),
             };
             match frame.into_data() {
-                Ok(data) if data.is_empty() => continue,
-                Ok(data) => return Poll::Ready(Some(Ok(Frame::data(this.compress_frame(&data))))),
+                Ok(data) if data.is_empty() => {}
+                // The upstream knows it has ended (its length is reached):
+                // finish now rather than flush and poll once more.
+                Ok(data) if this.inner.is_end_stream() => return done(this.finish(&data)),
+                Ok(data) => {
+                    if let Some(bytes) = this.compress_frame(&data) {
+                        return done(bytes);
+                    }
+                }
                 Err(frame) => {
                     if let Ok(t) = frame.into_trailers() {
                         this.trailers = Some(t);
-                        return Poll::Ready(Some(Ok(Frame::data(this.finish()))));
+                        return done(this.finish(&[]));
                     }
                 }
             }
         }
     }
 
+    /// True only once `None` has been returned, not already with the frame
+    /// that carries the gzip trailer: `server::h1` answers a `true` after a
+    /// frame by appending the chunked terminator to its buffer at once, and
+    /// a frame over 8 KiB that it still holds for `writev` would then go out
+    /// after the terminator (engine/src/server/h1/conn.rs). The cost is one
+    /// more poll, and one more write, per response.
     fn is_end_stream(&self) -> bool {
-        self.z.is_none() && self.trailers.is_none()
+        self.ended
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -256,20 +256,47 @@ fn headers_are_rewritten() {
     assert_eq!(h.get_all("vary").iter().count(), 2);
 }
 
-/// A body that yields scripted frames.
+/// A body that yields scripted frames, all ready at once unless a
+/// [`Step::Wait`] makes it pending (as an upstream between two events).
 #[derive(Debug, Default)]
 struct Script {
-    frames: VecDeque<Result<Frame<Bytes>, &'static str>>,
+    steps: VecDeque<Step>,
+    /// Says it has ended once the last step is taken, as a body whose
+    /// Content-Length is reached does (hyper's `Incoming`).
+    knows_its_end: bool,
+}
+
+#[derive(Debug)]
+enum Step {
+    Frame(Result<Frame<Bytes>, &'static str>),
+    /// Pending once (and woken at once).
+    Wait,
 }
 
 impl Script {
+    /// Data frames that are all there together.
     fn data<I: IntoIterator<Item = Vec<u8>>>(chunks: I) -> Script {
         Script {
-            frames: chunks
+            steps: chunks
                 .into_iter()
-                .map(|c| Ok(Frame::data(Bytes::from(c))))
+                .map(|c| Step::Frame(Ok(Frame::data(Bytes::from(c)))))
                 .collect(),
+            knows_its_end: false,
         }
+    }
+
+    /// Data frames with a wait after each: server-sent events.
+    fn events<I: IntoIterator<Item = Vec<u8>>>(chunks: I) -> Script {
+        let mut s = Script::default();
+        for c in chunks {
+            s.push(Ok(Frame::data(Bytes::from(c))));
+            s.steps.push_back(Step::Wait);
+        }
+        s
+    }
+
+    fn push(&mut self, frame: Result<Frame<Bytes>, &'static str>) {
+        self.steps.push_back(Step::Frame(frame));
     }
 }
 
@@ -278,9 +305,20 @@ impl Body for Script {
     type Error = &'static str;
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
-        Poll::Ready(self.frames.pop_front())
+        match self.steps.pop_front() {
+            Some(Step::Frame(f)) => Poll::Ready(Some(f)),
+            Some(Step::Wait) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.knows_its_end && self.steps.is_empty()
     }
 }
 
@@ -390,7 +428,7 @@ async fn many_small_frames_each_decode_on_arrival() {
     let events: Vec<Vec<u8>> = (0..2000)
         .map(|i| format!("data: {i}\n\n").into_bytes())
         .collect();
-    let mut gz = GzipBody::new(Script::data(events.clone()), 1);
+    let mut gz = GzipBody::new(Script::events(events.clone()), 1);
     let mut inflate = flate2::Decompress::new(false);
     let mut wire = Vec::new();
     let mut plain = vec![0u8; 64];
@@ -455,7 +493,7 @@ async fn trailers_follow_the_gzip_trailer() {
     let mut t = HeaderMap::new();
     t.insert("grpc-status", HeaderValue::from_static("0"));
     let mut script = Script::data([b"payload".to_vec()]);
-    script.frames.push_back(Ok(Frame::trailers(t)));
+    script.push(Ok(Frame::trailers(t)));
     let (gz, trailers) = compress_all(script, 1).await;
     assert_eq!(gunzip(&gz), b"payload");
     assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
@@ -463,12 +501,106 @@ async fn trailers_follow_the_gzip_trailer() {
 
 #[tokio::test]
 async fn an_upstream_error_ends_the_body() {
-    let mut script = Script::data([b"part".to_vec()]);
-    script.frames.push_back(Err("reset"));
+    // The data went out while the upstream was pending; then it broke off.
+    let mut script = Script::events([b"part".to_vec()]);
+    script.push(Err("reset"));
     let mut gz = GzipBody::new(script, 1);
     assert!(gz.frame().await.expect("frame").is_ok());
     assert_eq!(gz.frame().await.expect("frame").err(), Some("reset"));
     assert!(gz.frame().await.is_none());
+    // Broken off before a flush: the error, and nothing after it.
+    let mut script = Script::data([b"part".to_vec()]);
+    script.push(Err("reset"));
+    let mut gz = GzipBody::new(script, 1);
+    assert_eq!(gz.frame().await.expect("frame").err(), Some("reset"));
+    assert!(gz.frame().await.is_none());
+}
+
+/// The data frames `body` yields, each as it came.
+async fn frames_of<B>(mut gz: GzipBody<B>) -> Vec<Bytes>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: fmt::Debug,
+{
+    let mut frames = Vec::new();
+    while let Some(f) = gz.frame().await {
+        frames.push(f.expect("ok").into_data().expect("data"));
+    }
+    frames
+}
+
+#[tokio::test]
+async fn frames_ready_together_share_one_flush() {
+    let chunks = [b"one ".to_vec(), b"two ".to_vec(), b"three".to_vec()];
+    let frames = frames_of(GzipBody::new(Script::data(chunks.clone()), 1)).await;
+    assert_eq!(frames.len(), 1, "compressed together, finished once");
+    assert_eq!(gunzip(&frames[0]), chunks.concat());
+
+    // The same frames with waits between: one flushed frame each, then the end.
+    let frames = frames_of(GzipBody::new(Script::events(chunks.clone()), 1)).await;
+    assert_eq!(frames.len(), 4);
+    assert_eq!(gunzip(&frames.concat()), chunks.concat());
+}
+
+#[tokio::test]
+async fn a_flush_at_least_every_64_kib_of_input() {
+    // 10 frames of 16 KiB, all ready: flushed after the 4th and the 8th,
+    // finished at the end; each flushed prefix decodes on its own.
+    let mut seed = 3;
+    let body = json_like(&mut seed, 10 * 16 * 1024);
+    let chunks = body.chunks(16 * 1024).map(<[u8]>::to_vec);
+    let frames = frames_of(GzipBody::new(Script::data(chunks), 1)).await;
+    assert_eq!(frames.len(), 3);
+    for (i, upto) in [(1, 4 * 16 * 1024), (2, 8 * 16 * 1024)] {
+        let mut inflate = flate2::Decompress::new(false);
+        let wire = frames[..i].concat();
+        let mut plain = vec![0u8; body.len()];
+        inflate
+            .decompress(
+                &wire[GZIP_HEADER.len()..],
+                &mut plain,
+                flate2::FlushDecompress::Sync,
+            )
+            .expect("inflate");
+        assert_eq!(inflate.total_out(), upto as u64, "frame {i}");
+        assert!(plain[..upto] == body[..upto]);
+    }
+    assert_eq!(gunzip(&frames.concat()), body);
+}
+
+#[tokio::test]
+async fn the_frame_that_ends_the_body_finishes_the_stream() {
+    let mut script = Script::data([b"head ".to_vec(), b"tail".to_vec()]);
+    script.knows_its_end = true;
+    let mut gz = GzipBody::new(script, 1);
+    let frame = gz.frame().await.expect("frame").expect("ok");
+    // The gzip trailer came with the last data: that frame alone decodes.
+    assert_eq!(gunzip(&frame.into_data().expect("data")), b"head tail");
+    // Not said before `None` (see `is_end_stream`), but `None` comes next.
+    assert!(!gz.is_end_stream());
+    assert!(gz.frame().await.is_none());
+    assert!(gz.is_end_stream());
+}
+
+#[test]
+fn levels_are_zlibs_levels() {
+    let mapped: Vec<u32> = (0..=10).map(zlib_rs_level).collect();
+    assert_eq!(mapped, [2, 2, 2, 3, 4, 5, 6, 7, 8, 9, 9]);
+}
+
+#[tokio::test]
+async fn level_1_is_deflate_fast_not_quick() {
+    // zlib-rs's own level 1 writes static-Huffman blocks only (block type
+    // 01); zlib's level 1 (zlib-rs's 2) writes dynamic ones (type 10), as
+    // nginx does at `gzip_comp_level 1`.
+    let mut seed = 11;
+    let body = json_like(&mut seed, 64 * 1024);
+    let (one, _) = compress_all(Script::data([body.clone()]), 1).await;
+    let (two, _) = compress_all(Script::data([body.clone()]), 2).await;
+    assert_eq!(one, two, "level 1 runs zlib-rs level 2");
+    let btype = (one[GZIP_HEADER.len()] >> 1) & 0b11;
+    assert_eq!(btype, 0b10, "dynamic Huffman codes");
+    assert_eq!(gunzip(&one), body);
 }
 
 #[tokio::test]
@@ -489,4 +621,18 @@ async fn deflate_states_are_pooled_per_thread() {
         .collect();
     drop(many);
     assert_eq!(pooled(2), POOL_MAX.saturating_sub(pooled(3)));
+}
+
+#[test]
+fn the_pool_lends_the_state_returned_last() {
+    POOL.with(|p| p.borrow_mut().clear());
+    let addr = |d: &Deflater| d.z.as_deref().map(|z| z as *const Compress);
+    let (a, b) = (Deflater::take(4), Deflater::take(4));
+    let (pa, pb) = (addr(&a), addr(&b));
+    drop(a);
+    drop(b);
+    // The warmest first: after a burst, one state serves, not all in turn.
+    let c = Deflater::take(4);
+    assert_eq!(addr(&c), pb);
+    assert_eq!(addr(&Deflater::take(4)), pa);
 }
