@@ -188,6 +188,16 @@ impl WriteBuf {
         }
     }
 
+    /// Ends a chunked body (no trailers). A large frame held by reference
+    /// goes out after `buf`, so the last chunk must follow it, not `buf`.
+    pub fn push_chunked_end(&mut self) {
+        if self.data.is_empty() && self.tail.is_empty() {
+            encode_chunked_end(&mut self.buf, None);
+        } else {
+            self.tail = b"\r\n0\r\n\r\n";
+        }
+    }
+
     /// Writes everything queued; the buffer's capacity is kept for reuse.
     pub fn poll_flush<I: AsyncWrite + Unpin>(
         &mut self,

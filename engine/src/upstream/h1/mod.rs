@@ -265,8 +265,13 @@ impl Upload {
 
     /// The last chunk (and trailers) of a chunked body; a sized body just ends.
     fn end_body(&mut self, framing: write::Framing, trailers: Option<&http::HeaderMap>) {
-        if framing == write::Framing::Chunked {
-            write::encode_chunked_end(&mut self.wbuf.buf, trailers);
+        match (framing, trailers) {
+            (write::Framing::Chunked, None) => self.wbuf.push_chunked_end(),
+            // Trailers come in a frame of their own, after any held data was written.
+            (write::Framing::Chunked, Some(t)) => {
+                write::encode_chunked_end(&mut self.wbuf.buf, Some(t))
+            }
+            _ => {}
         }
         self.sending = Sending::Flush;
     }

@@ -182,6 +182,29 @@ fn chunks_small_copied_large_by_reference_and_trailers() {
 }
 
 #[test]
+fn the_last_chunk_follows_a_large_held_frame() {
+    let cx = &mut Context::from_waker(std::task::Waker::noop());
+    let big = Bytes::from(vec![b'y'; COPY_MAX + 1]);
+    let mut w = WriteBuf::default();
+    w.push_data(Framing::Chunked, big.clone());
+    w.push_chunked_end();
+    let mut out = Vec::new();
+    assert!(matches!(w.poll_flush(&mut out, cx), Poll::Ready(Ok(()))));
+    let mut want = b"2001\r\n".to_vec();
+    want.extend_from_slice(&big);
+    want.extend_from_slice(b"\r\n0\r\n\r\n");
+    assert_eq!(out, want);
+
+    // With nothing held, it is appended to the buffer.
+    let mut w = WriteBuf::default();
+    w.push_data(Framing::Chunked, Bytes::from_static(b"hi"));
+    w.push_chunked_end();
+    let mut out = Vec::new();
+    assert!(matches!(w.poll_flush(&mut out, cx), Poll::Ready(Ok(()))));
+    assert_eq!(out, b"2\r\nhi\r\n0\r\n\r\n");
+}
+
+#[test]
 fn length_bodies_are_raw() {
     let mut w = WriteBuf::default();
     w.push_data(Framing::Length(3), Bytes::from_static(b"abc"));
