@@ -521,7 +521,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     return Poll::Ready(Err(ConnError::LengthMismatch));
                 }
                 if framing == Framing::Chunked {
-                    write::encode_chunked_end(&mut self.wbuf.buf, None);
+                    self.wbuf.push_chunked_end();
                 }
                 ended = true;
             }
