@@ -567,14 +567,11 @@ where
         }
     }
 
-    /// True only once `None` has been returned, not already with the frame
-    /// that carries the gzip trailer: `server::h1` answers a `true` after a
-    /// frame by appending the chunked terminator to its buffer at once, and
-    /// a frame over 8 KiB that it still holds for `writev` would then go out
-    /// after the terminator (engine/src/server/h1/conn.rs). The cost is one
-    /// more poll, and one more write, per response.
+    /// True from the frame that carries the gzip trailer on (when there are
+    /// no upstream trailers to follow), so `server::h1` writes the last chunk
+    /// behind that frame instead of polling once more for `None`.
     fn is_end_stream(&self) -> bool {
-        self.ended
+        self.ended || (self.z.is_none() && self.trailers.is_none())
     }
 
     fn size_hint(&self) -> SizeHint {
