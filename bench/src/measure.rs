@@ -5,7 +5,10 @@
 //! of the process. Worker *processes* (nginx's master/worker) are not
 //! included until reaped, so we walk `/proc/PID/task/*/children` and add each
 //! descendant. The headline figure is CPU µs per request: the delta of
-//! utime+stime across the load run divided by the requests completed.
+//! utime+stime across the load run divided by the requests completed. The
+//! two are also kept apart: utime is the proxy's own code, stime the
+//! kernel's work on its behalf (syscalls, the TCP stack on its sockets),
+//! which costs every proxy the same per syscall.
 
 use std::path::Path;
 
@@ -81,8 +84,10 @@ fn read(path: impl AsRef<Path>) -> Option<String> {
 /// A point-in-time reading of a process tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
-    /// utime + stime of the tree, in ticks.
-    pub cpu_ticks: u64,
+    /// utime of the tree (user space), in ticks.
+    pub user_ticks: u64,
+    /// stime of the tree (kernel, on the tree's behalf), in ticks.
+    pub sys_ticks: u64,
     /// Sum of VmHWM (peak resident set) over the tree, in bytes.
     pub peak_rss: u64,
     /// Sum of VmRSS (current resident set) over the tree, in bytes.
@@ -97,7 +102,8 @@ pub fn sample(pid: u32) -> Sample {
             .as_deref()
             .and_then(parse_stat)
         {
-            s.cpu_ticks += t.utime + t.stime;
+            s.user_ticks += t.utime;
+            s.sys_ticks += t.stime;
         }
         if let Some(status) = read(format!("/proc/{p}/status")) {
             s.peak_rss += parse_status_kb(&status, "VmHWM").unwrap_or(0);
@@ -107,13 +113,53 @@ pub fn sample(pid: u32) -> Sample {
     s
 }
 
-/// CPU microseconds per request from two samples.
-pub fn cpu_us_per_request(before: Sample, after: Sample, ticks_per_sec: u64, requests: u64) -> f64 {
+impl Sample {
+    /// utime + stime of the tree, in ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.user_ticks + self.sys_ticks
+    }
+}
+
+/// CPU microseconds per request between two samples, whole and split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuPerRequest {
+    /// utime + stime.
+    pub cpu_us: f64,
+    /// utime: the process's own code.
+    pub user_us: f64,
+    /// stime: the kernel's work on its behalf.
+    pub sys_us: f64,
+}
+
+/// Microseconds per request of a tick delta; NaN without requests or a
+/// tick rate.
+fn us_per_request(ticks: u64, ticks_per_sec: u64, requests: u64) -> f64 {
     if requests == 0 || ticks_per_sec == 0 {
         return f64::NAN;
     }
-    let ticks = after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64;
-    ticks * 1e6 / ticks_per_sec as f64 / requests as f64
+    ticks as f64 * 1e6 / ticks_per_sec as f64 / requests as f64
+}
+
+/// CPU, user and system microseconds per request from two samples. The
+/// user and system parts add up to the CPU figure exactly (same ticks).
+pub fn cpu_split_per_request(
+    before: Sample,
+    after: Sample,
+    ticks_per_sec: u64,
+    requests: u64,
+) -> CpuPerRequest {
+    let user = after.user_ticks.saturating_sub(before.user_ticks);
+    let sys = after.sys_ticks.saturating_sub(before.sys_ticks);
+    CpuPerRequest {
+        cpu_us: us_per_request(user + sys, ticks_per_sec, requests),
+        user_us: us_per_request(user, ticks_per_sec, requests),
+        sys_us: us_per_request(sys, ticks_per_sec, requests),
+    }
+}
+
+/// CPU (user + system) microseconds per request from two samples.
+pub fn cpu_us_per_request(before: Sample, after: Sample, ticks_per_sec: u64, requests: u64) -> f64 {
+    cpu_split_per_request(before, after, ticks_per_sec, requests).cpu_us
 }
 
 /// Busy and total jiffies of one CPU from `/proc/stat`.
@@ -189,16 +235,38 @@ mod tests {
     #[test]
     fn cpu_per_request_math() {
         let before = Sample {
-            cpu_ticks: 100,
+            user_ticks: 100,
             ..Sample::default()
         };
         let after = Sample {
-            cpu_ticks: 350,
+            user_ticks: 350,
             ..Sample::default()
         };
         // 250 ticks at 100 Hz = 2.5 s = 2_500_000 µs over 100_000 requests.
         assert!((cpu_us_per_request(before, after, 100, 100_000) - 25.0).abs() < 1e-9);
         assert!(cpu_us_per_request(before, after, 100, 0).is_nan());
+    }
+
+    #[test]
+    fn cpu_splits_into_user_and_sys() {
+        let before = Sample {
+            user_ticks: 100,
+            sys_ticks: 40,
+            ..Sample::default()
+        };
+        let after = Sample {
+            user_ticks: 250,
+            sys_ticks: 140,
+            ..Sample::default()
+        };
+        // 150 user + 100 sys ticks at 100 Hz over 100_000 requests.
+        let c = cpu_split_per_request(before, after, 100, 100_000);
+        assert!((c.user_us - 15.0).abs() < 1e-9, "{c:?}");
+        assert!((c.sys_us - 10.0).abs() < 1e-9, "{c:?}");
+        assert!((c.cpu_us - 25.0).abs() < 1e-9, "{c:?}");
+        assert_eq!(cpu_us_per_request(before, after, 100, 100_000), c.cpu_us);
+        let none = cpu_split_per_request(before, after, 100, 0);
+        assert!(none.cpu_us.is_nan() && none.user_us.is_nan() && none.sys_us.is_nan());
     }
 
     #[test]

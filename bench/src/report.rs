@@ -54,6 +54,11 @@ pub struct Summary {
     pub p99: f64,
     pub p999: f64,
     pub cpu_us: f64,
+    /// utime part of `cpu_us` (its own median, so with several rounds
+    /// `user_us + sys_us` need not equal `cpu_us` exactly).
+    pub user_us: f64,
+    /// stime part of `cpu_us`.
+    pub sys_us: f64,
     pub peak_rss: f64,
     pub errors: u64,
     pub idle_bytes: f64,
@@ -77,13 +82,9 @@ pub fn summarize(cell: &Cell) -> Summary {
         p50: m(&|l| l.p50_us),
         p99: m(&|l| l.p99_us),
         p999: m(&|l| l.p999_us),
-        cpu_us: median(
-            &cell
-                .rounds
-                .iter()
-                .map(|r| r.cpu_us_per_req)
-                .collect::<Vec<_>>(),
-        ),
+        cpu_us: per_round(cell, |r| r.cpu_us_per_req),
+        user_us: per_round(cell, |r| r.user_us_per_req),
+        sys_us: per_round(cell, |r| r.sys_us_per_req),
         peak_rss: median(
             &cell
                 .rounds
@@ -107,6 +108,11 @@ pub fn summarize(cell: &Cell) -> Summary {
         ),
         generator_bound: !cell.rounds.is_empty() && bound * 2 > cell.rounds.len(),
     }
+}
+
+/// Median across the cell's rounds of one per-round figure.
+fn per_round(cell: &Cell, f: impl Fn(&crate::runner::Round) -> f64) -> f64 {
+    median(&cell.rounds.iter().map(f).collect::<Vec<_>>())
 }
 
 fn num(v: f64, digits: usize) -> String {
@@ -235,60 +241,11 @@ fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, stem: &str) ->
     }
 
     // Headline: CPU µs/request and ratios.
-    let sluice = r.peers.iter().position(|p| p == "sluice");
-    // Ratios against the other proxies; `direct` is the origin's own cost, not a peer.
-    let others: Vec<usize> = (0..r.peers.len())
-        .filter(|&i| Some(i) != sluice && r.peers[i] != "direct")
-        .collect();
     let _ = writeln!(
         o,
         "## CPU µs per request (median)\n\n![CPU µs per request]({stem}.svg)\n"
     );
-    let mut header = String::from("| scenario |");
-    let mut sep = String::from("|---|");
-    for p in &r.peers {
-        let _ = write!(header, " {p} |");
-        sep.push_str("---:|");
-    }
-    if sluice.is_some() {
-        for &i in &others {
-            let _ = write!(header, " sluice ÷ {} |", r.peers[i]);
-            sep.push_str("---:|");
-        }
-    }
-    let _ = writeln!(o, "{header}\n{sep}");
-    for (si, s) in r.scenarios.iter().enumerate() {
-        if matches!(s.kind, Kind::Idle { .. }) {
-            continue;
-        }
-        let _ = write!(o, "| {} |", s.id);
-        for pi in 0..r.peers.len() {
-            let cell = &r.cells[&(si, pi)];
-            let text = match cell.status {
-                Status::Ok => format!("{}{}", num(sums[&(si, pi)].cpu_us, 1), dagger(cell)),
-                Status::Failed(_) => format!("{} (failed)", num(sums[&(si, pi)].cpu_us, 1)),
-                Status::Unsupported(_) => "unsupported".into(),
-                Status::Skipped(_) => "–".into(),
-            };
-            let _ = write!(o, " {text} |");
-        }
-        if let Some(sp) = sluice {
-            for &i in &others {
-                let ok = matches!(r.cells[&(si, sp)].status, Status::Ok)
-                    && matches!(r.cells[&(si, i)].status, Status::Ok);
-                let v = if ok {
-                    ratio(sums[&(si, sp)].cpu_us, sums[&(si, i)].cpu_us)
-                } else {
-                    f64::NAN
-                };
-                let caveat =
-                    r.cells[&(si, sp)].caveat.is_some() || r.cells[&(si, i)].caveat.is_some();
-                let mark = if v.is_finite() && caveat { "†" } else { "" };
-                let _ = write!(o, " {}{mark} |", num(v, 2));
-            }
-        }
-        o.push('\n');
-    }
+    peer_table(&mut o, r, sums, |m| m.cpu_us);
     let _ = writeln!(
         o,
         "\nA ratio below 1.00 means Sluice spends less CPU per request than that peer (target: ≤ 0.80 against the best peer). The `direct` column is the origin's own cost with no proxy.{}\n",
@@ -298,6 +255,16 @@ fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, stem: &str) ->
             ""
         }
     );
+
+    // The user-space part alone: the proxies' own code, without the
+    // kernel's share that the same syscalls cost every one of them.
+    let _ = writeln!(o, "## User-space µs per request (median)\n");
+    let _ = writeln!(
+        o,
+        "utime alone (the proxy's own code; the kernel's share, stime, is the `sys µs/req` column of each scenario below), same peers and ratios as above.\n"
+    );
+    peer_table(&mut o, r, sums, |m| m.user_us);
+    o.push('\n');
 
     // Per-scenario detail.
     let _ = writeln!(o, "## Scenarios\n");
@@ -332,12 +299,12 @@ fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, stem: &str) ->
                 let gz = gzip_level.is_some();
                 let _ = writeln!(
                     o,
-                    "| peer | rps | p50 µs | p99 µs | p99.9 µs | CPU µs/req | peak RSS MiB | errors |{} notes |",
+                    "| peer | rps | p50 µs | p99 µs | p99.9 µs | CPU µs/req | user µs/req | sys µs/req | peak RSS MiB | errors |{} notes |",
                     if gz { " gzip bytes (ratio) |" } else { "" }
                 );
                 let _ = writeln!(
                     o,
-                    "|---|---:|---:|---:|---:|---:|---:|---:|{}---|",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}---|",
                     if gz { "---:|" } else { "" }
                 );
                 for (pi, p) in r.peers.iter().enumerate() {
@@ -369,12 +336,14 @@ fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, stem: &str) ->
                     };
                     let _ = writeln!(
                         o,
-                        "| {p} | {} | {} | {} | {} | {} | {} | {} |{gz_col} {} |",
+                        "| {p} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{gz_col} {} |",
                         num(m.rps, 0),
                         num(m.p50, 0),
                         num(m.p99, 0),
                         num(m.p999, 0),
                         num(m.cpu_us, 1),
+                        num(m.user_us, 1),
+                        num(m.sys_us, 1),
                         num(m.peak_rss / 1048576.0, 1),
                         m.errors,
                         notes.trim()
@@ -439,6 +408,66 @@ fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, stem: &str) ->
         );
     }
     o
+}
+
+/// One row per load scenario, one column per peer with `value` of its
+/// median summary, then Sluice's ratio to every other proxy (`direct` is
+/// the origin's own cost, not a peer).
+fn peer_table(
+    o: &mut String,
+    r: &Report,
+    sums: &BTreeMap<(usize, usize), Summary>,
+    value: impl Fn(&Summary) -> f64,
+) {
+    let sluice = r.peers.iter().position(|p| p == "sluice");
+    let others: Vec<usize> = (0..r.peers.len())
+        .filter(|&i| Some(i) != sluice && r.peers[i] != "direct")
+        .collect();
+    let mut header = String::from("| scenario |");
+    let mut sep = String::from("|---|");
+    for p in &r.peers {
+        let _ = write!(header, " {p} |");
+        sep.push_str("---:|");
+    }
+    if sluice.is_some() {
+        for &i in &others {
+            let _ = write!(header, " sluice ÷ {} |", r.peers[i]);
+            sep.push_str("---:|");
+        }
+    }
+    let _ = writeln!(o, "{header}\n{sep}");
+    for (si, s) in r.scenarios.iter().enumerate() {
+        if matches!(s.kind, Kind::Idle { .. }) {
+            continue;
+        }
+        let _ = write!(o, "| {} |", s.id);
+        for pi in 0..r.peers.len() {
+            let cell = &r.cells[&(si, pi)];
+            let text = match cell.status {
+                Status::Ok => format!("{}{}", num(value(&sums[&(si, pi)]), 1), dagger(cell)),
+                Status::Failed(_) => format!("{} (failed)", num(value(&sums[&(si, pi)]), 1)),
+                Status::Unsupported(_) => "unsupported".into(),
+                Status::Skipped(_) => "–".into(),
+            };
+            let _ = write!(o, " {text} |");
+        }
+        if let Some(sp) = sluice {
+            for &i in &others {
+                let ok = matches!(r.cells[&(si, sp)].status, Status::Ok)
+                    && matches!(r.cells[&(si, i)].status, Status::Ok);
+                let v = if ok {
+                    ratio(value(&sums[&(si, sp)]), value(&sums[&(si, i)]))
+                } else {
+                    f64::NAN
+                };
+                let caveat =
+                    r.cells[&(si, sp)].caveat.is_some() || r.cells[&(si, i)].caveat.is_some();
+                let mark = if v.is_finite() && caveat { "†" } else { "" };
+                let _ = write!(o, " {}{mark} |", num(v, 2));
+            }
+        }
+        o.push('\n');
+    }
 }
 
 /// A grouped bar chart of CPU µs/request: one group per load scenario, one
@@ -556,6 +585,123 @@ fn svg(r: &Report, sums: &BTreeMap<(usize, usize), Summary>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::LoadResult;
+    use crate::runner::Round;
+    use crate::scenario::Scenario;
+
+    /// A round of synthetic numbers: CPU, user and system µs per request.
+    fn round(cpu: f64, user: f64, sys: f64) -> Round {
+        Round {
+            load: Some(LoadResult {
+                requests: 100_000,
+                duration_s: 5.0,
+                rps: 20_000.0,
+                p50_us: 100.0,
+                p99_us: 200.0,
+                p999_us: 300.0,
+                errors: 0,
+            }),
+            cpu_us_per_req: cpu,
+            user_us_per_req: user,
+            sys_us_per_req: sys,
+            peak_rss: 10 * 1048576,
+            ..Round::default()
+        }
+    }
+
+    fn cell(rounds: Vec<Round>) -> Cell {
+        Cell {
+            status: Status::Ok,
+            rounds,
+            gzip_bytes: None,
+            caveat: None,
+        }
+    }
+
+    fn report(cells: BTreeMap<(usize, usize), Cell>) -> Report {
+        Report {
+            started: time::OffsetDateTime::UNIX_EPOCH,
+            quick: true,
+            args: vec!["--quick".into()],
+            machine: ("test cpu".into(), 2, "test kernel".into()),
+            pinning: "none".into(),
+            timing: Timing {
+                rounds: 3,
+                duration: std::time::Duration::from_secs(5),
+                warmup: std::time::Duration::from_secs(1),
+            },
+            versions: Vec::new(),
+            install_log: Vec::new(),
+            notes: Vec::new(),
+            skipped_peers: Vec::new(),
+            scenarios: vec![Scenario {
+                id: "h1-1k",
+                title: "HTTP/1.1 keep-alive, 1 KiB body",
+                kind: Kind::Load {
+                    generator: Generator::Wrk,
+                    path: "/1k",
+                    connections: 64,
+                    close: false,
+                    h2_streams: None,
+                    gzip_level: None,
+                },
+            }],
+            peers: vec!["sluice".into(), "nginx".into()],
+            cells,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn user_and_sys_columns_and_the_user_space_table() {
+        // (CPU, user, sys) per round, for sluice then nginx. Medians:
+        // sluice 11.0 = 4.5 user + 6.5 sys, nginx 21.0 = 12.5 + 8.5.
+        let rounds = [
+            [(10.0, 4.0, 6.0), (12.0, 5.0, 7.0), (11.0, 4.5, 6.5)],
+            [(22.0, 13.0, 9.0), (20.0, 12.0, 8.0), (21.0, 12.5, 8.5)],
+        ];
+        let cells = rounds
+            .iter()
+            .enumerate()
+            .map(|(pi, rs)| {
+                let rs = rs.iter().map(|&(c, u, s)| round(c, u, s)).collect();
+                ((0, pi), cell(rs))
+            })
+            .collect();
+        let r = report(cells);
+        let sums: BTreeMap<_, _> = r.cells.iter().map(|(k, c)| (*k, summarize(c))).collect();
+        let md = markdown(&r, &sums, "test");
+
+        let headline = md.find("## CPU µs per request (median)").expect(&md);
+        let user = md.find("## User-space µs per request (median)").expect(&md);
+        let scenarios = md.find("## Scenarios").expect(&md);
+        assert!(headline < user && user < scenarios, "{md}");
+
+        // The headline is unchanged: CPU medians and 11 / 21.
+        let table = "| scenario | sluice | nginx | sluice ÷ nginx |\n|---|---:|---:|---:|\n";
+        assert!(
+            md[headline..user].contains(&format!("{table}| h1-1k | 11.0 | 21.0 | 0.52 |\n")),
+            "{md}"
+        );
+        // The user-space table: same peers, user medians, 4.5 / 12.5.
+        assert!(
+            md[user..scenarios].contains(&format!("{table}| h1-1k | 4.5 | 12.5 | 0.36 |\n")),
+            "{md}"
+        );
+        // Scenario rows: CPU, then user and sys, then peak RSS.
+        assert!(
+            md.contains("| CPU µs/req | user µs/req | sys µs/req | peak RSS MiB |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| sluice | 20000 | 100 | 200 | 300 | 11.0 | 4.5 | 6.5 | 10.0 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nginx | 20000 | 100 | 200 | 300 | 21.0 | 12.5 | 8.5 | 10.0 | 0 |"),
+            "{md}"
+        );
+    }
 
     #[test]
     fn a_multi_line_error_stays_in_its_cell() {

@@ -62,7 +62,12 @@ pub enum Status {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Round {
     pub load: Option<LoadResult>,
+    /// utime + stime of the proxy's tree ÷ requests.
     pub cpu_us_per_req: f64,
+    /// utime alone: the proxy's own code.
+    pub user_us_per_req: f64,
+    /// stime alone: the kernel's work on the proxy's behalf.
+    pub sys_us_per_req: f64,
     pub peak_rss: u64,
     pub proxy_core_busy: f64,
     pub load_core_busy: f64,
@@ -446,9 +451,12 @@ fn measure_one(
             if load.requests == 0 {
                 return Err(MeasureError::Failed("no request completed".into()));
             }
+            let cpu = measure::cpu_split_per_request(before, after, ticks, load.requests);
             Round {
                 load: Some(load),
-                cpu_us_per_req: measure::cpu_us_per_request(before, after, ticks, load.requests),
+                cpu_us_per_req: cpu.cpu_us,
+                user_us_per_req: cpu.user_us,
+                sys_us_per_req: cpu.sys_us,
                 peak_rss: after.peak_rss,
                 proxy_core_busy: pc0.zip(pc1).map_or(f64::NAN, |(a, b)| busy_fraction(a, b)),
                 load_core_busy: lc0.zip(lc1).map_or(f64::NAN, |(a, b)| busy_fraction(a, b)),
@@ -460,6 +468,8 @@ fn measure_one(
             Round {
                 peak_rss: measure::sample(running.pid).peak_rss,
                 cpu_us_per_req: f64::NAN,
+                user_us_per_req: f64::NAN,
+                sys_us_per_req: f64::NAN,
                 proxy_core_busy: f64::NAN,
                 load_core_busy: f64::NAN,
                 idle: Some(r),
