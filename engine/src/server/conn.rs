@@ -4,23 +4,33 @@
 //! HTTP/2 to hyper's. On drain, HTTP/1.1 answers its current request with
 //! `Connection: close` and HTTP/2 sends GOAWAY; in-flight requests finish.
 //!
+//! A plain connection waits for its first bytes the way an idle keep-alive
+//! one waits for its next request: on the worker's [`IdleClock`], holding
+//! nothing else. Everything a connection needs only once (the preface
+//! sniff when it looks like HTTP/2, HTTP/2 itself, hyper) is boxed, so that
+//! the task of an idle HTTP/1.1 connection is only as large as its idle
+//! state.
+//!
 //! `SLUICE_H1=hyper` (read once at startup) serves HTTP/1.x with hyper-util's
 //! `auto` builder instead, the previous engine, so the bench can compare both.
 
 use super::h1;
+use super::idle::IdleClock;
 use crate::config::{Limits, Timeouts};
 use crate::proxy::body::ReqBody;
 use crate::proxy::{ConnCtx, handle};
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures_util::FutureExt;
 use http::Request;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 /// The client connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
@@ -46,9 +56,13 @@ impl H1Engine {
     }
 }
 
-/// The per-worker connection settings for every protocol.
+/// The per-worker connection settings for every protocol, and the clock
+/// its idle connections wait on (every connection holds this `Arc`).
 pub struct ServerBuilder {
     pub engine: H1Engine,
+    /// Keep-alive and first-byte deadlines, and the drain signal; its
+    /// [`IdleClock::sweep`] runs as a task of the worker.
+    pub idle: IdleClock,
     h1: h1::Settings,
     h2: http2::Builder<TokioExecutor>,
     /// Used only with [`H1Engine::Hyper`].
@@ -65,6 +79,7 @@ pub fn builder(limits: &Limits, timeouts: &Timeouts) -> ServerBuilder {
         .keep_alive_timeout(timeouts.client_header);
     ServerBuilder {
         engine: H1Engine::from_env(),
+        idle: IdleClock::new(timeouts.client_header),
         h1: h1::Settings {
             limits: *limits,
             header_timeout: timeouts.client_header,
@@ -93,109 +108,158 @@ fn hyper_builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExe
 }
 
 /// Serves a plain TCP connection: HTTP/2 if it opens with the preface,
-/// else HTTP/1.x. The HTTP/2 and hyper futures are boxed (once per
-/// connection) so that an idle HTTP/1 connection's task is only as large as
-/// our HTTP/1 state, not as hyper's.
-pub async fn serve<I>(
+/// else HTTP/1.x. (A function returning an `async` block: an `async fn`
+/// would keep each argument twice in the task.)
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
+pub fn serve<I>(
     mut io: I,
     ctx: Arc<ConnCtx>,
     builder: Arc<ServerBuilder>,
-    mut drain: watch::Receiver<bool>,
-) where
+) -> impl Future<Output = ()> + Send
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    if builder.engine == H1Engine::Hyper {
-        return Box::pin(serve_hyper(io, ctx, builder, drain)).await;
-    }
-    let mut first = [0u8; H2_PREFACE.len()];
-    let sniffed = tokio::select! {
-        r = tokio::time::timeout(builder.h1.header_timeout, sniff(&mut io, &mut first)) => r,
-        _ = super::worker::draining(&mut drain) => return,
-    };
-    match sniffed {
-        Ok(Ok((0, _))) | Err(_) => {} // closed or silent: nothing to answer
-        Ok(Ok((n, true))) => {
-            let io = h1::upgrade::Rewind::new(io, Bytes::copy_from_slice(&first[..n]));
-            Box::pin(serve_h2(io, ctx, &builder, drain)).await;
+    async move {
+        if builder.engine == H1Engine::Hyper {
+            return Box::pin(serve_hyper(io, ctx, builder)).await;
         }
-        Ok(Ok((n, false))) => serve_h1(io, &first[..n], ctx, &builder, drain).await,
-        Ok(Err(e)) => tracing::debug!(client = %ctx.client, error = %e, "connection failed"),
+        // Moved out whole: a partly moved match would stay in the task.
+        let (h2, mut first) = match sniff(&mut io, &builder).await {
+            Ok(Some(sniffed)) => sniffed,
+            // Closed, silent past the deadline, or drain: nothing to answer.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(client = %ctx.client, error = %e, "connection failed");
+                return;
+            }
+        };
+        if h2 {
+            let io = h1::upgrade::Rewind::new(io, first.freeze());
+            return Box::pin(serve_h2(io, ctx, &builder)).await;
+        }
+        let ended = serve_h1(&mut io, &mut first, &ctx, &builder).await;
+        if let Some(upgrade) = h1_ended(&ctx, ended) {
+            upgrade.hand_over(io);
+        }
     }
 }
 
 /// Serves a TLS connection by its ALPN: `h2` or HTTP/1.x.
-pub async fn serve_tls<I>(
-    io: TlsStream<I>,
-    ctx: Arc<ConnCtx>,
-    builder: Arc<ServerBuilder>,
-    drain: watch::Receiver<bool>,
-) where
+pub async fn serve_tls<I>(mut io: TlsStream<I>, ctx: Arc<ConnCtx>, builder: Arc<ServerBuilder>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
     match (builder.engine, h2) {
-        (H1Engine::Hyper, _) => Box::pin(serve_hyper(io, ctx, builder, drain)).await,
-        (H1Engine::Sluice, true) => Box::pin(serve_h2(io, ctx, &builder, drain)).await,
-        (H1Engine::Sluice, false) => serve_h1(io, &[], ctx, &builder, drain).await,
+        (H1Engine::Hyper, _) => Box::pin(serve_hyper(io, ctx, builder)).await,
+        (H1Engine::Sluice, true) => Box::pin(serve_h2(io, ctx, &builder)).await,
+        (H1Engine::Sluice, false) => {
+            let ended = serve_h1(&mut io, &mut BytesMut::new(), &ctx, &builder).await;
+            if let Some(upgrade) = h1_ended(&ctx, ended) {
+                upgrade.hand_over(io);
+            }
+        }
     }
 }
 
-/// Reads until the bytes differ from the HTTP/2 preface or match all of it;
-/// `(read, is_h2)`. An HTTP/1 request differs at its first byte.
+/// Waits for the first bytes like an idle keep-alive connection, and tells
+/// HTTP/2's preface from HTTP/1 (which differs at its first byte):
+/// `(is_h2, bytes read)`, or `None` if the client left, stayed silent, or
+/// drain began.
 async fn sniff<I: AsyncRead + Unpin>(
     io: &mut I,
-    buf: &mut [u8; H2_PREFACE.len()],
-) -> std::io::Result<(usize, bool)> {
-    let mut n = 0;
-    loop {
-        let got = io.read(&mut buf[n..]).await?;
-        if got == 0 {
-            return Ok((n, false));
+    builder: &ServerBuilder,
+) -> std::io::Result<Option<(bool, BytesMut)>> {
+    let deadline = Instant::now() + builder.h1.header_timeout;
+    let mut first = match builder
+        .idle
+        .wait(deadline, |cx| h1::conn::read_idle(io, cx))
+        .await
+    {
+        Ok(Ok(first)) if !first.is_empty() => first,
+        Ok(Ok(_)) | Err(_) => return Ok(None),
+        Ok(Err(e)) => return Err(e),
+    };
+    if first.len() < H2_PREFACE.len()
+        && H2_PREFACE.starts_with(&first)
+        && !Box::pin(read_preface(io, &mut first, deadline, &builder.idle)).await?
+    {
+        return Ok(None);
+    }
+    Ok(Some((first.starts_with(H2_PREFACE), first)))
+}
+
+/// Reads until `buf` differs from the HTTP/2 preface or holds all of it;
+/// `false` if the client left, was too slow, or drain began first.
+async fn read_preface<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    deadline: Instant,
+    idle: &IdleClock,
+) -> std::io::Result<bool> {
+    let read = async {
+        while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(buf) {
+            let n =
+                poll_fn(|cx| tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf)).await?;
+            if n == 0 {
+                return Ok(false);
+            }
         }
-        n += got;
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok((n, false));
-        }
-        if n == H2_PREFACE.len() {
-            return Ok((n, true));
-        }
+        Ok(true)
+    };
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, read) => r.unwrap_or(Ok(false)),
+        _ = idle.draining() => Ok(false),
     }
 }
 
-async fn serve_h1<I>(
-    io: I,
-    initial: &[u8],
-    ctx: Arc<ConnCtx>,
-    builder: &ServerBuilder,
-    drain: watch::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+/// HTTP/1.x with the proxy as the service. `h1::serve`'s own future, not
+/// one around it (which would add its inputs to the task).
+fn serve_h1<'a, I>(
+    io: &'a mut I,
+    first: &'a mut BytesMut,
+    ctx: &'a Arc<ConnCtx>,
+    builder: &'a ServerBuilder,
+) -> impl Future<Output = Result<Option<h1::conn::Upgrade>, h1::ConnError>> + 'a
+where
+    I: AsyncRead + AsyncWrite + Unpin,
 {
-    let client = ctx.client;
-    // The request's future is boxed here, once: `h1::serve` then holds and
+    // Each request's future is boxed here, once: `h1::serve` then holds and
     // moves only a pointer. (An `async move` wrapper would store the future
     // twice, as upvar and awaitee, and every move copies all of it.)
-    let svc = move |req: Request<h1::RequestBody>| {
+    let service = |req: Request<h1::RequestBody>| {
         Box::pin(handle(ctx.clone(), req.map(ReqBody::H1))).map(|r| match r {
             Ok(resp) => resp,
             Err(never) => match never {},
         })
     };
-    if let Err(e) = h1::serve(io, initial, &builder.h1, svc, drain).await {
-        if e.is_client() {
-            tracing::debug!(%client, error = %e, "connection ended with an error");
-        } else {
-            tracing::warn!(%client, error = %e, "connection ended with an error");
+    h1::serve(io, first, &builder.h1, service, &builder.idle)
+}
+
+/// Logs how an HTTP/1 connection ended; an upgrade is for the caller, which
+/// owns the IO, to hand over.
+fn h1_ended(
+    ctx: &ConnCtx,
+    ended: Result<Option<h1::conn::Upgrade>, h1::ConnError>,
+) -> Option<h1::conn::Upgrade> {
+    match ended {
+        Ok(upgrade) => upgrade,
+        Err(e) if e.is_client() => {
+            tracing::debug!(client = %ctx.client, error = %e, "connection ended with an error");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(client = %ctx.client, error = %e, "connection ended with an error");
+            None
         }
     }
 }
 
-async fn serve_h2<I>(
-    io: I,
-    ctx: Arc<ConnCtx>,
-    builder: &ServerBuilder,
-    mut drain: watch::Receiver<bool>,
-) where
+async fn serve_h2<I>(io: I, ctx: Arc<ConnCtx>, builder: &ServerBuilder)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = ctx.client;
@@ -206,7 +270,7 @@ async fn serve_h2<I>(
     tokio::pin!(conn);
     let finished = tokio::select! {
         r = conn.as_mut() => Some(r),
-        _ = super::worker::draining(&mut drain) => None,
+        _ = builder.idle.draining() => None,
     };
     let result = match finished {
         Some(r) => r,
@@ -221,12 +285,8 @@ async fn serve_h2<I>(
 }
 
 /// The previous engine: hyper-util's `auto` for HTTP/1.x and HTTP/2.
-async fn serve_hyper<I>(
-    io: I,
-    ctx: Arc<ConnCtx>,
-    builder: Arc<ServerBuilder>,
-    mut drain: watch::Receiver<bool>,
-) where
+async fn serve_hyper<I>(io: I, ctx: Arc<ConnCtx>, builder: Arc<ServerBuilder>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = ctx.client;
@@ -239,7 +299,7 @@ async fn serve_hyper<I>(
     tokio::pin!(conn);
     let finished = tokio::select! {
         r = conn.as_mut() => Some(r),
-        _ = super::worker::draining(&mut drain) => None,
+        _ = builder.idle.draining() => None,
     };
     let result = match finished {
         Some(r) => r,
@@ -252,3 +312,6 @@ async fn serve_hyper<I>(
         tracing::debug!(%client, error = %e, "connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,8 +13,11 @@ use crate::proxy::{ConnCtx, Worker};
 use crate::state::Shared;
 use crate::upstream::pool::Pool;
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -99,11 +102,30 @@ pub fn spawn(spec: WorkerSpec) -> io::Result<oneshot::Receiver<()>> {
 #[derive(Clone)]
 struct ConnSpawner {
     worker: Arc<Worker>,
+    /// Connections learn of the drain through its `idle` clock.
     builder: Arc<ServerBuilder>,
     drain: watch::Receiver<bool>,
     /// Every connection task holds a clone; see `run`.
     alive: mpsc::Sender<()>,
     header_timeout: Duration,
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's task: its future, and its share of `alive`. A struct
+    /// rather than an `async` block, which would keep the future's inputs
+    /// twice (as its own captures and inside the future).
+    pub(super) struct Alive<F> {
+        #[pin]
+        conn: F,
+        _alive: mpsc::Sender<()>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Alive<F> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().conn.poll(cx)
+    }
 }
 
 /// A running accept loop. Dropping `tls` is its stop signal: the loop sees
@@ -143,6 +165,10 @@ async fn run(spec: WorkerSpec) {
     for (id, socket, tls) in spec.sockets {
         add_listener(&mut listeners, id, socket, tls, &spawner);
     }
+    let sweeper = {
+        let builder = spawner.builder.clone();
+        tokio::spawn(async move { builder.idle.sweep().await })
+    };
     let reaper = {
         let pool = worker.pool.clone();
         tokio::spawn(async move {
@@ -159,7 +185,11 @@ async fn run(spec: WorkerSpec) {
     loop {
         tokio::select! {
             biased;
-            _ = draining(&mut drain) => break,
+            _ = draining(&mut drain) => {
+                // Idle connections close now; busy ones after their response.
+                spawner.builder.idle.start_drain();
+                break;
+            }
             // None (the coordinator is gone) disables this branch.
             Some(cmd) = commands.recv() => match cmd {
                 WorkerCommand::AddListener { id, socket, tls, done } => {
@@ -203,6 +233,7 @@ async fn run(spec: WorkerSpec) {
         );
     }
     reaper.abort();
+    sweeper.abort();
 }
 
 fn add_listener(
@@ -283,8 +314,9 @@ fn take_backlog(listener: TcpListener, tls: &Option<TlsAcceptor>, spawner: &Conn
     }
 }
 
-/// Spawns the connection's task. It holds `alive` and the global drain, not
-/// its listener: a listener removed by a reload leaves it running.
+/// Spawns the connection's task. It holds `alive` and the worker's idle
+/// clock (which carries the drain), not its listener: a listener removed by
+/// a reload leaves it running.
 fn serve(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
@@ -297,35 +329,43 @@ fn serve(
         ClientAddr(peer),
         proto,
     ));
-    let (builder, drain, alive, header_timeout) = (
-        spawner.builder.clone(),
-        spawner.drain.clone(),
-        spawner.alive.clone(),
-        spawner.header_timeout,
-    );
-    tokio::spawn(async move {
-        let _alive = alive;
-        match tls {
-            None => conn::serve(stream, ctx, builder, drain).await,
-            // Boxed: a task is as large as its largest state, and the TLS
-            // one (handshake, rustls session) would otherwise make every
-            // idle plain connection's task that large too.
-            Some(acceptor) => {
-                Box::pin(async move {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            conn::serve_tls(tls_stream, ctx, builder, drain).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
-                    }
-                })
-                .await
-            }
+    let builder = spawner.builder.clone();
+    let _alive = spawner.alive.clone();
+    match tls {
+        None => {
+            tokio::spawn(plain_task(stream, ctx, builder, _alive));
         }
-    });
+        // A task of its own type: a task is as large as its largest state,
+        // and the TLS one (handshake, rustls session) is much larger than
+        // an idle plain connection's.
+        Some(acceptor) => {
+            let header_timeout = spawner.header_timeout;
+            let conn = async move {
+                match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => conn::serve_tls(tls_stream, ctx, builder).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
+                    }
+                    Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                }
+            };
+            tokio::spawn(Alive { conn, _alive });
+        }
+    }
+}
+
+/// The task of a plain connection: what an idle HTTP/1.1 keep-alive
+/// connection costs, besides its socket's registration and its `ConnCtx`.
+pub(super) fn plain_task(
+    stream: tokio::net::TcpStream,
+    ctx: Arc<ConnCtx>,
+    builder: Arc<ServerBuilder>,
+    alive: mpsc::Sender<()>,
+) -> Alive<impl Future<Output = ()> + Send> {
+    Alive {
+        conn: conn::serve(stream, ctx, builder),
+        _alive: alive,
+    }
 }
 
 /// Resolves once shutdown has begun (or the server is gone).
