@@ -9,12 +9,14 @@
 
 use super::conn::{self, ServerBuilder};
 use crate::addr::ClientAddr;
+use crate::proxy::headers::ClientStrings;
 use crate::proxy::{ConnCtx, Worker};
 use crate::state::Shared;
 use crate::upstream::pool::Pool;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -262,6 +264,7 @@ async fn accept_loop(
 ) {
     let mut drain = spawner.drain.clone();
     let mut tls = tls_rx.borrow_and_update().clone();
+    let mut last = LastClient::default();
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -269,7 +272,7 @@ async fn accept_loop(
             changed = tls_rx.changed() => {
                 if changed.is_err() {
                     // Removed by a reload.
-                    take_backlog(listener, &tls, &spawner);
+                    take_backlog(listener, &tls, &spawner, &mut last);
                     return;
                 }
                 tls = tls_rx.borrow_and_update().clone();
@@ -285,7 +288,27 @@ async fn accept_loop(
                 }
             },
         };
-        serve(stream, peer, tls.clone(), &spawner);
+        serve(stream, peer, tls.clone(), &spawner, &mut last);
+    }
+}
+
+/// The header strings of the last client address an accept loop saw. A
+/// browser opens several connections in a row, and behind a load balancer
+/// or a NAT most connections come from a few addresses: they share one
+/// `ClientStrings` (and its three allocations) instead of one each.
+#[derive(Default)]
+struct LastClient(Option<(IpAddr, Arc<ClientStrings>)>);
+
+impl LastClient {
+    fn strings(&mut self, peer: SocketAddr) -> Arc<ClientStrings> {
+        match &self.0 {
+            Some((ip, strings)) if *ip == peer.ip() => strings.clone(),
+            _ => {
+                let strings = Arc::new(ClientStrings::new(ClientAddr(peer)));
+                self.0 = Some((peer.ip(), strings.clone()));
+                strings
+            }
+        }
     }
 }
 
@@ -294,7 +317,12 @@ async fn accept_loop(
 /// from then on connecting is refused. A connection that lands between the
 /// last `accept` and the close is reset by the kernel; that window is
 /// one syscall wide.
-fn take_backlog(listener: TcpListener, tls: &Option<TlsAcceptor>, spawner: &ConnSpawner) {
+fn take_backlog(
+    listener: TcpListener,
+    tls: &Option<TlsAcceptor>,
+    spawner: &ConnSpawner,
+    last: &mut LastClient,
+) {
     let listener = match listener.into_std() {
         Ok(l) => l,
         Err(e) => {
@@ -308,7 +336,7 @@ fn take_backlog(listener: TcpListener, tls: &Option<TlsAcceptor>, spawner: &Conn
             .set_nonblocking(true)
             .and_then(|()| tokio::net::TcpStream::from_std(stream));
         match stream {
-            Ok(stream) => serve(stream, peer, tls.clone(), spawner),
+            Ok(stream) => serve(stream, peer, tls.clone(), spawner, last),
             Err(e) => tracing::debug!(client = %peer, error = %e, "cannot register connection"),
         }
     }
@@ -319,14 +347,16 @@ fn take_backlog(listener: TcpListener, tls: &Option<TlsAcceptor>, spawner: &Conn
 /// a reload leaves it running.
 fn serve(
     stream: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     spawner: &ConnSpawner,
+    last: &mut LastClient,
 ) {
     let proto = if tls.is_some() { "https" } else { "http" };
-    let ctx = Arc::new(ConnCtx::new(
+    let ctx = Arc::new(ConnCtx::with_strings(
         spawner.worker.clone(),
         ClientAddr(peer),
+        last.strings(peer),
         proto,
     ));
     let builder = spawner.builder.clone();
@@ -373,3 +403,6 @@ pub async fn draining(drain: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`; drop it here.
     let _ = drain.wait_for(|d| *d).await;
 }
+
+#[cfg(test)]
+mod tests;
