@@ -4,12 +4,12 @@
 //! HTTP/2 to hyper's. On drain, HTTP/1.1 answers its current request with
 //! `Connection: close` and HTTP/2 sends GOAWAY; in-flight requests finish.
 //!
-//! A plain connection waits for its first bytes the way an idle keep-alive
-//! one waits for its next request: on the worker's [`IdleClock`], holding
-//! nothing else. Everything a connection needs only once (the preface
-//! sniff when it looks like HTTP/2, HTTP/2 itself, hyper) is boxed, so that
-//! the task of an idle HTTP/1.1 connection is only as large as its idle
-//! state.
+//! A plain connection's task is [`PlainConn`]: it waits for its first
+//! bytes the way an idle keep-alive connection waits for its next request,
+//! on the worker's [`IdleClock`] and holding nothing else, and runs all the
+//! rest (a busy period of HTTP/1.1, the rest of a preface, HTTP/2, hyper)
+//! as boxed phases. An idle HTTP/1.1 connection is a 256-byte task, its
+//! socket's registration with tokio (256 bytes) and its `ConnCtx` (80).
 //!
 //! `SLUICE_H1=hyper` (read once at startup) serves HTTP/1.x with hyper-util's
 //! `auto` builder instead, the previous engine, so the bench can compare both.
@@ -18,10 +18,12 @@ use super::h1;
 use super::idle::IdleClock;
 use crate::config::{Limits, Timeouts};
 use crate::proxy::body::ReqBody;
+use crate::proxy::body::RespBody;
 use crate::proxy::{ConnCtx, handle};
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use http::Request;
+use http::Response;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -29,7 +31,9 @@ use hyper_util::server::conn::auto;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
@@ -108,46 +112,216 @@ fn hyper_builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExe
 }
 
 /// Serves a plain TCP connection: HTTP/2 if it opens with the preface,
-/// else HTTP/1.x. (A function returning an `async` block: an `async fn`
-/// would keep each argument twice in the task.)
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an async fn keeps its arguments twice"
-)]
-pub fn serve<I>(
-    mut io: I,
-    ctx: Arc<ConnCtx>,
-    builder: Arc<ServerBuilder>,
-) -> impl Future<Output = ()> + Send
+/// else HTTP/1.x. The future is the connection's task; see [`PlainConn`].
+pub fn serve<I>(io: I, ctx: Arc<ConnCtx>, builder: Arc<ServerBuilder>) -> PlainConn<I>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    async move {
-        if builder.engine == H1Engine::Hyper {
-            return Box::pin(serve_hyper(io, ctx, builder)).await;
+    let deadline = Instant::now() + builder.h1.header_timeout;
+    let state = if builder.engine == H1Engine::Hyper {
+        let (ctx, builder) = (ctx.clone(), builder.clone());
+        State::Running {
+            phase: Box::pin(async move {
+                serve_hyper(io, ctx, builder).await;
+                None
+            }),
         }
-        // Moved out whole: a partly moved match would stay in the task.
-        let (h2, mut first) = match sniff(&mut io, &builder).await {
-            Ok(Some(sniffed)) => sniffed,
-            // Closed, silent past the deadline, or drain: nothing to answer.
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(client = %ctx.client, error = %e, "connection failed");
-                return;
-            }
-        };
-        if h2 {
-            let io = h1::upgrade::Rewind::new(io, first.freeze());
-            return Box::pin(serve_h2(io, ctx, &builder)).await;
+    } else {
+        State::First {
+            woken: builder.idle.waiter(deadline),
+            io,
         }
-        let ended = serve_h1(&mut io, &mut first, &ctx, &builder).await;
-        if let Some(upgrade) = h1_ended(&ctx, ended) {
-            upgrade.hand_over(io);
+    };
+    PlainConn {
+        ctx,
+        builder,
+        deadline,
+        state,
+    }
+}
+
+/// A phase of a plain connection that owns its IO: `Some` gives it back,
+/// idle between HTTP/1.1 requests; `None` when the connection is over.
+type Phase<I> = Pin<Box<dyn Future<Output = Option<I>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The task of a plain connection, hand-written because it is what
+    /// every idle keep-alive connection costs. While it waits (for the first
+    /// bytes, or between requests) it holds the socket, two `Arc`s, the
+    /// deadline and one waiter on the worker's [`IdleClock`]: 136 bytes,
+    /// a 256-byte task. Anything else is a boxed [`Phase`] that owns the
+    /// socket while it runs (an `async` state machine would keep the
+    /// socket, the references into it and the sniffed bytes in every state,
+    /// and a 384-byte task, aligned to 128, takes a 512-byte block from
+    /// mimalloc like a 512-byte one).
+    pub struct PlainConn<I> {
+        ctx: Arc<ConnCtx>,
+        builder: Arc<ServerBuilder>,
+        // First bytes or next request head due: the keep-alive limit.
+        deadline: Instant,
+        #[pin]
+        state: State<I>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateOwned]
+    enum State<I> {
+        // Waiting for the first bytes: they tell HTTP/2 from HTTP/1.
+        First { io: I, #[pin] woken: OwnedNotified },
+        // Between HTTP/1.1 requests, holding no buffer.
+        Idle { io: I, #[pin] woken: OwnedNotified },
+        Running { phase: Phase<I> },
+        Done,
+    }
+}
+
+/// What a waiting connection was woken by.
+enum Woken {
+    Bytes(BytesMut),
+    Failed(std::io::Error),
+    /// EOF, the deadline, or drain: close quietly (dropping the socket
+    /// sends the FIN; nothing is unread).
+    Close,
+}
+
+impl<I> Future for PlainConn<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        loop {
+            let woken = match this.state.as_mut().project() {
+                StateProj::First { io, woken } | StateProj::Idle { io, woken } => {
+                    ready!(poll_waiting(
+                        io,
+                        woken,
+                        &this.builder.idle,
+                        *this.deadline,
+                        cx
+                    ))
+                }
+                StateProj::Running { phase } => {
+                    let next = match ready!(phase.as_mut().poll(cx)) {
+                        Some(io) => {
+                            *this.deadline = Instant::now() + this.builder.h1.header_timeout;
+                            State::Idle {
+                                woken: this.builder.idle.waiter(*this.deadline),
+                                io,
+                            }
+                        }
+                        None => State::Done,
+                    };
+                    this.state.set(next);
+                    continue;
+                }
+                StateProj::Done => return Poll::Ready(()),
+            };
+            let (ctx, builder, deadline) = (&*this.ctx, &*this.builder, *this.deadline);
+            let next = match (this.state.as_mut().project_replace(State::Done), woken) {
+                (StateOwned::First { io, .. }, Woken::Bytes(bytes)) => {
+                    let phase = phase(io, bytes, true, ctx.clone(), builder.clone(), deadline);
+                    State::Running {
+                        phase: Box::pin(phase),
+                    }
+                }
+                (StateOwned::Idle { io, .. }, Woken::Bytes(bytes)) => {
+                    let phase = phase(io, bytes, false, ctx.clone(), builder.clone(), deadline);
+                    State::Running {
+                        phase: Box::pin(phase),
+                    }
+                }
+                (StateOwned::First { .. }, Woken::Failed(e)) => {
+                    tracing::debug!(client = %ctx.client, error = %e, "connection failed");
+                    State::Done
+                }
+                (StateOwned::Idle { .. }, Woken::Failed(e)) => {
+                    h1_failed(ctx, &h1::ConnError::Io(e));
+                    State::Done
+                }
+                _ => State::Done,
+            };
+            this.state.set(next);
         }
     }
 }
 
-/// Serves a TLS connection by its ALPN: `h2` or HTTP/1.x.
+fn poll_waiting<I: AsyncRead + Unpin>(
+    io: &mut I,
+    woken: Pin<&mut OwnedNotified>,
+    idle: &IdleClock,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<Woken> {
+    match h1::conn::read_idle(io, cx) {
+        Poll::Ready(Ok(got)) if !got.is_empty() => Poll::Ready(Woken::Bytes(got)),
+        Poll::Ready(Ok(_)) => Poll::Ready(Woken::Close),
+        Poll::Ready(Err(e)) => Poll::Ready(Woken::Failed(e)),
+        Poll::Pending => idle.poll_ended(deadline, woken, cx).map(|_| Woken::Close),
+    }
+}
+
+/// Bytes arrived on a waiting connection: one HTTP/1.1 busy period
+/// ([`h1::conn::busy`]), `Some` when the connection is idle again. The
+/// connection's `first` bytes may be HTTP/2's preface instead (its rest is
+/// read first when it came in pieces).
+async fn phase<I>(
+    mut io: I,
+    mut bytes: BytesMut,
+    first: bool,
+    ctx: Arc<ConnCtx>,
+    builder: Arc<ServerBuilder>,
+    deadline: Instant,
+) -> Option<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // An HTTP/1 request differs from the preface at its first byte.
+    if first && bytes.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&bytes) {
+        match read_preface(&mut io, &mut bytes, deadline, &builder.idle).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(client = %ctx.client, error = %e, "connection failed");
+                return None;
+            }
+        }
+    }
+    if first && bytes.starts_with(H2_PREFACE) {
+        let io = h1::upgrade::Rewind::new(io, bytes.freeze());
+        // Boxed: every HTTP/1 busy period would be as large as HTTP/2's state.
+        Box::pin(serve_h2(io, ctx, &builder)).await;
+        return None;
+    }
+    let mut service = |req| h1_request(&ctx, req);
+    let busy = h1::conn::busy(
+        &mut io,
+        bytes,
+        &builder.h1,
+        &mut service,
+        deadline,
+        &builder.idle,
+    );
+    match busy.await {
+        Ok(h1::conn::Busy::Idle) => Some(io),
+        Ok(h1::conn::Busy::Closed) => None,
+        Ok(h1::conn::Busy::Upgrade(upgrade)) => {
+            upgrade.hand_over(io);
+            None
+        }
+        Err(e) => {
+            h1_failed(&ctx, &e);
+            None
+        }
+    }
+}
+
+/// Serves a TLS connection by its ALPN: `h2` or HTTP/1.x. (Its task is
+/// large anyway, with the TLS session in it: `h1::serve` waits in it.)
 pub async fn serve_tls<I>(mut io: TlsStream<I>, ctx: Arc<ConnCtx>, builder: Arc<ServerBuilder>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -157,39 +331,16 @@ where
         (H1Engine::Hyper, _) => Box::pin(serve_hyper(io, ctx, builder)).await,
         (H1Engine::Sluice, true) => Box::pin(serve_h2(io, ctx, &builder)).await,
         (H1Engine::Sluice, false) => {
-            let ended = serve_h1(&mut io, &mut BytesMut::new(), &ctx, &builder).await;
-            if let Some(upgrade) = h1_ended(&ctx, ended) {
-                upgrade.hand_over(io);
+            let service = |req| h1_request(&ctx, req);
+            let mut first = BytesMut::new();
+            let served = h1::serve(&mut io, &mut first, &builder.h1, service, &builder.idle);
+            match served.await {
+                Ok(None) => {}
+                Ok(Some(upgrade)) => upgrade.hand_over(io),
+                Err(e) => h1_failed(&ctx, &e),
             }
         }
     }
-}
-
-/// Waits for the first bytes like an idle keep-alive connection, and tells
-/// HTTP/2's preface from HTTP/1 (which differs at its first byte):
-/// `(is_h2, bytes read)`, or `None` if the client left, stayed silent, or
-/// drain began.
-async fn sniff<I: AsyncRead + Unpin>(
-    io: &mut I,
-    builder: &ServerBuilder,
-) -> std::io::Result<Option<(bool, BytesMut)>> {
-    let deadline = Instant::now() + builder.h1.header_timeout;
-    let mut first = match builder
-        .idle
-        .wait(deadline, |cx| h1::conn::read_idle(io, cx))
-        .await
-    {
-        Ok(Ok(first)) if !first.is_empty() => first,
-        Ok(Ok(_)) | Err(_) => return Ok(None),
-        Ok(Err(e)) => return Err(e),
-    };
-    if first.len() < H2_PREFACE.len()
-        && H2_PREFACE.starts_with(&first)
-        && !Box::pin(read_preface(io, &mut first, deadline, &builder.idle)).await?
-    {
-        return Ok(None);
-    }
-    Ok(Some((first.starts_with(H2_PREFACE), first)))
 }
 
 /// Reads until `buf` differs from the HTTP/2 preface or holds all of it;
@@ -216,45 +367,26 @@ async fn read_preface<I: AsyncRead + Unpin>(
     }
 }
 
-/// HTTP/1.x with the proxy as the service. `h1::serve`'s own future, not
-/// one around it (which would add its inputs to the task).
-fn serve_h1<'a, I>(
-    io: &'a mut I,
-    first: &'a mut BytesMut,
-    ctx: &'a Arc<ConnCtx>,
-    builder: &'a ServerBuilder,
-) -> impl Future<Output = Result<Option<h1::conn::Upgrade>, h1::ConnError>> + 'a
-where
-    I: AsyncRead + AsyncWrite + Unpin,
-{
-    // Each request's future is boxed here, once: `h1::serve` then holds and
-    // moves only a pointer. (An `async move` wrapper would store the future
-    // twice, as upvar and awaitee, and every move copies all of it.)
-    let service = |req: Request<h1::RequestBody>| {
-        Box::pin(handle(ctx.clone(), req.map(ReqBody::H1))).map(|r| match r {
-            Ok(resp) => resp,
-            Err(never) => match never {},
-        })
-    };
-    h1::serve(io, first, &builder.h1, service, &builder.idle)
+/// The proxy as the HTTP/1 service. Each request's future is boxed here,
+/// once: `h1` then holds and moves only a pointer. (An `async move` wrapper
+/// would store the future twice, as upvar and awaitee, and every move
+/// copies all of it.)
+fn h1_request(
+    ctx: &Arc<ConnCtx>,
+    req: Request<h1::RequestBody>,
+) -> impl Future<Output = Response<RespBody>> + Send + 'static {
+    Box::pin(handle(ctx.clone(), req.map(ReqBody::H1))).map(|r| match r {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    })
 }
 
-/// Logs how an HTTP/1 connection ended; an upgrade is for the caller, which
-/// owns the IO, to hand over.
-fn h1_ended(
-    ctx: &ConnCtx,
-    ended: Result<Option<h1::conn::Upgrade>, h1::ConnError>,
-) -> Option<h1::conn::Upgrade> {
-    match ended {
-        Ok(upgrade) => upgrade,
-        Err(e) if e.is_client() => {
-            tracing::debug!(client = %ctx.client, error = %e, "connection ended with an error");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(client = %ctx.client, error = %e, "connection ended with an error");
-            None
-        }
+/// Logs why an HTTP/1 connection ended with an error.
+fn h1_failed(ctx: &ConnCtx, e: &h1::ConnError) {
+    if e.is_client() {
+        tracing::debug!(client = %ctx.client, error = %e, "connection ended with an error");
+    } else {
+        tracing::warn!(client = %ctx.client, error = %e, "connection ended with an error");
     }
 }
 

@@ -7,7 +7,7 @@
 //! while an idle deadline needs no precision: it only has to close the
 //! connection soon after it passes. So the clock is a coarse wheel. Time is
 //! cut into ticks of `timeout / 32` (at most 250 ms); each tick of the next
-//! [`SLOTS`] ticks has a `Notify`, and an idle connection waits on the one
+//! `SLOTS` (64) ticks has a `Notify`, and an idle connection waits on the one
 //! of the tick its deadline falls in. One sweeper task per worker wakes a
 //! slot once its tick has ended, so each connection is woken once, after
 //! its deadline, and closes at most a tick late. A deadline more than
@@ -25,11 +25,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 
 /// Slots in the wheel: 64 ticks are two timeouts, or 16 s once ticks are
@@ -56,7 +57,9 @@ pub enum Ended {
 pub struct IdleClock {
     epoch: Instant,
     tick: Duration,
-    slots: Box<[Notify]>,
+    /// In `Arc`s, so that a waiter's `OwnedNotified` borrows nothing: a
+    /// connection's task can hold it next to the clock's own `Arc`.
+    slots: Box<[Arc<Notify>]>,
     /// Every tick below this one has ended and its slot has been woken.
     swept: AtomicU64,
     draining: AtomicBool,
@@ -70,7 +73,7 @@ impl IdleClock {
         IdleClock {
             epoch: Instant::now(),
             tick: (timeout / TICKS_PER_TIMEOUT).clamp(MIN_TICK, MAX_TICK),
-            slots: (0..SLOTS).map(|_| Notify::new()).collect(),
+            slots: (0..SLOTS).map(|_| Arc::new(Notify::new())).collect(),
             swept: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drain: Notify::new(),
@@ -83,8 +86,36 @@ impl IdleClock {
         u64::try_from(since / self.tick.as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn slot(&self, tick: u64) -> &Notify {
+    fn slot(&self, tick: u64) -> &Arc<Notify> {
         &self.slots[(tick % SLOTS as u64) as usize]
+    }
+
+    /// A waiter for `deadline`, to be polled with [`IdleClock::poll_ended`].
+    /// It is registered from here on (module docs).
+    pub fn waiter(&self, deadline: Instant) -> OwnedNotified {
+        self.slot(self.tick_of(deadline)).clone().notified_owned()
+    }
+
+    /// Ready once `deadline` has passed or shutdown has begun; `woken` is
+    /// the [`IdleClock::waiter`] for `deadline`, re-armed as needed.
+    pub fn poll_ended(
+        &self,
+        deadline: Instant,
+        mut woken: Pin<&mut OwnedNotified>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Ended> {
+        let tick = self.tick_of(deadline);
+        loop {
+            if self.is_draining() {
+                return Poll::Ready(Ended::Draining);
+            }
+            if self.swept.load(SeqCst) > tick {
+                return Poll::Ready(Ended::Expired);
+            }
+            ready!(woken.as_mut().poll(cx));
+            // An earlier lap of the wheel: wait on the slot again.
+            woken.set(self.slot(tick).clone().notified_owned());
+        }
     }
 
     /// Wakes each slot once its tick has ended; runs until aborted (one
@@ -134,32 +165,29 @@ impl IdleClock {
     }
 
     /// Polls `event` until it is ready, or until `deadline` has passed or
-    /// shutdown begins. The wait holds one `Notified` and three words.
+    /// shutdown begins.
     pub fn wait<T, E>(&self, deadline: Instant, event: E) -> Wait<'_, E>
     where
         E: FnMut(&mut Context<'_>) -> Poll<T>,
     {
-        let tick = self.tick_of(deadline);
         Wait {
             clock: self,
-            tick,
+            deadline,
             event,
-            woken: self.slot(tick).notified(),
+            woken: self.waiter(deadline),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// [`IdleClock::wait`]'s future. Hand-written, because it is in every
-    /// idle connection's task: an `async fn` would keep its arguments twice.
+    /// [`IdleClock::wait`]'s future (hand-written: an `async fn` would keep
+    /// its arguments twice).
     pub struct Wait<'a, E> {
         clock: &'a IdleClock,
-        // The tick of the deadline; its slot is the one waited on.
-        tick: u64,
+        deadline: Instant,
         event: E,
-        // Taken before the checks that follow it in `poll` (module docs).
         #[pin]
-        woken: Notified<'a>,
+        woken: OwnedNotified,
     }
 }
 
@@ -170,21 +198,13 @@ where
     type Output = Result<T, Ended>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            if let Poll::Ready(v) = (this.event)(cx) {
-                return Poll::Ready(Ok(v));
-            }
-            if this.clock.is_draining() {
-                return Poll::Ready(Err(Ended::Draining));
-            }
-            if this.clock.swept.load(SeqCst) > *this.tick {
-                return Poll::Ready(Err(Ended::Expired));
-            }
-            ready!(this.woken.as_mut().poll(cx));
-            // An earlier lap of the wheel: wait on the slot again.
-            this.woken.set(this.clock.slot(*this.tick).notified());
+        let this = self.project();
+        if let Poll::Ready(v) = (this.event)(cx) {
+            return Poll::Ready(Ok(v));
         }
+        this.clock
+            .poll_ended(*this.deadline, this.woken, cx)
+            .map(Err)
     }
 }
 

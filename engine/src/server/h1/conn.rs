@@ -10,11 +10,12 @@
 //!
 //! # Memory while idle
 //! An idle keep-alive connection costs its task, its socket and a waiter on
-//! the worker's [`IdleClock`]: no buffer and no timer. [`serve`] alternates
-//! two states. *Idle* waits for bytes (read into a stack buffer, so that a
+//! the worker's [`IdleClock`]: no buffer and no timer. [`serve`] (and, for
+//! plain connections, `server::conn::PlainConn`, whose task is smaller
+//! still) alternates two states. *Idle* waits for bytes (read into a stack buffer, so that a
 //! heap buffer exists only once bytes arrive) or for the clock to say the
 //! keep-alive deadline passed or drain began. *Busy* is one box per busy
-//! period (for a client that does not pipeline, per request): the buffers,
+//! period ([`busy`]; for a client that does not pipeline, per request): the buffers,
 //! the head timer, the service's future and the response, all of which go
 //! away when the connection is idle again. Kept inline, they would make
 //! every idle connection's task as large as the whole proxy path's state.
@@ -143,13 +144,8 @@ where
                     Ok(Ok(_)) | Err(_) => break,
                 }
             }
-            let conn = Conn {
-                io: &mut *io,
-                rbuf: std::mem::take(initial),
-                wbuf: WriteBuf::default(),
-                settings,
-            };
-            match Box::pin(conn.busy(&mut service, deadline, idle)).await? {
+            let rbuf = std::mem::take(initial);
+            match Box::pin(busy(io, rbuf, settings, &mut service, deadline, idle)).await? {
                 Busy::Idle => {}
                 Busy::Closed => return Ok(None),
                 Busy::Upgrade(u) => return Ok(Some(u)),
@@ -180,8 +176,36 @@ pub(crate) fn read_idle<I: AsyncRead + Unpin>(
     Poll::Ready(Ok(buf))
 }
 
+/// One busy period: answers requests while bytes of one are buffered in
+/// `rbuf` (at least the start of a head, due by `deadline`). Whoever waits
+/// between busy periods (`serve`, or `server::conn` for plain connections)
+/// boxes this future, so that what it holds is gone while idle.
+pub fn busy<'a, I, S, F, B>(
+    io: &'a mut I,
+    rbuf: BytesMut,
+    settings: &'a Settings,
+    service: &'a mut S,
+    deadline: Instant,
+    idle: &'a IdleClock,
+) -> impl Future<Output = Result<Busy, ConnError>> + 'a
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+    S: FnMut(Request<RequestBody>) -> F,
+    F: Future<Output = Response<B>> + 'a,
+    B: Body<Data = Bytes> + 'a,
+    B::Error: Into<BoxError>,
+{
+    let conn = Conn {
+        io,
+        rbuf,
+        wbuf: WriteBuf::default(),
+        settings,
+    };
+    conn.busy(service, deadline, idle)
+}
+
 /// How a busy period left the connection.
-enum Busy {
+pub enum Busy {
     /// Every byte read is answered: back to idle.
     Idle,
     /// Shut down (or the client is gone).
