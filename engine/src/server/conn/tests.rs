@@ -20,7 +20,11 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// A worker whose one route matches no request of these tests: each is
 /// answered 404 by the proxy itself, with no backend and no timer involved.
 fn worker() -> Arc<Worker> {
-    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[upstream.a]\nbackends = [\"127.0.0.1:9\"]\n[[route]]\nhost = \"elsewhere.test\"\nupstream = \"a\"\n";
+    let text = concat!(
+        "[[listener]]\naddress = \"127.0.0.1:1\"\n",
+        "[upstream.a]\nbackends = [\"127.0.0.1:9\"]\n",
+        "[[route]]\nhost = \"elsewhere.test\"\nupstream = \"a\"\n",
+    );
     let config = crate::config::validate::parse(text, Path::new("test.toml")).expect("config");
     let state = State::new(&config, None).expect("state");
     Arc::new(Worker {

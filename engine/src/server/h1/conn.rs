@@ -12,13 +12,14 @@
 //! An idle keep-alive connection costs its task, its socket and a waiter on
 //! the worker's [`IdleClock`]: no buffer and no timer. [`serve`] (and, for
 //! plain connections, `server::conn::PlainConn`, whose task is smaller
-//! still) alternates two states. *Idle* waits for bytes (read into a stack buffer, so that a
-//! heap buffer exists only once bytes arrive) or for the clock to say the
-//! keep-alive deadline passed or drain began. *Busy* is one box per busy
-//! period ([`busy`]; for a client that does not pipeline, per request): the buffers,
-//! the head timer, the service's future and the response, all of which go
-//! away when the connection is idle again. Kept inline, they would make
-//! every idle connection's task as large as the whole proxy path's state.
+//! still) alternates two states. *Idle* waits for bytes (read into a stack
+//! buffer, so that a heap buffer exists only once bytes arrive) or for the
+//! clock to say the keep-alive deadline passed or drain began. *Busy* is one
+//! box per busy period ([`busy`]; for a client that does not pipeline, per
+//! request): the buffers, the head timer, the service's future and the
+//! response, all of which go away when the connection is idle again. Kept
+//! inline, they would make every idle connection's task as large as the
+//! whole proxy path's state.
 
 use super::body::{self, BodySender, RequestBody, Want};
 use super::decode::{BodyError, Decoded, Decoder};
@@ -113,7 +114,7 @@ impl Upgrade {
 ///
 /// A function returning an `async` block rather than an `async fn`: an
 /// `async fn` keeps each argument twice in its future (as given, and as the
-/// body's binding), and this future is most of an idle connection's task.
+/// body's binding), and this future is in every idle TLS connection's task.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn keeps its arguments twice"
@@ -422,7 +423,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
                 biased;
                 r = poll_fn(|cx| self.poll_read(cx, HEAD_INITIAL)) => r?,
                 _ = &mut timeout => {
-                    return if self.rbuf.is_empty() { Ok(None) } else { Err(ConnError::HeadTimeout) };
+                    let timed_out = !self.rbuf.is_empty();
+                    return if timed_out { Err(ConnError::HeadTimeout) } else { Ok(None) };
                 }
             };
             if n == 0 {
