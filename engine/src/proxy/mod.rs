@@ -52,18 +52,30 @@ pub struct Worker {
 pub struct ConnCtx {
     pub worker: Arc<Worker>,
     pub client: ClientAddr,
-    /// The client address as header text, formatted once per connection.
-    pub client_strings: headers::ClientStrings,
+    /// The client address as header text, formatted once per connection,
+    /// or shared by connections from one address (`server::worker`).
+    pub client_strings: Arc<headers::ClientStrings>,
     /// `http` or `https`.
     pub proto: &'static str,
 }
 
 impl ConnCtx {
     pub fn new(worker: Arc<Worker>, client: ClientAddr, proto: &'static str) -> ConnCtx {
+        let strings = Arc::new(headers::ClientStrings::new(client));
+        ConnCtx::with_strings(worker, client, strings, proto)
+    }
+
+    /// With `client_strings` already made for `client`'s address.
+    pub fn with_strings(
+        worker: Arc<Worker>,
+        client: ClientAddr,
+        client_strings: Arc<headers::ClientStrings>,
+        proto: &'static str,
+    ) -> ConnCtx {
         ConnCtx {
             worker,
             client,
-            client_strings: headers::ClientStrings::new(client),
+            client_strings,
             proto,
         }
     }

@@ -4,23 +4,37 @@
 //! HTTP/2 to hyper's. On drain, HTTP/1.1 answers its current request with
 //! `Connection: close` and HTTP/2 sends GOAWAY; in-flight requests finish.
 //!
+//! A plain connection's task is [`PlainConn`]: it waits for its first
+//! bytes the way an idle keep-alive connection waits for its next request,
+//! on the worker's [`IdleClock`] and holding nothing else, and runs all the
+//! rest (a busy period of HTTP/1.1, the rest of a preface, HTTP/2, hyper)
+//! as boxed phases. An idle HTTP/1.1 connection is a 256-byte task, its
+//! socket's registration with tokio (256 bytes) and its `ConnCtx` (80).
+//!
 //! `SLUICE_H1=hyper` (read once at startup) serves HTTP/1.x with hyper-util's
 //! `auto` builder instead, the previous engine, so the bench can compare both.
 
 use super::h1;
+use super::idle::IdleClock;
 use crate::config::{Limits, Timeouts};
 use crate::proxy::body::ReqBody;
+use crate::proxy::body::RespBody;
 use crate::proxy::{ConnCtx, handle};
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures_util::FutureExt;
 use http::Request;
+use http::Response;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::watch;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::futures::OwnedNotified;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 /// The client connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
@@ -46,9 +60,13 @@ impl H1Engine {
     }
 }
 
-/// The per-worker connection settings for every protocol.
+/// The per-worker connection settings for every protocol, and the clock
+/// its idle connections wait on (every connection holds this `Arc`).
 pub struct ServerBuilder {
     pub engine: H1Engine,
+    /// Keep-alive and first-byte deadlines, and the drain signal; its
+    /// [`IdleClock::sweep`] runs as a task of the worker.
+    pub idle: IdleClock,
     h1: h1::Settings,
     h2: http2::Builder<TokioExecutor>,
     /// Used only with [`H1Engine::Hyper`].
@@ -65,6 +83,7 @@ pub fn builder(limits: &Limits, timeouts: &Timeouts) -> ServerBuilder {
         .keep_alive_timeout(timeouts.client_header);
     ServerBuilder {
         engine: H1Engine::from_env(),
+        idle: IdleClock::new(timeouts.client_header),
         h1: h1::Settings {
             limits: *limits,
             header_timeout: timeouts.client_header,
@@ -93,109 +112,286 @@ fn hyper_builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExe
 }
 
 /// Serves a plain TCP connection: HTTP/2 if it opens with the preface,
-/// else HTTP/1.x. The HTTP/2 and hyper futures are boxed (once per
-/// connection) so that an idle HTTP/1 connection's task is only as large as
-/// our HTTP/1 state, not as hyper's.
-pub async fn serve<I>(
-    mut io: I,
-    ctx: Arc<ConnCtx>,
-    builder: Arc<ServerBuilder>,
-    mut drain: watch::Receiver<bool>,
-) where
+/// else HTTP/1.x. The future is the connection's task; see [`PlainConn`].
+pub fn serve<I>(io: I, ctx: Arc<ConnCtx>, builder: Arc<ServerBuilder>) -> PlainConn<I>
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    if builder.engine == H1Engine::Hyper {
-        return Box::pin(serve_hyper(io, ctx, builder, drain)).await;
-    }
-    let mut first = [0u8; H2_PREFACE.len()];
-    let sniffed = tokio::select! {
-        r = tokio::time::timeout(builder.h1.header_timeout, sniff(&mut io, &mut first)) => r,
-        _ = super::worker::draining(&mut drain) => return,
-    };
-    match sniffed {
-        Ok(Ok((0, _))) | Err(_) => {} // closed or silent: nothing to answer
-        Ok(Ok((n, true))) => {
-            let io = h1::upgrade::Rewind::new(io, Bytes::copy_from_slice(&first[..n]));
-            Box::pin(serve_h2(io, ctx, &builder, drain)).await;
+    let deadline = Instant::now() + builder.h1.header_timeout;
+    let state = if builder.engine == H1Engine::Hyper {
+        let (ctx, builder) = (ctx.clone(), builder.clone());
+        State::Running {
+            phase: Box::pin(async move {
+                serve_hyper(io, ctx, builder).await;
+                None
+            }),
         }
-        Ok(Ok((n, false))) => serve_h1(io, &first[..n], ctx, &builder, drain).await,
-        Ok(Err(e)) => tracing::debug!(client = %ctx.client, error = %e, "connection failed"),
+    } else {
+        State::First {
+            woken: builder.idle.waiter(deadline),
+            io,
+        }
+    };
+    PlainConn {
+        ctx,
+        builder,
+        deadline,
+        state,
     }
 }
 
-/// Serves a TLS connection by its ALPN: `h2` or HTTP/1.x.
-pub async fn serve_tls<I>(
-    io: TlsStream<I>,
+/// A phase of a plain connection that owns its IO: `Some` gives it back,
+/// idle between HTTP/1.1 requests; `None` when the connection is over.
+type Phase<I> = Pin<Box<dyn Future<Output = Option<I>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The task of a plain connection, hand-written because it is what
+    /// every idle keep-alive connection costs. While it waits (for the first
+    /// bytes, or between requests) it holds the socket, two `Arc`s, the
+    /// deadline and one waiter on the worker's [`IdleClock`]: 136 bytes,
+    /// a 256-byte task. Anything else is a boxed [`Phase`] that owns the
+    /// socket while it runs (an `async` state machine would keep the
+    /// socket, the references into it and the sniffed bytes in every state,
+    /// and a 384-byte task, aligned to 128, takes a 512-byte block from
+    /// mimalloc like a 512-byte one).
+    pub struct PlainConn<I> {
+        ctx: Arc<ConnCtx>,
+        builder: Arc<ServerBuilder>,
+        // First bytes or next request head due: the keep-alive limit.
+        deadline: Instant,
+        #[pin]
+        state: State<I>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateOwned]
+    enum State<I> {
+        // Waiting for the first bytes: they tell HTTP/2 from HTTP/1.
+        First { io: I, #[pin] woken: OwnedNotified },
+        // Between HTTP/1.1 requests, holding no buffer.
+        Idle { io: I, #[pin] woken: OwnedNotified },
+        Running { phase: Phase<I> },
+        Done,
+    }
+}
+
+/// What a waiting connection was woken by.
+enum Woken {
+    Bytes(BytesMut),
+    Failed(std::io::Error),
+    /// EOF, the deadline, or drain: close quietly (dropping the socket
+    /// sends the FIN; nothing is unread).
+    Close,
+}
+
+impl<I> Future for PlainConn<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        loop {
+            let woken = match this.state.as_mut().project() {
+                StateProj::First { io, woken } | StateProj::Idle { io, woken } => {
+                    ready!(poll_waiting(
+                        io,
+                        woken,
+                        &this.builder.idle,
+                        *this.deadline,
+                        cx
+                    ))
+                }
+                StateProj::Running { phase } => {
+                    let next = match ready!(phase.as_mut().poll(cx)) {
+                        Some(io) => {
+                            *this.deadline = Instant::now() + this.builder.h1.header_timeout;
+                            State::Idle {
+                                woken: this.builder.idle.waiter(*this.deadline),
+                                io,
+                            }
+                        }
+                        None => State::Done,
+                    };
+                    this.state.set(next);
+                    continue;
+                }
+                StateProj::Done => return Poll::Ready(()),
+            };
+            let (ctx, builder, deadline) = (&*this.ctx, &*this.builder, *this.deadline);
+            let next = match (this.state.as_mut().project_replace(State::Done), woken) {
+                (StateOwned::First { io, .. }, Woken::Bytes(bytes)) => {
+                    let phase = phase(io, bytes, true, ctx.clone(), builder.clone(), deadline);
+                    State::Running {
+                        phase: Box::pin(phase),
+                    }
+                }
+                (StateOwned::Idle { io, .. }, Woken::Bytes(bytes)) => {
+                    let phase = phase(io, bytes, false, ctx.clone(), builder.clone(), deadline);
+                    State::Running {
+                        phase: Box::pin(phase),
+                    }
+                }
+                (StateOwned::First { .. }, Woken::Failed(e)) => {
+                    tracing::debug!(client = %ctx.client, error = %e, "connection failed");
+                    State::Done
+                }
+                (StateOwned::Idle { .. }, Woken::Failed(e)) => {
+                    h1_failed(ctx, &h1::ConnError::Io(e));
+                    State::Done
+                }
+                _ => State::Done,
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+fn poll_waiting<I: AsyncRead + Unpin>(
+    io: &mut I,
+    woken: Pin<&mut OwnedNotified>,
+    idle: &IdleClock,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<Woken> {
+    match h1::conn::read_idle(io, cx) {
+        Poll::Ready(Ok(got)) if !got.is_empty() => Poll::Ready(Woken::Bytes(got)),
+        Poll::Ready(Ok(_)) => Poll::Ready(Woken::Close),
+        Poll::Ready(Err(e)) => Poll::Ready(Woken::Failed(e)),
+        Poll::Pending => idle.poll_ended(deadline, woken, cx).map(|_| Woken::Close),
+    }
+}
+
+/// Bytes arrived on a waiting connection: one HTTP/1.1 busy period
+/// ([`h1::conn::busy`]), `Some` when the connection is idle again. The
+/// connection's `first` bytes may be HTTP/2's preface instead (its rest is
+/// read first when it came in pieces).
+async fn phase<I>(
+    mut io: I,
+    mut bytes: BytesMut,
+    first: bool,
     ctx: Arc<ConnCtx>,
     builder: Arc<ServerBuilder>,
-    drain: watch::Receiver<bool>,
-) where
+    deadline: Instant,
+) -> Option<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // An HTTP/1 request differs from the preface at its first byte.
+    if first && bytes.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&bytes) {
+        match read_preface(&mut io, &mut bytes, deadline, &builder.idle).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(client = %ctx.client, error = %e, "connection failed");
+                return None;
+            }
+        }
+    }
+    if first && bytes.starts_with(H2_PREFACE) {
+        let io = h1::upgrade::Rewind::new(io, bytes.freeze());
+        // Boxed: every HTTP/1 busy period would be as large as HTTP/2's state.
+        Box::pin(serve_h2(io, ctx, &builder)).await;
+        return None;
+    }
+    let mut service = |req| h1_request(&ctx, req);
+    let busy = h1::conn::busy(
+        &mut io,
+        bytes,
+        &builder.h1,
+        &mut service,
+        deadline,
+        &builder.idle,
+    );
+    match busy.await {
+        Ok(h1::conn::Busy::Idle) => Some(io),
+        Ok(h1::conn::Busy::Closed) => None,
+        Ok(h1::conn::Busy::Upgrade(upgrade)) => {
+            upgrade.hand_over(io);
+            None
+        }
+        Err(e) => {
+            h1_failed(&ctx, &e);
+            None
+        }
+    }
+}
+
+/// Serves a TLS connection by its ALPN: `h2` or HTTP/1.x. (Its task is
+/// large anyway, with the TLS session in it: `h1::serve` waits in it.)
+pub async fn serve_tls<I>(mut io: TlsStream<I>, ctx: Arc<ConnCtx>, builder: Arc<ServerBuilder>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
     match (builder.engine, h2) {
-        (H1Engine::Hyper, _) => Box::pin(serve_hyper(io, ctx, builder, drain)).await,
-        (H1Engine::Sluice, true) => Box::pin(serve_h2(io, ctx, &builder, drain)).await,
-        (H1Engine::Sluice, false) => serve_h1(io, &[], ctx, &builder, drain).await,
+        (H1Engine::Hyper, _) => Box::pin(serve_hyper(io, ctx, builder)).await,
+        (H1Engine::Sluice, true) => Box::pin(serve_h2(io, ctx, &builder)).await,
+        (H1Engine::Sluice, false) => {
+            let service = |req| h1_request(&ctx, req);
+            let mut first = BytesMut::new();
+            let served = h1::serve(&mut io, &mut first, &builder.h1, service, &builder.idle);
+            match served.await {
+                Ok(None) => {}
+                Ok(Some(upgrade)) => upgrade.hand_over(io),
+                Err(e) => h1_failed(&ctx, &e),
+            }
+        }
     }
 }
 
-/// Reads until the bytes differ from the HTTP/2 preface or match all of it;
-/// `(read, is_h2)`. An HTTP/1 request differs at its first byte.
-async fn sniff<I: AsyncRead + Unpin>(
+/// Reads until `buf` differs from the HTTP/2 preface or holds all of it;
+/// `false` if the client left, was too slow, or drain began first.
+async fn read_preface<I: AsyncRead + Unpin>(
     io: &mut I,
-    buf: &mut [u8; H2_PREFACE.len()],
-) -> std::io::Result<(usize, bool)> {
-    let mut n = 0;
-    loop {
-        let got = io.read(&mut buf[n..]).await?;
-        if got == 0 {
-            return Ok((n, false));
+    buf: &mut BytesMut,
+    deadline: Instant,
+    idle: &IdleClock,
+) -> std::io::Result<bool> {
+    let read = async {
+        while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(buf) {
+            let n =
+                poll_fn(|cx| tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf)).await?;
+            if n == 0 {
+                return Ok(false);
+            }
         }
-        n += got;
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok((n, false));
-        }
-        if n == H2_PREFACE.len() {
-            return Ok((n, true));
-        }
-    }
-}
-
-async fn serve_h1<I>(
-    io: I,
-    initial: &[u8],
-    ctx: Arc<ConnCtx>,
-    builder: &ServerBuilder,
-    drain: watch::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let client = ctx.client;
-    // The request's future is boxed here, once: `h1::serve` then holds and
-    // moves only a pointer. (An `async move` wrapper would store the future
-    // twice, as upvar and awaitee, and every move copies all of it.)
-    let svc = move |req: Request<h1::RequestBody>| {
-        Box::pin(handle(ctx.clone(), req.map(ReqBody::H1))).map(|r| match r {
-            Ok(resp) => resp,
-            Err(never) => match never {},
-        })
+        Ok(true)
     };
-    if let Err(e) = h1::serve(io, initial, &builder.h1, svc, drain).await {
-        if e.is_client() {
-            tracing::debug!(%client, error = %e, "connection ended with an error");
-        } else {
-            tracing::warn!(%client, error = %e, "connection ended with an error");
-        }
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, read) => r.unwrap_or(Ok(false)),
+        _ = idle.draining() => Ok(false),
     }
 }
 
-async fn serve_h2<I>(
-    io: I,
-    ctx: Arc<ConnCtx>,
-    builder: &ServerBuilder,
-    mut drain: watch::Receiver<bool>,
-) where
+/// The proxy as the HTTP/1 service. Each request's future is boxed here,
+/// once: `h1` then holds and moves only a pointer. (An `async move` wrapper
+/// would store the future twice, as upvar and awaitee, and every move
+/// copies all of it.)
+fn h1_request(
+    ctx: &Arc<ConnCtx>,
+    req: Request<h1::RequestBody>,
+) -> impl Future<Output = Response<RespBody>> + Send + 'static {
+    Box::pin(handle(ctx.clone(), req.map(ReqBody::H1))).map(|r| match r {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    })
+}
+
+/// Logs why an HTTP/1 connection ended with an error.
+fn h1_failed(ctx: &ConnCtx, e: &h1::ConnError) {
+    if e.is_client() {
+        tracing::debug!(client = %ctx.client, error = %e, "connection ended with an error");
+    } else {
+        tracing::warn!(client = %ctx.client, error = %e, "connection ended with an error");
+    }
+}
+
+async fn serve_h2<I>(io: I, ctx: Arc<ConnCtx>, builder: &ServerBuilder)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = ctx.client;
@@ -209,7 +405,7 @@ async fn serve_h2<I>(
     tokio::pin!(conn);
     let finished = tokio::select! {
         r = conn.as_mut() => Some(r),
-        _ = super::worker::draining(&mut drain) => None,
+        _ = builder.idle.draining() => None,
     };
     let result = match finished {
         Some(r) => r,
@@ -224,12 +420,8 @@ async fn serve_h2<I>(
 }
 
 /// The previous engine: hyper-util's `auto` for HTTP/1.x and HTTP/2.
-async fn serve_hyper<I>(
-    io: I,
-    ctx: Arc<ConnCtx>,
-    builder: Arc<ServerBuilder>,
-    mut drain: watch::Receiver<bool>,
-) where
+async fn serve_hyper<I>(io: I, ctx: Arc<ConnCtx>, builder: Arc<ServerBuilder>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = ctx.client;
@@ -242,7 +434,7 @@ async fn serve_hyper<I>(
     tokio::pin!(conn);
     let finished = tokio::select! {
         r = conn.as_mut() => Some(r),
-        _ = super::worker::draining(&mut drain) => None,
+        _ = builder.idle.draining() => None,
     };
     let result = match finished {
         Some(r) => r,
@@ -255,3 +447,6 @@ async fn serve_hyper<I>(
         tracing::debug!(%client, error = %e, "connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests;

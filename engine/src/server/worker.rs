@@ -9,12 +9,17 @@
 
 use super::conn::{self, ServerBuilder};
 use crate::addr::ClientAddr;
+use crate::proxy::headers::ClientStrings;
 use crate::proxy::{ConnCtx, Worker};
 use crate::state::Shared;
 use crate::upstream::pool::Pool;
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -99,11 +104,30 @@ pub fn spawn(spec: WorkerSpec) -> io::Result<oneshot::Receiver<()>> {
 #[derive(Clone)]
 struct ConnSpawner {
     worker: Arc<Worker>,
+    /// Connections learn of the drain through its `idle` clock.
     builder: Arc<ServerBuilder>,
     drain: watch::Receiver<bool>,
     /// Every connection task holds a clone; see `run`.
     alive: mpsc::Sender<()>,
     header_timeout: Duration,
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's task: its future, and its share of `alive`. A struct
+    /// rather than an `async` block, which would keep the future's inputs
+    /// twice (as its own captures and inside the future).
+    pub(super) struct Alive<F> {
+        #[pin]
+        conn: F,
+        _alive: mpsc::Sender<()>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Alive<F> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().conn.poll(cx)
+    }
 }
 
 /// A running accept loop. Dropping `tls` is its stop signal: the loop sees
@@ -143,6 +167,10 @@ async fn run(spec: WorkerSpec) {
     for (id, socket, tls) in spec.sockets {
         add_listener(&mut listeners, id, socket, tls, &spawner);
     }
+    let sweeper = {
+        let builder = spawner.builder.clone();
+        tokio::spawn(async move { builder.idle.sweep().await })
+    };
     let reaper = {
         let pool = worker.pool.clone();
         tokio::spawn(async move {
@@ -159,7 +187,11 @@ async fn run(spec: WorkerSpec) {
     loop {
         tokio::select! {
             biased;
-            _ = draining(&mut drain) => break,
+            _ = draining(&mut drain) => {
+                // Idle connections close now; busy ones after their response.
+                spawner.builder.idle.start_drain();
+                break;
+            }
             // None (the coordinator is gone) disables this branch.
             Some(cmd) = commands.recv() => match cmd {
                 WorkerCommand::AddListener { id, socket, tls, done } => {
@@ -203,6 +235,7 @@ async fn run(spec: WorkerSpec) {
         );
     }
     reaper.abort();
+    sweeper.abort();
 }
 
 fn add_listener(
@@ -231,6 +264,7 @@ async fn accept_loop(
 ) {
     let mut drain = spawner.drain.clone();
     let mut tls = tls_rx.borrow_and_update().clone();
+    let mut last = LastClient::default();
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -238,7 +272,7 @@ async fn accept_loop(
             changed = tls_rx.changed() => {
                 if changed.is_err() {
                     // Removed by a reload.
-                    take_backlog(listener, &tls, &spawner);
+                    take_backlog(listener, &tls, &spawner, &mut last);
                     return;
                 }
                 tls = tls_rx.borrow_and_update().clone();
@@ -254,7 +288,27 @@ async fn accept_loop(
                 }
             },
         };
-        serve(stream, peer, tls.clone(), &spawner);
+        serve(stream, peer, tls.clone(), &spawner, &mut last);
+    }
+}
+
+/// The header strings of the last client address an accept loop saw. A
+/// browser opens several connections in a row, and behind a load balancer
+/// or a NAT most connections come from a few addresses: they share one
+/// `ClientStrings` (and its three allocations) instead of one each.
+#[derive(Default)]
+struct LastClient(Option<(IpAddr, Arc<ClientStrings>)>);
+
+impl LastClient {
+    fn strings(&mut self, peer: SocketAddr) -> Arc<ClientStrings> {
+        match &self.0 {
+            Some((ip, strings)) if *ip == peer.ip() => strings.clone(),
+            _ => {
+                let strings = Arc::new(ClientStrings::new(ClientAddr(peer)));
+                self.0 = Some((peer.ip(), strings.clone()));
+                strings
+            }
+        }
     }
 }
 
@@ -263,7 +317,12 @@ async fn accept_loop(
 /// from then on connecting is refused. A connection that lands between the
 /// last `accept` and the close is reset by the kernel; that window is
 /// one syscall wide.
-fn take_backlog(listener: TcpListener, tls: &Option<TlsAcceptor>, spawner: &ConnSpawner) {
+fn take_backlog(
+    listener: TcpListener,
+    tls: &Option<TlsAcceptor>,
+    spawner: &ConnSpawner,
+    last: &mut LastClient,
+) {
     let listener = match listener.into_std() {
         Ok(l) => l,
         Err(e) => {
@@ -277,55 +336,66 @@ fn take_backlog(listener: TcpListener, tls: &Option<TlsAcceptor>, spawner: &Conn
             .set_nonblocking(true)
             .and_then(|()| tokio::net::TcpStream::from_std(stream));
         match stream {
-            Ok(stream) => serve(stream, peer, tls.clone(), spawner),
+            Ok(stream) => serve(stream, peer, tls.clone(), spawner, last),
             Err(e) => tracing::debug!(client = %peer, error = %e, "cannot register connection"),
         }
     }
 }
 
-/// Spawns the connection's task. It holds `alive` and the global drain, not
-/// its listener: a listener removed by a reload leaves it running.
+/// Spawns the connection's task. It holds `alive` and the worker's idle
+/// clock (which carries the drain), not its listener: a listener removed by
+/// a reload leaves it running.
 fn serve(
     stream: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     spawner: &ConnSpawner,
+    last: &mut LastClient,
 ) {
     let proto = if tls.is_some() { "https" } else { "http" };
-    let ctx = Arc::new(ConnCtx::new(
+    let ctx = Arc::new(ConnCtx::with_strings(
         spawner.worker.clone(),
         ClientAddr(peer),
+        last.strings(peer),
         proto,
     ));
-    let (builder, drain, alive, header_timeout) = (
-        spawner.builder.clone(),
-        spawner.drain.clone(),
-        spawner.alive.clone(),
-        spawner.header_timeout,
-    );
-    tokio::spawn(async move {
-        let _alive = alive;
-        match tls {
-            None => conn::serve(stream, ctx, builder, drain).await,
-            // Boxed: a task is as large as its largest state, and the TLS
-            // one (handshake, rustls session) would otherwise make every
-            // idle plain connection's task that large too.
-            Some(acceptor) => {
-                Box::pin(async move {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            conn::serve_tls(tls_stream, ctx, builder, drain).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
-                    }
-                })
-                .await
-            }
+    let builder = spawner.builder.clone();
+    let _alive = spawner.alive.clone();
+    match tls {
+        None => {
+            tokio::spawn(plain_task(stream, ctx, builder, _alive));
         }
-    });
+        // A task of its own type: a task is as large as its largest state,
+        // and the TLS one (handshake, rustls session) is much larger than
+        // an idle plain connection's.
+        Some(acceptor) => {
+            let header_timeout = spawner.header_timeout;
+            let conn = async move {
+                match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => conn::serve_tls(tls_stream, ctx, builder).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
+                    }
+                    Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                }
+            };
+            tokio::spawn(Alive { conn, _alive });
+        }
+    }
+}
+
+/// The task of a plain connection: what an idle HTTP/1.1 keep-alive
+/// connection costs, besides its socket's registration and its `ConnCtx`.
+pub(super) fn plain_task(
+    stream: tokio::net::TcpStream,
+    ctx: Arc<ConnCtx>,
+    builder: Arc<ServerBuilder>,
+    alive: mpsc::Sender<()>,
+) -> Alive<impl Future<Output = ()> + Send> {
+    Alive {
+        conn: conn::serve(stream, ctx, builder),
+        _alive: alive,
+    }
 }
 
 /// Resolves once shutdown has begun (or the server is gone).
@@ -333,3 +403,6 @@ pub async fn draining(drain: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`; drop it here.
     let _ = drain.wait_for(|d| *d).await;
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,12 +9,17 @@
 //! is out.
 //!
 //! # Memory while idle
-//! Between requests the connection holds no buffer: both buffers are released
-//! once the previous exchange is done, and the next read goes into a stack
-//! buffer first, so an idle keep-alive connection costs its task, its socket
-//! and a timer. Each exchange (the service's future and the response) lives
-//! in one box per request for the same reason: kept inline it would make
-//! every idle connection's task as large as the whole proxy path's state.
+//! An idle keep-alive connection costs its task, its socket and a waiter on
+//! the worker's [`IdleClock`]: no buffer and no timer. [`serve`] (and, for
+//! plain connections, `server::conn::PlainConn`, whose task is smaller
+//! still) alternates two states. *Idle* waits for bytes (read into a stack
+//! buffer, so that a heap buffer exists only once bytes arrive) or for the
+//! clock to say the keep-alive deadline passed or drain began. *Busy* is one
+//! box per busy period ([`busy`]; for a client that does not pipeline, per
+//! request): the buffers, the head timer, the service's future and the
+//! response, all of which go away when the connection is idle again. Kept
+//! inline, they would make every idle connection's task as large as the
+//! whole proxy path's state.
 
 use super::body::{self, BodySender, RequestBody, Want};
 use super::decode::{BodyError, Decoded, Decoder};
@@ -23,6 +28,7 @@ use super::upgrade::{self, Upgraded};
 use super::write::{self, ConnHeader, Framing, WriteBuf};
 use crate::config::Limits;
 use crate::error::BoxError;
+use crate::server::idle::IdleClock;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body;
@@ -32,7 +38,6 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// The first read of an idle connection goes here (on the stack), so that
@@ -82,81 +87,131 @@ impl ConnError {
     }
 }
 
+/// A `101 Switching Protocols` that is out: the IO goes to the service.
+/// [`serve`] only borrows the IO, so its owner hands it over.
+pub struct Upgrade {
+    pending: upgrade::Pending,
+    /// Bytes the client sent after the request head.
+    rest: BytesMut,
+}
+
+impl Upgrade {
+    pub fn hand_over<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // If the service dropped its `OnUpgrade`, nobody wants the IO.
+        let _ = self
+            .pending
+            .send(Upgraded::new(Box::new(io), self.rest.freeze()));
+    }
+}
+
 /// Serves HTTP/1.1 on `io` until the client leaves, the connection must
-/// close, or the drain completes. `initial` are bytes already read from `io`
-/// (the preface sniff).
-pub async fn serve<I, S, F, B>(
-    io: I,
-    initial: &[u8],
+/// close (it is shut down), the drain completes, or a request upgrades it.
+/// `initial` are bytes already read from `io` (the preface sniff); it is
+/// left empty. (A reference: a value would stay in the task all along.)
+///
+/// A function returning an `async` block rather than an `async fn`: an
+/// `async fn` keeps each argument twice in its future (as given, and as the
+/// body's binding), and this future is in every idle TLS connection's task.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
+pub fn serve<I, S, F, B>(
+    io: &mut I,
+    initial: &mut BytesMut,
     settings: &Settings,
     mut service: S,
-    mut drain: watch::Receiver<bool>,
-) -> Result<(), ConnError>
+    idle: &IdleClock,
+) -> impl Future<Output = Result<Option<Upgrade>, ConnError>>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin,
     S: FnMut(Request<RequestBody>) -> F,
     F: Future<Output = Response<B>>,
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let mut conn = Conn {
-        io,
-        rbuf: BytesMut::from(initial),
-        wbuf: WriteBuf::default(),
-        settings: *settings,
-    };
-    loop {
-        let head = match conn.read_head(&mut drain).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return conn.close().await,
-            Err(e) => {
-                let status = match &e {
-                    ConnError::Parse(p) => Some((p.status(), p.reason())),
-                    ConnError::HeadTimeout => {
-                        Some((StatusCode::REQUEST_TIMEOUT, "request header timeout"))
-                    }
-                    _ => None,
-                };
-                if let Some((status, reason)) = status {
-                    // Best effort: the client may already be gone.
-                    let _ = conn.write_error(status, reason).await;
+    async move {
+        loop {
+            // The keep-alive limit and the head's budget are one deadline.
+            let deadline = Instant::now() + settings.header_timeout;
+            if initial.is_empty() {
+                match idle.wait(deadline, |cx| read_idle(io, cx)).await {
+                    Ok(Ok(got)) if !got.is_empty() => *initial = got,
+                    Ok(Err(e)) => return Err(e.into()),
+                    // EOF, idle past the deadline, or drain: close quietly.
+                    Ok(Ok(_)) | Err(_) => break,
                 }
-                return Err(e);
             }
-        };
-        let head_request = head.method == Method::HEAD;
-        let http10 = head.version == Version::HTTP_10;
-        let expect_continue = head.expect_continue;
-        let keep_alive = head.keep_alive;
-        let (req, body, upgrade) = request(head, &conn.settings.limits);
-        let ex = Exchange {
-            cont: if expect_continue && body.is_some() {
-                Continue::Owed
-            } else {
-                Continue::Done
-            },
-            body: body.map_or(ReqBody::Done, ReqBody::Reading),
-        };
-
-        let info = ReqInfo {
-            head_request,
-            http10,
-            keep_alive,
-        };
-        // One allocation per request holds the whole exchange, the service's
-        // future inline: the connection's own task stays small while idle.
-        let exchange = conn.exchange(service(req), ex, upgrade, info, &drain);
-        match Box::pin(exchange).await? {
-            Outcome::KeepAlive => conn.release_if_idle(),
-            Outcome::Close => return conn.close().await,
-            Outcome::Upgrade(upgrade) => {
-                let Conn { io, rbuf, .. } = conn;
-                // If the service dropped its `OnUpgrade`, nobody wants the IO.
-                let _ = upgrade.send(Upgraded::new(Box::new(io), rbuf.freeze()));
-                return Ok(());
+            let rbuf = std::mem::take(initial);
+            match Box::pin(busy(io, rbuf, settings, &mut service, deadline, idle)).await? {
+                Busy::Idle => {}
+                Busy::Closed => return Ok(None),
+                Busy::Upgrade(u) => return Ok(Some(u)),
             }
         }
+        // Out of the loop, so that nothing of it stays in the future here.
+        let _ = io.shutdown().await;
+        Ok(None)
     }
+}
+
+/// Reads what an idle connection received into a buffer of its own size;
+/// empty at EOF.
+pub(crate) fn read_idle<I: AsyncRead + Unpin>(
+    io: &mut I,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<BytesMut>> {
+    // Uninitialised: zeroing 4 KiB per request showed in callgrind.
+    let mut stack = [const { std::mem::MaybeUninit::<u8>::uninit() }; IDLE_READ];
+    let mut rb = ReadBuf::uninit(&mut stack);
+    ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+    let got = rb.filled();
+    let mut buf = BytesMut::new();
+    if !got.is_empty() {
+        buf.reserve(got.len().max(HEAD_INITIAL));
+        buf.extend_from_slice(got);
+    }
+    Poll::Ready(Ok(buf))
+}
+
+/// One busy period: answers requests while bytes of one are buffered in
+/// `rbuf` (at least the start of a head, due by `deadline`). Whoever waits
+/// between busy periods (`serve`, or `server::conn` for plain connections)
+/// boxes this future, so that what it holds is gone while idle.
+pub fn busy<'a, I, S, F, B>(
+    io: &'a mut I,
+    rbuf: BytesMut,
+    settings: &'a Settings,
+    service: &'a mut S,
+    deadline: Instant,
+    idle: &'a IdleClock,
+) -> impl Future<Output = Result<Busy, ConnError>> + 'a
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+    S: FnMut(Request<RequestBody>) -> F,
+    F: Future<Output = Response<B>> + 'a,
+    B: Body<Data = Bytes> + 'a,
+    B::Error: Into<BoxError>,
+{
+    let conn = Conn {
+        io,
+        rbuf,
+        wbuf: WriteBuf::default(),
+        settings,
+    };
+    conn.busy(service, deadline, idle)
+}
+
+/// How a busy period left the connection.
+pub enum Busy {
+    /// Every byte read is answered: back to idle.
+    Idle,
+    /// Shut down (or the client is gone).
+    Closed,
+    Upgrade(Upgrade),
 }
 
 /// What the request said about its response and the connection.
@@ -175,15 +230,22 @@ enum Outcome {
     Upgrade(upgrade::Pending),
 }
 
-/// The request for the service, its body's sender, and a pending upgrade.
+/// The request for the service, the exchange's view of its body, a pending
+/// upgrade, and what the head said about the response.
 fn request(
     head: RequestHead,
     limits: &Limits,
 ) -> (
     Request<RequestBody>,
-    Option<BodySender>,
+    Exchange,
     Option<upgrade::Pending>,
+    ReqInfo,
 ) {
+    let info = ReqInfo {
+        head_request: head.method == Method::HEAD,
+        http10: head.version == Version::HTTP_10,
+        keep_alive: head.keep_alive,
+    };
     // Trailers get the same budget as a head.
     let decoder = Decoder::new(head.framing, limits.max_header_bytes);
     let (sender, body) = match body::channel(decoder) {
@@ -200,16 +262,26 @@ fn request(
         req.extensions_mut().insert(on);
         tx
     });
-    (req, sender, upgrade)
+    let ex = Exchange {
+        cont: if head.expect_continue && sender.is_some() {
+            Continue::Owed
+        } else {
+            Continue::Done
+        },
+        body: sender.map_or(ReqBody::Done, ReqBody::Reading),
+    };
+    (req, ex, upgrade, info)
 }
 
-struct Conn<I> {
-    io: I,
+/// A busy connection: it exists from the first byte of a request to the
+/// end of its response (of the last pipelined one), inside one box.
+struct Conn<'a, I> {
+    io: &'a mut I,
     /// Bytes read and not yet consumed: a partial head, body bytes, or
-    /// pipelined requests. Empty with no capacity while idle.
+    /// pipelined requests.
     rbuf: BytesMut,
     wbuf: WriteBuf,
-    settings: Settings,
+    settings: &'a Settings,
 }
 
 /// One request/response exchange's view of the request body.
@@ -239,7 +311,59 @@ enum Continue {
     Skipped,
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
+    /// Answers requests while bytes of one are buffered; the first head is
+    /// due by `deadline`.
+    async fn busy<S, F, B>(
+        mut self,
+        service: &mut S,
+        mut deadline: Instant,
+        idle: &IdleClock,
+    ) -> Result<Busy, ConnError>
+    where
+        S: FnMut(Request<RequestBody>) -> F,
+        F: Future<Output = Response<B>>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        loop {
+            let head = match self.read_head(deadline).await {
+                Ok(Some(head)) => head,
+                Ok(None) => return self.close().await,
+                Err(e) => {
+                    let status = match &e {
+                        ConnError::Parse(p) => Some((p.status(), p.reason())),
+                        ConnError::HeadTimeout => {
+                            Some((StatusCode::REQUEST_TIMEOUT, "request header timeout"))
+                        }
+                        _ => None,
+                    };
+                    if let Some((status, reason)) = status {
+                        // Best effort: the client may already be gone.
+                        let _ = self.write_error(status, reason).await;
+                    }
+                    return Err(e);
+                }
+            };
+            // A function, so that the head is gone from this future's state
+            // while the exchange runs.
+            let (req, ex, upgrade, info) = request(head, &self.settings.limits);
+            match self.exchange(service(req), ex, upgrade, info, idle).await? {
+                // Pipelined bytes: the next head is already (partly) here.
+                Outcome::KeepAlive if !self.rbuf.is_empty() => {}
+                Outcome::KeepAlive => return Ok(Busy::Idle),
+                Outcome::Close => return self.close().await,
+                Outcome::Upgrade(pending) => {
+                    return Ok(Busy::Upgrade(Upgrade {
+                        pending,
+                        rest: self.rbuf,
+                    }));
+                }
+            }
+            deadline = Instant::now() + self.settings.header_timeout;
+        }
+    }
+
     /// One request's service call and response, up to the point where the
     /// next head may be read.
     async fn exchange<F, B>(
@@ -248,7 +372,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         mut ex: Exchange,
         upgrade: Option<upgrade::Pending>,
         info: ReqInfo,
-        drain: &watch::Receiver<bool>,
+        idle: &IdleClock,
     ) -> Result<Outcome, ConnError>
     where
         F: Future<Output = Response<B>>,
@@ -256,7 +380,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         B::Error: Into<BoxError>,
     {
         let resp = self.drive_service(pin!(service), &mut ex).await?;
-        let keep_alive = info.keep_alive && !*drain.borrow();
+        let keep_alive = info.keep_alive && !idle.is_draining();
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(upgrade) = upgrade
@@ -285,13 +409,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         })
     }
 
-    /// The next request head; `None` when the connection should close
-    /// quietly (EOF or timeout while idle, or drain while idle).
-    async fn read_head(
-        &mut self,
-        drain: &mut watch::Receiver<bool>,
-    ) -> Result<Option<RequestHead>, ConnError> {
-        let deadline = Instant::now() + self.settings.header_timeout;
+    /// The next request head, due by `deadline`; `None` when the client
+    /// left first. The timer is armed only if the head is not all here.
+    async fn read_head(&mut self, deadline: Instant) -> Result<Option<RequestHead>, ConnError> {
         let mut timeout = pin!(tokio::time::sleep_until(deadline));
         loop {
             if !self.rbuf.is_empty()
@@ -299,14 +419,13 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             {
                 return Ok(Some(head));
             }
-            let idle = self.rbuf.is_empty();
             let n = tokio::select! {
                 biased;
                 r = poll_fn(|cx| self.poll_read(cx, HEAD_INITIAL)) => r?,
                 _ = &mut timeout => {
-                    return if idle { Ok(None) } else { Err(ConnError::HeadTimeout) };
+                    let timed_out = !self.rbuf.is_empty();
+                    return if timed_out { Err(ConnError::HeadTimeout) } else { Ok(None) };
                 }
-                _ = crate::server::worker::draining(drain), if idle => return Ok(None),
             };
             if n == 0 {
                 // EOF, mid-head or not: nobody is left to answer.
@@ -318,17 +437,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     /// Reads into `rbuf` with at least `min_spare` room; `Ok(0)` is EOF.
     fn poll_read(&mut self, cx: &mut Context<'_>, min_spare: usize) -> Poll<io::Result<usize>> {
         if self.rbuf.capacity() == 0 {
-            // Idle: wait on a stack buffer, allocate only once bytes arrive.
-            // Uninitialised: zeroing 4 KiB per request showed in callgrind.
-            let mut stack = [const { std::mem::MaybeUninit::<u8>::uninit() }; IDLE_READ];
-            let mut rb = ReadBuf::uninit(&mut stack);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-            let got = rb.filled();
-            if !got.is_empty() {
-                self.rbuf = BytesMut::with_capacity(got.len().max(HEAD_INITIAL));
-                self.rbuf.extend_from_slice(got);
-            }
-            return Poll::Ready(Ok(got.len()));
+            // All consumed and no room left: read like an idle connection.
+            self.rbuf = ready!(read_idle(&mut *self.io, cx))?;
+            return Poll::Ready(Ok(self.rbuf.len()));
         }
         let len = self.rbuf.len();
         if self.rbuf.capacity() - len < min_spare / 2 {
@@ -338,7 +449,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         // Reads into the spare capacity without zeroing it first (tokio-util
         // does the uninitialised-memory bookkeeping): zeroing cost a memset
         // of the whole spare buffer per read (perf/findings, callgrind).
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+        tokio_util::io::poll_read_buf(Pin::new(&mut *self.io), cx, &mut self.rbuf)
     }
 
     /// Polls the service while feeding its request body; errors if the
@@ -412,7 +523,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 Ok(Decoded::NeedMore) => {
                     // A `100 Continue` (or response bytes) must be out before
                     // we wait on the client.
-                    let read = match ready!(self.wbuf.poll_flush(&mut self.io, cx)) {
+                    let read = match ready!(self.wbuf.poll_flush(&mut *self.io, cx)) {
                         Ok(()) => ready!(self.poll_read(cx, BODY_READ)),
                         Err(e) => Err(e),
                     };
@@ -476,10 +587,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             loop {
                 let _ = self.poll_body(cx, ex);
                 if self.wbuf.is_full() || (ended && !self.wbuf.is_empty()) {
-                    ready!(self.wbuf.poll_flush(&mut self.io, cx))?;
+                    ready!(self.wbuf.poll_flush(&mut *self.io, cx))?;
                 }
                 if ended {
-                    ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                    ready!(Pin::new(&mut *self.io).poll_flush(cx))?;
                     return Poll::Ready(Ok(()));
                 }
                 let frame = match body.as_mut().poll_frame(cx) {
@@ -487,7 +598,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                         if self.wbuf.is_empty() {
                             return Poll::Pending;
                         }
-                        ready!(self.wbuf.poll_flush(&mut self.io, cx))?;
+                        ready!(self.wbuf.poll_flush(&mut *self.io, cx))?;
                         continue;
                     }
                     Poll::Ready(Some(Err(e))) => {
@@ -534,14 +645,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     async fn flush_while_reading(&mut self, ex: &mut Exchange) -> io::Result<()> {
         poll_fn(|cx| {
             let _ = self.poll_body(cx, ex);
-            ready!(self.wbuf.poll_flush(&mut self.io, cx))?;
-            Pin::new(&mut self.io).poll_flush(cx)
+            ready!(self.wbuf.poll_flush(&mut *self.io, cx))?;
+            Pin::new(&mut *self.io).poll_flush(cx)
         })
         .await
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        poll_fn(|cx| self.wbuf.poll_flush(&mut self.io, cx)).await?;
+        poll_fn(|cx| self.wbuf.poll_flush(&mut *self.io, cx)).await?;
         self.io.flush().await
     }
 
@@ -584,14 +695,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         tokio::time::timeout(limit, discard).await.unwrap_or(false)
     }
 
-    /// Drops both buffers if no pipelined bytes wait: idle costs nothing.
-    fn release_if_idle(&mut self) {
-        if self.rbuf.is_empty() {
-            self.rbuf = BytesMut::new();
-            self.wbuf = WriteBuf::default();
-        }
-    }
-
     /// A response the connection makes itself (a refused head or a timeout),
     /// shaped like `proxy::respond`'s, and then the connection closes.
     async fn write_error(&mut self, status: StatusCode, reason: &'static str) -> io::Result<()> {
@@ -619,11 +722,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         self.io.shutdown().await
     }
 
-    async fn close(mut self) -> Result<(), ConnError> {
+    async fn close(mut self) -> Result<Busy, ConnError> {
         self.flush().await?;
         // The peer may have gone already; that is how most connections end.
         let _ = self.io.shutdown().await;
-        Ok(())
+        Ok(Busy::Closed)
     }
 }
 
