@@ -40,7 +40,9 @@ use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Read buffer size for a response head (and the start of its body).
-const HEAD_READ: usize = 16 * 1024;
+const HEAD_READ: usize = 4 * 1024;
+/// A pooled connection keeps a read buffer up to this size.
+const IDLE_KEEP: usize = 2 * HEAD_READ;
 /// Read size while a response body streams.
 const BODY_READ: usize = 32 * 1024;
 /// Trailers of a chunked response get the same budget as a response head.
@@ -50,8 +52,8 @@ const MAX_TRAILER_BYTES: usize = head::MAX_RESPONSE_HEAD;
 #[derive(Debug)]
 pub struct H1Conn {
     io: UpstreamIo,
-    /// Bytes read and not consumed. Kept across requests so that its
-    /// allocation is reused; empty whenever the connection is idle.
+    /// Bytes read and not consumed. Kept across requests (at most
+    /// `IDLE_KEEP`) so that its allocation is reused; empty while idle.
     rbuf: BytesMut,
 }
 
@@ -454,6 +456,12 @@ impl ResponseBody {
         // request. A request body not all sent leaves the backend mid-message.
         let upload = self.upload.take();
         if self.reusable && conn.rbuf.is_empty() && upload.is_none() {
+            // Small responses keep their buffer (a malloc per request cost
+            // 450 instructions); one a large body grew is let go, so an idle
+            // connection holds at most a few KiB.
+            if conn.rbuf.capacity() > IDLE_KEEP {
+                conn.rbuf = BytesMut::new();
+            }
             back.pool.put_h1(back.backend, conn, back.max_idle);
         } else {
             conn.rbuf.clear();
