@@ -401,6 +401,7 @@ where
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         Box::pin(handle(ctx.clone(), req.map(ReqBody::Incoming)))
     });
+    let io = super::coalesce::Coalesce::new(io);
     let conn = builder.h2.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let finished = tokio::select! {

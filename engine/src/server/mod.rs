@@ -4,6 +4,7 @@
 //! [`idle`] is the per-worker clock idle connections wait on.
 //! [`reload`] starts and stops listeners on running workers.
 
+pub mod coalesce;
 pub mod conn;
 pub mod h1;
 pub mod idle;
