@@ -409,8 +409,6 @@ pub struct GzipBody<B> {
     unflushed: usize,
     /// Upstream trailers, sent after our gzip trailer.
     trailers: Option<HeaderMap>,
-    /// `poll_frame` has returned `None`.
-    ended: bool,
 }
 
 impl<B> GzipBody<B> {
@@ -425,7 +423,6 @@ impl<B> GzipBody<B> {
             out,
             unflushed: 0,
             trailers: None,
-            ended: false,
         }
     }
 
@@ -531,9 +528,7 @@ where
         let done = |bytes| Poll::Ready(Some(Ok(Frame::data(bytes))));
         loop {
             if this.z.is_none() {
-                let trailers = this.trailers.take();
-                this.ended = trailers.is_none();
-                return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
             let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
                 // About to wait: what came so far goes out first.
@@ -571,7 +566,7 @@ where
     /// no upstream trailers to follow), so `server::h1` writes the last chunk
     /// behind that frame instead of polling once more for `None`.
     fn is_end_stream(&self) -> bool {
-        self.ended || (self.z.is_none() && self.trailers.is_none())
+        self.z.is_none() && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
