@@ -140,9 +140,7 @@ struct Facts {
     transfer_encoding: bool,
     chunked_last: bool,
     hosts: u32,
-    close: bool,
-    keep_alive: bool,
-    connection_upgrade: bool,
+    connection: ConnectionOptions,
     upgrade_field: bool,
     expect_continue: bool,
 }
@@ -295,9 +293,9 @@ fn build(buf: &mut BytesMut, scan: Scan, at: &[FieldAt]) -> Result<RequestHead, 
         version,
         headers: map,
         framing,
-        keep_alive: !facts.close && (http11 || facts.keep_alive),
+        keep_alive: !facts.connection.close && (http11 || facts.connection.keep_alive),
         expect_continue: http11 && facts.expect_continue,
-        upgrade: http11 && facts.connection_upgrade && facts.upgrade_field,
+        upgrade: http11 && facts.connection.upgrade && facts.upgrade_field,
     })
 }
 
@@ -310,17 +308,7 @@ impl Facts {
                 self.expect_continue |= trim(value).eq_ignore_ascii_case(b"100-continue");
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade_field = true,
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                for t in tokens(value) {
-                    if t.eq_ignore_ascii_case(b"close") {
-                        self.close = true;
-                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                        self.keep_alive = true;
-                    } else if t.eq_ignore_ascii_case(b"upgrade") {
-                        self.connection_upgrade = true;
-                    }
-                }
-            }
+            10 if name.eq_ignore_ascii_case(b"connection") => self.connection.learn(value),
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 let mut any = false;
                 for item in value.split(|&b| b == b',') {
@@ -368,6 +356,30 @@ impl Facts {
             Some(0) | None => Framing::None,
             Some(n) => Framing::Length(n),
         })
+    }
+}
+
+/// The `Connection` options that decide persistence and upgrades, from all
+/// of a message's `Connection` field lines (requests here, responses in
+/// `upstream::h1::head`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+}
+
+impl ConnectionOptions {
+    pub(crate) fn learn(&mut self, value: &[u8]) {
+        for t in tokens(value) {
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if t.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! buffers: the request head we write, and the response head we read (RFC
 //! 9112 §4–§6), so that both can be tested and fuzzed byte by byte.
 
-use crate::server::h1::parse::{parse_length, tokens, trim};
+use crate::server::h1::parse::{ConnectionOptions, parse_length, tokens, trim};
 use crate::server::h1::write::{head_size, itoa};
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
@@ -202,8 +202,8 @@ pub fn parse_response(
         }
     };
     let persistent = match version {
-        Version::HTTP_11 => !facts.close,
-        _ => facts.keep_alive && !facts.close,
+        Version::HTTP_11 => !facts.connection.close,
+        _ => facts.connection.keep_alive && !facts.connection.close,
     };
     // A response with both framings may be a smuggling attempt (RFC 9112
     // §6.3): read it by Transfer-Encoding, then close.
@@ -222,22 +222,13 @@ struct Facts {
     content_length: Option<u64>,
     transfer_encoding: bool,
     chunked_last: bool,
-    close: bool,
-    keep_alive: bool,
+    connection: ConnectionOptions,
 }
 
 impl Facts {
     fn learn(&mut self, name: &[u8], value: &[u8]) -> Result<(), HeadError> {
         match name.len() {
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                for t in tokens(value) {
-                    if t.eq_ignore_ascii_case(b"close") {
-                        self.close = true;
-                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                        self.keep_alive = true;
-                    }
-                }
-            }
+            10 if name.eq_ignore_ascii_case(b"connection") => self.connection.learn(value),
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 // RFC 9110 §8.6: a list of identical values is one value.
                 for item in value.split(|&b| b == b',') {
