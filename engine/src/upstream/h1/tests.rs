@@ -49,6 +49,19 @@ async fn backend(replies: Vec<&'static [u8]>) -> (SocketAddr, JoinHandle<Vec<u8>
     (addr, task)
 }
 
+/// A GET on a fresh connection to a backend scripted with `replies`, up to
+/// the response head.
+async fn answered(replies: Vec<&'static [u8]>) -> (H1Conn, Answer) {
+    let (addr, _seen) = backend(replies).await;
+    let mut c = conn(addr).await;
+    let answer = exchange(&mut c, &get("/"), ReqBody::Empty).await.unwrap();
+    (c, answer)
+}
+
+fn pool() -> Arc<Pool> {
+    Arc::new(Pool::new(Duration::from_secs(60)))
+}
+
 async fn conn(addr: SocketAddr) -> H1Conn {
     H1Conn::new(UpstreamIo::Plain(TcpStream::connect(addr).await.unwrap()))
 }
@@ -83,7 +96,7 @@ async fn sized_response_and_the_connection_goes_back() {
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
     ])
     .await;
-    let pool = Arc::new(Pool::new(Duration::from_secs(60)));
+    let pool = pool();
     let mut c = conn(addr).await;
     let parts = get("/a?b=c");
     let answer = exchange(&mut c, &parts, ReqBody::Empty).await.unwrap();
@@ -112,13 +125,10 @@ async fn sized_response_and_the_connection_goes_back() {
 
 #[tokio::test]
 async fn chunked_response_with_trailers() {
-    let (addr, _seen) = backend(vec![
+    let pool = pool();
+    let (c, answer) = answered(vec![
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nGrpc-Status: 0\r\n\r\n",
-    ])
-    .await;
-    let pool = Arc::new(Pool::new(Duration::from_secs(60)));
-    let mut c = conn(addr).await;
-    let answer = exchange(&mut c, &get("/"), ReqBody::Empty).await.unwrap();
+    ]).await;
     let body = ResponseBody::response(c, answer, back(&pool)).into_body();
     assert_eq!(body.size_hint().exact(), None);
     let (data, trailers) = collect(body).await;
@@ -129,10 +139,8 @@ async fn chunked_response_with_trailers() {
 
 #[tokio::test]
 async fn close_delimited_response_is_read_to_eof_and_not_pooled() {
-    let (addr, _seen) = backend(vec![b"HTTP/1.1 200 OK\r\n\r\nuntil close", CLOSE]).await;
-    let pool = Arc::new(Pool::new(Duration::from_secs(60)));
-    let mut c = conn(addr).await;
-    let answer = exchange(&mut c, &get("/"), ReqBody::Empty).await.unwrap();
+    let pool = pool();
+    let (c, answer) = answered(vec![b"HTTP/1.1 200 OK\r\n\r\nuntil close", CLOSE]).await;
     let body = ResponseBody::response(c, answer, back(&pool)).into_body();
     assert_eq!(collect(body).await.0, b"until close");
     assert_eq!(pool.idle_h1(7), 0);
@@ -140,13 +148,10 @@ async fn close_delimited_response_is_read_to_eof_and_not_pooled() {
 
 #[tokio::test]
 async fn interim_responses_are_skipped() {
-    let (addr, _seen) = backend(vec![
+    let pool = pool();
+    let (c, answer) = answered(vec![
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
-    ])
-    .await;
-    let pool = Arc::new(Pool::new(Duration::from_secs(60)));
-    let mut c = conn(addr).await;
-    let answer = exchange(&mut c, &get("/"), ReqBody::Empty).await.unwrap();
+    ]).await;
     assert_eq!(answer.head.status, StatusCode::NO_CONTENT);
     assert!(!answer.head.headers.contains_key("link"));
     let body = ResponseBody::response(c, answer, back(&pool)).into_body();
@@ -157,7 +162,7 @@ async fn interim_responses_are_skipped() {
 #[tokio::test]
 async fn head_response_has_no_body_whatever_its_length() {
     let (addr, _seen) = backend(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"]).await;
-    let pool = Arc::new(Pool::new(Duration::from_secs(60)));
+    let pool = pool();
     let mut c = conn(addr).await;
     let mut parts = get("/");
     parts.method = Method::HEAD;
@@ -194,14 +199,12 @@ async fn garbage_is_a_protocol_error_and_partial_body_is_closed() {
     assert_eq!(failed.error.kind(), ErrorKind::UpstreamProtocol);
     assert!(!failed.unanswered);
 
-    let (addr, _seen) = backend(vec![
+    let pool = pool();
+    let (c, answer) = answered(vec![
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf",
         CLOSE,
     ])
     .await;
-    let pool = Arc::new(Pool::new(Duration::from_secs(60)));
-    let mut c = conn(addr).await;
-    let answer = exchange(&mut c, &get("/"), ReqBody::Empty).await.unwrap();
     let mut body = ResponseBody::response(c, answer, back(&pool)).into_body();
     assert_eq!(
         body.frame().await.unwrap().unwrap().into_data().unwrap(),
@@ -217,13 +220,11 @@ async fn garbage_is_a_protocol_error_and_partial_body_is_closed() {
 
 #[tokio::test]
 async fn connection_close_and_extra_bytes_are_not_pooled() {
-    let (addr, _seen) = backend(vec![
+    let pool = pool();
+    let (c, answer) = answered(vec![
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
     ])
     .await;
-    let pool = Arc::new(Pool::new(Duration::from_secs(60)));
-    let mut c = conn(addr).await;
-    let answer = exchange(&mut c, &get("/"), ReqBody::Empty).await.unwrap();
     assert!(!answer.head.reusable);
     assert_eq!(
         collect(ResponseBody::response(c, answer, back(&pool)).into_body())
@@ -233,9 +234,7 @@ async fn connection_close_and_extra_bytes_are_not_pooled() {
     );
     assert_eq!(pool.idle_h1(7), 0);
 
-    let (addr, _seen) = backend(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"]).await;
-    let mut c = conn(addr).await;
-    let answer = exchange(&mut c, &get("/"), ReqBody::Empty).await.unwrap();
+    let (c, answer) = answered(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"]).await;
     assert_eq!(
         collect(ResponseBody::response(c, answer, back(&pool)).into_body())
             .await
@@ -267,13 +266,11 @@ async fn idle_check_sees_a_closed_connection() {
 
 #[tokio::test]
 async fn upgrade_hands_over_the_connection_with_buffered_bytes() {
-    let (addr, _seen) = backend(vec![
+    let pool = pool();
+    let (c, answer) = answered(vec![
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: upgrade\r\n\r\nearly",
     ])
     .await;
-    let pool = Arc::new(Pool::new(Duration::from_secs(60)));
-    let mut c = conn(addr).await;
-    let answer = exchange(&mut c, &get("/"), ReqBody::Empty).await.unwrap();
     assert_eq!(answer.head.status, StatusCode::SWITCHING_PROTOCOLS);
     let body = ResponseBody::response(c, answer, back(&pool)).into_body();
     let mut io = body.into_upgraded().unwrap();
@@ -313,7 +310,7 @@ async fn request_body_keeps_streaming_after_an_early_answer() {
     });
     let decoder = Decoder::new(Framing::Length(7), 0);
     let (mut tx, rx) = crate::server::h1::body::channel(decoder).unwrap();
-    let pool = Arc::new(Pool::new(Duration::from_secs(60)));
+    let pool = pool();
     let mut c = conn(addr).await;
     let (mut parts, ()) = Request::put("/doc").body(()).unwrap().into_parts();
     parts
