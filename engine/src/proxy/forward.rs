@@ -162,25 +162,20 @@ pub async fn send(
             let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             parts.uri = Uri::try_from(format!("http://{}{pq}", backend.addr))
                 .map_err(|e| ProxyError::with_source(ErrorKind::BadRequest, e))?;
-            let resp =
-                tokio::time::timeout(timeout, client.request(Request::from_parts(parts, body)))
-                    .await
-                    .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
-                    .map_err(legacy_error)?;
+            let resp = response_within(timeout, client.request(Request::from_parts(parts, body)))
+                .await?
+                .map_err(legacy_error)?;
             Ok(resp.map(Upstream::Hyper))
         }
         Conn::H2(mut sender) => {
-            let resp = tokio::time::timeout(timeout, sender.send_request(req))
-                .await
-                .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
+            let resp = response_within(timeout, sender.send_request(req))
+                .await?
                 .map_err(upstream_error)?;
             Ok(resp.map(Upstream::Hyper))
         }
         Conn::H1 { mut conn, reused } => {
             let (parts, body) = req.into_parts();
-            let first = tokio::time::timeout(timeout, h1::exchange(&mut conn, &parts, body))
-                .await
-                .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?;
+            let first = response_within(timeout, h1::exchange(&mut conn, &parts, body)).await?;
             let answer = match first {
                 Ok(answer) => answer,
                 // The idle-close race: a reused connection the backend closed
@@ -190,9 +185,8 @@ pub async fn send(
                     tracing::debug!(backend = %backend.addr, error = %failed.error, "replaying on a fresh connection");
                     let body = failed.body.unwrap_or(ReqBody::Empty);
                     conn = Box::pin(dial_h1(group, backend, timeouts)).await?;
-                    tokio::time::timeout(timeout, h1::exchange(&mut conn, &parts, body))
-                        .await
-                        .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))?
+                    response_within(timeout, h1::exchange(&mut conn, &parts, body))
+                        .await?
                         .map_err(|f| f.error)?
                 }
                 Err(failed) => return Err(failed.error),
@@ -205,6 +199,16 @@ pub async fn send(
             Ok(h1::ResponseBody::response(conn, answer, back).map(Upstream::H1))
         }
     }
+}
+
+/// `fut` (a send that ends at the response head), or a 504 once `limit` passes.
+async fn response_within<T>(
+    limit: std::time::Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, ProxyError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))
 }
 
 /// RFC 9110 §9.2.2.
