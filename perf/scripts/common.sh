@@ -91,3 +91,16 @@ HAP
     *) echo "unknown proxy: $name" >&2; return 64 ;;
   esac
 }
+
+# start_proxy NAME PATH: origins, then proxy NAME pinned on the proxy core,
+# warmed up with 2 s of wrk on PATH; sets WORK LISTEN PROXY_PID.
+start_proxy() {
+  start_origins
+  WORK=$(mktemp -d)
+  LISTEN="127.0.0.1:$(free_port)"
+  # shellcheck disable=SC2046
+  "$SCRIPTS/pin.sh" proxy $(proxy_cmd "$1" "$LISTEN" "$WORK") >"$WORK/proxy.log" 2>&1 & PIDS+=($!)
+  PROXY_PID=$!
+  wait_http "http://$LISTEN/ping"
+  "$SCRIPTS/pin.sh" load wrk -t1 -c"${CONNS:-64}" -d2s "http://$LISTEN$2" >/dev/null
+}

@@ -27,16 +27,8 @@ need wrk wrk
 command -v inferno-flamegraph >/dev/null || cargo install inferno
 mkdir -p "$(dirname "$OUT")"
 
-start_origins
-WORK=$(mktemp -d)
-LISTEN="127.0.0.1:$(free_port)"
-# shellcheck disable=SC2046
-"$SCRIPTS/pin.sh" proxy $(proxy_cmd "$PROXY" "$LISTEN" "$WORK") >"$WORK/proxy.log" 2>&1 & PIDS+=($!)
-PROXY_PID=$!
-wait_http "http://$LISTEN/ping"
-
-# Warm up, then record while the load runs.
-"$SCRIPTS/pin.sh" load wrk -t1 -c"$CONNS" -d2s "http://$LISTEN$URLPATH" >/dev/null
+start_proxy "$PROXY" "$URLPATH"
+# Record while the load runs.
 "$SCRIPTS/pin.sh" load wrk -t1 -c"$CONNS" -d"$((SECS + 2))s" --latency "http://$LISTEN$URLPATH" >"$WORK/wrk.txt" & WRK=$!
 sleep 1
 perf record -e "${PERF_EVENT:-cpu-clock}" -F 997 -g --call-graph dwarf,16384 -p "$PROXY_PID" -o "$WORK/perf.data" -- sleep "$SECS" 2>"$WORK/perf-record.log"

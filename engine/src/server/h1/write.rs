@@ -154,6 +154,8 @@ pub struct WriteBuf {
     data: Bytes,
     /// `\r\n` after `data` (chunked); a static slice, counted down as written.
     tail: &'static [u8],
+    /// This batch's first write was put off one scheduler turn already.
+    deferred: bool,
 }
 
 impl WriteBuf {
@@ -204,6 +206,16 @@ impl WriteBuf {
         io: &mut I,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.deferred && !self.is_empty() {
+            // One scheduler turn first: the other connections that are ready
+            // now queue their writes too, and the writes leave back to back.
+            // A peer sleeping in epoll_wait is woken (an IPI and a context
+            // switch, billed to the writer) by the first of them, not by
+            // each one (perf/findings/2026-12-01-write-batching.md).
+            self.deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         while !self.is_empty() {
             let slices = [
                 IoSlice::new(&self.buf[self.pos..]),
@@ -223,6 +235,7 @@ impl WriteBuf {
         }
         self.buf.clear();
         self.pos = 0;
+        self.deferred = false;
         Poll::Ready(Ok(()))
     }
 

@@ -152,6 +152,53 @@ fn unknown_status_has_an_empty_reason_and_a_date_is_added() {
     assert!(s.ends_with(" GMT\r\n\r\n"));
 }
 
+/// Flushes `w`, allowing for the one turn the first write waits.
+fn flush<I: AsyncWrite + Unpin>(w: &mut WriteBuf, io: &mut I) -> io::Result<()> {
+    let cx = &mut Context::from_waker(std::task::Waker::noop());
+    match w.poll_flush(io, cx) {
+        Poll::Pending => {}
+        Poll::Ready(r) => panic!("the first write did not wait a turn: {r:?}"),
+    }
+    match w.poll_flush(io, cx) {
+        Poll::Ready(r) => r,
+        Poll::Pending => panic!("a writable sink left the flush pending"),
+    }
+}
+
+/// Counts wake-ups.
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref()
+    }
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn each_batch_waits_one_turn_before_it_is_written() {
+    let wakes = std::sync::Arc::new(Wakes(0.into()));
+    let waker = std::task::Waker::from(wakes.clone());
+    let cx = &mut Context::from_waker(&waker);
+    let woken = || wakes.0.load(std::sync::atomic::Ordering::Relaxed);
+    let mut w = WriteBuf::default();
+    let mut out = Vec::new();
+    // Nothing queued: nothing to wait for.
+    assert!(matches!(w.poll_flush(&mut out, cx), Poll::Ready(Ok(()))));
+    assert_eq!(woken(), 0);
+    for (round, body) in [&b"one"[..], b"two"].into_iter().enumerate() {
+        w.push_data(Framing::Length(3), Bytes::from_static(body));
+        assert!(w.poll_flush(&mut out, cx).is_pending());
+        assert_eq!(woken(), round + 1, "it asks to be polled again");
+        assert_eq!(out.len(), round * 3, "and writes nothing yet");
+        assert!(matches!(w.poll_flush(&mut out, cx), Poll::Ready(Ok(()))));
+        assert_eq!(&out[round * 3..], body);
+    }
+    assert_eq!(woken(), 2);
+}
+
 #[test]
 fn chunks_small_copied_large_by_reference_and_trailers() {
     let mut w = WriteBuf::default();
@@ -162,8 +209,7 @@ fn chunks_small_copied_large_by_reference_and_trailers() {
     w.push_data(Framing::Chunked, big.clone());
     assert!(w.is_full());
     let mut out = Vec::new();
-    let cx = &mut Context::from_waker(std::task::Waker::noop());
-    assert!(matches!(w.poll_flush(&mut out, cx), Poll::Ready(Ok(()))));
+    flush(&mut w, &mut out).unwrap();
     assert!(w.is_empty());
     let mut want = b"5\r\nhello\r\n2001\r\n".to_vec();
     want.extend_from_slice(&big);
@@ -183,13 +229,12 @@ fn chunks_small_copied_large_by_reference_and_trailers() {
 
 #[test]
 fn the_last_chunk_follows_a_large_held_frame() {
-    let cx = &mut Context::from_waker(std::task::Waker::noop());
     let big = Bytes::from(vec![b'y'; COPY_MAX + 1]);
     let mut w = WriteBuf::default();
     w.push_data(Framing::Chunked, big.clone());
     w.push_chunked_end();
     let mut out = Vec::new();
-    assert!(matches!(w.poll_flush(&mut out, cx), Poll::Ready(Ok(()))));
+    flush(&mut w, &mut out).unwrap();
     let mut want = b"2001\r\n".to_vec();
     want.extend_from_slice(&big);
     want.extend_from_slice(b"\r\n0\r\n\r\n");
@@ -200,7 +245,7 @@ fn the_last_chunk_follows_a_large_held_frame() {
     w.push_data(Framing::Chunked, Bytes::from_static(b"hi"));
     w.push_chunked_end();
     let mut out = Vec::new();
-    assert!(matches!(w.poll_flush(&mut out, cx), Poll::Ready(Ok(()))));
+    flush(&mut w, &mut out).unwrap();
     assert_eq!(out, b"2\r\nhi\r\n0\r\n\r\n");
 }
 
@@ -238,8 +283,7 @@ fn partial_writes_resume_where_they_stopped() {
     let big = Bytes::from(vec![b'y'; COPY_MAX + 3]);
     w.push_data(Framing::Chunked, big.clone());
     let mut io = Trickle(Vec::new());
-    let cx = &mut Context::from_waker(std::task::Waker::noop());
-    assert!(matches!(w.poll_flush(&mut io, cx), Poll::Ready(Ok(()))));
+    flush(&mut w, &mut io).unwrap();
     let mut want = b"HEAD2003\r\n".to_vec();
     want.extend_from_slice(&big);
     want.extend_from_slice(b"\r\n");
