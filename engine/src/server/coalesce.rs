@@ -1,6 +1,7 @@
 //! Stage: `server::conn` hands an HTTP/2 connection to hyper through
 //! **`Coalesce`**, which gathers what hyper writes until it flushes, and lets
-//! the other ready tasks run once before the flush goes to the socket.
+//! the other ready tasks run before the flush goes to the socket: one turn,
+//! and more (up to four) while each turn brings more responses.
 //!
 //! Why: hyper's HTTP/2 server flushes as each stream's response is queued,
 //! and tokio-rustls turns every write into a TLS record and a `writev`. With
@@ -14,6 +15,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// At most this many turns before a flush: the wait goes on only while each
+/// turn brings more responses, so a lone stream waits one.
+const MAX_TURNS: u8 = 4;
+
 /// Above this many buffered bytes, writes go through without waiting for a
 /// flush: the buffer stays bounded whatever the writer does.
 const MAX_BUFFERED: usize = 64 * 1024;
@@ -24,8 +29,11 @@ pub struct Coalesce<I> {
     buf: Vec<u8>,
     /// Bytes of `buf` already written to `io`.
     pos: usize,
-    /// The flush was put off once; the next one goes through.
-    deferred: bool,
+    /// Scheduler turns this flush has been put off so far.
+    waited: u8,
+    /// `buf.len()` when it was last put off: if nothing joined since, the
+    /// wait is over.
+    seen: usize,
 }
 
 impl<I> Coalesce<I> {
@@ -34,7 +42,8 @@ impl<I> Coalesce<I> {
             io,
             buf: Vec::new(),
             pos: 0,
-            deferred: false,
+            waited: 0,
+            seen: 0,
         }
     }
 }
@@ -107,16 +116,19 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Coalesce<I> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.pos < this.buf.len() {
-            if !this.deferred {
-                // One turn of the scheduler: streams whose responses are
-                // ready now get to queue them behind this one.
-                this.deferred = true;
+            let joined = this.buf.len() > this.seen;
+            if this.waited == 0 || (joined && this.waited < MAX_TURNS) {
+                // One more turn of the scheduler: streams whose responses
+                // are ready now get to queue them behind these.
+                this.waited += 1;
+                this.seen = this.buf.len();
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             ready!(this.poll_drain(cx))?;
         }
-        this.deferred = false;
+        this.waited = 0;
+        this.seen = 0;
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
@@ -174,11 +186,35 @@ mod tests {
             p.as_mut().poll_write_vectored(cx, &two),
             Poll::Ready(Ok(9))
         ));
+        // More joined during that turn: one more.
+        assert!(p.as_mut().poll_flush(cx).is_pending());
+        assert_eq!(p.io.writes, 0);
+        // Nothing joined this time: out it goes.
         assert!(matches!(p.as_mut().poll_flush(cx), Poll::Ready(Ok(()))));
         assert_eq!(p.io.out, b"one two three");
         assert_eq!(p.io.writes, 1);
         // Nothing buffered: a flush goes straight through.
         assert!(matches!(p.as_mut().poll_flush(cx), Poll::Ready(Ok(()))));
+    }
+
+    #[test]
+    fn the_wait_ends_after_max_turns_even_while_more_joins() {
+        let cx = &mut Context::from_waker(Waker::noop());
+        let mut c = Coalesce::new(Sink::default());
+        let mut p = Pin::new(&mut c);
+        for _ in 0..MAX_TURNS {
+            assert!(p.as_mut().poll_write(cx, b"r").is_ready());
+            assert!(p.as_mut().poll_flush(cx).is_pending());
+        }
+        assert!(p.as_mut().poll_write(cx, b"r").is_ready());
+        assert!(matches!(p.as_mut().poll_flush(cx), Poll::Ready(Ok(()))));
+        assert_eq!(p.io.out, vec![b'r'; MAX_TURNS as usize + 1]);
+        assert_eq!(p.io.writes, 1);
+        // The next batch starts over with one turn.
+        assert!(p.as_mut().poll_write(cx, b"s").is_ready());
+        assert!(p.as_mut().poll_flush(cx).is_pending());
+        assert!(matches!(p.as_mut().poll_flush(cx), Poll::Ready(Ok(()))));
+        assert_eq!(p.io.writes, 2);
     }
 
     #[test]
