@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -245,7 +245,7 @@ fn add_listener(
     tls: Option<TlsAcceptor>,
     spawner: &ConnSpawner,
 ) {
-    let listener = match TcpListener::from_std(socket) {
+    let listener = match Listener::new(socket) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot register listener");
@@ -258,7 +258,7 @@ fn add_listener(
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     mut tls_rx: watch::Receiver<Option<TlsAcceptor>>,
     spawner: ConnSpawner,
 ) {
@@ -318,27 +318,59 @@ impl LastClient {
 /// last `accept` and the close is reset by the kernel; that window is
 /// one syscall wide.
 fn take_backlog(
-    listener: TcpListener,
+    listener: Listener,
     tls: &Option<TlsAcceptor>,
     spawner: &ConnSpawner,
     last: &mut LastClient,
 ) {
-    let listener = match listener.into_std() {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, "closing a removed listener");
-            return;
-        }
-    };
-    // Non-blocking (tokio set it): stops at the first WouldBlock.
-    while let Ok((stream, peer)) = listener.accept() {
-        let stream = stream
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::TcpStream::from_std(stream));
-        match stream {
+    let listener = listener.0.into_inner();
+    // Non-blocking: stops at the first WouldBlock.
+    while let Ok((stream, peer)) = Listener::accept_now(&listener) {
+        match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => serve(stream, peer, tls.clone(), spawner, last),
             Err(e) => tracing::debug!(client = %peer, error = %e, "cannot register connection"),
         }
+    }
+}
+
+/// A listening socket accepted from without tokio's `TcpListener`, whose
+/// streams start out marked readable: their first read was tried before
+/// the request had arrived and failed with `EAGAIN` 0.93 times per new
+/// connection under load. A stream from here waits for its first epoll
+/// event instead, as nginx's do (perf/findings/2026-12-01-targets.md).
+struct Listener(AsyncFd<socket2::Socket>);
+
+impl Listener {
+    fn new(socket: std::net::TcpListener) -> io::Result<Listener> {
+        socket.set_nonblocking(true)?;
+        // `new` is deprecated because a generic `AsRawFd` might answer with a
+        // different descriptor later; a `socket2::Socket` owns its one.
+        #[allow(deprecated)]
+        Ok(Listener(AsyncFd::new(socket2::Socket::from(socket))?))
+    }
+
+    async fn accept(&self) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|l| Listener::accept_now(l.get_ref())) {
+                Ok(Ok((stream, peer))) => {
+                    return Ok((tokio::net::TcpStream::from_std(stream)?, peer));
+                }
+                Ok(Err(e)) => return Err(e),
+                // Drained: try_io cleared the readiness; wait for the next one.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// One `accept4`, the stream non-blocking from the start (no extra
+    /// `fcntl`); TCP_NODELAY comes from the listener.
+    fn accept_now(l: &socket2::Socket) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+        let (stream, peer) = l.accept4(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)?;
+        let peer = peer
+            .as_socket()
+            .ok_or_else(|| io::Error::other("accepted a non-IP connection"))?;
+        Ok((stream.into(), peer))
     }
 }
 
