@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Syscalls, context switches and CPU time per request of one proxy under wrk
-# load, pinned like sluice-bench: which proxy makes which calls how often.
+# Syscalls, context switches, wake-ups and IPIs per request of one proxy
+# under wrk load, pinned like sluice-bench: which proxy makes which calls how
+# often. The CPU line is inflated by the tracing itself (about 3x): compare
+# it only between runs of this script; CPU per request is sluice-bench's.
 #
 #   perf/scripts/syscalls.sh [PROXY] [PATH] [SECONDS]
 #     PROXY    sluice (default) | nginx | haproxy
@@ -38,7 +40,7 @@ REQS=$(awk -v r="$RPS" -v s="$((SECS - 1))" 'BEGIN {printf "%d", r * s}')
 echo "$PROXY $URLPATH: $RPS req/s; per request over ~$REQS requests:"
 awk -F, -v n="$REQS" '$1 ~ /^[0-9.]+$/ && $1 > 0 {
   name = $3; sub("syscalls:sys_enter_", "", name)
-  if (name == "task-clock") printf "  %-18s %8.2f µs\n", "cpu", $1 * 1000 / n
+  if (name == "task-clock") printf "  %-18s %8.2f µs\n", "cpu (traced)", $1 * 1000 / n
   else printf "  %-18s %8.3f\n", name, $1 / n
 }' "$WORK/stat.csv"
 rm -rf "$WORK"
