@@ -48,6 +48,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// The client went away or sent a broken body.
     ClientAborted,
+    /// The client did not send its request head in time.
+    ClientTimeout,
     /// A bug: a panic or a broken invariant while handling the request.
     Internal,
 }
@@ -68,6 +70,7 @@ impl ErrorKind {
             ErrorKind::ConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             // Nobody reads it, but the access log records what happened (nginx's 499).
             ErrorKind::ClientAborted => StatusCode::BAD_REQUEST,
+            ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,7 +83,8 @@ impl ErrorKind {
             | ErrorKind::HeadersTooLarge
             | ErrorKind::AmbiguousFraming
             | ErrorKind::BadRequest
-            | ErrorKind::ClientAborted => Side::Downstream,
+            | ErrorKind::ClientAborted
+            | ErrorKind::ClientTimeout => Side::Downstream,
             ErrorKind::NoBackend
             | ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout
@@ -108,6 +112,7 @@ impl ErrorKind {
             ErrorKind::UpstreamProtocol => "backend sent an invalid response",
             ErrorKind::UpstreamTimeout => "backend response timed out",
             ErrorKind::ClientAborted => "client aborted",
+            ErrorKind::ClientTimeout => "request header timeout",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -228,6 +233,7 @@ mod tests {
             (ErrorKind::UpstreamProtocol, 502),
             (ErrorKind::UpstreamTimeout, 504),
             (ErrorKind::ClientAborted, 400),
+            (ErrorKind::ClientTimeout, 408),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {

@@ -1,18 +1,30 @@
 //! Sluice: a reverse proxy and load balancer.
 //!
-//! The request path, each stage a module:
+//! The request path, each stage a module (read top to bottom; the HTTP/1.1
+//! codec `http1` serves both the server side and the upstream client):
 //!
 //! ```text
 //! server::listener (bind, SO_REUSEPORT per worker)
-//!   → server::worker (accept on a single-threaded runtime) → server::tls (ALPN)
-//!   → server::conn (HTTP/2 preface or ALPN h2 → hyper's HTTP/2;
-//!                   anything else → server::h1: our HTTP/1.x, strict framing)
-//!   → proxy::handle:
-//!       limits → route → balance::pick(upstream::Group::load())
-//!       → proxy::headers::inbound → proxy::forward (upstream::pool checkout | connect)
-//!         → upstream::h1::exchange (our HTTP/1.1 client; hyper's for HTTP/2 backends)
-//!       → proxy::headers::outbound → proxy::body (streams; returns the connection)
-//!       └─ any error → proxy::respond (status + reason), panics → 500
+//!   → server::worker (accept on a single-threaded runtime; ConnCtx per connection)
+//!   → server::tls (ALPN)
+//!   → server::conn (HTTP/2 preface or ALPN h2 → hyper's HTTP/2, writes via server::coalesce;
+//!                   anything else → server::h1: our HTTP/1.x on http1::{request, decode,
+//!                   body, write}, strict framing; idle waits on server::idle)
+//!   → proxy::handle → proxy::proxy, the stages in order:
+//!       1 limits (414, 431, 400)
+//!       2 proxy::route (404) → compress::ClientGzip::capture
+//!       3 pick: balance over upstream::Group::load() (503)
+//!       4 proxy::headers::for_upstream → proxy::forward::shape_request
+//!       5 proxy::retry::connect: upstream::pool checkout | connect; pick again once
+//!         if the request never left (502/504)
+//!       6 proxy::forward::send → upstream::h1::exchange (our client, http1::{write,
+//!         response, decode}) | hyper's HTTP/2 client; the keep-alive race replays
+//!         when proxy::retry says so; passive health records the outcome
+//!       7 101 → proxy::tunnel (bytes both ways)
+//!         else proxy::headers::outbound → proxy::compress → proxy::body (streams;
+//!         the HTTP/1.1 connection returns to the pool at the body's end)
+//!   └─ any error (HTTP/1 head refusals included) → proxy::respond, the one place an
+//!      error becomes a status (error::ErrorKind::status); a panic → 500
 //! ```
 //!
 //! [`run`] takes listeners that are already bound (tests bind port 0) and a
@@ -25,8 +37,10 @@
 pub mod addr;
 pub mod admin;
 pub mod balance;
+pub mod body;
 pub mod config;
 pub mod error;
+pub mod http1;
 pub mod proxy;
 pub mod server;
 pub mod state;

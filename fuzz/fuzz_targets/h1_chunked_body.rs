@@ -1,4 +1,4 @@
-//! Fuzz target `h1_chunked_body`: `sluice::server::h1::decode::Decoder`, the
+//! Fuzz target `h1_chunked_body`: `sluice::http1::decode::Decoder`, the
 //! request-body decoder (chunked and Content-Length) over the read buffer.
 //!
 //! Defends against: panics on hostile chunk sizes, extensions and trailers;
@@ -17,9 +17,9 @@
 use bytes::BytesMut;
 use http::HeaderMap;
 use libfuzzer_sys::fuzz_target;
-use sluice::server::h1::BodyError;
-use sluice::server::h1::decode::{Decoded, Decoder, MAX_CHUNK_LINE};
-use sluice::server::h1::parse::Framing;
+use sluice::http1::BodyError;
+use sluice::http1::Framing;
+use sluice::http1::decode::{Decoded, Decoder, MAX_CHUNK_LINE};
 
 #[derive(Debug)]
 enum End {

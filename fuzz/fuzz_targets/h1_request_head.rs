@@ -1,4 +1,4 @@
-//! Fuzz target `h1_request_head`: `sluice::server::h1::parse::parse`, the
+//! Fuzz target `h1_request_head`: `sluice::http1::request::parse`, the
 //! request-head parser every HTTP/1.x client byte goes through first.
 //!
 //! Defends against: panics (slicing, offset arithmetic, the stack/heap
@@ -19,7 +19,8 @@ use bytes::BytesMut;
 use http::{Version, header};
 use libfuzzer_sys::fuzz_target;
 use sluice::config::Limits;
-use sluice::server::h1::parse::{Framing, parse};
+use sluice::http1::Framing;
+use sluice::http1::request::parse;
 
 fuzz_target!(|data: &[u8]| {
     let tight = Limits {
@@ -47,7 +48,7 @@ fn check(data: &[u8], limits: &Limits) {
             return;
         }
         Err(e) => {
-            assert!(e.status().is_client_error(), "{e:?} -> {}", e.status());
+            assert!(e.kind().status().is_client_error(), "{e:?} -> {}", e.kind().status());
             // The connection answers and closes after an error: what was
             // consumed does not matter (a bad target is found after the split).
             return;

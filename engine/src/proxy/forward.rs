@@ -1,75 +1,26 @@
-//! Checkout a connection to the chosen backend, send the request, get the
-//! response head. Bodies are not touched here: they stream through
-//! [`super::body`] as the client and the backend read them.
+//! Shape the request for the backend's protocol, checkout a connection to
+//! the chosen backend, send the request, get the response head, and record
+//! the outcome for passive health. Bodies are not touched here: they stream
+//! through [`super::body`] as the client and the backend read them.
 
-use super::body::{ReqBody, Upstream};
-use crate::config::{Config, Timeouts, UpstreamProtocol};
-use crate::error::{ErrorKind, ProxyError, Retry};
+use super::body::Upstream;
+use super::retry;
+use crate::body::ReqBody;
+use crate::config::{Timeouts, UpstreamProtocol};
+use crate::error::{ErrorKind, ProxyError, Retry, Side};
 use crate::upstream::h1::{self, H1Conn};
 use crate::upstream::pool::{H2Sender, Pool};
 use crate::upstream::{Backend, Group, connect};
-use http::{Method, Request, Response, Uri};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version, header, request};
 use hyper::client::conn::http2;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// A connection ready to carry one request.
 pub enum Conn {
-    H1 {
-        conn: H1Conn,
-        reused: bool,
-    },
+    H1 { conn: H1Conn, reused: bool },
     H2(H2Sender),
-    /// hyper-util's client, which checks out from its own pool in `send`.
-    Legacy(Arc<LegacyClient>),
-}
-
-/// hyper-util's pooled HTTP/1.1 client, the comparison for our [`Pool`]
-/// (perf/findings/2026-11-25-upstream-pool.md). One per worker, only with
-/// `SLUICE_POOL=hyper-util`, and only for plain-TCP HTTP/1.1 groups.
-pub type LegacyClient = Client<HttpConnector, ReqBody>;
-
-/// Which upstream pool forwards HTTP/1.1 over plain TCP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PoolEngine {
-    /// [`Pool`] (the default).
-    Sluice,
-    /// hyper-util's `client::legacy::Client` (for comparison).
-    HyperUtil,
-}
-
-impl PoolEngine {
-    /// From `SLUICE_POOL` (`hyper-util` or `sluice`, default `sluice`), read once.
-    pub fn from_env() -> PoolEngine {
-        static ENGINE: OnceLock<PoolEngine> = OnceLock::new();
-        *ENGINE.get_or_init(|| match std::env::var("SLUICE_POOL").as_deref() {
-            Ok("hyper-util") => PoolEngine::HyperUtil,
-            _ => PoolEngine::Sluice,
-        })
-    }
-}
-
-/// hyper-util's client with the settings our pool would use: TCP_NODELAY,
-/// the connect timeout, the idle timeout, and the largest
-/// `max_idle_per_backend` of any group (its limit is per client, not per
-/// group). Read at worker start: a config reload does not change it.
-pub fn legacy_client(config: &Config, timeouts: &Timeouts) -> LegacyClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(timeouts.upstream_connect));
-    let max_idle = config
-        .upstreams
-        .iter()
-        .map(|u| u.max_idle_per_backend)
-        .max()
-        .unwrap_or(0);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(timeouts.upstream_idle)
-        .pool_max_idle_per_host(max_idle)
-        .build(http)
 }
 
 /// A pooled connection if one is alive, else a new one.
@@ -156,17 +107,6 @@ pub async fn send(
 ) -> Result<Response<Upstream>, ProxyError> {
     let timeout = timeouts.upstream_response;
     match conn {
-        Conn::Legacy(client) => {
-            // The legacy client wants an absolute URI; Host stays as shaped.
-            let (mut parts, body) = req.into_parts();
-            let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            parts.uri = Uri::try_from(format!("http://{}{pq}", backend.addr))
-                .map_err(|e| ProxyError::with_source(ErrorKind::BadRequest, e))?;
-            let resp = response_within(timeout, client.request(Request::from_parts(parts, body)))
-                .await?
-                .map_err(legacy_error)?;
-            Ok(resp.map(Upstream::Hyper))
-        }
         Conn::H2(mut sender) => {
             let resp = response_within(timeout, sender.send_request(req))
                 .await?
@@ -181,7 +121,14 @@ pub async fn send(
                 // The idle-close race: a reused connection the backend closed
                 // just as we sent. Nothing came back and the body is untouched,
                 // so the request goes once more on a fresh connection.
-                Err(failed) if reused && failed.replayable(&parts.method) => {
+                Err(failed)
+                    if retry::replay_on_fresh_connection(
+                        reused,
+                        &failed.error,
+                        failed.body.is_some(),
+                        &parts.method,
+                    ) =>
+                {
                     tracing::debug!(backend = %backend.addr, error = %failed.error, "replaying on a fresh connection");
                     let body = failed.body.unwrap_or(ReqBody::Empty);
                     conn = Box::pin(dial_h1(group, backend, timeouts)).await?;
@@ -211,28 +158,8 @@ async fn response_within<T>(
         .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))
 }
 
-/// RFC 9110 §9.2.2.
-pub fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
 fn upstream_error(e: hyper::Error) -> ProxyError {
     ProxyError::with_source(upstream_kind(&e), e)
-}
-
-/// Like [`upstream_error`], for hyper-util's client, whose errors wrap
-/// hyper's (or the connector's, which never sent the request).
-fn legacy_error(e: hyper_util::client::legacy::Error) -> ProxyError {
-    if e.is_connect() {
-        return ProxyError::with_source(ErrorKind::ConnectFailed, e).retry(Retry::NotSent);
-    }
-    let kind = std::error::Error::source(&e)
-        .and_then(|s| s.downcast_ref::<hyper::Error>())
-        .map_or(ErrorKind::UpstreamReset, upstream_kind);
-    ProxyError::with_source(kind, e)
 }
 
 fn upstream_kind(e: &hyper::Error) -> ErrorKind {
@@ -246,4 +173,80 @@ fn upstream_kind(e: &hyper::Error) -> ErrorKind {
     } else {
         ErrorKind::UpstreamReset
     }
+}
+
+/// Sets version, request target and Host for the backend's protocol.
+pub fn shape_request(
+    parts: &mut request::Parts,
+    group: &Group,
+    host: Option<&HeaderValue>,
+    backend: &Backend,
+) -> Result<(), ProxyError> {
+    let bad = |e: http::Error| ProxyError::with_source(ErrorKind::BadRequest, e);
+    match group.protocol {
+        UpstreamProtocol::Http1 => {
+            parts.version = Version::HTTP_11;
+            if parts.uri.authority().is_some() {
+                // Absolute-form (or HTTP/2 :authority) → origin-form + Host.
+                if let Some(h) = host
+                    && !parts.headers.contains_key(header::HOST)
+                {
+                    parts.headers.insert(header::HOST, h.clone());
+                }
+                let pq = parts
+                    .uri
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                parts.uri = Uri::from(pq);
+            }
+        }
+        UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
+            parts.version = Version::HTTP_2;
+            let authority = match host {
+                Some(h) => Authority::try_from(h.as_bytes()).map_err(|e| bad(e.into()))?,
+                None => Authority::try_from(backend.addr.to_string()).map_err(|e| bad(e.into()))?,
+            };
+            let pq = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            parts.uri = Uri::builder()
+                .scheme(if group.tls.is_some() {
+                    Scheme::HTTPS
+                } else {
+                    Scheme::HTTP
+                })
+                .authority(authority)
+                .path_and_query(pq)
+                .build()
+                .map_err(bad)?;
+            parts.headers.remove(header::HOST);
+        }
+    }
+    Ok(())
+}
+
+/// Passive health after the response head: a 5xx counts against the
+/// backend, anything else clears its failure streak.
+pub fn record_status(group: &Group, backend: &Backend, status: http::StatusCode) {
+    if status.is_server_error() {
+        backend.record_failure();
+        group.record_outcome(backend, true);
+    } else {
+        group.record_outcome(backend, false);
+    }
+}
+
+/// A failed attempt: one log line naming the backend and the cause, and,
+/// when the backend's side caused it, the passive check.
+pub fn record_failure(group: &Group, backend: &Backend, err: &ProxyError) {
+    if err.side() != Side::Upstream {
+        tracing::debug!(group = %group.name, backend = %backend.addr, error = %err, "request ended by the client");
+        return;
+    }
+    tracing::warn!(group = %group.name, backend = %backend.addr, status = err.status().as_u16(), error = %err, "upstream request failed");
+    backend.record_failure();
+    group.record_outcome(backend, true);
 }

@@ -133,6 +133,22 @@ pub struct Inbound<'a> {
     pub via: &'a HeaderValue,
 }
 
+/// The request stage: hop-by-hop fields stripped, [`inbound`] applied,
+/// `Expect` dropped, and `Connection: upgrade` put back for an upgrade the
+/// client asked for (`keep_upgrade`).
+pub fn for_upstream(headers: &mut HeaderMap, ctx: &Inbound<'_>, keep_upgrade: bool) {
+    let upgrade = strip_hop_by_hop(headers, keep_upgrade);
+    inbound(headers, ctx);
+    // The downstream connection (hyper's HTTP/2 or `server::h1`) answers
+    // `Expect: 100-continue` itself when the body is first read, which is
+    // once the backend connection is ready.
+    headers.remove(header::EXPECT);
+    if let Some(u) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u);
+    }
+}
+
 /// Rewrites a client's request headers for the backend.
 pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
     // X-Forwarded-For: append the client to the list, or start a new one.

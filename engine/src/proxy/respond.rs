@@ -3,26 +3,36 @@
 
 use super::body::RespBody;
 use crate::error::ProxyError;
-use http::{HeaderValue, Response, header};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 pub const X_SLUICE_ERROR: &str = "x-sluice-error";
 
+/// The response for `err`, as the proxy's service returns it.
 pub fn error(err: &ProxyError) -> Response<RespBody> {
+    let (status, headers, body) = error_parts(err);
+    let mut resp = Response::new(RespBody::full(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// The status, fields and body for `err`; `server::h1` writes these itself
+/// for a request head it refuses (there is no request to hand the proxy).
+pub fn error_parts(err: &ProxyError) -> (StatusCode, HeaderMap, Bytes) {
     let kind = err.kind();
     let reason = kind.reason();
-    let mut body = String::with_capacity(reason.len() + 1);
-    body.push_str(reason);
-    body.push('\n');
-    let mut resp = Response::new(RespBody::full(body));
-    *resp.status_mut() = kind.status();
-    let h = resp.headers_mut();
+    let mut body = Vec::with_capacity(reason.len() + 1);
+    body.extend_from_slice(reason.as_bytes());
+    body.push(b'\n');
+    let mut h = HeaderMap::with_capacity(3);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(X_SLUICE_ERROR, HeaderValue::from_static(reason));
-    resp
+    (kind.status(), h, Bytes::from(body))
 }
 
 #[cfg(test)]

@@ -10,16 +10,14 @@
 //! rest (a busy period of HTTP/1.1, the rest of a preface, HTTP/2, hyper)
 //! as boxed phases. An idle HTTP/1.1 connection is a 256-byte task, its
 //! socket's registration with tokio (256 bytes) and its `ConnCtx` (80).
-//!
-//! `SLUICE_H1=hyper` (read once at startup) serves HTTP/1.x with hyper-util's
-//! `auto` builder instead, the previous engine, so the bench can compare both.
 
 use super::h1;
 use super::idle::IdleClock;
+use super::worker::ConnCtx;
+use crate::body::ReqBody;
 use crate::config::{Limits, Timeouts};
-use crate::proxy::body::ReqBody;
 use crate::proxy::body::RespBody;
-use crate::proxy::{ConnCtx, handle};
+use crate::proxy::handle;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use http::Request;
@@ -27,10 +25,9 @@ use http::Response;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::futures::OwnedNotified;
@@ -40,37 +37,14 @@ use tokio_rustls::server::TlsStream;
 /// The client connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Which server speaks HTTP/1.x to clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum H1Engine {
-    /// [`super::h1`]: strict framing, no buffer while idle.
-    Sluice,
-    /// hyper's, through hyper-util's `auto` builder (for comparison).
-    Hyper,
-}
-
-impl H1Engine {
-    /// From `SLUICE_H1` (`hyper` or `sluice`, default `sluice`), read once.
-    pub fn from_env() -> H1Engine {
-        static ENGINE: OnceLock<H1Engine> = OnceLock::new();
-        *ENGINE.get_or_init(|| match std::env::var("SLUICE_H1").as_deref() {
-            Ok("hyper") => H1Engine::Hyper,
-            _ => H1Engine::Sluice,
-        })
-    }
-}
-
 /// The per-worker connection settings for every protocol, and the clock
 /// its idle connections wait on (every connection holds this `Arc`).
 pub struct ServerBuilder {
-    pub engine: H1Engine,
     /// Keep-alive and first-byte deadlines, and the drain signal; its
     /// [`IdleClock::sweep`] runs as a task of the worker.
     pub idle: IdleClock,
     h1: h1::Settings,
     h2: http2::Builder<TokioExecutor>,
-    /// Used only with [`H1Engine::Hyper`].
-    auto: auto::Builder<TokioExecutor>,
 }
 
 /// The per-worker connection settings.
@@ -82,33 +56,13 @@ pub fn builder(limits: &Limits, timeouts: &Timeouts) -> ServerBuilder {
         .keep_alive_interval(timeouts.client_idle)
         .keep_alive_timeout(timeouts.client_header);
     ServerBuilder {
-        engine: H1Engine::from_env(),
         idle: IdleClock::new(timeouts.client_header),
         h1: h1::Settings {
             limits: *limits,
             header_timeout: timeouts.client_header,
         },
         h2,
-        auto: hyper_builder(limits, timeouts),
     }
-}
-
-fn hyper_builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        // Applies to every request head, so it also bounds keep-alive idle time.
-        .header_read_timeout(timeouts.client_header)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(timeouts.client_idle)
-        .keep_alive_timeout(timeouts.client_header);
-    b
 }
 
 /// Serves a plain TCP connection: HTTP/2 if it opens with the preface,
@@ -118,19 +72,9 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let deadline = Instant::now() + builder.h1.header_timeout;
-    let state = if builder.engine == H1Engine::Hyper {
-        let (ctx, builder) = (ctx.clone(), builder.clone());
-        State::Running {
-            phase: Box::pin(async move {
-                serve_hyper(io, ctx, builder).await;
-                None
-            }),
-        }
-    } else {
-        State::First {
-            woken: builder.idle.waiter(deadline),
-            io,
-        }
+    let state = State::First {
+        woken: builder.idle.waiter(deadline),
+        io,
     };
     PlainConn {
         ctx,
@@ -257,7 +201,7 @@ fn poll_waiting<I: AsyncRead + Unpin>(
     deadline: Instant,
     cx: &mut Context<'_>,
 ) -> Poll<Woken> {
-    match h1::conn::read_idle(io, cx) {
+    match h1::read_idle(io, cx) {
         Poll::Ready(Ok(got)) if !got.is_empty() => Poll::Ready(Woken::Bytes(got)),
         Poll::Ready(Ok(_)) => Poll::Ready(Woken::Close),
         Poll::Ready(Err(e)) => Poll::Ready(Woken::Failed(e)),
@@ -266,7 +210,7 @@ fn poll_waiting<I: AsyncRead + Unpin>(
 }
 
 /// Bytes arrived on a waiting connection: one HTTP/1.1 busy period
-/// ([`h1::conn::busy`]), `Some` when the connection is idle again. The
+/// ([`h1::busy`]), `Some` when the connection is idle again. The
 /// connection's `first` bytes may be HTTP/2's preface instead (its rest is
 /// read first when it came in pieces).
 async fn phase<I>(
@@ -292,13 +236,13 @@ where
         }
     }
     if first && bytes.starts_with(H2_PREFACE) {
-        let io = h1::upgrade::Rewind::new(io, bytes.freeze());
+        let io = crate::http1::upgrade::Rewind::new(io, bytes.freeze());
         // Boxed: every HTTP/1 busy period would be as large as HTTP/2's state.
         Box::pin(serve_h2(io, ctx, &builder)).await;
         return None;
     }
     let mut service = |req| h1_request(&ctx, req);
-    let busy = h1::conn::busy(
+    let busy = h1::busy(
         &mut io,
         bytes,
         &builder.h1,
@@ -307,9 +251,9 @@ where
         &builder.idle,
     );
     match busy.await {
-        Ok(h1::conn::Busy::Idle) => Some(io),
-        Ok(h1::conn::Busy::Closed) => None,
-        Ok(h1::conn::Busy::Upgrade(upgrade)) => {
+        Ok(h1::Busy::Idle) => Some(io),
+        Ok(h1::Busy::Closed) => None,
+        Ok(h1::Busy::Upgrade(upgrade)) => {
             upgrade.hand_over(io);
             None
         }
@@ -327,10 +271,10 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
-    match (builder.engine, h2) {
-        (H1Engine::Hyper, _) => Box::pin(serve_hyper(io, ctx, builder)).await,
-        (H1Engine::Sluice, true) => Box::pin(serve_h2(io, ctx, &builder)).await,
-        (H1Engine::Sluice, false) => {
+    if h2 {
+        Box::pin(serve_h2(io, ctx, &builder)).await
+    } else {
+        {
             let service = |req| h1_request(&ctx, req);
             let mut first = BytesMut::new();
             let served = h1::serve(&mut io, &mut first, &builder.h1, service, &builder.idle);
@@ -373,7 +317,7 @@ async fn read_preface<I: AsyncRead + Unpin>(
 /// copies all of it.)
 fn h1_request(
     ctx: &Arc<ConnCtx>,
-    req: Request<h1::RequestBody>,
+    req: Request<crate::http1::RequestBody>,
 ) -> impl Future<Output = Response<RespBody>> + Send + 'static {
     Box::pin(handle(ctx.clone(), req.map(ReqBody::H1))).map(|r| match r {
         Ok(resp) => resp,
@@ -417,35 +361,6 @@ where
     };
     if let Err(e) = result {
         tracing::debug!(%client, error = %e, "h2 connection ended with an error");
-    }
-}
-
-/// The previous engine: hyper-util's `auto` for HTTP/1.x and HTTP/2.
-async fn serve_hyper<I>(io: I, ctx: Arc<ConnCtx>, builder: Arc<ServerBuilder>)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let client = ctx.client;
-    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-        handle(ctx.clone(), req.map(ReqBody::Incoming))
-    });
-    let conn = builder
-        .auto
-        .serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let finished = tokio::select! {
-        r = conn.as_mut() => Some(r),
-        _ = builder.idle.draining() => None,
-    };
-    let result = match finished {
-        Some(r) => r,
-        None => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%client, error = %e, "connection ended with an error");
     }
 }
 

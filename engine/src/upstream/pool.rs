@@ -12,7 +12,7 @@
 //! race where the FIN arrives just after checkout is handled by the
 //! forwarder, which retries once on a fresh connection when that is safe.
 
-use crate::proxy::body::ReqBody;
+use crate::body::ReqBody;
 use crate::upstream::h1::H1Conn;
 use hyper::client::conn::http2;
 use parking_lot::Mutex;

@@ -19,7 +19,6 @@ mod health;
 mod large_body;
 mod lifecycle;
 mod limits;
-mod panic;
 mod pipelining;
 mod pool;
 mod reload;

@@ -10,25 +10,23 @@
 //! exchange: encode the head (head.rs) → write it and stream the body while
 //!           watching for the response → parse the response head (1xx skipped)
 //!   → ResponseBody: decode frames from the read buffer as the client takes
-//!     them (server::h1::decode) → at the body's end, back to the pool
+//!     them (http1::decode) → at the body's end, back to the pool
 //! ```
 //!
 //! An idle connection in the pool is only its socket and read buffer; a
 //! backend that closed it is noticed by a non-blocking read at checkout
 //! ([`H1Conn::is_idle_alive`]) or by the pool's reaper.
 
-pub mod head;
-
+use crate::body::ReqBody;
 use crate::error::{BoxError, ErrorKind, ProxyError, Retry};
-use crate::proxy::body::ReqBody;
-use crate::server::h1::decode::{BodyError, Decoded, Decoder};
-use crate::server::h1::parse::Framing;
-use crate::server::h1::upgrade::Upgraded;
-use crate::server::h1::write::{self, WriteBuf};
+use crate::http1::decode::{BodyError, Decoded, Decoder};
+use crate::http1::framing::{Framing, request_framing};
+use crate::http1::response::{self, ResponseHead};
+use crate::http1::upgrade::Upgraded;
+use crate::http1::write::{self, WriteBuf};
 use crate::upstream::connect::UpstreamIo;
 use crate::upstream::pool::Pool;
 use bytes::{Bytes, BytesMut};
-use head::{BodyFraming, RespFraming, ResponseHead};
 use http::{Method, StatusCode, request};
 use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
@@ -46,7 +44,7 @@ const IDLE_KEEP: usize = 2 * HEAD_READ;
 /// Read size while a response body streams.
 const BODY_READ: usize = 32 * 1024;
 /// Trailers of a chunked response get the same budget as a response head.
-const MAX_TRAILER_BYTES: usize = head::MAX_RESPONSE_HEAD;
+const MAX_TRAILER_BYTES: usize = response::MAX_RESPONSE_HEAD;
 
 /// One keep-alive connection to a backend.
 #[derive(Debug)]
@@ -93,28 +91,16 @@ impl H1Conn {
     }
 }
 
-/// Why an exchange failed, and whether the request may go again on a fresh
-/// connection.
+/// Why an exchange failed. Whether the request may go again is decided in
+/// `proxy::retry` from the facts here: the error's [`Retry`] (not a byte
+/// sent: `NotSent`; sent, but nothing came back and the body was not
+/// started: `MaybeSent`, the keep-alive race on a reused connection; else
+/// `Never`) and the body, if it is untouched.
 #[derive(Debug)]
 pub struct Failed {
     pub error: ProxyError,
-    /// Nothing came back and the request body was not started: if the
-    /// connection was a reused one the backend most likely closed it just
-    /// as we sent (the keep-alive race).
-    pub unanswered: bool,
-    /// Not a byte of the request reached the socket.
-    pub unsent: bool,
     /// The request body, untouched, when not a frame of it was taken.
     pub body: Option<ReqBody>,
-}
-
-impl Failed {
-    /// Whether the request may be sent again on a fresh connection.
-    pub fn replayable(&self, method: &Method) -> bool {
-        self.unanswered
-            && self.body.is_some()
-            && (self.unsent || crate::proxy::forward::is_idempotent(method))
-    }
 }
 
 /// A response head, and what is left of the request body to send.
@@ -148,7 +134,7 @@ pub async fn exchange(
 
 enum Sending {
     /// Request body frames are still to come.
-    Body(write::Framing),
+    Body(Framing),
     /// Everything is queued: write it out and flush.
     Flush,
     /// The request is out (or could not be written).
@@ -179,10 +165,10 @@ impl std::fmt::Debug for Upload {
 impl Upload {
     fn new(parts: &request::Parts, body: ReqBody) -> Upload {
         let exact = body.size_hint().exact();
-        let framing = head::request_framing(&parts.method, &parts.headers, exact);
+        let framing = request_framing(&parts.method, &parts.headers, exact);
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut wbuf = WriteBuf::default();
-        head::encode_request(
+        write::encode_request(
             &mut wbuf.buf,
             &parts.method,
             target,
@@ -192,9 +178,8 @@ impl Upload {
         Upload {
             sending: match framing {
                 _ if body.is_end_stream() => Sending::Flush,
-                BodyFraming::None => Sending::Flush,
-                BodyFraming::Length(n) => Sending::Body(write::Framing::Length(n)),
-                BodyFraming::Chunked => Sending::Body(write::Framing::Chunked),
+                Framing::None | Framing::Close => Sending::Flush,
+                framing => Sending::Body(framing),
             },
             wbuf,
             body,
@@ -266,13 +251,11 @@ impl Upload {
     }
 
     /// The last chunk (and trailers) of a chunked body; a sized body just ends.
-    fn end_body(&mut self, framing: write::Framing, trailers: Option<&http::HeaderMap>) {
+    fn end_body(&mut self, framing: Framing, trailers: Option<&http::HeaderMap>) {
         match (framing, trailers) {
-            (write::Framing::Chunked, None) => self.wbuf.push_chunked_end(),
+            (Framing::Chunked, None) => self.wbuf.push_chunked_end(),
             // Trailers come in a frame of their own, after any held data was written.
-            (write::Framing::Chunked, Some(t)) => {
-                write::encode_chunked_end(&mut self.wbuf.buf, Some(t))
-            }
+            (Framing::Chunked, Some(t)) => write::encode_chunked_end(&mut self.wbuf.buf, Some(t)),
             _ => {}
         }
         self.sending = Sending::Flush;
@@ -317,7 +300,7 @@ impl Exchange {
         }
         loop {
             if !conn.rbuf.is_empty() {
-                match head::parse_response(&mut conn.rbuf, self.head_request) {
+                match response::parse_response(&mut conn.rbuf, self.head_request) {
                     // Interim responses (100, 102, 103) are not forwarded.
                     Ok(Some(h))
                         if h.status.is_informational()
@@ -352,16 +335,13 @@ impl Exchange {
     fn fail(&mut self, kind: ErrorKind, source: impl Into<BoxError>) -> Failed {
         let up = &mut self.upload;
         let unanswered = !self.received && !up.body_started;
-        let unsent = !up.wrote;
-        let error = ProxyError::with_source(kind, source);
+        let retry = match (unanswered, up.wrote) {
+            (true, false) => Retry::NotSent,
+            (true, true) => Retry::MaybeSent,
+            (false, _) => Retry::Never,
+        };
         Failed {
-            error: if unsent {
-                error.retry(Retry::NotSent)
-            } else {
-                error
-            },
-            unanswered,
-            unsent,
+            error: ProxyError::with_source(kind, source).retry(retry),
             body: (!up.body_started).then(|| std::mem::replace(&mut up.body, ReqBody::Empty)),
         }
     }
@@ -393,7 +373,7 @@ pub enum BodyReadError {
 pub struct ResponseBody {
     /// `None` once the body is over (returned, closed or failed).
     conn: Option<H1Conn>,
-    reading: Reading,
+    reading: Decoder,
     reusable: bool,
     back: Option<Return>,
     /// The rest of the request body, when the backend answered before it
@@ -401,25 +381,11 @@ pub struct ResponseBody {
     upload: Option<Box<Upload>>,
 }
 
-#[derive(Debug)]
-enum Reading {
-    Framed(Decoder),
-    /// Until the backend closes.
-    Close,
-}
-
 impl ResponseBody {
     /// The response: the answer's head, and the body that follows it on `conn`.
     pub fn response(conn: H1Conn, answer: Answer, back: Return) -> http::Response<ResponseBody> {
         let Answer { head, upload } = answer;
-        let reading = match head.framing {
-            RespFraming::None => Reading::Framed(Decoder::new(Framing::None, 0)),
-            RespFraming::Length(n) => Reading::Framed(Decoder::new(Framing::Length(n), 0)),
-            RespFraming::Chunked => {
-                Reading::Framed(Decoder::new(Framing::Chunked, MAX_TRAILER_BYTES))
-            }
-            RespFraming::Close => Reading::Close,
-        };
+        let reading = Decoder::new(head.framing, MAX_TRAILER_BYTES);
         let mut body = ResponseBody {
             conn: Some(conn),
             reading,
@@ -427,10 +393,7 @@ impl ResponseBody {
             back: Some(back),
             upload,
         };
-        if head.status != StatusCode::SWITCHING_PROTOCOLS
-            && let Reading::Framed(d) = &body.reading
-            && d.is_done()
-        {
+        if head.status != StatusCode::SWITCHING_PROTOCOLS && body.reading.is_done() {
             body.finish();
         }
         let mut resp = http::Response::new(body);
@@ -499,30 +462,23 @@ impl Body for ResponseBody {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            match &mut this.reading {
-                Reading::Framed(d) => match d.decode(&mut conn.rbuf) {
-                    Ok(Decoded::Frame(f)) => {
-                        if d.is_done() {
-                            this.finish();
-                        }
-                        return Poll::Ready(Some(Ok(f)));
-                    }
-                    Ok(Decoded::End) => {
+            match this.reading.decode(&mut conn.rbuf) {
+                Ok(Decoded::Frame(f)) => {
+                    if this.reading.is_done() {
                         this.finish();
-                        return Poll::Ready(None);
                     }
-                    Ok(Decoded::NeedMore) => {}
-                    Err(e) => return this.fail(BodyReadError::Framing(e)),
-                },
-                Reading::Close => {
-                    if !conn.rbuf.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(conn.rbuf.split().freeze()))));
-                    }
+                    return Poll::Ready(Some(Ok(f)));
                 }
+                Ok(Decoded::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => return this.fail(BodyReadError::Framing(e)),
             }
             match ready!(conn.poll_read_more(cx, BODY_READ)) {
                 Ok(0) => {
-                    if matches!(this.reading, Reading::Close) {
+                    if this.reading.ends_at_close() {
                         this.conn = None;
                         this.back = None;
                         this.upload = None;
@@ -541,13 +497,10 @@ impl Body for ResponseBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.reading {
-            Reading::Framed(d) => match d.remaining() {
-                Some(n) if self.conn.is_some() => SizeHint::with_exact(n),
-                Some(_) => SizeHint::with_exact(0),
-                None => SizeHint::default(),
-            },
-            Reading::Close => SizeHint::default(),
+        match self.reading.remaining() {
+            Some(n) if self.conn.is_some() => SizeHint::with_exact(n),
+            Some(_) => SizeHint::with_exact(0),
+            None => SizeHint::default(),
         }
     }
 }

@@ -175,18 +175,20 @@ async fn head_response_has_no_body_whatever_its_length() {
 
 #[tokio::test]
 async fn closed_before_answering_is_unanswered_and_replayable_if_idempotent() {
+    use crate::proxy::retry::replay_on_fresh_connection as replay;
     let (addr, _seen) = backend(vec![b""]).await;
     let mut c = conn(addr).await;
     let failed = exchange(&mut c, &get("/"), ReqBody::Empty)
         .await
         .unwrap_err();
     assert_eq!(failed.error.kind(), ErrorKind::UpstreamReset);
-    assert!(failed.unanswered);
-    assert!(failed.replayable(&Method::GET));
-    assert!(failed.replayable(&Method::PUT));
-    // The head was written: a POST may have been processed.
-    assert!(!failed.unsent);
-    assert!(!failed.replayable(&Method::POST));
+    // The head was written and nothing came back: a POST may have been processed.
+    assert_eq!(failed.error.retryable(), Retry::MaybeSent);
+    let untouched = failed.body.is_some();
+    assert!(untouched);
+    assert!(replay(true, &failed.error, untouched, &Method::GET));
+    assert!(replay(true, &failed.error, untouched, &Method::PUT));
+    assert!(!replay(true, &failed.error, untouched, &Method::POST));
 }
 
 #[tokio::test]
@@ -197,7 +199,8 @@ async fn garbage_is_a_protocol_error_and_partial_body_is_closed() {
         .await
         .unwrap_err();
     assert_eq!(failed.error.kind(), ErrorKind::UpstreamProtocol);
-    assert!(!failed.unanswered);
+    // Something came back: never replayed.
+    assert_eq!(failed.error.retryable(), Retry::Never);
 
     let pool = pool();
     let (c, answer) = answered(vec![
@@ -309,7 +312,7 @@ async fn request_body_keeps_streaming_after_an_early_answer() {
         String::from_utf8(seen).unwrap()
     });
     let decoder = Decoder::new(Framing::Length(7), 0);
-    let (mut tx, rx) = crate::server::h1::body::channel(decoder).unwrap();
+    let (mut tx, rx) = crate::http1::body::channel(decoder).unwrap();
     let pool = pool();
     let mut c = conn(addr).await;
     let (mut parts, ()) = Request::put("/doc").body(()).unwrap().into_parts();
@@ -322,7 +325,7 @@ async fn request_body_keeps_streaming_after_an_early_answer() {
     // The client's body arrives only now, while the response is being read.
     let feed = async {
         let want = std::future::poll_fn(|cx| tx.poll_want(cx)).await;
-        assert_eq!(want, crate::server::h1::body::Want::Frame);
+        assert_eq!(want, crate::http1::body::Want::Frame);
         tx.decoder = Decoder::new(Framing::None, 0);
         tx.send(Ok(Frame::data(Bytes::from_static(b"payload"))));
     };

@@ -228,7 +228,7 @@ fn smuggling_shapes_are_refused() {
     ];
     for (raw, want) in cases {
         assert_eq!(err(raw), want, "{raw:?}");
-        assert_eq!(want.status(), 400);
+        assert_eq!(want.kind().status(), 400);
     }
 }
 
@@ -236,12 +236,12 @@ fn smuggling_shapes_are_refused() {
 fn limits_give_414_and_431() {
     let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(64));
     assert_eq!(err(&long), ParseError::UriTooLong);
-    assert_eq!(ParseError::UriTooLong.status(), 414);
+    assert_eq!(ParseError::UriTooLong.kind().status(), 414);
 
     let many: String = (0..11).map(|i| format!("X-{i}: v\r\n")).collect();
     let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
     assert_eq!(err(&raw), ParseError::TooManyHeaders);
-    assert_eq!(ParseError::TooManyHeaders.status(), 431);
+    assert_eq!(ParseError::TooManyHeaders.kind().status(), 431);
 
     // Too large, complete and still incomplete.
     let big = format!(
@@ -250,7 +250,7 @@ fn limits_give_414_and_431() {
     );
     assert_eq!(err(&big), ParseError::HeadTooLarge);
     assert_eq!(err(&big[..big.len() - 4]), ParseError::HeadTooLarge);
-    assert_eq!(ParseError::HeadTooLarge.status(), 431);
+    assert_eq!(ParseError::HeadTooLarge.kind().status(), 431);
 
     // A request line that never ends is a target too long.
     let endless = format!("GET /{}", "a".repeat(9000));

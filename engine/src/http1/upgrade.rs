@@ -1,5 +1,5 @@
 //! Stage: the service answered 101 to a request that asked to upgrade →
-//! **`h1::upgrade`** → `proxy` tunnels bytes both ways.
+//! **`http1::upgrade`** → `proxy::tunnel` copies bytes both ways.
 //!
 //! The connection hands its raw IO, plus any bytes it had already read past
 //! the head, to the [`OnUpgrade`] future it put in the request's extensions.

@@ -3,7 +3,8 @@
 //! bodies, upgrades, refused heads. No assertion depends on timing.
 
 use super::*;
-use crate::server::h1::OnUpgrade;
+use crate::http1::OnUpgrade;
+use http::{HeaderMap, HeaderValue, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use std::collections::VecDeque;

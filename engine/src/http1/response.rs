@@ -1,11 +1,11 @@
-//! The two heads of an upstream HTTP/1.1 exchange, as pure functions over
-//! buffers: the request head we write, and the response head we read (RFC
-//! 9112 §4–§6), so that both can be tested and fuzzed byte by byte.
+//! Stage: `upstream::h1` reads a backend's bytes → **`http1::response`**
+//! parses the response head (RFC 9112 §4–§6) and decides its framing, as a
+//! pure function over the buffer so that it can be tested and fuzzed byte by
+//! byte. (The request head our client writes is `http1::write`'s.)
 
-use crate::server::h1::parse::{ConnectionOptions, parse_length, tokens, trim};
-use crate::server::h1::write::{head_size, itoa};
+use super::framing::{ConnectionOptions, Framing, parse_length, tokens, trim};
 use bytes::BytesMut;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use std::fmt;
 
 /// Response header slots on the stack; a backend that sends more is refused.
@@ -13,85 +13,13 @@ pub const MAX_RESPONSE_HEADERS: usize = 128;
 /// The largest response head we read; a larger one is a 502.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
-/// How a request body goes to the backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyFraming {
-    /// No body and no `Content-Length`.
-    None,
-    Length(u64),
-    Chunked,
-}
-
-/// Appends the request line and fields for the backend. `Content-Length` and
-/// `Transfer-Encoding` from the request are replaced by `framing`, which is
-/// what the body will really be on this connection.
-pub fn encode_request(
-    dst: &mut Vec<u8>,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    framing: BodyFraming,
-) {
-    dst.reserve(method.as_str().len() + target.len() + head_size(headers) + 64);
-    dst.extend_from_slice(method.as_str().as_bytes());
-    dst.push(b' ');
-    dst.extend_from_slice(target.as_bytes());
-    dst.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
-    }
-    match framing {
-        BodyFraming::None => {}
-        BodyFraming::Length(n) => {
-            dst.extend_from_slice(b"content-length: ");
-            let mut digits = [0u8; 20];
-            dst.extend_from_slice(itoa(n, &mut digits));
-            dst.extend_from_slice(b"\r\n");
-        }
-        BodyFraming::Chunked => dst.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-    }
-    dst.extend_from_slice(b"\r\n");
-}
-
-/// The framing of a request body from its size, if known (`exact`), and the
-/// request: a bodiless GET keeps its head bare, a bodiless POST says `0`.
-pub fn request_framing(method: &Method, headers: &HeaderMap, exact: Option<u64>) -> BodyFraming {
-    match exact {
-        Some(0)
-            if !headers.contains_key(header::CONTENT_LENGTH)
-                && !matches!(*method, Method::POST | Method::PUT | Method::PATCH) =>
-        {
-            BodyFraming::None
-        }
-        Some(n) => BodyFraming::Length(n),
-        None => BodyFraming::Chunked,
-    }
-}
-
-/// How the response body is delimited (RFC 9112 §6.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RespFraming {
-    /// No body: HEAD, 1xx, 204, 304, or `Content-Length: 0`.
-    None,
-    Length(u64),
-    Chunked,
-    /// Until the backend closes.
-    Close,
-}
-
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
-    pub framing: RespFraming,
+    pub framing: Framing,
     /// The connection may carry another request once this body is read.
     pub reusable: bool,
 }
@@ -187,18 +115,18 @@ pub fn parse_response(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let framing = if no_body {
-        RespFraming::None
+        Framing::None
     } else if facts.transfer_encoding {
         if facts.chunked_last {
-            RespFraming::Chunked
+            Framing::Chunked
         } else {
-            RespFraming::Close
+            Framing::Close
         }
     } else {
         match facts.content_length {
-            Some(0) => RespFraming::None,
-            Some(n) => RespFraming::Length(n),
-            None => RespFraming::Close,
+            Some(0) => Framing::None,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
         }
     };
     let persistent = match version {
@@ -213,7 +141,7 @@ pub fn parse_response(
         version,
         headers,
         framing,
-        reusable: persistent && framing != RespFraming::Close && !ambiguous,
+        reusable: persistent && framing != Framing::Close && !ambiguous,
     }))
 }
 
@@ -254,6 +182,7 @@ impl Facts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     fn parse(raw: &str, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
         let mut buf = BytesMut::from(raw.as_bytes());
@@ -265,103 +194,45 @@ mod tests {
     }
 
     #[test]
-    fn request_head_replaces_framing_fields() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("example.com"));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
-        headers.append("x-a", HeaderValue::from_static("1"));
-        headers.append("x-a", HeaderValue::from_static("2"));
-        let mut out = Vec::new();
-        encode_request(
-            &mut out,
-            &Method::POST,
-            "/p?q=1",
-            &headers,
-            BodyFraming::Length(5),
-        );
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
-        );
-        let mut out = Vec::new();
-        encode_request(
-            &mut out,
-            &Method::GET,
-            "/",
-            &HeaderMap::new(),
-            BodyFraming::Chunked,
-        );
-        assert_eq!(out, b"GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
-    }
-
-    #[test]
-    fn request_framing_rules() {
-        let none = HeaderMap::new();
-        let mut with_cl = HeaderMap::new();
-        with_cl.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        assert_eq!(
-            request_framing(&Method::GET, &none, Some(0)),
-            BodyFraming::None
-        );
-        assert_eq!(
-            request_framing(&Method::GET, &with_cl, Some(0)),
-            BodyFraming::Length(0)
-        );
-        assert_eq!(
-            request_framing(&Method::POST, &none, Some(0)),
-            BodyFraming::Length(0)
-        );
-        assert_eq!(
-            request_framing(&Method::PUT, &none, Some(7)),
-            BodyFraming::Length(7)
-        );
-        assert_eq!(
-            request_framing(&Method::POST, &none, None),
-            BodyFraming::Chunked
-        );
-    }
-
-    #[test]
     fn response_framing_by_rfc_9112() {
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
-        assert_eq!(h.framing, RespFraming::Length(5));
+        assert_eq!(h.framing, Framing::Length(5));
         assert!(h.reusable);
         let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(h.framing, RespFraming::Chunked);
+        assert_eq!(h.framing, Framing::Chunked);
         assert!(h.reusable);
         let h = head("HTTP/1.1 200 OK\r\n\r\n");
-        assert_eq!(h.framing, RespFraming::Close);
+        assert_eq!(h.framing, Framing::Close);
         assert!(!h.reusable);
         let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
-        assert_eq!(h.framing, RespFraming::Close);
+        assert_eq!(h.framing, Framing::Close);
         let h = head("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
-        assert_eq!(h.framing, RespFraming::None);
+        assert_eq!(h.framing, Framing::None);
         assert!(h.reusable);
         let h = head("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n");
-        assert_eq!(h.framing, RespFraming::None);
+        assert_eq!(h.framing, Framing::None);
         let h = parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true)
             .unwrap()
             .unwrap();
-        assert_eq!(h.framing, RespFraming::None);
+        assert_eq!(h.framing, Framing::None);
         assert_eq!(h.headers[header::CONTENT_LENGTH], "5");
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(h.framing, RespFraming::None);
+        assert_eq!(h.framing, Framing::None);
         let h = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
-        assert_eq!(h.framing, RespFraming::None);
+        assert_eq!(h.framing, Framing::None);
     }
 
     #[test]
     fn both_framings_read_as_chunked_then_close() {
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(h.framing, RespFraming::Chunked);
+        assert_eq!(h.framing, Framing::Chunked);
         assert!(!h.reusable);
     }
 
     #[test]
     fn content_length_lists_and_conflicts() {
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\nContent-Length: 4\r\n\r\n");
-        assert_eq!(h.framing, RespFraming::Length(4));
+        assert_eq!(h.framing, Framing::Length(4));
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",

@@ -1,13 +1,13 @@
-//! Stage: `h1::parse` decided the framing → **`h1::decode`** turns the bytes
-//! that follow the head into body frames → `h1::body` hands them to the
-//! service.
+//! Stage: a head decided the [`Framing`] → **`http1::decode`** turns the
+//! bytes that follow it into body frames (a request's for `server::h1`,
+//! through `http1::body`; a response's for `upstream::h1`).
 //!
 //! A pure decoder over the connection's read buffer: it never does IO, so it
 //! can be tested byte by byte. Content-Length bodies are exact; chunked bodies
 //! are strict (hex sizes with an overflow check, CRLF after every line and
 //! every chunk, a bounded size line, extensions ignored, trailers parsed).
 
-use super::parse::Framing;
+use super::framing::Framing;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::Frame;
@@ -78,11 +78,13 @@ enum Chunked {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Length(u64),
+    /// Everything until the peer closes ([`Framing::Close`]).
+    UntilClose,
     Chunked(Chunked),
     Done,
 }
 
-/// Decodes one request body out of the read buffer.
+/// Decodes one message body out of the read buffer.
 #[derive(Debug)]
 pub struct Decoder {
     state: State,
@@ -95,6 +97,7 @@ impl Decoder {
             Framing::Length(n) if n > 0 => State::Length(n),
             Framing::Length(_) | Framing::None => State::Done,
             Framing::Chunked => State::Chunked(Chunked::Size),
+            Framing::Close => State::UntilClose,
         };
         Decoder {
             state,
@@ -106,12 +109,17 @@ impl Decoder {
         self.state == State::Done
     }
 
+    /// The peer closing is the end of this body, not a truncation.
+    pub fn ends_at_close(&self) -> bool {
+        self.state == State::UntilClose
+    }
+
     /// Bytes of body still expected, when known.
     pub fn remaining(&self) -> Option<u64> {
         match self.state {
             State::Length(n) => Some(n),
             State::Done => Some(0),
-            State::Chunked(_) => None,
+            State::Chunked(_) | State::UntilClose => None,
         }
     }
 
@@ -121,6 +129,12 @@ impl Decoder {
         loop {
             match self.state {
                 State::Done => return Ok(Decoded::End),
+                State::UntilClose => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    return Ok(Decoded::Frame(Frame::data(buf.split().freeze())));
+                }
                 State::Length(remaining) => {
                     if buf.is_empty() {
                         return Ok(Decoded::NeedMore);

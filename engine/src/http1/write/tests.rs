@@ -1,7 +1,9 @@
 //! Exact bytes on the wire for each framing.
 
 use super::*;
-use http::HeaderValue;
+use crate::http1::framing::{request_framing, response_framing};
+use http::{HeaderValue, Method};
+use http_body::SizeHint;
 
 const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
 
@@ -68,29 +70,32 @@ fn chunked_head_replaces_the_backends_framing() {
 #[test]
 fn bodiless_statuses_and_head() {
     let hint = SizeHint::with_exact(7);
-    assert_eq!(framing(true, StatusCode::OK, &hint, false), Framing::None);
     assert_eq!(
-        framing(false, StatusCode::NO_CONTENT, &hint, false),
+        response_framing(true, StatusCode::OK, &hint, false),
         Framing::None
     );
     assert_eq!(
-        framing(false, StatusCode::NOT_MODIFIED, &hint, false),
+        response_framing(false, StatusCode::NO_CONTENT, &hint, false),
         Framing::None
     );
     assert_eq!(
-        framing(false, StatusCode::SWITCHING_PROTOCOLS, &hint, false),
+        response_framing(false, StatusCode::NOT_MODIFIED, &hint, false),
         Framing::None
     );
     assert_eq!(
-        framing(false, StatusCode::OK, &hint, false),
+        response_framing(false, StatusCode::SWITCHING_PROTOCOLS, &hint, false),
+        Framing::None
+    );
+    assert_eq!(
+        response_framing(false, StatusCode::OK, &hint, false),
         Framing::Length(7)
     );
     assert_eq!(
-        framing(false, StatusCode::OK, &SizeHint::new(), false),
+        response_framing(false, StatusCode::OK, &SizeHint::new(), false),
         Framing::Chunked
     );
     assert_eq!(
-        framing(false, StatusCode::OK, &SizeHint::new(), true),
+        response_framing(false, StatusCode::OK, &SizeHint::new(), true),
         Framing::Close
     );
     // HEAD and 304 keep the representation's length; 204 drops it.
@@ -300,4 +305,59 @@ fn dates() {
         b"Thu, 31 Dec 2099 23:59:59 GMT"
     );
     assert_eq!(date().len(), 29);
+}
+
+#[test]
+fn request_head_replaces_framing_fields() {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::HOST, HeaderValue::from_static("example.com"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+    headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+    headers.append("x-a", HeaderValue::from_static("1"));
+    headers.append("x-a", HeaderValue::from_static("2"));
+    let mut out = Vec::new();
+    encode_request(
+        &mut out,
+        &Method::POST,
+        "/p?q=1",
+        &headers,
+        Framing::Length(5),
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
+    );
+    let mut out = Vec::new();
+    encode_request(
+        &mut out,
+        &Method::GET,
+        "/",
+        &HeaderMap::new(),
+        Framing::Chunked,
+    );
+    assert_eq!(out, b"GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+}
+
+#[test]
+fn request_framing_rules() {
+    let none = HeaderMap::new();
+    let mut with_cl = HeaderMap::new();
+    with_cl.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    assert_eq!(request_framing(&Method::GET, &none, Some(0)), Framing::None);
+    assert_eq!(
+        request_framing(&Method::GET, &with_cl, Some(0)),
+        Framing::Length(0)
+    );
+    assert_eq!(
+        request_framing(&Method::POST, &none, Some(0)),
+        Framing::Length(0)
+    );
+    assert_eq!(
+        request_framing(&Method::PUT, &none, Some(7)),
+        Framing::Length(7)
+    );
+    assert_eq!(
+        request_framing(&Method::POST, &none, None),
+        Framing::Chunked
+    );
 }

@@ -1,5 +1,5 @@
-//! Stage: `server::conn` → `h1::conn` reads bytes → **`h1::parse`** → the
-//! request goes to `proxy::handle`.
+//! Stage: `server::h1` reads bytes → **`http1::request`** parses the head →
+//! the request goes to `proxy::handle`.
 //!
 //! Reads one request head out of the connection's buffer with httparse and
 //! decides its framing by RFC 9112 §6. Anything two parsers could read two
@@ -9,12 +9,14 @@
 //! repeated Host.
 //!
 //! The error is a small `Copy` enum (no boxing on the hot path) that knows
-//! its status. Header values and the request target are `Bytes` slices of the
+//! its [`ErrorKind`], and so its status. Header values and the request target are `Bytes` slices of the
 //! buffer the head arrived in: nothing is copied.
 
+use super::framing::{ConnectionOptions, Framing, parse_length, tokens, trim};
 use crate::config::Limits;
+use crate::error::{ErrorKind, ProxyError};
 use bytes::BytesMut;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 use std::fmt;
 
 /// Header slots kept on the stack; a larger `max_headers` uses the heap.
@@ -52,26 +54,25 @@ pub enum ParseError {
 }
 
 impl ParseError {
-    /// The status the client gets. Exhaustive on purpose.
-    pub const fn status(self) -> StatusCode {
+    /// What kind of error this is on the request path; its status comes from
+    /// [`ErrorKind::status`], the one map. Exhaustive on purpose.
+    pub const fn kind(self) -> ErrorKind {
         match self {
-            ParseError::HeadTooLarge | ParseError::TooManyHeaders => {
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-            }
-            ParseError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ParseError::HeadTooLarge | ParseError::TooManyHeaders => ErrorKind::HeadersTooLarge,
+            ParseError::UriTooLong => ErrorKind::UriTooLong,
+            ParseError::LengthAndChunked
+            | ParseError::BadContentLength
+            | ParseError::BadTransferEncoding
+            | ParseError::TransferEncodingOnHttp10 => ErrorKind::AmbiguousFraming,
             ParseError::Malformed
             | ParseError::BadVersion
             | ParseError::BadUri
-            | ParseError::LengthAndChunked
-            | ParseError::BadContentLength
-            | ParseError::BadTransferEncoding
-            | ParseError::TransferEncodingOnHttp10
             | ParseError::MissingHost
-            | ParseError::MultipleHosts => StatusCode::BAD_REQUEST,
+            | ParseError::MultipleHosts => ErrorKind::BadRequest,
         }
     }
 
-    /// A short, stable reason for the body, the `x-sluice-error` header and logs.
+    /// What exactly was wrong, for logs (the client sees its kind's reason).
     pub const fn reason(self) -> &'static str {
         match self {
             ParseError::HeadTooLarge => "request header fields too large",
@@ -98,13 +99,16 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// How the request body is delimited (RFC 9112 §6.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    Length(u64),
-    Chunked,
-    /// No body.
-    None,
+impl From<ParseError> for ErrorKind {
+    fn from(e: ParseError) -> ErrorKind {
+        e.kind()
+    }
+}
+
+impl From<ParseError> for ProxyError {
+    fn from(e: ParseError) -> ProxyError {
+        ProxyError::with_source(e.kind(), e)
+    }
 }
 
 /// A parsed, validated request head.
@@ -357,59 +361,6 @@ impl Facts {
             Some(n) => Framing::Length(n),
         })
     }
-}
-
-/// The `Connection` options that decide persistence and upgrades, from all
-/// of a message's `Connection` field lines (requests here, responses in
-/// `upstream::h1::head`).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ConnectionOptions {
-    pub close: bool,
-    pub keep_alive: bool,
-    pub upgrade: bool,
-}
-
-impl ConnectionOptions {
-    pub(crate) fn learn(&mut self, value: &[u8]) {
-        for t in tokens(value) {
-            if t.eq_ignore_ascii_case(b"close") {
-                self.close = true;
-            } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                self.keep_alive = true;
-            } else if t.eq_ignore_ascii_case(b"upgrade") {
-                self.upgrade = true;
-            }
-        }
-    }
-}
-
-/// `1*DIGIT`, no sign, no spaces, no overflow.
-pub(crate) fn parse_length(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, &b| {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        n.checked_mul(10)?.checked_add(u64::from(d))
-    })
-}
-
-/// The non-empty comma-separated elements of a list field, OWS trimmed.
-pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim)
-        .filter(|t| !t.is_empty())
-}
-
-pub(crate) fn trim(s: &[u8]) -> &[u8] {
-    let ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = s.iter().position(|b| !ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !ows(b)).map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! `h1_chunked_body.rs` assert, without a nightly toolchain.
 
 use super::*;
-use crate::server::h1::decode::{Decoded, Decoder};
+use crate::http1::decode::{Decoded, Decoder};
 use std::path::{Path, PathBuf};
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -36,7 +36,7 @@ fn request_head_seeds_keep_their_invariants() {
         let mut buf = BytesMut::from(&data[..]);
         match parse(&mut buf, &limits) {
             Ok(None) => {}
-            Err(e) => assert!(e.status().is_client_error(), "{path:?}: {e:?}"),
+            Err(e) => assert!(e.kind().status().is_client_error(), "{path:?}: {e:?}"),
             Ok(Some(h)) => {
                 assert!(h.headers.len() <= limits.max_headers, "{path:?}");
                 let te = h.headers.contains_key(header::TRANSFER_ENCODING);
@@ -45,6 +45,7 @@ fn request_head_seeds_keep_their_invariants() {
                     Framing::Length(_) => assert!(!te, "{path:?}: CL framing with TE"),
                     Framing::Chunked => assert!(!cl, "{path:?}: chunked with CL"),
                     Framing::None => assert!(!te, "{path:?}"),
+                    Framing::Close => panic!("{path:?}: a request read until close"),
                 }
             }
         }

@@ -1,6 +1,8 @@
-//! Stage: `server::conn` picked HTTP/1.1 → **`h1::conn`** runs the connection:
-//! read a head ([`super::parse`]) → call the service with a streaming body
-//! ([`super::body`]) → write the response ([`super::write`]) → next request.
+//! Stage: `server::conn` picked HTTP/1.1 → **`server::h1`** runs the
+//! connection with the `http1` codec: read a head ([`request`]) → call the
+//! service with a streaming body ([`body`]) → write the response ([`write`])
+//! → next request. A head it refuses is answered by [`respond`] like any
+//! other error.
 //!
 //! One task owns the IO and drives everything by polling: the service future,
 //! the request body (read only when the service asks for it), the response
@@ -21,16 +23,18 @@
 //! inline, they would make every idle connection's task as large as the
 //! whole proxy path's state.
 
-use super::body::{self, BodySender, RequestBody, Want};
-use super::decode::{BodyError, Decoded, Decoder};
-use super::parse::{self, ParseError, RequestHead};
-use super::upgrade::{self, Upgraded};
-use super::write::{self, ConnHeader, Framing, WriteBuf};
 use crate::config::Limits;
-use crate::error::BoxError;
+use crate::error::{BoxError, ErrorKind, ProxyError};
+use crate::http1::body::{self, BodySender, RequestBody, Want};
+use crate::http1::decode::{BodyError, Decoded, Decoder};
+use crate::http1::framing::{Framing, response_framing};
+use crate::http1::request::{self, ParseError, RequestHead};
+use crate::http1::upgrade::{self, Upgraded};
+use crate::http1::write::{self, ConnHeader, WriteBuf};
+use crate::proxy::respond;
 use crate::server::idle::IdleClock;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use std::future::{Future, poll_fn};
 use std::io;
@@ -78,6 +82,16 @@ pub enum ConnError {
 }
 
 impl ConnError {
+    /// The error the client is answered with before the connection closes,
+    /// if it is one the client can still be told about.
+    fn refusal(&self) -> Option<ProxyError> {
+        match self {
+            ConnError::Parse(p) => Some(ProxyError::from(*p)),
+            ConnError::HeadTimeout => Some(ProxyError::new(ErrorKind::ClientTimeout)),
+            _ => None,
+        }
+    }
+
     /// Ends that are the client's doing or normal wear, not worth a warning.
     pub fn is_client(&self) -> bool {
         matches!(
@@ -331,16 +345,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
                 Ok(Some(head)) => head,
                 Ok(None) => return self.close().await,
                 Err(e) => {
-                    let status = match &e {
-                        ConnError::Parse(p) => Some((p.status(), p.reason())),
-                        ConnError::HeadTimeout => {
-                            Some((StatusCode::REQUEST_TIMEOUT, "request header timeout"))
-                        }
-                        _ => None,
-                    };
-                    if let Some((status, reason)) = status {
+                    if let Some(refusal) = e.refusal() {
                         // Best effort: the client may already be gone.
-                        let _ = self.write_error(status, reason).await;
+                        let _ = self.write_refusal(&refusal).await;
                     }
                     return Err(e);
                 }
@@ -415,7 +422,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         let mut timeout = pin!(tokio::time::sleep_until(deadline));
         loop {
             if !self.rbuf.is_empty()
-                && let Some(head) = parse::parse(&mut self.rbuf, &self.settings.limits)?
+                && let Some(head) = request::parse(&mut self.rbuf, &self.settings.limits)?
             {
                 return Ok(Some(head));
             }
@@ -557,7 +564,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = resp.into_parts();
-        let framing = write::framing(head_request, parts.status, &body.size_hint(), http10);
+        let framing = response_framing(head_request, parts.status, &body.size_hint(), http10);
         if ex.cont == Continue::Owed {
             ex.cont = Continue::Skipped;
         }
@@ -666,8 +673,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         };
         // The service is done with it (or will get an error if it still
         // holds it): take the decoder and throw the rest away.
-        let mut decoder =
-            std::mem::replace(&mut sender.decoder, Decoder::new(parse::Framing::None, 0));
+        let mut decoder = std::mem::replace(&mut sender.decoder, Decoder::new(Framing::None, 0));
         drop(sender);
         if decoder.remaining().is_some_and(|n| n > DISCARD_MAX) {
             return false;
@@ -695,29 +701,19 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         tokio::time::timeout(limit, discard).await.unwrap_or(false)
     }
 
-    /// A response the connection makes itself (a refused head or a timeout),
-    /// shaped like `proxy::respond`'s, and then the connection closes.
-    async fn write_error(&mut self, status: StatusCode, reason: &'static str) -> io::Result<()> {
-        let mut headers = HeaderMap::with_capacity(3);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            crate::proxy::respond::X_SLUICE_ERROR,
-            HeaderValue::from_static(reason),
-        );
-        let len = reason.len() as u64 + 1;
+    /// A response the connection makes itself (a refused head or a
+    /// timeout), made by `proxy::respond` like every error response; then
+    /// the connection closes.
+    async fn write_refusal(&mut self, err: &ProxyError) -> io::Result<()> {
+        let (status, headers, body) = respond::error_parts(err);
         write::encode_head(
             &mut self.wbuf.buf,
             status,
             &headers,
-            Framing::Length(len),
+            Framing::Length(body.len() as u64),
             ConnHeader::Close,
         );
-        self.wbuf.buf.extend_from_slice(reason.as_bytes());
-        self.wbuf.buf.push(b'\n');
+        self.wbuf.buf.extend_from_slice(&body);
         self.flush().await?;
         self.io.shutdown().await
     }

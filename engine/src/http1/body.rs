@@ -1,5 +1,5 @@
-//! Stage: `h1::conn` reads and `h1::decode` frames → **`h1::body`** → the
-//! service (`proxy::handle`) streams it to a backend.
+//! Stage: `server::h1` reads and `http1::decode` frames → **`http1::body`**
+//! → the service (`proxy::handle`) streams it to a backend.
 //!
 //! The connection task owns the IO. The [`RequestBody`] the service holds and
 //! the [`BodySender`] the connection holds share a one-frame slot, so:
@@ -230,7 +230,7 @@ fn wake(slot: &mut Option<Waker>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::h1::parse::Framing;
+    use crate::http1::Framing;
     use std::future::poll_fn;
     use std::task::Poll;
 

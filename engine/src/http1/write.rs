@@ -1,7 +1,12 @@
-//! Stage: `proxy::handle` returned a response → **`h1::write`** encodes it →
-//! bytes out to the client.
+//! Stage: `proxy::handle` returned a response → **`http1::write`** encodes
+//! it → bytes out to the client (`server::h1`); and the request head and
+//! body our client sends to a backend (`upstream::h1`).
 //!
-//! The head is encoded into one buffer (status line, fields, our own framing
+//! [`WriteBuf`] is the write-coalescing policy of both sides: each batch
+//! waits one scheduler turn, small frames are copied behind the head, large
+//! ones go out by reference, and a flush is forced at [`FLUSH_AT`].
+//!
+//! A response head is encoded into one buffer (status line, fields, our own framing
 //! and `Connection`, a `Date` cached per second). Body framing follows RFC
 //! 9112 §6: `Content-Length` when the body's size is known, else chunked
 //! (with trailers), close-delimited for HTTP/1.0 clients, and nothing at all
@@ -9,9 +14,9 @@
 //! the head and the first chunk usually leave in one `writev`; large frames go
 //! out by reference.
 
+use super::framing::Framing;
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, header};
-use http_body::SizeHint;
+use http::{HeaderMap, Method, StatusCode, header};
 use std::cell::Cell;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -25,17 +30,6 @@ const COPY_MAX: usize = 8 * 1024;
 /// Flush once this much is buffered even if the body has more ready.
 pub const FLUSH_AT: usize = 64 * 1024;
 
-/// How the response body is delimited on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// No body may be sent (HEAD, 1xx, 204, 304).
-    None,
-    Length(u64),
-    Chunked,
-    /// HTTP/1.0 client, unknown length: the body ends when we close.
-    Close,
-}
-
 /// What `Connection` field we write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnHeader {
@@ -44,22 +38,6 @@ pub enum ConnHeader {
     Close,
     /// An HTTP/1.0 client that asked to keep the connection.
     KeepAlive,
-}
-
-/// Picks the response framing (RFC 9112 §6.3).
-pub fn framing(head_request: bool, status: StatusCode, hint: &SizeHint, http10: bool) -> Framing {
-    if head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Framing::None;
-    }
-    match hint.exact() {
-        Some(n) => Framing::Length(n),
-        None if http10 => Framing::Close,
-        None => Framing::Chunked,
-    }
 }
 
 /// Room reserved behind a head for the first body frame(s).
@@ -129,6 +107,43 @@ pub fn encode_head(
         dst.extend_from_slice(b"date: ");
         dst.extend_from_slice(&date());
         dst.extend_from_slice(b"\r\n");
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Appends the request line and fields for the backend. `Content-Length` and
+/// `Transfer-Encoding` from the request are replaced by `framing`, which is
+/// what the body will really be on this connection.
+pub fn encode_request(
+    dst: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: Framing,
+) {
+    dst.reserve(method.as_str().len() + target.len() + head_size(headers) + 64);
+    dst.extend_from_slice(method.as_str().as_bytes());
+    dst.push(b' ');
+    dst.extend_from_slice(target.as_bytes());
+    dst.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::None | Framing::Close => {}
+        Framing::Length(n) => {
+            dst.extend_from_slice(b"content-length: ");
+            let mut digits = [0u8; 20];
+            dst.extend_from_slice(itoa(n, &mut digits));
+            dst.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => dst.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     dst.extend_from_slice(b"\r\n");
 }

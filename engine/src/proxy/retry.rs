@@ -1,0 +1,219 @@
+//! Whether a failed attempt may go again, and where: the one place that
+//! decides. Errors only carry the facts ([`Retry`]: the request never left,
+//! or it may have reached the backend); `forward` and `upstream::h1` report
+//! them and act on what is decided here.
+//!
+//! Two retries exist today, both safe by construction:
+//! - **pick again**: the chosen backend left rotation between the pick and
+//!   the request's start, or a connection to it could not be made (the
+//!   request never left): one other backend of the group is tried, any method.
+//! - **replay on a fresh connection**: a reused HTTP/1.1 connection that the
+//!   backend closed just as we sent (the keep-alive race) brought nothing
+//!   back; the request goes once more to the same backend when its body is
+//!   untouched and either nothing was sent or the method is idempotent.
+
+use super::forward::{self, Conn};
+use crate::balance::PickKey;
+use crate::config::{Timeouts, UpstreamProtocol};
+use crate::error::{ErrorKind, ProxyError, Retry};
+use crate::upstream::backend::InFlight;
+use crate::upstream::pool::Pool;
+use crate::upstream::{Backend, Group};
+use http::{HeaderValue, Method, request};
+use std::sync::Arc;
+
+/// RFC 9110 §9.2.2.
+pub fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Whether an exchange that failed on a `reused` connection goes once more
+/// on a fresh one. `body_untouched`: not a frame of the request body was
+/// taken, so it can be sent again.
+pub fn replay_on_fresh_connection(
+    reused: bool,
+    err: &ProxyError,
+    body_untouched: bool,
+    method: &Method,
+) -> bool {
+    reused
+        && body_untouched
+        && match err.retryable() {
+            Retry::NotSent => true,
+            Retry::MaybeSent => is_idempotent(method),
+            Retry::Never => false,
+        }
+}
+
+/// Whether a failed checkout lets the request try another backend.
+pub fn pick_another_after(err: &ProxyError) -> bool {
+    err.retryable() == Retry::NotSent
+}
+
+/// Where the request goes: the backend, its in-flight count, and a
+/// connection to it ready to carry the request.
+pub struct Attempt {
+    pub backend: Arc<Backend>,
+    pub in_flight: InFlight,
+    pub conn: Conn,
+}
+
+/// What picking again needs to know of the request.
+pub struct Target<'a> {
+    pub group: &'a Group,
+    pub client: crate::addr::ClientAddr,
+    pub host: Option<&'a HeaderValue>,
+    pub pool: &'a Pool,
+    pub timeouts: &'a Timeouts,
+}
+
+/// Starts the request on `backend` (the first pick), picking again once if
+/// it left rotation meanwhile or cannot be connected to. `parts` are shaped
+/// for whichever backend is chosen (HTTP/2 backends name it in the target).
+pub async fn connect(
+    t: &Target<'_>,
+    mut backend: Arc<Backend>,
+    parts: &mut request::Parts,
+) -> Result<Attempt, ProxyError> {
+    let mut in_flight = backend.begin();
+    if !backend.in_rotation() {
+        // Drained between our pick and `begin`: whoever waits for its
+        // in-flight requests (DELETE, DNS removal) may not have counted this
+        // one, so pick again from the newer snapshot (see `Backend::in_rotation`).
+        drop(in_flight);
+        backend = pick(t, parts, None).ok_or(ErrorKind::NoBackend)?;
+        in_flight = backend.begin();
+        reshape(t, parts, &backend)?;
+    }
+    let e = match forward::checkout(t.pool, t.group, &backend, t.timeouts).await {
+        Ok(conn) => {
+            return Ok(Attempt {
+                backend,
+                in_flight,
+                conn,
+            });
+        }
+        Err(e) => e,
+    };
+    forward::record_failure(t.group, &backend, &e);
+    drop(in_flight);
+    if !pick_another_after(&e) {
+        return Err(e);
+    }
+    let Some(next) = pick(t, parts, Some(backend.id)) else {
+        return Err(e);
+    };
+    let in_flight = next.begin();
+    if !next.in_rotation() {
+        // Drained since the pick (see `Backend::in_rotation`): a drain may
+        // already have counted its requests, so do not send one.
+        return Err(e);
+    }
+    reshape(t, parts, &next)?;
+    let conn = forward::checkout(t.pool, t.group, &next, t.timeouts)
+        .await
+        .inspect_err(|e| forward::record_failure(t.group, &next, e))?;
+    Ok(Attempt {
+        backend: next,
+        in_flight,
+        conn,
+    })
+}
+
+/// A backend from the group's current snapshot, never `exclude`. The
+/// snapshot guard lives only for this call, never across an await.
+fn pick(t: &Target<'_>, parts: &request::Parts, exclude: Option<u64>) -> Option<Arc<Backend>> {
+    let snap = t.group.load();
+    let key = PickKey {
+        headers: &parts.headers,
+        client: t.client,
+    };
+    snap.pick(&key).filter(|b| Some(b.id) != exclude).cloned()
+}
+
+/// HTTP/2 backends carry the authority in the target, which may name the
+/// backend; HTTP/1.1 targets do not depend on which backend is chosen.
+fn reshape(
+    t: &Target<'_>,
+    parts: &mut request::Parts,
+    backend: &Backend,
+) -> Result<(), ProxyError> {
+    if t.group.protocol == UpstreamProtocol::Http1 {
+        return Ok(());
+    }
+    forward::shape_request(parts, t.group, t.host, backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotent_methods_by_rfc_9110() {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::PUT,
+            Method::DELETE,
+        ] {
+            assert!(is_idempotent(&m), "{m}");
+        }
+        for m in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert!(!is_idempotent(&m), "{m}");
+        }
+    }
+
+    #[test]
+    fn replay_needs_a_reused_connection_an_untouched_body_and_safety() {
+        let not_sent = ProxyError::new(ErrorKind::UpstreamReset).retry(Retry::NotSent);
+        let maybe = ProxyError::new(ErrorKind::UpstreamReset).retry(Retry::MaybeSent);
+        let never = ProxyError::new(ErrorKind::UpstreamReset);
+        assert!(replay_on_fresh_connection(
+            true,
+            &not_sent,
+            true,
+            &Method::POST
+        ));
+        assert!(replay_on_fresh_connection(true, &maybe, true, &Method::GET));
+        assert!(!replay_on_fresh_connection(
+            true,
+            &maybe,
+            true,
+            &Method::POST
+        ));
+        assert!(!replay_on_fresh_connection(
+            true,
+            &never,
+            true,
+            &Method::GET
+        ));
+        assert!(!replay_on_fresh_connection(
+            false,
+            &not_sent,
+            true,
+            &Method::GET
+        ));
+        assert!(!replay_on_fresh_connection(
+            true,
+            &not_sent,
+            false,
+            &Method::GET
+        ));
+    }
+
+    #[test]
+    fn only_a_request_that_never_left_picks_another_backend() {
+        let e = ProxyError::new(ErrorKind::ConnectFailed).retry(Retry::NotSent);
+        assert!(pick_another_after(&e));
+        let e = ProxyError::new(ErrorKind::UpstreamTimeout).retry(Retry::MaybeSent);
+        assert!(!pick_another_after(&e));
+        assert!(!pick_another_after(&ProxyError::new(
+            ErrorKind::UpstreamReset
+        )));
+    }
+}
