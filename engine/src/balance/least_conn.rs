@@ -7,6 +7,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Debug, Default)]
 pub struct LeastConn {
+    /// Where the next scan starts, so that ties rotate.
+    ///
+    /// # Concurrency
+    /// Bumped by every request that picks from this snapshot, on any worker
+    /// thread. `Relaxed`: it only spreads ties, and publishes nothing. The
+    /// `in_flight` counts the scan reads are each a recent value, not one
+    /// consistent view: two concurrent picks may both choose the same least
+    /// loaded backend, which a lock would not prevent either (the requests
+    /// begin after the pick).
     start: AtomicUsize,
 }
 

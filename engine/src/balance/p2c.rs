@@ -1,6 +1,11 @@
 //! Power of two random choices: sample two distinct backends and take the one
 //! with fewer requests in flight (latency EWMA breaks ties). Near-optimal load
 //! spread without scanning, and no herd onto one "best" backend.
+//!
+//! # Concurrency
+//! No state of its own: the samples come from `fastrand`'s thread-local
+//! generator (nothing shared between worker threads), and the counters it
+//! compares are the backends' atomics (see `upstream::backend`).
 
 use crate::upstream::backend::Backend;
 use std::sync::Arc;

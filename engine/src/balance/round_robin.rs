@@ -11,6 +11,15 @@ const MAX_SEQUENCE: u64 = 1 << 16;
 #[derive(Debug)]
 pub struct Smooth {
     sequence: Box<[u32]>,
+    /// Picks made so far; the next pick is `sequence[next % len]`.
+    ///
+    /// # Concurrency
+    /// Bumped by every request that picks from this snapshot, on any worker
+    /// thread. `Relaxed`: `fetch_add` alone gives each pick its own position
+    /// (no two concurrent picks read the same one), and no other memory is
+    /// published with it. It lives in the snapshot, so a new snapshot starts
+    /// again at the top of its sequence. Wrapping at `usize::MAX` only skips
+    /// ahead once in the sequence.
     next: AtomicUsize,
 }
 

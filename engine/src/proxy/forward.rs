@@ -9,7 +9,7 @@ use crate::body::ReqBody;
 use crate::config::{Timeouts, UpstreamProtocol};
 use crate::error::{ErrorKind, ProxyError, Retry, Side};
 use crate::upstream::h1::{self, H1Conn};
-use crate::upstream::pool::{H2Sender, Pool};
+use crate::upstream::pool::{H2Checkout, H2Sender, Pool};
 use crate::upstream::{Backend, Group, connect};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header, request};
@@ -42,12 +42,14 @@ pub async fn checkout(
             })
         }
         UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
-            if let Some(sender) = pool.h2(backend.id) {
-                return Ok(Conn::H2(sender));
-            }
+            // One dial per backend at a time; the others wait for it.
+            let dial = match pool.h2(backend.id, timeouts.upstream_connect).await {
+                H2Checkout::Ready(sender) => return Ok(Conn::H2(sender)),
+                H2Checkout::Dial(dial) => dial,
+            };
+            // On error `dial` drops, and the waiters dial themselves.
             let sender = Box::pin(dial_h2(group, backend, timeouts)).await?;
-            pool.set_h2(backend.id, sender.clone());
-            Ok(Conn::H2(sender))
+            Ok(Conn::H2(dial.done(sender)))
         }
     }
 }

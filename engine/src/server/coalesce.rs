@@ -9,6 +9,17 @@
 //! (strace: 2.0 `writev` per request, half of them downstream). Deferring
 //! the flush by one scheduler turn lets the responses that are ready at the
 //! same time leave in one record run and one `writev`.
+//!
+//! # Concurrency
+//! No shared state and no lock: a `Coalesce` is owned by its connection's
+//! task, and only hyper's connection driver, polled by that task, writes to
+//! it (stream tasks hand their responses to the driver through h2's own
+//! state and wake it). The "turn" is a self-wake: the task goes to the back
+//! of its thread's run queue. On a thread-per-core worker that means every
+//! other ready task of the worker runs first; under `runtime =
+//! "work-stealing"` the stream tasks may be running on other threads
+//! meanwhile, so a turn is a chance to batch, not a barrier. Either way the
+//! wait is bounded by `MAX_TURNS`, and the bytes and their order are the same.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;

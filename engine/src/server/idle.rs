@@ -59,11 +59,27 @@ pub struct IdleClock {
     tick: Duration,
     /// In `Arc`s, so that a waiter's `OwnedNotified` borrows nothing: a
     /// connection's task can hold it next to the clock's own `Arc`.
+    ///
+    /// # Concurrency
+    /// Only `notify_waiters` is used (never `notify_one`, which would store a
+    /// permit for a later waiter): a slot wakes the waiters registered before
+    /// the call, and each re-checks `swept`/`draining` (module docs).
     slots: Box<[Arc<Notify>]>,
     /// Every tick below this one has ended and its slot has been woken.
+    ///
+    /// # Concurrency
+    /// Written only by the one sweeper task ([`IdleClock::sweep`]), read by
+    /// every idle connection of the worker. `SeqCst` on both sides, paired
+    /// with the slot's notify: the store comes before the notify, the
+    /// waiter's check after its registration (module docs), so no waiter
+    /// misses both.
     swept: AtomicU64,
+    /// Set once, never cleared, by [`IdleClock::start_drain`]. `SeqCst` and
+    /// set-then-notify, like `swept`.
     draining: AtomicBool,
     /// Woken once, when shutdown begins (for waiters other than idle ones).
+    /// [`IdleClock::draining`] registers before it checks `draining`, so a
+    /// drain that starts between the two is not missed.
     drain: Notify,
 }
 

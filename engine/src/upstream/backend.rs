@@ -1,5 +1,13 @@
 //! One backend: its address and weight, plus counters that live as long as the
 //! backend does, across snapshot rebuilds (the snapshot holds `Arc<Backend>`).
+//!
+//! # Concurrency
+//! Every request task of every worker thread reads and bumps these counters
+//! at once, without a lock. Two of them carry a protocol and are `SeqCst`:
+//! `in_flight` and `in_rotation` (see `in_rotation`). The others are
+//! statistics and heuristics whose readers need no other memory to be
+//! visible with them, so they are `Relaxed`: a counter read is a recent
+//! value, never a torn one.
 
 use crate::addr::BackendAddr;
 use std::sync::Arc;
@@ -12,12 +20,25 @@ pub struct Backend {
     pub weight: u32,
     /// Process-unique id; keys this backend's idle connections in the pools.
     pub id: u64,
+    /// Requests between [`Backend::begin`] and the drop of its [`InFlight`].
+    ///
+    /// # Concurrency
+    /// Incremented `SeqCst` (its half of the handshake with `in_rotation`).
+    /// Decremented `Release`: the decrement is not part of that handshake
+    /// (it can only make a drain's wait end, never start), but a drain that
+    /// reads 0 (a `SeqCst` load, so an acquire) and reports the backend
+    /// drained must see everything the finished requests did first.
     in_flight: AtomicU32,
-    /// Latency EWMA in microseconds (α = 1/8, like TCP's SRTT).
+    /// Latency EWMA in microseconds (α = 1/8, like TCP's SRTT). `Relaxed`,
+    /// updated by load-then-store: a racing update may be lost (see `observe`).
     ewma_micros: AtomicU64,
+    /// `Relaxed`: totals for the admin API.
     requests: AtomicU64,
     failures: AtomicU64,
-    /// Consecutive failures, for passive ejection.
+    /// Consecutive failures, for passive ejection. `Relaxed`: a reset racing
+    /// an increment may lose one count, which only delays or hastens an
+    /// ejection by a request; the ejection itself is decided under the
+    /// group's member lock (`Group::record_outcome`).
     fail_streak: AtomicU32,
     /// Whether the group's latest snapshot has this backend in rotation.
     ///
@@ -28,9 +49,12 @@ pub struct Backend {
     /// flag and then reads `in_flight`, all `SeqCst`. So either the drain
     /// counts the request and waits for it, or the request sees the drain and
     /// picks again. `SeqCst` costs nothing extra on x86 (`lock xadd`, `mov`).
+    /// Written only by the group while it holds its member lock, so writers
+    /// never race each other (see [`Backend::set_in_rotation`]).
     in_rotation: AtomicBool,
 }
 
+/// `Relaxed`: ids need only be unique, which any atomic increment gives.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Backend {
@@ -57,7 +81,9 @@ impl Backend {
         self.in_rotation.load(Ordering::SeqCst)
     }
 
-    /// Set by the group each time it publishes a snapshot.
+    /// Set by the group each time it publishes a snapshot, under its member
+    /// lock: the `Relaxed` read before the store sees the last write (the
+    /// lock orders them), and skips a store that would change nothing.
     pub fn set_in_rotation(&self, yes: bool) {
         if self.in_rotation.load(Ordering::Relaxed) != yes {
             self.in_rotation.store(yes, Ordering::SeqCst);
@@ -129,9 +155,10 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.backend
             .observe(self.start.elapsed().as_micros() as u64);
+        // `Release`: see `in_flight`.
+        self.backend.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -153,6 +180,6 @@ pub fn test_backends(weights: &[u32]) -> Vec<Arc<Backend>> {
 impl Backend {
     /// Test hook: marks one more request in flight, forever.
     pub fn begin_leak(self: &Arc<Self>) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -5,6 +5,11 @@
 //! Kubernetes headless Service or Consul DNS without talking to each other.
 //!
 //! A failed lookup changes nothing: a DNS hiccup must not empty a group.
+//!
+//! # Concurrency
+//! Like the health task: the group is held weakly between rounds, and the
+//! member lock only inside the synchronous [`Group::set_discovered`], never
+//! across a lookup's `.await`.
 
 use super::Group;
 use crate::addr::BackendAddr;

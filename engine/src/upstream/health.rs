@@ -3,6 +3,12 @@
 //! Results go through [`Group::record_check`], which publishes a new
 //! snapshot only when a backend changes state. The same task returns
 //! passively ejected backends when their period is over.
+//!
+//! # Concurrency
+//! The task holds its group weakly between rounds, so a group dropped by a
+//! reload ends its task at the next round. During a round it holds the group
+//! across the probes' awaits, but never the member lock: each result is one
+//! synchronous [`Group::record_check`] (lock, update, publish, unlock).
 
 use super::Group;
 use crate::addr::BackendAddr;

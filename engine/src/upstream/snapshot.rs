@@ -44,6 +44,14 @@ pub struct Group {
     pub dns: Vec<DnsBackend>,
     pub resolve_interval: std::time::Duration,
     policy: Policy,
+    /// What requests read.
+    ///
+    /// # Concurrency
+    /// Every request on every worker thread [`Group::load`]s it (no lock, no
+    /// contention) and drops the guard after the pick, before any `.await`;
+    /// a request keeps only the `Arc<Backend>` it picked. Stored only by
+    /// [`Group::update`] while it holds `members`, so publishes never
+    /// interleave and the last one stored is built from the latest members.
     snapshot: ArcSwap<Snapshot>,
     /// # Concurrency
     /// The source of truth for writers (admin API, health checks, ejection,

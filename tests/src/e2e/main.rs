@@ -13,6 +13,7 @@ mod grpc;
 mod gzip;
 mod h1;
 mod h2;
+mod h2_connecting;
 mod h2_limits;
 mod headers;
 mod health;
