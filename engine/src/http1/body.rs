@@ -48,9 +48,12 @@ pub enum Want {
 
 #[derive(Debug)]
 struct Chan {
+    /// # Concurrency
     /// A `parking_lot` mutex, not tokio's: it is held only to move a frame or
-    /// a waker in or out, never across an `.await`, and the two sides almost
-    /// always run on the same worker thread, so it is uncontended.
+    /// a waker in or out, never across an `.await`. The connection task and
+    /// the request's task take it; with thread-per-core they run on the same
+    /// thread, so it is uncontended; with `runtime = "work-stealing"` they
+    /// may run on two threads and contend only for those few instructions.
     slot: Mutex<Slot>,
 }
 

@@ -291,8 +291,12 @@ fn hex_len(mut n: usize, out: &mut [u8; 16]) -> &[u8] {
 }
 
 thread_local! {
-    /// The `Date` value of the current second. Workers are single-threaded,
-    /// so a thread-local cell is a per-worker cache with no synchronisation.
+    /// The `Date` value of the current second.
+    ///
+    /// # Concurrency
+    /// Thread-local, so no synchronisation: one cache per thread, which is
+    /// one per worker with thread-per-core and one per runtime thread with
+    /// `runtime = "work-stealing"` (each formats the date once per second).
     static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
 }
 

@@ -346,9 +346,13 @@ pub fn zlib_rs_level(level: u32) -> u32 {
 }
 
 thread_local! {
-    /// Idle deflate states of this worker, with their level. Workers are
-    /// single-threaded runtimes, so a thread-local free list needs no lock;
-    /// a body dropped on another thread just feeds that thread's pool.
+    /// Idle deflate states of this thread, with their level.
+    ///
+    /// # Concurrency
+    /// Thread-local, so the free list needs no lock: with thread-per-core a
+    /// thread is a worker; with `runtime = "work-stealing"` a body finished
+    /// on another thread than the one it started on just feeds that
+    /// thread's pool (each list stays bounded by what one thread holds).
     /// Boxed so that a loan moves a pointer, and `RespBody` stays small; the
     /// box is allocated once and then travels between pool and responses.
     static POOL: RefCell<Vec<(u32, Box<Compress>)>> = const { RefCell::new(Vec::new()) };

@@ -265,6 +265,7 @@ mod tests {
     }
 
     fn client() -> &'static ClientStrings {
+        // Tests only: initialised once by whichever test thread comes first.
         static C: std::sync::OnceLock<ClientStrings> = std::sync::OnceLock::new();
         C.get_or_init(|| ClientStrings::new(ClientAddr(([10, 1, 2, 3], 5555).into())))
     }
