@@ -46,6 +46,17 @@ impl Pinning {
         on_core(program, self.load_core)
     }
 
+    /// `taskset -c N ` as a report prints a command started on the proxy
+    /// core (empty when unpinned).
+    pub fn proxy_prefix(&self) -> String {
+        prefix(self.proxy_core)
+    }
+
+    /// The same for the load core.
+    pub fn load_prefix(&self) -> String {
+        prefix(self.load_core)
+    }
+
     /// Moves every thread of this process to the load core, so children
     /// inherit it. Best effort: a failure only costs isolation.
     pub fn pin_self(&self) {
@@ -71,6 +82,10 @@ impl Pinning {
             _ => "not pinned (fewer than 2 cores or no taskset)".to_string(),
         }
     }
+}
+
+fn prefix(core: Option<usize>) -> String {
+    core.map_or_else(String::new, |c| format!("taskset -c {c} "))
 }
 
 fn on_core(program: &str, core: Option<usize>) -> Command {
