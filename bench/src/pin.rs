@@ -36,6 +36,16 @@ impl Pinning {
         }
     }
 
+    /// The pinning of a run: detected (or none when `pin` is false), this
+    /// process moved to the load core, and its open-file limit raised; the
+    /// children inherit both.
+    pub fn for_run(pin: bool) -> Self {
+        let p = if pin { Self::detect() } else { Self::none() };
+        p.pin_self();
+        raise_nofile();
+        p
+    }
+
     /// A `Command` for `program` started on the proxy core.
     pub fn proxy_command(&self, program: &str) -> Command {
         on_core(program, self.proxy_core)

@@ -54,13 +54,7 @@ pub struct Options {
 pub fn run(opts: &Options) -> Result<report::Written> {
     let started = time::OffsetDateTime::now_utc();
     let loadavg_before = measure::loadavg();
-    let pin = if opts.pin {
-        Pinning::detect()
-    } else {
-        Pinning::none()
-    };
-    pin.pin_self();
-    crate::pin::raise_nofile();
+    let pin = Pinning::for_run(opts.pin);
     let mut notes: Vec<String> = Vec::new();
     let mut install_log: Vec<String> = Vec::new();
 

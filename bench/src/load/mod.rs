@@ -105,6 +105,17 @@ pub(crate) fn checked_output(tool: &str, cmd: &mut Command) -> Result<Output> {
     Ok(output)
 }
 
+impl LoadResult {
+    /// `requests` over `duration_s`, as wrk counts rps (0 for no time).
+    pub fn rate(requests: u64, duration_s: f64) -> f64 {
+        if duration_s > 0.0 {
+            requests as f64 / duration_s
+        } else {
+            0.0
+        }
+    }
+}
+
 /// Nearest-rank percentile of an ascending slice, `p` in 0–100.
 pub fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {

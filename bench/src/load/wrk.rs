@@ -172,11 +172,7 @@ pub fn parse_done(text: &str) -> Result<LoadResult> {
     Ok(LoadResult {
         requests,
         duration_s,
-        rps: if duration_s > 0.0 {
-            requests as f64 / duration_s
-        } else {
-            0.0
-        },
+        rps: LoadResult::rate(requests, duration_s),
         p50_us: get("p50")?,
         p99_us: get("p99")?,
         p999_us: get("p99.9")?,

@@ -154,13 +154,7 @@ fn stop_clean(svc: &mut process::Service, grace: Duration, res: &mut ServiceResu
 /// whether everything passed.
 pub fn run(a: &ServicesArgs) -> Result<(PathBuf, bool)> {
     let started = time::OffsetDateTime::now_utc();
-    let pin = if a.no_pin {
-        Pinning::none()
-    } else {
-        Pinning::detect()
-    };
-    pin.pin_self();
-    crate::pin::raise_nofile();
+    let pin = Pinning::for_run(!a.no_pin);
     if which("wrk").is_none() {
         return Err(Error::MissingBinary(PathBuf::from("wrk")));
     }
