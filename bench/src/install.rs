@@ -154,9 +154,9 @@ pub enum Profile {
     Debug,
 }
 
-/// The arguments of `cargo build` for `bin` of `package`: the command the
-/// README documents (`cargo build --release -p sluice`) narrowed to the one
-/// binary. Never `--features`, `--all-features` nor `--workspace`: with
+/// The arguments of `cargo build` for `bin` of `package`: that package
+/// alone, its default features, the release profile (for Sluice, the
+/// `sluice` binary the root README's Quick use runs). Never `--features`, `--all-features` nor `--workspace`: with
 /// those, Cargo unifies the features other members enable (a test crate's
 /// `test-util`) into the binary, and the bench would measure something no
 /// user runs.
