@@ -125,42 +125,99 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Finds the `sluice` binary: an explicit path, else `release/sluice` then
-/// `debug/sluice` under `$CARGO_TARGET_DIR` and the workspace's `target/`.
-pub fn find_sluice(explicit: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = explicit {
-        return p.is_file().then(|| p.to_path_buf());
-    }
-    let mut dirs = vec![workspace_root().join("target")];
+/// The target dir the harness builds into: `$CARGO_TARGET_DIR`, else the
+/// one this binary was built in (`target/<profile>/sluice-bench`), else the
+/// workspace's `target/`. Sharing it means the dependencies are already
+/// compiled.
+pub fn target_dir() -> PathBuf {
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        dirs.insert(0, PathBuf::from(t));
+        return PathBuf::from(t);
     }
-    dirs.iter()
-        .flat_map(|d| [d.join("release/sluice"), d.join("debug/sluice")])
-        .find(|p| p.is_file())
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let profile = exe.parent()?;
+            matches!(profile.file_name()?.to_str()?, "release" | "debug")
+                .then(|| profile.parent().map(Path::to_path_buf))
+                .flatten()
+        })
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// `cargo build -p sluice` into `target_dir`; the binary's path on success.
-/// A test passes its own `target_dir`, so the nested cargo never waits on
-/// the lock of the cargo that is running the test.
-pub fn build_sluice(target_dir: &Path, release: bool) -> Option<PathBuf> {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "-p", "sluice"]);
-    if release {
-        cmd.arg("--release");
+/// The Cargo profile a build is made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `--release`: the binary users run, and the only one a benchmark
+    /// measures.
+    Release,
+    /// For the harness's own tests only (a quicker build).
+    Debug,
+}
+
+/// The arguments of `cargo build` for `bin` of `package`: that package
+/// alone, its default features, the release profile (for Sluice, the
+/// `sluice` binary the root README's Quick use runs). Never `--features`, `--all-features` nor `--workspace`: with
+/// those, Cargo unifies the features other members enable (a test crate's
+/// `test-util`) into the binary, and the bench would measure something no
+/// user runs.
+pub fn cargo_build_args(package: &str, bin: &str, profile: Profile) -> Vec<String> {
+    let mut args = vec!["build".to_string()];
+    if profile == Profile::Release {
+        args.push("--release".into());
     }
-    eprintln!("building sluice into {}", target_dir.display());
+    args.extend(["-p".into(), package.into(), "--bin".into(), bin.into()]);
+    args
+}
+
+/// `cargo build` of `bin` of `package` into `target_dir` (see
+/// [`cargo_build_args`]); the binary's path, and the command as the report
+/// prints it. A test passes its own `target_dir`, so the nested cargo never
+/// waits on the lock of the cargo that is running the test.
+pub fn cargo_build(
+    package: &str,
+    bin: &str,
+    target_dir: &Path,
+    profile: Profile,
+) -> std::result::Result<(PathBuf, String), String> {
+    let args = cargo_build_args(package, bin, profile);
+    let shown = format!(
+        "cargo {} (CARGO_TARGET_DIR={})",
+        args.join(" "),
+        target_dir.display()
+    );
+    eprintln!("building: {shown}");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // Flags meant for the harness's own build must not reach this one.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
     let ok = cmd
+        .args(&args)
         .current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir)
         .status()
         .is_ok_and(|s| s.success());
-    let bin = target_dir.join(if release {
-        "release/sluice"
+    let path = target_dir
+        .join(match profile {
+            Profile::Release => "release",
+            Profile::Debug => "debug",
+        })
+        .join(bin);
+    if ok && path.is_file() {
+        Ok((path, shown))
     } else {
-        "debug/sluice"
-    });
-    (ok && bin.is_file()).then_some(bin)
+        Err(format!("`{shown}` failed"))
+    }
+}
+
+/// `cargo build --release -p sluice --bin sluice`: exactly the binary users
+/// get (see [`cargo_build_args`]).
+pub fn build_sluice(target_dir: &Path) -> std::result::Result<(PathBuf, String), String> {
+    cargo_build("sluice", "sluice", target_dir, Profile::Release)
 }
 
 /// Machine facts for the report: CPU model, core count, kernel.
@@ -183,4 +240,26 @@ pub fn machine() -> (String, usize, String) {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     (cpu, cores, kernel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bench builds what the README tells users to build, and nothing
+    /// that could switch on another package's features.
+    #[test]
+    fn sluice_is_built_the_way_users_build_it() {
+        assert_eq!(
+            cargo_build_args("sluice", "sluice", Profile::Release),
+            ["build", "--release", "-p", "sluice", "--bin", "sluice"]
+        );
+        let args = cargo_build_args("sluice-cache", "sluice-cache", Profile::Release);
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("feature") || a == "--workspace" || a == "--all"),
+            "{args:?}"
+        );
+    }
 }

@@ -14,19 +14,22 @@ struct Args {
     /// About a minute: fewer scenarios, 2 s runs, one round.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated peers: sluice, nginx, haproxy, caddy, and the optional pingora.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "sluice,nginx,haproxy,caddy"
-    )]
-    peers: Vec<String>,
+    /// Comma-separated peers: sluice, nginx, haproxy, caddy, and the optional
+    /// pingora (default: sluice,nginx,haproxy,caddy; with --sluice-bin-b: sluice).
+    #[arg(long, value_delimiter = ',')]
+    peers: Option<Vec<String>>,
     /// Add Pingora (built from crates.io: bench/pingora) to the peers.
     #[arg(long)]
     with_pingora: bool,
-    /// Path to the sluice binary (default: target/{release,debug}/sluice, built if absent).
+    /// A sluice binary to measure (default: `cargo build --release -p sluice
+    /// --bin sluice` of this tree, the binary users get).
     #[arg(long)]
     sluice_bin: Option<PathBuf>,
+    /// A/B mode: a second sluice binary, run as `sluice-b` right beside
+    /// `sluice` (A) in every round; the report gives B ÷ A with its spread.
+    /// Alone it compares the two builds only (no other peer, no direct run).
+    #[arg(long)]
+    sluice_bin_b: Option<PathBuf>,
     /// Path to bench-origin (default: next to this binary).
     #[arg(long)]
     origin_bin: Option<PathBuf>,
@@ -68,10 +71,22 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("services") {
         std::process::exit(sluice_bench::services::cli(std::env::args_os().skip(1)));
     }
-    let mut a = Args::parse();
-    if a.with_pingora && !a.peers.iter().any(|p| p == "pingora") {
-        a.peers.push("pingora".into());
+    let a = Args::parse();
+    let ab = a.sluice_bin_b.is_some();
+    let mut peers = a.peers.clone().unwrap_or_else(|| {
+        let default: &[&str] = if ab {
+            &["sluice"]
+        } else {
+            &["sluice", "nginx", "haproxy", "caddy"]
+        };
+        default.iter().map(|p| p.to_string()).collect()
+    });
+    if a.with_pingora && !peers.iter().any(|p| p == "pingora") {
+        peers.push("pingora".into());
     }
+    // An A/B alone skips the origin-only ceiling: it says nothing about B ÷ A.
+    let ab_alone = ab && a.peers.is_none();
+    let direct = !(a.no_direct || ab_alone);
     let origin_bin = a.origin_bin.unwrap_or_else(|| {
         std::env::current_exe()
             .ok()
@@ -81,9 +96,10 @@ fn main() {
     let opts = Options {
         args: std::env::args().skip(1).collect(),
         quick: a.quick,
-        peers: a.peers,
-        direct: !a.no_direct,
+        peers,
+        direct,
         sluice_bin: a.sluice_bin,
+        sluice_bin_b: a.sluice_bin_b,
         origin_bin,
         rounds: a.rounds,
         duration: a.duration.map(Duration::from_secs),

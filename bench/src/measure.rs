@@ -203,6 +203,47 @@ pub fn busy_fraction(before: CoreTimes, after: CoreTimes) -> f64 {
     after.busy.saturating_sub(before.busy) as f64 / total as f64
 }
 
+/// Both cores' times at one instant: the proxy's (or service's) core and
+/// the load core, as [`Pinning`](crate::pin::Pinning) assigns them.
+#[derive(Debug, Clone, Copy)]
+pub struct Cores {
+    proxy: Option<CoreTimes>,
+    load: Option<CoreTimes>,
+}
+
+impl Cores {
+    pub fn now(pin: &crate::pin::Pinning) -> Self {
+        Self {
+            proxy: core_times(pin.proxy_core.unwrap_or(0)),
+            load: core_times(pin.load_core.unwrap_or(0)),
+        }
+    }
+
+    /// How busy each core was since `before`: (proxy, load), NaN when
+    /// `/proc/stat` did not say.
+    pub fn busy_since(&self, before: &Cores) -> (f64, f64) {
+        let f = |a: Option<CoreTimes>, b: Option<CoreTimes>| {
+            a.zip(b).map_or(f64::NAN, |(a, b)| busy_fraction(a, b))
+        };
+        (f(before.proxy, self.proxy), f(before.load, self.load))
+    }
+}
+
+/// `/proc/loadavg`: the 1, 5 and 15 minute load averages.
+pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// The machine's load averages now (NaN when unreadable): the reports give
+/// them before and after a run, as a measure of how busy the host was.
+pub fn loadavg() -> [f64; 3] {
+    read("/proc/loadavg")
+        .as_deref()
+        .and_then(parse_loadavg)
+        .unwrap_or([f64::NAN; 3])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +337,14 @@ mod tests {
         let s = sample(std::process::id());
         assert!(s.rss > 0);
         assert!(process_tree(std::process::id()).contains(&std::process::id()));
+    }
+
+    #[test]
+    fn loadavg_line() {
+        assert_eq!(
+            parse_loadavg("5.41 6.97 8.70 3/812 12345\n"),
+            Some([5.41, 6.97, 8.70])
+        );
+        assert_eq!(parse_loadavg("5.41"), None);
     }
 }

@@ -36,6 +36,16 @@ impl Pinning {
         }
     }
 
+    /// The pinning of a run: detected (or none when `pin` is false), this
+    /// process moved to the load core, and its open-file limit raised; the
+    /// children inherit both.
+    pub fn for_run(pin: bool) -> Self {
+        let p = if pin { Self::detect() } else { Self::none() };
+        p.pin_self();
+        raise_nofile();
+        p
+    }
+
     /// A `Command` for `program` started on the proxy core.
     pub fn proxy_command(&self, program: &str) -> Command {
         on_core(program, self.proxy_core)
@@ -44,6 +54,17 @@ impl Pinning {
     /// A `Command` for `program` started on the load core.
     pub fn load_command(&self, program: &str) -> Command {
         on_core(program, self.load_core)
+    }
+
+    /// `taskset -c N ` as a report prints a command started on the proxy
+    /// core (empty when unpinned).
+    pub fn proxy_prefix(&self) -> String {
+        prefix(self.proxy_core)
+    }
+
+    /// The same for the load core.
+    pub fn load_prefix(&self) -> String {
+        prefix(self.load_core)
     }
 
     /// Moves every thread of this process to the load core, so children
@@ -71,6 +92,10 @@ impl Pinning {
             _ => "not pinned (fewer than 2 cores or no taskset)".to_string(),
         }
     }
+}
+
+fn prefix(core: Option<usize>) -> String {
+    core.map_or_else(String::new, |c| format!("taskset -c {c} "))
 }
 
 fn on_core(program: &str, core: Option<usize>) -> Command {

@@ -1,9 +1,11 @@
 //! One blocking HTTP/1.1 request over a plain `std` socket, for readiness
-//! checks and for feature probes (does this proxy gzip?). Deliberately
-//! independent of hyper so that it also checks the bytes on the wire.
+//! checks, feature probes (does this proxy gzip?) and the services mode's
+//! preloads and `/stats` polls; and the free loopback port every started
+//! process listens on. Deliberately independent of hyper so that it also
+//! checks the bytes on the wire.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
@@ -27,24 +29,48 @@ impl Response {
 
 /// `GET path` with `Connection: close` and the extra headers given.
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Response> {
+    request(addr, "GET", path, headers, b"")
+}
+
+/// One request with `Connection: close` (and `Content-Length` when there is
+/// a body), read to the end. The services mode preloads and polls with it.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .ctx(|| format!("connecting to {addr}"))?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .ctx(|| "set_read_timeout".into())?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !body.is_empty() || method != "GET" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
+    let mut raw = req.into_bytes();
+    raw.extend_from_slice(body);
     stream
-        .write_all(req.as_bytes())
+        .write_all(&raw)
         .ctx(|| format!("writing to {addr}"))?;
-    let mut raw = Vec::new();
+    let mut resp = Vec::new();
     stream
-        .read_to_end(&mut raw)
+        .read_to_end(&mut resp)
         .ctx(|| format!("reading from {addr}"))?;
-    parse_response(&raw)
+    parse_response(&resp)
+}
+
+/// The free loopback port the OS gives a throwaway listener (the tiny race
+/// with another process grabbing it is acceptable on a bench machine).
+pub fn free_port() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").ctx(|| "binding a free port".into())?;
+    l.local_addr().ctx(|| "local_addr".into())
 }
 
 /// Parses a complete HTTP/1.1 response (Content-Length, chunked, or

@@ -3,19 +3,19 @@
 //! medians → report.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{IoContext, Result};
-use crate::idle::{self, IdleResult};
+use crate::idle;
 use crate::install;
-use crate::load::{Generator, LoadResult, LoadSpec};
-use crate::measure::{self, busy_fraction, core_times};
+use crate::load::{Generator, LoadSpec};
+use crate::measure::{self, Cores};
 use crate::peers::{self, CertFiles, Peer, PeerCtx, direct::Direct};
 use crate::pin::{Pinning, which};
-use crate::probe;
-use crate::report::{self, Report};
+use crate::probe::{self, free_port};
+use crate::report::{self, AB_PEER, Report};
+use crate::results::{Cell, Round, Status};
 use crate::scenario::{self, Kind, Scenario, Timing};
 
 /// Everything the command line decides.
@@ -28,7 +28,12 @@ pub struct Options {
     pub peers: Vec<String>,
     /// Also run the generator against the origin directly (the ceiling).
     pub direct: bool,
+    /// A given Sluice binary; `None`: build it the way users do
+    /// ([`install::build_sluice`]).
     pub sluice_bin: Option<PathBuf>,
+    /// A second Sluice binary, run as the peer `sluice-b` beside `sluice`
+    /// in every round: the A/B mode (report: B ÷ A with its spread).
+    pub sluice_bin_b: Option<PathBuf>,
     pub origin_bin: PathBuf,
     pub rounds: Option<usize>,
     pub duration: Option<Duration>,
@@ -46,75 +51,10 @@ pub struct Options {
     pub out_dir: PathBuf,
 }
 
-/// How a (scenario, peer) cell ended.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub enum Status {
-    Ok,
-    /// Some request failed, or the peer failed to start or run.
-    Failed(String),
-    /// The peer lacks the feature (probed, not assumed).
-    Unsupported(String),
-    /// Not run: tool or peer missing.
-    Skipped(String),
-}
-
-/// One measurement of one peer in one scenario.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Round {
-    pub load: Option<LoadResult>,
-    /// utime + stime of the proxy's tree ÷ requests.
-    pub cpu_us_per_req: f64,
-    /// utime alone: the proxy's own code.
-    pub user_us_per_req: f64,
-    /// stime alone: the kernel's work on the proxy's behalf.
-    pub sys_us_per_req: f64,
-    pub peak_rss: u64,
-    pub proxy_core_busy: f64,
-    pub load_core_busy: f64,
-    pub idle: Option<IdleResult>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Cell {
-    pub status: Status,
-    pub rounds: Vec<Round>,
-    /// Compressed size of `/json64k` as this peer sent it (gzip scenarios).
-    pub gzip_bytes: Option<usize>,
-    /// Why this peer's run of this scenario is not equivalent (see
-    /// [`Peer::caveat`]).
-    pub caveat: Option<String>,
-}
-
-impl Cell {
-    fn new() -> Self {
-        Self {
-            status: Status::Ok,
-            rounds: Vec::new(),
-            gzip_bytes: None,
-            caveat: None,
-        }
-    }
-    fn runnable(&self) -> bool {
-        matches!(self.status, Status::Ok)
-    }
-}
-
-/// The free port the OS gives a throwaway listener (the tiny race with
-/// another process grabbing it is acceptable on a bench machine).
-fn free_port() -> Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").ctx(|| "binding a free port".into())?;
-    l.local_addr().ctx(|| "local_addr".into())
-}
-
 pub fn run(opts: &Options) -> Result<report::Written> {
     let started = time::OffsetDateTime::now_utc();
-    let pin = if opts.pin {
-        Pinning::detect()
-    } else {
-        Pinning::none()
-    };
-    pin.pin_self();
-    crate::pin::raise_nofile();
+    let loadavg_before = measure::loadavg();
+    let pin = Pinning::for_run(opts.pin);
     let mut notes: Vec<String> = Vec::new();
     let mut install_log: Vec<String> = Vec::new();
 
@@ -195,8 +135,20 @@ pub fn run(opts: &Options) -> Result<report::Written> {
     let origins = crate::origins::Origins::start(&opts.origin_bin, &pin)?;
     let mut peer_list: Vec<Box<dyn Peer>> = Vec::new();
     let mut skipped_peers: Vec<(String, String)> = Vec::new();
-    for name in &opts.peers {
-        match resolve_peer(name, opts, &mut install_log) {
+    let mut names = opts.peers.clone();
+    if opts.sluice_bin_b.is_some() {
+        // B right after A, so that they run back to back in every round.
+        if !names.iter().any(|n| n == "sluice") {
+            names.insert(0, "sluice".into());
+        }
+        let at = names
+            .iter()
+            .position(|n| n == "sluice")
+            .map_or(0, |i| i + 1);
+        names.insert(at, AB_PEER.into());
+    }
+    for name in &names {
+        match resolve_peer(name, opts, &mut install_log, &mut notes) {
             Ok(p) => peer_list.push(p),
             Err(why) => skipped_peers.push((name.clone(), why)),
         }
@@ -228,7 +180,14 @@ pub fn run(opts: &Options) -> Result<report::Written> {
     let ticks = measure::clock_ticks_per_sec();
     for round in 0..timing.rounds {
         for (si, s) in scenarios.iter().enumerate() {
-            for (pi, p) in peer_list.iter().enumerate() {
+            // A B C, then C B A: no peer always runs first or last, nor
+            // always right after the same neighbour.
+            let mut order: Vec<usize> = (0..peer_list.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for pi in order {
+                let p = &peer_list[pi];
                 let Some(cell) = cells.get_mut(&(si, pi)) else {
                     continue;
                 };
@@ -259,7 +218,8 @@ pub fn run(opts: &Options) -> Result<report::Written> {
                     gzip_level: s.gzip_level(),
                 };
                 match measure_one(p.as_ref(), s, &ctx, &pin, &timing, ticks, round == 0) {
-                    Ok((r, config, gzip_bytes)) => {
+                    Ok((mut r, config, gzip_bytes)) => {
+                        r.round = round;
                         if round == 0 {
                             // One config per distinct shape: each gzip level
                             // is its own, so the report shows every level.
@@ -287,7 +247,7 @@ pub fn run(opts: &Options) -> Result<report::Written> {
                     }
                     Err(MeasureError::Unsupported(why)) => cell.status = Status::Unsupported(why),
                     Err(MeasureError::Failed(why)) => {
-                        cell.status = if p.name() == "sluice"
+                        cell.status = if p.name().starts_with("sluice")
                             && (s.needs_tls() || s.gzip_level().is_some())
                         {
                             Status::Unsupported(format!("not supported yet ({why})"))
@@ -332,27 +292,49 @@ pub fn run(opts: &Options) -> Result<report::Written> {
         peers: peer_list.iter().map(|p| p.name().to_string()).collect(),
         cells,
         configs,
+        loadavg: (loadavg_before, measure::loadavg()),
     };
     report::write(&report, &opts.out_dir)
 }
 
-/// The peer called `name`, with its binary found (or built: Sluice when
-/// absent, Pingora always, as cargo makes that a no-op when up to date), or
-/// why it is skipped.
+/// The peer called `name`, with its binary found or built, or why it is
+/// skipped. Sluice is built with `cargo build --release -p sluice --bin
+/// sluice` unless `--sluice-bin` names a binary (a no-op when up to date),
+/// Pingora always (the same), the others are looked up on `$PATH`.
 fn resolve_peer(
     name: &str,
     opts: &Options,
     install_log: &mut Vec<String>,
+    notes: &mut Vec<String>,
 ) -> std::result::Result<Box<dyn Peer>, String> {
+    let mut given = |bin: &std::path::Path, flag: &str| {
+        if bin.is_file() {
+            notes.push(format!("{name}: `{}` ({flag})", bin.display()));
+            Ok(bin.to_path_buf())
+        } else {
+            Err(format!("{} ({flag}): no such file", bin.display()))
+        }
+    };
     match name {
-        "sluice" => install::find_sluice(opts.sluice_bin.as_deref())
-            .or_else(|| {
-                (opts.install && opts.sluice_bin.is_none())
-                    .then(|| install::build_sluice(&install::workspace_root().join("target"), true))
-                    .flatten()
-            })
-            .map(|bin| Box::new(peers::sluice::Sluice::new(bin)) as Box<dyn Peer>)
-            .ok_or_else(|| "sluice binary not found".into()),
+        "sluice" => {
+            let sluice = match &opts.sluice_bin {
+                Some(bin) => peers::sluice::Sluice::new(given(bin, "given with --sluice-bin")?),
+                None => {
+                    let (bin, shown) = install::build_sluice(&install::target_dir())?;
+                    let rev = install::git_rev();
+                    given(&bin, &format!("`{shown}` from this tree at {rev}"))?;
+                    peers::sluice::Sluice::new(bin).built_at(rev)
+                }
+            };
+            Ok(Box::new(sluice))
+        }
+        AB_PEER => {
+            let bin = opts.sluice_bin_b.as_deref().ok_or("no --sluice-bin-b")?;
+            Ok(Box::new(peers::sluice::Sluice::b(given(
+                bin,
+                "given with --sluice-bin-b",
+            )?)))
+        }
         "pingora" => {
             let bin = if opts.install {
                 peers::pingora::Pingora::build(install_log)
@@ -438,16 +420,10 @@ fn measure_one(
             }
             spec.duration = timing.duration;
             let before = measure::sample(running.pid);
-            let (pc0, lc0) = (
-                core_times(pin.proxy_core.unwrap_or(0)),
-                core_times(pin.load_core.unwrap_or(0)),
-            );
+            let cores = Cores::now(pin);
             let load = generator.run(&spec, pin, &ctx.dir)?;
             let after = measure::sample(running.pid);
-            let (pc1, lc1) = (
-                core_times(pin.proxy_core.unwrap_or(0)),
-                core_times(pin.load_core.unwrap_or(0)),
-            );
+            let (proxy_core_busy, load_core_busy) = Cores::now(pin).busy_since(&cores);
             if load.requests == 0 {
                 return Err(MeasureError::Failed("no request completed".into()));
             }
@@ -458,9 +434,10 @@ fn measure_one(
                 user_us_per_req: cpu.user_us,
                 sys_us_per_req: cpu.sys_us,
                 peak_rss: after.peak_rss,
-                proxy_core_busy: pc0.zip(pc1).map_or(f64::NAN, |(a, b)| busy_fraction(a, b)),
-                load_core_busy: lc0.zip(lc1).map_or(f64::NAN, |(a, b)| busy_fraction(a, b)),
+                proxy_core_busy,
+                load_core_busy,
                 idle: None,
+                round: 0,
             }
         }
         Kind::Idle { connections } => {
@@ -474,6 +451,7 @@ fn measure_one(
                 load_core_busy: f64::NAN,
                 idle: Some(r),
                 load: None,
+                round: 0,
             }
         }
     };

@@ -5,21 +5,53 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_bench::install;
+use sluice_bench::install::{self, Profile};
 use sluice_bench::load::Generator;
-use sluice_bench::runner::{Options, Status, run};
+use sluice_bench::results::Status;
+use sluice_bench::runner::{Options, run};
 
-/// An existing `sluice` binary, else one built into a target dir of our own
-/// (so the nested cargo does not wait on the lock of the one running us).
+/// An existing `sluice` binary (any profile: this checks that the pieces
+/// fit, not speed), else a debug one built into a target dir of our own (so
+/// the nested cargo does not wait on the lock of the one running us).
 fn sluice_bin() -> Option<PathBuf> {
-    install::find_sluice(None).or_else(|| {
-        install::build_sluice(
-            &install::workspace_root()
-                .join("target")
-                .join("sluice-bench-test"),
-            false,
-        )
-    })
+    let target = install::target_dir();
+    ["release/sluice", "debug/sluice"]
+        .iter()
+        .map(|p| target.join(p))
+        .find(|p| p.is_file())
+        .or_else(|| {
+            install::cargo_build(
+                "sluice",
+                "sluice",
+                &target.join("sluice-bench-test"),
+                Profile::Debug,
+            )
+            .ok()
+            .map(|(bin, _)| bin)
+        })
+}
+
+/// A quick run of Sluice alone (`bin`) with the built-in generator, one
+/// 1 s round, unpinned, writing into `out`; the tests change what they test.
+fn options(bin: PathBuf, out: &std::path::Path) -> Options {
+    Options {
+        args: vec!["--peers".into(), "sluice".into()],
+        quick: true,
+        peers: vec!["sluice".into()],
+        direct: true,
+        sluice_bin: Some(bin),
+        sluice_bin_b: None,
+        origin_bin: PathBuf::from(env!("CARGO_BIN_EXE_bench-origin")),
+        rounds: Some(1),
+        duration: Some(Duration::from_secs(1)),
+        scenarios: None,
+        install: false,
+        builtin: true,
+        close_generator: Generator::Wrk,
+        idle_connections: None,
+        pin: false,
+        out_dir: out.to_path_buf(),
+    }
 }
 
 #[test]
@@ -30,26 +62,14 @@ fn tiny_run_with_sluice_alone() {
     };
     let out = tempfile::tempdir().unwrap();
     let opts = Options {
-        args: vec!["--peers".into(), "sluice".into()],
-        quick: true,
-        peers: vec!["sluice".into()],
-        direct: true,
-        sluice_bin: Some(bin),
-        origin_bin: PathBuf::from(env!("CARGO_BIN_EXE_bench-origin")),
-        rounds: Some(1),
-        duration: Some(Duration::from_secs(1)),
         scenarios: Some(vec![
             "h1-1k".into(),
             "h1-close".into(),
             "gzip-1".into(),
             "idle".into(),
         ]),
-        install: false,
-        builtin: true,
-        close_generator: Generator::Wrk,
         idle_connections: Some(20),
-        pin: false,
-        out_dir: out.path().to_path_buf(),
+        ..options(bin, out.path())
     };
     let written = run(&opts).expect("the run completes");
     let md = std::fs::read_to_string(&written.markdown).unwrap();
@@ -81,4 +101,32 @@ fn tiny_run_with_sluice_alone() {
         "{md}"
     );
     assert!(written.cpu_us[&("h1-1k".to_string(), "sluice".to_string())].is_finite());
+}
+
+/// The A/B mode end to end: the same binary as A and B, two short rounds of
+/// one scenario; the report has the B ÷ A section with a spread over both
+/// rounds (its value says nothing here: no timing is asserted).
+#[test]
+fn ab_mode_reports_b_over_a_with_its_spread() {
+    let Some(bin) = sluice_bin() else {
+        eprintln!("SKIPPED: the sluice binary could not be found or built");
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let opts = Options {
+        args: vec!["--sluice-bin-b".into(), bin.display().to_string()],
+        direct: false,
+        sluice_bin_b: Some(bin.clone()),
+        rounds: Some(2),
+        scenarios: Some(vec!["h1-1k".into()]),
+        ..options(bin, out.path())
+    };
+    let written = run(&opts).expect("the run completes");
+    let md = std::fs::read_to_string(&written.markdown).unwrap();
+    let key = |peer: &str| ("h1-1k".to_string(), peer.to_string());
+    assert_eq!(written.status[&key("sluice")], Status::Ok, "{md}");
+    assert_eq!(written.status[&key("sluice-b")], Status::Ok, "{md}");
+    assert_eq!(written.ab["h1-1k"].rounds, 2, "{md}");
+    assert!(md.contains("## A/B: sluice-b ÷ sluice"), "{md}");
+    assert!(md.contains("sluice-b --listen 127.0.0.1:"), "{md}");
 }

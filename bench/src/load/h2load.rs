@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::{LoadResult, LoadSpec, percentile};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::pin::Pinning;
 
 pub fn run(spec: &LoadSpec, pin: &Pinning, scratch: &Path) -> Result<LoadResult> {
@@ -23,19 +23,8 @@ pub fn run(spec: &LoadSpec, pin: &Pinning, scratch: &Path) -> Result<LoadResult>
         cmd.args(["-H", "accept-encoding: gzip"]);
     }
     cmd.arg(&spec.url);
-    let output = cmd.output().ctx(|| "running h2load".to_string())?;
+    let output = super::checked_output("h2load", &mut cmd)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(Error::Tool {
-            tool: "h2load".into(),
-            detail: format!(
-                "{}: {}{}",
-                output.status,
-                stdout,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        });
-    }
     let mut result = parse_stdout(&stdout)?;
     if let Ok(text) = std::fs::read_to_string(&log) {
         let mut lat = parse_log(&text);

@@ -13,7 +13,9 @@ pub mod wrk;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::error::Result;
+use std::process::{Command, Output};
+
+use crate::error::{Error, IoContext, Result};
 use crate::pin::Pinning;
 
 /// Which tool drives the load.
@@ -83,6 +85,35 @@ pub struct LoadResult {
     pub p999_us: f64,
     /// Socket errors, timeouts and non-2xx/3xx responses.
     pub errors: u64,
+}
+
+/// Runs a generator's command to completion; its exit status must be
+/// success, else the error carries what it printed.
+pub(crate) fn checked_output(tool: &str, cmd: &mut Command) -> Result<Output> {
+    let output = cmd.output().ctx(|| format!("running {tool}"))?;
+    if !output.status.success() {
+        return Err(Error::Tool {
+            tool: tool.into(),
+            detail: format!(
+                "{}: {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        });
+    }
+    Ok(output)
+}
+
+impl LoadResult {
+    /// `requests` over `duration_s`, as wrk counts rps (0 for no time).
+    pub fn rate(requests: u64, duration_s: f64) -> f64 {
+        if duration_s > 0.0 {
+            requests as f64 / duration_s
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Nearest-rank percentile of an ascending slice, `p` in 0–100.

@@ -9,7 +9,7 @@
 //! every run failed. `samples/oha.json` is a real run through Sluice.
 
 use super::{LoadResult, LoadSpec};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::pin::Pinning;
 
 pub fn run(spec: &LoadSpec, pin: &Pinning) -> Result<LoadResult> {
@@ -26,17 +26,7 @@ pub fn run(spec: &LoadSpec, pin: &Pinning) -> Result<LoadResult> {
         cmd.args(["-H", "Accept-Encoding: gzip"]);
     }
     cmd.arg(&spec.url);
-    let output = cmd.output().ctx(|| "running oha".to_string())?;
-    if !output.status.success() {
-        return Err(Error::Tool {
-            tool: "oha".into(),
-            detail: format!(
-                "{}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        });
-    }
+    let output = super::checked_output("oha", &mut cmd)?;
     parse_json(&String::from_utf8_lossy(&output.stdout))
 }
 
@@ -82,11 +72,7 @@ pub fn parse_json(text: &str) -> Result<LoadResult> {
     Ok(LoadResult {
         requests,
         duration_s,
-        rps: if duration_s > 0.0 {
-            requests as f64 / duration_s
-        } else {
-            0.0
-        },
+        rps: LoadResult::rate(requests, duration_s),
         p50_us: us("/latencyPercentiles/p50"),
         p99_us: us("/latencyPercentiles/p99"),
         p999_us: us("/latencyPercentiles/p99.9"),

@@ -10,8 +10,17 @@ use super::{LoadResult, LoadSpec, parse_duration_us};
 use crate::error::{Error, IoContext, Result};
 use crate::pin::Pinning;
 
-const DONE_SCRIPT: &str = r#"
+/// Collects every thread (for the per-thread `non2xx` counter a script's
+/// `response` hook may keep) and writes the exact figures to the file named
+/// by `SLUICE_BENCH_WRK_OUT`. A `setup` hook costs nothing per request; a
+/// `response` hook would (wrk then parses every response for Lua), so only
+/// scripts that need one define it.
+const DONE_HOOK: &str = r#"
+local sb_threads = {}
+setup = function(thread) table.insert(sb_threads, thread) end
 done = function(summary, latency, requests)
+  local non2xx = 0
+  for _, t in ipairs(sb_threads) do non2xx = non2xx + (t:get("non2xx") or 0) end
   local f = io.open(os.getenv("SLUICE_BENCH_WRK_OUT"), "w")
   f:write(string.format("requests %d\n", summary.requests))
   f:write(string.format("duration_us %d\n", summary.duration))
@@ -23,45 +32,113 @@ done = function(summary, latency, requests)
   f:write(string.format("p50 %d\n", latency:percentile(50)))
   f:write(string.format("p99 %d\n", latency:percentile(99)))
   f:write(string.format("p99.9 %d\n", latency:percentile(99.9)))
+  f:write(string.format("non_2xx %d\n", non2xx))
   f:close()
 end
 "#;
 
+/// A workload that a URL and headers cannot express (the services mode's
+/// rotating keys and JSON batches): Lua defining `request` (and, to count
+/// non-2xx answers, `response` incrementing a global `non2xx`), with the
+/// environment it reads. The default is wrk's own GET of the spec's URL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Script<'a> {
+    pub lua: &'a str,
+    pub env: &'a [(&'a str, String)],
+    /// Names the script and result files in the scratch dir (default `wrk`).
+    pub tag: &'a str,
+}
+
+/// One wrk run: its figures, the non-2xx count of a `response` hook, and
+/// the command line as a report prints it.
+#[derive(Debug, Clone)]
+pub struct WrkRun {
+    pub load: LoadResult,
+    pub non_2xx: u64,
+    pub command: String,
+}
+
+/// wrk on `spec` with its own GET.
 pub fn run(spec: &LoadSpec, pin: &Pinning, scratch: &Path) -> Result<LoadResult> {
-    let script = scratch.join("done.lua");
-    let out = scratch.join("wrk-done.txt");
-    std::fs::write(&script, DONE_SCRIPT).ctx(|| format!("writing {}", script.display()))?;
+    run_script(spec, pin, scratch, &Script::default()).map(|w| w.load)
+}
+
+/// wrk on `spec` with `script`: one thread on the load core, `--timeout 5s`.
+pub fn run_script(
+    spec: &LoadSpec,
+    pin: &Pinning,
+    scratch: &Path,
+    script: &Script<'_>,
+) -> Result<WrkRun> {
+    let tag = if script.tag.is_empty() {
+        "wrk"
+    } else {
+        script.tag
+    };
+    let lua = scratch.join(format!("{tag}.lua"));
+    let out = scratch.join(format!("{tag}-done.txt"));
+    std::fs::write(&lua, format!("{}\n{DONE_HOOK}", script.lua))
+        .ctx(|| format!("writing {}", lua.display()))?;
     let _ = std::fs::remove_file(&out);
-    let mut cmd = pin.load_command("wrk");
-    cmd.args(["-t1", "--latency", "--timeout", "5s"])
-        .arg(format!("-c{}", spec.connections))
-        .arg(format!("-d{}s", spec.duration.as_secs().max(1)))
-        .arg("-s")
-        .arg(&script)
-        .env("SLUICE_BENCH_WRK_OUT", &out);
+    let mut args = vec![
+        "-t1".to_string(),
+        format!("-c{}", spec.connections),
+        format!("-d{}s", spec.duration.as_secs().max(1)),
+        "--latency".into(),
+        "--timeout".into(),
+        "5s".into(),
+    ];
     if spec.close {
-        cmd.args(["-H", "Connection: close"]);
+        args.extend(["-H".into(), "Connection: close".into()]);
     }
     if spec.accept_gzip {
-        cmd.args(["-H", "Accept-Encoding: gzip"]);
+        args.extend(["-H".into(), "Accept-Encoding: gzip".into()]);
     }
-    cmd.arg(&spec.url);
-    let output = cmd.output().ctx(|| "running wrk".to_string())?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(Error::Tool {
-            tool: "wrk".into(),
-            detail: format!(
-                "{}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        });
+    let mut cmd = pin.load_command("wrk");
+    cmd.args(&args)
+        .arg("-s")
+        .arg(&lua)
+        .arg(&spec.url)
+        .env("SLUICE_BENCH_WRK_OUT", &out);
+    for (k, v) in script.env {
+        cmd.env(k, v);
     }
-    match std::fs::read_to_string(&out) {
-        Ok(done) => parse_done(&done),
-        Err(_) => parse_stdout(&stdout),
-    }
+    let env: Vec<String> = script
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v} "))
+        .collect();
+    let command = format!(
+        "{}{}wrk {} -s {tag}.lua {}",
+        env.concat(),
+        pin.load_prefix(),
+        args.iter()
+            .map(|a| if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        spec.url
+    );
+    let output = super::checked_output("wrk", &mut cmd)?;
+    let (load, non_2xx) = match std::fs::read_to_string(&out) {
+        Ok(done) => (parse_done(&done)?, parse_non_2xx(&done)),
+        Err(_) => (parse_stdout(&String::from_utf8_lossy(&output.stdout))?, 0),
+    };
+    Ok(WrkRun {
+        load,
+        non_2xx,
+        command,
+    })
+}
+
+/// The `non_2xx N` line of the done file (0 when absent).
+pub fn parse_non_2xx(done: &str) -> u64 {
+    done.lines()
+        .find_map(|l| l.strip_prefix("non_2xx ")?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Parses the file written by the `done` hook.
@@ -89,14 +166,13 @@ pub fn parse_done(text: &str) -> Result<LoadResult> {
     .iter()
     .map(|k| get(k).map(|v| v as u64))
     .sum::<Result<u64>>()?;
+    // wrk's status errors are responses >= 400; a `response` hook's non-2xx
+    // count is a superset of those, so count what it adds.
+    let errors = errors + parse_non_2xx(text).saturating_sub(get("errors_status")? as u64);
     Ok(LoadResult {
         requests,
         duration_s,
-        rps: if duration_s > 0.0 {
-            requests as f64 / duration_s
-        } else {
-            0.0
-        },
+        rps: LoadResult::rate(requests, duration_s),
         p50_us: get("p50")?,
         p99_us: get("p99")?,
         p999_us: get("p99.9")?,
@@ -176,6 +252,15 @@ mod tests {
         assert!((r.duration_s - 2.02256).abs() < 1e-9);
         assert_eq!(r.errors, 0);
         assert!(parse_done("requests 5\n").is_err());
+    }
+
+    #[test]
+    fn done_file_non_2xx() {
+        let done = "requests 10\nduration_us 1000000\nerrors_connect 0\nerrors_read 0\nerrors_write 0\nerrors_status 2\nerrors_timeout 0\np50 100\np99 200\np99.9 300\nnon_2xx 3\n";
+        assert_eq!(parse_non_2xx(done), 3);
+        // Two 4xx/5xx counted by wrk, one more non-2xx from the hook.
+        assert_eq!(parse_done(done).unwrap().errors, 3);
+        assert_eq!(parse_non_2xx("requests 1\n"), 0);
     }
 
     #[test]

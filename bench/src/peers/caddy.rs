@@ -96,25 +96,11 @@ impl Peer for Caddy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::peers::test_ctx;
 
     #[test]
     fn caddyfile_is_equivalent() {
-        let ctx = PeerCtx {
-            dir: "/tmp/x".into(),
-            listen: "127.0.0.1:8080".parse().unwrap(),
-            tls_listen: Some("127.0.0.1:8443".parse().unwrap()),
-            origins: [
-                "127.0.0.1:9001".parse().unwrap(),
-                "127.0.0.1:9002".parse().unwrap(),
-            ],
-            cert: CertFiles {
-                cert: "/tmp/x/cert.pem".into(),
-                key: "/tmp/x/key.pem".into(),
-                combined: "/tmp/x/combined.pem".into(),
-            },
-            gzip_level: Some(6),
-        };
-        let c = config(&ctx);
+        let c = config(&test_ctx(Some(6)));
         for line in [
             "\tadmin off",
             "\t\tprotocols h1 h2",

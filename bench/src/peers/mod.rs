@@ -15,11 +15,12 @@ pub mod sluice;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::pin::Pinning;
+pub use crate::process::Running;
 use crate::scenario::Scenario;
 
 /// The self-signed certificate every TLS listener uses.
@@ -120,30 +121,16 @@ pub trait Peer {
     /// Starts the peer and waits until it proxies a request.
     fn start(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<Running> {
         let (config, mut cmd) = self.configure(ctx, pin)?;
-        let stderr = ctx.dir.join("stderr.log");
-        let err_file =
-            std::fs::File::create(&stderr).ctx(|| format!("creating {}", stderr.display()))?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err_file);
-        let child = cmd.spawn().ctx(|| format!("starting {}", self.name()))?;
-        let mut running = Running {
-            pid: child.id(),
-            child: Some(child),
-            addr: ctx.listen,
-            tls_addr: ctx.tls_listen,
-            config,
-        };
-        if let Err(e) = running.wait_ready(Duration::from_secs(10)) {
-            running.stop();
-            let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-            let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-            return Err(Error::Tool {
-                tool: self.name().to_string(),
-                detail: format!("{e}; stderr: {tail}"),
-            });
-        }
+        let mut running = Running::spawn(
+            self.name(),
+            &mut cmd,
+            ctx.listen,
+            "/ping",
+            &ctx.dir.join("output.log"),
+            Duration::from_secs(10),
+        )?;
+        running.tls_addr = ctx.tls_listen;
+        running.config = config;
         Ok(running)
     }
 }
@@ -174,96 +161,6 @@ pub fn version_line(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// A started peer. Dropping it stops the process tree.
-#[derive(Debug)]
-pub struct Running {
-    /// The process whose tree is measured.
-    pub pid: u32,
-    /// `None` for processes the harness does not own (the direct run).
-    child: Option<Child>,
-    pub addr: SocketAddr,
-    pub tls_addr: Option<SocketAddr>,
-    /// The configuration it was started with, as the report prints it.
-    pub config: String,
-}
-
-impl Running {
-    /// A handle on a process owned elsewhere (stopping it is a no-op).
-    pub fn borrowed(pid: u32, addr: SocketAddr) -> Self {
-        Self {
-            pid,
-            child: None,
-            addr,
-            tls_addr: None,
-            config: "(no proxy: the generator talks to one origin directly)".to_string(),
-        }
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
-    }
-
-    /// Polls with a real request until the proxy answers `/ping` with 200.
-    fn wait_ready(&mut self, timeout: Duration) -> std::result::Result<(), String> {
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if self.exited() {
-                return Err("exited during startup".to_string());
-            }
-            if let Ok(resp) = crate::probe::get(self.addr, "/ping", &[])
-                && resp.status == 200
-            {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("not ready within {} s", timeout.as_secs()))
-    }
-
-    /// SIGTERM, a grace period, then SIGKILL for the whole tree.
-    pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let tree = crate::measure::process_tree(self.pid);
-        signal(&[self.pid], "TERM");
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while std::time::Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let alive: Vec<u32> = tree
-            .into_iter()
-            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
-            .collect();
-        signal(&alive, "KILL");
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Sends a signal with `kill(1)` (the workspace forbids `unsafe`).
-pub fn signal(pids: &[u32], sig: &str) {
-    if pids.is_empty() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .args(pids.iter().map(u32::to_string))
-        .stderr(Stdio::null())
-        .status();
-}
-
 /// Looks a peer up by name.
 pub fn by_name(name: &str, sluice_bin: &Path) -> Option<Box<dyn Peer>> {
     match name {
@@ -275,5 +172,26 @@ pub fn by_name(name: &str, sluice_bin: &Path) -> Option<Box<dyn Peer>> {
             pingora::Pingora::default_bin(),
         ))),
         _ => None,
+    }
+}
+
+/// The context the peers' config tests render: fixed ports and paths, TLS,
+/// and gzip at `gzip_level`.
+#[cfg(test)]
+pub(crate) fn test_ctx(gzip_level: Option<u32>) -> PeerCtx {
+    PeerCtx {
+        dir: "/tmp/x".into(),
+        listen: "127.0.0.1:8080".parse().unwrap(),
+        tls_listen: Some("127.0.0.1:8443".parse().unwrap()),
+        origins: [
+            "127.0.0.1:9001".parse().unwrap(),
+            "127.0.0.1:9002".parse().unwrap(),
+        ],
+        cert: CertFiles {
+            cert: "/tmp/x/cert.pem".into(),
+            key: "/tmp/x/key.pem".into(),
+            combined: "/tmp/x/combined.pem".into(),
+        },
+        gzip_level,
     }
 }
