@@ -23,9 +23,36 @@ pub fn workspace_root() -> &'static Path {
 
 /// A `cargo` command run in the workspace root: the cargo that runs the
 /// tests (`$CARGO`), else the one on `PATH`.
+///
+/// Without the variables Cargo sets for this test process
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …): build scripts that rerun when
+/// one of them changes (ring's does) would otherwise see different values
+/// in this cargo and in the one running the tests, and each would rebuild
+/// ring, rustls and the engine after the other.
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root());
+    for (key, _) in std::env::vars_os() {
+        let set_for_tests = key.to_str().is_some_and(|k| {
+            [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || [
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .contains(&k)
+        });
+        if set_for_tests {
+            cmd.env_remove(key);
+        }
+    }
     cmd
 }
 
