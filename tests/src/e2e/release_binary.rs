@@ -3,10 +3,14 @@
 //! A Cargo feature enabled by ANY workspace member through a normal
 //! dependency is unified into the `sluice` that `cargo build --release` at the
 //! root (a virtual manifest: every member) or `cargo build --release
-//! --workspace` builds, which is what the bench and users run. So: `sluice`
-//! declares no test feature, no member turns on a `sluice` feature outside
-//! dev-dependencies, and the real binary forwards the header that the old
-//! `test-util` hook panicked on like any other header.
+//! --workspace` builds; the README's `cargo build --release -p sluice` (what
+//! the bench measures) gets only the engine's own defaults, a subset. So:
+//! `sluice` declares no test feature, no member turns on a `sluice` feature
+//! outside dev-dependencies, and the real binary, built with the workspace's
+//! feature set ([`sluice_bin`]), forwards the header that the old `test-util`
+//! hook panicked on like any other header.
+//!
+//! [`sluice_bin`]: sluice_e2e::harness::process::sluice_bin
 //!
 //! The binary is built in the dev profile (cheap in CI: no LTO build inside a
 //! test). That shows the release feature set because Cargo resolves features

@@ -173,8 +173,8 @@ impl Admin {
             .and_then(|m| m["state"].as_str().map(str::to_owned))
     }
 
-    /// Polls `GET /backends` until `addr` is in `state` (bounded by [`STEP`]);
-    /// returns its member JSON.
+    /// Polls `GET /backends` until `addr` is in `state` (bounded by
+    /// [`STEP`](super::STEP)); returns its member JSON.
     pub async fn wait_state(&self, addr: SocketAddr, state: &str) -> Value {
         within(&format!("{addr} to become {state}"), async {
             loop {

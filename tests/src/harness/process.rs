@@ -64,7 +64,10 @@ pub fn cargo() -> Command {
 /// `sluice` are unified over every workspace member's normal dependencies,
 /// exactly as in `cargo build --release` at the root (a virtual manifest
 /// builds every member), so this is the binary users get, only in the dev
-/// profile. Only the `sluice` binary and its dependencies are compiled.
+/// profile. The README's `cargo build --release -p sluice` enables a subset
+/// of those features (only the engine's own), so what holds for this binary
+/// holds for that one. Only the `sluice` binary and its dependencies are
+/// compiled.
 pub fn sluice_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
