@@ -3,9 +3,10 @@
 //! the `/register?port=` compatibility path, and the state file.
 
 use http::Method;
+use serde_json::json;
 use sluice::config::AdminConfig;
 use sluice_e2e::harness::client::H1;
-use sluice_e2e::harness::control::{Admin, Json};
+use sluice_e2e::harness::control::Admin;
 use sluice_e2e::harness::origin::{Origin, reply};
 use sluice_e2e::harness::proxy::{Proxy, config};
 use sluice_e2e::harness::within;
@@ -45,35 +46,28 @@ async fn get_backends_shows_state_reason_checks_and_counters() {
     let r = admin.get("/backends").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.content_type.as_deref(), Some("application/json"));
-    let groups = r.json.get("groups").as_array();
+    let groups = r.json["groups"].as_array().expect("groups");
     assert_eq!(groups.len(), 1, "{}", r.text);
-    assert_eq!(groups[0].get("name").as_str(), Some("default"));
-    let backends = groups[0].get("backends").as_array();
+    assert_eq!(groups[0]["name"].as_str(), Some("default"));
+    let backends = groups[0]["backends"].as_array().expect("backends");
     assert_eq!(backends.len(), 1, "{}", r.text);
     let b = &backends[0];
-    assert_eq!(
-        b.get("address").as_str(),
-        Some(a.addr().to_string().as_str())
-    );
-    assert_eq!(b.get("weight").as_u64(), Some(1));
-    assert_eq!(b.get("origin").as_str(), Some("config"));
-    assert_eq!(b.get("state").as_str(), Some("healthy"));
-    assert_eq!(b.get("reason").as_str(), Some("configured"));
+    assert_eq!(b["address"].as_str(), Some(a.addr().to_string().as_str()));
+    assert_eq!(b["weight"].as_u64(), Some(1));
+    assert_eq!(b["origin"].as_str(), Some("config"));
+    assert_eq!(b["state"].as_str(), Some("healthy"));
+    assert_eq!(b["reason"].as_str(), Some("configured"));
     assert!(
-        b.get("since_unix_ms").as_u64().is_some_and(|t| t > 0),
+        b["since_unix_ms"].as_u64().is_some_and(|t| t > 0),
         "{}",
         r.text
     );
-    assert!(matches!(b.get("checks"), Json::Arr(_)), "{}", r.text);
-    assert_eq!(b.get("in_flight").as_u64(), Some(0));
-    assert!(
-        b.get("latency_ewma_micros").as_u64().is_some(),
-        "{}",
-        r.text
-    );
-    assert_eq!(b.get("requests").as_u64(), Some(3));
-    assert_eq!(b.get("failures").as_u64(), Some(0));
-    assert_eq!(b.get("ejections").as_u64(), Some(0));
+    assert!(b["checks"].is_array(), "{}", r.text);
+    assert_eq!(b["in_flight"].as_u64(), Some(0));
+    assert!(b["latency_ewma_micros"].as_u64().is_some(), "{}", r.text);
+    assert_eq!(b["requests"].as_u64(), Some(3));
+    assert_eq!(b["failures"].as_u64(), Some(0));
+    assert_eq!(b["ejections"].as_u64(), Some(0));
 }
 
 #[tokio::test]
@@ -82,28 +76,26 @@ async fn post_backends_registers_once_and_traffic_reaches_it() {
     let proxy = Proxy::start(&with_admin(&[a.addr()])).await;
     let admin = Admin::of(proxy.server());
 
-    let body = format!(
-        r#"{{"group":"default","address":"{}","weight":2}}"#,
-        b.addr()
-    );
+    let body =
+        json!({"group": "default", "address": b.addr().to_string(), "weight": 2}).to_string();
     let first = admin.call(Method::POST, "/backends", Some(&body)).await;
     assert_eq!(first.status, 201, "{}", first.text);
-    assert_eq!(first.json.get("added"), &Json::Bool(true));
+    assert_eq!(first.json["added"], true);
     let again = admin.call(Method::POST, "/backends", Some(&body)).await;
     assert_eq!(
         again.status, 200,
         "registering twice is a no-op: {}",
         again.text
     );
-    assert_eq!(again.json.get("added"), &Json::Bool(false));
+    assert_eq!(again.json["added"], false);
 
     let all = admin.backends().await;
     assert_eq!(all.len(), 2, "{all:?}");
     let (group, m) = &all[&b.addr().to_string()];
     assert_eq!(group, "default");
-    assert_eq!(m.get("origin").as_str(), Some("registered"));
-    assert_eq!(m.get("weight").as_u64(), Some(2));
-    assert_eq!(m.get("state").as_str(), Some("healthy"));
+    assert_eq!(m["origin"].as_str(), Some("registered"));
+    assert_eq!(m["weight"].as_u64(), Some(2));
+    assert_eq!(m["state"].as_str(), Some("healthy"));
 
     let mut client = H1::connect(proxy.addr()).await;
     for _ in 0..6 {
@@ -134,35 +126,35 @@ async fn bad_admin_requests_get_4xx_with_a_json_error() {
         (
             Method::POST,
             "/backends".into(),
-            Some(format!(r#"{{"address":"{good}","colour":"red"}}"#)),
+            Some(json!({"address": good, "colour": "red"}).to_string()),
             400,
             "unknown field",
         ),
         (
             Method::POST,
             "/backends".into(),
-            Some(r#"{"address":"not an address"}"#.into()),
+            Some(json!({"address": "not an address"}).to_string()),
             400,
             "address",
         ),
         (
             Method::POST,
             "/backends".into(),
-            Some(format!(r#"{{"address":"{good}","weight":0}}"#)),
+            Some(json!({"address": good, "weight": 0}).to_string()),
             400,
             "weight",
         ),
         (
             Method::POST,
             "/backends".into(),
-            Some(format!(r#"{{"group":"nope","address":"{good}"}}"#)),
+            Some(json!({"group": "nope", "address": good}).to_string()),
             404,
             "nope",
         ),
         (
             Method::POST,
             "/backends".into(),
-            Some(r#"{}"#.into()),
+            Some(json!({}).to_string()),
             400,
             "address",
         ),
@@ -269,7 +261,7 @@ async fn the_bearer_token_is_required_when_set() {
     }
     // A change without the token does nothing.
     let b = named("b").await;
-    let body = format!(r#"{{"address":"{}"}}"#, b.addr());
+    let body = json!({"address": b.addr().to_string()}).to_string();
     let r = admin
         .call_with(Method::POST, "/backends", Some(&body), None)
         .await;
@@ -299,7 +291,7 @@ async fn healthz_always_readyz_until_shutdown_begins() {
     assert_eq!(admin.get("/healthz").await.status, 200);
     let ready = admin.get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text);
-    assert_eq!(ready.json.get("ready"), &Json::Bool(true));
+    assert_eq!(ready.json["ready"], true);
 
     // A request in flight keeps the drain going while we look at /readyz.
     let mut client = H1::connect(proxy.addr()).await;
@@ -314,7 +306,7 @@ async fn healthz_always_readyz_until_shutdown_begins() {
         loop {
             let r = admin.get("/readyz").await;
             if r.status == 503 {
-                assert_eq!(r.json.get("ready"), &Json::Bool(false));
+                assert_eq!(r.json["ready"], false);
                 return;
             }
             assert_eq!(r.status, 200, "{}", r.text);
@@ -347,9 +339,9 @@ async fn register_and_unregister_by_port_use_the_callers_ip() {
 
     let r = admin.get(&format!("/register?port={port}")).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.json.get("group").as_str(), Some("default"));
+    assert_eq!(r.json["group"].as_str(), Some("default"));
     assert_eq!(
-        r.json.get("address").as_str(),
+        r.json["address"].as_str(),
         Some(format!("127.0.0.1:{port}").as_str())
     );
     let again = admin
@@ -360,7 +352,7 @@ async fn register_and_unregister_by_port_use_the_callers_ip() {
     let all = admin.backends().await;
     let (group, m) = &all[&format!("127.0.0.1:{port}")];
     assert_eq!(group, "default");
-    assert_eq!(m.get("origin").as_str(), Some("registered"));
+    assert_eq!(m["origin"].as_str(), Some("registered"));
 
     let mut client = H1::connect(proxy.addr()).await;
     for _ in 0..4 {
@@ -373,7 +365,7 @@ async fn register_and_unregister_by_port_use_the_callers_ip() {
 
     let r = admin.get(&format!("/unregister?port={port}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json.get("removed"), &Json::Bool(true));
+    assert_eq!(r.json["removed"], true);
     assert!(admin.member(b.addr()).await.is_none());
     let before = b.request_count();
     for _ in 0..4 {
@@ -420,11 +412,11 @@ async fn registered_backends_survive_a_restart_through_the_state_file() {
     for o in [&b, &c] {
         let (group, m) = &all[&o.addr().to_string()];
         assert_eq!(group, "default");
-        assert_eq!(m.get("origin").as_str(), Some("registered"));
-        assert_eq!(m.get("state").as_str(), Some("healthy"));
+        assert_eq!(m["origin"].as_str(), Some("registered"));
+        assert_eq!(m["state"].as_str(), Some("healthy"));
     }
     assert_eq!(
-        all[&a.addr().to_string()].1.get("origin").as_str(),
+        all[&a.addr().to_string()].1["origin"].as_str(),
         Some("config")
     );
 

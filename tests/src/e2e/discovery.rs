@@ -56,7 +56,7 @@ async fn discovery_follows_dns_answers() {
     let server = start_with_resolver(&dns_config(), resolver.clone()).await;
     let admin = Admin::of(&server);
     let m = admin.wait_state(a.addr(), "healthy").await;
-    assert_eq!(m.get("origin").as_str(), Some("dns"));
+    assert_eq!(m["origin"].as_str(), Some("dns"));
     let mut client = H1::connect(server.addrs()[0].0).await;
     assert_eq!(answered_by(&mut client, 4).await, set(&["a"]));
 
@@ -76,7 +76,7 @@ async fn discovery_follows_dns_answers() {
     let all = admin.backends().await;
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(
-        all[&b.addr().to_string()].1.get("state").as_str(),
+        all[&b.addr().to_string()].1["state"].as_str(),
         Some("healthy")
     );
     assert_eq!(answered_by(&mut client, 4).await, set(&["b"]));
@@ -119,7 +119,7 @@ async fn a_vanished_address_finishes_its_in_flight_requests_first() {
 
     resolver.set(NAME, &[b.addr()]);
     let m = admin.wait_state(a.addr(), "draining").await;
-    assert_eq!(m.get("in_flight").as_u64(), Some(1), "{m:?}");
+    assert_eq!(m["in_flight"].as_u64(), Some(1), "{m:?}");
     // Several resolutions later, a is still there: a request is in flight.
     resolver.wait_lookups(3).await;
     assert_eq!(admin.state(a.addr()).await.as_deref(), Some("draining"));

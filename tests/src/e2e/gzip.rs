@@ -30,6 +30,11 @@ fn text_body() -> Vec<u8> {
         .collect()
 }
 
+/// Line `i` of the `/chunked` NDJSON body: `{"chunk":i}` and a newline.
+fn ndjson_line(i: usize) -> String {
+    format!("{}\n", serde_json::json!({ "chunk": i }))
+}
+
 fn gunzip(gz: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(gz)
@@ -85,7 +90,7 @@ async fn text_origin() -> Origin {
         })
         .route("/chunked", |_| async {
             let frames = (0..50)
-                .map(|i| Frame::data(Bytes::from(format!("{{\"chunk\":{i}}}\n"))))
+                .map(|i| Frame::data(Bytes::from(ndjson_line(i))))
                 .collect();
             with_type("application/x-ndjson+json", reply::frames(frames))
         })
@@ -171,7 +176,7 @@ async fn bodies_decode_to_what_the_origin_sent_over_h1_and_h2c() {
 
         let r = client.get("/chunked", Some("*;q=0.5")).await;
         assert_eq!(r.header("content-encoding"), Some("gzip"), "{name}");
-        let want: String = (0..50).map(|i| format!("{{\"chunk\":{i}}}\n")).collect();
+        let want: String = (0..50).map(ndjson_line).collect();
         assert_eq!(gunzip(&r.body), want.as_bytes(), "{name}");
 
         // Refused by q=0: identity, but marked as varying.

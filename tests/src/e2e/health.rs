@@ -91,16 +91,17 @@ async fn failing_health_checks_take_a_backend_out_and_passing_ones_bring_it_back
 
     b.ping.store(500, Ordering::SeqCst);
     let m = admin.wait_state(b.addr(), "unhealthy").await;
-    let reason = m.get("reason").as_str().expect("reason");
+    let reason = m["reason"].as_str().expect("reason");
     assert!(
         reason.contains("failed 3 health checks") && reason.contains("500"),
         "reason: {reason}"
     );
-    let last = m.get("checks").as_array().last().cloned().expect("checks");
-    assert_eq!(
-        last.get("ok"),
-        &sluice_e2e::harness::control::Json::Bool(false)
-    );
+    let last = m["checks"]
+        .as_array()
+        .and_then(|checks| checks.last())
+        .cloned()
+        .expect("checks");
+    assert_eq!(last["ok"], false);
 
     // Out of rotation: every request goes to a.
     let before = b.not_pings();
@@ -115,9 +116,7 @@ async fn failing_health_checks_take_a_backend_out_and_passing_ones_bring_it_back
     b.ping.store(200, Ordering::SeqCst);
     let m = admin.wait_state(b.addr(), "healthy").await;
     assert!(
-        m.get("reason")
-            .as_str()
-            .is_some_and(|r| r.contains("passed 2")),
+        m["reason"].as_str().is_some_and(|r| r.contains("passed 2")),
         "{m:?}"
     );
     for _ in 0..4 {
@@ -140,9 +139,7 @@ async fn a_backend_that_stops_listening_leaves_rotation() {
     drop(b);
     let m = admin.wait_state(b_addr, "unhealthy").await;
     assert!(
-        m.get("reason")
-            .as_str()
-            .is_some_and(|r| r.contains("failed 2")),
+        m["reason"].as_str().is_some_and(|r| r.contains("failed 2")),
         "{m:?}"
     );
     let mut client = H1::connect(proxy.addr()).await;
@@ -154,7 +151,7 @@ async fn a_backend_that_stops_listening_leaves_rotation() {
     // No request was even tried on b: passive checks are off, so a failed
     // attempt would show as a failure on its counters.
     let m = admin.member(b_addr).await.expect("still a member");
-    assert_eq!(m.get("failures").as_u64(), Some(0), "{m:?}");
+    assert_eq!(m["failures"].as_u64(), Some(0), "{m:?}");
 }
 
 #[tokio::test]
@@ -218,12 +215,12 @@ async fn passive_ejection_after_consecutive_5xx_honours_the_cap() {
     })
     .await;
     let m = admin.member(b.addr()).await.expect("b");
-    let reason = m.get("reason").as_str().expect("reason");
+    let reason = m["reason"].as_str().expect("reason");
     assert!(
         reason.contains("3 consecutive failures"),
         "reason: {reason}"
     );
-    assert_eq!(m.get("ejections").as_u64(), Some(1));
+    assert_eq!(m["ejections"].as_u64(), Some(1));
     assert_eq!(b.not_pings(), 3, "ejected after exactly `failures` 5xx");
 
     for _ in 0..10 {
@@ -238,9 +235,9 @@ async fn passive_ejection_after_consecutive_5xx_honours_the_cap() {
         assert_eq!(client.get("/").await.status, 502);
     }
     let m = admin.member(a.addr()).await.expect("a");
-    assert_eq!(m.get("state").as_str(), Some("healthy"), "{m:?}");
-    assert_eq!(m.get("ejections").as_u64(), Some(0));
-    assert!(m.get("failures").as_u64().is_some_and(|f| f >= 10), "{m:?}");
+    assert_eq!(m["state"].as_str(), Some("healthy"), "{m:?}");
+    assert_eq!(m["ejections"].as_u64(), Some(0));
+    assert!(m["failures"].as_u64().is_some_and(|f| f >= 10), "{m:?}");
     assert_eq!(admin.state(b.addr()).await.as_deref(), Some("ejected"));
 }
 
@@ -263,9 +260,9 @@ async fn an_ejected_backend_returns_after_its_period() {
     .await;
     b.main.store(200, Ordering::SeqCst);
     let m = admin.wait_state(b.addr(), "healthy").await;
-    assert_eq!(m.get("ejections").as_u64(), Some(1));
+    assert_eq!(m["ejections"].as_u64(), Some(1));
     assert!(
-        m.get("reason")
+        m["reason"]
             .as_str()
             .is_some_and(|r| r.contains("ejection period over")),
         "{m:?}"
@@ -302,7 +299,7 @@ async fn a_backend_refusing_connections_is_ejected_without_failing_requests() {
     })
     .await;
     let m = admin.member(b_addr).await.expect("b");
-    assert_eq!(m.get("failures").as_u64(), Some(3), "{m:?}");
+    assert_eq!(m["failures"].as_u64(), Some(3), "{m:?}");
 }
 
 #[tokio::test]

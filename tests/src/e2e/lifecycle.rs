@@ -7,14 +7,14 @@ use bytes::Bytes;
 use http_body::Frame;
 use parking_lot::Mutex;
 use sluice_e2e::harness::client::RawConn;
-use sluice_e2e::harness::control::{Admin, signal, sluice_bin, wait_exit};
+use sluice_e2e::harness::control::Admin;
 use sluice_e2e::harness::origin::{Body, Origin, reply};
+use sluice_e2e::harness::process::{Sluice, signal, sluice_bin, wait_exit};
 use sluice_e2e::harness::{BoxError, eventually, within};
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -50,104 +50,6 @@ async fn streaming_origin() -> (Origin, mpsc::Sender<Bytes>) {
         .start()
         .await;
     (origin, tx)
-}
-
-/// The binary, running; killed if the test fails before it exits.
-struct Sluice {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sluice {
-    fn start(config: &Path) -> Sluice {
-        Sluice::start_with(config, &[])
-    }
-
-    /// With extra command-line flags after `--config`.
-    fn start_with(config: &Path, flags: &[String]) -> Sluice {
-        let mut child = Command::new(sluice_bin())
-            .arg("--config")
-            .arg(config)
-            .args(flags)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sluice");
-        let stdout = child.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        // Keeps reading so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                sink.lock().push(strip_ansi(&line));
-            }
-        });
-        Sluice { child, lines }
-    }
-
-    /// The proxy's address and its admin API, once both answer. An admin
-    /// answer also means the main runtime ran its startup tasks (the SIGHUP
-    /// handler among them).
-    async fn serving(&self) -> (SocketAddr, Admin) {
-        let addr = self.logged_addr(" listening").await;
-        let admin = Admin::new(self.logged_addr("admin API listening").await);
-        sluice_e2e::harness::client::wait_ready(addr).await;
-        assert_eq!(admin.get("/readyz").await.status, 200);
-        (addr, admin)
-    }
-
-    /// The address logged on the first line containing `message`.
-    async fn logged_addr(&self, message: &str) -> SocketAddr {
-        let mut found = None;
-        eventually(&format!("sluice to log {message:?}"), || {
-            found = self
-                .lines
-                .lock()
-                .iter()
-                .filter(|l| l.contains(message))
-                .find_map(|l| address_field(l));
-            found.is_some()
-        })
-        .await;
-        found.expect("address")
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().join("\n")
-    }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn address_field(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("address=")? + "address=".len()..];
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// An origin that answers every request with its own name.

@@ -22,6 +22,7 @@ mod lifecycle;
 mod limits;
 mod pipelining;
 mod pool;
+mod release_binary;
 mod reload;
 mod reload_listeners;
 mod routing;

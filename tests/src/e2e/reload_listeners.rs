@@ -73,8 +73,9 @@ fn addrs(proxy: &Proxy) -> Vec<SocketAddr> {
     proxy.server().addrs().iter().map(|a| a.0).collect()
 }
 
-fn strings(json: &sluice_e2e::harness::control::Json) -> Vec<String> {
+fn strings(json: &serde_json::Value) -> Vec<String> {
     json.as_array()
+        .unwrap_or_else(|| panic!("no array of addresses: {json}"))
         .iter()
         .map(|s| s.as_str().expect("address string").to_owned())
         .collect()
@@ -102,14 +103,14 @@ async fn a_reload_that_adds_a_listener_serves_on_it_and_keeps_the_old_one() {
     std::fs::write(&path, file(2, &two, "a", a.addr())).expect("write config");
     let r = admin.call(Method::POST, "/reload", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let added = strings(r.json.get("added"));
+    let added = strings(&r.json["added"]);
     assert_eq!(added.len(), 1, "{}", r.text);
-    assert!(strings(r.json.get("removed")).is_empty(), "{}", r.text);
+    assert!(strings(&r.json["removed"]).is_empty(), "{}", r.text);
     let new: SocketAddr = added[0].parse().expect("added address");
     assert_ne!(new.port(), 0);
     assert_eq!(addrs(&proxy), vec![old, new]);
     assert_eq!(
-        strings(r.json.get("listeners")),
+        strings(&r.json["listeners"]),
         vec![old.to_string(), new.to_string()]
     );
 
@@ -133,8 +134,8 @@ async fn a_reload_that_adds_a_listener_serves_on_it_and_keeps_the_old_one() {
     // Reloading the same file again changes nothing.
     let r = admin.call(Method::POST, "/reload", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(strings(r.json.get("added")).is_empty(), "{}", r.text);
-    assert!(strings(r.json.get("removed")).is_empty(), "{}", r.text);
+    assert!(strings(&r.json["added"]).is_empty(), "{}", r.text);
+    assert!(strings(&r.json["removed"]).is_empty(), "{}", r.text);
     assert_eq!(addrs(&proxy), vec![old, new]);
     assert_eq!(kept.get("/third").await.status, 200);
     proxy.shutdown().await;
@@ -170,8 +171,8 @@ async fn a_reload_that_removes_a_listener_refuses_new_connections_and_finishes_o
     std::fs::write(&path, file(1, &[keep.to_string()], "a", a.addr())).expect("write config");
     let r = admin.call(Method::POST, "/reload", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(strings(r.json.get("removed")), vec![doomed.to_string()]);
-    assert!(strings(r.json.get("added")).is_empty(), "{}", r.text);
+    assert_eq!(strings(&r.json["removed"]), vec![doomed.to_string()]);
+    assert!(strings(&r.json["added"]).is_empty(), "{}", r.text);
     assert_eq!(addrs(&proxy), vec![keep]);
 
     // The reload answers once the socket is closed: connecting is refused.
@@ -248,8 +249,8 @@ async fn a_reload_whose_listener_cannot_bind_is_rejected_and_changes_nothing() {
     drop(busy);
     let r = admin.call(Method::POST, "/reload", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(strings(r.json.get("added")).len(), 2, "{}", r.text);
-    assert!(strings(r.json.get("added")).contains(&busy_addr.to_string()));
+    assert_eq!(strings(&r.json["added"]).len(), 2, "{}", r.text);
+    assert!(strings(&r.json["added"]).contains(&busy_addr.to_string()));
     assert_eq!(
         H1::connect(busy_addr)
             .await
@@ -302,7 +303,7 @@ async fn a_reload_rereads_the_certificates_of_a_tls_listener_that_stays() {
     std::fs::copy(&second.key, &key).expect("rotate key");
     let r = admin.call(Method::POST, "/reload", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(strings(r.json.get("added")).is_empty(), "{}", r.text);
+    assert!(strings(&r.json["added"]).is_empty(), "{}", r.text);
     assert_eq!(addrs(&proxy), vec![addr], "the listener was re-bound");
 
     // New handshakes get the new certificate; the open connection carries on.

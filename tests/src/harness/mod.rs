@@ -9,6 +9,7 @@ pub mod isolate;
 pub mod memory;
 pub mod origin;
 pub mod pattern;
+pub mod process;
 pub mod proxy;
 
 use std::future::Future;
