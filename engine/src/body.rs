@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 /// A request body on its way to a backend.
 #[derive(Debug)]
 pub enum ReqBody {
-    /// Streamed from the client as it arrives.
+    /// Streamed from an HTTP/2 client by hyper as it arrives.
     Incoming(Incoming),
     /// Streamed from the client by our HTTP/1.1 server (`server::h1`).
     H1(crate::http1::RequestBody),

@@ -39,6 +39,7 @@ pub mod admin;
 pub mod balance;
 pub mod body;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod http1;
 pub mod proxy;

@@ -99,6 +99,7 @@ fn check(data: &[u8], limits: &Limits) {
             assert_eq!(codings.last().map(Vec::as_slice), Some(&b"chunked"[..]));
             assert_eq!(codings.iter().filter(|c| c == &b"chunked").count(), 1);
         }
+        Framing::Close => panic!("a request read until close"),
         Framing::None => {
             assert!(!has_te, "no-body framing with Transfer-Encoding");
             for v in &lengths {

@@ -9,8 +9,9 @@
 //! repeated Host.
 //!
 //! The error is a small `Copy` enum (no boxing on the hot path) that knows
-//! its [`ErrorKind`], and so its status. Header values and the request target are `Bytes` slices of the
-//! buffer the head arrived in: nothing is copied.
+//! its [`ErrorKind`], and so its status. Header values and the request
+//! target are `Bytes` slices of the buffer the head arrived in: nothing is
+//! copied.
 
 use super::framing::{ConnectionOptions, Framing, parse_length, tokens, trim};
 use crate::config::Limits;

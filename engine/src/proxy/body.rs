@@ -65,7 +65,7 @@ pub enum Upstream {
     /// Our HTTP/1.1 client ([`crate::upstream::h1`]); the connection goes
     /// back to the pool at the body's end.
     H1(h1::ResponseBody),
-    /// hyper's HTTP/2 client (or hyper-util's pooled client, for comparison).
+    /// hyper's HTTP/2 client.
     Hyper(Incoming),
 }
 

@@ -245,7 +245,7 @@ pub fn record_status(group: &Group, backend: &Backend, status: http::StatusCode)
 /// when the backend's side caused it, the passive check.
 pub fn record_failure(group: &Group, backend: &Backend, err: &ProxyError) {
     if err.side() != Side::Upstream {
-        tracing::debug!(group = %group.name, backend = %backend.addr, error = %err, "request ended by the client");
+        tracing::debug!(group = %group.name, backend = %backend.addr, error = %err, "request failed on the client's side");
         return;
     }
     tracing::warn!(group = %group.name, backend = %backend.addr, status = err.status().as_u16(), error = %err, "upstream request failed");

@@ -1,9 +1,8 @@
 //! Header rewriting between hops (RFC 9110 §7.6). Pure functions, headers in
 //! and headers out, so that they can be fuzzed and tested byte for byte.
 
-use crate::addr::ClientAddr;
+use crate::addr::ClientStrings;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::IpAddr;
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -92,32 +91,6 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || *name == header::PROXY_AUTHORIZATION
         || *name == KEEP_ALIVE
         || *name == PROXY_CONNECTION
-}
-
-/// The client's address, formatted once per connection rather than once
-/// per request.
-#[derive(Debug, Clone)]
-pub struct ClientStrings {
-    /// `10.1.2.3` or `::1`: an `X-Forwarded-For` element.
-    pub ip: HeaderValue,
-    /// `for=10.1.2.3` or `for="[::1]"`: the start of a `Forwarded` element.
-    pub forwarded_for: String,
-}
-
-impl ClientStrings {
-    pub fn new(client: ClientAddr) -> ClientStrings {
-        let ip = client.0.ip();
-        let text = ip.to_string();
-        let forwarded_for = match ip {
-            IpAddr::V4(_) => format!("for={text}"),
-            IpAddr::V6(_) => format!("for=\"[{text}]\""),
-        };
-        ClientStrings {
-            ip: HeaderValue::from_str(&text)
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-            forwarded_for,
-        }
-    }
 }
 
 /// What the proxy knows about a request when rewriting its headers.
@@ -252,6 +225,7 @@ fn is_token(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::ClientAddr;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

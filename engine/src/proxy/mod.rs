@@ -27,8 +27,8 @@ pub mod tunnel;
 
 use crate::balance::PickKey;
 use crate::body::ReqBody;
+use crate::context::ConnCtx;
 use crate::error::{ErrorKind, ProxyError};
-use crate::server::worker::ConnCtx;
 use crate::state::State;
 use body::{RespBody, UpstreamBody};
 use futures_util::FutureExt;

@@ -51,4 +51,58 @@ mod tests {
             Some("no backend available\n".len() as u64)
         );
     }
+
+    /// Every HTTP/1 head refusal, as `server::h1` writes it: the status and
+    /// the `x-sluice-error` reason of its kind (the exact cause is logged).
+    #[test]
+    fn each_refused_head_gets_its_kinds_status_and_reason() {
+        use crate::http1::ParseError;
+        let cases = [
+            (
+                ParseError::HeadTooLarge,
+                431,
+                "request header fields too large",
+            ),
+            (
+                ParseError::TooManyHeaders,
+                431,
+                "request header fields too large",
+            ),
+            (ParseError::UriTooLong, 414, "request target too long"),
+            (ParseError::Malformed, 400, "malformed request"),
+            (ParseError::BadVersion, 400, "malformed request"),
+            (ParseError::BadUri, 400, "malformed request"),
+            (ParseError::MissingHost, 400, "malformed request"),
+            (ParseError::MultipleHosts, 400, "malformed request"),
+            (
+                ParseError::LengthAndChunked,
+                400,
+                "ambiguous message framing",
+            ),
+            (
+                ParseError::BadContentLength,
+                400,
+                "ambiguous message framing",
+            ),
+            (
+                ParseError::BadTransferEncoding,
+                400,
+                "ambiguous message framing",
+            ),
+            (
+                ParseError::TransferEncodingOnHttp10,
+                400,
+                "ambiguous message framing",
+            ),
+        ];
+        for (e, status, reason) in cases {
+            let (s, h, body) = error_parts(&ProxyError::from(e));
+            assert_eq!(s.as_u16(), status, "{e:?}");
+            assert_eq!(h[X_SLUICE_ERROR], reason, "{e:?}");
+            assert_eq!(&body[..], format!("{reason}\n").as_bytes(), "{e:?}");
+        }
+        let (s, h, _) = error_parts(&ProxyError::new(ErrorKind::ClientTimeout));
+        assert_eq!(s.as_u16(), 408);
+        assert_eq!(h[X_SLUICE_ERROR], "request header timeout");
+    }
 }

@@ -83,8 +83,10 @@ pub async fn connect(
         // Drained between our pick and `begin`: whoever waits for its
         // in-flight requests (DELETE, DNS removal) may not have counted this
         // one, so pick again from the newer snapshot (see `Backend::in_rotation`).
+        // The pick sees this request still counted (least-conn, p2c).
+        let next = pick(t, parts, None);
         drop(in_flight);
-        backend = pick(t, parts, None).ok_or(ErrorKind::NoBackend)?;
+        backend = next.ok_or(ErrorKind::NoBackend)?;
         in_flight = backend.begin();
         reshape(t, parts, &backend)?;
     }
@@ -99,11 +101,14 @@ pub async fn connect(
         Err(e) => e,
     };
     forward::record_failure(t.group, &backend, &e);
-    drop(in_flight);
     if !pick_another_after(&e) {
         return Err(e);
     }
-    let Some(next) = pick(t, parts, Some(backend.id)) else {
+    // The pick sees the failed attempt still counted against its backend
+    // (least-conn, p2c), which makes another backend likelier.
+    let next = pick(t, parts, Some(backend.id));
+    drop(in_flight);
+    let Some(next) = next else {
         return Err(e);
     };
     let in_flight = next.begin();

@@ -7,15 +7,15 @@
 //! A plain connection's task is [`PlainConn`]: it waits for its first
 //! bytes the way an idle keep-alive connection waits for its next request,
 //! on the worker's [`IdleClock`] and holding nothing else, and runs all the
-//! rest (a busy period of HTTP/1.1, the rest of a preface, HTTP/2, hyper)
+//! rest (a busy period of HTTP/1.1, the rest of a preface, hyper's HTTP/2)
 //! as boxed phases. An idle HTTP/1.1 connection is a 256-byte task, its
 //! socket's registration with tokio (256 bytes) and its `ConnCtx` (80).
 
 use super::h1;
 use super::idle::IdleClock;
-use super::worker::ConnCtx;
 use crate::body::ReqBody;
 use crate::config::{Limits, Timeouts};
+use crate::context::ConnCtx;
 use crate::proxy::body::RespBody;
 use crate::proxy::handle;
 use bytes::BytesMut;
@@ -274,15 +274,13 @@ where
     if h2 {
         Box::pin(serve_h2(io, ctx, &builder)).await
     } else {
-        {
-            let service = |req| h1_request(&ctx, req);
-            let mut first = BytesMut::new();
-            let served = h1::serve(&mut io, &mut first, &builder.h1, service, &builder.idle);
-            match served.await {
-                Ok(None) => {}
-                Ok(Some(upgrade)) => upgrade.hand_over(io),
-                Err(e) => h1_failed(&ctx, &e),
-            }
+        let service = |req| h1_request(&ctx, req);
+        let mut first = BytesMut::new();
+        let served = h1::serve(&mut io, &mut first, &builder.h1, service, &builder.idle);
+        match served.await {
+            Ok(None) => {}
+            Ok(Some(upgrade)) => upgrade.hand_over(io),
+            Err(e) => h1_failed(&ctx, &e),
         }
     }
 }

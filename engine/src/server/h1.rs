@@ -587,7 +587,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         });
         tokio::time::timeout(limit, discard).await.unwrap_or(false)
     }
-
 }
 
 mod response;

@@ -1,6 +1,8 @@
 //! Downstream: bytes in. [`listener`] binds and accepts, [`tls`] terminates
-//! TLS and negotiates ALPN, [`conn`] runs HTTP/1.1 or HTTP/2 on a connection,
-//! and [`worker`] ties them to one single-threaded runtime per core;
+//! TLS and negotiates ALPN, [`conn`] tells HTTP/1.x from HTTP/2 on a
+//! connection, [`h1`] drives an HTTP/1.1 connection on the `http1` codec,
+//! hyper drives HTTP/2 with its writes gathered by [`coalesce`], and
+//! [`worker`] ties them to one single-threaded runtime per core;
 //! [`idle`] is the per-worker clock idle connections wait on.
 //! [`reload`] starts and stops listeners on running workers.
 

@@ -9,7 +9,8 @@
 
 use super::conn::{self, ServerBuilder};
 use crate::addr::ClientAddr;
-use crate::proxy::headers::{self, ClientStrings};
+use crate::addr::ClientStrings;
+use crate::context::{ConnCtx, Worker};
 use crate::state::Shared;
 use crate::upstream::pool::Pool;
 use std::collections::HashMap;
@@ -24,47 +25,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-
-/// What one worker owns: its connection pool, and the shared state.
-#[derive(Debug)]
-pub struct Worker {
-    pub shared: Arc<Shared>,
-    pub pool: Arc<Pool>,
-}
-
-/// What a request knows about the connection it came on.
-#[derive(Debug)]
-pub struct ConnCtx {
-    pub worker: Arc<Worker>,
-    pub client: ClientAddr,
-    /// The client address as header text, formatted once per connection,
-    /// or shared by connections from one address (`server::worker`).
-    pub client_strings: Arc<headers::ClientStrings>,
-    /// `http` or `https`.
-    pub proto: &'static str,
-}
-
-impl ConnCtx {
-    pub fn new(worker: Arc<Worker>, client: ClientAddr, proto: &'static str) -> ConnCtx {
-        let strings = Arc::new(headers::ClientStrings::new(client));
-        ConnCtx::with_strings(worker, client, strings, proto)
-    }
-
-    /// With `client_strings` already made for `client`'s address.
-    pub fn with_strings(
-        worker: Arc<Worker>,
-        client: ClientAddr,
-        client_strings: Arc<headers::ClientStrings>,
-        proto: &'static str,
-    ) -> ConnCtx {
-        ConnCtx {
-            worker,
-            client,
-            client_strings,
-            proto,
-        }
-    }
-}
 
 /// How often idle upstream connections past their timeout are dropped.
 const REAP_INTERVAL: Duration = Duration::from_secs(5);

@@ -69,3 +69,26 @@ async fn a_group_without_backends_gives_503_saying_so() {
     assert_eq!(reply.header("x-sluice-error"), Some("no backend available"));
     assert!(reply.text().contains("no backend"), "{:?}", reply.text());
 }
+
+/// Picking again after a refused connection: the failed attempt still
+/// counts against its backend while the next pick is made, so a policy that
+/// weighs load or latency (p2c, where a refusal also looks fast) turns to
+/// the live backend instead of choosing the dead one again and giving up.
+#[tokio::test]
+async fn a_dead_backend_is_skipped_for_a_live_one_under_p2c() {
+    let live = Origin::http1()
+        .route("/", reply::text(200, "alive"))
+        .start()
+        .await;
+    let mut cfg = config(&[closed_port(), live.addr()]);
+    cfg.upstreams[0].policy = sluice::balance::Policy::P2c;
+    // Passive ejection off: every request meets the dead backend in rotation.
+    cfg.upstreams[0].passive.failures = 0;
+    let proxy = Proxy::start(&cfg).await;
+    let mut client = H1::connect(proxy.addr()).await;
+    for _ in 0..16 {
+        let reply = client.get("/").await;
+        assert_eq!(reply.status, 200, "{:?}", reply.header("x-sluice-error"));
+        assert_eq!(reply.text(), "alive");
+    }
+}

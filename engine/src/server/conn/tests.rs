@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::addr::ClientAddr;
-use crate::server::worker::Worker;
+use crate::context::Worker;
 use crate::state::{Shared, State};
 use crate::upstream::discovery::SystemResolver;
 use crate::upstream::pool::Pool;

@@ -118,7 +118,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         self.io.flush().await
     }
 
-
     /// A response the connection makes itself (a refused head or a
     /// timeout), made by `proxy::respond` like every error response; then
     /// the connection closes.

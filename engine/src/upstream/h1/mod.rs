@@ -7,8 +7,8 @@
 //! drives the socket, like nginx's upstream module:
 //!
 //! ```text
-//! exchange: encode the head (head.rs) → write it and stream the body while
-//!           watching for the response → parse the response head (1xx skipped)
+//! exchange: encode the head (http1::write) → write it and stream the body while
+//!           watching for the response → parse the response head (http1::response; 1xx skipped)
 //!   → ResponseBody: decode frames from the read buffer as the client takes
 //!     them (http1::decode) → at the body's end, back to the pool
 //! ```

@@ -174,7 +174,7 @@ async fn head_response_has_no_body_whatever_its_length() {
 }
 
 #[tokio::test]
-async fn closed_before_answering_is_unanswered_and_replayable_if_idempotent() {
+async fn closed_before_answering_may_have_been_sent_and_replays_only_if_idempotent() {
     use crate::proxy::retry::replay_on_fresh_connection as replay;
     let (addr, _seen) = backend(vec![b""]).await;
     let mut c = conn(addr).await;

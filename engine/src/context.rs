@@ -1,0 +1,50 @@
+//! What a request carries from where it came: its worker's resources
+//! ([`Worker`]: the shared state and the worker's upstream pool) and its
+//! connection ([`ConnCtx`]). `server::worker` makes them, `proxy` reads
+//! them; neither module imports the other for them.
+
+use crate::addr::{ClientAddr, ClientStrings};
+use crate::state::Shared;
+use crate::upstream::pool::Pool;
+use std::sync::Arc;
+
+/// What one worker owns: its connection pool, and the shared state.
+#[derive(Debug)]
+pub struct Worker {
+    pub shared: Arc<Shared>,
+    pub pool: Arc<Pool>,
+}
+
+/// What a request knows about the connection it came on.
+#[derive(Debug)]
+pub struct ConnCtx {
+    pub worker: Arc<Worker>,
+    pub client: ClientAddr,
+    /// The client address as header text, formatted once per connection,
+    /// or shared by connections from one address (`server::worker`).
+    pub client_strings: Arc<ClientStrings>,
+    /// `http` or `https`.
+    pub proto: &'static str,
+}
+
+impl ConnCtx {
+    pub fn new(worker: Arc<Worker>, client: ClientAddr, proto: &'static str) -> ConnCtx {
+        let strings = Arc::new(ClientStrings::new(client));
+        ConnCtx::with_strings(worker, client, strings, proto)
+    }
+
+    /// With `client_strings` already made for `client`'s address.
+    pub fn with_strings(
+        worker: Arc<Worker>,
+        client: ClientAddr,
+        client_strings: Arc<ClientStrings>,
+        proto: &'static str,
+    ) -> ConnCtx {
+        ConnCtx {
+            worker,
+            client,
+            client_strings,
+            proto,
+        }
+    }
+}
