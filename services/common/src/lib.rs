@@ -20,5 +20,5 @@ pub mod serve;
 pub mod signal;
 
 pub use binary::{EXIT_USAGE, LogFormat, Logging, Stream};
-pub use serve::serve;
+pub use serve::{Handler, serve};
 pub use signal::shutdown_signal;

@@ -24,26 +24,41 @@ use tokio::task::JoinSet;
 /// the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// What answers a service's requests: any `Fn(Request) -> impl Future<Output =
+/// Response>` that can be shared by the connection tasks. A service maps its
+/// own errors to statuses, so nothing here can fail a request.
+pub trait Handler: Send + Sync + 'static {
+    type Body: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+    type Future: Future<Output = Response<Self::Body>> + Send + 'static;
+
+    fn handle(&self, request: Request<Incoming>) -> Self::Future;
+}
+
+impl<H, Fut, B> Handler for H
+where
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static,
+{
+    type Body = B;
+    type Future = Fut;
+
+    fn handle(&self, request: Request<Incoming>) -> Fut {
+        self(request)
+    }
+}
+
 /// Serves `handler` on `listener` (HTTP/1.1 or h2c, detected per
 /// connection) until `shutdown` completes, then drains for at most `grace`
 /// and returns what `shutdown` returned.
-///
-/// `handler` answers every request: a service maps its own errors to
-/// statuses, so nothing here can fail a request.
-pub async fn serve<H, Fut, B, S>(
+pub async fn serve<H: Handler, S: Future>(
     listener: TcpListener,
     handler: H,
     shutdown: S,
     grace: Duration,
-) -> S::Output
-where
-    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S: Future,
-{
+) -> S::Output {
     let handler = Arc::new(handler);
     // `true` once shutdown begins; each connection task watches it. Only
     // this function sends, once.
@@ -88,16 +103,13 @@ where
 }
 
 /// One client connection, until it closes or the drain has finished it.
-async fn connection<H, Fut, B>(stream: TcpStream, handler: Arc<H>, mut drain: watch::Receiver<bool>)
-where
-    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+async fn connection<H: Handler>(
+    stream: TcpStream,
+    handler: Arc<H>,
+    mut drain: watch::Receiver<bool>,
+) {
     let service = service_fn(move |request| {
-        let response = handler(request);
+        let response = handler.handle(request);
         async move { Ok::<_, Infallible>(response.await) }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
