@@ -3,7 +3,7 @@
 //! Sluice proxy while traffic flows.
 //!
 //! ```text
-//! proxy ──► server (accept, drain) ──► api (route, X-Instance-ID, errors → status)
+//! proxy ──► serve (accept, drain) ──► api (route, X-Instance-ID, errors → status)
 //!             ├─ GET  → pages (cache service, key = path; miss/failure → posts/SQL)
 //!             ├─ POST/PUT → sessions (cookie → shared store) → posts/SQL → pages::invalidate → answer
 //!             └─ POST /login → sessions (verify, create, Set-Cookie)
@@ -39,7 +39,6 @@ pub mod logship;
 pub mod pages;
 pub mod posts;
 pub mod register;
-pub mod server;
 pub mod sessions;
 pub mod stats;
 
@@ -146,10 +145,18 @@ pub async fn run(
     app.logs
         .info(format!("replica {} listening on {addr}", app.instance));
 
-    let mut server = Owned(tokio::spawn(server::serve(
+    let handler = {
+        let app = Arc::clone(&app);
+        move |request| api::handle(Arc::clone(&app), request)
+    };
+    let mut stop = stop_rx.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let mut server = Owned(tokio::spawn(sluice_service_common::serve(
         listener,
-        Arc::clone(&app),
-        stop_rx.clone(),
+        handler,
+        stopped,
         app.config.drain_grace,
     )));
     let mut job = Owned(tokio::spawn(job::run_loop(

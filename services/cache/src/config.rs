@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use sluice_service_common::LogFormat;
+
 /// Listen address when neither `--listen` nor `SLUICE_CACHE_LISTEN` is set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 /// Memory bound of the in-process store: 256 MiB.
@@ -105,14 +107,6 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--max-entry-bytes ({entry}) exceeds --max-bytes ({bound})")]
     EntryOverBound { entry: u64, bound: u64 },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Command line of the `sluice-cache` binary.

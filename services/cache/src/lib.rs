@@ -4,7 +4,7 @@
 //! The request path, one module per stage:
 //!
 //! ```text
-//! server (accept, per-connection task, graceful drain)
+//! sluice_service_common::serve (accept, per-connection task, graceful drain)
 //!   → api (route, respond; the only place errors become statuses)
 //!     → parse (key from the query, TTL from Cache-Control)
 //!     → store::Store ── memory (moka: byte bound, per-entry TTL, exact deadline)
@@ -18,6 +18,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,7 +30,6 @@ pub mod memory;
 pub mod parse;
 pub mod purge;
 pub mod redis;
-pub mod server;
 pub mod store;
 
 pub use config::{Cli, Config, LogFormat, StoreConfig};
@@ -37,6 +37,9 @@ pub use error::{ApiError, Error};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use store::{Entry, Key, Store, StoreError, Usage};
+
+/// How long in-flight requests get to finish after shutdown begins.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves the cache on an already-bound `listener` until `shutdown`
 /// completes, then stops accepting, finishes in-flight requests and returns.
@@ -81,7 +84,11 @@ async fn serve_with<S: Store>(
     let (stop_tx, stop_rx) = watch::channel(false);
     let purger = purge::spawn(Arc::clone(&store), config.purge_interval, stop_rx);
     let api = Arc::new(api::Api::new(store, config.max_entry_bytes));
-    server::serve(listener, api, shutdown).await;
+    let handler = move |request| {
+        let api = Arc::clone(&api);
+        async move { api.handle(request).await }
+    };
+    sluice_service_common::serve(listener, handler, shutdown, DRAIN_GRACE).await;
     let _ = stop_tx.send(true);
     let _ = purger.await;
     tracing::info!("stopped");

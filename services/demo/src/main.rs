@@ -5,25 +5,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sluice_demo::{Options, Stack};
-use tracing_subscriber::EnvFilter;
+use sluice_service_common::{Logging, Stream, binary, shutdown_signal};
 
 fn main() -> ExitCode {
     let options = Options::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,sluice_demo=info")),
-        )
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    binary::init_tracing(&Logging {
+        default_filter: "warn,sluice_demo=info",
+        stream: Stream::Stdout,
+        ..Logging::default()
+    });
+    let Some(runtime) = binary::runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async {
         let stack = match Stack::start(&options).await {
@@ -44,25 +36,4 @@ fn main() -> ExitCode {
         stack.stop().await;
         ExitCode::SUCCESS
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            let _ = ctrl_c.await;
-            return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -65,14 +65,9 @@ use std::sync::{Arc, OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use parking_lot::Mutex;
 use time::OffsetDateTime;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 
 pub mod api;
 pub mod checkpoint;
@@ -151,6 +146,13 @@ async fn join<T: Send + 'static>(h: thread::JoinHandle<T>) -> io::Result<T> {
 
 fn now_nanos() -> i128 {
     OffsetDateTime::now_utc().unix_timestamp_nanos()
+}
+
+/// The outcome of the recovery task, a panic included.
+fn recovered(
+    joined: Result<Result<Workers, StartError>, tokio::task::JoinError>,
+) -> Result<Workers, StartError> {
+    joined.map_err(|e| StartError::io("recovery task", "")(io::Error::other(e)))?
 }
 
 /// Recovery and thread start-up. Blocking.
@@ -234,29 +236,6 @@ impl Workers {
     }
 }
 
-async fn serve_connection(app: Arc<App>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
-    let svc = service_fn(move |req| {
-        let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(api::handle(app, req).await) }
-    });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => {
-            if let Err(error) = res {
-                tracing::debug!(%error, "connection error");
-            }
-        }
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            if let Err(error) = conn.await {
-                tracing::debug!(%error, "connection error during shutdown");
-            }
-        }
-    }
-}
-
 /// Serves on `listener` until `shutdown` resolves, then drains connections,
 /// writes every buffered entry and returns.
 ///
@@ -268,6 +247,10 @@ pub async fn run(
     config: Config,
     shutdown: impl Future,
 ) -> Result<(), StartError> {
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "listening"),
+        Err(error) => tracing::warn!(%error, "no local address"),
+    }
     let app = Arc::new(App {
         pending: Arc::new(Mutex::new(Pending {
             buffer: ReorderBuffer::new(config.reorder_window)
@@ -281,76 +264,47 @@ pub async fn run(
         ready: AtomicBool::new(false),
         wal_failed: Arc::new(AtomicBool::new(false)),
     });
-    let startup = tokio::task::spawn_blocking({
+    let mut startup = tokio::task::spawn_blocking({
         let app = app.clone();
         move || start(&app)
     });
-    tokio::pin!(startup, shutdown);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut conns = JoinSet::new();
-    let mut workers: Option<Workers> = None;
-    let mut start_result: Option<Result<(), StartError>> = None;
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            res = &mut startup, if start_result.is_none() => {
-                match res.map_err(|e| StartError::io("recovery task", "")(io::Error::other(e))).and_then(|r| r) {
-                    Ok(w) => {
-                        // Set once, here; nothing else writes it.
-                        let _ = app.wal.set(w.wal.clone());
-                        app.ready.store(true, Ordering::Release);
-                        tracing::info!("ready");
-                        workers = Some(w);
-                        start_result = Some(Ok(()));
-                    }
-                    Err(e) => {
-                        start_result = Some(Err(e));
-                        break;
-                    }
-                }
+    // Serving ends on `shutdown`, or at once if recovery fails; it yields
+    // recovery's outcome if recovery finished first.
+    let stopping = async {
+        tokio::pin!(shutdown);
+        let started = tokio::select! {
+            _ = &mut shutdown => None,
+            started = &mut startup => Some(recovered(started)),
+        };
+        let started = match started {
+            Some(Ok(workers)) => {
+                // Set once, here; nothing else writes it.
+                let _ = app.wal.set(workers.wal.clone());
+                app.ready.store(true, Ordering::Release);
+                tracing::info!("ready");
+                shutdown.await;
+                Some(Ok(workers))
             }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_connection(app.clone(), stream, stop_rx.clone()));
-                }
-                Err(error) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    tracing::info!("shutting down");
-    drop(listener);
-    app.ready.store(false, Ordering::Release);
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("connections still open after the grace period; closing them");
-        conns.abort_all();
-    }
-    if start_result.is_none() {
+            failed_or_not_yet => failed_or_not_yet,
+        };
+        tracing::info!("shutting down");
+        app.ready.store(false, Ordering::Release);
+        started
+    };
+    let handler = {
+        let app = app.clone();
+        move |req| api::handle(app.clone(), req)
+    };
+    let started = sluice_service_common::serve(listener, handler, stopping, SHUTDOWN_GRACE).await;
+    let workers = match started {
+        Some(started) => started?,
         // Shutdown during recovery: let it finish so the threads can be stopped.
-        match startup.await {
-            Ok(Ok(w)) => workers = Some(w),
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(StartError::io("recovery task", "")(io::Error::other(e))),
-        }
-    }
-    if let Some(Err(e)) = start_result {
-        return Err(e);
-    }
-    if let Some(w) = workers {
-        w.stop()
-            .await
-            .map_err(StartError::io("final flush", &app.config.dir))?;
-    }
+        None => recovered(startup.await)?,
+    };
+    workers
+        .stop()
+        .await
+        .map_err(StartError::io("final flush", &app.config.dir))?;
     tracing::info!("stopped");
     Ok(())
 }

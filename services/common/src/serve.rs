@@ -1,52 +1,82 @@
-//! Accept loop and per-connection tasks, with graceful shutdown.
+//! The accept loop and per-connection tasks every service runs, with
+//! graceful shutdown.
 //!
 //! On shutdown the listener is dropped first (new connections are refused),
 //! then every connection is told to finish: hyper closes idle keep-alive
 //! connections at once and lets in-flight requests complete. Connections
-//! still busy after [`DRAIN_GRACE`] are aborted so that shutdown is bounded.
+//! still busy after the grace period are aborted, so shutdown is bounded.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::api::Api;
-use crate::store::Store;
-
-/// How long in-flight requests get to finish after shutdown begins.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
-/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
-/// does not spin while the condition lasts.
+/// Pause after a failed `accept` (e.g. EMFILE, out of file descriptors) so
+/// the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves `api` on `listener` until `shutdown` completes, then drains.
-pub async fn serve<S: Store>(
+/// What answers a service's requests: any `Fn(Request) -> impl Future<Output =
+/// Response>` that can be shared by the connection tasks. A service maps its
+/// own errors to statuses, so nothing here can fail a request.
+pub trait Handler: Send + Sync + 'static {
+    type Body: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+    type Future: Future<Output = Response<Self::Body>> + Send + 'static;
+
+    fn handle(&self, request: Request<Incoming>) -> Self::Future;
+}
+
+impl<H, Fut, B> Handler for H
+where
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static,
+{
+    type Body = B;
+    type Future = Fut;
+
+    fn handle(&self, request: Request<Incoming>) -> Fut {
+        self(request)
+    }
+}
+
+/// Serves `handler` on `listener` (HTTP/1.1 or h2c, detected per
+/// connection) until `shutdown` completes, then drains for at most `grace`
+/// and returns what `shutdown` returned.
+pub async fn serve<H: Handler, S: Future>(
     listener: TcpListener,
-    api: Arc<Api<S>>,
-    shutdown: impl Future<Output = ()>,
-) {
-    // `true` once shutdown begins; each connection task watches it.
+    handler: H,
+    shutdown: S,
+    grace: Duration,
+) -> S::Output {
+    let handler = Arc::new(handler);
+    // `true` once shutdown begins; each connection task watches it. Only
+    // this function sends, once.
     let (drain_tx, drain_rx) = watch::channel(false);
-    // Owns every connection task, so shutdown can wait for (or abort) them.
+    // Owns every connection task, so shutdown can wait for (or abort) them,
+    // and dropping it (if the serving task is aborted) aborts them too.
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
-    loop {
+    let stopped = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            stopped = &mut shutdown => break stopped,
             // Reap finished tasks so the set does not grow without bound.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     tracing::trace!(%peer, "accepted");
-                    connections.spawn(connection(stream, Arc::clone(&api), drain_rx.clone()));
+                    connections.spawn(connection(stream, Arc::clone(&handler), drain_rx.clone()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -54,12 +84,11 @@ pub async fn serve<S: Store>(
                 }
             },
         }
-    }
+    };
     drop(listener);
-    let open = connections.len();
-    tracing::info!(open, "shutting down: draining connections");
+    tracing::info!(open = connections.len(), "draining connections");
     let _ = drain_tx.send(true);
-    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+    let drained = tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
@@ -70,17 +99,18 @@ pub async fn serve<S: Store>(
         );
         connections.shutdown().await;
     }
+    stopped
 }
 
-/// One client connection (HTTP/1.1 or h2c, detected by hyper-util `auto`).
-async fn connection<S: Store>(
-    stream: tokio::net::TcpStream,
-    api: Arc<Api<S>>,
+/// One client connection, until it closes or the drain has finished it.
+async fn connection<H: Handler>(
+    stream: TcpStream,
+    handler: Arc<H>,
     mut drain: watch::Receiver<bool>,
 ) {
     let service = service_fn(move |request| {
-        let api = Arc::clone(&api);
-        async move { Ok::<_, Infallible>(api.handle(request).await) }
+        let response = handler.handle(request);
+        async move { Ok::<_, Infallible>(response.await) }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -105,3 +135,6 @@ async fn connection<S: Store>(
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! The serve loop over loopback: in-flight requests finish after shutdown
+//! begins, idle connections are closed at once, new ones are refused, and a
+//! request still running after the grace period is cut off.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::serve;
+
+/// Long enough never to elapse in a test: a test that needs it hangs.
+const NEVER: Duration = Duration::from_secs(3600);
+
+/// A server whose `/slow` requests report that they started, then wait
+/// for `release`; every other path answers `fast` at once.
+struct Server {
+    addr: SocketAddr,
+    started: mpsc::UnboundedReceiver<()>,
+    release: Arc<Notify>,
+    stop: oneshot::Sender<()>,
+    /// Completes with what the shutdown future returned.
+    task: JoinHandle<&'static str>,
+}
+
+async fn start(grace: Duration) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (started_tx, started) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handler = {
+        let release = Arc::clone(&release);
+        move |request: Request<Incoming>| {
+            let slow = request.uri().path() == "/slow";
+            let started = started_tx.clone();
+            let release = Arc::clone(&release);
+            async move {
+                if slow {
+                    let _ = started.send(());
+                    release.notified().await;
+                }
+                Response::new(Full::new(Bytes::from_static(if slow {
+                    b"slow"
+                } else {
+                    b"fast"
+                })))
+            }
+        }
+    };
+    let shutdown = async move {
+        let _ = stopped.await;
+        "stopped"
+    };
+    let task = tokio::spawn(serve(listener, handler, shutdown, grace));
+    Server {
+        addr,
+        started,
+        release,
+        stop,
+        task,
+    }
+}
+
+async fn send(stream: &mut TcpStream, path: &str) {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+}
+
+/// Reads one response with a `content-length` body; returns its head and body.
+async fn read_response(stream: &mut TcpStream) -> (String, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .expect("content-length")
+                .parse()
+                .unwrap();
+            let mut body = buf[end + 4..].to_vec();
+            while body.len() < length {
+                let n = stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed inside the body");
+                body.extend_from_slice(&chunk[..n]);
+            }
+            return (head, String::from_utf8(body).unwrap());
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before a response: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Everything the peer sends until it closes (a reset counts as closed).
+async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
+    rest
+}
+
+#[tokio::test]
+async fn in_flight_request_finishes_after_shutdown_begins() {
+    let mut server = start(NEVER).await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    send(&mut client, "/slow").await;
+    server.started.recv().await.unwrap();
+
+    server.stop.send(()).unwrap();
+    // On this single-threaded runtime the serve task runs from the end of
+    // its shutdown future to the drain without yielding: once a connection
+    // is refused, the listener is gone and the drain has begun.
+    while TcpStream::connect(server.addr).await.is_ok() {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !server.task.is_finished(),
+        "returned with a request in flight"
+    );
+
+    server.release.notify_one();
+    let (head, body) = read_response(&mut client).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, "slow");
+    assert_eq!(
+        read_to_close(&mut client).await,
+        b"",
+        "closed after the answer"
+    );
+    assert_eq!(server.task.await.unwrap(), "stopped");
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed_at_once() {
+    let server = start(NEVER).await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    send(&mut client, "/").await;
+    let (head, body) = read_response(&mut client).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, "fast");
+
+    // The connection is idle and kept alive; with a grace that never
+    // elapses, serve returns only if the drain closed it.
+    server.stop.send(()).unwrap();
+    assert_eq!(server.task.await.unwrap(), "stopped");
+    assert_eq!(read_to_close(&mut client).await, b"");
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "still accepting"
+    );
+}
+
+#[tokio::test]
+async fn request_still_running_after_the_grace_is_cut_off() {
+    let mut server = start(Duration::ZERO).await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    send(&mut client, "/slow").await;
+    server.started.recv().await.unwrap();
+
+    server.stop.send(()).unwrap();
+    assert_eq!(server.task.await.unwrap(), "stopped");
+    assert_eq!(read_to_close(&mut client).await, b"", "no answer, closed");
+}
+
+#[tokio::test]
+async fn serves_h2c_with_prior_knowledge() {
+    let server = start(NEVER).await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    // The HTTP/2 preface and an empty SETTINGS frame: the server answers
+    // with its own SETTINGS frame (type 4), so it took the connection as h2.
+    client
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut frame_head = [0u8; 9];
+    client.read_exact(&mut frame_head).await.unwrap();
+    assert_eq!(frame_head[3], 4, "first frame is SETTINGS");
+    drop(client);
+    server.stop.send(()).unwrap();
+    assert_eq!(server.task.await.unwrap(), "stopped");
+}
