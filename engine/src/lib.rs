@@ -34,7 +34,7 @@ pub mod upstream;
 
 pub use config::Config;
 pub use error::{ErrorKind, ProxyError};
-pub use server::listener::{Bound, bind};
+pub use server::listener::{BindError, Bound, bind};
 
 use state::{Shared, State};
 use std::future::Future;
@@ -99,6 +99,7 @@ impl Server {
                     .unwrap_or_else(|| config::ListenerConfig {
                         address: l.local.0,
                         reuse_port: true,
+                        share_port: false,
                         backlog: config::defaults::BACKLOG,
                         tls: l.tls.clone(),
                     });

@@ -99,7 +99,8 @@ impl std::fmt::Debug for Overlay {
 }
 
 /// Changes made to a freshly read config on reload (see [`Shared::set_reload_overlay`]).
-pub type ReloadOverlay = dyn Fn(&mut Config) -> Result<(), String> + Send + Sync;
+pub type ReloadOverlay =
+    dyn Fn(&mut Config) -> Result<(), crate::config::ConfigError> + Send + Sync;
 
 impl Shared {
     pub fn new(state: State, resolver: Arc<dyn Resolver>) -> Shared {
@@ -169,7 +170,7 @@ impl Shared {
         config.runtime = current.config.runtime;
         let overlay = self.overlay.lock().clone();
         if let Some(Overlay(apply)) = overlay {
-            apply(&mut config)?;
+            apply(&mut config).map_err(|e| e.to_string())?;
         }
         let staged = match listeners.as_ref() {
             Some(running) => Some(running.stage(&config.listeners)?),

@@ -347,6 +347,7 @@ mod tests {
         ListenerConfig {
             address: addr,
             reuse_port: true,
+            share_port: false,
             backlog: 16,
             tls: Vec::new(),
         }

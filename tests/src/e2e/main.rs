@@ -19,6 +19,7 @@ mod health;
 mod large_body;
 mod lifecycle;
 mod limits;
+mod listeners;
 mod panic;
 mod pipelining;
 mod pool;
