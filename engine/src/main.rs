@@ -129,13 +129,13 @@ fn main() -> ExitCode {
         // A reload re-reads only the file; the flags are applied again on top.
         let flags = cli.clone();
         server
-            .shared()
-            .set_reload_overlay(Box::new(move |c: &mut Config| {
+            .reloader()
+            .set_overlay(Box::new(move |c: &mut Config| {
                 add_flag_listeners(&flags, c)?;
                 apply_upstream_flags(&flags, c)
             }));
         #[cfg(unix)]
-        reload_on_sighup(hup, server.shared().clone());
+        reload_on_sighup(hup, server.reloader().clone());
         shutdown_signal().await;
         tracing::info!("shutting down: draining connections");
         server.shutdown().await;
@@ -284,11 +284,11 @@ fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), ConfigErro
 #[cfg(unix)]
 fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
-    shared: std::sync::Arc<sluice::state::Shared>,
+    reloader: std::sync::Arc<sluice::lifecycle::Reloader>,
 ) {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            if let Err(e) = shared.reload().await {
+            if let Err(e) = reloader.reload().await {
                 tracing::error!(error = %e, "reload rejected; the old config keeps serving");
             }
         }
