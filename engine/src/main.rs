@@ -248,7 +248,7 @@ fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), ConfigErro
                 Ok(addr) => group.backends.push((sluice::addr::BackendAddr(addr), 1)),
                 Err(_) => {
                     let (host, port) =
-                        sluice::config::validate::split_host_port(b).map_err(|source| {
+                        sluice::config::values::split_host_port(b).map_err(|source| {
                             ConfigError::HostPort {
                                 at: At::Flag("--backend"),
                                 source,

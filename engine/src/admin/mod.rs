@@ -349,7 +349,7 @@ fn decode(s: &str) -> String {
 }
 
 fn parse_addr(s: &str) -> Result<BackendAddr, AdminError> {
-    crate::config::validate::resolve(s)
+    crate::config::values::resolve(s)
         .map(BackendAddr)
         .map_err(|e| AdminError::bad(format!("address: {e}")))
 }

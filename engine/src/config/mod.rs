@@ -1,5 +1,6 @@
 //! Configuration in three stages: the TOML file model ([`file`]), validation
-//! ([`validate`]) and the runtime model below, which is all the hot path sees.
+//! ([`validate`], with the value grammars of [`values`] and the errors of
+//! [`error`]) and the runtime model below, which is all the hot path sees.
 //!
 //! Precedence: built-in defaults ([`defaults`]) < config file < command-line flags.
 
@@ -7,6 +8,7 @@ pub mod defaults;
 pub mod error;
 pub mod file;
 pub mod validate;
+pub mod values;
 
 use crate::addr::BackendAddr;
 use crate::balance::Policy;
