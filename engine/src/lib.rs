@@ -30,7 +30,7 @@
 //! [`run`] takes listeners that are already bound (tests bind port 0) and a
 //! future that resolves when it is time to shut down.
 //!
-//! A reload (`state::Shared::reload`: SIGHUP or `POST /reload`) swaps the
+//! A reload (`lifecycle::reload`: SIGHUP or `POST /reload`) swaps the
 //! runtime model in one store and, through `server::reload`, starts and
 //! stops listeners on the running workers.
 
@@ -42,6 +42,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod http1;
+pub mod lifecycle;
 pub mod proxy;
 pub mod server;
 pub mod state;
@@ -49,7 +50,7 @@ pub mod upstream;
 
 pub use config::Config;
 pub use error::{ErrorKind, ProxyError};
-pub use server::listener::{Bound, bind};
+pub use server::listener::{BindError, Bound, bind};
 
 use state::{Shared, State};
 use std::future::Future;
@@ -64,6 +65,7 @@ use tokio::sync::{oneshot, watch};
 pub struct Server {
     admin_addr: Option<std::net::SocketAddr>,
     shared: Arc<Shared>,
+    reloader: Arc<lifecycle::Reloader>,
     drain: watch::Sender<bool>,
     workers: Vec<oneshot::Receiver<()>>,
 }
@@ -80,7 +82,7 @@ impl Server {
         config: &Config,
         resolver: Arc<dyn upstream::discovery::Resolver>,
     ) -> io::Result<Server> {
-        let mut shared = Shared::new(State::new(config, None)?, resolver);
+        let shared = Arc::new(Shared::new(State::new(config, None)?, resolver));
         let mut bound = bound;
         let listeners = std::mem::take(&mut bound.listeners);
         let (drain, drain_rx) = watch::channel(false);
@@ -114,6 +116,7 @@ impl Server {
                     .unwrap_or_else(|| config::ListenerConfig {
                         address: l.local.0,
                         reuse_port: true,
+                        share_port: false,
                         backlog: config::defaults::BACKLOG,
                         tls: l.tls.clone(),
                     });
@@ -128,8 +131,7 @@ impl Server {
                 }
             }
         }
-        shared.attach_listeners(running);
-        let shared = Arc::new(shared);
+        let reloader = Arc::new(lifecycle::Reloader::new(shared.clone(), running));
         if let Some(path) = config.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
             admin::state_file::restore(path, &shared.state.load());
         }
@@ -153,7 +155,7 @@ impl Server {
         let admin_addr = match bound.admin {
             Some(listener) => {
                 let addr = listener.local_addr()?;
-                admin::spawn(listener, shared.clone(), drain_rx.clone())?;
+                admin::spawn(listener, reloader.clone(), drain_rx.clone())?;
                 Some(addr)
             }
             None => None,
@@ -162,6 +164,7 @@ impl Server {
         Ok(Server {
             admin_addr,
             shared,
+            reloader,
             drain,
             workers,
         })
@@ -170,7 +173,7 @@ impl Server {
     /// The bound addresses of the listeners running now, in config order:
     /// a reload that adds or removes listeners changes them.
     pub fn addrs(&self) -> Vec<addr::ListenAddr> {
-        self.shared.listen_addrs()
+        self.reloader.listen_addrs()
     }
 
     /// The admin API's address, when it is enabled.
@@ -181,6 +184,11 @@ impl Server {
     /// The state every worker reads (for the admin API and tests).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Reloads this proxy's config (SIGHUP and `POST /reload` call it).
+    pub fn reloader(&self) -> &Arc<lifecycle::Reloader> {
+        &self.reloader
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the grace

@@ -3,7 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use sluice::Config;
-use sluice::config::{CertConfig, ListenerConfig, defaults};
+use sluice::config::validate::same_address;
+use sluice::config::{At, CertConfig, ConfigError, ListenerConfig, defaults};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,13 +129,13 @@ fn main() -> ExitCode {
         // A reload re-reads only the file; the flags are applied again on top.
         let flags = cli.clone();
         server
-            .shared()
-            .set_reload_overlay(Box::new(move |c: &mut Config| {
-                c.listeners.extend(flag_listeners(&flags));
+            .reloader()
+            .set_overlay(Box::new(move |c: &mut Config| {
+                add_flag_listeners(&flags, c)?;
                 apply_upstream_flags(&flags, c)
             }));
         #[cfg(unix)]
-        reload_on_sighup(hup, server.shared().clone());
+        reload_on_sighup(hup, server.reloader().clone());
         shutdown_signal().await;
         tracing::info!("shutting down: draining connections");
         server.shutdown().await;
@@ -149,43 +150,51 @@ fn main() -> ExitCode {
     }
 }
 
-/// The listeners `--listen` and `--tls-listen` add to the file's.
-fn flag_listeners(cli: &Cli) -> Vec<ListenerConfig> {
-    let mut listeners: Vec<ListenerConfig> = cli
+/// Adds the listeners of `--listen` and `--tls-listen` to the file's; an
+/// address already listened on is an error, as it is in the file.
+fn add_flag_listeners(cli: &Cli, config: &mut Config) -> Result<(), ConfigError> {
+    let plain = cli
         .listen
         .iter()
-        .map(|&address| ListenerConfig {
+        .map(|&address| ("--listen", address, None));
+    let tls = match (cli.tls_listen, &cli.cert, &cli.key) {
+        (Some(address), Some(cert), Some(key)) => Some((
+            "--tls-listen",
             address,
-            reuse_port: true,
-            backlog: defaults::BACKLOG,
-            tls: Vec::new(),
-        })
-        .collect();
-    if let (Some(address), Some(cert), Some(key)) = (cli.tls_listen, &cli.cert, &cli.key) {
-        listeners.push(ListenerConfig {
-            address,
-            reuse_port: true,
-            backlog: defaults::BACKLOG,
-            tls: vec![CertConfig {
+            Some(CertConfig {
                 cert: cert.clone(),
                 key: key.clone(),
                 server_names: Vec::new(),
-            }],
+            }),
+        )),
+        _ => None,
+    };
+    for (flag, address, cert) in plain.chain(tls) {
+        if let Some(first) = same_address(&config.listeners, address) {
+            return Err(ConfigError::DuplicateListener {
+                at: At::Flag(flag),
+                address,
+                first,
+            });
+        }
+        config.listeners.push(ListenerConfig {
+            address,
+            reuse_port: true,
+            share_port: false,
+            backlog: defaults::BACKLOG,
+            tls: cert.into_iter().collect(),
         });
     }
-    listeners
+    Ok(())
 }
 
 /// Config file first, then quick flags on top (flags win).
-fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
+fn build_config(cli: &Cli) -> Result<Config, ConfigError> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => {
             if cli.listen.is_empty() && cli.tls_listen.is_none() {
-                return Err(
-                    "nothing to do: give --config FILE, or --listen ADDR with --backend ADDR"
-                        .into(),
-                );
+                return Err(ConfigError::NothingToDo);
             }
             let mut c = Config::simple(([127, 0, 0, 1], 0).into(), &[]);
             c.listeners.clear();
@@ -193,17 +202,25 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
             c
         }
     };
-    config.listeners.extend(flag_listeners(cli));
+    add_flag_listeners(cli, &mut config)?;
     apply_upstream_flags(cli, &mut config)?;
     if let Some(w) = cli.workers {
-        if w == 0 {
-            return Err("--workers must be at least 1".into());
+        // The file's bounds (`workers` in config::validate).
+        if !(1..=1024).contains(&w) {
+            return Err(ConfigError::OutOfRange {
+                at: At::Flag("--workers"),
+                min: 1,
+                max: 1024,
+            });
         }
         config.workers = w;
     }
     if let Some(r) = &cli.runtime {
         config.runtime =
-            sluice::config::RuntimeShape::parse(r).map_err(|e| format!("--runtime: {e}"))?;
+            sluice::config::RuntimeShape::parse(r).map_err(|source| ConfigError::Runtime {
+                at: At::Flag("--runtime"),
+                source,
+            })?;
     }
 
     if let Some(address) = cli.admin {
@@ -219,19 +236,24 @@ fn build_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
 
 /// The flags that shape routing and responses, applied on top of the file:
 /// at start, and again on every reload (which re-reads only the file).
-fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), String> {
+fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), ConfigError> {
     if !cli.backend.is_empty() || cli.lb.is_some() {
         let group = config
             .upstreams
             .iter_mut()
             .find(|u| u.name == defaults::DEFAULT_GROUP)
-            .ok_or("--backend and --lb need a group named \"default\" in the config")?;
+            .ok_or(ConfigError::NoDefaultGroup)?;
         for b in &cli.backend {
             match b.parse() {
                 Ok(addr) => group.backends.push((sluice::addr::BackendAddr(addr), 1)),
                 Err(_) => {
-                    let (host, port) = sluice::config::validate::split_host_port(b)
-                        .map_err(|e| format!("--backend: {e}"))?;
+                    let (host, port) =
+                        sluice::config::values::split_host_port(b).map_err(|source| {
+                            ConfigError::HostPort {
+                                at: At::Flag("--backend"),
+                                source,
+                            }
+                        })?;
                     group.dns.push(sluice::config::DnsBackend {
                         host,
                         port,
@@ -241,7 +263,11 @@ fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), String> {
             }
         }
         if let Some(lb) = &cli.lb {
-            group.policy = sluice::balance::Policy::parse(lb).map_err(|e| format!("--lb: {e}"))?;
+            group.policy =
+                sluice::balance::Policy::parse(lb).map_err(|source| ConfigError::Policy {
+                    at: At::Flag("--lb"),
+                    source,
+                })?;
         }
     }
     if cli.access_log {
@@ -258,11 +284,11 @@ fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), String> {
 #[cfg(unix)]
 fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
-    shared: std::sync::Arc<sluice::state::Shared>,
+    reloader: std::sync::Arc<sluice::lifecycle::Reloader>,
 ) {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            if let Err(e) = shared.reload().await {
+            if let Err(e) = reloader.reload().await {
                 tracing::error!(error = %e, "reload rejected; the old config keeps serving");
             }
         }

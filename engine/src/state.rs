@@ -1,11 +1,10 @@
 //! The runtime model shared by every worker: routes, groups and settings,
 //! built from a validated [`Config`]. Held in one `ArcSwap` so that a reload
-//! swaps all of it at once; requests in flight keep the `Arc` they loaded.
+//! (`lifecycle::reload`) swaps all of it at once; requests in flight keep the
+//! `Arc` they loaded.
 
-use crate::addr::ListenAddr;
 use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
 use crate::proxy::route::Router;
-use crate::server::reload::{Changes, Listeners};
 use crate::upstream::Group;
 use crate::upstream::discovery::Resolver;
 use arc_swap::ArcSwap;
@@ -74,32 +73,7 @@ pub struct Shared {
     ready: AtomicBool,
     pub admin: Option<AdminConfig>,
     pub resolver: Arc<dyn Resolver>,
-    /// The running listeners and the workers' command channels, attached by
-    /// `Server::start` (`None` without workers: listeners are then left
-    /// alone). A tokio `Mutex` because a reload holds it while it waits for
-    /// the workers; holding it for the whole reload also serialises reloads,
-    /// so SIGHUP and `POST /reload` at once never both bind.
-    listeners: tokio::sync::Mutex<Option<Listeners>>,
-    /// The bound listener addresses, for readers that cannot await
-    /// (`Server::addrs`). Written only under `listeners`.
-    addrs: parking_lot::Mutex<Vec<ListenAddr>>,
-    /// Applied to every reloaded config after the file is read: the binary
-    /// puts its command-line flags here (listeners, backends, settings), so a
-    /// reload never closes a flag's listener or drops its backends.
-    overlay: parking_lot::Mutex<Option<Overlay>>,
 }
-
-#[derive(Clone)]
-struct Overlay(Arc<ReloadOverlay>);
-
-impl std::fmt::Debug for Overlay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Overlay")
-    }
-}
-
-/// Changes made to a freshly read config on reload (see [`Shared::set_reload_overlay`]).
-pub type ReloadOverlay = dyn Fn(&mut Config) -> Result<(), String> + Send + Sync;
 
 impl Shared {
     pub fn new(state: State, resolver: Arc<dyn Resolver>) -> Shared {
@@ -109,27 +83,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             admin,
             resolver,
-            listeners: tokio::sync::Mutex::new(None),
-            addrs: parking_lot::Mutex::new(Vec::new()),
-            overlay: parking_lot::Mutex::new(None),
         }
-    }
-
-    /// Hands the running listeners to reload (`Server::start` does this
-    /// before any worker runs, so there is no contention).
-    pub fn attach_listeners(&mut self, listeners: Listeners) {
-        *self.addrs.get_mut() = listeners.addrs();
-        *self.listeners.get_mut() = Some(listeners);
-    }
-
-    /// The bound addresses of the running listeners, in config order.
-    pub fn listen_addrs(&self) -> Vec<ListenAddr> {
-        self.addrs.lock().clone()
-    }
-
-    /// Sets what every reload applies on top of the file (flags win).
-    pub fn set_reload_overlay(&self, overlay: Box<ReloadOverlay>) {
-        *self.overlay.lock() = Some(Overlay(Arc::from(overlay)));
     }
 
     pub fn is_ready(&self) -> bool {
@@ -147,66 +101,4 @@ impl Shared {
             crate::upstream::discovery::spawn(g, self.resolver.clone());
         }
     }
-
-    /// Reads the config file again and swaps it in; on any error the old
-    /// config keeps serving and the error says why.
-    ///
-    /// Everything that can fail happens before anything changes: parse and
-    /// validate, bind the new listeners and load their certificates
-    /// ([`Listeners::stage`]), build the new [`State`]. Then the state is
-    /// swapped (one store) and the workers start the new listeners and close
-    /// the vanished ones ([`Listeners::commit`]); this returns once they have.
-    /// The worker count and runtime shape stay as started (a restart changes
-    /// them).
-    pub async fn reload(&self) -> Result<Changes, String> {
-        let mut listeners = self.listeners.lock().await;
-        let current = self.state.load_full();
-        let Some(path) = current.config.source.clone() else {
-            return Err("this proxy was started without a config file; nothing to reload".into());
-        };
-        let mut config = Config::load(&path).map_err(|e| e.to_string())?;
-        config.workers = current.config.workers;
-        config.runtime = current.config.runtime;
-        let overlay = self.overlay.lock().clone();
-        if let Some(Overlay(apply)) = overlay {
-            apply(&mut config)?;
-        }
-        let staged = match listeners.as_ref() {
-            Some(running) => Some(running.stage(&config.listeners)?),
-            None => {
-                if listener_addrs(&config) != listener_addrs(&current.config) {
-                    tracing::warn!("no workers attached: listener changes are ignored");
-                }
-                config.listeners = current.config.listeners.clone();
-                None
-            }
-        };
-        let next = State::new(&config, Some(&current)).map_err(|e| e.to_string())?;
-        // New listeners must find the new routes: swap the state first.
-        self.state.store(Arc::new(next));
-        let changes = match (listeners.as_mut(), staged) {
-            (Some(running), Some(staged)) => {
-                let changes = running.commit(staged).await;
-                *self.addrs.lock() = changes.listeners.clone();
-                changes
-            }
-            _ => Changes {
-                listeners: self.listen_addrs(),
-                ..Changes::default()
-            },
-        };
-        drop(listeners);
-        self.spawn_health_checks();
-        tracing::info!(
-            path = %path.display(),
-            added = ?changes.added,
-            removed = ?changes.removed,
-            "config reloaded"
-        );
-        Ok(changes)
-    }
-}
-
-fn listener_addrs(c: &Config) -> Vec<std::net::SocketAddr> {
-    c.listeners.iter().map(|l| l.address).collect()
 }

@@ -13,7 +13,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice::config::ConfigError;
 use sluice::config::validate::parse;
 use std::path::Path;
 
@@ -22,14 +21,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let lines = text.split('\n').count();
-    match parse(text, Path::new("fuzz.toml")) {
+    match parse(text, Path::new("fuzz.toml")).map_err(|e| (e.line_column(), e)) {
         Ok(_) => {}
-        Err(
-            ConfigError::Syntax { line, column, .. } | ConfigError::Invalid { line, column, .. },
-        ) => {
+        Err((Some((line, column)), _)) => {
             assert!(line >= 1 && column >= 1, "error at {line}:{column}");
             assert!(line <= lines, "line {line} of {lines}");
         }
-        Err(e) => panic!("parse returned {e:?}"),
+        Err((None, e)) => panic!("parse returned {e:?}"),
     }
 });

@@ -19,6 +19,7 @@
 pub mod state_file;
 
 use crate::addr::BackendAddr;
+use crate::lifecycle::{ReloadError, Reloader};
 use crate::state::{Shared, State};
 use crate::upstream::member::{MemberView, Origin};
 use bytes::Bytes;
@@ -42,7 +43,7 @@ type AdminResponse = Response<Full<Bytes>>;
 /// Serves the admin API on `listener` until the process ends.
 pub fn spawn(
     listener: std::net::TcpListener,
-    shared: Arc<Shared>,
+    reloader: Arc<Reloader>,
     _drain: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
@@ -56,11 +57,11 @@ pub fn spawn(
                     continue;
                 }
             };
-            let shared = shared.clone();
+            let reloader = reloader.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, peer, req).await) }
+                    let reloader = reloader.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(&reloader, peer, req).await) }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -78,6 +79,14 @@ pub fn spawn(
 #[derive(Debug)]
 pub struct AdminError(StatusCode, String);
 
+/// A rejected reload is the request's fault (the file it asked to load):
+/// 422 with the reason.
+impl From<ReloadError> for AdminError {
+    fn from(e: ReloadError) -> AdminError {
+        AdminError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+    }
+}
+
 impl AdminError {
     fn bad(msg: impl Into<String>) -> Self {
         AdminError(StatusCode::BAD_REQUEST, msg.into())
@@ -87,7 +96,12 @@ impl AdminError {
     }
 }
 
-pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> AdminResponse {
+pub async fn handle(
+    reloader: &Reloader,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> AdminResponse {
+    let shared = reloader.shared();
     // Probes stay open: they reveal nothing and orchestrators send no token.
     let probe = req.method() == Method::GET && matches!(req.uri().path(), "/healthz" | "/readyz");
     if let Some(token) = shared.admin.as_ref().and_then(|a| a.token.as_deref())
@@ -106,17 +120,18 @@ pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -
             ));
         }
     }
-    match route(shared, peer, req).await {
+    match route(reloader, peer, req).await {
         Ok(resp) => resp,
         Err(e) => error(e),
     }
 }
 
 async fn route(
-    shared: &Shared,
+    reloader: &Reloader,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<AdminResponse, AdminError> {
+    let shared = reloader.shared();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -200,7 +215,7 @@ async fn route(
             let addr = caller_port(&req, peer)?;
             unregister(shared, addr, None).await
         }
-        (&Method::POST, ["reload"]) => match shared.reload().await {
+        (&Method::POST, ["reload"]) => match reloader.reload().await {
             Ok(changes) => {
                 let strings = |a: &[crate::addr::ListenAddr]| -> Vec<String> {
                     a.iter().map(|a| a.to_string()).collect()
@@ -217,7 +232,7 @@ async fn route(
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload rejected; the old config keeps serving");
-                Err(AdminError(StatusCode::UNPROCESSABLE_ENTITY, e))
+                Err(e.into())
             }
         },
         (_, ["healthz" | "readyz" | "backends" | "register" | "unregister" | "reload"])
@@ -334,7 +349,7 @@ fn decode(s: &str) -> String {
 }
 
 fn parse_addr(s: &str) -> Result<BackendAddr, AdminError> {
-    crate::config::validate::resolve(s)
+    crate::config::values::resolve(s)
         .map(BackendAddr)
         .map_err(|e| AdminError::bad(format!("address: {e}")))
 }

@@ -86,6 +86,9 @@ pub struct ListenerFile {
     pub address: Spanned<String>,
     #[serde(default)]
     pub reuse_port: Option<bool>,
+    /// Listen even where another process already listens with SO_REUSEPORT
+    /// (the kernel then splits the connections); off, that is an error.
+    pub share_port: Option<Spanned<bool>>,
     pub backlog: Option<Spanned<i32>>,
     /// TLS certificates; the listener speaks TLS when at least one is given.
     #[serde(default)]

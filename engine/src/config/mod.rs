@@ -1,11 +1,14 @@
 //! Configuration in three stages: the TOML file model ([`file`]), validation
-//! ([`validate`]) and the runtime model below, which is all the hot path sees.
+//! ([`validate`], with the value grammars of [`values`] and the errors of
+//! [`error`]) and the runtime model below, which is all the hot path sees.
 //!
 //! Precedence: built-in defaults ([`defaults`]) < config file < command-line flags.
 
 pub mod defaults;
+pub mod error;
 pub mod file;
 pub mod validate;
+pub mod values;
 
 use crate::addr::BackendAddr;
 use crate::balance::Policy;
@@ -13,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use validate::ConfigError;
+pub use error::{At, ConfigError};
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -86,7 +89,11 @@ pub enum RuntimeShape {
 #[derive(Clone, Debug)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
+    /// One SO_REUSEPORT socket per worker runtime (else one socket, cloned).
     pub reuse_port: bool,
+    /// Join other processes' SO_REUSEPORT sockets on this address instead
+    /// of failing with "address in use" (see `server::listener`).
+    pub share_port: bool,
     pub backlog: i32,
     pub tls: Vec<CertConfig>,
 }
@@ -242,6 +249,7 @@ impl Config {
             listeners: vec![ListenerConfig {
                 address: listen,
                 reuse_port: true,
+                share_port: false,
                 backlog: defaults::BACKLOG,
                 tls: Vec::new(),
             }],

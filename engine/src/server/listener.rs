@@ -1,12 +1,75 @@
 //! Binding listening sockets with socket2. With `reuse_port`, every worker gets
 //! its own socket on the same address and the kernel spreads connections
 //! between them (nginx's `reuseport`): no shared accept queue, no handoff.
+//!
+//! SO_REUSEPORT would also let a second process (a second `sluice` by the
+//! same user) join the port silently and take half the connections. So a
+//! listener first proves the address free with a probe socket that lacks
+//! SO_REUSEPORT, and fails with [`BindError::InUse`] if anything listens
+//! there, unless its config says `share_port = true`. Port 0 needs no probe:
+//! the kernel never hands out an ephemeral port that another socket listens
+//! on. Between the probe and the bind is a window of microseconds in which
+//! another process could still bind; the probe stops the mistake, not a race.
 
 use crate::addr::ListenAddr;
 use crate::config::{CertConfig, Config, ListenerConfig};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+
+/// Why a listener could not be bound; every message names the address.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// Another socket listens there and `share_port` is off.
+    #[error(
+        "cannot listen on {address}: address in use (another socket listens there; `share_port = true` shares it on purpose)"
+    )]
+    InUse { address: SocketAddr },
+    #[error("cannot listen on {address}: {source}")]
+    Listener {
+        address: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen on {address} (admin): {source}")]
+    Admin {
+        address: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl BindError {
+    fn listener(address: SocketAddr, source: io::Error) -> BindError {
+        if source.kind() == io::ErrorKind::AddrInUse {
+            BindError::InUse { address }
+        } else {
+            BindError::Listener { address, source }
+        }
+    }
+
+    /// Whether another socket holds the address.
+    pub fn is_in_use(&self) -> bool {
+        match self {
+            BindError::InUse { .. } => true,
+            BindError::Listener { .. } => false,
+            BindError::Admin { source, .. } => source.kind() == io::ErrorKind::AddrInUse,
+        }
+    }
+}
+
+/// For callers that speak `io::Error` (`bind`, `Server::start`): the kind
+/// is kept (`AddrInUse` for [`BindError::InUse`]) and the `BindError` is the
+/// inner error, so `get_ref()` and a downcast find it again.
+impl From<BindError> for io::Error {
+    fn from(e: BindError) -> io::Error {
+        let kind = match &e {
+            BindError::InUse { .. } => io::ErrorKind::AddrInUse,
+            BindError::Listener { source, .. } | BindError::Admin { source, .. } => source.kind(),
+        };
+        io::Error::new(kind, e)
+    }
+}
 
 /// Sockets bound before `run`, so that a bad address fails before anything
 /// starts and tests can bind port 0.
@@ -32,19 +95,27 @@ impl Bound {
 }
 
 /// Binds every configured listener, once per worker.
+///
+/// The error is an `io::Error` at this boundary (the services embedding the
+/// proxy wrap it as one); its inner error is the [`BindError`], which names
+/// the address.
 pub fn bind(config: &Config) -> io::Result<Bound> {
+    Ok(bind_all(config)?)
+}
+
+fn bind_all(config: &Config) -> Result<Bound, BindError> {
     let listeners = config
         .listeners
         .iter()
         .map(|l| bind_listener(l, sockets_per_listener(config)))
-        .collect::<io::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let admin = match &config.admin {
-        Some(a) => Some(bind_socket(a.address, false, 128).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {} (admin): {e}", a.address),
-            )
-        })?),
+        Some(a) => Some(
+            bind_socket(a.address, false, 128).map_err(|source| BindError::Admin {
+                address: a.address,
+                source,
+            })?,
+        ),
         None => None,
     };
     Ok(Bound { listeners, admin })
@@ -60,17 +131,23 @@ fn sockets_per_listener(config: &Config) -> usize {
 }
 
 /// Binds `l` once per worker runtime (a reload binds new listeners this way too).
-pub(crate) fn bind_listener(l: &ListenerConfig, workers: usize) -> io::Result<BoundListener> {
-    let first = bind_socket(l.address, l.reuse_port, l.backlog)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.address)))?;
+pub(crate) fn bind_listener(
+    l: &ListenerConfig,
+    workers: usize,
+) -> Result<BoundListener, BindError> {
+    let fail = |source| BindError::listener(l.address, source);
+    if l.reuse_port && !l.share_port && l.address.port() != 0 {
+        probe(l.address).map_err(fail)?;
+    }
+    let first = bind_socket(l.address, l.reuse_port, l.backlog).map_err(fail)?;
     // Port 0 picks a port once; the other workers bind that same port.
-    let local = first.local_addr()?;
+    let local = first.local_addr().map_err(fail)?;
     let mut sockets = vec![first];
     for _ in 1..workers {
         sockets.push(if l.reuse_port {
-            bind_socket(local, true, l.backlog)?
+            bind_socket(local, true, l.backlog).map_err(fail)?
         } else {
-            sockets[0].try_clone()?
+            sockets[0].try_clone().map_err(fail)?
         });
     }
     Ok(BoundListener {
@@ -78,6 +155,19 @@ pub(crate) fn bind_listener(l: &ListenerConfig, workers: usize) -> io::Result<Bo
         sockets,
         tls: l.tls.clone(),
     })
+}
+
+/// Binds `addr` without SO_REUSEPORT and lets it go: fails with
+/// `AddrInUse` while any other socket listens there, SO_REUSEPORT or not.
+/// SO_REUSEADDR as on the real sockets, so that connections of a previous
+/// run still in TIME_WAIT do not count.
+fn probe(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())
 }
 
 fn bind_socket(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<TcpListener> {
@@ -94,4 +184,28 @@ fn bind_socket(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<T
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_port_is_in_use_unless_the_listener_shares_it() {
+        let first = bind(&Config::simple(([127, 0, 0, 1], 0).into(), &[])).expect("bind");
+        let held = first.addrs()[0].0;
+        let mut config = Config::simple(held, &[]);
+        let err = bind(&config).expect_err("a second bind of a held port");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<BindError>());
+        assert!(
+            matches!(inner, Some(BindError::InUse { address }) if *address == held),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&held.to_string()), "{err}");
+
+        config.listeners[0].share_port = true;
+        let second = bind(&config).expect("shared on purpose");
+        assert_eq!(second.addrs()[0].0, held);
+    }
 }

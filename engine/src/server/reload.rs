@@ -1,30 +1,24 @@
-//! Listener changes on reload. A reload diffs the listeners it is running
-//! against the new config's, then works in two phases so that a failure
-//! changes nothing:
-//!
-//! 1. [`Listeners::stage`]: bind every new listener (same socket2 options as
-//!    at start: one SO_REUSEPORT socket per worker runtime) and build every
-//!    TLS acceptor (PEM files are read again). Any error drops what was
-//!    staged, which closes its sockets, and the reload fails with the reason.
-//! 2. [`Listeners::commit`]: hand the new sockets to the workers, swap TLS
-//!    acceptors, then remove the vanished listeners; it returns once every
-//!    worker has acted, so a removed address refuses connections by then.
+//! The worker side of a reload: which running listeners a new config keeps,
+//! adds and removes ([`diff`]), and handing the change to the workers
+//! ([`Listeners::commit`]). Binding the new sockets and loading their
+//! certificates, which can fail, is the reload's first phase
+//! (`lifecycle::reload`); nothing here fails.
 //!
 //! Identity: a new listener is the same as a running one when its address is
 //! the running one's configured address (`127.0.0.1:0` stays `:0`) or its
 //! bound address. A kept listener with TLS gets a fresh acceptor on every
 //! reload (certificates rotated in place are picked up); it never re-binds,
 //! so no connection in its accept queue is lost and `reuse_port = false`
-//! works. A changed `backlog` or `reuse_port` on a kept address needs a
-//! restart. So do the worker count and runtime shape: sockets are per
+//! works. A changed `backlog`, `reuse_port` or `share_port` on a kept address
+//! needs a restart. So do the worker count and runtime shape: sockets are per
 //! worker runtime, and runtimes are fixed for the life of the process.
 //!
 //! A new address is bound before an old one is closed, so moving a listener
 //! between overlapping addresses (`0.0.0.0:80` → `127.0.0.1:80`) works only
-//! where the kernel lets both exist at once (SO_REUSEPORT on both); else the
-//! reload fails and the old listener keeps serving.
+//! where the kernel lets both exist at once (SO_REUSEPORT and `share_port`
+//! on the new one); else the reload fails and the old listener keeps serving.
 
-use super::listener::{BoundListener, bind_listener};
+use super::listener::BoundListener;
 use super::worker::{ListenerId, WorkerCommand};
 use crate::addr::ListenAddr;
 use crate::config::ListenerConfig;
@@ -92,12 +86,12 @@ pub fn diff(running: &[(SocketAddr, SocketAddr)], new: &[SocketAddr]) -> Plan {
 
 /// Everything a reload prepared; dropping it undoes it (closes the sockets).
 pub struct Staged {
-    plan: Plan,
-    new: Vec<ListenerConfig>,
+    pub plan: Plan,
+    pub new: Vec<ListenerConfig>,
     /// Per `plan.add` entry, in order: the bound sockets and their acceptor.
-    bound: Vec<(BoundListener, Option<TlsAcceptor>)>,
+    pub bound: Vec<(BoundListener, Option<TlsAcceptor>)>,
     /// Per `plan.keep` entry, in order: `Some(acceptor)` to swap in.
-    tls: Vec<Option<Option<TlsAcceptor>>>,
+    pub tls: Vec<Option<Option<TlsAcceptor>>>,
 }
 
 impl std::fmt::Debug for Staged {
@@ -148,55 +142,28 @@ impl Listeners {
         self.active.iter().map(|a| a.local).collect()
     }
 
-    /// Phase 1: binds and loads everything `new` needs; changes nothing.
-    pub fn stage(&self, new: &[ListenerConfig]) -> Result<Staged, String> {
+    /// How `new` relates to the running listeners.
+    pub fn plan(&self, new: &[ListenerConfig]) -> Plan {
         let running: Vec<_> = self
             .active
             .iter()
             .map(|a| (a.config.address, a.local.0))
             .collect();
         let addrs: Vec<_> = new.iter().map(|l| l.address).collect();
-        let plan = diff(&running, &addrs);
-        let acceptor = |l: &ListenerConfig| -> Result<Option<TlsAcceptor>, String> {
-            if l.tls.is_empty() {
-                return Ok(None);
-            }
-            super::tls::acceptor(&l.tls)
-                .map(Some)
-                .map_err(|e| format!("listener {}: {e}", l.address))
-        };
-        let mut bound = Vec::with_capacity(plan.add.len());
-        for &n in &plan.add {
-            let l = &new[n];
-            let tls = acceptor(l)?;
-            // The error names the address: "cannot listen on 127.0.0.1:80: …".
-            let b = bind_listener(l, self.workers.len()).map_err(|e| e.to_string())?;
-            bound.push((b, tls));
-        }
-        let mut tls = Vec::with_capacity(plan.keep.len());
-        for &(r, n) in &plan.keep {
-            let (old, l) = (&self.active[r].config, &new[n]);
-            if old.backlog != l.backlog || old.reuse_port != l.reuse_port {
-                tracing::warn!(
-                    address = %l.address,
-                    "backlog and reuse_port changes of a running listener need a restart"
-                );
-            }
-            tls.push(if old.tls.is_empty() && l.tls.is_empty() {
-                None
-            } else {
-                Some(acceptor(l)?)
-            });
-        }
-        Ok(Staged {
-            plan,
-            new: new.to_vec(),
-            bound,
-            tls,
-        })
+        diff(&running, &addrs)
     }
 
-    /// Phase 2: hands `staged` to the workers (add, swap TLS, then remove)
+    /// The running listener at `index` (as numbered by [`Plan`]).
+    pub fn active(&self, index: usize) -> &Active {
+        &self.active[index]
+    }
+
+    /// How many worker runtimes take a socket of each listener.
+    pub fn runtimes(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Hands `staged` to the workers (add, swap TLS, then remove)
     /// and waits until each has acted. Cannot fail: a worker that is gone is
     /// shutting down, and one that does not answer in time is logged.
     pub async fn commit(&mut self, staged: Staged) -> Changes {
@@ -341,47 +308,5 @@ mod tests {
         let plan = diff(&running, &[]);
         assert_eq!(plan.remove, vec![0]);
         assert!(plan.keep.is_empty() && plan.add.is_empty());
-    }
-
-    fn listener(addr: SocketAddr) -> ListenerConfig {
-        ListenerConfig {
-            address: addr,
-            reuse_port: true,
-            backlog: 16,
-            tls: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn staging_a_busy_address_fails_naming_it_and_binds_nothing() {
-        // Held without SO_REUSEPORT: nobody else may listen here.
-        let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let busy_addr = busy.local_addr().expect("addr");
-        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let free_addr = free.local_addr().expect("addr");
-        drop(free);
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let set = Listeners::new(vec![tx]);
-        // The free address is staged first, then released with the failure.
-        let err = set
-            .stage(&[listener(free_addr), listener(busy_addr)])
-            .expect_err("busy address");
-        assert!(err.contains(&busy_addr.to_string()), "{err}");
-        let again = std::net::TcpListener::bind(free_addr);
-        assert!(again.is_ok(), "the staged socket was not closed: {again:?}");
-    }
-
-    #[test]
-    fn staging_a_tls_listener_with_a_missing_certificate_fails_naming_it() {
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let set = Listeners::new(vec![tx]);
-        let mut l = listener(a("127.0.0.1:0"));
-        l.tls = vec![crate::config::CertConfig {
-            cert: "/nonexistent/cert.pem".into(),
-            key: "/nonexistent/key.pem".into(),
-            server_names: Vec::new(),
-        }];
-        let err = set.stage(&[l]).expect_err("missing certificate");
-        assert!(err.contains("/nonexistent/cert.pem"), "{err}");
     }
 }

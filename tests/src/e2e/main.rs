@@ -20,6 +20,7 @@ mod health;
 mod large_body;
 mod lifecycle;
 mod limits;
+mod listeners;
 mod pipelining;
 mod pool;
 mod release_binary;

@@ -1,0 +1,212 @@
+//! Why a configuration was rejected: one [`ConfigError`] variant per rule,
+//! each naming where the bad value was given ([`At`]: file, line, column and
+//! field path, or the command-line flag), so `sluice check` prints
+//! `file:line:col: field: problem`. The small value parsers shared with the
+//! flags and the admin API have their own typed errors below.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where a rejected value was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum At {
+    /// A value in the config file, with the path of its field
+    /// (`listener[1].address`, `upstream.api.balance`).
+    File {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        field: String,
+    },
+    /// A command-line flag (`--listen`, `--lb`).
+    Flag(&'static str),
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::File {
+                path,
+                line,
+                column,
+                field,
+            } => write!(f, "{}:{line}:{column}: {field}", path.display()),
+            At::Flag(flag) => f.write_str(flag),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML: there is no field to name, only the place. (The toml
+    /// errors are boxed: they are large, and this is the cold edge.)
+    #[error("{}:{line}:{column}: {}", path.display(), source.message())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// TOML, but a value of the wrong type, an unknown key or a missing one.
+    #[error("{at}: {}", source.message())]
+    Shape {
+        at: At,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{at}: must be between {min} and {max}")]
+    OutOfRange { at: At, min: u64, max: u64 },
+    #[error("{at}: must be positive")]
+    NotPositive { at: At },
+    #[error("{at}: {source}")]
+    Address {
+        at: At,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("{at}: no such file: {}", file.display())]
+    NoSuchFile { at: At, file: PathBuf },
+    #[error("{at}: at least one [[listener]] is required")]
+    NoListener { at: At },
+    /// Two listeners on one address would each bind it (port 0 aside: each
+    /// of those gets its own ephemeral port).
+    #[error("{at}: {address} is already the address of listener[{first}]")]
+    DuplicateListener {
+        at: At,
+        address: SocketAddr,
+        first: usize,
+    },
+    /// Sharing a port with other processes is what SO_REUSEPORT does.
+    #[error("{at}: share_port = true needs reuse_port = true")]
+    ShareWithoutReusePort { at: At },
+    #[error("{at}: {source}")]
+    Duration {
+        at: At,
+        #[source]
+        source: DurationError,
+    },
+    #[error("{at}: {source}")]
+    Policy {
+        at: At,
+        #[source]
+        source: UnknownPolicy,
+    },
+    #[error("{at}: unknown protocol {value:?}; expected http1, h2c or h2")]
+    Protocol { at: At, value: String },
+    #[error("{at}: {source}")]
+    Runtime {
+        at: At,
+        #[source]
+        source: UnknownRuntime,
+    },
+    #[error("{at}: {source}")]
+    HostPort {
+        at: At,
+        #[source]
+        source: HostPortError,
+    },
+    #[error("{at}: must start with '/'")]
+    RelativePath { at: At },
+    #[error("{at}: expected a host name or *.domain")]
+    RouteHost { at: At },
+    #[error("{at}: no upstream named {name:?}")]
+    UnknownUpstream { at: At, name: String },
+    #[error("{at}: {pattern:?} is not type/subtype, type/*, */* or a +suffix such as +json")]
+    MediaType { at: At, pattern: String },
+    #[error("--backend and --lb need a group named \"default\" in the config")]
+    NoDefaultGroup,
+    #[error("nothing to do: give --config FILE, or --listen ADDR with --backend ADDR")]
+    NothingToDo,
+}
+
+impl ConfigError {
+    /// Where the rejected value was given; `None` when no one value is to
+    /// blame (an unreadable file, text that is not TOML, a flag combination).
+    pub fn at(&self) -> Option<&At> {
+        match self {
+            ConfigError::Read { .. }
+            | ConfigError::Syntax { .. }
+            | ConfigError::NoDefaultGroup
+            | ConfigError::NothingToDo => None,
+            ConfigError::Shape { at, .. }
+            | ConfigError::OutOfRange { at, .. }
+            | ConfigError::NotPositive { at }
+            | ConfigError::Address { at, .. }
+            | ConfigError::NoSuchFile { at, .. }
+            | ConfigError::NoListener { at }
+            | ConfigError::DuplicateListener { at, .. }
+            | ConfigError::ShareWithoutReusePort { at }
+            | ConfigError::Duration { at, .. }
+            | ConfigError::Policy { at, .. }
+            | ConfigError::Protocol { at, .. }
+            | ConfigError::Runtime { at, .. }
+            | ConfigError::HostPort { at, .. }
+            | ConfigError::RelativePath { at }
+            | ConfigError::RouteHost { at }
+            | ConfigError::UnknownUpstream { at, .. }
+            | ConfigError::MediaType { at, .. } => Some(at),
+        }
+    }
+
+    /// The 1-based line and column in the config file, for errors in it.
+    pub fn line_column(&self) -> Option<(usize, usize)> {
+        match (self, self.at()) {
+            (ConfigError::Syntax { line, column, .. }, _)
+            | (_, Some(At::File { line, column, .. })) => Some((*line, *column)),
+            _ => None,
+        }
+    }
+}
+
+/// A duration that is not `250ms`, `10s`, `2m` or `1h`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {0:?}; expected e.g. 500ms, 10s, 2m")]
+    Number(String),
+    #[error("invalid duration unit in {0:?}; expected ms, s, m or h")]
+    Unit(String),
+    #[error("duration must be greater than zero")]
+    Zero,
+}
+
+/// A backend name that is not `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostPortError {
+    #[error("{0:?}: expected host:port")]
+    NoPort(String),
+    #[error("{0:?}: invalid port")]
+    Port(String),
+    #[error("{0:?}: invalid host name")]
+    Host(String),
+}
+
+/// A `host:port` that resolves to nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot resolve {addr:?}: {source}")]
+    Lookup {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0:?} resolves to no address")]
+    NoAddress(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown policy {0:?}; expected round-robin, least-conn, p2c, hash:header:NAME, hash:cookie:NAME or hash:client"
+)]
+pub struct UnknownPolicy(pub String);
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown runtime {0:?}; expected thread-per-core or work-stealing")]
+pub struct UnknownRuntime(pub String);

@@ -1,0 +1,234 @@
+//! The rules of [`super`], one test per kind of mistake.
+
+use super::*;
+use crate::balance::HashOn;
+use crate::config::At;
+
+fn check(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Path::new("test.toml"))
+}
+
+const GOOD: &str = r#"
+workers = 2
+[[listener]]
+address = "127.0.0.1:8080"
+
+[[route]]
+host = "*.example.com"
+path = "/api"
+upstream = "api"
+
+[[route]]
+upstream = "web"
+
+[upstream.api]
+backends = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 3 }]
+balance = "hash:header:x-user"
+
+[upstream.web]
+backends = ["127.0.0.1:9003"]
+protocol = "h2c"
+
+[timeouts]
+upstream_connect = "250ms"
+"#;
+
+#[test]
+fn a_good_file_validates() {
+    let c = check(GOOD).expect("valid");
+    assert_eq!(c.workers, 2);
+    assert_eq!(c.upstreams.len(), 2);
+    assert_eq!(c.routes[0].host.as_deref(), Some("*.example.com"));
+    assert_eq!(c.timeouts.upstream_connect, Duration::from_millis(250));
+    let api = &c.upstreams[c.routes[0].upstream];
+    assert_eq!(api.backends[1].1, 3);
+    assert!(matches!(api.policy, Policy::Hash(HashOn::Header(_))));
+    assert_eq!(
+        c.upstreams[c.routes[1].upstream].protocol,
+        UpstreamProtocol::H2c
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_line() {
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\nbogus = 1\n";
+    let err = check(text).unwrap_err().to_string();
+    assert!(err.starts_with("test.toml:3:"), "{err}");
+    assert!(err.contains("bogus"), "{err}");
+}
+
+#[test]
+fn bad_values_name_line_field_and_problem() {
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[upstream.a]\nbackends = [\"127.0.0.1:2\"]\nbalance = \"fastest\"\n";
+    let err = check(text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("test.toml:5:11: upstream.a.balance: unknown policy"),
+        "{err}"
+    );
+
+    let text = "[[listener]]\naddress = \"nope\"\n";
+    let err = check(text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("test.toml:2:11: listener[0].address"),
+        "{err}"
+    );
+
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[[route]]\nupstream = \"missing\"\n";
+    let err = check(text).unwrap_err().to_string();
+    assert!(
+        err.contains("4:12: route[0].upstream: no upstream named \"missing\""),
+        "{err}"
+    );
+
+    let text =
+        "[[listener]]\naddress = \"127.0.0.1:1\"\n[timeouts]\nupstream_connect = \"3 parsecs\"\n";
+    assert!(
+        check(text)
+            .unwrap_err()
+            .to_string()
+            .contains("timeouts.upstream_connect")
+    );
+}
+
+#[test]
+fn values_of_the_wrong_type_name_their_field() {
+    let err = check("\n\nworkers = \"two\"\n").unwrap_err();
+    assert!(matches!(err, ConfigError::Shape { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "test.toml:3:11: workers: invalid type: string \"two\", expected usize"
+    );
+
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[[listener]]\naddress = 5\n";
+    let err = check(text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("test.toml:4:11: listener[1].address: invalid type: integer `5`"),
+        "{err}"
+    );
+
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[upstream.a]\nbackends = [1]\n";
+    let err = check(text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("test.toml:4:12: upstream.a.backends[0]: "),
+        "{err}"
+    );
+
+    let text = "[[listener]]\nbacklog = 5\n";
+    let err = check(text).unwrap_err().to_string();
+    assert_eq!(err, "test.toml:1:1: listener[0]: missing field `address`");
+}
+
+#[test]
+fn text_that_is_not_toml_names_its_place() {
+    let err = check("workers = = 2\n").unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("test.toml:1:11: "), "{err}");
+    assert_eq!(err.line_column(), Some((1, 11)));
+}
+
+#[test]
+fn every_file_error_has_a_line_and_column() {
+    let err = check("[[listener]]\naddress = \"127.0.0.1:1\"\nbacklog = 0\n").unwrap_err();
+    assert_eq!(err.line_column(), Some((3, 11)), "{err}");
+    assert!(matches!(err.at(), Some(At::File { field, .. }) if field == "listener[0].backlog"));
+    assert_eq!(check("").unwrap_err().line_column(), Some((1, 1)));
+    assert_eq!(ConfigError::NothingToDo.line_column(), None);
+}
+
+#[test]
+fn two_listeners_on_one_address_are_rejected_but_port_zero_may_repeat() {
+    let text =
+        "[[listener]]\naddress = \"127.0.0.1:8080\"\n[[listener]]\naddress = \"127.0.0.1:8080\"\n";
+    let err = check(text).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::DuplicateListener { first: 0, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "test.toml:4:11: listener[1].address: 127.0.0.1:8080 is already the address of listener[0]"
+    );
+    // Another IP or another port is another address.
+    let text = "[[listener]]\naddress = \"127.0.0.1:8080\"\n[[listener]]\naddress = \"127.0.0.2:8080\"\n[[listener]]\naddress = \"127.0.0.1:8081\"\n";
+    assert_eq!(check(text).expect("valid").listeners.len(), 3);
+    let text = "[[listener]]\naddress = \"127.0.0.1:0\"\n[[listener]]\naddress = \"127.0.0.1:0\"\n";
+    assert_eq!(check(text).expect("valid").listeners.len(), 2);
+}
+
+#[test]
+fn share_port_is_off_unless_asked_and_needs_reuse_port() {
+    let c = check("[[listener]]\naddress = \"127.0.0.1:1\"\n").expect("valid");
+    assert!(!c.listeners[0].share_port);
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\nshare_port = true\n";
+    assert!(check(text).expect("valid").listeners[0].share_port);
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\nreuse_port = false\nshare_port = true\n";
+    let err = check(text).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::ShareWithoutReusePort { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("test.toml:4:14: listener[0].share_port: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn compression_defaults_and_route_switch() {
+    let c = check(GOOD).expect("valid");
+    assert!(!c.compression.enabled, "off unless asked");
+    assert_eq!(c.compression.level, 1);
+    assert_eq!(c.compression.min_length, 1024);
+    assert!(c.compression.types.iter().any(|t| t == "text/*"));
+    assert_eq!(c.routes[0].compress, None);
+
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\nenabled = true\nlevel = 6\nmin_length = 0\ntypes = [\"Text/HTML\", \"+json\", \"application/*\"]\n[upstream.a]\nbackends = [\"127.0.0.1:2\"]\n[[route]]\nupstream = \"a\"\ncompress = false\n";
+    let c = check(text).expect("valid");
+    assert!(c.compression.enabled);
+    assert_eq!(c.compression.level, 6);
+    assert_eq!(c.compression.min_length, 0);
+    assert_eq!(c.compression.types, ["text/html", "+json", "application/*"]);
+    assert_eq!(c.routes[0].compress, Some(false));
+}
+
+#[test]
+fn bad_compression_values_name_their_line() {
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\nlevel = 10\n";
+    let err = check(text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("test.toml:4:9: compression.level: must be between 1 and 9"),
+        "{err}"
+    );
+
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\ntypes = [\"text/html\", \"json\"]\n";
+    let err = check(text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("test.toml:4:9: compression.types[1]: \"json\" is not"),
+        "{err}"
+    );
+
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\ngzip = true\n";
+    let err = check(text).unwrap_err().to_string();
+    assert!(err.starts_with("test.toml:4:"), "{err}");
+    assert!(err.contains("gzip"), "{err}");
+}
+
+#[test]
+fn the_shipped_example_validates() {
+    let text = include_str!("../../../examples/sluice.toml");
+    let c = check(text).expect("engine/examples/sluice.toml must stay valid");
+    assert!(c.admin.is_some());
+    let api = c
+        .upstreams
+        .iter()
+        .find(|u| u.name == "api")
+        .expect("api group");
+    assert_eq!(api.health.as_ref().map(|h| h.fall), Some(3));
+    assert_eq!(api.passive.failures, 5);
+}
+
+#[test]
+fn a_listener_is_required() {
+    assert!(check("").unwrap_err().to_string().contains("[[listener]]"));
+}

@@ -1,0 +1,161 @@
+//! The small grammars a config value is written in, shared by the file
+//! ([`super::validate`]), the command-line flags and the admin API: each
+//! parser returns its own typed error, which the caller places (`At`).
+
+use super::RuntimeShape;
+use super::error::{DurationError, HostPortError, ResolveError, UnknownPolicy, UnknownRuntime};
+use crate::balance::{HashOn, Policy};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Parses `250ms`, `10s`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| DurationError::Number(s.to_owned()))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(DurationError::Unit(s.to_owned())),
+    };
+    if d.is_zero() {
+        return Err(DurationError::Zero);
+    }
+    Ok(d)
+}
+
+/// Splits `host:port` for a backend given by name.
+pub fn split_host_port(s: &str) -> Result<(String, u16), HostPortError> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| HostPortError::NoPort(s.to_owned()))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| HostPortError::Port(s.to_owned()))?;
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !valid {
+        return Err(HostPortError::Host(s.to_owned()));
+    }
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+/// Resolves `host:port` once (re-resolution is the discovery task's job).
+pub fn resolve(addr: &str) -> Result<SocketAddr, ResolveError> {
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    addr.to_socket_addrs()
+        .map_err(|source| ResolveError::Lookup {
+            addr: addr.to_owned(),
+            source,
+        })?
+        .next()
+        .ok_or_else(|| ResolveError::NoAddress(addr.to_owned()))
+}
+
+/// `type/subtype`, `type/*`, `*/*` or `+suffix`, in token characters.
+pub fn media_pattern_ok(p: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    if let Some(suffix) = p.strip_prefix('+') {
+        return token(suffix);
+    }
+    match p.split_once('/') {
+        Some(("*", "*")) => true,
+        Some((t, "*")) => token(t),
+        Some((t, s)) => token(t) && token(s),
+        None => false,
+    }
+}
+
+impl HashOn {
+    fn parse(s: &str) -> Option<HashOn> {
+        match s.split_once(':') {
+            Some(("header", name)) if !name.is_empty() => {
+                http::HeaderName::from_bytes(name.as_bytes())
+                    .ok()
+                    .map(HashOn::Header)
+            }
+            Some(("cookie", name)) if !name.is_empty() => Some(HashOn::Cookie(name.to_owned())),
+            None if s == "client" => Some(HashOn::Client),
+            _ => None,
+        }
+    }
+}
+
+impl RuntimeShape {
+    pub fn parse(s: &str) -> Result<RuntimeShape, UnknownRuntime> {
+        match s {
+            "thread-per-core" => Ok(RuntimeShape::ThreadPerCore),
+            "work-stealing" => Ok(RuntimeShape::WorkStealing),
+            _ => Err(UnknownRuntime(s.to_owned())),
+        }
+    }
+}
+
+impl Policy {
+    /// Parses the `balance` value (also used by `--lb`).
+    pub fn parse(s: &str) -> Result<Policy, UnknownPolicy> {
+        match s {
+            "round-robin" | "rr" => Ok(Policy::RoundRobin),
+            "least-conn" | "least-outstanding" => Ok(Policy::LeastConn),
+            "p2c" => Ok(Policy::P2c),
+            _ => s
+                .strip_prefix("hash:")
+                .and_then(HashOn::parse)
+                .map(Policy::Hash)
+                .ok_or_else(|| UnknownPolicy(s.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_patterns() {
+        for ok in [
+            "text/html",
+            "text/*",
+            "*/*",
+            "+json",
+            "application/vnd.api+json",
+        ] {
+            assert!(media_pattern_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "json",
+            "+",
+            "text/",
+            "/html",
+            "*/html",
+            "text/ html",
+            "text/h;x",
+        ] {
+            assert!(!media_pattern_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0s"), Err(DurationError::Zero));
+        assert!(matches!(parse_duration("s"), Err(DurationError::Number(_))));
+        assert!(matches!(parse_duration("5d"), Err(DurationError::Unit(_))));
+    }
+}

@@ -1,0 +1,9 @@
+//! What happens to a running proxy as a whole, off the request path:
+//! [`reload`] swaps in a re-read config file (SIGHUP, `POST /reload`).
+//! Start and shutdown are [`crate::Server::start`] and
+//! [`crate::Server::shutdown`]: the drain itself is each worker's
+//! (`server::worker`), so shutdown has no orchestration to hold here.
+
+pub mod reload;
+
+pub use reload::{ReloadError, Reloader};

@@ -1,0 +1,269 @@
+//! Reload (SIGHUP or `POST /reload`): read the config file again and swap it
+//! in; on any error the old config keeps serving and [`ReloadError`] says why.
+//!
+//! Everything that can fail happens before anything changes:
+//!
+//! 1. read, parse and validate the file, then apply the binary's flags on
+//!    top ([`Reloader::set_overlay`]);
+//! 2. bind every new listener (as at start: one SO_REUSEPORT socket per
+//!    worker runtime, "address in use" unless `share_port`) and build every
+//!    TLS acceptor (PEM files are read again); an error drops what was
+//!    staged, which closes its sockets;
+//! 3. build the new [`State`].
+//!
+//! Then the state is swapped (one store), the workers start the new
+//! listeners and close the vanished ones (`server::reload`), and the reload
+//! returns once they have. The worker count and runtime shape stay as
+//! started (a restart changes them).
+
+use crate::addr::ListenAddr;
+use crate::config::{Config, ConfigError, ListenerConfig};
+use crate::server::listener::{BindError, bind_listener};
+use crate::server::reload::{Changes, Listeners, Staged};
+use crate::state::{Shared, State};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+
+/// Why a reload was rejected; the old config keeps serving. The admin API
+/// answers 422 with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this proxy was started without a config file; nothing to reload")]
+    NoConfigFile,
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file, or a flag applied on top of it, breaks a rule.
+    #[error(transparent)]
+    Invalid(ConfigError),
+    /// A new listener's address: in use, or not ours to bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A listener's certificate or key cannot be loaded.
+    #[error("listener {address}: {source}")]
+    Tls {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime model cannot be built (an upstream's TLS settings).
+    #[error(transparent)]
+    State(std::io::Error),
+}
+
+impl From<ConfigError> for ReloadError {
+    fn from(e: ConfigError) -> ReloadError {
+        match e {
+            ConfigError::Read { path, source } => ReloadError::Unreadable { path, source },
+            e => ReloadError::Invalid(e),
+        }
+    }
+}
+
+/// Changes made to a freshly read config on reload (see [`Reloader::set_overlay`]).
+pub type Overlay = dyn Fn(&mut Config) -> Result<(), ConfigError> + Send + Sync;
+
+/// Reloads the config of one running [`crate::Server`].
+pub struct Reloader {
+    shared: Arc<Shared>,
+    /// The running listeners and the workers' command channels. A tokio
+    /// `Mutex` because a reload holds it while it waits for the workers;
+    /// holding it for the whole reload also serialises reloads, so SIGHUP
+    /// and `POST /reload` at once never both bind.
+    listeners: tokio::sync::Mutex<Listeners>,
+    /// The bound listener addresses, for readers that cannot await
+    /// (`Server::addrs`). Written only while `listeners` is held.
+    addrs: parking_lot::Mutex<Vec<ListenAddr>>,
+    /// Applied to every reloaded config after the file is read: the binary
+    /// puts its command-line flags here (listeners, backends, settings), so a
+    /// reload never closes a flag's listener or drops its backends. Cloned
+    /// out before it runs: the lock is never held across the call.
+    overlay: parking_lot::Mutex<Option<Arc<Overlay>>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("addrs", &*self.addrs.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    /// `listeners` are the ones the workers were started with.
+    pub fn new(shared: Arc<Shared>, listeners: Listeners) -> Reloader {
+        Reloader {
+            shared,
+            addrs: parking_lot::Mutex::new(listeners.addrs()),
+            listeners: tokio::sync::Mutex::new(listeners),
+            overlay: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// The state every worker reads.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The bound addresses of the running listeners, in config order.
+    pub fn listen_addrs(&self) -> Vec<ListenAddr> {
+        self.addrs.lock().clone()
+    }
+
+    /// Sets what every reload applies on top of the file (flags win).
+    pub fn set_overlay(&self, overlay: Box<Overlay>) {
+        *self.overlay.lock() = Some(Arc::from(overlay));
+    }
+
+    /// Reads the config file again and swaps it in (see the module doc).
+    pub async fn reload(&self) -> Result<Changes, ReloadError> {
+        let mut listeners = self.listeners.lock().await;
+        let current = self.shared.state.load_full();
+        let path = current
+            .config
+            .source
+            .clone()
+            .ok_or(ReloadError::NoConfigFile)?;
+        let mut config = Config::load(&path)?;
+        config.workers = current.config.workers;
+        config.runtime = current.config.runtime;
+        let overlay = self.overlay.lock().clone();
+        if let Some(apply) = overlay {
+            apply(&mut config)?;
+        }
+        let staged = stage(&listeners, &config.listeners)?;
+        let next = State::new(&config, Some(&current)).map_err(ReloadError::State)?;
+        // New listeners must find the new routes: swap the state first.
+        self.shared.state.store(Arc::new(next));
+        let changes = listeners.commit(staged).await;
+        *self.addrs.lock() = changes.listeners.clone();
+        drop(listeners);
+        self.shared.spawn_health_checks();
+        tracing::info!(
+            path = %path.display(),
+            added = ?changes.added,
+            removed = ?changes.removed,
+            "config reloaded"
+        );
+        Ok(changes)
+    }
+}
+
+/// Phase 1 for the listeners: binds and loads everything `new` needs and
+/// changes nothing; dropping the result closes what was bound.
+fn stage(running: &Listeners, new: &[ListenerConfig]) -> Result<Staged, ReloadError> {
+    let plan = running.plan(new);
+    let mut bound = Vec::with_capacity(plan.add.len());
+    for &n in &plan.add {
+        let l = &new[n];
+        let tls = acceptor(l)?;
+        bound.push((bind_listener(l, running.runtimes())?, tls));
+    }
+    let mut tls = Vec::with_capacity(plan.keep.len());
+    for &(r, n) in &plan.keep {
+        let (old, l) = (&running.active(r).config, &new[n]);
+        if old.backlog != l.backlog
+            || old.reuse_port != l.reuse_port
+            || old.share_port != l.share_port
+        {
+            tracing::warn!(
+                address = %l.address,
+                "backlog, reuse_port and share_port changes of a running listener need a restart"
+            );
+        }
+        tls.push(if old.tls.is_empty() && l.tls.is_empty() {
+            None
+        } else {
+            Some(acceptor(l)?)
+        });
+    }
+    Ok(Staged {
+        plan,
+        new: new.to_vec(),
+        bound,
+        tls,
+    })
+}
+
+fn acceptor(l: &ListenerConfig) -> Result<Option<TlsAcceptor>, ReloadError> {
+    if l.tls.is_empty() {
+        return Ok(None);
+    }
+    crate::server::tls::acceptor(&l.tls)
+        .map(Some)
+        .map_err(|source| ReloadError::Tls {
+            address: l.address,
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn listener(addr: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            address: addr,
+            reuse_port: true,
+            share_port: false,
+            backlog: 16,
+            tls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn staging_a_busy_address_fails_naming_it_and_binds_nothing() {
+        // Held without SO_REUSEPORT: nobody else may listen here.
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let busy_addr = busy.local_addr().expect("addr");
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let free_addr = free.local_addr().expect("addr");
+        drop(free);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let set = Listeners::new(vec![tx]);
+        // The free address is staged first, then released with the failure.
+        let err =
+            stage(&set, &[listener(free_addr), listener(busy_addr)]).expect_err("busy address");
+        assert!(
+            matches!(&err, ReloadError::Bind(b) if b.is_in_use()),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&busy_addr.to_string()), "{err}");
+        let again = std::net::TcpListener::bind(free_addr);
+        assert!(again.is_ok(), "the staged socket was not closed: {again:?}");
+    }
+
+    #[test]
+    fn staging_a_tls_listener_with_a_missing_certificate_fails_naming_it() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let set = Listeners::new(vec![tx]);
+        let mut l = listener("127.0.0.1:0".parse().expect("address"));
+        l.tls = vec![crate::config::CertConfig {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+            server_names: Vec::new(),
+        }];
+        let err = stage(&set, &[l]).expect_err("missing certificate");
+        assert!(matches!(err, ReloadError::Tls { .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_file_and_a_broken_rule_are_told_apart() {
+        let read = ConfigError::Read {
+            path: "/nonexistent.toml".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let e = ReloadError::from(read);
+        assert!(matches!(e, ReloadError::Unreadable { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("cannot read /nonexistent.toml: "));
+        let e = ReloadError::from(ConfigError::NothingToDo);
+        assert!(matches!(e, ReloadError::Invalid(_)), "{e:?}");
+    }
+}
