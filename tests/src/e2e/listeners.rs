@@ -8,10 +8,8 @@
 use http::Method;
 use sluice_e2e::harness::control::Admin;
 use sluice_e2e::harness::origin::{Origin, reply};
-use sluice_e2e::harness::process::{sluice_bin, wait_exit};
+use sluice_e2e::harness::process::{Sluice, sluice_bin, wait_exit};
 use sluice_e2e::harness::proxy::Proxy;
-use sluice_e2e::harness::within;
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -115,41 +113,8 @@ async fn a_second_sluice_on_a_held_port_fails_unless_the_listener_shares_it() {
 
     // Asked to share, it starts and listens on the same port.
     std::fs::write(&path, file(&[(held.to_string(), true)], backend)).expect("write config");
-    let mut child = Killed(
-        Command::new(sluice_bin())
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sluice"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let listening = within(
-        "the sharing sluice to listen",
-        tokio::task::spawn_blocking(move || {
-            std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .find(|l| l.contains(" listening") && l.contains(&held.to_string()))
-        }),
-    )
-    .await
-    .expect("read stdout");
-    assert!(listening.is_some(), "the sharing sluice did not listen");
-}
-
-/// A child process, killed when the test ends however it ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    let sharing = Sluice::start(&path);
+    assert_eq!(sharing.logged_addr(" listening").await, held);
 }
 
 #[tokio::test]
