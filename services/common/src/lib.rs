@@ -16,9 +16,11 @@
 //! binary is [`binary::main`] plus the service's flags.
 
 pub mod binary;
+pub mod duration;
 pub mod serve;
 pub mod signal;
 
 pub use binary::{EXIT_USAGE, LogFormat, Logging, Stream};
+pub use duration::parse_duration;
 pub use serve::{Handler, serve};
 pub use signal::shutdown_signal;

@@ -146,26 +146,8 @@ impl Args {
     }
 }
 
-/// Parses `500ms`, `2s`, `1.5s`, `3m`, `1h`; a bare number means seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("unknown unit `{unit}` (use ms, s, m or h)")),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration"))?;
-    Duration::try_from_secs_f64(n * scale).map_err(|e| e.to_string())
-}
+/// The services' one duration grammar (`sluice_service_common::duration`).
+pub use sluice_service_common::parse_duration;
 
 #[cfg(test)]
 mod tests {
