@@ -46,6 +46,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 #[cfg(test)]
+mod body_tests;
+#[cfg(test)]
 mod tests;
 
 /// What the request allows, captured before the request is moved.
