@@ -4,8 +4,8 @@
 //! codec `http1` serves both the server side and the upstream client):
 //!
 //! ```text
-//! server::listener (bind, SO_REUSEPORT per worker)
-//!   → server::worker (accept on a single-threaded runtime; ConnCtx per connection)
+//! server::listener (bind, SO_REUSEPORT per worker; accept through an AsyncFd)
+//!   → server::worker (accept loops on a single-threaded runtime; ConnCtx per connection)
 //!   → server::tls (ALPN)
 //!   → server::conn (HTTP/2 preface or ALPN h2 → hyper's HTTP/2, writes via server::coalesce;
 //!                   anything else → server::h1: our HTTP/1.x on http1::{request, decode,

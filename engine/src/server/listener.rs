@@ -1,4 +1,5 @@
-//! Binding listening sockets with socket2. With `reuse_port`, every worker gets
+//! Binding listening sockets with socket2, and accepting from them
+//! ([`Acceptor`]; the accept loops that use it run on each worker). With `reuse_port`, every worker gets
 //! its own socket on the same address and the kernel spreads connections
 //! between them (nginx's `reuseport`): no shared accept queue, no handoff.
 //!
@@ -16,6 +17,7 @@ use crate::config::{CertConfig, Config, ListenerConfig};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use tokio::io::unix::AsyncFd;
 
 /// Why a listener could not be bound; every message names the address.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +186,52 @@ fn bind_socket(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<T
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(socket.into())
+}
+
+/// A listening socket accepted from without tokio's `TcpListener`, whose
+/// streams start out marked readable: their first read was tried before
+/// the request had arrived and failed with `EAGAIN` 0.93 times per new
+/// connection under load. A stream from here waits for its first epoll
+/// event instead, as nginx's do (perf/findings/2026-12-01-targets.md).
+pub struct Acceptor(AsyncFd<socket2::Socket>);
+
+impl Acceptor {
+    pub fn new(socket: std::net::TcpListener) -> io::Result<Acceptor> {
+        socket.set_nonblocking(true)?;
+        // `new` is deprecated because a generic `AsRawFd` might answer with a
+        // different descriptor later; a `socket2::Socket` owns its one.
+        #[allow(deprecated)]
+        Ok(Acceptor(AsyncFd::new(socket2::Socket::from(socket))?))
+    }
+
+    pub async fn accept(&self) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|l| Acceptor::accept_now(l.get_ref())) {
+                Ok(Ok((stream, peer))) => {
+                    return Ok((tokio::net::TcpStream::from_std(stream)?, peer));
+                }
+                Ok(Err(e)) => return Err(e),
+                // Drained: try_io cleared the readiness; wait for the next one.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// One `accept4`, the stream non-blocking from the start (no extra
+    /// `fcntl`); TCP_NODELAY comes from the listener.
+    pub fn accept_now(l: &socket2::Socket) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+        let (stream, peer) = l.accept4(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)?;
+        let peer = peer
+            .as_socket()
+            .ok_or_else(|| io::Error::other("accepted a non-IP connection"))?;
+        Ok((stream.into(), peer))
+    }
+
+    /// The socket, out of tokio's reactor (to accept what is queued, then close).
+    pub fn into_socket(self) -> socket2::Socket {
+        self.0.into_inner()
+    }
 }
 
 #[cfg(test)]

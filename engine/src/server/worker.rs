@@ -8,6 +8,7 @@
 //! the global drain.
 
 use super::conn::{self, ServerBuilder};
+use super::listener::Acceptor;
 use crate::addr::ClientAddr;
 use crate::addr::ClientStrings;
 use crate::context::{ConnCtx, Worker};
@@ -21,7 +22,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -237,7 +237,7 @@ fn add_listener(
     tls: Option<TlsAcceptor>,
     spawner: &ConnSpawner,
 ) {
-    let listener = match Listener::new(socket) {
+    let listener = match Acceptor::new(socket) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot register listener");
@@ -250,7 +250,7 @@ fn add_listener(
 }
 
 async fn accept_loop(
-    listener: Listener,
+    listener: Acceptor,
     mut tls_rx: watch::Receiver<Option<TlsAcceptor>>,
     spawner: ConnSpawner,
 ) {
@@ -310,59 +310,18 @@ impl LastClient {
 /// last `accept` and the close is reset by the kernel; that window is
 /// one syscall wide.
 fn take_backlog(
-    listener: Listener,
+    listener: Acceptor,
     tls: &Option<TlsAcceptor>,
     spawner: &ConnSpawner,
     last: &mut LastClient,
 ) {
-    let listener = listener.0.into_inner();
+    let listener = listener.into_socket();
     // Non-blocking: stops at the first WouldBlock.
-    while let Ok((stream, peer)) = Listener::accept_now(&listener) {
+    while let Ok((stream, peer)) = Acceptor::accept_now(&listener) {
         match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => serve(stream, peer, tls.clone(), spawner, last),
             Err(e) => tracing::debug!(client = %peer, error = %e, "cannot register connection"),
         }
-    }
-}
-
-/// A listening socket accepted from without tokio's `TcpListener`, whose
-/// streams start out marked readable: their first read was tried before
-/// the request had arrived and failed with `EAGAIN` 0.93 times per new
-/// connection under load. A stream from here waits for its first epoll
-/// event instead, as nginx's do (perf/findings/2026-12-01-targets.md).
-struct Listener(AsyncFd<socket2::Socket>);
-
-impl Listener {
-    fn new(socket: std::net::TcpListener) -> io::Result<Listener> {
-        socket.set_nonblocking(true)?;
-        // `new` is deprecated because a generic `AsRawFd` might answer with a
-        // different descriptor later; a `socket2::Socket` owns its one.
-        #[allow(deprecated)]
-        Ok(Listener(AsyncFd::new(socket2::Socket::from(socket))?))
-    }
-
-    async fn accept(&self) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
-        loop {
-            let mut ready = self.0.readable().await?;
-            match ready.try_io(|l| Listener::accept_now(l.get_ref())) {
-                Ok(Ok((stream, peer))) => {
-                    return Ok((tokio::net::TcpStream::from_std(stream)?, peer));
-                }
-                Ok(Err(e)) => return Err(e),
-                // Drained: try_io cleared the readiness; wait for the next one.
-                Err(_) => continue,
-            }
-        }
-    }
-
-    /// One `accept4`, the stream non-blocking from the start (no extra
-    /// `fcntl`); TCP_NODELAY comes from the listener.
-    fn accept_now(l: &socket2::Socket) -> io::Result<(std::net::TcpStream, SocketAddr)> {
-        let (stream, peer) = l.accept4(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)?;
-        let peer = peer
-            .as_socket()
-            .ok_or_else(|| io::Error::other("accepted a non-IP connection"))?;
-        Ok((stream.into(), peer))
     }
 }
 
