@@ -7,7 +7,7 @@
 //! server::listener (bind, SO_REUSEPORT per worker; accept through an AsyncFd)
 //!   → server::worker (accept loops on a single-threaded runtime; ConnCtx per connection)
 //!   → server::tls (ALPN)
-//!   → server::conn (HTTP/2 preface or ALPN h2 → hyper's HTTP/2, writes via server::coalesce;
+//!   → server::conn (HTTP/2 preface or ALPN h2 → server::h2: hyper, writes via server::coalesce;
 //!                   anything else → server::h1: our HTTP/1.x on http1::{request, decode,
 //!                   body, write}, strict framing; idle waits on server::idle)
 //!   → proxy::handle → proxy::proxy, the stages in order:

@@ -68,8 +68,21 @@ impl State {
 /// What all workers and the admin API share.
 #[derive(Debug)]
 pub struct Shared {
+    /// The runtime model every request reads.
+    ///
+    /// # Concurrency
+    /// Read on every request with `load`/`load_full` (no lock, no
+    /// contention) and never held across an `.await` by the request path;
+    /// replaced whole by a reload (`lifecycle::reload`, one at a time under
+    /// the reloader's lock), so a request sees the old model or the new one,
+    /// never a mix.
     pub state: ArcSwap<State>,
     /// Readiness: listeners bound, config loaded, not shutting down.
+    ///
+    /// # Concurrency
+    /// Written by startup and shutdown, read by `/readyz`: `Release` on
+    /// store and `Acquire` on load, so a `true` read also sees the
+    /// listeners and state published before it.
     ready: AtomicBool,
     pub admin: Option<AdminConfig>,
     pub resolver: Arc<dyn Resolver>,

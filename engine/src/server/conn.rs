@@ -23,8 +23,7 @@ use futures_util::FutureExt;
 use http::Request;
 use http::Response;
 use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -238,7 +237,7 @@ where
     if first && bytes.starts_with(H2_PREFACE) {
         let io = crate::http1::upgrade::Rewind::new(io, bytes.freeze());
         // Boxed: every HTTP/1 busy period would be as large as HTTP/2's state.
-        Box::pin(serve_h2(io, ctx, &builder)).await;
+        Box::pin(super::h2::serve(io, ctx, &builder.h2, &builder.idle)).await;
         return None;
     }
     let mut service = |req| h1_request(&ctx, req);
@@ -272,7 +271,7 @@ where
 {
     let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
-        Box::pin(serve_h2(io, ctx, &builder)).await
+        Box::pin(super::h2::serve(io, ctx, &builder.h2, &builder.idle)).await
     } else {
         let service = |req| h1_request(&ctx, req);
         let mut first = BytesMut::new();
@@ -329,36 +328,6 @@ fn h1_failed(ctx: &ConnCtx, e: &h1::ConnError) {
         tracing::debug!(client = %ctx.client, error = %e, "connection ended with an error");
     } else {
         tracing::warn!(client = %ctx.client, error = %e, "connection ended with an error");
-    }
-}
-
-async fn serve_h2<I>(io: I, ctx: Arc<ConnCtx>, builder: &ServerBuilder)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let client = ctx.client;
-    // Boxed: hyper spawns each stream as a task holding this future, and
-    // moves it several times on the way; inline, its ~1 KiB was copied at
-    // every move (2.7k instructions per request under callgrind).
-    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-        Box::pin(handle(ctx.clone(), req.map(ReqBody::Incoming)))
-    });
-    let io = super::coalesce::Coalesce::new(io);
-    let conn = builder.h2.serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let finished = tokio::select! {
-        r = conn.as_mut() => Some(r),
-        _ = builder.idle.draining() => None,
-    };
-    let result = match finished {
-        Some(r) => r,
-        None => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%client, error = %e, "h2 connection ended with an error");
     }
 }
 

@@ -1,7 +1,7 @@
 //! Downstream: bytes in. [`listener`] binds and accepts, [`tls`] terminates
 //! TLS and negotiates ALPN, [`conn`] tells HTTP/1.x from HTTP/2 on a
 //! connection, [`h1`] drives an HTTP/1.1 connection on the `http1` codec,
-//! hyper drives HTTP/2 with its writes gathered by [`coalesce`], and
+//! [`h2`] serves HTTP/2 with hyper, its writes gathered by [`coalesce`], and
 //! [`worker`] ties them to one single-threaded runtime per core;
 //! [`idle`] is the per-worker clock idle connections wait on.
 //! [`reload`] starts and stops listeners on running workers.
@@ -9,6 +9,7 @@
 pub mod coalesce;
 pub mod conn;
 pub mod h1;
+pub mod h2;
 pub mod idle;
 pub mod listener;
 pub mod reload;
