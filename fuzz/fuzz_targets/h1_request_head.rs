@@ -48,7 +48,11 @@ fn check(data: &[u8], limits: &Limits) {
             return;
         }
         Err(e) => {
-            assert!(e.kind().status().is_client_error(), "{e:?} -> {}", e.kind().status());
+            assert!(
+                e.kind().status().is_client_error(),
+                "{e:?} -> {}",
+                e.kind().status()
+            );
             // The connection answers and closes after an error: what was
             // consumed does not matter (a bad target is found after the split).
             return;

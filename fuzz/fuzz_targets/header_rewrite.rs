@@ -20,10 +20,10 @@
 use arbitrary::{Result, Unstructured};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use sluice::addr::ClientAddr;
+use sluice::addr::{ClientAddr, ClientStrings};
 use sluice::proxy::headers::{
-    ClientStrings, FORWARDED, Inbound, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
-    inbound, outbound, strip_hop_by_hop,
+    FORWARDED, Inbound, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, inbound, outbound,
+    strip_hop_by_hop,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
