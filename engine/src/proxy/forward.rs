@@ -189,10 +189,11 @@ pub fn shape_request(
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
             if parts.uri.authority().is_some() {
-                // Absolute-form (or HTTP/2 :authority) → origin-form + Host.
-                if let Some(h) = host
-                    && !parts.headers.contains_key(header::HOST)
-                {
+                // Absolute-form (or HTTP/2 :authority) → origin-form, and
+                // Host becomes the target's authority, whatever Host the
+                // client sent (RFC 9112 §3.2.2): the backend sees the host
+                // the request was routed by.
+                if let Some(h) = host {
                     parts.headers.insert(header::HOST, h.clone());
                 }
                 let pq = parts

@@ -190,7 +190,9 @@ async fn proxy(
 /// Request target length and header count against the configured limits,
 /// then the host the client asked for: `:authority` on HTTP/2 (or an
 /// absolute-form target), else the one Host header (RFC 9112 §3.2: missing
-/// or repeated on HTTP/1.1 is a 400).
+/// or repeated on HTTP/1.1 is a 400). Either must be a valid `host[:port]`
+/// without userinfo (RFC 9110 §4.2.4, §7.2), or the request is a 400: what
+/// routing reads is what the backend gets (`forward::shape_request`).
 fn limits<B>(state: &State, req: &Request<B>) -> Result<Option<HeaderValue>, ProxyError> {
     let limits = &state.limits;
     if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > limits.max_uri_bytes {
@@ -200,13 +202,13 @@ fn limits<B>(state: &State, req: &Request<B>) -> Result<Option<HeaderValue>, Pro
         return Err(ErrorKind::HeadersTooLarge.into());
     }
     if let Some(a) = req.uri().authority() {
-        return HeaderValue::from_str(a.as_str())
-            .map(Some)
-            .map_err(|e| ProxyError::with_source(ErrorKind::BadRequest, e));
+        let a = HeaderValue::from_str(a.as_str())
+            .map_err(|e| ProxyError::with_source(ErrorKind::BadRequest, e))?;
+        return valid_host(&a).map(|()| Some(a));
     }
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (Some(h), None) => Ok(Some(h.clone())),
+        (Some(h), None) => valid_host(h).map(|()| Some(h.clone())),
         (None, _) if req.version() < Version::HTTP_11 || req.version() == Version::HTTP_2 => {
             Ok(None)
         }
@@ -218,5 +220,82 @@ fn limits<B>(state: &State, req: &Request<B>) -> Result<Option<HeaderValue>, Pro
             ErrorKind::BadRequest,
             "more than one Host header",
         )),
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 3986 §3.2): not empty, no userinfo, and
+/// only the characters an authority can hold (no space, no slash). A byte
+/// check rather than `http::uri::Authority`, whose parse copies the value:
+/// this runs on every request.
+fn valid_host(h: &HeaderValue) -> Result<(), ProxyError> {
+    let bad = |why: &'static str| Err(ProxyError::with_source(ErrorKind::BadRequest, why));
+    let bytes = h.as_bytes();
+    if bytes.is_empty() {
+        return bad("empty host");
+    }
+    if bytes.contains(&b'@') {
+        return bad("userinfo in the host");
+    }
+    let allowed = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'%'
+            )
+    };
+    if bytes.iter().all(|&b| allowed(b)) {
+        Ok(())
+    } else {
+        bad("invalid host")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_that_routing_and_backends_can_agree_on() {
+        for ok in [
+            "a.test",
+            "a.test:8080",
+            "[::1]:80",
+            "10.0.0.1",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(valid_host(&HeaderValue::from_static(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a/b@c",
+            "user@a.test",
+            "a/b",
+            "a\tb",
+            "a?b",
+            "a#b",
+            "a\"b",
+        ] {
+            let v = HeaderValue::from_str(bad).expect("a header value");
+            let e = valid_host(&v).expect_err(bad);
+            assert_eq!(e.status(), 400, "{bad:?}");
+        }
     }
 }

@@ -17,6 +17,7 @@ mod h2_connecting;
 mod h2_limits;
 mod headers;
 mod health;
+mod host;
 mod large_body;
 mod lifecycle;
 mod limits;
