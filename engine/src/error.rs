@@ -46,8 +46,11 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// The backend did not send response headers in time.
     UpstreamTimeout,
-    /// The client went away or sent a broken body.
+    /// The client went away before its request body was complete.
     ClientAborted,
+    /// The client's request body broke its own framing (a bad chunk size,
+    /// a missing CRLF, bad trailers).
+    MalformedBody,
     /// The client did not send its request head in time.
     ClientTimeout,
     /// A bug: a panic or a broken invariant while handling the request.
@@ -70,6 +73,7 @@ impl ErrorKind {
             ErrorKind::ConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             // Nobody reads it, but the access log records what happened (nginx's 499).
             ErrorKind::ClientAborted => StatusCode::BAD_REQUEST,
+            ErrorKind::MalformedBody => StatusCode::BAD_REQUEST,
             ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +88,7 @@ impl ErrorKind {
             | ErrorKind::AmbiguousFraming
             | ErrorKind::BadRequest
             | ErrorKind::ClientAborted
+            | ErrorKind::MalformedBody
             | ErrorKind::ClientTimeout => Side::Downstream,
             ErrorKind::NoBackend
             | ErrorKind::ConnectFailed
@@ -112,6 +117,7 @@ impl ErrorKind {
             ErrorKind::UpstreamProtocol => "backend sent an invalid response",
             ErrorKind::UpstreamTimeout => "backend response timed out",
             ErrorKind::ClientAborted => "client aborted",
+            ErrorKind::MalformedBody => "malformed request body",
             ErrorKind::ClientTimeout => "request header timeout",
             ErrorKind::Internal => "internal error",
         }
@@ -233,6 +239,7 @@ mod tests {
             (ErrorKind::UpstreamProtocol, 502),
             (ErrorKind::UpstreamTimeout, 504),
             (ErrorKind::ClientAborted, 400),
+            (ErrorKind::MalformedBody, 400),
             (ErrorKind::ClientTimeout, 408),
             (ErrorKind::Internal, 500),
         ];

@@ -8,6 +8,7 @@
 //! every chunk, a bounded size line, extensions ignored, trailers parsed).
 
 use super::framing::Framing;
+use crate::error::{ErrorKind, find_cause};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::Frame;
@@ -56,6 +57,30 @@ impl fmt::Display for BodyError {
 }
 
 impl std::error::Error for BodyError {}
+
+impl BodyError {
+    /// The kind of a request that failed because of this: the client's own
+    /// framing, or the client going away. Exhaustive on purpose.
+    pub const fn kind(self) -> ErrorKind {
+        match self {
+            BodyError::BadChunkSize
+            | BodyError::ChunkSizeOverflow
+            | BodyError::ChunkLineTooLong
+            | BodyError::MissingCrlf
+            | BodyError::BadTrailers => ErrorKind::MalformedBody,
+            BodyError::Incomplete | BodyError::Io | BodyError::Abandoned => {
+                ErrorKind::ClientAborted
+            }
+        }
+    }
+}
+
+/// The kind for a request whose body failed with `err` on its way to a
+/// backend: the [`BodyError`] in its cause chain (our HTTP/1 server's), or
+/// else the client went away (an HTTP/2 stream reset, say).
+pub fn client_body_kind(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    find_cause::<BodyError>(err).map_or(ErrorKind::ClientAborted, |e| e.kind())
+}
 
 /// One step of decoding.
 #[derive(Debug)]

@@ -170,8 +170,9 @@ fn upstream_kind(e: &hyper::Error) -> ErrorKind {
     } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
         ErrorKind::UpstreamProtocol
     } else if e.is_user() || e.is_body_write_aborted() {
-        // Our side of the request failed: the client's body broke off.
-        ErrorKind::ClientAborted
+        // Our side of the request failed: the client's body broke off, or
+        // broke its own framing.
+        crate::http1::decode::client_body_kind(e)
     } else {
         ErrorKind::UpstreamReset
     }

@@ -92,3 +92,45 @@ async fn a_dead_backend_is_skipped_for_a_live_one_under_p2c() {
         assert_eq!(reply.text(), "alive");
     }
 }
+
+/// A request body that breaks its own chunked framing is the client's
+/// fault and says so: 400 with the real cause in `x-sluice-error` (it read
+/// "client aborted"), and the backend is not blamed.
+#[tokio::test]
+async fn a_malformed_chunked_body_gets_400_naming_the_cause() {
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
+    let proxy = Proxy::start(&config(&[origin.addr()])).await;
+    let bodies: [&[u8]; 3] = [
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhelloXX0\r\n\r\n",
+        b"5;\r\nhello\r\n0\r\nbad trailer line\r\n\r\n",
+    ];
+    for body in bodies {
+        let mut raw = sluice_e2e::harness::client::RawConn::connect(proxy.addr()).await;
+        let mut req =
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(body);
+        raw.send(&req).await;
+        let resp = raw.read_response().await;
+        assert_eq!(
+            resp.status,
+            400,
+            "{:?}: {}",
+            String::from_utf8_lossy(body),
+            resp.head
+        );
+        assert_eq!(
+            resp.header("x-sluice-error"),
+            Some("malformed request body"),
+            "{:?}: {}",
+            String::from_utf8_lossy(body),
+            resp.head
+        );
+    }
+    // Not the backend's fault: it stays in rotation and answers.
+    let mut client = H1::connect(proxy.addr()).await;
+    assert_eq!(client.get("/").await.status, 200);
+}

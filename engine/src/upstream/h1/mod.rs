@@ -296,7 +296,8 @@ impl Exchange {
         if !self.upload.is_done()
             && let Poll::Ready(Err(e)) = self.upload.poll_send(cx, &mut conn.io)
         {
-            return Poll::Ready(Err(self.fail(ErrorKind::ClientAborted, e)));
+            let kind = crate::http1::decode::client_body_kind(&*e);
+            return Poll::Ready(Err(self.fail(kind, e)));
         }
         loop {
             if !conn.rbuf.is_empty() {
