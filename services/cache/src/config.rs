@@ -185,16 +185,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("1d").is_err());
-        assert!(parse_duration("s").is_err());
-    }
-
-    #[test]
     fn stores() {
         assert_eq!(
             "memory".parse::<StoreConfig>().unwrap(),

@@ -156,17 +156,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("2 weeks").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
-
-    #[test]
     fn flags_validate_into_config() {
         let args = Args::try_parse_from([
             "sluice-log",
