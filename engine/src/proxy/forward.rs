@@ -235,12 +235,7 @@ pub fn shape_request(
 /// Passive health after the response head: a 5xx counts against the
 /// backend, anything else clears its failure streak.
 pub fn record_status(group: &Group, backend: &Backend, status: http::StatusCode) {
-    if status.is_server_error() {
-        backend.record_failure();
-        group.record_outcome(backend, true);
-    } else {
-        group.record_outcome(backend, false);
-    }
+    record_outcome(group, backend, status.is_server_error());
 }
 
 /// A failed attempt: one log line naming the backend and the cause, and,
@@ -251,6 +246,14 @@ pub fn record_failure(group: &Group, backend: &Backend, err: &ProxyError) {
         return;
     }
     tracing::warn!(group = %group.name, backend = %backend.addr, status = err.status().as_u16(), error = %err, "upstream request failed");
-    backend.record_failure();
-    group.record_outcome(backend, true);
+    record_outcome(group, backend, true);
+}
+
+/// The passive check's input: a failure counts on the backend and extends
+/// its streak; a success clears the streak.
+fn record_outcome(group: &Group, backend: &Backend, failed: bool) {
+    if failed {
+        backend.record_failure();
+    }
+    group.record_outcome(backend, failed);
 }

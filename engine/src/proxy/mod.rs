@@ -108,15 +108,12 @@ async fn proxy(
         req.headers(),
     );
 
-    // 3. Pick: the snapshot guard lives only for this block, never across an await.
-    let backend = {
-        let snap = group.load();
-        let key = PickKey {
-            headers: req.headers(),
-            client: conn.client,
-        };
-        snap.pick(&key).cloned().ok_or(ErrorKind::NoBackend)?
+    // 3. Pick.
+    let key = PickKey {
+        headers: req.headers(),
+        client: conn.client,
     };
+    let backend = group.pick(&key, None).ok_or(ErrorKind::NoBackend)?;
 
     // 4. Headers for the backend.
     let downstream_h1 = req.version() <= Version::HTTP_11;

@@ -128,15 +128,14 @@ pub async fn connect(
     })
 }
 
-/// A backend from the group's current snapshot, never `exclude`. The
-/// snapshot guard lives only for this call, never across an await.
+/// A backend from the group's current snapshot, never `exclude`, keyed by
+/// the request as it now stands.
 fn pick(t: &Target<'_>, parts: &request::Parts, exclude: Option<u64>) -> Option<Arc<Backend>> {
-    let snap = t.group.load();
     let key = PickKey {
         headers: &parts.headers,
         client: t.client,
     };
-    snap.pick(&key).filter(|b| Some(b.id) != exclude).cloned()
+    t.group.pick(&key, exclude)
 }
 
 /// HTTP/2 backends carry the authority in the target, which may name the

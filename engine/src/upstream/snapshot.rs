@@ -102,6 +102,16 @@ impl Group {
         self.snapshot.load()
     }
 
+    /// A backend from the current snapshot for `key`, never `exclude`. The
+    /// snapshot guard lives only for this call, never across an await.
+    #[inline]
+    pub fn pick(&self, key: &PickKey<'_>, exclude: Option<u64>) -> Option<Arc<Backend>> {
+        self.load()
+            .pick(key)
+            .filter(|b| Some(b.id) != exclude)
+            .cloned()
+    }
+
     /// Sets the backends that come from the config file. Registered (admin
     /// API) backends stay; members that stay keep their `Arc<Backend>`, and
     /// with it their counters, health and pooled connections.
