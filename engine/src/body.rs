@@ -2,12 +2,25 @@
 //! HTTP/1.1 server's body channel, or hyper's HTTP/2 stream) to a backend
 //! (our HTTP/1.1 client, or hyper's HTTP/2 client). Frames pass through as
 //! `Bytes`; nothing is collected or boxed.
+//!
+//! It is also where the two sides of an upload are timed apart, so that a
+//! slow client is never taken for a slow backend: the client is held to
+//! `timeouts.client_body` between two reads of its body ([`ReqBody::timed`],
+//! a 408), and the backend's clock ([`BackendClock`]) runs only while the
+//! backend has the next move ([`Phase`]).
 
+use crate::error::{BoxError, ErrorKind};
+use crate::http1::decode::{BodyError, client_body_kind};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use parking_lot::Mutex;
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
 /// A request body on its way to a backend.
 #[derive(Debug)]
@@ -16,15 +29,55 @@ pub enum ReqBody {
     Incoming(Incoming),
     /// Streamed from the client by our HTTP/1.1 server (`server::h1`).
     H1(crate::http1::RequestBody),
+    /// Either of those, with the client's pace timed: what a backend is sent.
+    Timed(TimedBody),
     /// No body (and so a request that can be replayed).
     Empty,
+}
+
+impl ReqBody {
+    /// This body, with the client allowed at most `limit` to send its next
+    /// bytes whenever they are wanted; past it, the body fails with
+    /// [`BodyError::TimedOut`] (a 408). A body with nothing to wait for is
+    /// left as it is.
+    pub fn timed(self, limit: Duration) -> ReqBody {
+        let source = match self {
+            ReqBody::Incoming(b) => Source::Incoming(b),
+            ReqBody::H1(b) => Source::H1(b),
+            done @ (ReqBody::Timed(_) | ReqBody::Empty) => return done,
+        };
+        ReqBody::Timed(TimedBody {
+            source,
+            limit,
+            timer: None,
+            waiting: false,
+            timed_out: false,
+            progress: None,
+        })
+    }
+
+    /// Whether the body waits on the client for its next bytes (it was
+    /// polled, and the client has sent nothing since).
+    pub fn waits_on_client(&self) -> bool {
+        matches!(self, ReqBody::Timed(t) if t.waiting)
+    }
+
+    /// The body's [`Progress`], for a body polled on another task (hyper's
+    /// HTTP/2 client pipes it from a task of its own). `None` for a body
+    /// that never waits on the client (its phase is always `Sending`).
+    pub fn progress(&mut self) -> Option<Arc<Progress>> {
+        match self {
+            ReqBody::Timed(t) => Some(t.progress.get_or_insert_with(Default::default).clone()),
+            _ => None,
+        }
+    }
 }
 
 impl Body for ReqBody {
     type Data = Bytes;
     /// Boxed only when a body fails (a cold path); hyper's client takes any
     /// error that converts into a `BoxError`.
-    type Error = crate::error::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -33,6 +86,7 @@ impl Body for ReqBody {
         match self.get_mut() {
             ReqBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ReqBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ReqBody::Timed(b) => b.poll_frame(cx),
             ReqBody::Empty => Poll::Ready(None),
         }
     }
@@ -41,6 +95,7 @@ impl Body for ReqBody {
         match self {
             ReqBody::Incoming(b) => b.is_end_stream(),
             ReqBody::H1(b) => b.is_end_stream(),
+            ReqBody::Timed(b) => b.timed_out || b.source.is_end_stream(),
             ReqBody::Empty => true,
         }
     }
@@ -49,7 +104,252 @@ impl Body for ReqBody {
         match self {
             ReqBody::Incoming(b) => b.size_hint(),
             ReqBody::H1(b) => b.size_hint(),
+            ReqBody::Timed(b) => b.source.size_hint(),
             ReqBody::Empty => SizeHint::with_exact(0),
         }
+    }
+}
+
+/// Where a timed body's bytes come from.
+#[derive(Debug)]
+enum Source {
+    Incoming(Incoming),
+    H1(crate::http1::RequestBody),
+}
+
+impl Source {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Source::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Source::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Incoming(b) => b.is_end_stream(),
+            Source::H1(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Incoming(b) => b.size_hint(),
+            Source::H1(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A client's body with its pace timed (see [`ReqBody::timed`]). The clock
+/// runs only from a poll that finds nothing to the next frame: a body the
+/// backend is slow to take is never held against the client.
+#[derive(Debug)]
+pub struct TimedBody {
+    source: Source,
+    limit: Duration,
+    /// Boxed (`Sleep` is not `Unpin`) and made at the first wait only: a
+    /// body that is all here when asked for never has one.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Polled, and nothing came yet: the client has the next move.
+    waiting: bool,
+    timed_out: bool,
+    progress: Option<Arc<Progress>>,
+}
+
+impl TimedBody {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.timed_out {
+            return Poll::Ready(None);
+        }
+        let Poll::Ready(item) = self.source.poll_frame(cx) else {
+            return self.wait(cx);
+        };
+        self.waiting = false;
+        let phase = match &item {
+            Some(Ok(f)) if !f.is_trailers() && !self.source.is_end_stream() => Phase::Sending,
+            Some(Ok(_)) | None => Phase::Sent,
+            Some(Err(e)) => Phase::Failed(client_body_kind(&**e)),
+        };
+        self.set(phase);
+        Poll::Ready(item)
+    }
+
+    /// The client has nothing for us: (re)start its clock on the first
+    /// empty poll, and fail the body once the clock runs out.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + self.limit;
+            match &mut self.timer {
+                Some(t) => t.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.set(Phase::Client);
+        }
+        if let Some(t) = &mut self.timer {
+            ready!(t.as_mut().poll(cx));
+        }
+        self.waiting = false;
+        self.timed_out = true;
+        self.set(Phase::Failed(ErrorKind::ClientBodyTimeout));
+        Poll::Ready(Some(Err(BodyError::TimedOut.into())))
+    }
+
+    fn set(&self, phase: Phase) {
+        if let Some(p) = &self.progress {
+            p.set(phase);
+        }
+    }
+}
+
+/// Who has the next move in sending a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// The backend: to take the request bytes we hold.
+    #[default]
+    Sending,
+    /// The client: its body's next bytes are wanted.
+    Client,
+    /// The backend: the request is all out, and its answer is due.
+    Sent,
+    /// The client's body failed (with this kind): the request cannot end.
+    Failed(ErrorKind),
+}
+
+/// A body's [`Phase`], shared with the task that times the backend when the
+/// body is polled on another (hyper's HTTP/2 client pipes a request body
+/// from a task of its own); that task is woken on every change.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// # Concurrency
+    /// A `parking_lot` mutex, not tokio's: held only to swap the phase or
+    /// the waker, never across an `.await`. The body's task takes it on a
+    /// change of phase, the request's task each time it is polled.
+    state: Mutex<(Phase, Option<Waker>)>,
+}
+
+impl Progress {
+    /// The phase now; `cx` is woken when it changes.
+    pub fn phase(&self, cx: &Context<'_>) -> Phase {
+        let mut s = self.state.lock();
+        match &s.1 {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.1 = Some(cx.waker().clone()),
+        }
+        s.0
+    }
+
+    fn set(&self, phase: Phase) {
+        let mut s = self.state.lock();
+        if s.0 != phase {
+            s.0 = phase;
+            if let Some(w) = s.1.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The backend's clock for one exchange: `limit` for each stretch in
+    /// which the backend has the next move (taking the request, then
+    /// answering it), restarted whenever the move comes back to it, and
+    /// stopped while the client's body is awaited. So an upload is never
+    /// timed against the backend, and a backend that stalls on a request
+    /// already sent still gets its 504.
+    pub struct BackendClock {
+        #[pin]
+        sleep: Sleep,
+        limit: Duration,
+        seen: Phase,
+    }
+}
+
+impl BackendClock {
+    pub fn new(limit: Duration) -> BackendClock {
+        BackendClock {
+            sleep: tokio::time::sleep(limit),
+            limit,
+            seen: Phase::Sending,
+        }
+    }
+
+    /// Ready once the backend has had its `limit` in the current stretch.
+    pub fn poll_expired(self: Pin<&mut Self>, phase: Phase, cx: &mut Context<'_>) -> Poll<()> {
+        let mut me = self.project();
+        if phase != *me.seen {
+            *me.seen = phase;
+            if matches!(phase, Phase::Sending | Phase::Sent) {
+                me.sleep.as_mut().reset(Instant::now() + *me.limit);
+            }
+        }
+        match phase {
+            Phase::Sending | Phase::Sent => me.sleep.poll(cx),
+            Phase::Client | Phase::Failed(_) => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::Framing;
+    use crate::http1::decode::Decoder;
+    use std::future::poll_fn;
+
+    /// A timed HTTP/1 body and the sender feeding it.
+    fn timed(limit: Duration) -> (crate::http1::body::BodySender, ReqBody) {
+        let (tx, rx) =
+            crate::http1::body::channel(Decoder::new(Framing::Chunked, 1024)).expect("a body");
+        (tx, ReqBody::H1(rx).timed(limit))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_silent_past_its_limit_fails_the_body_with_a_timeout() {
+        let (mut tx, mut body) = timed(Duration::from_secs(5));
+        let progress = body.progress().expect("timed");
+        let waker = Waker::noop();
+        let cx = &mut Context::from_waker(waker);
+        assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
+        assert!(body.waits_on_client());
+        assert_eq!(progress.phase(cx), Phase::Client);
+        // A frame within the limit restarts the clock.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        tx.send(Ok(Frame::data(Bytes::from_static(b"a"))));
+        let f = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(f.expect("frame").is_ok());
+        assert!(!body.waits_on_client());
+        assert_eq!(progress.phase(cx), Phase::Sending);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
+        let e = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+            .await
+            .expect("an error")
+            .expect_err("timed out");
+        assert_eq!(client_body_kind(&*e), ErrorKind::ClientBodyTimeout);
+        assert_eq!(
+            progress.phase(cx),
+            Phase::Failed(ErrorKind::ClientBodyTimeout)
+        );
+        assert!(body.is_end_stream());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backend_clock_stops_while_the_client_has_the_move() {
+        let mut clock = std::pin::pin!(BackendClock::new(Duration::from_secs(5)));
+        let waker = Waker::noop();
+        let cx = &mut Context::from_waker(waker);
+        assert!(clock.as_mut().poll_expired(Phase::Sending, cx).is_pending());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        // The client is slow: however long, the backend is not timed.
+        assert!(clock.as_mut().poll_expired(Phase::Client, cx).is_pending());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(clock.as_mut().poll_expired(Phase::Client, cx).is_pending());
+        // The request is out: the backend has its full limit to answer.
+        assert!(clock.as_mut().poll_expired(Phase::Sent, cx).is_pending());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(clock.as_mut().poll_expired(Phase::Sent, cx).is_pending());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(clock.as_mut().poll_expired(Phase::Sent, cx).is_ready());
     }
 }

@@ -53,6 +53,9 @@ pub enum ErrorKind {
     MalformedBody,
     /// The client did not send its request head in time.
     ClientTimeout,
+    /// The client left longer than `timeouts.client_body` between two
+    /// reads of its request body (nginx's `client_body_timeout`).
+    ClientBodyTimeout,
     /// A bug: a panic or a broken invariant while handling the request.
     Internal,
 }
@@ -74,7 +77,7 @@ impl ErrorKind {
             // Nobody reads it, but the access log records what happened (nginx's 499).
             ErrorKind::ClientAborted => StatusCode::BAD_REQUEST,
             ErrorKind::MalformedBody => StatusCode::BAD_REQUEST,
-            ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::ClientTimeout | ErrorKind::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,7 +92,8 @@ impl ErrorKind {
             | ErrorKind::BadRequest
             | ErrorKind::ClientAborted
             | ErrorKind::MalformedBody
-            | ErrorKind::ClientTimeout => Side::Downstream,
+            | ErrorKind::ClientTimeout
+            | ErrorKind::ClientBodyTimeout => Side::Downstream,
             ErrorKind::NoBackend
             | ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout
@@ -119,6 +123,7 @@ impl ErrorKind {
             ErrorKind::ClientAborted => "client aborted",
             ErrorKind::MalformedBody => "malformed request body",
             ErrorKind::ClientTimeout => "request header timeout",
+            ErrorKind::ClientBodyTimeout => "request body timeout",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -241,6 +246,7 @@ mod tests {
             (ErrorKind::ClientAborted, 400),
             (ErrorKind::MalformedBody, 400),
             (ErrorKind::ClientTimeout, 408),
+            (ErrorKind::ClientBodyTimeout, 408),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {

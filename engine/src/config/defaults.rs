@@ -17,11 +17,18 @@ pub const BACKLOG: i32 = 4096;
 /// How long a client may take to send a complete request head, and how long
 /// a keep-alive connection may sit idle between requests.
 pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes of a request body while the proxy wants
+/// them (between two reads, not for the whole body: nginx's
+/// `client_body_timeout`, same default). A client slower than this gets a
+/// 408 and its backend is not blamed.
+pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle keep-alive timeout for downstream HTTP/2 connections (pings).
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A backend that cannot accept a TCP connection this fast is treated as down.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Time to the first response byte (headers), not to the end of the body.
+/// Time the backend gets to answer once the request is all sent (to the
+/// response head, not to the end of its body), and to take each part of the
+/// request meanwhile; time spent waiting on the client's body is not counted.
 pub const UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upstream keep-alive connections idle longer than this are closed; below the
 /// 75 s default of nginx/Apache backends so that we, not they, close first.

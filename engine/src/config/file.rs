@@ -119,6 +119,7 @@ pub struct LimitsFile {
 pub struct TimeoutsFile {
     pub client_header: Option<Spanned<String>>,
     pub client_idle: Option<Spanned<String>>,
+    pub client_body: Option<Spanned<String>>,
     pub upstream_connect: Option<Spanned<String>>,
     pub upstream_response: Option<Spanned<String>>,
     pub upstream_idle: Option<Spanned<String>>,

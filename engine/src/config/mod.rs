@@ -117,6 +117,8 @@ pub struct Limits {
 pub struct Timeouts {
     pub client_header: Duration,
     pub client_idle: Duration,
+    /// Between two reads of a request body (`defaults::CLIENT_BODY_TIMEOUT`).
+    pub client_body: Duration,
     pub upstream_connect: Duration,
     pub upstream_response: Duration,
     pub upstream_idle: Duration,
@@ -222,6 +224,7 @@ impl Default for Timeouts {
         Timeouts {
             client_header: defaults::CLIENT_HEADER_TIMEOUT,
             client_idle: defaults::CLIENT_IDLE_TIMEOUT,
+            client_body: defaults::CLIENT_BODY_TIMEOUT,
             upstream_connect: defaults::UPSTREAM_CONNECT_TIMEOUT,
             upstream_response: defaults::UPSTREAM_RESPONSE_TIMEOUT,
             upstream_idle: defaults::UPSTREAM_IDLE_TIMEOUT,

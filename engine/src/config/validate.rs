@@ -132,6 +132,7 @@ impl Validator<'_> {
                 t.client_header,
             )?,
             client_idle: self.duration(ft.client_idle, "timeouts.client_idle", t.client_idle)?,
+            client_body: self.duration(ft.client_body, "timeouts.client_body", t.client_body)?,
             upstream_connect: self.duration(
                 ft.upstream_connect,
                 "timeouts.upstream_connect",

@@ -39,6 +39,9 @@ pub enum BodyError {
     Io,
     /// The connection stopped reading the body (the response finished first).
     Abandoned,
+    /// The client sent nothing for `timeouts.client_body` while the body
+    /// was wanted (`body::ReqBody::timed`).
+    TimedOut,
 }
 
 impl fmt::Display for BodyError {
@@ -52,6 +55,7 @@ impl fmt::Display for BodyError {
             BodyError::BadTrailers => "invalid trailers",
             BodyError::Io => "connection error while reading the body",
             BodyError::Abandoned => "body abandoned by the connection",
+            BodyError::TimedOut => "client sent no body bytes in time",
         })
     }
 }
@@ -71,6 +75,7 @@ impl BodyError {
             BodyError::Incomplete | BodyError::Io | BodyError::Abandoned => {
                 ErrorKind::ClientAborted
             }
+            BodyError::TimedOut => ErrorKind::ClientBodyTimeout,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::body::Upstream;
 use super::retry;
-use crate::body::ReqBody;
+use crate::body::{BackendClock, Phase, Progress, ReqBody};
 use crate::config::{Timeouts, UpstreamProtocol};
 use crate::error::{ErrorKind, ProxyError, Retry, Side};
 use crate::upstream::h1::{self, H1Conn};
@@ -13,9 +13,14 @@ use crate::upstream::pool::{H2Checkout, H2Sender, Pool};
 use crate::upstream::{Backend, Group, connect};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header, request};
+use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Poll, ready};
+use std::time::Duration;
 
 /// A connection ready to carry one request.
 pub enum Conn {
@@ -99,6 +104,11 @@ async fn dial_h2(
 
 /// Sends `req` and waits for the response head. An HTTP/1.1 connection
 /// travels inside the response body and goes back to the pool at its end.
+///
+/// The two sides are timed apart: the client gets `client_body` between two
+/// reads of its body (else a 408, its fault), the backend gets
+/// `upstream_response` whenever it has the next move, and above all once
+/// the request is all sent (else a 504, its fault); see [`crate::body`].
 pub async fn send(
     conn: Conn,
     req: Request<ReqBody>,
@@ -108,16 +118,18 @@ pub async fn send(
     timeouts: &Timeouts,
 ) -> Result<Response<Upstream>, ProxyError> {
     let timeout = timeouts.upstream_response;
+    let (parts, body) = req.into_parts();
+    let body = body.timed(timeouts.client_body);
     match conn {
         Conn::H2(mut sender) => {
-            let resp = response_within(timeout, sender.send_request(req))
-                .await?
-                .map_err(upstream_error)?;
+            let mut body = body;
+            let progress = body.progress();
+            let answer = sender.send_request(Request::from_parts(parts, body));
+            let resp = h2_answer(timeout, progress.as_deref(), answer).await?;
             Ok(resp.map(Upstream::Hyper))
         }
         Conn::H1 { mut conn, reused } => {
-            let (parts, body) = req.into_parts();
-            let first = response_within(timeout, h1::exchange(&mut conn, &parts, body)).await?;
+            let first = h1::exchange(&mut conn, &parts, body, timeout).await;
             let answer = match first {
                 Ok(answer) => answer,
                 // The idle-close race: a reused connection the backend closed
@@ -134,8 +146,8 @@ pub async fn send(
                     tracing::debug!(backend = %backend.addr, error = %failed.error, "replaying on a fresh connection");
                     let body = failed.body.unwrap_or(ReqBody::Empty);
                     conn = Box::pin(dial_h1(group, backend, timeouts)).await?;
-                    response_within(timeout, h1::exchange(&mut conn, &parts, body))
-                        .await?
+                    h1::exchange(&mut conn, &parts, body, timeout)
+                        .await
                         .map_err(|f| f.error)?
                 }
                 Err(failed) => return Err(failed.error),
@@ -150,14 +162,34 @@ pub async fn send(
     }
 }
 
-/// `fut` (a send that ends at the response head), or a 504 once `limit` passes.
-async fn response_within<T>(
-    limit: std::time::Duration,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T, ProxyError> {
-    tokio::time::timeout(limit, fut)
-        .await
-        .map_err(|_| ProxyError::new(ErrorKind::UpstreamTimeout))
+/// hyper's answer to an HTTP/2 request: the response head; a 504 once the
+/// backend has had `limit` with the next move; or, when the client's body
+/// failed, the client's error (hyper resets the stream then, which must not
+/// read as the backend's doing). `progress` follows the body hyper pipes on
+/// a task of its own; `None` when there is no body to wait on.
+async fn h2_answer(
+    limit: Duration,
+    progress: Option<&Progress>,
+    answer: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let mut answer = pin!(answer);
+    let mut clock = pin!(BackendClock::new(limit));
+    poll_fn(|cx| {
+        // Read (and subscribe to) the phase first, so no change is missed.
+        let phase = progress.map_or(Phase::Sent, |p| p.phase(cx));
+        if let Phase::Failed(kind) = phase {
+            return Poll::Ready(Err(ProxyError::new(kind)));
+        }
+        if let Poll::Ready(r) = answer.as_mut().poll(cx) {
+            return Poll::Ready(r.map_err(|e| match progress.map(|p| p.phase(cx)) {
+                Some(Phase::Failed(kind)) => ProxyError::with_source(kind, e),
+                _ => upstream_error(e),
+            }));
+        }
+        ready!(clock.as_mut().poll_expired(phase, cx));
+        Poll::Ready(Err(ProxyError::new(ErrorKind::UpstreamTimeout)))
+    })
+    .await
 }
 
 fn upstream_error(e: hyper::Error) -> ProxyError {

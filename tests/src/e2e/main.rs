@@ -28,6 +28,7 @@ mod release_binary;
 mod reload;
 mod reload_listeners;
 mod routing;
+mod slow_client;
 mod smuggling;
 mod streaming;
 mod timeouts;

@@ -31,6 +31,7 @@ protocol = "h2c"
 
 [timeouts]
 upstream_connect = "250ms"
+client_body = "5s"
 "#;
 
 #[test]
@@ -40,6 +41,7 @@ fn a_good_file_validates() {
     assert_eq!(c.upstreams.len(), 2);
     assert_eq!(c.routes[0].host.as_deref(), Some("*.example.com"));
     assert_eq!(c.timeouts.upstream_connect, Duration::from_millis(250));
+    assert_eq!(c.timeouts.client_body, Duration::from_secs(5));
     let api = &c.upstreams[c.routes[0].upstream];
     assert_eq!(api.backends[1].1, 3);
     assert!(matches!(api.policy, Policy::Hash(HashOn::Header(_))));

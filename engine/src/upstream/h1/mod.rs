@@ -17,7 +17,7 @@
 //! backend that closed it is noticed by a non-blocking read at checkout
 //! ([`H1Conn::is_idle_alive`]) or by the pool's reaper.
 
-use crate::body::ReqBody;
+use crate::body::{BackendClock, Phase, ReqBody};
 use crate::error::{BoxError, ErrorKind, ProxyError, Retry};
 use crate::http1::decode::{BodyError, Decoded, Decoder};
 use crate::http1::framing::{Framing, request_framing};
@@ -32,9 +32,10 @@ use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
 use std::io;
 use std::mem::MaybeUninit;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Read buffer size for a response head (and the start of its body).
@@ -114,17 +115,34 @@ pub struct Answer {
 /// Sends the request on `conn` and reads the response head. The request
 /// body streams while the head is awaited, and goes on streaming with the
 /// response body if the backend answers first (an echo does; so does a 413).
+///
+/// The backend gets `limit` for each stretch in which it has the next move
+/// (taking the request, then answering it), else a 504; time spent waiting
+/// on the client's body is not counted against it ([`BackendClock`]).
 pub async fn exchange(
     conn: &mut H1Conn,
     parts: &request::Parts,
     body: ReqBody,
+    limit: Duration,
 ) -> Result<Answer, Failed> {
     let mut ex = Exchange {
         upload: Upload::new(parts, body),
         head_request: parts.method == Method::HEAD,
         received: false,
     };
-    let head = poll_fn(|cx| ex.poll(cx, conn)).await?;
+    let mut clock = pin!(BackendClock::new(limit));
+    let head = poll_fn(|cx| {
+        if let Poll::Ready(head) = ex.poll(cx, conn) {
+            return Poll::Ready(head);
+        }
+        ready!(clock.as_mut().poll_expired(ex.upload.phase(), cx));
+        // Nothing will be replayed after a wait this long.
+        Poll::Ready(Err(Failed {
+            error: ProxyError::new(ErrorKind::UpstreamTimeout),
+            body: None,
+        }))
+    })
+    .await?;
     let upload = ex.upload;
     Ok(Answer {
         head,
@@ -191,6 +209,18 @@ impl Upload {
 
     fn is_done(&self) -> bool {
         matches!(self.sending, Sending::Done)
+    }
+
+    /// Who has the next move: the client when its body is awaited with
+    /// nothing of ours left to write, else the backend.
+    fn phase(&self) -> Phase {
+        match self.sending {
+            Sending::Done => Phase::Sent,
+            Sending::Body(_) if self.wbuf.is_empty() && self.body.waits_on_client() => {
+                Phase::Client
+            }
+            Sending::Body(_) | Sending::Flush => Phase::Sending,
+        }
     }
 
     /// Moves the request out as far as it can go now. Ready once all of it

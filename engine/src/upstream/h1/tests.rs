@@ -10,6 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+/// The backend's time to answer: long, these backends answer at once.
+const LIMIT: Duration = Duration::from_secs(20);
 /// Closes the connection without reading another request.
 const CLOSE: &[u8] = b"<close>";
 
@@ -54,7 +56,9 @@ async fn backend(replies: Vec<&'static [u8]>) -> (SocketAddr, JoinHandle<Vec<u8>
 async fn answered(replies: Vec<&'static [u8]>) -> (H1Conn, Answer) {
     let (addr, _seen) = backend(replies).await;
     let mut c = conn(addr).await;
-    let answer = exchange(&mut c, &get("/"), ReqBody::Empty).await.unwrap();
+    let answer = exchange(&mut c, &get("/"), ReqBody::Empty, LIMIT)
+        .await
+        .unwrap();
     (c, answer)
 }
 
@@ -99,7 +103,9 @@ async fn sized_response_and_the_connection_goes_back() {
     let pool = pool();
     let mut c = conn(addr).await;
     let parts = get("/a?b=c");
-    let answer = exchange(&mut c, &parts, ReqBody::Empty).await.unwrap();
+    let answer = exchange(&mut c, &parts, ReqBody::Empty, LIMIT)
+        .await
+        .unwrap();
     assert_eq!(answer.head.status, StatusCode::OK);
     assert_eq!(answer.head.headers["x-a"], "1");
     let body = ResponseBody::response(c, answer, back(&pool)).into_body();
@@ -109,7 +115,7 @@ async fn sized_response_and_the_connection_goes_back() {
 
     // The same connection carries the next request.
     let mut c = pool.take_h1(7).expect("pooled connection");
-    let answer = exchange(&mut c, &get("/second"), ReqBody::Empty)
+    let answer = exchange(&mut c, &get("/second"), ReqBody::Empty, LIMIT)
         .await
         .unwrap();
     assert_eq!(answer.head.status, StatusCode::NOT_FOUND);
@@ -166,7 +172,9 @@ async fn head_response_has_no_body_whatever_its_length() {
     let mut c = conn(addr).await;
     let mut parts = get("/");
     parts.method = Method::HEAD;
-    let answer = exchange(&mut c, &parts, ReqBody::Empty).await.unwrap();
+    let answer = exchange(&mut c, &parts, ReqBody::Empty, LIMIT)
+        .await
+        .unwrap();
     assert_eq!(answer.head.headers[header::CONTENT_LENGTH], "1000");
     let body = ResponseBody::response(c, answer, back(&pool)).into_body();
     assert!(body.is_end_stream());
@@ -178,7 +186,7 @@ async fn closed_before_answering_may_have_been_sent_and_replays_only_if_idempote
     use crate::proxy::retry::replay_on_fresh_connection as replay;
     let (addr, _seen) = backend(vec![b""]).await;
     let mut c = conn(addr).await;
-    let failed = exchange(&mut c, &get("/"), ReqBody::Empty)
+    let failed = exchange(&mut c, &get("/"), ReqBody::Empty, LIMIT)
         .await
         .unwrap_err();
     assert_eq!(failed.error.kind(), ErrorKind::UpstreamReset);
@@ -195,7 +203,7 @@ async fn closed_before_answering_may_have_been_sent_and_replays_only_if_idempote
 async fn garbage_is_a_protocol_error_and_partial_body_is_closed() {
     let (addr, _seen) = backend(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
     let mut c = conn(addr).await;
-    let failed = exchange(&mut c, &get("/"), ReqBody::Empty)
+    let failed = exchange(&mut c, &get("/"), ReqBody::Empty, LIMIT)
         .await
         .unwrap_err();
     assert_eq!(failed.error.kind(), ErrorKind::UpstreamProtocol);
@@ -319,7 +327,9 @@ async fn request_body_keeps_streaming_after_an_early_answer() {
     parts
         .headers
         .insert(header::HOST, HeaderValue::from_static("backend"));
-    let answer = exchange(&mut c, &parts, ReqBody::H1(rx)).await.unwrap();
+    let answer = exchange(&mut c, &parts, ReqBody::H1(rx), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(answer.head.status, StatusCode::OK);
     let mut body = ResponseBody::response(c, answer, back(&pool)).into_body();
     // The client's body arrives only now, while the response is being read.

@@ -1,0 +1,354 @@
+//! A slow or vanishing client is the client's fault, never its backend's
+//! (issue 14, finding 2). The client's body and the backend's answer are
+//! timed apart: a client that stops sending its body gets a 408 `request
+//! body timeout`, a client that leaves mid-body is `client aborted`, and
+//! neither counts against the backend, which stays in rotation however many
+//! there are (beyond the passive ejection threshold). A backend that is slow
+//! once it has the whole request still gets its 504, and is counted.
+//!
+//! Each case runs for HTTP/1.1 and HTTP/2 clients, against HTTP/1.1 and h2c
+//! backends.
+
+use super::admin::with_admin;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use sluice::Config;
+use sluice::config::{Passive, UpstreamProtocol};
+use sluice_e2e::harness::client::{H1, RawConn};
+use sluice_e2e::harness::control::Admin;
+use sluice_e2e::harness::origin::{Body, Origin, reply};
+use sluice_e2e::harness::proxy::Proxy;
+use sluice_e2e::harness::within;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+/// More misbehaving clients than the passive ejection threshold.
+const CLIENTS: usize = 12;
+/// Consecutive failures that eject the backend.
+const EJECT_AFTER: u32 = 5;
+/// Short, so that a client that stalls runs into it at once.
+const SHORT: Duration = Duration::from_millis(300);
+/// The body every slow client announces and never finishes.
+const ANNOUNCED: usize = 100;
+const SENT: &[u8] = b"0123456789";
+
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    H1,
+    H2,
+}
+
+/// `/up` reads the whole body and answers its length; `/slow` reads the
+/// whole body and then never answers; `/` answers `ok`.
+async fn origin(upstream: UpstreamProtocol) -> Origin {
+    let builder = match upstream {
+        UpstreamProtocol::Http1 => Origin::http1(),
+        _ => Origin::h2c(),
+    };
+    builder
+        .route("/up", body_length)
+        .route("/slow", read_then_hang)
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await
+}
+
+async fn body_length(req: Request<Incoming>) -> Response<Body> {
+    match req.into_body().collect().await {
+        Ok(b) => Response::new(reply::full(b.to_bytes().len().to_string())),
+        Err(e) => Response::new(reply::full(format!("error {e}"))),
+    }
+}
+
+async fn read_then_hang(req: Request<Incoming>) -> Response<Body> {
+    let _ = req.into_body().collect().await;
+    std::future::pending().await
+}
+
+/// One backend, ejectable (the cap lets the whole group go), both sides'
+/// timeouts short, and the admin API to read the backend's state.
+fn setup(backend: SocketAddr, upstream: UpstreamProtocol) -> Config {
+    let mut c = with_admin(&[backend]);
+    c.upstreams[0].protocol = upstream;
+    c.upstreams[0].passive = Passive {
+        failures: EJECT_AFTER,
+        ejection: Duration::from_secs(3600),
+        max_ejection: Duration::from_secs(3600),
+        max_ejected_percent: 100,
+    };
+    c.timeouts.client_body = SHORT;
+    c.timeouts.upstream_response = SHORT;
+    c
+}
+
+/// The backend is in rotation, was never blamed, and answers a normal request.
+async fn assert_unblamed(proxy: &Proxy, backend: SocketAddr) {
+    let m = Admin::of(proxy.server())
+        .member(backend)
+        .await
+        .expect("a member");
+    assert_eq!(m["state"].as_str(), Some("healthy"), "{m:?}");
+    assert_eq!(m["failures"].as_u64(), Some(0), "{m:?}");
+    assert_eq!(m["ejections"].as_u64(), Some(0), "{m:?}");
+    let r = H1::connect(proxy.addr()).await.get("/").await;
+    assert_eq!(r.status, 200, "{:?}", r.header("x-sluice-error"));
+    assert_eq!(r.text(), "ok");
+}
+
+/// A POST to `path` announcing [`ANNOUNCED`] bytes (HTTP/1.1) and sending
+/// only [`SENT`]; then `end` happens, and the answer is `(status, reason)`.
+async fn partial_upload(client: Client, proxy: SocketAddr, path: &str, end: End) -> (u16, String) {
+    match client {
+        Client::H1 => {
+            let mut raw = RawConn::connect(proxy).await;
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: a.test\r\nContent-Length: {ANNOUNCED}\r\n\r\n"
+            );
+            raw.send(head.as_bytes()).await;
+            raw.send(SENT).await;
+            if end == End::Leave {
+                // Half-close: the body can never complete, but the answer
+                // can still be read.
+                let (mut tcp, _) = raw.into_stream();
+                tcp.shutdown().await.expect("shutdown");
+                let mut got = Vec::new();
+                within("the answer", tcp.read_to_end(&mut got))
+                    .await
+                    .expect("read");
+                let text = String::from_utf8_lossy(&got).into_owned();
+                let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let reason = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-sluice-error: "))
+                    .unwrap_or_default()
+                    .to_owned();
+                return (status, reason);
+            }
+            let r = raw.read_response().await;
+            (
+                r.status,
+                r.header("x-sluice-error").unwrap_or("").to_owned(),
+            )
+        }
+        Client::H2 => {
+            let tcp = TcpStream::connect(proxy).await.expect("connect");
+            let (h2, conn) = within("h2 handshake", h2::client::handshake(tcp))
+                .await
+                .expect("h2 handshake");
+            tokio::spawn(conn);
+            let mut h2 = within("h2 ready", h2.ready()).await.expect("ready");
+            let req = Request::post(format!("http://a.test{path}"))
+                .body(())
+                .expect("request");
+            let (resp, mut stream) = h2.send_request(req, false).expect("send");
+            stream
+                .send_data(Bytes::from_static(SENT), false)
+                .expect("data");
+            if end == End::Leave {
+                stream.send_reset(h2::Reason::CANCEL);
+                return (0, String::new());
+            }
+            let resp = within("the answer", resp).await.expect("response");
+            let reason = resp
+                .headers()
+                .get("x-sluice-error")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            // The stream stays open (never ended) until the answer is in.
+            drop(stream);
+            (resp.status().as_u16(), reason)
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// The client just stops sending.
+    Stall,
+    /// The client goes away mid-body.
+    Leave,
+}
+
+/// [`CLIENTS`] partial uploads at once; their answers.
+async fn partial_uploads(client: Client, proxy: SocketAddr, end: End) -> Vec<(u16, String)> {
+    let mut set = JoinSet::new();
+    for _ in 0..CLIENTS {
+        set.spawn(partial_upload(client, proxy, "/up", end));
+    }
+    within("every partial upload", set.join_all()).await
+}
+
+async fn stalled_uploads_get_408_and_the_backend_stays(client: Client, upstream: UpstreamProtocol) {
+    let origin = origin(upstream).await;
+    let proxy = Proxy::start(&setup(origin.addr(), upstream)).await;
+    for (status, reason) in partial_uploads(client, proxy.addr(), End::Stall).await {
+        assert_eq!(
+            (status, reason.as_str()),
+            (408, "request body timeout"),
+            "{client:?} client, {upstream:?} backend"
+        );
+    }
+    assert_unblamed(&proxy, origin.addr()).await;
+}
+
+#[tokio::test]
+async fn stalled_h1_uploads_to_an_h1_backend_get_408_and_never_eject_it() {
+    stalled_uploads_get_408_and_the_backend_stays(Client::H1, UpstreamProtocol::Http1).await;
+}
+
+#[tokio::test]
+async fn stalled_h1_uploads_to_an_h2c_backend_get_408_and_never_eject_it() {
+    stalled_uploads_get_408_and_the_backend_stays(Client::H1, UpstreamProtocol::H2c).await;
+}
+
+#[tokio::test]
+async fn stalled_h2_uploads_to_an_h1_backend_get_408_and_never_eject_it() {
+    stalled_uploads_get_408_and_the_backend_stays(Client::H2, UpstreamProtocol::Http1).await;
+}
+
+#[tokio::test]
+async fn stalled_h2_uploads_to_an_h2c_backend_get_408_and_never_eject_it() {
+    stalled_uploads_get_408_and_the_backend_stays(Client::H2, UpstreamProtocol::H2c).await;
+}
+
+async fn abandoned_uploads_never_blame_the_backend(client: Client, upstream: UpstreamProtocol) {
+    let origin = origin(upstream).await;
+    let mut cfg = setup(origin.addr(), upstream);
+    // Only the client leaving can end these uploads.
+    cfg.timeouts.client_body = Duration::from_secs(3600);
+    let proxy = Proxy::start(&cfg).await;
+    for (status, reason) in partial_uploads(client, proxy.addr(), End::Leave).await {
+        if let Client::H1 = client {
+            // A half-closed HTTP/1.1 client can still read why.
+            assert_eq!(
+                (status, reason.as_str()),
+                (400, "client aborted"),
+                "{upstream:?} backend"
+            );
+        }
+    }
+    assert_unblamed(&proxy, origin.addr()).await;
+}
+
+#[tokio::test]
+async fn h1_clients_leaving_mid_body_to_an_h1_backend_are_client_aborted() {
+    abandoned_uploads_never_blame_the_backend(Client::H1, UpstreamProtocol::Http1).await;
+}
+
+#[tokio::test]
+async fn h1_clients_leaving_mid_body_to_an_h2c_backend_are_client_aborted() {
+    abandoned_uploads_never_blame_the_backend(Client::H1, UpstreamProtocol::H2c).await;
+}
+
+#[tokio::test]
+async fn h2_clients_resetting_mid_body_never_blame_an_h1_backend() {
+    abandoned_uploads_never_blame_the_backend(Client::H2, UpstreamProtocol::Http1).await;
+}
+
+#[tokio::test]
+async fn h2_clients_resetting_mid_body_never_blame_an_h2c_backend() {
+    abandoned_uploads_never_blame_the_backend(Client::H2, UpstreamProtocol::H2c).await;
+}
+
+/// The other side of the split: a backend that has the whole request and
+/// does not answer is the backend's fault, whoever the client is.
+async fn a_backend_slow_after_the_body_gets_504_and_is_counted(
+    client: Client,
+    upstream: UpstreamProtocol,
+) {
+    let origin = origin(upstream).await;
+    let mut cfg = setup(origin.addr(), upstream);
+    cfg.timeouts.client_body = Duration::from_secs(3600);
+    let proxy = Proxy::start(&cfg).await;
+    let body = Bytes::from_static(SENT);
+    let (status, reason) = match client {
+        Client::H1 => {
+            let mut raw = RawConn::connect(proxy.addr()).await;
+            let head = format!(
+                "POST /slow HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            raw.send(head.as_bytes()).await;
+            raw.send(&body).await;
+            let r = raw.read_response().await;
+            (
+                r.status,
+                r.header("x-sluice-error").unwrap_or("").to_owned(),
+            )
+        }
+        Client::H2 => {
+            let mut h2 = sluice_e2e::harness::client::H2::connect_h2c(proxy.addr()).await;
+            let req = Request::post("http://a.test/slow")
+                .body(reply::full(body))
+                .expect("request");
+            let r = h2.send(req).await;
+            let reason = r
+                .headers()
+                .get("x-sluice-error")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (r.status().as_u16(), reason)
+        }
+    };
+    assert_eq!(
+        (status, reason.as_str()),
+        (504, "backend response timed out")
+    );
+    let m = Admin::of(proxy.server())
+        .member(origin.addr())
+        .await
+        .expect("a member");
+    assert_eq!(m["failures"].as_u64(), Some(1), "{m:?}");
+}
+
+#[tokio::test]
+async fn an_h1_backend_slow_after_the_body_gets_504_and_is_counted() {
+    a_backend_slow_after_the_body_gets_504_and_is_counted(Client::H1, UpstreamProtocol::Http1)
+        .await;
+}
+
+#[tokio::test]
+async fn an_h2c_backend_slow_after_the_body_gets_504_and_is_counted() {
+    a_backend_slow_after_the_body_gets_504_and_is_counted(Client::H2, UpstreamProtocol::H2c).await;
+}
+
+/// A client that uploads slowly but steadily (each pause well within
+/// `client_body`, the whole upload longer than `upstream_response`) is
+/// served: the backend's clock starts once the request is all sent.
+#[tokio::test]
+async fn a_steady_upload_longer_than_the_backend_timeout_is_answered() {
+    for upstream in [UpstreamProtocol::Http1, UpstreamProtocol::H2c] {
+        let origin = origin(upstream).await;
+        let mut cfg = setup(origin.addr(), upstream);
+        cfg.timeouts.client_body = Duration::from_secs(3600);
+        let proxy = Proxy::start(&cfg).await;
+        let mut raw = RawConn::connect(proxy.addr()).await;
+        let parts = 3;
+        let head = format!(
+            "POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n",
+            SENT.len() * parts
+        );
+        raw.send(head.as_bytes()).await;
+        for i in 0..parts {
+            if i > 0 {
+                tokio::time::sleep(SHORT * 2).await;
+            }
+            raw.send(SENT).await;
+        }
+        let r = raw.read_response().await;
+        assert_eq!(
+            (r.status, r.header("x-sluice-error")),
+            (200, None),
+            "{upstream:?} backend"
+        );
+        assert_eq!(r.body_str(), (SENT.len() * parts).to_string());
+        assert_unblamed(&proxy, origin.addr()).await;
+    }
+}
