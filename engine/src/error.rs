@@ -42,6 +42,12 @@ pub enum ErrorKind {
     UpstreamTls,
     /// The backend closed or reset the connection before a full response.
     UpstreamReset,
+    /// The backend closed or reset the connection after part of the request
+    /// body, while the proxy was waiting on the client for more: most likely
+    /// the backend's own body timeout giving up on a slow client, so the
+    /// backend is not blamed (a crashed backend still fails its next
+    /// connects). Still a 502: the backend, not we, ended the request.
+    UpstreamClosedAwaitingClient,
     /// The backend sent something that is not valid HTTP.
     UpstreamProtocol,
     /// The backend did not send response headers in time.
@@ -72,6 +78,7 @@ impl ErrorKind {
             ErrorKind::ConnectFailed
             | ErrorKind::UpstreamTls
             | ErrorKind::UpstreamReset
+            | ErrorKind::UpstreamClosedAwaitingClient
             | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ErrorKind::ConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             // Nobody reads it, but the access log records what happened (nginx's 499).
@@ -93,7 +100,8 @@ impl ErrorKind {
             | ErrorKind::ClientAborted
             | ErrorKind::MalformedBody
             | ErrorKind::ClientTimeout
-            | ErrorKind::ClientBodyTimeout => Side::Downstream,
+            | ErrorKind::ClientBodyTimeout
+            | ErrorKind::UpstreamClosedAwaitingClient => Side::Downstream,
             ErrorKind::NoBackend
             | ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout
@@ -118,6 +126,9 @@ impl ErrorKind {
             ErrorKind::ConnectTimeout => "backend connect timed out",
             ErrorKind::UpstreamTls => "backend TLS handshake failed",
             ErrorKind::UpstreamReset => "backend closed the connection",
+            ErrorKind::UpstreamClosedAwaitingClient => {
+                "backend closed the connection awaiting the request body"
+            }
             ErrorKind::UpstreamProtocol => "backend sent an invalid response",
             ErrorKind::UpstreamTimeout => "backend response timed out",
             ErrorKind::ClientAborted => "client aborted",
@@ -241,6 +252,7 @@ mod tests {
             (ErrorKind::ConnectTimeout, 504),
             (ErrorKind::UpstreamTls, 502),
             (ErrorKind::UpstreamReset, 502),
+            (ErrorKind::UpstreamClosedAwaitingClient, 502),
             (ErrorKind::UpstreamProtocol, 502),
             (ErrorKind::UpstreamTimeout, 504),
             (ErrorKind::ClientAborted, 400),

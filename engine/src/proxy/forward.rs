@@ -165,8 +165,11 @@ pub async fn send(
 /// hyper's answer to an HTTP/2 request: the response head; a 504 once the
 /// backend has had `limit` with the next move; or, when the client's body
 /// failed, the client's error (hyper resets the stream then, which must not
-/// read as the backend's doing). `progress` follows the body hyper pipes on
-/// a task of its own; `None` when there is no body to wait on.
+/// read as the backend's doing). A backend that ends the stream while the
+/// client's body is awaited is not blamed either (see
+/// [`ErrorKind::UpstreamClosedAwaitingClient`]). `progress` follows the
+/// body hyper pipes on a task of its own; `None` when there is no body to
+/// wait on.
 async fn h2_answer(
     limit: Duration,
     progress: Option<&Progress>,
@@ -183,6 +186,9 @@ async fn h2_answer(
         if let Poll::Ready(r) = answer.as_mut().poll(cx) {
             return Poll::Ready(r.map_err(|e| match progress.map(|p| p.phase(cx)) {
                 Some(Phase::Failed(kind)) => ProxyError::with_source(kind, e),
+                Some(Phase::Client) => {
+                    ProxyError::with_source(ErrorKind::UpstreamClosedAwaitingClient, e)
+                }
                 _ => upstream_error(e),
             }));
         }

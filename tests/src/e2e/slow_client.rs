@@ -352,3 +352,75 @@ async fn a_steady_upload_longer_than_the_backend_timeout_is_answered() {
         assert_unblamed(&proxy, origin.addr()).await;
     }
 }
+
+/// An HTTP/1.1 backend with a body timeout of its own, at its most
+/// impatient: it closes any connection whose request body has begun to
+/// arrive but is not all there. A bodiless request gets `200 ok`.
+async fn impatient_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = tcp.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                    if !head.contains("content-length") && !head.contains("transfer-encoding") {
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        let _ = tcp.write_all(ok).await;
+                        seen.drain(..end + 4);
+                    } else if seen.len() > end + 4 {
+                        // Part of the body, and the rest is late: give up.
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// A backend that gives up on a stalled client's body (its own body
+/// timeout) is not blamed for it: the client gets a 502 saying so, and the
+/// backend stays in rotation.
+#[tokio::test]
+async fn a_backend_giving_up_on_a_stalled_body_is_not_blamed() {
+    let (backend, _task) = impatient_backend().await;
+    let mut cfg = setup(backend, UpstreamProtocol::Http1);
+    cfg.timeouts.client_body = Duration::from_secs(3600);
+    cfg.timeouts.upstream_response = Duration::from_secs(3600);
+    let proxy = Proxy::start(&cfg).await;
+    for client in [Client::H1, Client::H2] {
+        let mut set = JoinSet::new();
+        for _ in 0..CLIENTS {
+            set.spawn(partial_upload(client, proxy.addr(), "/up", End::Stall));
+        }
+        for (status, reason) in within("every upload", set.join_all()).await {
+            assert_eq!(
+                (status, reason.as_str()),
+                (
+                    502,
+                    "backend closed the connection awaiting the request body"
+                ),
+                "{client:?} client"
+            );
+        }
+    }
+    assert_unblamed(&proxy, backend).await;
+}

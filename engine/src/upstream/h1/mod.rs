@@ -355,11 +355,24 @@ impl Exchange {
                         Some(e) => e.into(),
                         None => "backend closed the connection before a response".into(),
                     };
-                    return Poll::Ready(Err(self.fail(ErrorKind::UpstreamReset, err)));
+                    return Poll::Ready(Err(self.fail(self.closed_kind(), err)));
                 }
                 Ok(_) => self.received = true,
-                Err(e) => return Poll::Ready(Err(self.fail(ErrorKind::UpstreamReset, e))),
+                Err(e) => return Poll::Ready(Err(self.fail(self.closed_kind(), e))),
             }
+        }
+    }
+
+    /// Who is to blame when the backend ends the connection before its
+    /// answer: the backend, unless it had part of the body and was waiting,
+    /// as we were, on the client for more (a backend giving up on a slow
+    /// client). A body not yet started leaves it the backend's (and the
+    /// keep-alive race's).
+    fn closed_kind(&self) -> ErrorKind {
+        if self.upload.body_started && self.upload.phase() == Phase::Client {
+            ErrorKind::UpstreamClosedAwaitingClient
+        } else {
+            ErrorKind::UpstreamReset
         }
     }
 
