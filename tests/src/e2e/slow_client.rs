@@ -31,11 +31,18 @@ use tokio::task::JoinSet;
 const CLIENTS: usize = 12;
 /// Consecutive failures that eject the backend.
 const EJECT_AFTER: u32 = 5;
-/// Short, so that a client that stalls runs into it at once.
+/// The client's body timeout: short, so that a stalled client runs into it
+/// at once (a client that sends what it announced never does).
 const SHORT: Duration = Duration::from_millis(300);
+/// The backend's: long enough for a loaded machine to answer a request,
+/// shorter than the slow clients below (so the old code timed them against
+/// the backend).
+const BACKEND: Duration = Duration::from_secs(1);
 /// The body every slow client announces and never finishes.
 const ANNOUNCED: usize = 100;
 const SENT: &[u8] = b"0123456789";
+/// A response far larger than the socket buffers between client and backend.
+const BIG: usize = 4 << 20;
 
 #[derive(Clone, Copy, Debug)]
 enum Client {
@@ -44,7 +51,8 @@ enum Client {
 }
 
 /// `/up` reads the whole body and answers its length; `/slow` reads the
-/// whole body and then never answers; `/` answers `ok`.
+/// whole body and then never answers; `/big` answers [`BIG`] bytes; `/ws`
+/// upgrades to an echo tunnel (HTTP/1.1 only); `/` answers `ok`.
 async fn origin(upstream: UpstreamProtocol) -> Origin {
     let builder = match upstream {
         UpstreamProtocol::Http1 => Origin::http1(),
@@ -53,6 +61,10 @@ async fn origin(upstream: UpstreamProtocol) -> Origin {
     builder
         .route("/up", body_length)
         .route("/slow", read_then_hang)
+        .route("/big", |_| async {
+            Response::new(reply::pattern(BIG as u64))
+        })
+        .route("/ws", super::upgrade::websocket_echo)
         .route("/", reply::text(200, "ok"))
         .start()
         .await
@@ -82,7 +94,7 @@ fn setup(backend: SocketAddr, upstream: UpstreamProtocol) -> Config {
         max_ejected_percent: 100,
     };
     c.timeouts.client_body = SHORT;
-    c.timeouts.upstream_response = SHORT;
+    c.timeouts.upstream_response = BACKEND;
     c
 }
 
@@ -338,7 +350,7 @@ async fn a_steady_upload_longer_than_the_backend_timeout_is_answered() {
         raw.send(head.as_bytes()).await;
         for i in 0..parts {
             if i > 0 {
-                tokio::time::sleep(SHORT * 2).await;
+                tokio::time::sleep(BACKEND * 3 / 4).await;
             }
             raw.send(SENT).await;
         }
@@ -423,4 +435,65 @@ async fn a_backend_giving_up_on_a_stalled_body_is_not_blamed() {
         }
     }
     assert_unblamed(&proxy, backend).await;
+}
+
+/// Clients that read their response slowly, or stop reading it and leave,
+/// hold the backend's body back: nothing times that against the backend.
+#[tokio::test]
+async fn slow_readers_of_a_response_never_blame_the_backend() {
+    for upstream in [UpstreamProtocol::Http1, UpstreamProtocol::H2c] {
+        let origin = origin(upstream).await;
+        let proxy = Proxy::start(&setup(origin.addr(), upstream)).await;
+        let mut set = JoinSet::new();
+        for i in 0..CLIENTS {
+            let addr = proxy.addr();
+            set.spawn(async move {
+                let mut raw = RawConn::connect(addr).await;
+                raw.send(b"GET /big HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+                let head = raw.read_head().await;
+                assert_eq!(head.status, 200, "{upstream:?} backend: {}", head.head);
+                // Longer than the backend's timeout, with its body stuck.
+                tokio::time::sleep(BACKEND + SHORT).await;
+                if i == 0 {
+                    let len = head.header("content-length").map(str::to_owned);
+                    let body = if len.is_some() {
+                        raw.read_exact(BIG).await
+                    } else {
+                        raw.read_to_eof().await
+                    };
+                    assert_eq!(body.len(), BIG);
+                }
+                // The others leave mid-body.
+            });
+        }
+        within("every reader", set.join_all()).await;
+        assert_unblamed(&proxy, origin.addr()).await;
+    }
+}
+
+/// Clients of an upgraded connection that go quiet for longer than any
+/// timeout, or leave, are the tunnel's business, not the backend's health.
+#[tokio::test]
+async fn quiet_tunnel_clients_never_blame_the_backend() {
+    let origin = origin(UpstreamProtocol::Http1).await;
+    let proxy = Proxy::start(&setup(origin.addr(), UpstreamProtocol::Http1)).await;
+    let mut set = JoinSet::new();
+    for i in 0..CLIENTS {
+        let addr = proxy.addr();
+        set.spawn(async move {
+            let mut raw = RawConn::connect(addr).await;
+            raw.send(
+                b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            )
+            .await;
+            assert_eq!(raw.read_head().await.status, 101);
+            tokio::time::sleep(BACKEND + SHORT).await;
+            if i == 0 {
+                raw.send(SENT).await;
+                assert_eq!(raw.read_exact(SENT.len()).await, SENT);
+            }
+        });
+    }
+    within("every tunnel", set.join_all()).await;
+    assert_unblamed(&proxy, origin.addr()).await;
 }

@@ -10,7 +10,7 @@ use sluice_e2e::harness::proxy::{Proxy, config};
 use sluice_e2e::harness::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn websocket_echo(mut req: Request<Incoming>) -> Response<reply::Body> {
+pub(crate) async fn websocket_echo(mut req: Request<Incoming>) -> Response<reply::Body> {
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
