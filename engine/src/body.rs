@@ -63,8 +63,9 @@ impl ReqBody {
     }
 
     /// The body's [`Progress`], for a body polled on another task (hyper's
-    /// HTTP/2 client pipes it from a task of its own). `None` for a body
-    /// that never waits on the client (its phase is always `Sending`).
+    /// HTTP/2 client pipes it from a task of its own): one small allocation
+    /// per request with a body to an HTTP/2 backend. `None` for a body that
+    /// never waits on the client (its phase is always `Sending`).
     pub fn progress(&mut self) -> Option<Arc<Progress>> {
         match self {
             ReqBody::Timed(t) => Some(t.progress.get_or_insert_with(Default::default).clone()),

@@ -119,10 +119,9 @@ pub async fn send(
 ) -> Result<Response<Upstream>, ProxyError> {
     let timeout = timeouts.upstream_response;
     let (parts, body) = req.into_parts();
-    let body = body.timed(timeouts.client_body);
+    let mut body = body.timed(timeouts.client_body);
     match conn {
         Conn::H2(mut sender) => {
-            let mut body = body;
             let progress = body.progress();
             let answer = sender.send_request(Request::from_parts(parts, body));
             let resp = h2_answer(timeout, progress.as_deref(), answer).await?;
