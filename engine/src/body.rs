@@ -262,7 +262,10 @@ pin_project_lite::pin_project! {
         #[pin]
         sleep: Sleep,
         limit: Duration,
-        seen: Phase,
+        // The phase at the last poll; `None` before the first, whose
+        // stretch is timed from `new` (no timer reset for a request that
+        // goes out at once, which is most of them).
+        seen: Option<Phase>,
     }
 }
 
@@ -271,19 +274,19 @@ impl BackendClock {
         BackendClock {
             sleep: tokio::time::sleep(limit),
             limit,
-            seen: Phase::Sending,
+            seen: None,
         }
     }
 
     /// Ready once the backend has had its `limit` in the current stretch.
     pub fn poll_expired(self: Pin<&mut Self>, phase: Phase, cx: &mut Context<'_>) -> Poll<()> {
         let mut me = self.project();
-        if phase != *me.seen {
-            *me.seen = phase;
-            if matches!(phase, Phase::Sending | Phase::Sent) {
-                me.sleep.as_mut().reset(Instant::now() + *me.limit);
-            }
+        if me.seen.is_some_and(|seen| seen != phase)
+            && matches!(phase, Phase::Sending | Phase::Sent)
+        {
+            me.sleep.as_mut().reset(Instant::now() + *me.limit);
         }
+        *me.seen = Some(phase);
         match phase {
             Phase::Sending | Phase::Sent => me.sleep.poll(cx),
             Phase::Client | Phase::Failed(_) => Poll::Pending,
