@@ -356,3 +356,63 @@ async fn request_body_keeps_streaming_after_an_early_answer() {
         "{seen}"
     );
 }
+
+/// A backend that closes once it has a request head and `body` bytes after it.
+async fn closing_after(body: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n")
+                && seen.len() >= end + 4 + body
+            {
+                return;
+            }
+            let mut buf = [0u8; 1024];
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    addr
+}
+
+/// A backend that ends the connection after part of the body, while the
+/// client is awaited for the rest, has given up on the client: not blamed.
+/// Before any of the body, it stays the backend's (and the keep-alive
+/// race's) doing.
+#[tokio::test]
+async fn a_backend_closing_while_the_client_is_awaited_is_not_blamed() {
+    let cases: [(&'static [u8], ErrorKind); 2] = [
+        (b"abc", ErrorKind::UpstreamClosedAwaitingClient),
+        (b"", ErrorKind::UpstreamReset),
+    ];
+    for (sent, kind) in cases {
+        let addr = closing_after(sent.len()).await;
+        let decoder = Decoder::new(Framing::Length(7), 0);
+        let (mut tx, rx) = crate::http1::body::channel(decoder).unwrap();
+        let mut c = conn(addr).await;
+        let (mut parts, ()) = Request::put("/doc").body(()).unwrap().into_parts();
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("backend"));
+        let body = ReqBody::H1(rx).timed(LIMIT);
+        // The client sends `sent`, then nothing, and stays.
+        let client = async {
+            if !sent.is_empty() {
+                let want = std::future::poll_fn(|cx| tx.poll_want(cx)).await;
+                assert_eq!(want, crate::http1::body::Want::Frame);
+                tx.send(Ok(Frame::data(Bytes::from_static(sent))));
+            }
+            std::future::pending::<()>().await
+        };
+        let failed = tokio::select! {
+            f = exchange(&mut c, &parts, body, LIMIT) => f.unwrap_err(),
+            () = client => unreachable!(),
+        };
+        assert_eq!(failed.error.kind(), kind, "after {sent:?}");
+    }
+}
