@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use sluice::Config;
-use sluice::config::validate::same_address;
+use sluice::config::validate::{check_cert, same_address};
 use sluice::config::{At, CertConfig, ConfigError, ListenerConfig, defaults};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -170,6 +170,10 @@ fn add_flag_listeners(cli: &Cli, config: &mut Config) -> Result<(), ConfigError>
         _ => None,
     };
     for (flag, address, cert) in plain.chain(tls) {
+        if let Some(c) = &cert {
+            // As for the file's listeners: a pair that cannot serve is refused.
+            check_cert(c, At::Flag("--cert"), At::Flag("--key"))?;
+        }
         if let Some(first) = same_address(&config.listeners, address) {
             return Err(ConfigError::DuplicateListener {
                 at: At::Flag(flag),

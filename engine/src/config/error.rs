@@ -74,6 +74,19 @@ pub enum ConfigError {
     },
     #[error("{at}: no such file: {}", file.display())]
     NoSuchFile { at: At, file: PathBuf },
+    /// A certificate, key or CA file the proxy could not serve with (read
+    /// as TLS setup will read it: not PEM, no certificate or key, a key
+    /// that does not match its certificate). Boxed: it is large, and this
+    /// is the cold edge.
+    #[error("{at}: {source}")]
+    Pem {
+        at: At,
+        #[source]
+        source: Box<super::pem::PemError>,
+    },
+    /// Neither a DNS name nor an IP address, so no certificate can match it.
+    #[error("{at}: {name:?} is not a DNS name or an IP address")]
+    ServerName { at: At, name: String },
     #[error("{at}: at least one [[listener]] is required")]
     NoListener { at: At },
     /// Two listeners on one address would each bind it (port 0 aside: each
@@ -141,6 +154,8 @@ impl ConfigError {
             | ConfigError::NotPositive { at }
             | ConfigError::Address { at, .. }
             | ConfigError::NoSuchFile { at, .. }
+            | ConfigError::Pem { at, .. }
+            | ConfigError::ServerName { at, .. }
             | ConfigError::NoListener { at }
             | ConfigError::DuplicateListener { at, .. }
             | ConfigError::ShareWithoutReusePort { at }

@@ -1,12 +1,14 @@
 //! Configuration in three stages: the TOML file model ([`file`]), validation
 //! ([`validate`], with the value grammars of [`values`] and the errors of
-//! [`error`]) and the runtime model below, which is all the hot path sees.
+//! [`error`]; the PEM files it names are read and checked by [`pem`]) and
+//! the runtime model below, which is all the hot path sees.
 //!
 //! Precedence: built-in defaults ([`defaults`]) < config file < command-line flags.
 
 pub mod defaults;
 pub mod error;
 pub mod file;
+pub mod pem;
 pub mod validate;
 pub mod values;
 

@@ -262,7 +262,11 @@ impl Validator<'_> {
                 for (name, value) in [("cert", &c.cert), ("key", &c.key)] {
                     self.existing_file(value, format_args!("{field}.tls[{j}].{name}"))?;
                 }
-                tls.push(CertConfig {
+                let (cert_at, key_at) = (
+                    self.at(c.cert.span(), format_args!("{field}.tls[{j}].cert")),
+                    self.at(c.key.span(), format_args!("{field}.tls[{j}].key")),
+                );
+                let cert = CertConfig {
                     cert: c.cert.into_inner().into(),
                     key: c.key.into_inner().into(),
                     server_names: c
@@ -270,7 +274,9 @@ impl Validator<'_> {
                         .iter()
                         .map(|s| s.to_ascii_lowercase())
                         .collect(),
-                });
+                };
+                check_cert(&cert, cert_at, key_at)?;
+                tls.push(cert);
             }
             listeners.push(ListenerConfig {
                 address,
@@ -314,6 +320,20 @@ impl Validator<'_> {
         let tls = if u.tls || protocol == UpstreamProtocol::H2 {
             if let Some(ca) = &u.ca_file {
                 self.existing_file(ca, format_args!("{field}.ca_file"))?;
+                // Read as `upstream::connect` will, into a scratch store.
+                pem::add_ca_file(&mut rustls::RootCertStore::empty(), Path::new(ca.get_ref()))
+                    .map_err(|source| ConfigError::Pem {
+                        at: self.at(ca.span(), format_args!("{field}.ca_file")),
+                        source: Box::new(source),
+                    })?;
+            }
+            if let Some(name) = &u.server_name
+                && rustls::pki_types::ServerName::try_from(name.get_ref().as_str()).is_err()
+            {
+                return Err(ConfigError::ServerName {
+                    at: self.at(name.span(), format_args!("{field}.server_name")),
+                    name: name.get_ref().clone(),
+                });
             }
             Some(UpstreamTls {
                 ca_file: u.ca_file.map(|c| c.into_inner().into()),
@@ -550,6 +570,32 @@ impl Validator<'_> {
             }),
         }
     }
+}
+
+/// Reads a listener's certificate chain and key as `server::tls` will and
+/// checks that the key is the leaf certificate's, so that `check`, start and
+/// reload refuse a pair that would fail every handshake. `cert_at` and
+/// `key_at` name where each file was given (the binary's flags use this too).
+pub fn check_cert(c: &CertConfig, cert_at: At, key_at: At) -> Result<(), ConfigError> {
+    let chain = pem::read_certs(&c.cert).map_err(|source| ConfigError::Pem {
+        at: cert_at.clone(),
+        source: Box::new(source),
+    })?;
+    let key = pem::read_key(&pem::provider(), &c.key).map_err(|source| ConfigError::Pem {
+        at: key_at.clone(),
+        source: Box::new(source),
+    })?;
+    pem::certified_key(chain, key, &c.key).map_err(|source| {
+        let at = match source {
+            pem::PemError::KeyMismatch { .. } => key_at,
+            _ => cert_at,
+        };
+        ConfigError::Pem {
+            at,
+            source: Box::new(source),
+        }
+    })?;
+    Ok(())
 }
 
 /// The index of the listener in `listeners` that already has `address`;

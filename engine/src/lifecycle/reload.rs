@@ -20,6 +20,7 @@ use crate::addr::ListenAddr;
 use crate::config::{Config, ConfigError, ListenerConfig};
 use crate::server::listener::{BindError, bind_listener};
 use crate::server::reload::{Changes, Listeners, Staged};
+use crate::server::tls::TlsError;
 use crate::state::{Shared, State};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,12 +45,15 @@ pub enum ReloadError {
     /// A new listener's address: in use, or not ours to bind.
     #[error(transparent)]
     Bind(#[from] BindError),
-    /// A listener's certificate or key cannot be loaded.
+    /// A listener's certificate or key cannot be loaded, or the key is
+    /// not the certificate's (read again on every reload: a rotation that
+    /// replaced one file but not the other is refused here). Boxed: large,
+    /// and rare.
     #[error("listener {address}: {source}")]
     Tls {
         address: SocketAddr,
         #[source]
-        source: std::io::Error,
+        source: Box<TlsError>,
     },
     /// The runtime model cannot be built (an upstream's TLS settings).
     #[error(transparent)]
@@ -198,7 +202,7 @@ fn acceptor(l: &ListenerConfig) -> Result<Option<TlsAcceptor>, ReloadError> {
         .map(Some)
         .map_err(|source| ReloadError::Tls {
             address: l.address,
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -252,6 +256,46 @@ mod tests {
         let err = stage(&set, &[l]).expect_err("missing certificate");
         assert!(matches!(err, ReloadError::Tls { .. }), "{err:?}");
         assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+    }
+
+    #[test]
+    fn staging_a_tls_listener_whose_key_is_another_certificates_fails_naming_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pem = |i: usize| {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+                .expect("params")
+                .self_signed(&key)
+                .expect("cert");
+            let (c, k) = (
+                dir.path().join(format!("{i}.pem")),
+                dir.path().join(format!("{i}.key")),
+            );
+            std::fs::write(&c, cert.pem()).expect("write cert");
+            std::fs::write(&k, key.serialize_pem()).expect("write key");
+            (c, k)
+        };
+        let ((cert, _), (_, key)) = (pem(0), pem(1));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let set = Listeners::new(vec![tx]);
+        let mut l = listener("127.0.0.1:0".parse().expect("address"));
+        l.tls = vec![crate::config::CertConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+            server_names: Vec::new(),
+        }];
+        let err = stage(&set, &[l]).expect_err("mismatched pair");
+        assert!(
+            matches!(&err, ReloadError::Tls { source, .. }
+                if matches!(**source, TlsError::Pem(crate::config::pem::PemError::KeyMismatch { .. }))),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.starts_with("listener 127.0.0.1:0: "), "{text}");
+        assert!(
+            text.contains(&*cert.to_string_lossy()) && text.contains(&*key.to_string_lossy()),
+            "{text}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::addr::BackendAddr;
 use crate::config::{UpstreamProtocol, UpstreamTls};
 use crate::error::{ErrorKind, ProxyError, Retry};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,22 +41,11 @@ impl TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path)?;
-            let certs: Vec<CertificateDer<'static>> =
-                rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<_, _>>()?;
-            if certs.is_empty() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: no certificate", path.display()),
-                ));
-            }
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            }
+            // The same reading `sluice check` did (`config::pem`).
+            crate::config::pem::add_ca_file(&mut roots, path)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::config::pem::provider();
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(io::Error::other)?

@@ -33,4 +33,5 @@ mod smuggling;
 mod streaming;
 mod timeouts;
 mod tls;
+mod tls_files;
 mod upgrade;

@@ -234,3 +234,93 @@ fn the_shipped_example_validates() {
 fn a_listener_is_required() {
     assert!(check("").unwrap_err().to_string().contains("[[listener]]"));
 }
+
+/// Two certificates with their own keys, written as PEM.
+fn two_pairs(dir: &Path) -> [(PathBuf, PathBuf); 2] {
+    [0, 1].map(|i| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let (c, k) = (dir.join(format!("{i}.pem")), dir.join(format!("{i}.key")));
+        std::fs::write(&c, cert.pem()).expect("write cert");
+        std::fs::write(&k, key.serialize_pem()).expect("write key");
+        (c, k)
+    })
+}
+
+fn tls_listener(cert: &Path, key: &Path) -> String {
+    format!(
+        "[[listener]]\naddress = \"127.0.0.1:1\"\n[[listener.tls]]\ncert = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    )
+}
+
+#[test]
+fn a_tls_listener_needs_a_certificate_and_its_own_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let [(cert_a, key_a), (_, key_b)] = two_pairs(dir.path());
+    check(&tls_listener(&cert_a, &key_a)).expect("a matching pair");
+
+    let err = check(&tls_listener(&cert_a, &key_b)).expect_err("mismatch");
+    assert!(
+        matches!(&err, ConfigError::Pem { source, .. }
+            if matches!(**source, pem::PemError::KeyMismatch { .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("test.toml:5:7: listener[0].tls[0].key: "),
+        "{text}"
+    );
+    assert!(text.contains("does not match the certificate"), "{text}");
+
+    let not_pem = dir.path().join("cert.der");
+    std::fs::write(&not_pem, b"\x30\x82\x01\x0a not PEM").expect("write");
+    let err = check(&tls_listener(&not_pem, &key_a)).expect_err("not PEM");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("test.toml:4:8: listener[0].tls[0].cert: "),
+        "{text}"
+    );
+    assert!(text.contains("no certificate"), "{text}");
+
+    // The certificate where the key should be.
+    let err = check(&tls_listener(&cert_a, &cert_a)).expect_err("no key");
+    assert!(
+        err.to_string().contains("listener[0].tls[0].key: ")
+            && err.to_string().contains("no private key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_upstream_ca_file_and_server_name_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let [(cert, key), _] = two_pairs(dir.path());
+    let group = |extra: &str| {
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:1\"\n[upstream.api]\nbackends = [\"127.0.0.1:9\"]\ntls = true\n{extra}\n"
+        )
+    };
+    let ca = |p: &Path| format!("ca_file = {:?}", p.display().to_string());
+    check(&group(&ca(&cert))).expect("a CA certificate");
+    let err = check(&group(&ca(&key))).expect_err("a key is no CA");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("test.toml:6:11: upstream.api.ca_file: "),
+        "{text}"
+    );
+    assert!(text.contains("no certificate"), "{text}");
+
+    check(&group("server_name = \"api.internal\"")).expect("a DNS name");
+    check(&group("server_name = \"10.0.0.1\"")).expect("an IP address");
+    let err = check(&group("server_name = \"not a name\"")).expect_err("a space");
+    assert!(
+        err.to_string()
+            .starts_with("test.toml:6:15: upstream.api.server_name: \"not a name\""),
+        "{err}"
+    );
+}
