@@ -22,7 +22,12 @@ pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `client_body_timeout`, same default). A client slower than this gets a
 /// 408 and its backend is not blamed.
 pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Idle keep-alive timeout for downstream HTTP/2 connections (pings).
+/// A downstream HTTP/2 connection with no open stream this long gets GOAWAY
+/// and is closed: its PINGs prove the client alive, not that it needs the
+/// connection (nginx's `keepalive_timeout` is 75 s). Longer than HTTP/1.1's
+/// keep-alive (`CLIENT_HEADER_TIMEOUT`): an h2 connection carries many
+/// requests and its TLS handshake is worth keeping. Also the interval of
+/// keep-alive PINGs that find dead peers during long streams.
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A backend that cannot accept a TCP connection this fast is treated as down.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

@@ -43,12 +43,14 @@ pub struct ServerBuilder {
     /// [`IdleClock::sweep`] runs as a task of the worker.
     pub idle: IdleClock,
     h1: h1::Settings,
-    h2: http2::Builder<TokioExecutor>,
+    h2: super::h2::Settings,
 }
 
 /// The per-worker connection settings.
 pub fn builder(limits: &Limits, timeouts: &Timeouts) -> ServerBuilder {
     let mut h2 = http2::Builder::new(TokioExecutor::new());
+    // Keep-alive PINGs find dead peers during long streams; idle
+    // connections are closed by `h2::serve` after `client_idle`.
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
@@ -60,7 +62,11 @@ pub fn builder(limits: &Limits, timeouts: &Timeouts) -> ServerBuilder {
             limits: *limits,
             header_timeout: timeouts.client_header,
         },
-        h2,
+        h2: super::h2::Settings {
+            builder: h2,
+            idle_timeout: timeouts.client_idle,
+            close_timeout: timeouts.client_header,
+        },
     }
 }
 

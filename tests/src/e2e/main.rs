@@ -14,6 +14,7 @@ mod gzip;
 mod h1;
 mod h2;
 mod h2_connecting;
+mod h2_idle;
 mod h2_limits;
 mod headers;
 mod health;

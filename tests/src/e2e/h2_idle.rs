@@ -1,0 +1,289 @@
+//! Idle client connections are closed (issue 14, finding 7). An HTTP/2
+//! connection with no open stream for `timeouts.client_idle` gets GOAWAY
+//! (NO_ERROR) and is closed, over h2c and over TLS, even when it answers
+//! every PING (before, pings kept it open forever, about 23 KB each); a
+//! stream still open (a slow response head, a slow body) is never cut.
+//! An HTTP/1.1 keep-alive connection waiting for its next request is
+//! closed after `timeouts.client_header`.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use sluice_e2e::harness::certs::TestCerts;
+use sluice_e2e::harness::client::{H2, RawConn, tls_connect};
+use sluice_e2e::harness::origin::{Origin, reply};
+use sluice_e2e::harness::proxy::{Proxy, config};
+use sluice_e2e::harness::{BoxError, eventually, within};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+const IDLE: Duration = Duration::from_secs(1);
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const ACK: u8 = 0x1;
+
+/// What a client that only answers the server saw until the connection ended.
+#[derive(Debug, Default)]
+struct Ended {
+    /// Each GOAWAY: (last stream id, error code).
+    goaways: Vec<(u32, u32)>,
+    /// PINGs the server sent (and we acknowledged).
+    pings: usize,
+}
+
+fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len())
+        .expect("small frame")
+        .to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Opens HTTP/2 on `io` (preface and empty SETTINGS) and then only answers:
+/// SETTINGS are acknowledged and every PING is answered, as a live client
+/// would; no stream is opened. Returns once the server closes the
+/// connection (bounded: a server that keeps it open fails the test).
+async fn idle_until_closed<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) -> Ended {
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, &[]));
+    io.write_all(&hello).await.expect("write preface");
+    let mut ended = Ended::default();
+    within("the server to close the idle connection", async {
+        loop {
+            let mut head = [0u8; 9];
+            // EOF, or a reset after the close: the connection is over.
+            if io.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            if io.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let (kind, flags) = (head[3], head[4]);
+            let answer = match kind {
+                SETTINGS if flags & ACK == 0 => Some(frame(SETTINGS, ACK, &[])),
+                PING if flags & ACK == 0 => {
+                    ended.pings += 1;
+                    Some(frame(PING, ACK, &payload))
+                }
+                GOAWAY => {
+                    let word = |i: usize| {
+                        u32::from_be_bytes(payload[i..i + 4].try_into().expect("4 bytes"))
+                    };
+                    ended.goaways.push((word(0) & 0x7fff_ffff, word(4)));
+                    None
+                }
+                _ => None,
+            };
+            if let Some(a) = answer {
+                // The server may already be gone; its close is what we wait for.
+                let _ = io.write_all(&a).await;
+            }
+        }
+    })
+    .await;
+    ended
+}
+
+fn assert_closed_gracefully(ended: &Ended) {
+    assert!(
+        !ended.goaways.is_empty(),
+        "closed without GOAWAY: {ended:?}"
+    );
+    assert!(
+        ended
+            .goaways
+            .iter()
+            .all(|&(last, code)| code == 0 && (last == 0 || last == 0x7fff_ffff)),
+        "a GOAWAY that is not NO_ERROR or names a stream: {ended:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_h2c_connection_that_answers_pings_gets_goaway_and_is_closed() {
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
+    let mut cfg = config(&[origin.addr()]);
+    cfg.timeouts.client_idle = IDLE;
+    let proxy = Proxy::start(&cfg).await;
+
+    let tcp = within("connect", TcpStream::connect(proxy.addr()))
+        .await
+        .expect("connect");
+    let ended = idle_until_closed(tcp).await;
+    assert_closed_gracefully(&ended);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_over_tls_is_closed_the_same_way() {
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
+    let certs = TestCerts::generate();
+    let mut cfg = config(&[origin.addr()]);
+    cfg.timeouts.client_idle = IDLE;
+    cfg.listeners[0].tls = vec![sluice::config::CertConfig {
+        cert: certs.cert.clone(),
+        key: certs.key.clone(),
+        server_names: Vec::new(),
+    }];
+    let proxy = Proxy::start(&cfg).await;
+
+    let (tls, alpn) = tls_connect(proxy.addr(), certs.client_config(&[b"h2"]), "localhost")
+        .await
+        .expect("TLS handshake");
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    // One request first: a connection that was used idles out too.
+    let mut h2 = H2::handshake(TokioIo::new(tls)).await;
+    assert_eq!(h2.get("/").await.status, 200);
+    let (tls, _) = tls_connect(proxy.addr(), certs.client_config(&[b"h2"]), "localhost")
+        .await
+        .expect("TLS handshake");
+    let ended = idle_until_closed(tls).await;
+    assert_closed_gracefully(&ended);
+    proxy.shutdown().await;
+}
+
+/// A body that sends `first`, then waits for a permit of `gate`, then
+/// sends `last`.
+struct Gated {
+    first: Option<Bytes>,
+    wait: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    last: Option<Bytes>,
+}
+
+impl Body for Gated {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(b) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        if let Some(w) = self.wait.as_mut() {
+            ready!(w.as_mut().poll(cx));
+            self.wait = None;
+        }
+        Poll::Ready(self.last.take().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+#[tokio::test]
+async fn streams_open_longer_than_the_idle_timeout_are_not_cut() {
+    let gate = Arc::new(Semaphore::new(0));
+    let origin = Origin::http1()
+        .route("/slow-head", {
+            let gate = gate.clone();
+            move |_| {
+                let gate = gate.clone();
+                async move {
+                    let _permit = gate.acquire().await.expect("gate");
+                    Response::new(reply::full("finished"))
+                }
+            }
+        })
+        .route("/slow-body", {
+            let gate = gate.clone();
+            move |_| {
+                let gate = gate.clone();
+                async move {
+                    let wait = async move {
+                        let _permit = gate.acquire().await.expect("gate");
+                    };
+                    Response::new(
+                        Gated {
+                            first: Some(Bytes::from_static(b"first,")),
+                            wait: Some(Box::pin(wait)),
+                            last: Some(Bytes::from_static(b"last")),
+                        }
+                        .boxed(),
+                    )
+                }
+            }
+        })
+        .start()
+        .await;
+    let mut cfg = config(&[origin.addr()]);
+    cfg.timeouts.client_idle = IDLE;
+    let proxy = Proxy::start(&cfg).await;
+
+    let mut h2 = H2::connect_h2c(proxy.addr()).await;
+    let slow_head = tokio::spawn({
+        let mut h2 = h2.clone();
+        async move { h2.get("/slow-head").await }
+    });
+    let req = Request::get("http://test.local/slow-body")
+        .body(reply::empty())
+        .expect("request");
+    let resp = h2.send(req).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = within("the first part of the body", body.frame())
+        .await
+        .expect("a frame")
+        .expect("no error");
+    assert_eq!(first.data_ref().map(|b| &b[..]), Some(&b"first,"[..]));
+    eventually("both requests to reach the backend", || {
+        origin.request_count() == 2
+    })
+    .await;
+
+    // A connection opened after both streams began is closed for idleness:
+    // by then both have been open longer than the idle timeout.
+    let tcp = within("connect", TcpStream::connect(proxy.addr()))
+        .await
+        .expect("connect");
+    assert_closed_gracefully(&idle_until_closed(tcp).await);
+
+    gate.add_permits(2);
+    let rest = within("the rest of the body", body.collect())
+        .await
+        .expect("the slow body completes");
+    assert_eq!(&rest.to_bytes()[..], b"last");
+    let head = slow_head.await.expect("slow head task");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.text(), "finished");
+    // And the connection still takes requests.
+    let origin_ok = h2.get("/slow-head");
+    gate.add_permits(1);
+    assert_eq!(origin_ok.await.status, 200);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http1_keep_alive_connection_waiting_for_its_next_request_is_closed() {
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
+    let mut cfg = config(&[origin.addr()]);
+    cfg.timeouts.client_header = IDLE;
+    let proxy = Proxy::start(&cfg).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    let resp = raw.read_response().await;
+    assert_eq!(resp.status, 200);
+    // Nothing more is sent: the proxy closes without another byte.
+    assert_eq!(raw.read_to_eof().await, b"");
+    proxy.shutdown().await;
+}
