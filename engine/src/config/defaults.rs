@@ -27,7 +27,8 @@ pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// connection (nginx's `keepalive_timeout` is 75 s). Longer than HTTP/1.1's
 /// keep-alive (`CLIENT_HEADER_TIMEOUT`): an h2 connection carries many
 /// requests and its TLS handshake is worth keeping. Also the interval of
-/// keep-alive PINGs that find dead peers during long streams.
+/// keep-alive PINGs that find dead peers during long streams, and how long
+/// an upgraded tunnel (WebSocket) may carry no byte either way.
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A backend that cannot accept a TCP connection this fast is treated as down.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

@@ -168,7 +168,13 @@ async fn proxy(
 
     // 7. The response.
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return tunnel::start(client_upgrade, resp, via, attempt.in_flight);
+        return tunnel::start(
+            client_upgrade,
+            resp,
+            via,
+            attempt.in_flight,
+            state.timeouts.client_idle,
+        );
     }
     let (mut parts, body) = resp.into_parts();
     // We answer in the client's protocol, whatever the backend spoke.

@@ -1,5 +1,6 @@
 //! `Upgrade: websocket` becomes a byte tunnel after the backend's 101. The
 //! client is raw TCP doing the handshake by hand; the backend echoes bytes.
+//! A tunnel silent both ways for `timeouts.client_idle` is closed.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -111,4 +112,55 @@ async fn upgrade_header_without_connection_upgrade_is_not_an_upgrade() {
     assert_eq!(resp.body, b"plain");
     let seen = origin.last_request();
     assert!(!seen.headers.contains_key("upgrade"), "{:?}", seen.headers);
+}
+
+/// Sends the WebSocket handshake for `/ws` and reads the 101: the tunnel.
+async fn open_tunnel(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut raw = RawConn::connect(addr).await;
+    raw.send(
+        b"GET /ws HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    let head = raw.read_head().await;
+    assert_eq!(head.status, 101, "{}", head.head);
+    raw.into_stream().0
+}
+
+/// A tunnel with no byte either way for `timeouts.client_idle` is closed
+/// (issue 14, finding 7's class); one carrying bytes is not.
+#[tokio::test]
+async fn an_idle_tunnel_is_closed_and_a_busy_one_is_not() {
+    let origin = Origin::http1().route("/ws", websocket_echo).start().await;
+    let mut cfg = config(&[origin.addr()]);
+    cfg.timeouts.client_idle = std::time::Duration::from_secs(1);
+    let proxy = Proxy::start(&cfg).await;
+
+    let mut busy = open_tunnel(proxy.addr()).await;
+    let mut idle = open_tunnel(proxy.addr()).await;
+    // Round trips on `busy` until `idle` is closed: by then `busy` has been
+    // open longer than the idle timeout, never silent for as long.
+    let idle_closed = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        idle.read_to_end(&mut rest).await.map(|_| rest)
+    });
+    within("the idle tunnel to be closed", async {
+        while !idle_closed.is_finished() {
+            busy.write_all(b"ping").await.expect("write");
+            let mut back = [0u8; 4];
+            busy.read_exact(&mut back).await.expect("echo");
+            assert_eq!(&back, b"ping");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let rest = idle_closed.await.expect("reader").expect("read to EOF");
+    assert!(rest.is_empty(), "{rest:?}");
+    within("the busy tunnel still echoes", async {
+        busy.write_all(b"still here").await.expect("write");
+        let mut back = [0u8; 10];
+        busy.read_exact(&mut back).await.expect("echo");
+        assert_eq!(&back, b"still here");
+    })
+    .await;
 }
