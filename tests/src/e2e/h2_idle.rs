@@ -192,16 +192,7 @@ impl Body for Gated {
 async fn streams_open_longer_than_the_idle_timeout_are_not_cut() {
     let gate = Arc::new(Semaphore::new(0));
     let origin = Origin::http1()
-        .route("/slow-head", {
-            let gate = gate.clone();
-            move |_| {
-                let gate = gate.clone();
-                async move {
-                    let _permit = gate.acquire().await.expect("gate");
-                    Response::new(reply::full("finished"))
-                }
-            }
-        })
+        .route("/slow-head", reply::gated(gate.clone(), "finished"))
         .route("/slow-body", {
             let gate = gate.clone();
             move |_| {

@@ -8,11 +8,11 @@
 use http::Method;
 use sluice_e2e::harness::control::Admin;
 use sluice_e2e::harness::origin::{Origin, reply};
-use sluice_e2e::harness::process::{Sluice, sluice_bin, wait_exit};
+use sluice_e2e::harness::process::{Sluice, run_to_exit, sluice_bin};
 use sluice_e2e::harness::proxy::Proxy;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Listens on a free loopback port with one SO_REUSEPORT socket, exactly as
 /// a running sluice does; the port is held while the result lives.
@@ -90,18 +90,7 @@ async fn a_second_sluice_on_a_held_port_fails_unless_the_listener_shares_it() {
     let backend: SocketAddr = "127.0.0.1:1".parse().expect("addr");
 
     std::fs::write(&path, file(&[(held.to_string(), false)], backend)).expect("write config");
-    let mut child = Command::new(sluice_bin())
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice");
-    let status = wait_exit(&mut child).await;
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read stderr");
+    let (status, stderr) = run_to_exit(["--config".as_ref(), path.as_os_str()]).await;
     assert!(
         !status.success(),
         "started on a held port; stderr: {stderr}"

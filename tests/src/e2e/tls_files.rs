@@ -11,10 +11,10 @@ use hyper_util::rt::TokioIo;
 use sluice_e2e::harness::certs::TestCerts;
 use sluice_e2e::harness::client::{H1, tls_connect};
 use sluice_e2e::harness::origin::{Origin, reply};
-use sluice_e2e::harness::process::{Sluice, sluice_bin, wait_exit};
+use sluice_e2e::harness::process::{self, Sluice, sluice_bin};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// A config with one TLS listener on port 0 serving `cert` and `key`, an
 /// admin API, and every path routed to `backend`; `extra` is appended.
@@ -63,20 +63,9 @@ fn check(path: &Path) -> (Option<i32>, String) {
     )
 }
 
-/// Runs `sluice args…`, which must exit by itself: its exit code and stderr.
-/// A sluice that starts serving instead fails the test (bounded wait).
+/// `sluice args…`, which must exit by itself: its exit code and stderr.
 async fn run_to_exit(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
-    let mut child = Command::new(sluice_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice");
-    let status = wait_exit(&mut child).await;
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read stderr");
+    let (status, stderr) = process::run_to_exit(args).await;
     (status.code(), stderr)
 }
 

@@ -11,6 +11,11 @@ use sluice_e2e::harness::proxy::{Proxy, config};
 use sluice_e2e::harness::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The client's WebSocket handshake for `/ws` (RFC 6455's example key).
+const HANDSHAKE: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
 pub(crate) async fn websocket_echo(mut req: Request<Incoming>) -> Response<reply::Body> {
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -46,11 +51,7 @@ async fn websocket_upgrade_becomes_an_echo_tunnel() {
     let proxy = Proxy::start(&config(&[origin.addr()])).await;
 
     let mut raw = RawConn::connect(proxy.addr()).await;
-    raw.send(
-        b"GET /ws HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await;
+    raw.send(HANDSHAKE).await;
     let head = raw.read_head().await;
     assert_eq!(head.status, 101, "{}", head.head);
     assert!(
@@ -117,11 +118,7 @@ async fn upgrade_header_without_connection_upgrade_is_not_an_upgrade() {
 /// Sends the WebSocket handshake for `/ws` and reads the 101: the tunnel.
 async fn open_tunnel(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     let mut raw = RawConn::connect(addr).await;
-    raw.send(
-        b"GET /ws HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await;
+    raw.send(HANDSHAKE).await;
     let head = raw.read_head().await;
     assert_eq!(head.status, 101, "{}", head.head);
     raw.into_stream().0

@@ -454,6 +454,22 @@ pub mod reply {
         }
     }
 
+    /// A handler that answers 200 with `body` once `gate` gives it a
+    /// permit (`gate.add_permits(n)` lets `n` requests through): a backend
+    /// exactly as slow as the test needs, without a clock.
+    pub fn gated(
+        gate: Arc<tokio::sync::Semaphore>,
+        body: &'static str,
+    ) -> impl Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync + Clone {
+        move |_| {
+            let gate = gate.clone();
+            Box::pin(async move {
+                let _permit = gate.acquire().await.expect("gate");
+                Response::new(full(body))
+            })
+        }
+    }
+
     /// A handler that never answers (until its connection goes away).
     pub fn hang(_req: Request<Incoming>) -> BoxFuture<Response<Body>> {
         Box::pin(std::future::pending())

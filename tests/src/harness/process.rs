@@ -110,6 +110,26 @@ pub async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// Runs `sluice args…`, which must exit by itself (a bad config, a port
+/// it cannot take): its exit status and stderr. One that starts serving
+/// instead fails the test ([`wait_exit`] is bounded).
+pub async fn run_to_exit<S: AsRef<OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(sluice_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice");
+    let status = wait_exit(&mut child).await;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    (status, stderr)
+}
+
 /// Sends `signal` (e.g. `"TERM"`) to process `pid` with kill(1).
 pub fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
