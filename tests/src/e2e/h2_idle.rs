@@ -3,8 +3,8 @@
 //! (NO_ERROR) and is closed, over h2c and over TLS, even when it answers
 //! every PING (before, pings kept it open forever, about 23 KB each); a
 //! stream still open (a slow response head, a slow body) is never cut.
-//! An HTTP/1.1 keep-alive connection waiting for its next request is
-//! closed after `timeouts.client_header`.
+//! An HTTP/1.1 keep-alive connection waiting for its next request, plain
+//! or over TLS, is closed after `timeouts.client_header`.
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -131,7 +131,7 @@ async fn an_idle_h2c_connection_that_answers_pings_gets_goaway_and_is_closed() {
 }
 
 #[tokio::test]
-async fn an_idle_h2_connection_over_tls_is_closed_the_same_way() {
+async fn idle_connections_over_tls_are_closed_the_same_way() {
     let origin = Origin::http1()
         .route("/", reply::text(200, "ok"))
         .start()
@@ -139,6 +139,7 @@ async fn an_idle_h2_connection_over_tls_is_closed_the_same_way() {
     let certs = TestCerts::generate();
     let mut cfg = config(&[origin.addr()]);
     cfg.timeouts.client_idle = IDLE;
+    cfg.timeouts.client_header = IDLE;
     cfg.listeners[0].tls = vec![sluice::config::CertConfig {
         cert: certs.cert.clone(),
         key: certs.key.clone(),
@@ -158,6 +159,31 @@ async fn an_idle_h2_connection_over_tls_is_closed_the_same_way() {
         .expect("TLS handshake");
     let ended = idle_until_closed(tls).await;
     assert_closed_gracefully(&ended);
+
+    // HTTP/1.1 over TLS waits for its next request as long as over TCP.
+    let (mut tls, alpn) = tls_connect(
+        proxy.addr(),
+        certs.client_config(&[b"http/1.1"]),
+        "localhost",
+    )
+    .await
+    .expect("TLS handshake");
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .expect("write request");
+    let mut got = Vec::new();
+    within("the keep-alive connection to be closed", async {
+        let mut buf = [0u8; 4096];
+        // EOF, with or without close_notify: the connection is over.
+        while let Ok(n @ 1..) = tls.read(&mut buf).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.ends_with("ok"), "one response, then the close: {text}");
     proxy.shutdown().await;
 }
 
