@@ -224,12 +224,16 @@ fn build_config(cli: &Cli) -> Result<Config, ConfigError> {
     }
 
     if let Some(address) = cli.admin {
-        let state_file = config.admin.as_ref().and_then(|a| a.state_file.clone());
-        config.admin = Some(sluice::config::AdminConfig {
-            address,
-            token: cli.admin_token.clone(),
-            state_file,
-        });
+        // The file's other admin settings (state file, allow-lists) stay.
+        let mut admin = config
+            .admin
+            .take()
+            .unwrap_or_else(|| sluice::config::AdminConfig::new(address));
+        admin.address = address;
+        if let Some(token) = cli.admin_token.clone().filter(|t| !t.is_empty()) {
+            admin.token = Some(token);
+        }
+        config.admin = Some(admin);
     }
     Ok(config)
 }
@@ -238,6 +242,15 @@ fn build_config(cli: &Cli) -> Result<Config, ConfigError> {
 /// at start, and again on every reload (which re-reads only the file).
 fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), ConfigError> {
     if !cli.backend.is_empty() || cli.lb.is_some() {
+        // `--backend` passes the file's rule too: no port 0, no wildcard,
+        // multicast or broadcast, not one of our own listeners.
+        let own: Vec<SocketAddr> = config
+            .listeners
+            .iter()
+            .map(|l| l.address)
+            .chain(config.admin.as_ref().map(|a| a.address))
+            .chain(cli.admin)
+            .collect();
         let group = config
             .upstreams
             .iter_mut()
@@ -245,7 +258,16 @@ fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), ConfigErro
             .ok_or(ConfigError::NoDefaultGroup)?;
         for b in &cli.backend {
             match b.parse() {
-                Ok(addr) => group.backends.push((sluice::addr::BackendAddr(addr), 1)),
+                Ok(addr) => {
+                    let addr =
+                        sluice::addr::BackendAddr::checked(addr, &own).map_err(|source| {
+                            ConfigError::Backend {
+                                at: At::Flag("--backend"),
+                                source: Box::new(source),
+                            }
+                        })?;
+                    group.backends.push((addr, 1));
+                }
                 Err(_) => {
                     let (host, port) =
                         sluice::config::values::split_host_port(b).map_err(|source| {

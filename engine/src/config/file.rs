@@ -54,6 +54,12 @@ pub struct AdminFile {
     pub token: Option<String>,
     /// Registered backends are saved here and restored on start.
     pub state_file: Option<String>,
+    /// Host names besides the listener's address, `localhost` and loopback IPs.
+    pub allowed_hosts: Option<Spanned<Vec<String>>>,
+    /// Browser origins (`https://ops.example.com`) allowed to call.
+    pub allowed_origins: Option<Spanned<Vec<String>>>,
+    /// CIDRs whose peers may change state; default loopback only.
+    pub allowed_sources: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,9 +3,11 @@
 
 use super::error::At;
 use super::file::{
-    BackendFile, CompressionFile, FileConfig, ListenerFile, RouteFile, UpstreamFile,
+    AdminFile, BackendFile, CompressionFile, FileConfig, ListenerFile, RouteFile, UpstreamFile,
 };
-use super::values::{media_pattern_ok, parse_duration, split_host_port};
+use super::values::{
+    host_name_ok, media_pattern_ok, origin_ok, parse_cidr, parse_duration, split_host_port,
+};
 use super::*;
 use crate::balance::Policy;
 use std::fmt;
@@ -154,9 +156,17 @@ impl Validator<'_> {
             )?,
         };
 
+        let admin = f.admin.map(|a| self.admin(a)).transpose()?;
+        // What no backend may be: our own listeners (a forwarding loop).
+        let own: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.address)
+            .chain(admin.as_ref().map(|a| a.address))
+            .collect();
+
         let mut upstreams = Vec::with_capacity(f.upstream.len());
         for (name, u) in f.upstream {
-            upstreams.push(self.upstream(name, u)?);
+            upstreams.push(self.upstream(name, u, &own)?);
         }
 
         let mut routes = Vec::with_capacity(f.route.len());
@@ -172,21 +182,6 @@ impl Validator<'_> {
                 compress: None,
             });
         }
-
-        let admin =
-            match f.admin {
-                None => None,
-                Some(a) => Some(AdminConfig {
-                    address: a.address.get_ref().parse().map_err(|source| {
-                        ConfigError::Address {
-                            at: self.at(a.address.span(), "admin.address"),
-                            source,
-                        }
-                    })?,
-                    token: a.token.filter(|t| !t.is_empty()),
-                    state_file: a.state_file.map(PathBuf::from),
-                }),
-            };
 
         let runtime = match &f.runtime {
             None => RuntimeShape::ThreadPerCore,
@@ -287,7 +282,67 @@ impl Validator<'_> {
         Ok(listeners)
     }
 
-    fn upstream(&self, name: String, u: UpstreamFile) -> Result<UpstreamConfig, ConfigError> {
+    fn admin(&self, a: AdminFile) -> Result<AdminConfig, ConfigError> {
+        let address = a
+            .address
+            .get_ref()
+            .parse()
+            .map_err(|source| ConfigError::Address {
+                at: self.at(a.address.span(), "admin.address"),
+                source,
+            })?;
+        let mut admin = AdminConfig::new(address);
+        admin.token = a.token.filter(|t| !t.is_empty());
+        admin.state_file = a.state_file.map(PathBuf::from);
+        if let Some(hosts) = a.allowed_hosts {
+            let span = hosts.span();
+            for (i, h) in hosts.into_inner().into_iter().enumerate() {
+                let h = h.trim().to_ascii_lowercase();
+                if !host_name_ok(&h) {
+                    return Err(ConfigError::AllowedHost {
+                        at: self.at(span, format_args!("admin.allowed_hosts[{i}]")),
+                        value: h,
+                    });
+                }
+                admin.allowed_hosts.push(h);
+            }
+        }
+        if let Some(origins) = a.allowed_origins {
+            let span = origins.span();
+            for (i, o) in origins.into_inner().into_iter().enumerate() {
+                let o = o.trim().to_ascii_lowercase();
+                if !origin_ok(&o) {
+                    return Err(ConfigError::AllowedOrigin {
+                        at: self.at(span, format_args!("admin.allowed_origins[{i}]")),
+                        value: o,
+                    });
+                }
+                admin.allowed_origins.push(o);
+            }
+        }
+        if let Some(sources) = a.allowed_sources {
+            let span = sources.span();
+            admin.allowed_sources = sources
+                .into_inner()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    parse_cidr(c).map_err(|source| ConfigError::Cidr {
+                        at: self.at(span.clone(), format_args!("admin.allowed_sources[{i}]")),
+                        source,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(admin)
+    }
+
+    fn upstream(
+        &self,
+        name: String,
+        u: UpstreamFile,
+        own: &[SocketAddr],
+    ) -> Result<UpstreamConfig, ConfigError> {
         let field = format!("upstream.{name}");
         let policy = match &u.balance {
             Some(b) => Policy::parse(b.get_ref()).map_err(|source| ConfigError::Policy {
@@ -341,7 +396,14 @@ impl Validator<'_> {
                 });
             }
             match addr.parse::<SocketAddr>() {
-                Ok(a) => backends.push((BackendAddr(a), weight)),
+                Ok(a) => {
+                    let a =
+                        BackendAddr::checked(a, own).map_err(|source| ConfigError::Backend {
+                            at: self.at(span.clone(), &bfield),
+                            source: Box::new(source),
+                        })?;
+                    backends.push((a, weight));
+                }
                 // A name: resolved now and again on an interval (discovery).
                 Err(_) => {
                     let (host, port) =

@@ -50,11 +50,9 @@ async fn registration_retries_until_the_proxy_answers() {
     let app = support::app(config).await;
     // Start an admin API on that very port.
     let mut proxy_config = sluice::Config::simple(([127, 0, 0, 1], 0).into(), &[]);
-    proxy_config.admin = Some(sluice::config::AdminConfig {
-        address: ([127, 0, 0, 1], port).into(),
-        token: None,
-        state_file: None,
-    });
+    proxy_config.admin = Some(sluice::config::AdminConfig::new(
+        ([127, 0, 0, 1], port).into(),
+    ));
     let server = sluice::Server::start(
         sluice::bind(&proxy_config).expect("bind admin"),
         &proxy_config,

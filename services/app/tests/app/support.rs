@@ -159,11 +159,7 @@ pub struct Proxy {
 impl Proxy {
     pub async fn start() -> Proxy {
         let mut config = sluice::Config::simple(([127, 0, 0, 1], 0).into(), &[]);
-        config.admin = Some(sluice::config::AdminConfig {
-            address: ([127, 0, 0, 1], 0).into(),
-            token: None,
-            state_file: None,
-        });
+        config.admin = Some(sluice::config::AdminConfig::new(([127, 0, 0, 1], 0).into()));
         let bound = sluice::bind(&config).expect("bind proxy");
         let server = sluice::Server::start(bound, &config).expect("start proxy");
         let addr = server.addrs()[0].0;
