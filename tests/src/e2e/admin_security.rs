@@ -33,6 +33,9 @@ async fn members(admin: &Admin) -> BTreeSet<String> {
     admin.backends().await.into_keys().collect()
 }
 
+/// Request headers, the status expected, and what the error must say.
+type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+
 fn register_body(addr: impl std::fmt::Display) -> String {
     json!({"address": addr.to_string()}).to_string()
 }
@@ -48,7 +51,7 @@ async fn a_cross_site_page_cannot_change_the_backends() {
     // What a form or fetch() on https://evil.example can send without a
     // CORS preflight: text/plain (or no type at all) with its Origin.
     let evil = ("origin", "https://evil.example");
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             vec![evil, ("content-type", "text/plain")],
             403,
