@@ -294,32 +294,18 @@ impl Validator<'_> {
         let mut admin = AdminConfig::new(address);
         admin.token = a.token.filter(|t| !t.is_empty());
         admin.state_file = a.state_file.map(PathBuf::from);
-        if let Some(hosts) = a.allowed_hosts {
-            let span = hosts.span();
-            for (i, h) in hosts.into_inner().into_iter().enumerate() {
-                let h = h.trim().to_ascii_lowercase();
-                if !host_name_ok(&h) {
-                    return Err(ConfigError::AllowedHost {
-                        at: self.at(span, format_args!("admin.allowed_hosts[{i}]")),
-                        value: h,
-                    });
-                }
-                admin.allowed_hosts.push(h);
-            }
-        }
-        if let Some(origins) = a.allowed_origins {
-            let span = origins.span();
-            for (i, o) in origins.into_inner().into_iter().enumerate() {
-                let o = o.trim().to_ascii_lowercase();
-                if !origin_ok(&o) {
-                    return Err(ConfigError::AllowedOrigin {
-                        at: self.at(span, format_args!("admin.allowed_origins[{i}]")),
-                        value: o,
-                    });
-                }
-                admin.allowed_origins.push(o);
-            }
-        }
+        admin.allowed_hosts = self.lowercase_list(
+            a.allowed_hosts,
+            "admin.allowed_hosts",
+            host_name_ok,
+            |at, value| ConfigError::AllowedHost { at, value },
+        )?;
+        admin.allowed_origins = self.lowercase_list(
+            a.allowed_origins,
+            "admin.allowed_origins",
+            origin_ok,
+            |at, value| ConfigError::AllowedOrigin { at, value },
+        )?;
         if let Some(sources) = a.allowed_sources {
             let span = sources.span();
             admin.allowed_sources = sources
@@ -335,6 +321,29 @@ impl Validator<'_> {
                 .collect::<Result<_, _>>()?;
         }
         Ok(admin)
+    }
+
+    /// A list of names, trimmed and lowercased, each passing `ok`.
+    fn lowercase_list(
+        &self,
+        list: Option<Spanned<Vec<String>>>,
+        field: &str,
+        ok: fn(&str) -> bool,
+        err: fn(At, String) -> ConfigError,
+    ) -> Result<Vec<String>, ConfigError> {
+        let Some(list) = list else {
+            return Ok(Vec::new());
+        };
+        let span = list.span();
+        let mut out = Vec::with_capacity(list.get_ref().len());
+        for (i, v) in list.into_inner().into_iter().enumerate() {
+            let v = v.trim().to_ascii_lowercase();
+            if !ok(&v) {
+                return Err(err(self.at(span, format_args!("{field}[{i}]")), v));
+            }
+            out.push(v);
+        }
+        Ok(out)
     }
 
     fn upstream(
