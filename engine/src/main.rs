@@ -58,9 +58,12 @@ struct Cli {
     /// Admin API listener (register/unregister backends, health, reload).
     #[arg(long)]
     admin: Option<SocketAddr>,
-    /// Bearer token required by the admin API.
-    #[arg(long, env = "SLUICE_ADMIN_TOKEN", requires = "admin")]
+    /// Bearer token required by the admin API (overrides the file's).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file holding the admin API's bearer token.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -230,10 +233,25 @@ fn build_config(cli: &Cli) -> Result<Config, ConfigError> {
             .take()
             .unwrap_or_else(|| sluice::config::AdminConfig::new(address));
         admin.address = address;
-        if let Some(token) = cli.admin_token.clone().filter(|t| !t.is_empty()) {
-            admin.token = Some(token);
-        }
         config.admin = Some(admin);
+    }
+    // The token flags apply to the admin API of the file or of `--admin`.
+    let token = match (&cli.admin_token, &cli.admin_token_file) {
+        (_, Some(path)) => Some(sluice::config::values::read_token(path).map_err(|source| {
+            ConfigError::TokenFile {
+                at: At::Flag("--admin-token-file"),
+                source,
+            }
+        })?),
+        (Some(t), None) => Some(t.trim().to_owned()).filter(|t| !t.is_empty()),
+        (None, None) => None,
+    };
+    match (&mut config.admin, token) {
+        (Some(admin), Some(token)) => admin.token = Some(token),
+        (None, Some(_)) => {
+            tracing::warn!("an admin token is set but there is no admin API (--admin or [admin])")
+        }
+        (_, None) => {}
     }
     Ok(config)
 }

@@ -127,6 +127,14 @@ pub enum ConfigError {
         #[source]
         source: CidrError,
     },
+    #[error("{at}: give token or token_file, not both")]
+    TokenTwice { at: At },
+    #[error("{at}: {source}")]
+    TokenFile {
+        at: At,
+        #[source]
+        source: TokenFileError,
+    },
     #[error("{at}: {value:?} is not a host name")]
     AllowedHost { at: At, value: String },
     #[error("{at}: {value:?} is not an origin; expected scheme://host or scheme://host:port")]
@@ -172,6 +180,8 @@ impl ConfigError {
             | ConfigError::UnknownUpstream { at, .. }
             | ConfigError::MediaType { at, .. }
             | ConfigError::Cidr { at, .. }
+            | ConfigError::TokenTwice { at }
+            | ConfigError::TokenFile { at, .. }
             | ConfigError::AllowedHost { at, .. }
             | ConfigError::AllowedOrigin { at, .. }
             | ConfigError::Backend { at, .. } => Some(at),
@@ -217,6 +227,19 @@ pub enum CidrError {
     Syntax(String),
     #[error("{0:?}: bits are set past the prefix length (write the network address)")]
     HostBits(String),
+}
+
+/// An admin token file that gives no token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} holds no token", .0.display())]
+    Empty(PathBuf),
 }
 
 /// A `host:port` that resolves to nothing.

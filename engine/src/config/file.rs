@@ -51,7 +51,9 @@ pub struct AdminFile {
     /// Loopback by default: the admin API changes what the proxy routes to.
     pub address: Spanned<String>,
     /// When set, every admin request needs `Authorization: Bearer TOKEN`.
-    pub token: Option<String>,
+    pub token: Option<Spanned<String>>,
+    /// The token read from this file instead (surrounding whitespace dropped).
+    pub token_file: Option<Spanned<String>>,
     /// Registered backends are saved here and restored on start.
     pub state_file: Option<String>,
     /// Host names besides the listener's address, `localhost` and loopback IPs.

@@ -6,7 +6,8 @@ use super::file::{
     AdminFile, BackendFile, CompressionFile, FileConfig, ListenerFile, RouteFile, UpstreamFile,
 };
 use super::values::{
-    host_name_ok, media_pattern_ok, origin_ok, parse_cidr, parse_duration, split_host_port,
+    host_name_ok, media_pattern_ok, origin_ok, parse_cidr, parse_duration, read_token,
+    split_host_port,
 };
 use super::*;
 use crate::balance::Policy;
@@ -292,7 +293,23 @@ impl Validator<'_> {
                 source,
             })?;
         let mut admin = AdminConfig::new(address);
-        admin.token = a.token.filter(|t| !t.is_empty());
+        admin.token = match (a.token, a.token_file) {
+            (Some(_), Some(file)) => {
+                return Err(ConfigError::TokenTwice {
+                    at: self.at(file.span(), "admin.token_file"),
+                });
+            }
+            (Some(t), None) => Some(t.into_inner()).filter(|t| !t.is_empty()),
+            (None, Some(file)) => {
+                Some(read_token(Path::new(file.get_ref())).map_err(|source| {
+                    ConfigError::TokenFile {
+                        at: self.at(file.span(), "admin.token_file"),
+                        source,
+                    }
+                })?)
+            }
+            (None, None) => None,
+        };
         admin.state_file = a.state_file.map(PathBuf::from);
         admin.allowed_hosts = self.lowercase_list(
             a.allowed_hosts,

@@ -4,7 +4,8 @@
 
 use super::RuntimeShape;
 use super::error::{
-    CidrError, DurationError, HostPortError, ResolveError, UnknownPolicy, UnknownRuntime,
+    CidrError, DurationError, HostPortError, ResolveError, TokenFileError, UnknownPolicy,
+    UnknownRuntime,
 };
 use crate::addr::Cidr;
 use crate::balance::{HashOn, Policy};
@@ -103,6 +104,20 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, CidrError> {
         return Err(CidrError::HostBits(s.to_owned()));
     }
     Ok(Cidr { net, prefix })
+}
+
+/// The admin token in `path`: its text without surrounding whitespace (the
+/// newline an editor or `echo` adds), and not empty.
+pub fn read_token(path: &std::path::Path) -> Result<String, TokenFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(TokenFileError::Empty(path.to_owned()));
+    }
+    Ok(token.to_owned())
 }
 
 /// `type/subtype`, `type/*`, `*/*` or `+suffix`, in token characters.

@@ -480,3 +480,42 @@ async fn slow_or_large_bodies_are_refused() {
     assert_eq!(r.status, 413, "{}", r.body_str());
     assert_eq!(members(&admin).await, before);
 }
+
+/// The binary: `--admin-token-file` guards the admin API, and a
+/// `--backend` that is the proxy's own listener exits 64 naming the flag.
+#[tokio::test]
+async fn the_binary_reads_its_token_file_and_refuses_itself_as_a_backend() {
+    use sluice_e2e::harness::process::{Sluice, sluice_bin};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "from-a-file\n").expect("write token");
+    let sluice = Sluice::run([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        token.to_str().expect("utf-8 path"),
+    ]);
+    let (_, admin) = sluice.serving().await;
+    assert_eq!(admin.get("/backends").await.status, 401);
+    let admin = admin.with_token("from-a-file");
+    assert_eq!(admin.get("/backends").await.status, 200);
+
+    for (backend, says) in [
+        ("127.0.0.1:8080", "own listener 127.0.0.1:8080"),
+        ("0.0.0.0:9001", "unspecified"),
+    ] {
+        let out = std::process::Command::new(sluice_bin())
+            .args(["--listen", "127.0.0.1:8080", "--backend", backend])
+            .env_remove("SLUICE_ADMIN_TOKEN")
+            .output()
+            .expect("run sluice");
+        assert_eq!(out.status.code(), Some(64), "{backend}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--backend: ") && stderr.contains(says),
+            "{backend}: {stderr}"
+        );
+    }
+}
