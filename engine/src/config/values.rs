@@ -38,9 +38,12 @@ pub fn split_host_port(s: &str) -> Result<(String, u16), HostPortError> {
     let (host, port) = s
         .rsplit_once(':')
         .ok_or_else(|| HostPortError::NoPort(s.to_owned()))?;
+    // Port 0 is nobody's port (addr::BackendAddr::checked says why).
     let port: u16 = port
         .parse()
-        .map_err(|_| HostPortError::Port(s.to_owned()))?;
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| HostPortError::Port(s.to_owned()))?;
     if !host_name_ok(host) {
         return Err(HostPortError::Host(s.to_owned()));
     }

@@ -263,6 +263,12 @@ fn backends_no_one_can_be_or_that_are_us_are_rejected_by_field() {
         );
     }
     assert!(check(&file("127.0.0.1:9002")).is_ok());
+    // A name on port 0 is refused before any lookup.
+    let err = check(&file("svc.test:0")).unwrap_err().to_string();
+    assert!(
+        err.starts_with("test.toml:6:12: upstream.a.backends[1]: \"svc.test:0\": invalid port"),
+        "{err}"
+    );
 }
 
 #[test]
