@@ -131,9 +131,12 @@ impl Server {
                 }
             }
         }
+        let admin_addr = bound.admin.as_ref().map(|l| l.local_addr()).transpose()?;
+        shared.own.set_listeners(running.addrs());
+        shared.own.set_admin(admin_addr);
         let reloader = Arc::new(lifecycle::Reloader::new(shared.clone(), running));
         if let Some(path) = config.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
-            admin::state_file::restore(path, &shared.state.load());
+            admin::state_file::restore(path, &shared.state.load(), &shared.own.all());
         }
         let workers = per_worker
             .into_iter()
@@ -152,14 +155,9 @@ impl Server {
             })
             .collect::<io::Result<Vec<_>>>()?;
         shared.spawn_health_checks();
-        let admin_addr = match bound.admin {
-            Some(listener) => {
-                let addr = listener.local_addr()?;
-                admin::spawn(listener, reloader.clone(), drain_rx.clone())?;
-                Some(addr)
-            }
-            None => None,
-        };
+        if let Some(listener) = bound.admin {
+            admin::spawn(listener, reloader.clone(), drain_rx.clone())?;
+        }
         shared.set_ready(true);
         Ok(Server {
             admin_addr,

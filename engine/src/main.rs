@@ -58,9 +58,12 @@ struct Cli {
     /// Admin API listener (register/unregister backends, health, reload).
     #[arg(long)]
     admin: Option<SocketAddr>,
-    /// Bearer token required by the admin API.
-    #[arg(long, env = "SLUICE_ADMIN_TOKEN", requires = "admin")]
+    /// Bearer token required by the admin API (overrides the file's).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file holding the admin API's bearer token.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -228,12 +231,31 @@ fn build_config(cli: &Cli) -> Result<Config, ConfigError> {
     }
 
     if let Some(address) = cli.admin {
-        let state_file = config.admin.as_ref().and_then(|a| a.state_file.clone());
-        config.admin = Some(sluice::config::AdminConfig {
-            address,
-            token: cli.admin_token.clone(),
-            state_file,
-        });
+        // The file's other admin settings (state file, allow-lists) stay.
+        let mut admin = config
+            .admin
+            .take()
+            .unwrap_or_else(|| sluice::config::AdminConfig::new(address));
+        admin.address = address;
+        config.admin = Some(admin);
+    }
+    // The token flags apply to the admin API of the file or of `--admin`.
+    let token = match (&cli.admin_token, &cli.admin_token_file) {
+        (_, Some(path)) => Some(sluice::config::values::read_token(path).map_err(|source| {
+            ConfigError::TokenFile {
+                at: At::Flag("--admin-token-file"),
+                source,
+            }
+        })?),
+        (Some(t), None) => Some(t.trim().to_owned()).filter(|t| !t.is_empty()),
+        (None, None) => None,
+    };
+    match (&mut config.admin, token) {
+        (Some(admin), Some(token)) => admin.token = Some(token),
+        (None, Some(_)) => {
+            tracing::warn!("an admin token is set but there is no admin API (--admin or [admin])")
+        }
+        (_, None) => {}
     }
     Ok(config)
 }
@@ -242,6 +264,15 @@ fn build_config(cli: &Cli) -> Result<Config, ConfigError> {
 /// at start, and again on every reload (which re-reads only the file).
 fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), ConfigError> {
     if !cli.backend.is_empty() || cli.lb.is_some() {
+        // `--backend` passes the file's rule too: no port 0, no wildcard,
+        // multicast or broadcast, not one of our own listeners.
+        let own: Vec<SocketAddr> = config
+            .listeners
+            .iter()
+            .map(|l| l.address)
+            .chain(config.admin.as_ref().map(|a| a.address))
+            .chain(cli.admin)
+            .collect();
         let group = config
             .upstreams
             .iter_mut()
@@ -249,7 +280,16 @@ fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), ConfigErro
             .ok_or(ConfigError::NoDefaultGroup)?;
         for b in &cli.backend {
             match b.parse() {
-                Ok(addr) => group.backends.push((sluice::addr::BackendAddr(addr), 1)),
+                Ok(addr) => {
+                    let addr =
+                        sluice::addr::BackendAddr::checked(addr, &own).map_err(|source| {
+                            ConfigError::Backend {
+                                at: At::Flag("--backend"),
+                                source: Box::new(source),
+                            }
+                        })?;
+                    group.backends.push((addr, 1));
+                }
                 Err(_) => {
                     let (host, port) =
                         sluice::config::values::split_host_port(b).map_err(|source| {

@@ -3,6 +3,7 @@
 //! (`lifecycle::reload`) swaps all of it at once; requests in flight keep the
 //! `Arc` they loaded.
 
+use crate::addr::OwnAddrs;
 use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
 use crate::proxy::route::Router;
 use crate::upstream::Group;
@@ -86,6 +87,9 @@ pub struct Shared {
     ready: AtomicBool,
     pub admin: Option<AdminConfig>,
     pub resolver: Arc<dyn Resolver>,
+    /// This proxy's bound addresses, which no backend may be (see
+    /// [`OwnAddrs`] for its lock).
+    pub own: Arc<OwnAddrs>,
 }
 
 impl Shared {
@@ -96,6 +100,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             admin,
             resolver,
+            own: Arc::new(OwnAddrs::default()),
         }
     }
 
@@ -111,7 +116,7 @@ impl Shared {
     pub fn spawn_health_checks(&self) {
         for g in &self.state.load().groups {
             crate::upstream::health::spawn(g);
-            crate::upstream::discovery::spawn(g, self.resolver.clone());
+            crate::upstream::discovery::spawn(g, self.resolver.clone(), self.own.clone());
         }
     }
 }

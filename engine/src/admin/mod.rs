@@ -11,32 +11,49 @@
 //! | POST | `/backends` | `{"group","address","weight"}` registers (idempotent) |
 //! | DELETE | `/backends/{address}` | drains in-flight requests, then unregisters |
 //! | POST | `/backends/{address}/drain` | out of rotation, in-flight requests finish |
-//! | GET/POST | `/register?port=N`, `/unregister?port=N` | the caller's IP with that port, default group |
+//! | POST | `/register?port=N`, `/unregister?port=N` | the caller's IP with that port, default group |
 //! | POST | `/reload` | read the config file again; on error the old one keeps serving; answers the listeners, added and removed |
 //!
-//! With a token set, everything but `GET /healthz` and `GET /readyz` needs it.
+//! Before any endpoint runs, [`guard`] checks `Host`, `Origin`, the
+//! caller's address, the bearer token and the body's type. Every backend
+//! address given is checked by [`crate::addr::BackendAddr::checked`]. The
+//! listener has a header timeout (`timeouts.client_header`, also for the
+//! body), a head size cap, a body cap ([`MAX_BODY`]) and a connection cap
+//! ([`MAX_CONNECTIONS`]).
 
+pub mod error;
+pub mod guard;
 pub mod state_file;
 
+pub use error::AdminError;
+
 use crate::addr::BackendAddr;
-use crate::lifecycle::{ReloadError, Reloader};
+use crate::config::AdminConfig;
+use crate::lifecycle::Reloader;
 use crate::state::{Shared, State};
 use crate::upstream::member::{MemberView, Origin};
 use bytes::Bytes;
+use guard::Conn;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 /// Admin request bodies are small JSON documents.
-const MAX_BODY: usize = 64 * 1024;
+pub const MAX_BODY: usize = 64 * 1024;
+/// Admin connections open at once; past this, new ones wait in the kernel's
+/// accept queue. Operators and registrars need a handful; the cap keeps a
+/// flood of idle connections from costing memory without bound.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Largest admin request head: admin requests are a line and a few fields
+/// (hyper's smallest allowed read buffer).
+const MAX_HEAD: usize = 8 * 1024;
 
 type AdminResponse = Response<Full<Bytes>>;
 
@@ -47,8 +64,13 @@ pub fn spawn(
     _drain: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
+    // A permit per open connection, returned when its task ends.
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
             let (stream, peer) = match listener.accept().await {
                 Ok(p) => p,
                 Err(e) => {
@@ -57,78 +79,67 @@ pub fn spawn(
                     continue;
                 }
             };
+            let Ok(local) = stream.local_addr() else {
+                continue;
+            };
+            let conn = Conn { peer, local };
             let reloader = reloader.clone();
+            // The data listeners' header timeout: a client that does not
+            // finish its head (or, below, its body) in time is dropped, so
+            // slowloris connections cannot pile up.
+            let timeout = reloader.shared().state.load().timeouts.client_header;
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let reloader = reloader.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&reloader, peer, req).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            handle(&reloader, conn, timeout, req).await,
+                        )
+                    }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(timeout)
+                    .max_buf_size(MAX_HEAD)
                     .serve_connection(TokioIo::new(stream), svc)
                     .await
                 {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
+                drop(permit);
             });
         }
     });
     Ok(())
 }
 
-/// An admin API error: a status and a reason, sent as `{"error": reason}`.
-#[derive(Debug)]
-pub struct AdminError(StatusCode, String);
-
-/// A rejected reload is the request's fault (the file it asked to load):
-/// 422 with the reason.
-impl From<ReloadError> for AdminError {
-    fn from(e: ReloadError) -> AdminError {
-        AdminError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-    }
-}
-
-impl AdminError {
-    fn bad(msg: impl Into<String>) -> Self {
-        AdminError(StatusCode::BAD_REQUEST, msg.into())
-    }
-    fn not_found(msg: impl Into<String>) -> Self {
-        AdminError(StatusCode::NOT_FOUND, msg.into())
-    }
-}
-
+/// Answers one admin request: the [`guard`] first, then the endpoint.
 pub async fn handle(
     reloader: &Reloader,
-    peer: SocketAddr,
+    conn: Conn,
+    timeout: Duration,
     req: Request<Incoming>,
 ) -> AdminResponse {
     let shared = reloader.shared();
-    // Probes stay open: they reveal nothing and orchestrators send no token.
-    let probe = req.method() == Method::GET && matches!(req.uri().path(), "/healthz" | "/readyz");
-    if let Some(token) = shared.admin.as_ref().and_then(|a| a.token.as_deref())
-        && !probe
-    {
-        let ok = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
-        if !ok {
-            return error(AdminError(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token".into(),
-            ));
+    let fallback;
+    let admin = match shared.admin.as_ref() {
+        Some(a) => a,
+        None => {
+            fallback = AdminConfig::new(conn.local);
+            &fallback
         }
-    }
-    match route(reloader, peer, req).await {
-        Ok(resp) => resp,
-        Err(e) => error(e),
-    }
+    };
+    let result = match guard::check(admin, conn, &req) {
+        Ok(()) => route(reloader, conn, timeout, req).await,
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(error)
 }
 
 async fn route(
     reloader: &Reloader,
-    peer: SocketAddr,
+    conn: Conn,
+    timeout: Duration,
     req: Request<Incoming>,
 ) -> Result<AdminResponse, AdminError> {
     let shared = reloader.shared();
@@ -149,8 +160,8 @@ async fn route(
         }),
         (&Method::GET, ["backends"]) => Ok(json(StatusCode::OK, &list(&shared.state.load()))),
         (&Method::POST, ["backends"]) => {
-            let body: Register = read_json(req).await?;
-            let addr = parse_addr(&body.address)?;
+            let body: Register = read_json(req, timeout).await?;
+            let addr = shared.own.check(parse_addr(&body.address)?)?;
             let weight = body.weight.unwrap_or(1);
             if weight == 0 || weight > 10_000 {
                 return Err(AdminError::bad("weight must be between 1 and 10000"));
@@ -164,25 +175,15 @@ async fn route(
                     .default_group()
                     .ok_or_else(|| AdminError::not_found("no upstream group"))?,
             };
-            let added = group.add_backend(addr, weight, Origin::Registered);
-            persist(shared, &state);
-            let status = if added {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(json(
-                status,
-                &serde_json::json!({"group": group.name, "address": addr.to_string(), "added": added}),
-            ))
+            Ok(add(shared, &state, group, addr, weight))
         }
         (&Method::DELETE, ["backends", addr]) => {
-            let addr = parse_addr(&decode(addr))?;
+            let addr = BackendAddr(parse_addr(&decode(addr))?);
             let group = query(&req, "group");
             unregister(shared, addr, group.as_deref()).await
         }
         (&Method::POST, ["backends", addr, "drain"]) => {
-            let addr = parse_addr(&decode(addr))?;
+            let addr = BackendAddr(parse_addr(&decode(addr))?);
             let state = shared.state.load_full();
             let group = query(&req, "group");
             let (g, _) = find(&state, addr, group.as_deref())?;
@@ -193,26 +194,16 @@ async fn route(
                 &serde_json::json!({"group": g.name, "address": addr.to_string(), "state": "draining"}),
             ))
         }
-        (&Method::GET | &Method::POST, ["register"]) => {
-            let addr = caller_port(&req, peer)?;
+        (&Method::POST, ["register"]) => {
+            let addr = shared.own.check(caller_port(&req, conn)?)?;
             let state = shared.state.load_full();
             let group = state
                 .default_group()
                 .ok_or_else(|| AdminError::not_found("no upstream group"))?;
-            let added = group.add_backend(addr, 1, Origin::Registered);
-            persist(shared, &state);
-            let status = if added {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(json(
-                status,
-                &serde_json::json!({"group": group.name, "address": addr.to_string(), "added": added}),
-            ))
+            Ok(add(shared, &state, group, addr, 1))
         }
-        (&Method::GET | &Method::POST, ["unregister"]) => {
-            let addr = caller_port(&req, peer)?;
+        (&Method::POST, ["unregister"]) => {
+            let addr = BackendAddr(caller_port(&req, conn)?);
             unregister(shared, addr, None).await
         }
         (&Method::POST, ["reload"]) => match reloader.reload().await {
@@ -235,13 +226,41 @@ async fn route(
                 Err(e.into())
             }
         },
-        (_, ["healthz" | "readyz" | "backends" | "register" | "unregister" | "reload"])
-        | (_, ["backends", _] | ["backends", _, "drain"]) => Err(AdminError(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} is not allowed on {path}"),
-        )),
+        (_, ["register" | "unregister"]) => Err(AdminError::MethodNotAllowed {
+            method,
+            path,
+            hint: "; use POST (a GET must not change state: a page could send it with an <img>)",
+        }),
+        (_, ["healthz" | "readyz" | "backends" | "reload"])
+        | (_, ["backends", _] | ["backends", _, "drain"]) => Err(AdminError::MethodNotAllowed {
+            method,
+            path,
+            hint: "",
+        }),
         _ => Err(AdminError::not_found(format!("no admin endpoint {path}"))),
     }
+}
+
+/// Adds `addr` (already checked) to `group` and answers 201, or 200 when
+/// it was there already.
+fn add(
+    shared: &Shared,
+    state: &State,
+    group: &crate::upstream::Group,
+    addr: BackendAddr,
+    weight: u32,
+) -> AdminResponse {
+    let added = group.add_backend(addr, weight, Origin::Registered);
+    persist(shared, state);
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json(
+        status,
+        &serde_json::json!({"group": group.name, "address": addr.to_string(), "added": added}),
+    )
 }
 
 /// Drains `addr` (in-flight requests finish, bounded by the shutdown grace
@@ -321,15 +340,24 @@ fn list(state: &State) -> serde_json::Value {
     serde_json::json!({ "groups": groups })
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, AdminError> {
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+/// Reads a JSON body of at most [`MAX_BODY`] bytes within `timeout`.
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    req: Request<Incoming>,
+    timeout: Duration,
+) -> Result<T, AdminError> {
+    // A declared length past the cap is refused before anything is read.
+    if http_body::Body::size_hint(req.body()).lower() > MAX_BODY as u64 {
+        return Err(AdminError::BodyTooLarge(MAX_BODY));
+    }
+    let body = tokio::time::timeout(timeout, Limited::new(req.into_body(), MAX_BODY).collect())
         .await
+        .map_err(|_| AdminError::BodyTimeout(timeout))?
         .map_err(|e| {
-            AdminError(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("cannot read body: {e}"),
-            )
+            if e.is::<LengthLimitError>() {
+                AdminError::BodyTooLarge(MAX_BODY)
+            } else {
+                AdminError::BodyRead(e)
+            }
         })?
         .to_bytes();
     serde_json::from_slice(&body).map_err(|e| AdminError::bad(format!("invalid JSON: {e}")))
@@ -348,21 +376,22 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-fn parse_addr(s: &str) -> Result<BackendAddr, AdminError> {
-    crate::config::values::resolve(s)
-        .map(BackendAddr)
-        .map_err(|e| AdminError::bad(format!("address: {e}")))
+fn parse_addr(s: &str) -> Result<std::net::SocketAddr, AdminError> {
+    crate::config::values::resolve(s).map_err(|e| AdminError::bad(format!("address: {e}")))
 }
 
 /// `/register?port=N`: the backend is the caller's own IP with port N.
-fn caller_port(req: &Request<Incoming>, peer: SocketAddr) -> Result<BackendAddr, AdminError> {
+fn caller_port(req: &Request<Incoming>, conn: Conn) -> Result<std::net::SocketAddr, AdminError> {
     let port = query(req, "port").ok_or_else(|| AdminError::bad("missing port parameter"))?;
     let port: u16 = port
         .parse()
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| AdminError::bad(format!("invalid port {port:?}")))?;
-    Ok(BackendAddr(SocketAddr::new(peer.ip(), port)))
+    Ok(std::net::SocketAddr::new(
+        conn.peer.ip().to_canonical(),
+        port,
+    ))
 }
 
 fn json(status: StatusCode, value: &impl Serialize) -> AdminResponse {
@@ -377,10 +406,13 @@ fn json(status: StatusCode, value: &impl Serialize) -> AdminResponse {
 }
 
 fn error(e: AdminError) -> AdminResponse {
-    json(e.0, &serde_json::json!({ "error": e.1 }))
-}
-
-/// Compares tokens without leaking the matching prefix length through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let mut r = json(e.status(), &serde_json::json!({ "error": e.to_string() }));
+    if matches!(e, AdminError::Unauthorized) {
+        // RFC 6750 §3: a 401 names the scheme it wants.
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"sluice-admin\""),
+        );
+    }
+    r
 }

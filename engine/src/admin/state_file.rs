@@ -50,8 +50,10 @@ pub fn save(path: &Path, state: &State) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Re-registers the backends saved in `path`. Missing file: nothing to do.
-pub fn restore(path: &Path, state: &State) {
+/// Re-registers the backends saved in `path`, each checked against `own`
+/// (a file written before the check existed may hold a wildcard or our
+/// own listener). Missing file: nothing to do.
+pub fn restore(path: &Path, state: &State, own: &[std::net::SocketAddr]) {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
@@ -72,13 +74,18 @@ pub fn restore(path: &Path, state: &State) {
             tracing::warn!(group = %e.group, "state file names a group that no longer exists");
             continue;
         };
-        match e.address.parse() {
-            Ok(addr) => {
-                group.add_backend(BackendAddr(addr), e.weight.max(1), Origin::Registered);
-            }
+        let addr = match e.address.parse() {
+            Ok(addr) => addr,
             Err(err) => {
-                tracing::warn!(address = %e.address, error = %err, "bad address in the state file")
+                tracing::warn!(address = %e.address, error = %err, "bad address in the state file");
+                continue;
             }
+        };
+        match BackendAddr::checked(addr, own) {
+            Ok(addr) => {
+                group.add_backend(addr, e.weight.clamp(1, 10_000), Origin::Registered);
+            }
+            Err(err) => tracing::warn!(error = %err, "state file backend left out"),
         }
     }
 }

@@ -134,6 +134,32 @@ pub enum ConfigError {
     UnknownUpstream { at: At, name: String },
     #[error("{at}: {pattern:?} is not type/subtype, type/*, */* or a +suffix such as +json")]
     MediaType { at: At, pattern: String },
+    #[error("{at}: {source}")]
+    Cidr {
+        at: At,
+        #[source]
+        source: CidrError,
+    },
+    #[error("{at}: give token or token_file, not both")]
+    TokenTwice { at: At },
+    #[error("{at}: {source}")]
+    TokenFile {
+        at: At,
+        #[source]
+        source: TokenFileError,
+    },
+    #[error("{at}: {value:?} is not a host name")]
+    AllowedHost { at: At, value: String },
+    #[error("{at}: {value:?} is not an origin; expected scheme://host or scheme://host:port")]
+    AllowedOrigin { at: At, value: String },
+    /// A backend no one can listen on, or this proxy itself (boxed: two
+    /// addresses, at the cold edge).
+    #[error("{at}: {source}")]
+    Backend {
+        at: At,
+        #[source]
+        source: Box<crate::addr::BadBackend>,
+    },
     #[error("--backend and --lb need a group named \"default\" in the config")]
     NoDefaultGroup,
     #[error("nothing to do: give --config FILE, or --listen ADDR with --backend ADDR")]
@@ -167,7 +193,13 @@ impl ConfigError {
             | ConfigError::RelativePath { at }
             | ConfigError::RouteHost { at }
             | ConfigError::UnknownUpstream { at, .. }
-            | ConfigError::MediaType { at, .. } => Some(at),
+            | ConfigError::MediaType { at, .. }
+            | ConfigError::Cidr { at, .. }
+            | ConfigError::TokenTwice { at }
+            | ConfigError::TokenFile { at, .. }
+            | ConfigError::AllowedHost { at, .. }
+            | ConfigError::AllowedOrigin { at, .. }
+            | ConfigError::Backend { at, .. } => Some(at),
         }
     }
 
@@ -201,6 +233,28 @@ pub enum HostPortError {
     Port(String),
     #[error("{0:?}: invalid host name")]
     Host(String),
+}
+
+/// A source network that is not `IP/prefix` or a bare IP.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("{0:?}: expected an IP address or IP/prefix, e.g. 10.0.0.0/8")]
+    Syntax(String),
+    #[error("{0:?}: bits are set past the prefix length (write the network address)")]
+    HostBits(String),
+}
+
+/// An admin token file that gives no token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} holds no token", .0.display())]
+    Empty(PathBuf),
 }
 
 /// A `host:port` that resolves to nothing.

@@ -51,9 +51,17 @@ pub struct AdminFile {
     /// Loopback by default: the admin API changes what the proxy routes to.
     pub address: Spanned<String>,
     /// When set, every admin request needs `Authorization: Bearer TOKEN`.
-    pub token: Option<String>,
+    pub token: Option<Spanned<String>>,
+    /// The token read from this file instead (surrounding whitespace dropped).
+    pub token_file: Option<Spanned<String>>,
     /// Registered backends are saved here and restored on start.
     pub state_file: Option<String>,
+    /// Host names besides the listener's address, `localhost` and loopback IPs.
+    pub allowed_hosts: Option<Spanned<Vec<String>>>,
+    /// Browser origins (`https://ops.example.com`) allowed to call.
+    pub allowed_origins: Option<Spanned<Vec<String>>>,
+    /// CIDRs whose peers may change state; default loopback only.
+    pub allowed_sources: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,7 +12,7 @@ pub mod pem;
 pub mod validate;
 pub mod values;
 
-use crate::addr::BackendAddr;
+use crate::addr::{BackendAddr, Cidr};
 use crate::balance::Policy;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,11 +38,36 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
+/// The admin API and its trust boundary (`admin::guard` enforces it).
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     pub address: SocketAddr,
+    /// `Authorization: Bearer TOKEN` on everything but the probes.
     pub token: Option<String>,
     pub state_file: Option<PathBuf>,
+    /// Lowercase host names the API answers to besides its own address,
+    /// `localhost` and loopback IPs (a DNS-rebinding page sends its own name).
+    pub allowed_hosts: Vec<String>,
+    /// Lowercase `scheme://host[:port]` browser origins allowed to call;
+    /// none by default (the API serves no pages).
+    pub allowed_origins: Vec<String>,
+    /// Peers that may change state (POST, DELETE, `/register`).
+    pub allowed_sources: Vec<Cidr>,
+}
+
+impl AdminConfig {
+    /// The API on `address` with the defaults: no token, no state file,
+    /// no extra hosts or origins, changes from loopback only.
+    pub fn new(address: SocketAddr) -> AdminConfig {
+        AdminConfig {
+            address,
+            token: None,
+            state_file: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            allowed_sources: Cidr::LOOPBACK.to_vec(),
+        }
+    }
 }
 
 /// Active health checks of a group.

@@ -155,9 +155,17 @@ impl Validator<'_> {
             )?,
         };
 
+        let admin = f.admin.map(|a| self.admin(a)).transpose()?;
+        // What no backend may be: our own listeners (a forwarding loop).
+        let own: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.address)
+            .chain(admin.as_ref().map(|a| a.address))
+            .collect();
+
         let mut upstreams = Vec::with_capacity(f.upstream.len());
         for (name, u) in f.upstream {
-            upstreams.push(self.upstream(name, u)?);
+            upstreams.push(self.upstream(name, u, &own)?);
         }
 
         let mut routes = Vec::with_capacity(f.route.len());
@@ -173,21 +181,6 @@ impl Validator<'_> {
                 compress: None,
             });
         }
-
-        let admin =
-            match f.admin {
-                None => None,
-                Some(a) => Some(AdminConfig {
-                    address: a.address.get_ref().parse().map_err(|source| {
-                        ConfigError::Address {
-                            at: self.at(a.address.span(), "admin.address"),
-                            source,
-                        }
-                    })?,
-                    token: a.token.filter(|t| !t.is_empty()),
-                    state_file: a.state_file.map(PathBuf::from),
-                }),
-            };
 
         let runtime = match &f.runtime {
             None => RuntimeShape::ThreadPerCore,
@@ -294,7 +287,12 @@ impl Validator<'_> {
         Ok(listeners)
     }
 
-    fn upstream(&self, name: String, u: UpstreamFile) -> Result<UpstreamConfig, ConfigError> {
+    fn upstream(
+        &self,
+        name: String,
+        u: UpstreamFile,
+        own: &[SocketAddr],
+    ) -> Result<UpstreamConfig, ConfigError> {
         let field = format!("upstream.{name}");
         let policy = match &u.balance {
             Some(b) => Policy::parse(b.get_ref()).map_err(|source| ConfigError::Policy {
@@ -362,7 +360,14 @@ impl Validator<'_> {
                 });
             }
             match addr.parse::<SocketAddr>() {
-                Ok(a) => backends.push((BackendAddr(a), weight)),
+                Ok(a) => {
+                    let a =
+                        BackendAddr::checked(a, own).map_err(|source| ConfigError::Backend {
+                            at: self.at(span.clone(), &bfield),
+                            source: Box::new(source),
+                        })?;
+                    backends.push((a, weight));
+                }
                 // A name: resolved now and again on an interval (discovery).
                 Err(_) => {
                     let (host, port) =
@@ -621,5 +626,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+mod admin;
 #[cfg(test)]
 mod tests;

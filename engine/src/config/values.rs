@@ -3,9 +3,13 @@
 //! parser returns its own typed error, which the caller places (`At`).
 
 use super::RuntimeShape;
-use super::error::{DurationError, HostPortError, ResolveError, UnknownPolicy, UnknownRuntime};
+use super::error::{
+    CidrError, DurationError, HostPortError, ResolveError, TokenFileError, UnknownPolicy,
+    UnknownRuntime,
+};
+use crate::addr::Cidr;
 use crate::balance::{HashOn, Policy};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// Parses `250ms`, `10s`, `2m`, `1h`.
@@ -34,18 +38,41 @@ pub fn split_host_port(s: &str) -> Result<(String, u16), HostPortError> {
     let (host, port) = s
         .rsplit_once(':')
         .ok_or_else(|| HostPortError::NoPort(s.to_owned()))?;
+    // Port 0 is nobody's port (addr::BackendAddr::checked says why).
     let port: u16 = port
         .parse()
-        .map_err(|_| HostPortError::Port(s.to_owned()))?;
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-    if !valid {
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| HostPortError::Port(s.to_owned()))?;
+    if !host_name_ok(host) {
         return Err(HostPortError::Host(s.to_owned()));
     }
     Ok((host.to_ascii_lowercase(), port))
+}
+
+/// A DNS name (letters, digits, `-`, `.`, `_`; at most 253 bytes).
+pub fn host_name_ok(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+}
+
+/// A browser origin as the `Origin` header carries it: `http://host`,
+/// `https://host:port` (lowercase, no path, no user info).
+pub fn origin_ok(origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let Ok(parsed) = authority.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    let host = parsed.host();
+    matches!(scheme, "http" | "https")
+        && !authority.contains(['@', '/'])
+        && !authority.ends_with(':')
+        && (host.starts_with('[') || host_name_ok(host))
 }
 
 /// Resolves `host:port` once (re-resolution is the discovery task's job).
@@ -60,6 +87,40 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, ResolveError> {
         })?
         .next()
         .ok_or_else(|| ResolveError::NoAddress(addr.to_owned()))
+}
+
+/// Parses `10.0.0.0/8`, `::1/128`, or a bare IP (a single host). Host bits
+/// must be zero, so `10.0.0.1/8` (probably meant as `/32`) is an error.
+pub fn parse_cidr(s: &str) -> Result<Cidr, CidrError> {
+    let bad = || CidrError::Syntax(s.to_owned());
+    let (ip, prefix) = match s.trim().split_once('/') {
+        Some((ip, p)) => (ip, Some(p)),
+        None => (s.trim(), None),
+    };
+    let net: IpAddr = ip.parse().map_err(|_| bad())?;
+    let max = if net.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+    };
+    if crate::addr::network(net, prefix) != net {
+        return Err(CidrError::HostBits(s.to_owned()));
+    }
+    Ok(Cidr { net, prefix })
+}
+
+/// The admin token in `path`: its text without surrounding whitespace (the
+/// newline an editor or `echo` adds), and not empty.
+pub fn read_token(path: &std::path::Path) -> Result<String, TokenFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(TokenFileError::Empty(path.to_owned()));
+    }
+    Ok(token.to_owned())
 }
 
 /// `type/subtype`, `type/*`, `*/*` or `+suffix`, in token characters.
@@ -147,6 +208,55 @@ mod tests {
             "text/h;x",
         ] {
             assert!(!media_pattern_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        for ok in [
+            "http://localhost:3000",
+            "https://ops.example.com",
+            "http://[::1]:9090",
+        ] {
+            assert!(origin_ok(ok), "{ok}");
+        }
+        for bad in [
+            "ops.example.com",
+            "ftp://x",
+            "https://x/",
+            "https://u@x",
+            "https://x:",
+            "https://",
+            "null",
+        ] {
+            assert!(!origin_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let c = parse_cidr("10.1.0.0/16").unwrap();
+        assert!(c.contains("10.1.200.3".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let host = parse_cidr("::1").unwrap();
+        assert_eq!(host.prefix, 128);
+        assert!(host.contains("::1".parse().unwrap()));
+        assert!(!host.contains("127.0.0.1".parse().unwrap()));
+        assert!(
+            parse_cidr("0.0.0.0/0")
+                .unwrap()
+                .contains("192.0.2.1".parse().unwrap())
+        );
+        for bad in [
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "::/129",
+            "nope",
+            "10.0.0.0/",
+            "/8",
+        ] {
+            assert!(parse_cidr(bad).is_err(), "{bad}");
         }
     }
 

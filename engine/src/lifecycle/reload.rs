@@ -146,6 +146,9 @@ impl Reloader {
         self.shared.state.store(Arc::new(next));
         let changes = listeners.commit(staged).await;
         *self.addrs.lock() = changes.listeners.clone();
+        self.shared
+            .own
+            .set_listeners(changes.listeners.iter().copied());
         drop(listeners);
         self.shared.spawn_health_checks();
         tracing::info!(

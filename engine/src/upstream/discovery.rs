@@ -5,6 +5,9 @@
 //! Kubernetes headless Service or Consul DNS without talking to each other.
 //!
 //! A failed lookup changes nothing: a DNS hiccup must not empty a group.
+//! An answer that no backend can be (port 0 aside, which a name never has:
+//! a wildcard, multicast or broadcast address, or this proxy's own
+//! listener) is left out with a warning (`addr::BackendAddr::checked`).
 //!
 //! # Concurrency
 //! Like the health task: the group is held weakly between rounds, and the
@@ -12,7 +15,7 @@
 //! across a lookup's `.await`.
 
 use super::Group;
-use crate::addr::BackendAddr;
+use crate::addr::{BackendAddr, OwnAddrs};
 use std::fmt::Debug;
 use std::future::Future;
 use std::io;
@@ -38,20 +41,30 @@ impl Resolver for SystemResolver {
 }
 
 /// Spawns the discovery task of `group` if it has backends given by name.
-pub fn spawn(group: &Arc<Group>, resolver: Arc<dyn Resolver>) {
+pub fn spawn(group: &Arc<Group>, resolver: Arc<dyn Resolver>, own: Arc<OwnAddrs>) {
     if !group.dns.is_empty() {
-        tokio::spawn(run(Arc::downgrade(group), resolver));
+        tokio::spawn(run(Arc::downgrade(group), resolver, own));
     }
 }
 
-async fn run(group: Weak<Group>, resolver: Arc<dyn Resolver>) {
+async fn run(group: Weak<Group>, resolver: Arc<dyn Resolver>, own: Arc<OwnAddrs>) {
     loop {
         let Some(g) = group.upgrade() else { return };
         let mut found: Vec<(BackendAddr, u32)> = Vec::new();
         let mut complete = true;
         for d in &g.dns {
             match resolver.lookup(&d.host, d.port).await {
-                Ok(addrs) => found.extend(addrs.into_iter().map(|a| (BackendAddr(a), d.weight))),
+                Ok(addrs) => {
+                    let own = own.all();
+                    for a in addrs {
+                        match BackendAddr::checked(a, &own) {
+                            Ok(a) => found.push((a, d.weight)),
+                            Err(e) => {
+                                tracing::warn!(group = %g.name, host = %d.host, error = %e, "DNS answer is no backend; left out")
+                            }
+                        }
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(group = %g.name, host = %d.host, error = %e, "DNS lookup failed; keeping the current backends");
                     complete = false;

@@ -106,6 +106,30 @@ impl FromStr for ServiceUrl {
     }
 }
 
+/// The proxy admin API's bearer token. Its `Debug` does not show it, so a
+/// logged config does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token; surrounding whitespace (a token file's newline) is dropped,
+    /// and an empty token is none.
+    pub fn new(token: &str) -> Option<AdminToken> {
+        let t = token.trim();
+        (!t.is_empty()).then(|| AdminToken(t.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(…)")
+    }
+}
+
 /// The validated runtime settings of one replica (everything but the socket).
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -116,6 +140,8 @@ pub struct Config {
     pub log: Option<url::Url>,
     /// The proxy's admin API; `None`: do not register.
     pub admin: Option<url::Url>,
+    /// Sent as `Authorization: Bearer …` to the admin API.
+    pub admin_token: Option<AdminToken>,
     /// Stable name of this replica; generated from the port when `None`.
     pub instance_id: Option<String>,
     /// The author seeded at start (`INSERT … ON CONFLICT DO NOTHING`).
@@ -142,6 +168,7 @@ impl Config {
             cache: None,
             log: None,
             admin: None,
+            admin_token: None,
             instance_id: None,
             author: "admin".to_owned(),
             password: "sluice".to_owned(),
@@ -192,6 +219,14 @@ pub enum ConfigError {
     Url(String),
     #[error("--{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("--admin-token-file {}: cannot read it", path.display())]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--admin-token-file {}: the file is empty", .0.display())]
+    EmptyTokenFile(PathBuf),
 }
 
 /// Command line of the `sluice-app` binary.
@@ -223,6 +258,19 @@ pub struct Cli {
     /// The proxy's admin API to register with, e.g. http://127.0.0.1:9090.
     #[arg(long, env = "SLUICE_APP_ADMIN", default_value = "none")]
     pub admin: ServiceUrl,
+    /// Bearer token for the proxy's admin API (the proxy's own variable,
+    /// so one export serves both).
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "admin_token_file"
+    )]
+    pub admin_token: Option<String>,
+    /// A file holding the admin API's bearer token (surrounding whitespace
+    /// is dropped): keeps the token out of `ps` and the environment.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Name of this replica in `X-Instance-ID` (default: generated).
     #[arg(long, env = "SLUICE_APP_INSTANCE_ID")]
     pub instance_id: Option<String>,
@@ -257,7 +305,23 @@ pub struct Cli {
 impl Cli {
     /// Validates the settings into the runtime config.
     pub fn config(&self) -> Result<Config, ConfigError> {
+        let admin_token = match (&self.admin_token, &self.admin_token_file) {
+            (_, Some(path)) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Some(
+                    AdminToken::new(&text)
+                        .ok_or_else(|| ConfigError::EmptyTokenFile(path.clone()))?,
+                )
+            }
+            (Some(token), None) => AdminToken::new(token),
+            (None, None) => None,
+        };
         Config {
+            admin_token,
             sessions: self.sessions.clone(),
             lease: self.lease.clone().unwrap_or_else(|| self.sessions.clone()),
             cache: self.cache.0.clone(),
@@ -308,6 +372,52 @@ mod tests {
         assert_eq!(c.job_interval, Duration::from_millis(200));
         assert!(c.cache.is_none());
         assert!(c.admin.is_none());
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn admin_token_from_a_flag_or_a_file() {
+        let cli = Cli::try_parse_from(["sluice-app", "--admin-token", "s3cret"]).unwrap();
+        let token = cli.config().unwrap().admin_token.expect("token");
+        assert_eq!(token.expose(), "s3cret");
+        assert!(
+            !format!("{token:?}").contains("s3cret"),
+            "Debug shows the token"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let cli = Cli::try_parse_from(["sluice-app", "--admin-token-file", file.to_str().unwrap()])
+            .unwrap();
+        assert_eq!(
+            cli.config().unwrap().admin_token.unwrap().expose(),
+            "from-file"
+        );
+
+        std::fs::write(&file, " \n").unwrap();
+        let cli = Cli::try_parse_from(["sluice-app", "--admin-token-file", file.to_str().unwrap()])
+            .unwrap();
+        assert!(matches!(cli.config(), Err(ConfigError::EmptyTokenFile(_))));
+        let missing = dir.path().join("missing");
+        let cli = Cli::try_parse_from([
+            "sluice-app",
+            "--admin-token-file",
+            missing.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert!(matches!(cli.config(), Err(ConfigError::TokenFile { .. })));
+        assert!(
+            Cli::try_parse_from([
+                "sluice-app",
+                "--admin-token",
+                "a",
+                "--admin-token-file",
+                "b"
+            ])
+            .is_err(),
+            "a token and a token file conflict"
+        );
     }
 
     #[test]

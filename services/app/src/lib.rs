@@ -42,7 +42,7 @@ pub mod register;
 pub mod sessions;
 pub mod stats;
 
-pub use config::{Cli, Config, ConfigError, DatabaseConfig, SharedStore};
+pub use config::{AdminToken, Cli, Config, ConfigError, DatabaseConfig, SharedStore};
 pub use error::{ApiError, StartError};
 
 use config::SharedStore as Store;
@@ -165,7 +165,12 @@ pub async fn run(
     )));
     let registrar = app.config.admin.as_ref().map(|url| {
         // The proxy may take its whole grace period to drain us.
-        Arc::new(Registrar::new(url, addr.port(), app.config.drain_grace * 2))
+        Arc::new(Registrar::new(
+            url,
+            addr.port(),
+            app.config.drain_grace * 2,
+            app.config.admin_token.as_ref(),
+        ))
     });
     let registration = registrar.clone().map(|r| {
         let app = Arc::clone(&app);

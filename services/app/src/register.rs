@@ -6,6 +6,12 @@
 //! proxy that is still starting. On shutdown it calls `/unregister?port=N`
 //! and waits for the answer: the proxy first stops sending it new requests
 //! and waits for the in-flight ones, then removes it and answers.
+//!
+//! With an admin token (`--admin-token`, `--admin-token-file`, or
+//! `SLUICE_ADMIN_TOKEN`, the proxy's own variable) every call carries
+//! `Authorization: Bearer …`. A 401 or 403 is logged as an error, since no
+//! retry will fix a wrong token or a refused source, but registration
+//! keeps trying: the operator may fix the proxy side.
 
 use std::time::Duration;
 
@@ -13,6 +19,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::client::{Client, ClientError};
+use crate::config::AdminToken;
 
 /// First pause between registration attempts.
 pub const BACKOFF_START: Duration = Duration::from_millis(50);
@@ -28,14 +35,30 @@ pub struct Registrar {
     port: u16,
     /// How long the proxy may take to drain us before answering.
     unregister_timeout: Duration,
+    /// `Authorization: Bearer …`, when the proxy wants a token.
+    authorization: Option<HeaderValue>,
 }
 
 impl Registrar {
-    pub fn new(admin: &url::Url, port: u16, unregister_timeout: Duration) -> Registrar {
+    pub fn new(
+        admin: &url::Url,
+        port: u16,
+        unregister_timeout: Duration,
+        token: Option<&AdminToken>,
+    ) -> Registrar {
+        let authorization = token.and_then(|t| {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        if token.is_some() && authorization.is_none() {
+            tracing::error!("the admin token is not a valid header value; registering without it");
+        }
         Registrar {
             client: Client::new(admin, REGISTER_TIMEOUT),
             port,
             unregister_timeout,
+            authorization,
         }
     }
 
@@ -53,6 +76,11 @@ impl Registrar {
             attempts += 1;
             match self.call(REGISTER_TIMEOUT, &path).await {
                 Ok(status) if status.is_success() => return attempts,
+                Ok(status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)) => tracing::error!(
+                    %status,
+                    attempts,
+                    "proxy refused registration: check the admin token and the proxy's admin.allowed_sources"
+                ),
                 Ok(status) => tracing::warn!(%status, attempts, "proxy refused registration"),
                 Err(error) => tracing::debug!(
                     error = &error as &dyn std::error::Error,
@@ -89,10 +117,14 @@ impl Registrar {
     }
 
     async fn call(&self, timeout: Duration, path: &str) -> Result<StatusCode, ClientError> {
-        let no_headers: [(HeaderName, HeaderValue); 0] = [];
+        let headers: Vec<(HeaderName, HeaderValue)> = self
+            .authorization
+            .iter()
+            .map(|v| (http::header::AUTHORIZATION, v.clone()))
+            .collect();
         let reply = self
             .client
-            .send_within(timeout, Method::POST, path, &no_headers, Bytes::new())
+            .send_within(timeout, Method::POST, path, &headers, Bytes::new())
             .await?;
         Ok(reply.status)
     }

@@ -9,6 +9,10 @@
 //!        proxy (drains) → cache → log (flushes every buffered entry)
 //! ```
 //!
+//! The admin API is not open: unless `--admin-token` (or
+//! `SLUICE_ADMIN_TOKEN`) gives one, the stack makes a random token at
+//! start, the replicas register with it, and the banner prints it.
+//!
 //! The same stack on shared Redis and PostgreSQL is a flag away:
 //! `--database postgres://… --sessions redis://… --store redis://…`.
 
@@ -33,6 +37,9 @@ pub struct Options {
     /// The proxy's admin API.
     #[arg(long, env = "SLUICE_DEMO_ADMIN", default_value = "127.0.0.1:9090")]
     pub admin: SocketAddr,
+    /// The admin API's bearer token (default: a random one, made at start).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Data directory (SQLite file, log service files).
     #[arg(long, env = "SLUICE_DEMO_DATA", default_value = "data")]
     pub data: PathBuf,
@@ -66,6 +73,18 @@ pub enum DemoError {
     Config { what: &'static str, reason: String },
     #[error("starting the proxy")]
     Proxy(#[source] std::io::Error),
+    #[error("making a random admin token (reading /dev/urandom)")]
+    Token(#[source] std::io::Error),
+}
+
+/// 32 random bytes from the operating system's CSPRNG, as hex: the admin
+/// token when none is given. (`fastrand` is not meant for secrets, and
+/// reading the device needs no new dependency.)
+fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A background service with its shutdown trigger.
@@ -111,6 +130,8 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, DemoE
 pub struct Stack {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// What the admin API wants in `Authorization: Bearer …`.
+    pub admin_token: String,
     pub cache: SocketAddr,
     pub log: SocketAddr,
     pub replicas: Vec<SocketAddr>,
@@ -174,12 +195,14 @@ impl Stack {
             }
         });
 
+        let admin_token = match options.admin_token.as_deref().map(str::trim) {
+            Some(t) if !t.is_empty() => t.to_owned(),
+            _ => random_token().map_err(DemoError::Token)?,
+        };
         let mut proxy_config = sluice::Config::simple(options.listen, &[]);
-        proxy_config.admin = Some(sluice::config::AdminConfig {
-            address: options.admin,
-            token: None,
-            state_file: None,
-        });
+        let mut admin_config = sluice::config::AdminConfig::new(options.admin);
+        admin_config.token = Some(admin_token.clone());
+        proxy_config.admin = Some(admin_config);
         proxy_config.access_log = false;
         let bound = sluice::bind(&proxy_config).map_err(DemoError::Proxy)?;
         let server = sluice::Server::start(bound, &proxy_config).map_err(DemoError::Proxy)?;
@@ -196,6 +219,7 @@ impl Stack {
             cache: url(cache),
             log: url(log),
             admin: url(admin),
+            admin_token: sluice_app::AdminToken::new(&admin_token),
             job_interval: options.job_interval,
             ..sluice_app::Config::new(database)
         }
@@ -227,6 +251,7 @@ impl Stack {
         Ok(Stack {
             proxy,
             admin,
+            admin_token,
             cache,
             log,
             replicas,
@@ -259,11 +284,11 @@ impl Stack {
              \x20 log in:          curl -si http://{p}/login -d '{{\"author\":\"admin\",\"password\":\"sluice\"}}'\n\
              \x20 write:           curl -si http://{p}/posts -H 'cookie: sid=…' -d '{{\"title\":\"Hello\",\"body\":\"…\"}}'\n\
              \x20 load:            wrk -t2 -c16 -d10s http://{p}/posts\n\
-             \x20 proxy admin:     curl -s http://{}/backends\n\
+             \x20 proxy admin:     curl -s http://{}/backends -H 'authorization: Bearer {}'\n\
              \x20 replicas:        {:?}\n\
              \x20 cache / log:     http://{} / http://{}\n\
              \nCtrl-C stops everything cleanly.\n",
-            self.admin, self.replicas, self.cache, self.log
+            self.admin, self.admin_token, self.replicas, self.cache, self.log
         )
     }
 }

@@ -7,9 +7,14 @@ use sluice_demo::{Options, Stack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    get_with(addr, path, "").await
+}
+
+/// `extra` is more header lines, each ending in CRLF.
+async fn get_with(addr: std::net::SocketAddr, path: &str, extra: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = format!(
-        "GET {path} HTTP/1.1\r\nhost: demo\r\naccept: application/json\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\naccept: application/json\r\n{extra}connection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
@@ -23,6 +28,7 @@ async fn the_demo_stack_serves_through_the_proxy_and_stops_cleanly() {
     let options = Options {
         listen: ([127, 0, 0, 1], 0).into(),
         admin: ([127, 0, 0, 1], 0).into(),
+        admin_token: None,
         data: dir.path().to_owned(),
         replicas: 2,
         database: None,
@@ -36,9 +42,17 @@ async fn the_demo_stack_serves_through_the_proxy_and_stops_cleanly() {
             .banner()
             .contains(&format!("http://{}/posts", stack.proxy))
     );
+    // The admin API is not open: a random token guards it, the banner
+    // shows it, and the replicas register with it.
+    assert!(stack.admin_token.len() >= 32, "{:?}", stack.admin_token);
+    assert!(stack.banner().contains(&stack.admin_token));
+    let open = get(stack.admin, "/backends").await;
+    assert!(open.starts_with("HTTP/1.1 401"), "{open}");
+    let auth = format!("authorization: Bearer {}\r\n", stack.admin_token);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let backends = get(stack.admin, "/backends").await;
+        let backends = get_with(stack.admin, "/backends", &auth).await;
+        assert!(backends.starts_with("HTTP/1.1 200"), "{backends}");
         if stack
             .replicas
             .iter()

@@ -16,11 +16,7 @@ use std::path::PathBuf;
 /// `config(backends)` with the admin API on `127.0.0.1:0`.
 pub fn with_admin(backends: &[SocketAddr]) -> sluice::Config {
     let mut c = config(backends);
-    c.admin = Some(AdminConfig {
-        address: ([127, 0, 0, 1], 0).into(),
-        token: None,
-        state_file: None,
-    });
+    c.admin = Some(AdminConfig::new(([127, 0, 0, 1], 0).into()));
     c
 }
 
@@ -188,17 +184,17 @@ async fn bad_admin_requests_get_4xx_with_a_json_error() {
             400,
             "address",
         ),
-        (Method::GET, "/register".into(), None, 400, "port"),
-        (Method::GET, "/register?port=0".into(), None, 400, "port"),
+        (Method::POST, "/register".into(), None, 400, "port"),
+        (Method::POST, "/register?port=0".into(), None, 400, "port"),
         (
-            Method::GET,
+            Method::POST,
             "/register?port=70000".into(),
             None,
             400,
             "port",
         ),
         (
-            Method::GET,
+            Method::POST,
             "/unregister?port=1".into(),
             None,
             404,
@@ -239,7 +235,7 @@ async fn the_bearer_token_is_required_when_set() {
         assert_eq!(probe.status, 200, "{path} without a token: {}", probe.text);
     }
     let register = admin
-        .call_with(Method::GET, "/register?port=1", None, None)
+        .call_with(Method::POST, "/register?port=1", None, None)
         .await;
     assert_eq!(
         register.status, 401,
@@ -337,7 +333,9 @@ async fn register_and_unregister_by_port_use_the_callers_ip() {
     let admin = Admin::of(proxy.server());
     let port = b.addr().port();
 
-    let r = admin.get(&format!("/register?port={port}")).await;
+    let r = admin
+        .call(Method::POST, &format!("/register?port={port}"), None)
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json["group"].as_str(), Some("default"));
     assert_eq!(
@@ -363,7 +361,9 @@ async fn register_and_unregister_by_port_use_the_callers_ip() {
         "the registered backend got no traffic"
     );
 
-    let r = admin.get(&format!("/unregister?port={port}")).await;
+    let r = admin
+        .call(Method::POST, &format!("/unregister?port={port}"), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["removed"], true);
     assert!(admin.member(b.addr()).await.is_none());
@@ -399,7 +399,11 @@ async fn registered_backends_survive_a_restart_through_the_state_file() {
     let admin = Admin::of(first.server());
     admin.register("default", b.addr()).await;
     let r = admin
-        .get(&format!("/register?port={}", c.addr().port()))
+        .call(
+            Method::POST,
+            &format!("/register?port={}", c.addr().port()),
+            None,
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(path.exists(), "no state file written");

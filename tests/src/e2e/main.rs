@@ -3,6 +3,7 @@
 //! and bounds every step (see `sluice_e2e::harness`).
 
 mod admin;
+mod admin_security;
 mod balance;
 mod churn;
 mod disconnect;

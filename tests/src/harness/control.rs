@@ -19,6 +19,7 @@ use std::time::Duration;
 pub struct AdminReply {
     pub status: u16,
     pub content_type: Option<String>,
+    pub headers: http::HeaderMap,
     /// The parsed body; `Null` when the body is empty.
     pub json: Value,
     pub text: String,
@@ -69,18 +70,34 @@ impl Admin {
         body: Option<&str>,
         token: Option<&str>,
     ) -> AdminReply {
+        let content_type = body.map(|_| ("content-type", "application/json"));
+        self.send(method, path, body, token, content_type.as_slice())
+            .await
+    }
+
+    /// The most general call: `Host` is the admin's own address unless
+    /// `headers` names one; a body gets no `Content-Type` of its own.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> AdminReply {
         let mut c = H1::connect(self.addr).await;
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "admin.test");
+        let mut req = Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header("host", self.addr.to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
         let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(reply::full(b.to_owned())),
+            Some(b) => req.body(reply::full(b.to_owned())),
             None => req.body(reply::empty()),
         }
         .expect("admin request");
@@ -95,6 +112,7 @@ impl Admin {
         AdminReply {
             status: r.status.as_u16(),
             content_type,
+            headers: r.headers.clone(),
             json,
             text,
         }

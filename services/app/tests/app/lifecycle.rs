@@ -36,6 +36,30 @@ async fn registers_on_start_and_unregisters_on_shutdown() {
     proxy.shutdown().await;
 }
 
+/// A proxy whose admin API wants a token: the replica sends it when
+/// registering and when unregistering (without it, both are 401s and the
+/// replica never joins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registers_and_unregisters_with_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with_token(Some("t0ken-for-the-app")).await;
+    let mut config = support::app_config(&support::sqlite_file(&dir));
+    config.admin = Some(proxy.admin_url());
+    config.admin_token = sluice_app::AdminToken::new("t0ken-for-the-app");
+    let app = support::app(config).await;
+    let me = app.addr.to_string();
+    eventually("registered with the token", || async {
+        proxy.backends().await.contains(&me).then_some(())
+    })
+    .await;
+    app.stop().await;
+    assert!(
+        !proxy.backends().await.contains(&me),
+        "the unregister with the token did not remove it"
+    );
+    proxy.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn registration_retries_until_the_proxy_answers() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,11 +74,9 @@ async fn registration_retries_until_the_proxy_answers() {
     let app = support::app(config).await;
     // Start an admin API on that very port.
     let mut proxy_config = sluice::Config::simple(([127, 0, 0, 1], 0).into(), &[]);
-    proxy_config.admin = Some(sluice::config::AdminConfig {
-        address: ([127, 0, 0, 1], port).into(),
-        token: None,
-        state_file: None,
-    });
+    proxy_config.admin = Some(sluice::config::AdminConfig::new(
+        ([127, 0, 0, 1], port).into(),
+    ));
     let server = sluice::Server::start(
         sluice::bind(&proxy_config).expect("bind admin"),
         &proxy_config,
@@ -64,6 +86,7 @@ async fn registration_retries_until_the_proxy_answers() {
         addr: server.addrs()[0].0,
         admin: server.admin_addr().unwrap(),
         server: Some(server),
+        token: None,
     };
     let me = app.addr.to_string();
     eventually("registered after retries", || async {

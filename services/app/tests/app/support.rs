@@ -154,16 +154,21 @@ pub struct Proxy {
     pub server: Option<sluice::Server>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The admin API's bearer token, if it wants one.
+    pub token: Option<String>,
 }
 
 impl Proxy {
     pub async fn start() -> Proxy {
+        Proxy::start_with_token(None).await
+    }
+
+    /// The proxy with an admin API that wants `token`.
+    pub async fn start_with_token(token: Option<&str>) -> Proxy {
         let mut config = sluice::Config::simple(([127, 0, 0, 1], 0).into(), &[]);
-        config.admin = Some(sluice::config::AdminConfig {
-            address: ([127, 0, 0, 1], 0).into(),
-            token: None,
-            state_file: None,
-        });
+        let mut admin = sluice::config::AdminConfig::new(([127, 0, 0, 1], 0).into());
+        admin.token = token.map(str::to_owned);
+        config.admin = Some(admin);
         let bound = sluice::bind(&config).expect("bind proxy");
         let server = sluice::Server::start(bound, &config).expect("start proxy");
         let addr = server.addrs()[0].0;
@@ -172,6 +177,7 @@ impl Proxy {
             server: Some(server),
             addr,
             admin,
+            token: token.map(str::to_owned),
         }
     }
 
@@ -186,7 +192,21 @@ impl Proxy {
     /// Backend addresses the admin API lists.
     pub async fn backends(&self) -> Vec<String> {
         let client = Client::new(&self.admin_url(), Duration::from_secs(10));
-        let reply = get(&client, "/backends").await.expect("admin answers");
+        let auth: Vec<(http::HeaderName, http::HeaderValue)> = self
+            .token
+            .iter()
+            .map(|t| {
+                (
+                    http::header::AUTHORIZATION,
+                    http::HeaderValue::from_str(&format!("Bearer {t}")).expect("token"),
+                )
+            })
+            .collect();
+        let reply = client
+            .send(http::Method::GET, "/backends", &auth, bytes::Bytes::new())
+            .await
+            .expect("admin answers");
+        assert_eq!(reply.status, 200, "GET /backends");
         let value: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
         let mut out = Vec::new();
         collect_addresses(&value, &mut out);
