@@ -5,6 +5,7 @@
 mod admin;
 mod balance;
 mod churn;
+mod conformance;
 mod disconnect;
 mod discovery;
 mod drain;
