@@ -20,6 +20,7 @@ pub mod body;
 pub mod compress;
 pub mod forward;
 pub mod headers;
+pub mod interim;
 pub mod respond;
 pub mod retry;
 pub mod route;
