@@ -164,6 +164,7 @@ struct Scan {
 /// more. On success the head's bytes are split off `buf` (what follows, a body
 /// or a pipelined request, stays).
 pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>, ParseError> {
+    super::version::request_as_http11(buf);
     if limits.max_headers <= STACK_HEADERS {
         let mut at = [FieldAt::default(); STACK_HEADERS];
         let at = &mut at[..limits.max_headers];
