@@ -120,10 +120,10 @@ async fn proxy(
     let downstream_h1 = req.version() <= Version::HTTP_11;
     let client_upgrade = tunnel::client_side(&mut req);
     let (mut parts, body) = req.into_parts();
-    let via = if downstream_h1 {
-        &state.via_h1
-    } else {
-        &state.via_h2
+    let via = match parts.version {
+        Version::HTTP_10 | Version::HTTP_09 => &state.via_h10,
+        Version::HTTP_11 => &state.via_h1,
+        _ => &state.via_h2,
     };
     headers::for_upstream(
         &mut parts.headers,
