@@ -2,6 +2,8 @@
 //! connection calls; [`proxy`] runs the stages in this order:
 //!
 //! 1. [`limits`]: request target and header count (414, 431), Host (400)
+//!    then [`max_forwards`]: TRACE or OPTIONS with `Max-Forwards: 0` is
+//!    answered here
 //! 2. [`route`]: host and path → upstream group (404)
 //! 3. pick: a backend from the group's snapshot (503)
 //! 4. [`headers::inbound`]: hop-by-hop strip, `X-Forwarded-*`, `Forwarded`,
@@ -21,6 +23,7 @@ pub mod compress;
 pub mod forward;
 pub mod headers;
 pub mod interim;
+pub mod max_forwards;
 pub mod respond;
 pub mod retry;
 pub mod route;
@@ -88,6 +91,10 @@ async fn proxy(
     //    (Content-Length with Transfer-Encoding, two different Content-Lengths,
     //    a non-chunked final Transfer-Encoding).
     let host = limits(state, &req)?;
+    // Max-Forwards: 0 on TRACE or OPTIONS stops here (RFC 9110 §7.6.2).
+    if let Some(resp) = max_forwards::apply(&mut req) {
+        return Ok(resp);
+    }
 
     // Only the engine's own unit tests (server::conn::tests) build this.
     #[cfg(test)]
