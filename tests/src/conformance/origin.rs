@@ -175,12 +175,20 @@ async fn serve(mut stream: TcpStream, shared: &Shared, conn: usize) -> std::io::
         }
         let complete = read_body(&mut stream, &mut buf, &mut req).await?;
         req.complete = complete;
+        // The client's `close`, or HTTP/1.0 without keep-alive, ends the
+        // connection as a well-behaved origin would (RFC 9112 §9.3).
+        let conn_opt = req
+            .header("connection")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let client_closes = conn_opt.contains("close")
+            || (req.version == "HTTP/1.0" && !conn_opt.contains("keep-alive"));
         shared.state.lock().received.push(req);
         if !complete {
             return Ok(());
         }
         stream.write_all(script.reply).await?;
-        if script.close {
+        if script.close || client_closes {
             let _ = stream.shutdown().await;
             // Let the proxy read to the end before the socket goes.
             let mut sink = [0u8; 1024];
