@@ -106,7 +106,7 @@ async fn proxy(
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
     let route = state
         .router
-        .lookup(host_str, req.uri().path())
+        .lookup(host_str, route_path(req.method(), req.uri()))
         .ok_or(ErrorKind::NoRoute)?;
     let group = &state.groups[route.group];
     // What the client accepts, kept for the response (the request moves on).
@@ -190,6 +190,15 @@ async fn proxy(
     let body = UpstreamBody::new(body, attempt.in_flight);
     let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))
+}
+
+/// The path routing sees: a server-wide `OPTIONS *` (RFC 9112 §3.2.4)
+/// goes where the host's `/` goes.
+fn route_path<'u>(method: &http::Method, uri: &'u http::Uri) -> &'u str {
+    match uri.path() {
+        "*" if method == http::Method::OPTIONS => "/",
+        p => p,
+    }
 }
 
 /// Request target length and header count against the configured limits,

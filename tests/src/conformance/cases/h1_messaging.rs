@@ -67,18 +67,20 @@ pub fn cases() -> Vec<Case> {
             Send::H1(b"GET http://conformance.test/abs?q=1 HTTP/1.1\r\nHost: conformance.test\r\n\r\n"),
             vec![Check::Status(200), Check::OriginTarget("/abs?q=1")],
         ),
-        Case {
-            sluice_differs: Some(
-                "not yet: the request target is an http::Uri by the time it is forwarded, and http::Uri reads `http://a` and `http://a/` alike (path \"/\"), so Sluice forwards `OPTIONS /`; the HTTP/1 parser would have to mark the empty path",
-            ),
-            ..case(
+        case(
             "absolute-form-options-to-asterisk",
             "RFC 9112 §3.2.4",
             "When a proxy receives an OPTIONS request with an absolute-form of request-target in which the URI has an empty path and no query component, the last proxy on the request chain MUST send a request-target of \"*\" when it forwards the request to the indicated origin server",
             Send::H1(b"OPTIONS http://conformance.test HTTP/1.1\r\nHost: conformance.test\r\n\r\n"),
-            vec![Check::OriginTarget("*")],
-        )
-        },
+            vec![Check::OriginTarget("*"), Check::OriginHeader("host", "conformance.test")],
+        ),
+        case(
+            "asterisk-form-options-forwarded",
+            "RFC 9112 §3.2.4",
+            "The asterisk-form of request-target is only used for a server-wide OPTIONS request ... the last proxy on the request chain MUST send a request-target of \"*\" when it forwards the request to the indicated origin server",
+            Send::H1(b"OPTIONS * HTTP/1.1\r\nHost: conformance.test\r\n\r\n"),
+            vec![Check::Status(200), Check::OriginTarget("*")],
+        ),
         case(
             "authority-form-only-for-connect",
             "RFC 9112 §3.2.3",
