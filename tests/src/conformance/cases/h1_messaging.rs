@@ -96,6 +96,92 @@ pub fn cases() -> Vec<Case> {
             vec![Check::Refused],
         ),
         case(
+            "request-line-invalid-400",
+            "RFC 9112 §3",
+            "Recipients of an invalid request-line SHOULD respond with either a 400 (Bad Request) error or a 301 (Moved Permanently) redirect with the request-target properly encoded",
+            Send::H1(b"GET /a b HTTP/1.1\r\nHost: conformance.test\r\n\r\n"),
+            vec![Check::Refused],
+        ),
+        case(
+            "field-name-whitespace-400",
+            "RFC 9112 §5.1",
+            "A server MUST reject, with a response status code of 400 (Bad Request), any received request message that contains whitespace between a header field name and colon",
+            Send::H1(b"GET /ws HTTP/1.1\r\nHost: conformance.test\r\nX-Spaced : 1\r\n\r\n"),
+            vec![Check::Status(400), Check::OriginRequests(0)],
+        ),
+        case(
+            "obs-fold-request-refused-or-unfolded",
+            "RFC 9112 §5.2",
+            "A server that receives an obs-fold in a request message ... MUST either reject the message by sending a 400 (Bad Request) ... or replace each received obs-fold with one or more SP octets prior to interpreting the field value or forwarding the message downstream",
+            Send::H1(b"GET /fold HTTP/1.1\r\nHost: conformance.test\r\nX-Folded: first\r\n  second\r\n\r\n"),
+            vec![Check::Custom("400, or forwarded unfolded", |obs: &Observed| {
+                match obs.origin.first() {
+                    None if obs.status == Some(400) => Ok(()),
+                    None => Err(format!("status {:?} and nothing forwarded", obs.status)),
+                    Some(r) => {
+                        let head = String::from_utf8_lossy(&r.head);
+                        if head.contains("\r\n  second") || head.contains("\r\n\tsecond") {
+                            Err("the obs-fold was forwarded".into())
+                        } else if r.header("x-folded").is_some_and(|v| v.contains("second")) {
+                            Ok(())
+                        } else {
+                            Err(format!("the folded value was lost: {:?}", r.header("x-folded")))
+                        }
+                    }
+                }
+            })],
+        ),
+        Case {
+            origin: Origin::replies(b"HTTP/1.1 200 OK\r\nX-Folded: first\r\n  second\r\nContent-Length: 2\r\n\r\nok"),
+            ..case(
+                "obs-fold-response-502-or-unfolded",
+                "RFC 9112 §5.2",
+                "A proxy or gateway that receives an obs-fold in a response message that is not within a \"message/http\" container MUST either discard the message and replace it with a 502 (Bad Gateway) response ... or replace each received obs-fold with one or more SP octets prior to interpreting the field value or forwarding the message downstream",
+                Send::H1(b"GET /fold HTTP/1.1\r\nHost: conformance.test\r\n\r\n"),
+                vec![Check::Custom("502, or forwarded unfolded", |obs: &Observed| match obs.status {
+                    Some(502) => Ok(()),
+                    Some(200) if obs.header("x-folded").is_some_and(|v| v.contains("second")) => Ok(()),
+                    other => Err(format!("status {other:?}, X-Folded {:?}", obs.header("x-folded"))),
+                })],
+            )
+        },
+        case(
+            "field-value-nul-refused-or-replaced",
+            "RFC 9110 §5.5",
+            "a recipient of CR, LF, or NUL within a field value MUST either reject the message or replace each of those characters with SP before further processing or forwarding of that message",
+            Send::H1(b"GET /nul HTTP/1.1\r\nHost: conformance.test\r\nX-Nul: a\x00b\r\n\r\n"),
+            vec![Check::Custom("refused, or forwarded with SP", |obs: &Observed| match obs.origin.first() {
+                None if obs.status.is_some_and(|s| (400..500).contains(&s)) => Ok(()),
+                None => Err(format!("status {:?}", obs.status)),
+                Some(r) if !r.head.contains(&0) => Ok(()),
+                Some(_) => Err("the NUL was forwarded".into()),
+            })],
+        ),
+        case(
+            "bare-cr-refused-or-replaced",
+            "RFC 9112 §2.2",
+            "A recipient of such a bare CR MUST consider that element to be invalid or replace each bare CR with SP before processing the element or forwarding the message",
+            Send::H1(b"GET /cr HTTP/1.1\r\nHost: conformance.test\r\nX-Cr: a\rb\r\n\r\n"),
+            vec![Check::Custom("refused, or forwarded with SP", |obs: &Observed| match obs.origin.first() {
+                None if obs.status.is_some_and(|s| (400..500).contains(&s)) => Ok(()),
+                None => Err(format!("status {:?}", obs.status)),
+                Some(r) if !r.head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') => Ok(()),
+                Some(_) => Err("the bare CR was forwarded".into()),
+            })],
+        ),
+        case(
+            "whitespace-before-first-field",
+            "RFC 9112 §2.2",
+            "A recipient that receives whitespace between the start-line and the first header field MUST either reject the message as invalid or consume each whitespace-preceded line without further processing of it",
+            Send::H1(b"GET /ws HTTP/1.1\r\n X-Sneaky: 1\r\nHost: conformance.test\r\n\r\n"),
+            vec![Check::Custom("refused, or the line ignored", |obs: &Observed| match obs.origin.first() {
+                None if obs.status.is_some_and(|s| (400..500).contains(&s)) => Ok(()),
+                None => Err(format!("status {:?}", obs.status)),
+                Some(r) if r.header("x-sneaky").is_none() => Ok(()),
+                Some(_) => Err("the whitespace-preceded line was forwarded as a field".into()),
+            })],
+        ),
+        case(
             "cl-and-te-chunked-closes",
             "RFC 9112 §6.1, §6.3",
             "A server MAY reject a request that contains both Content-Length and Transfer-Encoding or process such a request in accordance with the Transfer-Encoding alone. Regardless, the server MUST close the connection after responding to such a request; an intermediary that forwards it MUST first remove the received Content-Length",
@@ -190,6 +276,26 @@ pub fn cases() -> Vec<Case> {
                 "Otherwise, this is a response message without a declared message body length, so the message body length is determined by the number of octets received prior to the server closing the connection",
                 Send::H1(b"GET /r HTTP/1.1\r\nHost: conformance.test\r\n\r\n"),
                 vec![Check::Status(200), Check::ClientBody(b"until the end")],
+            )
+        },
+        Case {
+            origin: Origin::replies(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"),
+            ..case(
+                "no-content-length-in-204",
+                "RFC 9110 §8.6",
+                "A server MUST NOT send a Content-Length header field in any response with a status code of 1xx (Informational) or 204 (No Content)",
+                Send::H1(b"GET /empty HTTP/1.1\r\nHost: conformance.test\r\n\r\n"),
+                vec![Check::Status(204), Check::ClientLacks("content-length")],
+            )
+        },
+        Case {
+            origin: Origin::replies(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"),
+            ..case(
+                "no-transfer-encoding-to-http10",
+                "RFC 9112 §6.1",
+                "A server MUST NOT send a response containing Transfer-Encoding unless the corresponding request indicates HTTP/1.1 (or later minor revisions)",
+                Send::H1(b"GET /c HTTP/1.0\r\nHost: conformance.test\r\n\r\n"),
+                vec![Check::Status(200), Check::ClientLacks("transfer-encoding"), Check::ClientBody(b"abcdef")],
             )
         },
         case(

@@ -97,6 +97,22 @@ pub fn cases() -> Vec<Case> {
             "A field value MUST NOT contain the zero value (ASCII NUL), line feed (ASCII LF), or carriage return (ASCII CR) at any position ... MUST be treated as malformed",
             &[(":method", "GET"), (":scheme", "http"), (":authority", "conformance.test"), (":path", "/"), ("x-split", "a\r\nx-injected: 1")],
         ),
+        malformed(
+            "h2-field-value-edge-whitespace-malformed",
+            "RFC 9113 §8.2.1",
+            "A field value MUST NOT start or end with an ASCII whitespace character (ASCII SP or HTAB, 0x20 or 0x09) ... a request or response that contains a field that violates any of these conditions MUST be treated as malformed",
+            &[(":method", "GET"), (":scheme", "http"), (":authority", "conformance.test"), (":path", "/"), ("x-padded", " value ")],
+        ),
+        case(
+            "h2-host-without-authority",
+            "RFC 9113 §8.3.1",
+            "An intermediary that needs to generate a Host header field ... MUST use the value from the :authority pseudo-header field as the value of the Host field, unless the intermediary also receives a Host header field (a request without :authority may carry Host instead)",
+            Send::H2Raw {
+                fields: &[(":method", "GET"), (":scheme", "http"), (":path", "/host"), ("host", "conformance.test")],
+                body: b"",
+            },
+            vec![Check::Status(200), Check::OriginHeader("host", "conformance.test")],
+        ),
         case(
             "h2-cookie-crumbs-joined-for-http11",
             "RFC 9113 §8.2.3",
