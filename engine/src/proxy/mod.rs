@@ -215,6 +215,22 @@ fn limits<B>(state: &State, req: &Request<B>) -> Result<Option<HeaderValue>, Pro
     if req.headers().len() > limits.max_headers {
         return Err(ErrorKind::HeadersTooLarge.into());
     }
+    // RFC 9113 §8.2.1: "A field value MUST NOT start or end with an ASCII
+    // whitespace character", or the request is malformed. The h2 crate does
+    // not check it; an HTTP/1 backend would read such a value trimmed. (Our
+    // HTTP/1 parser trims optional whitespace itself.)
+    if req.version() == Version::HTTP_2
+        && req.headers().values().any(|v| {
+            let b = v.as_bytes();
+            let ws = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t'));
+            ws(b.first()) || ws(b.last())
+        })
+    {
+        return Err(ProxyError::with_source(
+            ErrorKind::BadRequest,
+            "field value with leading or trailing whitespace",
+        ));
+    }
     if let Some(a) = req.uri().authority() {
         let a = HeaderValue::from_str(a.as_str())
             .map_err(|e| ProxyError::with_source(ErrorKind::BadRequest, e))?;
