@@ -497,28 +497,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         .await
     }
 
-    /// Writes the 1xx responses the backend sent so far. A failed write is
-    /// left for the final response to find.
-    fn poll_interim(&mut self, cx: &mut Context<'_>, ex: &mut Exchange) {
-        let Some(rx) = &mut ex.interim else {
-            return;
-        };
-        let mut queued = false;
-        while let Poll::Ready(Some(i)) = rx.poll_recv(cx) {
-            write::encode_head(
-                &mut self.wbuf.buf,
-                i.status,
-                &i.headers,
-                Framing::None,
-                ConnHeader::AsIs,
-            );
-            queued = true;
-        }
-        if queued {
-            let _ = self.wbuf.poll_flush(&mut *self.io, cx);
-        }
-    }
-
     /// Ready when the client closed (EOF or error). Bytes that arrive
     /// meanwhile (pipelined requests) are kept, up to a head's budget.
     fn poll_client_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
