@@ -28,6 +28,25 @@ pub struct Case {
     pub sluice_differs: Option<&'static str>,
 }
 
+/// A case with the default origin (`200 ok`) that Sluice is expected to pass.
+pub fn case(
+    id: &'static str,
+    section: &'static str,
+    requirement: &'static str,
+    send: Send,
+    checks: Vec<Check>,
+) -> Case {
+    Case {
+        id,
+        section,
+        requirement,
+        send,
+        origin: Origin::default(),
+        checks,
+        sluice_differs: None,
+    }
+}
+
 /// What the client sends.
 #[derive(Clone, Debug)]
 pub enum Send {
@@ -156,6 +175,17 @@ pub enum Check {
     Custom(&'static str, fn(&Observed) -> Result<(), String>),
 }
 
+/// Every line of field `name` in `fields`, joined with `, ` as a list
+/// field would be; `None` if there is none.
+pub fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+    let values: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
 /// What one run of a case observed, at the client and at the origin.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
@@ -212,13 +242,7 @@ impl Observed {
 
     /// The client's final-response field `name`, lines joined with `, `.
     pub fn header(&self, name: &str) -> Option<String> {
-        let values: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        (!values.is_empty()).then(|| values.join(", "))
+        field(&self.headers, name)
     }
 
     fn first(&self) -> Result<&Received, String> {

@@ -39,13 +39,7 @@ pub struct Received {
 impl Received {
     /// Every value of `name`, joined with `, ` as a list header would be.
     pub fn header(&self, name: &str) -> Option<String> {
-        let values: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        (!values.is_empty()).then(|| values.join(", "))
+        super::case::field(&self.headers, name)
     }
 
     /// How many field lines named `name`.

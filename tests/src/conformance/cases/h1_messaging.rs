@@ -2,25 +2,7 @@
 //! framing (§6), chunked transfer coding (§7.1), persistence (§9.3) and
 //! `Connection: close` (§9.6).
 
-use crate::conformance::case::{Case, Check, Observed, Origin, Send};
-
-fn case(
-    id: &'static str,
-    section: &'static str,
-    requirement: &'static str,
-    send: Send,
-    checks: Vec<Check>,
-) -> Case {
-    Case {
-        id,
-        section,
-        requirement,
-        send,
-        origin: Origin::default(),
-        checks,
-        sluice_differs: None,
-    }
-}
+use crate::conformance::case::{Case, Check, Observed, Origin, Send, case};
 
 fn refused_and_closed(send: &'static [u8]) -> (Send, Vec<Check>) {
     (

@@ -3,25 +3,7 @@
 //! requests go out through the hand-written client (`Send::H2Raw`), since
 //! the h2 crate refuses to send them.
 
-use crate::conformance::case::{Case, Check, H2Request, Origin, Send};
-
-fn case(
-    id: &'static str,
-    section: &'static str,
-    requirement: &'static str,
-    send: Send,
-    checks: Vec<Check>,
-) -> Case {
-    Case {
-        id,
-        section,
-        requirement,
-        send,
-        origin: Origin::default(),
-        checks,
-        sluice_differs: None,
-    }
-}
+use crate::conformance::case::{Case, Check, H2Request, Origin, Send, case};
 
 /// A raw request that must be refused as malformed (RFC 9113 §8.1.1:
 /// "Intermediaries that process HTTP requests or responses ... MUST NOT

@@ -2,25 +2,7 @@
 //! Max-Forwards and Via (§7.6), Host (§7.2), the protocol version (§2.5),
 //! interim responses (§15.2) and `Expect: 100-continue` (§10.1.1).
 
-use crate::conformance::case::{Case, Check, H2Request, Observed, Origin, Send};
-
-fn case(
-    id: &'static str,
-    section: &'static str,
-    requirement: &'static str,
-    send: Send,
-    checks: Vec<Check>,
-) -> Case {
-    Case {
-        id,
-        section,
-        requirement,
-        send,
-        origin: Origin::default(),
-        checks,
-        sluice_differs: None,
-    }
-}
+use crate::conformance::case::{Case, Check, H2Request, Observed, Origin, Send, case};
 
 /// The proxy answered itself: a final status that is not a gateway error.
 fn answered_itself(obs: &Observed) -> Result<(), String> {
