@@ -54,11 +54,20 @@ pub async fn run(case: &Case, target: Target, origin: &RecordingOrigin) -> Outco
         Send::H2Raw { fields, body } => raw_h2::send(target.h2c, fields, body, &mut obs).await,
     }
     obs.origin = origin.received();
-    let failures = case
+    let mut failures: Vec<String> = case
         .checks
         .iter()
         .filter_map(|c| c.verify(&obs).err().map(|e| describe(c, e)))
         .collect();
+    // What the client ran into explains a missing status.
+    if !failures.is_empty() {
+        if let Some(e) = &obs.client_error {
+            failures.push(format!("(client: {e})"));
+        }
+        if let Some(e) = &obs.h2_error {
+            failures.push(format!("(HTTP/2: {e})"));
+        }
+    }
     Outcome {
         id: case.id,
         failures,
