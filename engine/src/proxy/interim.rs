@@ -12,7 +12,9 @@
 //! has no way to send one.
 
 use http::{HeaderMap, StatusCode};
-use tokio::sync::mpsc;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 /// At most this many 1xx wait to be written per request; more are dropped
 /// (a backend cannot make the proxy hold an unbounded list of heads).
@@ -25,16 +27,37 @@ pub struct Interim {
     pub headers: HeaderMap,
 }
 
+/// The queue between the two sides. Not a tokio channel: one is made per
+/// HTTP/1.1 request and almost never used, and a tokio mpsc allocates its
+/// first block of slots up front. This is one small `Arc`; the `Vec` grows
+/// only when a 1xx arrives.
+#[derive(Debug, Default)]
+struct Queue {
+    /// A `parking_lot::Mutex`: held only to push or to drain, never across
+    /// an await, and the two sides are one connection's tasks.
+    slot: Mutex<Slot>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    items: Vec<Interim>,
+    /// The client side, to wake when a 1xx arrives.
+    waker: Option<Waker>,
+    /// The client side is gone (the final response is out).
+    closed: bool,
+}
+
 /// The backend side's handle; a request extension.
 #[derive(Clone, Debug)]
-pub struct InterimSender(mpsc::Sender<Interim>);
+pub struct InterimSender(Arc<Queue>);
 
 /// The client side's end.
-pub type InterimReceiver = mpsc::Receiver<Interim>;
+#[derive(Debug)]
+pub struct InterimReceiver(Arc<Queue>);
 
 pub fn channel() -> (InterimSender, InterimReceiver) {
-    let (tx, rx) = mpsc::channel(MAX_QUEUED);
-    (InterimSender(tx), rx)
+    let q = Arc::new(Queue::default());
+    (InterimSender(q.clone()), InterimReceiver(q))
 }
 
 impl InterimSender {
@@ -45,8 +68,44 @@ impl InterimSender {
             return;
         }
         super::headers::strip_hop_by_hop(&mut headers, false);
-        // Full or closed (the final response is out): dropped.
-        let _ = self.0.try_send(Interim { status, headers });
+        let waker = {
+            let mut slot = self.0.slot.lock();
+            // Full, or nobody is listening any more: dropped.
+            if slot.closed || slot.items.len() >= MAX_QUEUED {
+                return;
+            }
+            slot.items.push(Interim { status, headers });
+            slot.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl InterimReceiver {
+    /// The next queued 1xx; `Pending` (and woken later) when there is none.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Interim>> {
+        let mut slot = self.0.slot.lock();
+        if slot.items.is_empty() {
+            slot.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(slot.items.remove(0)))
+    }
+
+    #[cfg(test)]
+    fn try_recv(&mut self) -> Option<Interim> {
+        let mut slot = self.0.slot.lock();
+        (!slot.items.is_empty()).then(|| slot.items.remove(0))
+    }
+}
+
+impl Drop for InterimReceiver {
+    fn drop(&mut self) {
+        let mut slot = self.0.slot.lock();
+        slot.closed = true;
+        slot.items.clear();
     }
 }
 
@@ -71,11 +130,11 @@ mod tests {
         tx.forward(StatusCode::CONTINUE, HeaderMap::new());
         tx.forward(StatusCode::SWITCHING_PROTOCOLS, HeaderMap::new());
         tx.forward(StatusCode::from_u16(103).unwrap(), h);
-        let got = rx.try_recv().unwrap();
+        let got = rx.try_recv().expect("the 103");
         assert_eq!(got.status, 103);
         assert!(got.headers.contains_key("link"));
         assert!(!got.headers.contains_key("x-hop") && !got.headers.contains_key("connection"));
-        assert!(rx.try_recv().is_err());
+        assert!(rx.try_recv().is_none());
     }
 
     #[test]
@@ -85,7 +144,7 @@ mod tests {
             tx.forward(StatusCode::PROCESSING, HeaderMap::new());
         }
         let mut n = 0;
-        while rx.try_recv().is_ok() {
+        while rx.try_recv().is_some() {
             n += 1;
         }
         assert_eq!(n, MAX_QUEUED);
