@@ -20,7 +20,9 @@ pub struct State {
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub forwarding: Forwarding,
-    /// `Via` values for requests received over HTTP/1.x and HTTP/2.
+    /// `Via` values for requests received over HTTP/1.0, HTTP/1.1 and
+    /// HTTP/2: the received-protocol is the client's (RFC 9110 §7.6.3).
+    pub via_h10: HeaderValue,
     pub via_h1: HeaderValue,
     pub via_h2: HeaderValue,
     pub access_log: bool,
@@ -48,6 +50,7 @@ impl State {
             limits: config.limits,
             timeouts: config.timeouts,
             forwarding: config.forwarding.clone(),
+            via_h10: via("1.0")?,
             via_h1: via("1.1")?,
             via_h2: via("2")?,
             access_log: config.access_log,

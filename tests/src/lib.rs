@@ -4,4 +4,5 @@
 //! h2 over TLS ([`harness::client`]). The behaviours live in `src/e2e/`, one
 //! file each, all linked into one test binary.
 
+pub mod conformance;
 pub mod harness;

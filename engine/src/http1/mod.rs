@@ -18,6 +18,7 @@ pub mod framing;
 pub mod request;
 pub mod response;
 pub mod upgrade;
+pub mod version;
 pub mod write;
 
 pub use body::RequestBody;

@@ -164,6 +164,7 @@ struct Scan {
 /// more. On success the head's bytes are split off `buf` (what follows, a body
 /// or a pipelined request, stays).
 pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>, ParseError> {
+    super::version::request_as_http11(buf);
     if limits.max_headers <= STACK_HEADERS {
         let mut at = [FieldAt::default(); STACK_HEADERS];
         let at = &mut at[..limits.max_headers];
@@ -291,6 +292,12 @@ fn build(buf: &mut BytesMut, scan: Scan, at: &[FieldAt]) -> Result<RequestHead, 
     {
         map.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
+    let raw_target = &head[target.0 as usize..target.1 as usize];
+    // The asterisk-form is only for a server-wide OPTIONS (RFC 9112 §3.2.4).
+    if raw_target == b"*" && method != Method::OPTIONS {
+        return Err(ParseError::BadUri);
+    }
+    let uri = server_wide_options(&method, raw_target, uri, &mut map);
     let http11 = version == Version::HTTP_11;
     Ok(RequestHead {
         method,
@@ -302,6 +309,33 @@ fn build(buf: &mut BytesMut, scan: Scan, at: &[FieldAt]) -> Result<RequestHead, 
         expect_continue: http11 && facts.expect_continue,
         upgrade: http11 && facts.connection.upgrade && facts.upgrade_field,
     })
+}
+
+/// RFC 9112 §3.2.4: "When a proxy receives an OPTIONS request with an
+/// absolute-form of request-target in which the URI has an empty path and
+/// no query component, the last proxy on the request chain MUST send a
+/// request-target of \"*\"". `http::Uri` reads `http://a` as `http://a/`,
+/// so the raw target decides here: such a request becomes `OPTIONS *` with
+/// the target's authority as its Host (which RFC 9110 §7.2 makes it for any
+/// absolute-form target), and is routed and forwarded as one.
+fn server_wide_options(method: &Method, raw: &[u8], uri: Uri, headers: &mut HeaderMap) -> Uri {
+    if *method != Method::OPTIONS {
+        return uri;
+    }
+    let Some(at) = raw.windows(3).position(|w| w == b"://") else {
+        return uri;
+    };
+    if raw[at + 3..].iter().any(|&b| b == b'/' || b == b'?') {
+        return uri;
+    }
+    let Some(host) = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    else {
+        return uri;
+    };
+    headers.insert(header::HOST, host);
+    Uri::from_static("*")
 }
 
 impl Facts {

@@ -225,6 +225,9 @@ pub fn shape_request(
     let bad = |e: http::Error| ProxyError::with_source(ErrorKind::BadRequest, e);
     match group.protocol {
         UpstreamProtocol::Http1 => {
+            if parts.version == Version::HTTP_2 {
+                super::headers::join_cookie_crumbs(&mut parts.headers);
+            }
             parts.version = Version::HTTP_11;
             if parts.uri.authority().is_some() {
                 // Absolute-form (or HTTP/2 :authority) → origin-form, and

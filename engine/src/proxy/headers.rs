@@ -196,6 +196,26 @@ fn join(values: http::header::GetAll<'_, HeaderValue>, last: &str) -> String {
     out
 }
 
+/// RFC 9113 §8.2.3: HTTP/2 lets a client split Cookie into one field line
+/// per crumb; "these MUST be concatenated into a single byte string using
+/// the two-octet delimiter of 0x3b, 0x20 (the ASCII string \"; \") before
+/// being passed into a non-HTTP/2 context, such as an HTTP/1.1 connection".
+pub fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for c in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(c.as_bytes());
+    }
+    // Joined from valid values with a valid separator: always valid.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 /// Rewrites a backend's response headers for the client.
 pub fn outbound(headers: &mut HeaderMap, via: &HeaderValue) {
     append_via(headers, via);
@@ -236,6 +256,17 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn cookie_crumbs_become_one_line_joined_with_semicolon_space() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        join_cookie_crumbs(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2; c=3");
+        let mut one = map(&[("cookie", "a=1")]);
+        join_cookie_crumbs(&mut one);
+        assert_eq!(one["cookie"], "a=1");
     }
 
     fn client() -> &'static ClientStrings {

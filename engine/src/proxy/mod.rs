@@ -2,6 +2,8 @@
 //! connection calls; [`proxy`] runs the stages in this order:
 //!
 //! 1. [`limits`]: request target and header count (414, 431), Host (400)
+//!    then [`max_forwards`]: TRACE or OPTIONS with `Max-Forwards: 0` is
+//!    answered here
 //! 2. [`route`]: host and path → upstream group (404)
 //! 3. pick: a backend from the group's snapshot (503)
 //! 4. [`headers::inbound`]: hop-by-hop strip, `X-Forwarded-*`, `Forwarded`,
@@ -20,6 +22,8 @@ pub mod body;
 pub mod compress;
 pub mod forward;
 pub mod headers;
+pub mod interim;
+pub mod max_forwards;
 pub mod respond;
 pub mod retry;
 pub mod route;
@@ -87,6 +91,10 @@ async fn proxy(
     //    (Content-Length with Transfer-Encoding, two different Content-Lengths,
     //    a non-chunked final Transfer-Encoding).
     let host = limits(state, &req)?;
+    // Max-Forwards: 0 on TRACE or OPTIONS stops here (RFC 9110 §7.6.2).
+    if let Some(resp) = max_forwards::apply(&mut req) {
+        return Ok(resp);
+    }
 
     // Only the engine's own unit tests (server::conn::tests) build this.
     #[cfg(test)]
@@ -98,7 +106,7 @@ async fn proxy(
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
     let route = state
         .router
-        .lookup(host_str, req.uri().path())
+        .lookup(host_str, route_path(req.method(), req.uri()))
         .ok_or(ErrorKind::NoRoute)?;
     let group = &state.groups[route.group];
     // What the client accepts, kept for the response (the request moves on).
@@ -119,10 +127,10 @@ async fn proxy(
     let downstream_h1 = req.version() <= Version::HTTP_11;
     let client_upgrade = tunnel::client_side(&mut req);
     let (mut parts, body) = req.into_parts();
-    let via = if downstream_h1 {
-        &state.via_h1
-    } else {
-        &state.via_h2
+    let via = match parts.version {
+        Version::HTTP_10 | Version::HTTP_09 => &state.via_h10,
+        Version::HTTP_11 => &state.via_h1,
+        _ => &state.via_h2,
     };
     headers::for_upstream(
         &mut parts.headers,
@@ -190,6 +198,15 @@ async fn proxy(
     Ok(Response::from_parts(parts, body))
 }
 
+/// The path routing sees: a server-wide `OPTIONS *` (RFC 9112 §3.2.4)
+/// goes where the host's `/` goes.
+fn route_path<'u>(method: &http::Method, uri: &'u http::Uri) -> &'u str {
+    match uri.path() {
+        "*" if method == http::Method::OPTIONS => "/",
+        p => p,
+    }
+}
+
 /// Request target length and header count against the configured limits,
 /// then the host the client asked for: `:authority` on HTTP/2 (or an
 /// absolute-form target), else the one Host header (RFC 9112 §3.2: missing
@@ -203,6 +220,22 @@ fn limits<B>(state: &State, req: &Request<B>) -> Result<Option<HeaderValue>, Pro
     }
     if req.headers().len() > limits.max_headers {
         return Err(ErrorKind::HeadersTooLarge.into());
+    }
+    // RFC 9113 §8.2.1: "A field value MUST NOT start or end with an ASCII
+    // whitespace character", or the request is malformed. The h2 crate does
+    // not check it; an HTTP/1 backend would read such a value trimmed. (Our
+    // HTTP/1 parser trims optional whitespace itself.)
+    if req.version() == Version::HTTP_2
+        && req.headers().values().any(|v| {
+            let b = v.as_bytes();
+            let ws = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t'));
+            ws(b.first()) || ws(b.last())
+        })
+    {
+        return Err(ProxyError::with_source(
+            ErrorKind::BadRequest,
+            "field value with leading or trailing whitespace",
+        ));
     }
     if let Some(a) = req.uri().authority() {
         let a = HeaderValue::from_str(a.as_str())

@@ -31,6 +31,7 @@ use crate::http1::framing::{Framing, response_framing};
 use crate::http1::request::{self, ParseError, RequestHead};
 use crate::http1::upgrade::{self, Upgraded};
 use crate::http1::write::{self, ConnHeader, WriteBuf};
+use crate::proxy::interim::{self, InterimReceiver};
 use crate::proxy::respond;
 use crate::server::idle::IdleClock;
 use bytes::{Bytes, BytesMut};
@@ -276,7 +277,14 @@ fn request(
         req.extensions_mut().insert(on);
         tx
     });
+    // No 1xx to an HTTP/1.0 client (RFC 9110 §15.2).
+    let interim = (head.version == Version::HTTP_11).then(|| {
+        let (tx, rx) = interim::channel();
+        req.extensions_mut().insert(tx);
+        rx
+    });
     let ex = Exchange {
+        interim,
         cont: if head.expect_continue && sender.is_some() {
             Continue::Owed
         } else {
@@ -302,6 +310,8 @@ struct Conn<'a, I> {
 struct Exchange {
     body: ReqBody,
     cont: Continue,
+    /// 1xx responses from the backend, written before the final one.
+    interim: Option<InterimReceiver>,
 }
 
 enum ReqBody {
@@ -467,7 +477,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         ex: &mut Exchange,
     ) -> Result<F::Output, ConnError> {
         poll_fn(|cx| {
-            if let Poll::Ready(out) = Pin::new(&mut fut).poll(cx) {
+            let done = Pin::new(&mut fut).poll(cx);
+            // Before the final response: the backend sent its 1xx first, and
+            // they may all have come in one read with it.
+            self.poll_interim(cx, ex);
+            if let Poll::Ready(out) = done {
                 return Poll::Ready(Ok(out));
             }
             // With the body read (or unwanted), watch for the client leaving.

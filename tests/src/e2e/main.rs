@@ -6,6 +6,7 @@ mod admin;
 mod admin_security;
 mod balance;
 mod churn;
+mod conformance;
 mod disconnect;
 mod discovery;
 mod drain;

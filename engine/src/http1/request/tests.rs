@@ -224,7 +224,7 @@ fn smuggling_shapes_are_refused() {
         ),
         ("G@T / HTTP/1.1\r\nHost: x\r\n\r\n", Malformed),
         ("GET / HTTP/2.0\r\nHost: x\r\n\r\n", BadVersion),
-        ("GET / HTTP/1.2\r\nHost: x\r\n\r\n", BadVersion),
+        ("GET / HTTP/3.1\r\nHost: x\r\n\r\n", BadVersion),
     ];
     for (raw, want) in cases {
         assert_eq!(err(raw), want, "{raw:?}");
@@ -292,4 +292,41 @@ fn parse_length_edges() {
     assert_eq!(parse_length(b"18446744073709551616"), None);
     assert_eq!(parse_length(b""), None);
     assert_eq!(parse_length(b"1a"), None);
+}
+
+/// RFC 9110 §2.5: a higher HTTP/1.x minor version is handled as 1.1.
+#[test]
+fn a_higher_minor_version_is_read_as_http11() {
+    let h = ok("GET / HTTP/1.2\r\nHost: x\r\n\r\n");
+    assert_eq!(h.version, Version::HTTP_11);
+    assert!(h.keep_alive);
+}
+
+/// RFC 9112 §3.2.4: `OPTIONS http://a` (no path, no query) is server-wide.
+#[test]
+fn options_with_an_empty_absolute_path_becomes_asterisk_form() {
+    let h = ok("OPTIONS http://a.test:8080 HTTP/1.1\r\nHost: other\r\n\r\n");
+    assert_eq!(h.uri, "*");
+    assert_eq!(h.headers["host"], "a.test:8080");
+    for (raw, uri) in [
+        (
+            "OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            "http://a.test/",
+        ),
+        (
+            "OPTIONS http://a.test?q HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            "http://a.test/?q",
+        ),
+        (
+            "GET http://a.test HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            "http://a.test/",
+        ),
+        ("OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n", "*"),
+    ] {
+        assert_eq!(ok(raw).uri, uri, "{raw:?}");
+    }
+    assert_eq!(
+        err("GET * HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+        ParseError::BadUri
+    );
 }

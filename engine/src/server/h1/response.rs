@@ -1,10 +1,33 @@
-//! Writing on a busy HTTP/1.1 connection: the service's response (head,
-//! then the body with its framing, while the request body may still be
-//! read), a refusal made by `proxy::respond`, flushes, and the close.
+//! Writing on a busy HTTP/1.1 connection: the backend's 1xx responses
+//! (`proxy::interim`), the service's response (head, then the body with its
+//! framing, while the request body may still be read), a refusal made by
+//! `proxy::respond`, flushes, and the close.
 
 use super::*;
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
+    /// Writes the 1xx responses the backend sent so far. A failed write is
+    /// left for the final response to find.
+    pub(super) fn poll_interim(&mut self, cx: &mut Context<'_>, ex: &mut Exchange) {
+        let Some(rx) = &mut ex.interim else {
+            return;
+        };
+        let mut queued = false;
+        while let Poll::Ready(Some(i)) = rx.poll_recv(cx) {
+            write::encode_head(
+                &mut self.wbuf.buf,
+                i.status,
+                &i.headers,
+                Framing::None,
+                ConnHeader::AsIs,
+            );
+            queued = true;
+        }
+        if queued {
+            let _ = self.wbuf.poll_flush(&mut *self.io, cx);
+        }
+    }
+
     /// Writes the response; `Ok(true)` if the connection may be reused.
     pub(super) async fn write_response<B>(
         &mut self,

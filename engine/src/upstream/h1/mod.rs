@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! exchange: encode the head (http1::write) → write it and stream the body while
-//!           watching for the response → parse the response head (http1::response; 1xx skipped)
+//!           watching for the response → parse the response head (http1::response; 1xx → proxy::interim)
 //!   → ResponseBody: decode frames from the read buffer as the client takes
 //!     them (http1::decode) → at the body's end, back to the pool
 //! ```
@@ -24,6 +24,7 @@ use crate::http1::framing::{Framing, request_framing};
 use crate::http1::response::{self, ResponseHead};
 use crate::http1::upgrade::Upgraded;
 use crate::http1::write::{self, WriteBuf};
+use crate::proxy::interim::InterimSender;
 use crate::upstream::connect::UpstreamIo;
 use crate::upstream::pool::Pool;
 use bytes::{Bytes, BytesMut};
@@ -129,6 +130,7 @@ pub async fn exchange(
         upload: Upload::new(parts, body),
         head_request: parts.method == Method::HEAD,
         received: false,
+        interim: parts.extensions.get::<InterimSender>().cloned(),
     };
     let mut clock = pin!(BackendClock::new(limit));
     let head = poll_fn(|cx| {
@@ -314,6 +316,8 @@ struct Exchange {
     head_request: bool,
     /// Some response bytes arrived.
     received: bool,
+    /// Where 1xx responses go (an HTTP/1.1 client's connection).
+    interim: Option<InterimSender>,
 }
 
 impl Exchange {
@@ -332,11 +336,15 @@ impl Exchange {
         loop {
             if !conn.rbuf.is_empty() {
                 match response::parse_response(&mut conn.rbuf, self.head_request) {
-                    // Interim responses (100, 102, 103) are not forwarded.
+                    // Interim responses go to the client that can take them
+                    // (proxy::interim says which).
                     Ok(Some(h))
                         if h.status.is_informational()
                             && h.status != StatusCode::SWITCHING_PROTOCOLS =>
                     {
+                        if let Some(to) = &self.interim {
+                            to.forward(h.status, h.headers);
+                        }
                         continue;
                     }
                     Ok(Some(mut h)) => {
