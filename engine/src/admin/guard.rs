@@ -11,7 +11,8 @@
 //!    (empty by default: the API serves no pages): 403. Without an
 //!    `Origin`, `Sec-Fetch-Site: cross-site` or `same-site` (a no-cors GET
 //!    from another page): 403.
-//! 3. A change (any method but GET and HEAD) from a peer outside
+//! 3. A change (any method but GET and HEAD, and `/register` or
+//!    `/unregister` by any method) from a peer outside
 //!    `admin.allowed_sources` (loopback by default): 403.
 //! 4. The bearer token, when one is set, on everything but the probes
 //!    (`GET /healthz`, `GET /readyz`): 401.
@@ -40,7 +41,11 @@ pub fn check<B: Body>(admin: &AdminConfig, conn: Conn, req: &Request<B>) -> Resu
     host(admin, conn, req)?;
     origin(admin, req.headers())?;
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
-    if changes {
+    // `GET /register?port=N` is the classic registration call (kept for the
+    // clients that speak it): a change all the same, so it is held to the
+    // source allowlist; checks 2 and 4 stop a page's `<img>` from sending it.
+    let registers = matches!(req.uri().path(), "/register" | "/unregister");
+    if changes || registers {
         source(admin, conn.peer.ip())?;
     }
     let probe = req.method() == Method::GET && matches!(req.uri().path(), "/healthz" | "/readyz");

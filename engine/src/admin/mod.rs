@@ -11,7 +11,7 @@
 //! | POST | `/backends` | `{"group","address","weight"}` registers (idempotent) |
 //! | DELETE | `/backends/{address}` | drains in-flight requests, then unregisters |
 //! | POST | `/backends/{address}/drain` | out of rotation, in-flight requests finish |
-//! | POST | `/register?port=N`, `/unregister?port=N` | the caller's IP with that port, default group |
+//! | POST, GET | `/register?port=N`, `/unregister?port=N` | the caller's IP with that port, default group (GET for the classic clients) |
 //! | POST | `/reload` | read the config file again; on error the old one keeps serving; answers the listeners, added and removed |
 //!
 //! Before any endpoint runs, [`guard`] checks `Host`, `Origin`, the
@@ -194,7 +194,7 @@ async fn route(
                 &serde_json::json!({"group": g.name, "address": addr.to_string(), "state": "draining"}),
             ))
         }
-        (&Method::POST, ["register"]) => {
+        (&Method::POST | &Method::GET, ["register"]) => {
             let addr = shared.own.check(caller_port(&req, conn)?)?;
             let state = shared.state.load_full();
             let group = state
@@ -202,7 +202,7 @@ async fn route(
                 .ok_or_else(|| AdminError::not_found("no upstream group"))?;
             Ok(add(shared, &state, group, addr, 1))
         }
-        (&Method::POST, ["unregister"]) => {
+        (&Method::POST | &Method::GET, ["unregister"]) => {
             let addr = BackendAddr(caller_port(&req, conn)?);
             unregister(shared, addr, None).await
         }
@@ -229,7 +229,7 @@ async fn route(
         (_, ["register" | "unregister"]) => Err(AdminError::MethodNotAllowed {
             method,
             path,
-            hint: "; use POST (a GET must not change state: a page could send it with an <img>)",
+            hint: "; use POST (or GET, as the classic registration clients do)",
         }),
         (_, ["healthz" | "readyz" | "backends" | "reload"])
         | (_, ["backends", _] | ["backends", _, "drain"]) => Err(AdminError::MethodNotAllowed {

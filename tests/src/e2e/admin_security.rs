@@ -101,19 +101,21 @@ async fn a_cross_site_page_cannot_change_the_backends() {
         .send(Method::GET, "/backends", None, None, &[evil])
         .await;
     assert_eq!(r.status, 403, "{}", r.text);
-    // An <img src=".../register?port=N"> is a GET with no Origin at all:
-    // state never changes on a GET.
-    let r = admin
-        .send(
-            Method::GET,
-            &format!("/register?port={}", b.addr().port()),
-            None,
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, 405, "{}", r.text);
-    assert!(r.error().contains("POST"), "{}", r.text);
+    // An <img src=".../register?port=N"> is a no-cors GET with no Origin;
+    // the browser marks it cross-site (same-site alike).
+    for site in ["cross-site", "same-site"] {
+        let r = admin
+            .send(
+                Method::GET,
+                &format!("/register?port={}", b.addr().port()),
+                None,
+                None,
+                &[("sec-fetch-site", site)],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert!(r.error().contains(site), "{}", r.text);
+    }
     assert_eq!(
         members(&admin).await,
         before,
@@ -131,6 +133,39 @@ async fn a_cross_site_page_cannot_change_the_backends() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// The classic clients register with a plain `GET /register?port=N` (no
+/// Origin, no Sec-Fetch-Site): still answered, from an allowed source.
+#[tokio::test]
+async fn the_classic_get_register_still_works() {
+    let (a, b) = (origin().await, origin().await);
+    let proxy = Proxy::start(&with_admin(&[a.addr()])).await;
+    let admin = Admin::of(proxy.server());
+    let port = b.addr().port();
+    let me = format!("127.0.0.1:{port}");
+    let r = admin
+        .send(
+            Method::GET,
+            &format!("/register?port={port}"),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    assert!(members(&admin).await.contains(&me));
+    let r = admin
+        .send(
+            Method::GET,
+            &format!("/unregister?port={port}"),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!members(&admin).await.contains(&me));
 }
 
 #[tokio::test]
