@@ -397,7 +397,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         B::Error: Into<BoxError>,
     {
         let resp = self.drive_service(pin!(service), &mut ex).await?;
-        let keep_alive = info.keep_alive && !idle.is_draining();
+        // After a 408 the rest of the request may still be on its way: the
+        // connection closes (RFC 9110 §15.5.9) instead of reading it as heads.
+        let keep_alive =
+            info.keep_alive && !idle.is_draining() && resp.status() != StatusCode::REQUEST_TIMEOUT;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(upgrade) = upgrade

@@ -142,6 +142,17 @@ async fn partial_upload(client: Client, proxy: SocketAddr, path: &str, end: End)
                 return (status, reason);
             }
             let r = raw.read_response().await;
+            if r.status == 408 {
+                // RFC 9110 §15.5.9: the rest of the body may still come, so
+                // the connection closes (`close` sent, then EOF).
+                assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+                let (mut tcp, _) = raw.into_stream();
+                let mut rest = Vec::new();
+                within("EOF after a 408", tcp.read_to_end(&mut rest))
+                    .await
+                    .expect("read");
+                assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+            }
             (
                 r.status,
                 r.header("x-sluice-error").unwrap_or("").to_owned(),
@@ -280,6 +291,17 @@ async fn a_backend_slow_after_the_body_gets_504_and_is_counted(
             raw.send(head.as_bytes()).await;
             raw.send(&body).await;
             let r = raw.read_response().await;
+            if r.status == 408 {
+                // RFC 9110 §15.5.9: the rest of the body may still come, so
+                // the connection closes (`close` sent, then EOF).
+                assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+                let (mut tcp, _) = raw.into_stream();
+                let mut rest = Vec::new();
+                within("EOF after a 408", tcp.read_to_end(&mut rest))
+                    .await
+                    .expect("read");
+                assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+            }
             (
                 r.status,
                 r.header("x-sluice-error").unwrap_or("").to_owned(),
