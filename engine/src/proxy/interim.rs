@@ -88,7 +88,10 @@ impl InterimReceiver {
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Interim>> {
         let mut slot = self.0.slot.lock();
         if slot.items.is_empty() {
-            slot.waker = Some(cx.waker().clone());
+            // Polled on every turn of the exchange: keep the waker we have.
+            if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                slot.waker = Some(cx.waker().clone());
+            }
             return Poll::Pending;
         }
         Poll::Ready(Some(slot.items.remove(0)))

@@ -8,12 +8,26 @@ use super::*;
 impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
     /// Writes the 1xx responses the backend sent so far. A failed write is
     /// left for the final response to find.
+    ///
+    /// A client that does not read must not make the proxy hold the heads:
+    /// while the write buffer is full they stay in the queue, which takes at
+    /// most `interim::MAX_QUEUED` (the backend's further 1xx are dropped).
     pub(super) fn poll_interim(&mut self, cx: &mut Context<'_>, ex: &mut Exchange) {
         let Some(rx) = &mut ex.interim else {
             return;
         };
         let mut queued = false;
-        while let Poll::Ready(Some(i)) = rx.poll_recv(cx) {
+        loop {
+            if self.wbuf.is_full() {
+                let _ = self.wbuf.poll_flush(&mut *self.io, cx);
+                if self.wbuf.is_full() {
+                    // Woken by the socket (or the deferred flush) to go on.
+                    return;
+                }
+            }
+            let Poll::Ready(Some(i)) = rx.poll_recv(cx) else {
+                break;
+            };
             write::encode_head(
                 &mut self.wbuf.buf,
                 i.status,
