@@ -22,6 +22,7 @@ mod headers;
 mod health;
 mod host;
 mod large_body;
+mod large_groups;
 mod lifecycle;
 mod limits;
 mod listeners;
