@@ -13,7 +13,7 @@ use sluice::config::RouteConfig;
 use sluice::config::defaults::{MAX_GROUP_BACKENDS, MAX_WEIGHT};
 use sluice_e2e::harness::client::{H1, collect};
 use sluice_e2e::harness::control::Admin;
-use sluice_e2e::harness::memory::PeakGrowth;
+use sluice_e2e::harness::memory::{PeakGrowth, status_kib};
 use sluice_e2e::harness::origin::{Origin, reply};
 use sluice_e2e::harness::process::sluice_bin;
 use sluice_e2e::harness::proxy::Proxy;
@@ -90,7 +90,12 @@ async fn thousands_of_backends_alone_in_a_child_process() {
     });
 
     let memory = PeakGrowth::start();
+    let base = status_kib("VmRSS").expect("VmRSS");
     let proxy = Proxy::start(&c).await;
+    // Early, so that a proxy that built a huge ring fails here, not after
+    // rebuilding it once per ejection.
+    let started = status_kib("VmRSS").expect("VmRSS").saturating_sub(base) / 1024;
+    assert!(started <= MAX_GROWTH_MIB, "RSS grew {started} MiB at start");
     let admin = Admin::of(proxy.server());
     let mut client = H1::connect(proxy.addr()).await;
     let mut unrelated_served = 0;
