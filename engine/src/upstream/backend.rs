@@ -38,7 +38,7 @@ pub struct Backend {
     /// Consecutive failures, for passive ejection. `Relaxed`: a reset racing
     /// an increment may lose one count, which only delays or hastens an
     /// ejection by a request; the ejection itself is decided under the
-    /// group's member lock (`Group::record_outcome`).
+    /// group's member lock, off the workers (`Rotation::settle`).
     fail_streak: AtomicU32,
     /// Whether the group's latest snapshot has this backend in rotation.
     ///
@@ -91,9 +91,10 @@ impl Backend {
         self.in_rotation.load(Ordering::SeqCst)
     }
 
-    /// Set by the group each time it publishes a snapshot, under its member
-    /// lock: the `Relaxed` read before the store sees the last write (the
-    /// lock orders them), and skips a store that would change nothing.
+    /// Set by the group's member table whenever this member's state changes
+    /// (`Members`), under its member lock, before the snapshot follows: the
+    /// `Relaxed` read before the store sees the last write (the lock orders
+    /// them), and skips a store that would change nothing.
     pub fn set_in_rotation(&self, yes: bool) {
         if self.in_rotation.load(Ordering::Relaxed) != yes {
             self.in_rotation.store(yes, Ordering::SeqCst);
