@@ -63,6 +63,10 @@ pub enum AdminError {
     /// load). Boxed: it is large, and a reload is the cold edge.
     #[error(transparent)]
     Reload(Box<ReloadError>),
+    /// A backend added to a group at its size cap: the request conflicts
+    /// with the proxy's state.
+    #[error(transparent)]
+    GroupFull(#[from] crate::upstream::GroupFull),
 }
 
 impl From<ReloadError> for AdminError {
@@ -98,6 +102,7 @@ impl AdminError {
             AdminError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AdminError::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::GroupFull(_) => StatusCode::CONFLICT,
         }
     }
 }
@@ -135,6 +140,14 @@ mod tests {
             (AdminError::BodyTooLarge(1), 413),
             (AdminError::BodyTimeout(Duration::from_secs(1)), 408),
             (ReloadError::NoConfigFile.into(), 422),
+            (
+                crate::upstream::GroupFull {
+                    group: "g".into(),
+                    max: 1,
+                }
+                .into(),
+                409,
+            ),
         ];
         for (e, status) in cases {
             assert_eq!(e.status().as_u16(), status, "{e}");

@@ -163,7 +163,7 @@ async fn route(
             let body: Register = read_json(req, timeout).await?;
             let addr = shared.own.check(parse_addr(&body.address)?)?;
             let weight = body.weight.unwrap_or(1);
-            if weight == 0 || weight > 10_000 {
+            if weight == 0 || weight > crate::config::defaults::MAX_WEIGHT {
                 return Err(AdminError::bad("weight must be between 1 and 10000"));
             }
             let state = shared.state.load_full();
@@ -175,7 +175,7 @@ async fn route(
                     .default_group()
                     .ok_or_else(|| AdminError::not_found("no upstream group"))?,
             };
-            Ok(add(shared, &state, group, addr, weight))
+            add(shared, &state, group, addr, weight)
         }
         (&Method::DELETE, ["backends", addr]) => {
             let addr = BackendAddr(parse_addr(&decode(addr))?);
@@ -200,7 +200,7 @@ async fn route(
             let group = state
                 .default_group()
                 .ok_or_else(|| AdminError::not_found("no upstream group"))?;
-            Ok(add(shared, &state, group, addr, 1))
+            add(shared, &state, group, addr, 1)
         }
         (&Method::POST | &Method::GET, ["unregister"]) => {
             let addr = BackendAddr(caller_port(&req, conn)?);
@@ -249,18 +249,18 @@ fn add(
     group: &crate::upstream::Group,
     addr: BackendAddr,
     weight: u32,
-) -> AdminResponse {
-    let added = group.add_backend(addr, weight, Origin::Registered);
+) -> Result<AdminResponse, AdminError> {
+    let added = group.add_backend(addr, weight, Origin::Registered)?;
     persist(shared, state);
     let status = if added {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    json(
+    Ok(json(
         status,
         &serde_json::json!({"group": group.name, "address": addr.to_string(), "added": added}),
-    )
+    ))
 }
 
 /// Drains `addr` (in-flight requests finish, bounded by the shutdown grace

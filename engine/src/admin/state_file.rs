@@ -83,7 +83,10 @@ pub fn restore(path: &Path, state: &State, own: &[std::net::SocketAddr]) {
         };
         match BackendAddr::checked(addr, own) {
             Ok(addr) => {
-                group.add_backend(addr, e.weight.clamp(1, 10_000), Origin::Registered);
+                let weight = e.weight.clamp(1, crate::config::defaults::MAX_WEIGHT);
+                if let Err(full) = group.add_backend(addr, weight, Origin::Registered) {
+                    tracing::warn!(error = %full, "state file backend left out");
+                }
             }
             Err(err) => tracing::warn!(error = %err, "state file backend left out"),
         }

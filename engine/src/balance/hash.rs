@@ -1,6 +1,12 @@
 //! Consistent hashing on a ring with virtual nodes (ketama style): adding a
 //! backend moves only the keys that now land on it; removing one moves only
-//! its own keys. The ring is built per snapshot; a pick is a binary search.
+//! its own keys. The ring is built per snapshot, off the workers, in
+//! O(p log p) for its p points; a pick is a binary search.
+//!
+//! A backend gets 160 points per unit of weight (nginx's `hash … consistent`),
+//! and a ring at most [`MAX_RING_POINTS`]: past that, every backend's count is
+//! scaled down alike. A backend's points are a prefix of one fixed sequence,
+//! so scaling drops points and moves only the keys that were on them.
 
 use super::PickKey;
 use crate::upstream::backend::Backend;
@@ -8,8 +14,18 @@ use http::HeaderName;
 use std::sync::Arc;
 
 /// Virtual nodes per unit of weight: enough for an even spread over few backends.
-const VNODES_PER_WEIGHT: u32 = 160;
-const MAX_VNODES: u32 = 1 << 16;
+const VNODES_PER_WEIGHT: u64 = 160;
+/// The most points a ring holds: 8 bytes each, so 8 MiB. Within the caps
+/// (`config::defaults::MAX_GROUP_BACKENDS`) that is still 10 per backend;
+/// unbounded, 60 backends at weight 10,000 made a 200 MB ring.
+pub const MAX_RING_POINTS: usize = 1 << 20;
+/// A point is one `u64`: its hash's top 44 bits, then its backend's index.
+/// 2²⁰ indices cover a group at its cap several times over (reload can add
+/// configured backends to registered ones); 44 bits keep collisions among
+/// 2²⁰ points unlikely (p ≈ 3 %), and a collision only decides which of two
+/// backends owns one point.
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 
 /// What to hash.
 #[derive(Clone, Debug)]
@@ -42,23 +58,26 @@ impl HashOn {
 
 #[derive(Debug)]
 pub struct Ring {
-    points: Box<[(u64, u32)]>,
+    /// Sorted; see [`INDEX_BITS`].
+    points: Box<[u64]>,
 }
 
 impl Ring {
     pub fn new(backends: &[Arc<Backend>]) -> Ring {
-        let mut points = Vec::new();
-        for (i, b) in backends.iter().enumerate() {
-            let vnodes = (b.weight.saturating_mul(VNODES_PER_WEIGHT)).min(MAX_VNODES);
+        let counts = points_per_backend(backends);
+        let mut points = Vec::with_capacity(counts.iter().sum());
+        // Past 2²⁰ backends (beyond every cap) the rest get no points.
+        let indexed = backends.iter().zip(&counts).take(1 << INDEX_BITS);
+        for (i, (b, &count)) in indexed.enumerate() {
             // The point depends on the backend's address only, never on its
             // index, so a backend keeps its points when others come and go.
-            let name = b.addr.to_string();
-            for r in 0..vnodes {
-                let mut buf = Vec::with_capacity(name.len() + 6);
-                buf.extend_from_slice(name.as_bytes());
-                buf.push(b'#');
-                buf.extend_from_slice(&r.to_le_bytes());
-                points.push((stable_hash(&buf), i as u32));
+            let mut name = Fnv::new();
+            name.write(b.addr.to_string().as_bytes());
+            name.write(b"#");
+            for r in 0..count as u32 {
+                let mut h = name;
+                h.write(&r.to_le_bytes());
+                points.push((h.finish() & !INDEX_MASK) | i as u64);
             }
         }
         points.sort_unstable();
@@ -71,25 +90,67 @@ impl Ring {
         if self.points.is_empty() {
             return None;
         }
-        let i = self.points.partition_point(|&(p, _)| p < hash);
-        let (_, b) = self.points[if i == self.points.len() { 0 } else { i }];
-        Some(b as usize)
+        let hash = hash & !INDEX_MASK;
+        let i = self.points.partition_point(|&p| p < hash);
+        let p = self.points[if i == self.points.len() { 0 } else { i }];
+        Some((p & INDEX_MASK) as usize)
     }
+}
+
+/// How many points each backend gets: 160 per unit of weight, all scaled
+/// down alike when that would pass [`MAX_RING_POINTS`] (at least one each,
+/// which the group cap leaves room for).
+fn points_per_backend(backends: &[Arc<Backend>]) -> Vec<usize> {
+    let wanted: Vec<u64> = backends
+        .iter()
+        .map(|b| u64::from(b.weight.max(1)) * VNODES_PER_WEIGHT)
+        .collect();
+    let total: u64 = wanted.iter().sum();
+    let cap = MAX_RING_POINTS as u64;
+    if total <= cap {
+        return wanted.iter().map(|&w| w as usize).collect();
+    }
+    // One point each, and the rest shared in proportion: Σ ≤ n + (cap − n).
+    let spare = cap.saturating_sub(backends.len() as u64);
+    wanted
+        .iter()
+        .map(|&w| (1 + (u128::from(w) * u128::from(spare) / u128::from(total)) as u64) as usize)
+        .collect()
 }
 
 /// FNV-1a followed by murmur3's finaliser: stable across runs and machines
 /// (unlike `DefaultHasher`), so every proxy instance agrees on the ring.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut h = Fnv::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// [`stable_hash`] fed in pieces, so a ring hashes a backend's name once
+/// for all its points.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +189,55 @@ mod tests {
             count.iter().all(|&c| (7_000..13_000).contains(&c)),
             "{count:?}"
         );
+    }
+
+    #[test]
+    fn the_ring_is_bounded_and_keeps_weights_in_proportion() {
+        // 60 backends at weight 10,000 wanted 96 million points (768 MB);
+        // the ring stops at MAX_RING_POINTS with every share kept.
+        let weights: Vec<u32> = (0..60)
+            .map(|i| if i < 30 { 10_000 } else { 5_000 })
+            .collect();
+        let b = test_backends(&weights);
+        let r = Ring::new(&b);
+        assert!(r.points.len() <= MAX_RING_POINTS, "{}", r.points.len());
+        assert!(r.points.len() > MAX_RING_POINTS - 60, "the budget is used");
+        let mut owned = [0usize; 60];
+        r.points
+            .iter()
+            .for_each(|&p| owned[(p & INDEX_MASK) as usize] += 1);
+        assert!(owned[..30].iter().all(|&c| c == owned[0]), "{owned:?}");
+        assert!(owned[30..].iter().all(|&c| c == owned[30]), "{owned:?}");
+        assert!(owned[0].abs_diff(2 * owned[30]) <= 1, "{owned:?}");
+    }
+
+    #[test]
+    fn a_group_at_the_size_cap_gets_a_point_per_backend_at_least() {
+        let b = crate::upstream::backend::many_test_backends(100_000, 10_000);
+        let r = Ring::new(&b);
+        assert!(r.points.len() <= MAX_RING_POINTS);
+        let mut seen = vec![false; b.len()];
+        r.points
+            .iter()
+            .for_each(|&p| seen[(p & INDEX_MASK) as usize] = true);
+        assert!(seen.iter().all(|&s| s), "every backend is on the ring");
+        for k in 0..1000u32 {
+            assert!(r.pick(stable_hash(&k.to_le_bytes())).unwrap() < b.len());
+        }
+    }
+
+    #[test]
+    fn small_rings_are_unchanged() {
+        // The points of a backend are the same as before the cap: 160 per
+        // weight, hashed from "address#index", so keys keep their backends
+        // across an upgrade.
+        let b = test_backends(&[2]);
+        let r = Ring::new(&b);
+        assert_eq!(r.points.len(), 320);
+        let mut first = b"10.0.0.1:80#".to_vec();
+        first.extend_from_slice(&0u32.to_le_bytes());
+        let top = stable_hash(&first) & !INDEX_MASK;
+        assert!(r.points.iter().any(|&p| p & !INDEX_MASK == top));
     }
 
     #[test]

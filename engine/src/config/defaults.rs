@@ -62,6 +62,19 @@ pub const PASSIVE_EJECTION: Duration = Duration::from_secs(10);
 pub const PASSIVE_MAX_EJECTION: Duration = Duration::from_secs(300);
 /// At most half a group is ever ejected, so a shared fault cannot empty it.
 pub const PASSIVE_MAX_EJECTED_PERCENT: u8 = 50;
+/// The largest weight a backend may have (config, admin API). With
+/// [`MAX_GROUP_BACKENDS`] it bounds a round-robin cycle at 10⁹ slots, which
+/// its arithmetic needs below 2³², and it is HAProxy's order of magnitude
+/// (256 there, 1000 in nginx-plus's API); 10,000 leaves room for shares in
+/// basis points.
+pub const MAX_WEIGHT: u32 = 10_000;
+/// The most backends one group may hold: the config's `backends` list is
+/// refused past it, the admin API refuses to add past it, and DNS discovery
+/// leaves out what does not fit. Every group change costs O(n log n) off the
+/// workers, and n is bounded here (a 437,000-backend config once passed
+/// `check` and then never served).
+pub const MAX_GROUP_BACKENDS: usize = 100_000;
+
 /// Backends given by name are resolved again this often (DNS discovery:
 /// Kubernetes headless Services, Consul DNS).
 pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);

@@ -64,6 +64,9 @@ pub enum ConfigError {
     },
     #[error("{at}: must be between {min} and {max}")]
     OutOfRange { at: At, min: u64, max: u64 },
+    /// A list longer than its documented cap (`defaults::MAX_GROUP_BACKENDS`).
+    #[error("{at}: {count} entries; at most {max} are allowed")]
+    TooMany { at: At, count: usize, max: usize },
     #[error("{at}: must be positive")]
     NotPositive { at: At },
     #[error("{at}: {source}")]
@@ -177,6 +180,7 @@ impl ConfigError {
             | ConfigError::NothingToDo => None,
             ConfigError::Shape { at, .. }
             | ConfigError::OutOfRange { at, .. }
+            | ConfigError::TooMany { at, .. }
             | ConfigError::NotPositive { at }
             | ConfigError::Address { at, .. }
             | ConfigError::NoSuchFile { at, .. }

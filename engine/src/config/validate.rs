@@ -344,6 +344,13 @@ impl Validator<'_> {
             Some(b) => (b.get_ref().as_slice(), b.span()),
             None => (&[][..], 0..0),
         };
+        if list.len() > defaults::MAX_GROUP_BACKENDS {
+            return Err(ConfigError::TooMany {
+                at: self.at(span, format!("{field}.backends")),
+                count: list.len(),
+                max: defaults::MAX_GROUP_BACKENDS,
+            });
+        }
         let mut backends = Vec::with_capacity(list.len());
         let mut dns = Vec::new();
         for (i, b) in list.iter().enumerate() {
@@ -352,11 +359,11 @@ impl Validator<'_> {
                 BackendFile::Full(t) => (&t.address, t.weight),
             };
             let bfield = format!("{field}.backends[{i}]");
-            if weight == 0 || weight > 10_000 {
+            if weight == 0 || weight > defaults::MAX_WEIGHT {
                 return Err(ConfigError::OutOfRange {
                     at: self.at(span.clone(), format!("{bfield}.weight")),
                     min: 1,
-                    max: 10_000,
+                    max: defaults::MAX_WEIGHT.into(),
                 });
             }
             match addr.parse::<SocketAddr>() {

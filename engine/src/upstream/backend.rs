@@ -38,7 +38,7 @@ pub struct Backend {
     /// Consecutive failures, for passive ejection. `Relaxed`: a reset racing
     /// an increment may lose one count, which only delays or hastens an
     /// ejection by a request; the ejection itself is decided under the
-    /// group's member lock (`Group::record_outcome`).
+    /// group's member lock, off the workers (`Rotation::settle`).
     fail_streak: AtomicU32,
     /// Whether the group's latest snapshot has this backend in rotation.
     ///
@@ -52,6 +52,15 @@ pub struct Backend {
     /// Written only by the group while it holds its member lock, so writers
     /// never race each other (see [`Backend::set_in_rotation`]).
     in_rotation: AtomicBool,
+    /// Set by the request that takes `fail_streak` to the passive threshold:
+    /// the group ejects the backend off the workers (`Group::record_outcome`).
+    ///
+    /// # Concurrency
+    /// Swapped to `true` by any worker (`AcqRel`: only the first of several
+    /// racing requests asks), taken back by whoever applies the ejection
+    /// while holding the group's member lock (`AcqRel`), so an ask made
+    /// after that is seen by the next one.
+    eject_asked: AtomicBool,
 }
 
 /// `Relaxed`: ids need only be unique, which any atomic increment gives.
@@ -69,6 +78,7 @@ impl Backend {
             failures: AtomicU64::new(0),
             fail_streak: AtomicU32::new(0),
             in_rotation: AtomicBool::new(true),
+            eject_asked: AtomicBool::new(false),
         }
     }
 
@@ -81,9 +91,10 @@ impl Backend {
         self.in_rotation.load(Ordering::SeqCst)
     }
 
-    /// Set by the group each time it publishes a snapshot, under its member
-    /// lock: the `Relaxed` read before the store sees the last write (the
-    /// lock orders them), and skips a store that would change nothing.
+    /// Set by the group's member table whenever this member's state changes
+    /// (`Members`), under its member lock, before the snapshot follows: the
+    /// `Relaxed` read before the store sees the last write (the lock orders
+    /// them), and skips a store that would change nothing.
     pub fn set_in_rotation(&self, yes: bool) {
         if self.in_rotation.load(Ordering::Relaxed) != yes {
             self.in_rotation.store(yes, Ordering::SeqCst);
@@ -116,6 +127,18 @@ impl Backend {
         if self.fail_streak.load(Ordering::Relaxed) != 0 {
             self.fail_streak.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Asks the group to eject this backend; `true` for the first ask since
+    /// the last one was taken (that caller notifies the group).
+    pub fn ask_ejection(&self) -> bool {
+        // Skip the write when an ask is already pending.
+        !self.eject_asked.load(Ordering::Relaxed) && !self.eject_asked.swap(true, Ordering::AcqRel)
+    }
+
+    /// Takes a pending ejection ask, if any.
+    pub fn take_ejection_ask(&self) -> bool {
+        self.eject_asked.load(Ordering::Relaxed) && self.eject_asked.swap(false, Ordering::AcqRel)
     }
 
     /// Counts a request as in flight until the returned guard is dropped.
@@ -171,6 +194,20 @@ pub fn test_backends(weights: &[u32]) -> Vec<Arc<Backend>> {
             Arc::new(Backend::new(
                 BackendAddr(([10, 0, 0, i as u8 + 1], 80).into()),
                 w,
+            ))
+        })
+        .collect()
+}
+
+/// `n` backends on distinct addresses with weights cycling up to `max_weight`.
+#[cfg(test)]
+pub fn many_test_backends(n: u32, max_weight: u32) -> Vec<Arc<Backend>> {
+    (0..n)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            Arc::new(Backend::new(
+                BackendAddr((ip, 80).into()),
+                max_weight - i % max_weight.min(7),
             ))
         })
         .collect()

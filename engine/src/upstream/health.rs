@@ -1,18 +1,20 @@
 //! Active health checks: one task per group probes every member that is not
 //! draining with `GET <path>` on a fresh connection, off the request path.
-//! Results go through [`Group::record_check`], which publishes a new
-//! snapshot only when a backend changes state. The same task returns
-//! passively ejected backends when their period is over.
+//! At most [`MAX_CONCURRENT_PROBES`] probes of a group are open at once.
+//! Results go through [`Group::record_check`]: backends that change state
+//! queue one snapshot rebuild (`upstream::rotation`), not one each. The same
+//! task returns passively ejected backends when their period is over.
 //!
 //! # Concurrency
 //! The task holds its group weakly between rounds, so a group dropped by a
 //! reload ends its task at the next round. During a round it holds the group
 //! across the probes' awaits, but never the member lock: each result is one
-//! synchronous [`Group::record_check`] (lock, update, publish, unlock).
+//! synchronous [`Group::record_check`] (lock, update, unlock).
 
 use super::Group;
 use crate::addr::BackendAddr;
 use crate::config::HealthCheck;
+use futures_util::StreamExt;
 use http::{Request, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
@@ -22,6 +24,10 @@ use tokio::time::Instant;
 
 /// How often ejections are revisited in groups without active checks.
 const READMIT_TICK: Duration = Duration::from_secs(1);
+/// Probes of one group in flight at once: each holds a socket, and a group
+/// may have `MAX_GROUP_BACKENDS` members (all at once ran the process out of
+/// file descriptors, starving the listeners).
+const MAX_CONCURRENT_PROBES: usize = 256;
 
 /// Runs until the group is dropped (the task holds only a weak reference).
 pub async fn run(group: std::sync::Weak<Group>) {
@@ -41,7 +47,9 @@ pub async fn run(group: std::sync::Weak<Group>) {
                     g.record_check(addr, ok, detail);
                 }
             });
-            futures_util::future::join_all(probes).await;
+            futures_util::stream::iter(probes)
+                .for_each_concurrent(MAX_CONCURRENT_PROBES, |probe| probe)
+                .await;
         }
         drop(g);
         tokio::time::sleep(interval).await;

@@ -7,8 +7,10 @@ pub mod discovery;
 pub mod h1;
 pub mod health;
 pub mod member;
+pub mod members;
 pub mod pool;
+pub mod rotation;
 pub mod snapshot;
 
 pub use backend::Backend;
-pub use snapshot::{Group, Snapshot};
+pub use snapshot::{Group, GroupFull, Snapshot};

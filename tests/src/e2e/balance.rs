@@ -107,7 +107,10 @@ async fn hash_on_header_is_stable_and_adding_a_backend_only_moves_keys_to_it() {
 
     let d = named("d").await;
     let group = proxy.server().shared().state.load().groups[0].clone();
-    assert!(group.add_backend(BackendAddr(d.addr()), 1, Member::Registered));
+    assert_eq!(
+        group.add_backend(BackendAddr(d.addr()), 1, Member::Registered),
+        Ok(true)
+    );
     let mut moved = 0;
     for k in &keys {
         let now = who(&mut client, Some(k)).await;

@@ -23,6 +23,7 @@ mod health;
 mod host;
 mod interim_flood;
 mod large_body;
+mod large_groups;
 mod lifecycle;
 mod limits;
 mod listeners;

@@ -478,3 +478,59 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A group of `n` backends given as addresses, all distinct.
+fn group_of(n: usize) -> String {
+    let list: Vec<String> = (0..n)
+        .map(|i| format!("\"10.{}.{}.{}:80\"", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    format!(
+        "[[listener]]\naddress = \"127.0.0.1:1\"\n[upstream.big]\nbackends = [{}]\n",
+        list.join(",")
+    )
+}
+
+#[test]
+fn a_group_may_hold_up_to_the_cap_and_no_more() {
+    let max = defaults::MAX_GROUP_BACKENDS;
+    let c = check(&group_of(max)).expect("at the cap");
+    assert_eq!(c.upstreams[0].backends.len(), max);
+
+    let err = check(&group_of(max + 1)).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::TooMany { count, max: m, .. } if count == max + 1 && m == max),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("test.toml:4:12: upstream.big.backends: 100001 entries; at most 100000"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_weight_past_the_cap_names_its_backend() {
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[upstream.a]\nbackends = [\"127.0.0.1:2\", { address = \"127.0.0.1:3\", weight = 10001 }]\n";
+    let err = check(text).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::OutOfRange {
+                min: 1,
+                max: 10_000,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("upstream.a.backends[1].weight: must be between 1 and 10000"),
+        "{err}"
+    );
+    let at_cap = text.replace("10001", "10000");
+    assert_eq!(
+        check(&at_cap).expect("at the cap").upstreams[0].backends[1].1,
+        10_000
+    );
+}

@@ -1,0 +1,235 @@
+//! Which of a group's members are in rotation, and the snapshot published
+//! from them. A change marks the members under a short lock (O(log n));
+//! building the snapshot is O(n log n) at most and happens either in the
+//! caller, on the cold paths whose callers read their own write (config,
+//! admin API, DNS), or on one `sluice-rebuild` thread, for the changes that
+//! come from requests and health checks. A worker never builds a snapshot
+//! and never takes the member lock: a request that crosses the passive
+//! failure threshold only flags its backend and queues the group.
+//!
+//! The queue coalesces: a group is queued at most once at a time, and one
+//! rebuild applies every change made before it.
+
+use super::backend::Backend;
+use super::members::Members;
+use super::snapshot::Snapshot;
+use crate::balance::{Policy, Selector};
+use crate::config::Passive;
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, OnceLock, Weak};
+
+#[derive(Debug)]
+pub struct Rotation {
+    policy: Policy,
+    passive: Passive,
+    /// # Concurrency
+    /// The source of truth for writers (admin API, config, DNS, health
+    /// checks, the rebuild thread). A `parking_lot::Mutex`, held only for
+    /// O(log n) changes or an O(n) copy, never across `.await`, and never
+    /// taken by a worker.
+    members: Mutex<Members>,
+    /// What requests read.
+    ///
+    /// # Concurrency
+    /// Every request on every worker thread `load`s it (no lock, no
+    /// contention) and drops the guard after the pick, before any `.await`;
+    /// a request keeps only the `Arc<Backend>` it picked. Stored only by
+    /// [`Rotation::publish`] while it holds `published`, so publishes never
+    /// interleave and the last one stored is built from the latest members.
+    snapshot: ArcSwap<Snapshot>,
+    /// The member generation the stored snapshot was built from.
+    ///
+    /// # Concurrency
+    /// Held for a whole publish (copy, build, store) or settle, so they are
+    /// serialised and a publish that finds its generation already stored
+    /// does nothing (that is how concurrent publishes coalesce). Taken by the
+    /// rebuild thread and by cold paths, never by a worker.
+    published: Mutex<Option<u64>>,
+    /// Whether this group is in the rebuild queue.
+    ///
+    /// # Concurrency
+    /// Set (`AcqRel` swap) by whoever queues the group, only when it was
+    /// clear; cleared (`SeqCst`) by the rebuild thread before it takes the
+    /// member lock, so a change made after the rebuild's copy always queues
+    /// the group again.
+    queued: AtomicBool,
+    /// Whether a backend asked to be ejected since the last settle.
+    ///
+    /// # Concurrency
+    /// Set (`Release`) by a worker after its backend's ask, swapped clear
+    /// (`AcqRel`) by [`Rotation::settle`], under `published`, before it looks
+    /// for asks: an ask it misses sets this again and queues another settle.
+    asked: AtomicBool,
+}
+
+impl Rotation {
+    /// A rotation of `members`, its first snapshot built here.
+    pub fn new(policy: Policy, passive: Passive, members: Members) -> Rotation {
+        let rotation = Rotation {
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                backends: Vec::new(),
+                selector: Selector::build(&policy, &[]),
+            }),
+            policy,
+            passive,
+            members: Mutex::new(members),
+            published: Mutex::new(None),
+            queued: AtomicBool::new(false),
+            asked: AtomicBool::new(false),
+        };
+        rotation.publish();
+        rotation
+    }
+
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// The members, for reading. Cold paths only.
+    pub fn members(&self) -> MutexGuard<'_, Members> {
+        self.members.lock()
+    }
+
+    /// Applies `change` and publishes before returning: for cold callers
+    /// that read their own write (a registered backend takes the next
+    /// request; a drained one gets no new ones).
+    pub fn change_now<R>(&self, change: impl FnOnce(&mut Members) -> R) -> R {
+        let r = change(&mut self.members.lock());
+        self.publish();
+        r
+    }
+
+    /// Applies `change` and leaves the publish to the rebuild thread, which
+    /// coalesces it with others (a round of health checks over a large group).
+    pub fn change_later<R>(self: &Arc<Self>, change: impl FnOnce(&mut Members) -> R) -> R {
+        let (r, changed) = {
+            let mut members = self.members.lock();
+            let before = members.generation();
+            let r = change(&mut members);
+            (r, members.generation() != before)
+        };
+        if changed {
+            self.queue();
+        }
+        r
+    }
+
+    /// A request took `backend` to the passive failure threshold: the
+    /// rebuild thread decides the ejection under the member lock. O(1) and
+    /// lock-free, for the worker.
+    pub fn ask_ejection(self: &Arc<Self>, backend: &Backend) {
+        if backend.ask_ejection() {
+            self.asked.store(true, Ordering::Release);
+            self.queue();
+        }
+    }
+
+    /// Applies pending ejection asks and publishes: afterwards, members and
+    /// snapshot agree. What the rebuild thread does for a queued group, and
+    /// what `GET /backends` does before it shows the members.
+    pub fn settle(&self) {
+        // Under `published`, so that a settle that returns has seen every
+        // ask made before it, even one another settle took first.
+        let mut published = self.published.lock();
+        if self.asked.swap(false, Ordering::AcqRel) {
+            self.apply_ejection_asks();
+        }
+        self.publish_locked(&mut published);
+    }
+
+    /// Ejects the members that asked, while the group's cap allows it. O(n).
+    fn apply_ejection_asks(&self) {
+        let passive = self.passive;
+        let mut members = self.members.lock();
+        let asked: Vec<_> = members
+            .iter()
+            .filter(|m| m.backend.take_ejection_ask())
+            .map(|m| m.backend.addr)
+            .collect();
+        for addr in asked {
+            let total = members.len();
+            if (members.ejected() + 1) * 100 > total * usize::from(passive.max_ejected_percent) {
+                continue;
+            }
+            members.update(addr, |m| {
+                // A success since the ask broke the streak: no ejection.
+                let streak = m.backend.fail_streak();
+                if m.state == super::member::MemberState::Healthy && streak >= passive.failures {
+                    m.eject(passive, streak);
+                    m.backend.reset_streak();
+                }
+            });
+        }
+    }
+
+    /// Builds and stores the snapshot of the current members, unless the
+    /// stored one is already of their generation.
+    fn publish(&self) {
+        self.publish_locked(&mut self.published.lock());
+    }
+
+    fn publish_locked(&self, published: &mut Option<u64>) {
+        let (generation, backends) = {
+            let members = self.members.lock();
+            if *published == Some(members.generation()) {
+                return;
+            }
+            (members.generation(), members.in_rotation())
+        };
+        let selector = Selector::build(&self.policy, &backends);
+        self.snapshot
+            .store(Arc::new(Snapshot { backends, selector }));
+        *published = Some(generation);
+    }
+
+    /// Queues a settle on the rebuild thread, unless one is queued already.
+    fn queue(self: &Arc<Self>) {
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(queue) = rebuild_queue()
+            && queue.send(Arc::downgrade(self)).is_ok()
+        {
+            return;
+        }
+        // No rebuild thread (it could not be started, or it panicked): a
+        // late snapshot would be worse than building it here.
+        self.queued.store(false, Ordering::SeqCst);
+        self.settle();
+    }
+}
+
+/// The rebuild thread's queue; the thread starts with the first use.
+///
+/// # Concurrency
+/// `Sender` is `Sync`: any thread queues without a lock. The thread holds
+/// groups weakly, so a group dropped by a reload is skipped, not kept.
+fn rebuild_queue() -> Option<&'static Sender<Weak<Rotation>>> {
+    static QUEUE: OnceLock<Option<Sender<Weak<Rotation>>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Weak<Rotation>>();
+            let spawned = std::thread::Builder::new()
+                .name("sluice-rebuild".into())
+                .spawn(move || {
+                    for group in rx {
+                        if let Some(r) = group.upgrade() {
+                            r.queued.store(false, Ordering::SeqCst);
+                            r.settle();
+                        }
+                    }
+                });
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the snapshot rebuild thread; rebuilding where changes happen");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
