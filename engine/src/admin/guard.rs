@@ -43,8 +43,14 @@ pub fn check<B: Body>(admin: &AdminConfig, conn: Conn, req: &Request<B>) -> Resu
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
     // `GET /register?port=N` is the classic registration call (kept for the
     // clients that speak it): a change all the same, so it is held to the
-    // source allowlist; checks 2 and 4 stop a page's `<img>` from sending it.
-    let registers = matches!(req.uri().path(), "/register" | "/unregister");
+    // source allowlist. A page's `<img>` sending it is stopped by check 2 in
+    // browsers that send Fetch Metadata, and in every browser by a token.
+    // Trimmed as `super::route` trims: `/register/` and `//register` are
+    // routed there too.
+    let registers = matches!(
+        req.uri().path().trim_matches('/'),
+        "register" | "unregister"
+    );
     if changes || registers {
         source(admin, conn.peer.ip())?;
     }

@@ -341,9 +341,13 @@ async fn connect_from(local: [u8; 4], to: SocketAddr) -> Option<tokio::net::TcpS
 }
 
 async fn post_from(local: [u8; 4], to: SocketAddr, path: &str) -> Option<String> {
+    send_from(local, to, "POST", path).await
+}
+
+async fn send_from(local: [u8; 4], to: SocketAddr, method: &str, path: &str) -> Option<String> {
     let mut s = connect_from(local, to).await?;
     let req = format!(
-        "POST {path} HTTP/1.1\r\nhost: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
@@ -377,6 +381,19 @@ async fn changes_come_from_allowed_sources_only() {
     };
     assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
     assert!(reply.contains("127.0.0.2 may not change"), "{reply}");
+    // The classic GET, and every spelling the router takes for the same
+    // endpoint, is a change too.
+    for path in [
+        format!("/register?port={port}"),
+        format!("/register/?port={port}"),
+        format!("//register?port={port}"),
+        format!("/unregister/?port={port}"),
+    ] {
+        let reply = send_from([127, 0, 0, 2], admin.addr, "GET", &path)
+            .await
+            .expect("bound before");
+        assert!(reply.starts_with("HTTP/1.1 403"), "GET {path}: {reply}");
+    }
     let reply = post_from([127, 0, 0, 2], admin.addr, "/reload")
         .await
         .expect("bound before");
