@@ -226,6 +226,9 @@ pub enum DurationError {
     Unit(String),
     #[error("duration must be greater than zero")]
     Zero,
+    /// Deadlines are `now + duration`: past this they would overflow.
+    #[error("duration {0:?} is longer than the longest allowed, 365 days")]
+    TooLong(String),
 }
 
 /// A backend name that is not `host:port`.

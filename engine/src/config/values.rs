@@ -12,7 +12,11 @@ use crate::balance::{HashOn, Policy};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-/// Parses `250ms`, `10s`, `2m`, `1h`.
+/// The longest duration a value may name: every timeout becomes a deadline
+/// `Instant::now() + d`, which must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `250ms`, `10s`, `2m`, `1h`; at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -20,13 +24,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let n: u64 = num
         .parse()
         .map_err(|_| DurationError::Number(s.to_owned()))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let scale_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(DurationError::Unit(s.to_owned())),
     };
+    let d = n
+        .checked_mul(scale_ms)
+        .map(Duration::from_millis)
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| DurationError::TooLong(s.to_owned()))?;
     if d.is_zero() {
         return Err(DurationError::Zero);
     }
@@ -267,5 +276,13 @@ mod tests {
         assert_eq!(parse_duration("0s"), Err(DurationError::Zero));
         assert!(matches!(parse_duration("s"), Err(DurationError::Number(_))));
         assert!(matches!(parse_duration("5d"), Err(DurationError::Unit(_))));
+        // A deadline is `now + d`: a value that would overflow it is refused.
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for long in ["8761h", "18446744073709551615s", "5124095576030432h"] {
+            assert!(
+                matches!(parse_duration(long), Err(DurationError::TooLong(_))),
+                "{long}"
+            );
+        }
     }
 }
