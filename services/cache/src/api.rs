@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -206,25 +206,41 @@ impl<S: Store> Api<S> {
 
 /// Reads the whole body, failing with 413 as soon as it is known to exceed
 /// `limit`: up front from `Content-Length`, else while streaming.
+///
+/// The frames are kept as they come and joined once at the end into one
+/// allocation of exactly the body's length: a buffer grown by doubling
+/// would, for a chunked body, allocate up to twice what is stored and churn
+/// the allocator with sizes nothing else uses.
 async fn read_body(request: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
     let too_large = ApiError::TooLarge { limit };
-    let declared = content_length(request.headers());
-    if declared.is_some_and(|n| n > limit) {
+    if content_length(request.headers()).is_some_and(|n| n > limit) {
         return Err(too_large);
     }
     let mut body = request.into_body();
-    // `declared <= limit` here, and `limit` is bounded by the memory bound.
-    let mut buf = BytesMut::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut length: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(ApiError::Body)?;
         if let Ok(data) = frame.into_data() {
-            if (buf.len() + data.len()) as u64 > limit {
+            length += data.len() as u64;
+            if length > limit {
                 return Err(too_large);
             }
-            buf.extend_from_slice(&data);
+            frames.push(data);
         }
     }
-    Ok(buf.freeze())
+    Ok(match frames.len() {
+        0 => Bytes::new(),
+        1 => frames.swap_remove(0),
+        _ => {
+            // `length <= limit`, and `limit` is bounded by the memory bound.
+            let mut joined = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+            for frame in &frames {
+                joined.extend_from_slice(frame);
+            }
+            Bytes::from(joined)
+        }
+    })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -3,42 +3,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-cache");
 
 #[tokio::test]
 async fn serves_then_exits_zero_on_sigterm() {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--max-bytes", "1MiB", "--purge-interval", "200ms"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice-cache");
-    // The "listening" log line carries the bound address.
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr: SocketAddr = loop {
-        let line = lines
-            .next()
-            .expect("a log line before exit")
-            .expect("read stderr");
-        let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        if event["message"] == "listening" {
-            assert_eq!(event["store"], "memory");
-            break event["addr"]
-                .as_str()
-                .expect("addr field")
-                .parse()
-                .expect("addr");
-        }
-    };
-    // Keep draining the logs so the child never blocks on a full pipe.
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let mut cache = support::Binary::spawn(&["--max-bytes", "1MiB", "--purge-interval", "200ms"]);
+    let addr = cache.addr;
 
     assert_eq!(
         support::request(addr, "GET", "/ping", &[], b"")
@@ -65,16 +37,21 @@ async fn serves_then_exits_zero_on_sigterm() {
     );
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &cache.child.id().to_string()])
         .status()
         .expect("run kill");
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .expect("wait");
+    let logs = cache.logs.take().expect("log reader");
+    let (cache, status) = tokio::task::spawn_blocking(move || {
+        let status = cache.child.wait();
+        (cache, status)
+    })
+    .await
+    .unwrap();
+    let status = status.expect("wait");
     assert!(status.success(), "exit status {status}");
-    assert!(drain.join().unwrap() > 0, "logged its shutdown");
+    drop(cache);
+    assert!(logs.join().unwrap() > 0, "logged its shutdown");
 }
 
 #[test]
