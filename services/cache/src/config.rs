@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use sluice_service_common::LogFormat;
+pub use sluice_service_common::serve::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 
 /// Listen address when neither `--listen` nor `SLUICE_CACHE_LISTEN` is set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -58,6 +59,10 @@ pub struct Config {
     /// Largest accepted entry body, in bytes.
     pub max_entry_bytes: u64,
     pub purge_interval: Duration,
+    /// How long a client has to send each request head.
+    pub header_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -67,6 +72,8 @@ impl Default for Config {
             max_bytes: DEFAULT_MAX_BYTES,
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             purge_interval: DEFAULT_PURGE_INTERVAL,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -81,6 +88,12 @@ impl Config {
         }
         if self.purge_interval.is_zero() {
             return Err(ConfigError::Zero("purge-interval"));
+        }
+        if self.header_timeout.is_zero() {
+            return Err(ConfigError::Zero("header-timeout"));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Zero("max-connections"));
         }
         // An entry bigger than the whole bound could never be admitted.
         if self.store == StoreConfig::Memory && self.max_entry_bytes > self.max_bytes {
@@ -128,6 +141,13 @@ pub struct Cli {
     /// How often expired entries are purged: e.g. 500ms, 1s, 2m (bare number: seconds).
     #[arg(long, env = "SLUICE_CACHE_PURGE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub purge_interval: Duration,
+    /// How long a client has to send each request head (and to start one on
+    /// an idle connection) before it is closed, e.g. `10s`, `500ms`.
+    #[arg(long, env = "SLUICE_CACHE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "SLUICE_CACHE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Log line format. The level filter comes from RUST_LOG (default: info).
     #[arg(long, env = "SLUICE_CACHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -141,6 +161,8 @@ impl Cli {
             max_bytes: self.max_bytes,
             max_entry_bytes: self.max_entry_bytes,
             purge_interval: self.purge_interval,
+            header_timeout: self.header_timeout,
+            max_connections: self.max_connections,
         }
         .validate()
     }
@@ -216,12 +238,18 @@ mod tests {
             "4KiB",
             "--purge-interval",
             "100ms",
+            "--header-timeout",
+            "750ms",
+            "--max-connections",
+            "7",
         ])
         .unwrap();
         let config = cli.config().unwrap();
         assert_eq!(config.max_bytes, 1 << 20);
         assert_eq!(config.max_entry_bytes, 4 << 10);
         assert_eq!(config.purge_interval, Duration::from_millis(100));
+        assert_eq!(config.header_timeout, Duration::from_millis(750));
+        assert_eq!(config.max_connections, 7);
 
         let too_big = Cli::try_parse_from([
             "sluice-cache",
@@ -235,8 +263,17 @@ mod tests {
             too_big.config(),
             Err(ConfigError::EntryOverBound { .. })
         ));
-        let zero = Cli::try_parse_from(["sluice-cache", "--purge-interval", "0s"]).unwrap();
-        assert!(matches!(zero.config(), Err(ConfigError::Zero(_))));
+        for zero in [
+            ["--purge-interval", "0s"],
+            ["--header-timeout", "0s"],
+            ["--max-connections", "0"],
+        ] {
+            let cli = Cli::try_parse_from(["sluice-cache", zero[0], zero[1]]).unwrap();
+            assert!(
+                matches!(cli.config(), Err(ConfigError::Zero(_))),
+                "{zero:?}"
+            );
+        }
     }
 
     #[test]

@@ -71,3 +71,31 @@ fn bad_settings_exit_64() {
         assert_eq!(status.code(), Some(64), "{args:?}");
     }
 }
+
+/// Slowloris (issue 14, finding 6): a request head that never completes,
+/// or no bytes at all, is closed once `--header-timeout` passes, and the
+/// binary keeps serving. The 30 s guard only keeps a broken build from
+/// hanging the test; nothing here measures time.
+#[tokio::test]
+async fn a_stalled_request_head_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cache = support::Binary::spawn(&["--header-timeout", "200ms"]);
+    for sent in [&b"POST /?key=k HTTP/1.1\r\nHost: cache\r\n"[..], b""] {
+        let mut stream = tokio::net::TcpStream::connect(cache.addr).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            stream.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(closed.is_ok(), "{sent:?}: still open");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text:?}"
+        );
+    }
+    let ping = support::request(cache.addr, "GET", "/ping", &[], b"").await;
+    assert_eq!(ping.status, 200);
+}

@@ -22,5 +22,5 @@ pub mod signal;
 
 pub use binary::{EXIT_USAGE, LogFormat, Logging, Stream};
 pub use duration::parse_duration;
-pub use serve::{Handler, serve};
+pub use serve::{Handler, Limits, serve, serve_with};
 pub use signal::shutdown_signal;

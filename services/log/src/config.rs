@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use sluice_service_common::serve::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+
 use crate::entry::Format;
 
 /// Default listen address.
@@ -58,6 +60,13 @@ pub struct Args {
     /// written early, before their reorder window has passed.
     #[arg(long, env = "SLUICE_LOG_MAX_BUFFERED_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES)]
     pub max_buffered_bytes: u64,
+    /// How long a client has to send each request head (and to start one on
+    /// an idle connection) before it is closed, e.g. `10s`, `500ms`.
+    #[arg(long, env = "SLUICE_LOG_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "SLUICE_LOG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// Validated runtime settings.
@@ -71,6 +80,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_buffered_bytes: u64,
     pub wal_segment_bytes: u64,
+    pub header_timeout: Duration,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +96,10 @@ pub enum ConfigError {
     MaxBufferedBytesZero,
     #[error("--reorder-window must be at most 24h")]
     WindowTooLong,
+    #[error("--header-timeout must be positive")]
+    HeaderTimeoutZero,
+    #[error("--max-connections must be positive")]
+    MaxConnectionsZero,
 }
 
 impl Config {
@@ -99,6 +114,8 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -117,6 +134,12 @@ impl Config {
         }
         if self.reorder_window > MAX_REORDER_WINDOW {
             return Err(ConfigError::WindowTooLong);
+        }
+        if self.header_timeout.is_zero() {
+            return Err(ConfigError::HeaderTimeoutZero);
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::MaxConnectionsZero);
         }
         Ok(self)
     }
@@ -140,6 +163,8 @@ impl Args {
             max_body_bytes: self.max_body_bytes,
             max_buffered_bytes: self.max_buffered_bytes,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
+            header_timeout: self.header_timeout,
+            max_connections: self.max_connections,
         }
         .validate()?;
         Ok((self.listen, config))
@@ -173,6 +198,10 @@ mod tests {
             "3",
             "--max-buffered-bytes",
             "4096",
+            "--header-timeout",
+            "750ms",
+            "--max-connections",
+            "7",
         ])
         .unwrap();
         let (addr, c) = args.validate().unwrap();
@@ -181,6 +210,15 @@ mod tests {
         assert_eq!(c.format, Format::Json);
         assert_eq!((c.max_file_bytes, c.keep_files), (1000, 3));
         assert_eq!(c.max_buffered_bytes, 4096);
+        assert_eq!(c.header_timeout, Duration::from_millis(750));
+        assert_eq!(c.max_connections, 7);
+        let zero = Args::try_parse_from(["sluice-log", "--header-timeout", "0s"]).unwrap();
+        assert_eq!(zero.validate().unwrap_err(), ConfigError::HeaderTimeoutZero);
+        let zero = Args::try_parse_from(["sluice-log", "--max-connections", "0"]).unwrap();
+        assert_eq!(
+            zero.validate().unwrap_err(),
+            ConfigError::MaxConnectionsZero
+        );
         assert_eq!(
             Config::new("/tmp/x").max_buffered_bytes,
             DEFAULT_MAX_BUFFERED_BYTES

@@ -66,6 +66,7 @@ use std::thread;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use sluice_service_common::Limits;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
@@ -295,7 +296,12 @@ pub async fn run(
         let app = app.clone();
         move |req| api::handle(app.clone(), req)
     };
-    let started = sluice_service_common::serve(listener, handler, stopping, SHUTDOWN_GRACE).await;
+    let limits = Limits {
+        grace: SHUTDOWN_GRACE,
+        header_timeout: app.config.header_timeout,
+        max_connections: app.config.max_connections,
+    };
+    let started = sluice_service_common::serve_with(listener, handler, stopping, limits).await;
     let workers = match started {
         Some(started) => started?,
         // Shutdown during recovery: let it finish so the threads can be stopped.

@@ -1,0 +1,34 @@
+//! Slowloris against the real binary (issue 14, finding 6): a request head
+//! that never completes, or no bytes at all, is closed once
+//! `--header-timeout` passes, and the service keeps serving. The 30 s guard
+//! only keeps a broken build from hanging the test; nothing measures time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn a_stalled_request_head_is_closed() {
+    let dir = TempDir::new("slowloris");
+    let log = Proc::spawn(dir.path(), &["--header-timeout", "200ms"]);
+    wait_ready(log.addr).await;
+    for sent in [&b"POST / HTTP/1.1\r\nHost: log\r\n"[..], b""] {
+        let mut stream = TcpStream::connect(log.addr).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        let mut answer = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
+        assert!(closed.is_ok(), "{sent:?}: still open");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text:?}"
+        );
+    }
+    assert_eq!(get(log.addr, "/ping").await.0, 200);
+    log.term();
+}
