@@ -18,6 +18,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::App;
 use crate::entry::{self, JsonEntry};
@@ -143,6 +144,11 @@ async fn ingest(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
     } else {
         entry::parse_body(&body)?
     };
+    entry::check_future_skew(
+        &entries,
+        OffsetDateTime::now_utc(),
+        app.config.max_future_skew,
+    )?;
     let n = entries.len();
     if n > 0 {
         wal.commit(entries).await?;

@@ -25,6 +25,10 @@ pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
 /// Reorder buffer size above which the oldest entries are written before
 /// their window has passed (by `order::entry_cost`, an estimate of heap use).
 pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 64 << 20;
+/// How far ahead of the server's clock an entry's timestamp may be; further
+/// gets 400. NTP keeps real clocks within milliseconds; five minutes is
+/// Kerberos's classic skew allowance.
+pub const DEFAULT_MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 /// Longest accepted reorder window: entries are held in memory that long.
 pub const MAX_REORDER_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -60,6 +64,10 @@ pub struct Args {
     /// written early, before their reorder window has passed.
     #[arg(long, env = "SLUICE_LOG_MAX_BUFFERED_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES)]
     pub max_buffered_bytes: u64,
+    /// Entries stamped further than this ahead of the server's clock are
+    /// refused with 400, e.g. `5m`, `30s`, `0`.
+    #[arg(long, env = "SLUICE_LOG_MAX_FUTURE_SKEW", default_value = "5m", value_parser = parse_duration)]
+    pub max_future_skew: Duration,
     /// How long a client has to send each request head (and to start one on
     /// an idle connection) before it is closed, e.g. `10s`, `500ms`.
     #[arg(long, env = "SLUICE_LOG_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -82,6 +90,8 @@ pub struct Config {
     pub wal_segment_bytes: u64,
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// See [`DEFAULT_MAX_FUTURE_SKEW`] and `entry::check_future_skew`.
+    pub max_future_skew: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +126,7 @@ impl Config {
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_future_skew: DEFAULT_MAX_FUTURE_SKEW,
         }
     }
 
@@ -165,6 +176,7 @@ impl Args {
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             header_timeout: self.header_timeout,
             max_connections: self.max_connections,
+            max_future_skew: self.max_future_skew,
         }
         .validate()?;
         Ok((self.listen, config))
@@ -202,6 +214,8 @@ mod tests {
             "750ms",
             "--max-connections",
             "7",
+            "--max-future-skew",
+            "30s",
         ])
         .unwrap();
         let (addr, c) = args.validate().unwrap();
@@ -212,6 +226,7 @@ mod tests {
         assert_eq!(c.max_buffered_bytes, 4096);
         assert_eq!(c.header_timeout, Duration::from_millis(750));
         assert_eq!(c.max_connections, 7);
+        assert_eq!(c.max_future_skew, Duration::from_secs(30));
         let zero = Args::try_parse_from(["sluice-log", "--header-timeout", "0s"]).unwrap();
         assert_eq!(zero.validate().unwrap_err(), ConfigError::HeaderTimeoutZero);
         let zero = Args::try_parse_from(["sluice-log", "--max-connections", "0"]).unwrap();

@@ -39,6 +39,8 @@ pub enum EntryErrorKind {
     BadCharacter,
     /// Not an RFC 3339 timestamp.
     BadTimestamp,
+    /// Further ahead of the server's clock than `--max-future-skew`.
+    TooFarInFuture,
 }
 
 impl EntryErrorKind {
@@ -50,6 +52,9 @@ impl EntryErrorKind {
             EntryErrorKind::TooLong => "too long",
             EntryErrorKind::BadCharacter => "contains ';' or a control character",
             EntryErrorKind::BadTimestamp => "not an RFC 3339 timestamp",
+            EntryErrorKind::TooFarInFuture => {
+                "further ahead of the server's clock than --max-future-skew"
+            }
         }
     }
 }

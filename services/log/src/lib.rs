@@ -171,8 +171,9 @@ fn start(app: &App) -> Result<Workers, StartError> {
     {
         let mut p = app.pending.lock();
         p.visible_len = files.len();
+        let now = now_nanos();
         for item in recovered.pending {
-            p.buffer.push_recovered(item);
+            p.buffer.push_recovered(item, now);
         }
     }
     app.stats.add_recovered(replayed as u64);
