@@ -207,16 +207,20 @@ impl<S: Store> Api<S> {
 /// Reads the whole body, failing with 413 as soon as it is known to exceed
 /// `limit`: up front from `Content-Length`, else while streaming.
 ///
-/// The frames are kept as they come and joined once at the end into one
-/// allocation of exactly the body's length: a buffer grown by doubling
-/// would, for a chunked body, allocate up to twice what is stored and churn
-/// the allocator with sizes nothing else uses.
+/// The result is one allocation of exactly the body's length, and hyper's
+/// read buffers are let go frame by frame: with a `Content-Length` each
+/// frame is copied into a buffer of that size as it comes; a chunked body's
+/// frames are kept and joined once at the end (a buffer grown by doubling
+/// would allocate up to twice what is stored).
 async fn read_body(request: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
     let too_large = ApiError::TooLarge { limit };
-    if content_length(request.headers()).is_some_and(|n| n > limit) {
+    let declared = content_length(request.headers());
+    if declared.is_some_and(|n| n > limit) {
         return Err(too_large);
     }
     let mut body = request.into_body();
+    // `declared <= limit` here, and `limit` is bounded by the memory bound.
+    let mut exact = Vec::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
     let mut frames: Vec<Bytes> = Vec::new();
     let mut length: u64 = 0;
     while let Some(frame) = body.frame().await {
@@ -226,21 +230,21 @@ async fn read_body(request: Request<Incoming>, limit: u64) -> Result<Bytes, ApiE
             if length > limit {
                 return Err(too_large);
             }
-            frames.push(data);
+            if declared.is_some() {
+                exact.extend_from_slice(&data);
+            } else {
+                frames.push(data);
+            }
         }
     }
-    Ok(match frames.len() {
-        0 => Bytes::new(),
-        1 => frames.swap_remove(0),
-        _ => {
-            // `length <= limit`, and `limit` is bounded by the memory bound.
-            let mut joined = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
-            for frame in &frames {
-                joined.extend_from_slice(frame);
-            }
-            Bytes::from(joined)
-        }
-    })
+    if declared.is_some() || frames.is_empty() {
+        return Ok(Bytes::from(exact));
+    }
+    let mut joined = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    for frame in &frames {
+        joined.extend_from_slice(frame);
+    }
+    Ok(Bytes::from(joined))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

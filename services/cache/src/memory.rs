@@ -104,9 +104,22 @@ struct Removals {
     expirations: AtomicU64,
 }
 
+/// Part of the bound that may be inserted before this store makes moka apply
+/// its pending writes (and so its evictions): 1/16.
+const UNAPPLIED_FRACTION: u64 = 16;
+
 pub struct MemoryStore {
     cache: Cache<Key, Stored>,
     removals: Arc<Removals>,
+    /// Weight inserted since the last [`Cache::run_pending_tasks`] this
+    /// store ran. moka applies writes in batches of 64 (or every 300 ms),
+    /// so without this the cache could exceed its bound by 64 of the
+    /// largest entries (64 MiB at the default 1 MiB) between two batches.
+    /// Relaxed: it only decides when to run housekeeping, which is correct
+    /// at any time; a lost update delays or repeats one run.
+    unapplied: AtomicU64,
+    /// Weight past which `put` runs the pending tasks itself.
+    apply_at: u64,
 }
 
 impl MemoryStore {
@@ -132,7 +145,12 @@ impl MemoryStore {
                 RemovalCause::Explicit | RemovalCause::Replaced => {}
             })
             .build();
-        Self { cache, removals }
+        Self {
+            cache,
+            removals,
+            unapplied: AtomicU64::new(0),
+            apply_at: (max_bytes / UNAPPLIED_FRACTION).max(1),
+        }
     }
 
     /// Removes `key` only if it is (still) expired at `now`, atomically with
@@ -243,14 +261,23 @@ impl Store for MemoryStore {
 
     async fn put(&self, key: Key, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
         let deadline = Instant::now() + ttl;
+        let key = owned_key(&key);
+        let entry = owned_entry(&entry);
+        let inserted = u64::from(weight(&key, &entry));
         self.cache.insert(
-            owned_key(&key),
+            key,
             Stored {
-                entry: owned_entry(&entry),
+                entry,
                 ttl,
                 deadline,
             },
         );
+        // Housekeeping is bounded CPU work under moka's own lock (the same
+        // work moka would do inline on a later write).
+        if self.unapplied.fetch_add(inserted, Ordering::Relaxed) + inserted >= self.apply_at {
+            self.unapplied.store(0, Ordering::Relaxed);
+            self.cache.run_pending_tasks();
+        }
         Ok(())
     }
 
@@ -379,6 +406,44 @@ mod tests {
         assert!(usage.evictions > 0, "{usage:?}");
         assert!(usage.bytes <= max, "{usage:?}");
         assert!(usage.entries < 200, "{usage:?}");
+    }
+
+    /// What the map really holds, pending writes included (moka's
+    /// `weighted_size` counts only the writes it has applied).
+    fn held_weight(store: &MemoryStore) -> u64 {
+        store
+            .cache
+            .iter()
+            .map(|(key, stored)| u64::from(weight(&key, &stored.entry)))
+            .sum()
+    }
+
+    /// moka applies writes, and so evictions, in batches of 64: with large
+    /// entries the map held 64 of them past the bound between two batches.
+    /// After every put it now holds at most the bound plus the unapplied
+    /// allowance plus that one entry.
+    #[tokio::test]
+    async fn large_entries_never_hold_a_batch_past_the_bound() {
+        let max = 16 << 20;
+        let store = MemoryStore::new(max);
+        let body = Bytes::from(vec![b'z'; 512 << 10]);
+        let mut most = 0;
+        for i in 0..96u32 {
+            let e = Entry {
+                body: body.clone(),
+                content_type: None,
+            };
+            let k = Key::new(format!("k{i}").into_bytes());
+            let entry_weight = u64::from(weight(&k, &e));
+            store.put(k, e, Duration::from_secs(600)).await.unwrap();
+            let held = held_weight(&store);
+            most = most.max(held);
+            assert!(
+                held <= max + store.apply_at + entry_weight,
+                "put {i}: {held} held, bound {max}"
+            );
+        }
+        assert!(most > max / 2, "the fill reached the bound: {most}");
     }
 
     #[test]
