@@ -35,6 +35,8 @@ pub type Body = Full<Bytes>;
 pub struct Api<S> {
     store: Arc<S>,
     max_entry_bytes: u64,
+    /// How long a client has to send a whole entry body.
+    body_timeout: Duration,
     /// Reads answered from the store / not; this replica's own counts (with
     /// Redis, the store's numbers are global but these are per replica).
     hits: AtomicU64,
@@ -53,10 +55,11 @@ struct Stats {
 }
 
 impl<S: Store> Api<S> {
-    pub fn new(store: Arc<S>, max_entry_bytes: u64) -> Self {
+    pub fn new(store: Arc<S>, max_entry_bytes: u64, body_timeout: Duration) -> Self {
         Self {
             store,
             max_entry_bytes,
+            body_timeout,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -146,7 +149,10 @@ impl<S: Store> Api<S> {
         let key = parse::key(request.uri().query())?;
         let ttl = parse::max_age(request.headers())?;
         let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
-        let body = read_body(request, self.max_entry_bytes).await?;
+        let body =
+            tokio::time::timeout(self.body_timeout, read_body(request, self.max_entry_bytes))
+                .await
+                .map_err(|_| ApiError::BodyTimeout(self.body_timeout))??;
         if ttl.is_zero() {
             // Already stale: storing it would only serve nothing; make sure
             // no older value outlives the client's intent either.

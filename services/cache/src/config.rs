@@ -10,7 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use sluice_service_common::LogFormat;
-pub use sluice_service_common::serve::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use sluice_service_common::serve::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
 
 /// Listen address when neither `--listen` nor `SLUICE_CACHE_LISTEN` is set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -61,6 +63,8 @@ pub struct Config {
     pub purge_interval: Duration,
     /// How long a client has to send each request head.
     pub header_timeout: Duration,
+    /// How long a client has to send a whole entry body (408 after).
+    pub body_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
 }
@@ -73,6 +77,7 @@ impl Default for Config {
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             purge_interval: DEFAULT_PURGE_INTERVAL,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
@@ -91,6 +96,9 @@ impl Config {
         }
         if self.header_timeout.is_zero() {
             return Err(ConfigError::Zero("header-timeout"));
+        }
+        if self.body_timeout.is_zero() {
+            return Err(ConfigError::Zero("body-timeout"));
         }
         if self.max_connections == 0 {
             return Err(ConfigError::Zero("max-connections"));
@@ -145,6 +153,10 @@ pub struct Cli {
     /// an idle connection) before it is closed, e.g. `10s`, `500ms`.
     #[arg(long, env = "SLUICE_CACHE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+    /// How long a client has to send a whole entry body once its head is
+    /// in; slower gets 408.
+    #[arg(long, env = "SLUICE_CACHE_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, env = "SLUICE_CACHE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -162,6 +174,7 @@ impl Cli {
             max_entry_bytes: self.max_entry_bytes,
             purge_interval: self.purge_interval,
             header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
             max_connections: self.max_connections,
         }
         .validate()
@@ -266,6 +279,7 @@ mod tests {
         for zero in [
             ["--purge-interval", "0s"],
             ["--header-timeout", "0s"],
+            ["--body-timeout", "0s"],
             ["--max-connections", "0"],
         ] {
             let cli = Cli::try_parse_from(["sluice-cache", zero[0], zero[1]]).unwrap();

@@ -99,3 +99,20 @@ async fn a_stalled_request_head_is_closed() {
     let ping = support::request(cache.addr, "GET", "/ping", &[], b"").await;
     assert_eq!(ping.status, 200);
 }
+
+/// A slow upload (issue 14, finding 6's class): a body that stops arriving
+/// gets 408 once `--body-timeout` passes, and nothing is stored.
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_stores_nothing() {
+    let cache = support::Binary::spawn(&["--body-timeout", "200ms"]);
+    let mut conn = support::Conn::open(cache.addr).await;
+    let response = conn
+        .send(
+            b"POST /?key=slow HTTP/1.1\r\nHost: cache\r\nCache-Control: max-age=60\r\n\
+              Content-Length: 10\r\n\r\nx",
+        )
+        .await;
+    assert_eq!(response.status, 408, "{response:?}");
+    let miss = support::request(cache.addr, "GET", "/?key=slow", &[], b"").await;
+    assert_eq!(miss.status, 404);
+}

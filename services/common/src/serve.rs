@@ -36,6 +36,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// services on the same network.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a service gives a client to send a whole request body once its
+/// head is in (a slow upload otherwise holds its connection and buffer for
+/// as long as it likes; hyper times heads, not bodies). Enforced by each
+/// service's handler, which answers 408.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Connections served at once; more wait in the listen backlog. Below the
 /// usual 1024 open-file limit, leaving room for the service's own files.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 900;

@@ -123,7 +123,11 @@ async fn ingest(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::BodyTooLarge { limit });
     }
-    let body = match Limited::new(req.into_body(), limit).collect().await {
+    let timeout = app.config.body_timeout;
+    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect())
+        .await
+        .map_err(|_| Error::BodyTimeout(timeout))?;
+    let body = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             // `Limited` fails with either the transport's error or its own

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use sluice_service_common::serve::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use sluice_service_common::serve::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
 
 use crate::entry::Format;
 
@@ -72,6 +74,10 @@ pub struct Args {
     /// an idle connection) before it is closed, e.g. `10s`, `500ms`.
     #[arg(long, env = "SLUICE_LOG_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+    /// How long a client has to send a whole request body once its head is
+    /// in; slower gets 408.
+    #[arg(long, env = "SLUICE_LOG_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, env = "SLUICE_LOG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -89,6 +95,7 @@ pub struct Config {
     pub max_buffered_bytes: u64,
     pub wal_segment_bytes: u64,
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
     pub max_connections: usize,
     /// See [`DEFAULT_MAX_FUTURE_SKEW`] and `entry::check_future_skew`.
     pub max_future_skew: Duration,
@@ -108,6 +115,8 @@ pub enum ConfigError {
     WindowTooLong,
     #[error("--header-timeout must be positive")]
     HeaderTimeoutZero,
+    #[error("--body-timeout must be positive")]
+    BodyTimeoutZero,
     #[error("--max-connections must be positive")]
     MaxConnectionsZero,
 }
@@ -125,6 +134,7 @@ impl Config {
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_future_skew: DEFAULT_MAX_FUTURE_SKEW,
         }
@@ -148,6 +158,9 @@ impl Config {
         }
         if self.header_timeout.is_zero() {
             return Err(ConfigError::HeaderTimeoutZero);
+        }
+        if self.body_timeout.is_zero() {
+            return Err(ConfigError::BodyTimeoutZero);
         }
         if self.max_connections == 0 {
             return Err(ConfigError::MaxConnectionsZero);
@@ -175,6 +188,7 @@ impl Args {
             max_buffered_bytes: self.max_buffered_bytes,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
             max_connections: self.max_connections,
             max_future_skew: self.max_future_skew,
         }
@@ -229,6 +243,8 @@ mod tests {
         assert_eq!(c.max_future_skew, Duration::from_secs(30));
         let zero = Args::try_parse_from(["sluice-log", "--header-timeout", "0s"]).unwrap();
         assert_eq!(zero.validate().unwrap_err(), ConfigError::HeaderTimeoutZero);
+        let zero = Args::try_parse_from(["sluice-log", "--body-timeout", "0s"]).unwrap();
+        assert_eq!(zero.validate().unwrap_err(), ConfigError::BodyTimeoutZero);
         let zero = Args::try_parse_from(["sluice-log", "--max-connections", "0"]).unwrap();
         assert_eq!(
             zero.validate().unwrap_err(),

@@ -114,6 +114,8 @@ pub enum Error {
     BodyTooLarge { limit: usize },
     #[error("reading request body failed")]
     Body(#[source] hyper::Error),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -132,6 +134,7 @@ impl Error {
             Error::Ingest(_) | Error::Query(_) => StatusCode::BAD_REQUEST,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Body(_) => StatusCode::BAD_REQUEST,
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -188,6 +191,7 @@ mod tests {
             (Error::Ingest(IngestError::NotObjectOrArray), 400),
             (Error::Query(QueryError::BadLimit), 400),
             (Error::BodyTooLarge { limit: 1 }, 413),
+            (Error::BodyTimeout(std::time::Duration::from_secs(1)), 408),
             (Error::NotFound, 404),
             (Error::MethodNotAllowed, 405),
             (Error::Unavailable(Unavailable::Recovering), 503),

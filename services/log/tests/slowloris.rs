@@ -32,3 +32,36 @@ async fn a_stalled_request_head_is_closed() {
     assert_eq!(get(log.addr, "/ping").await.0, 200);
     log.term();
 }
+
+/// A slow upload: a body that stops arriving gets 408 once
+/// `--body-timeout` passes, and nothing from it is accepted.
+#[tokio::test]
+async fn a_stalled_body_gets_408() {
+    let dir = TempDir::new("slowbody");
+    let log = Proc::spawn(dir.path(), &["--body-timeout", "200ms"]);
+    wait_ready(log.addr).await;
+    let mut stream = TcpStream::connect(log.addr).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: log\r\nContent-Length: 100\r\n\r\n[")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let read_head = async {
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).await.unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_head)
+        .await
+        .expect("an answer");
+    let text = String::from_utf8_lossy(&head);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    let (_, stats) = get(log.addr, "/stats").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["received"].as_u64(), Some(0), "{stats}");
+    log.term();
+}
