@@ -20,6 +20,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest body one entry may have: 1 MiB. Larger uploads get 413.
 pub const DEFAULT_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
+/// Entry bodies being received or stored at once, in bytes: 64 MiB.
+/// Uploads past it get 503.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// How often expired entries are swept from the in-process store.
 pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -65,6 +68,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// How long a client has to send a whole entry body (408 after).
     pub body_timeout: Duration,
+    /// Bytes of entry bodies in flight at once (503 past it).
+    pub max_inflight_body_bytes: u64,
     /// Connections served at once.
     pub max_connections: usize,
 }
@@ -78,6 +83,7 @@ impl Default for Config {
             purge_interval: DEFAULT_PURGE_INTERVAL,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
@@ -99,6 +105,13 @@ impl Config {
         }
         if self.body_timeout.is_zero() {
             return Err(ConfigError::Zero("body-timeout"));
+        }
+        // A body of the largest allowed size must fit the upload budget.
+        if self.max_entry_bytes > self.max_inflight_body_bytes {
+            return Err(ConfigError::EntryOverInflight {
+                entry: self.max_entry_bytes,
+                inflight: self.max_inflight_body_bytes,
+            });
         }
         if self.max_connections == 0 {
             return Err(ConfigError::Zero("max-connections"));
@@ -128,6 +141,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--max-entry-bytes ({entry}) exceeds --max-bytes ({bound})")]
     EntryOverBound { entry: u64, bound: u64 },
+    #[error("--max-entry-bytes ({entry}) exceeds --max-inflight-body-bytes ({inflight})")]
+    EntryOverInflight { entry: u64, inflight: u64 },
 }
 
 /// Command line of the `sluice-cache` binary.
@@ -157,6 +172,10 @@ pub struct Cli {
     /// in; slower gets 408.
     #[arg(long, env = "SLUICE_CACHE_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
+    /// Entry bodies being received or stored at once, over every
+    /// connection (uploads past it get 503): bytes, or with KiB/MiB/GiB.
+    #[arg(long, env = "SLUICE_CACHE_MAX_INFLIGHT_BODY_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_inflight_body_bytes: u64,
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, env = "SLUICE_CACHE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -175,6 +194,7 @@ impl Cli {
             purge_interval: self.purge_interval,
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
             max_connections: self.max_connections,
         }
         .validate()

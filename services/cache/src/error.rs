@@ -52,6 +52,9 @@ pub enum ApiError {
     Body(#[source] hyper::Error),
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
+    /// The in-flight upload budget is spent; retry later.
+    #[error("too many uploads in flight; retry later")]
+    Busy,
     #[error("no entry for this key")]
     NotFound,
     #[error("no such endpoint")]
@@ -68,6 +71,7 @@ impl ApiError {
             Self::Key(_) | Self::MaxAge(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Method { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,6 +128,7 @@ mod tests {
                 ApiError::BodyTimeout(std::time::Duration::from_secs(1)),
                 408,
             ),
+            (ApiError::Busy, 503),
             (ApiError::NotFound, 404),
             (ApiError::NoRoute, 404),
             (ApiError::Method { allow: "GET" }, 405),

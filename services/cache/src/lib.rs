@@ -83,11 +83,7 @@ async fn serve_with<S: Store>(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let purger = purge::spawn(Arc::clone(&store), config.purge_interval, stop_rx);
-    let api = Arc::new(api::Api::new(
-        store,
-        config.max_entry_bytes,
-        config.body_timeout,
-    ));
+    let api = Arc::new(api::Api::new(store, config));
     let handler = move |request| {
         let api = Arc::clone(&api);
         async move { api.handle(request).await }

@@ -344,10 +344,15 @@ impl Conn {
         }
     }
 
-    /// Sends `raw` (one whole request) and reads its response, which must
-    /// carry `Content-Length`.
-    pub async fn send(&mut self, raw: &[u8]) -> Response {
+    /// Writes `raw` (part of a request) without reading anything.
+    pub async fn write(&mut self, raw: &[u8]) {
         self.stream.write_all(raw).await.expect("write request");
+    }
+
+    /// Sends `raw` (one whole request, or the rest of one) and reads its
+    /// response, which must carry `Content-Length`.
+    pub async fn send(&mut self, raw: &[u8]) -> Response {
+        self.write(raw).await;
         let read = async {
             loop {
                 if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
