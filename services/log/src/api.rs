@@ -20,6 +20,8 @@ use hyper::body::Incoming;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use sluice_service_common::Reservation;
+
 use crate::App;
 use crate::entry::{self, JsonEntry};
 use crate::error::{Error, Unavailable};
@@ -122,6 +124,15 @@ async fn ingest(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::BodyTooLarge { limit });
+    }
+    // Held until the batch is committed: the body, then its parsed entries.
+    // Without a Content-Length the largest allowed body is reserved.
+    let mut reserved = Reservation::default();
+    if !app
+        .uploads
+        .reserve(&mut reserved, declared.unwrap_or(limit as u64))
+    {
+        return Err(Error::Busy);
     }
     let timeout = app.config.body_timeout;
     let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect())

@@ -20,6 +20,9 @@ pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_secs(2);
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
 /// Rotated files kept (`app.log.1` .. `app.log.N`).
 pub const DEFAULT_KEEP_FILES: usize = 5;
+/// Request bodies being received, parsed or committed at once, in bytes;
+/// past it, 503.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 64 << 20;
 /// Largest accepted request body; larger gets 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
 /// WAL segment size that starts a new segment.
@@ -78,6 +81,11 @@ pub struct Args {
     /// in; slower gets 408.
     #[arg(long, env = "SLUICE_LOG_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
+    /// Request bodies in flight at once over every connection, in bytes
+    /// (one without a Content-Length counts as --max-body-bytes); past it,
+    /// 503.
+    #[arg(long, env = "SLUICE_LOG_MAX_INFLIGHT_BODY_BYTES", default_value_t = DEFAULT_MAX_INFLIGHT_BODY_BYTES)]
+    pub max_inflight_body_bytes: u64,
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, env = "SLUICE_LOG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -96,6 +104,7 @@ pub struct Config {
     pub wal_segment_bytes: u64,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    pub max_inflight_body_bytes: u64,
     pub max_connections: usize,
     /// See [`DEFAULT_MAX_FUTURE_SKEW`] and `entry::check_future_skew`.
     pub max_future_skew: Duration,
@@ -115,6 +124,8 @@ pub enum ConfigError {
     WindowTooLong,
     #[error("--header-timeout must be positive")]
     HeaderTimeoutZero,
+    #[error("--max-body-bytes exceeds --max-inflight-body-bytes")]
+    BodyOverInflight,
     #[error("--body-timeout must be positive")]
     BodyTimeoutZero,
     #[error("--max-connections must be positive")]
@@ -135,6 +146,7 @@ impl Config {
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_future_skew: DEFAULT_MAX_FUTURE_SKEW,
         }
@@ -161,6 +173,10 @@ impl Config {
         }
         if self.body_timeout.is_zero() {
             return Err(ConfigError::BodyTimeoutZero);
+        }
+        // The largest allowed body must fit the budget.
+        if self.max_body_bytes as u64 > self.max_inflight_body_bytes {
+            return Err(ConfigError::BodyOverInflight);
         }
         if self.max_connections == 0 {
             return Err(ConfigError::MaxConnectionsZero);
@@ -189,6 +205,7 @@ impl Args {
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
             max_connections: self.max_connections,
             max_future_skew: self.max_future_skew,
         }
@@ -243,6 +260,15 @@ mod tests {
         assert_eq!(c.max_future_skew, Duration::from_secs(30));
         let zero = Args::try_parse_from(["sluice-log", "--header-timeout", "0s"]).unwrap();
         assert_eq!(zero.validate().unwrap_err(), ConfigError::HeaderTimeoutZero);
+        let over = Args::try_parse_from([
+            "sluice-log",
+            "--max-body-bytes",
+            "2000",
+            "--max-inflight-body-bytes",
+            "1000",
+        ])
+        .unwrap();
+        assert_eq!(over.validate().unwrap_err(), ConfigError::BodyOverInflight);
         let zero = Args::try_parse_from(["sluice-log", "--body-timeout", "0s"]).unwrap();
         assert_eq!(zero.validate().unwrap_err(), ConfigError::BodyTimeoutZero);
         let zero = Args::try_parse_from(["sluice-log", "--max-connections", "0"]).unwrap();

@@ -116,6 +116,9 @@ pub enum Error {
     Body(#[source] hyper::Error),
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
+    /// The in-flight body budget is spent; retry later.
+    #[error("too many uploads in flight; retry later")]
+    Busy,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -135,6 +138,7 @@ impl Error {
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Body(_) => StatusCode::BAD_REQUEST,
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -191,6 +195,7 @@ mod tests {
             (Error::Ingest(IngestError::NotObjectOrArray), 400),
             (Error::Query(QueryError::BadLimit), 400),
             (Error::BodyTooLarge { limit: 1 }, 413),
+            (Error::Busy, 503),
             (Error::BodyTimeout(std::time::Duration::from_secs(1)), 408),
             (Error::NotFound, 404),
             (Error::MethodNotAllowed, 405),

@@ -100,6 +100,8 @@ const WAL_DIR: &str = "wal";
 /// State shared by every connection.
 pub struct App {
     config: Config,
+    /// Bytes of request bodies being received, parsed or committed now.
+    uploads: sluice_service_common::BodyBudget,
     pending: SharedPending,
     stats: Arc<Stats>,
     /// Set once recovery has finished.
@@ -260,6 +262,7 @@ pub async fn run(
             in_flight: None,
             visible_len: 0,
         })),
+        uploads: sluice_service_common::BodyBudget::new(config.max_inflight_body_bytes),
         config,
         stats: Arc::new(Stats::default()),
         wal: OnceLock::new(),
