@@ -15,10 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+
+use sluice_service_common::{BodyBudget, Reservation};
 
 use crate::error::ApiError;
 use crate::parse;
@@ -35,6 +37,10 @@ pub type Body = Full<Bytes>;
 pub struct Api<S> {
     store: Arc<S>,
     max_entry_bytes: u64,
+    /// How long a client has to send a whole entry body.
+    body_timeout: Duration,
+    /// Bytes of entry bodies being received or stored right now.
+    uploads: BodyBudget,
     /// Reads answered from the store / not; this replica's own counts (with
     /// Redis, the store's numbers are global but these are per replica).
     hits: AtomicU64,
@@ -53,10 +59,12 @@ struct Stats {
 }
 
 impl<S: Store> Api<S> {
-    pub fn new(store: Arc<S>, max_entry_bytes: u64) -> Self {
+    pub fn new(store: Arc<S>, limits: &crate::Config) -> Self {
         Self {
             store,
-            max_entry_bytes,
+            max_entry_bytes: limits.max_entry_bytes,
+            body_timeout: limits.body_timeout,
+            uploads: BodyBudget::new(limits.max_inflight_body_bytes),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -146,7 +154,14 @@ impl<S: Store> Api<S> {
         let key = parse::key(request.uri().query())?;
         let ttl = parse::max_age(request.headers())?;
         let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
-        let body = read_body(request, self.max_entry_bytes).await?;
+        // Held until the entry is stored (the store copies it once more).
+        let mut reserved = Reservation::default();
+        let body = tokio::time::timeout(
+            self.body_timeout,
+            read_body(request, self.max_entry_bytes, &self.uploads, &mut reserved),
+        )
+        .await
+        .map_err(|_| ApiError::BodyTimeout(self.body_timeout))??;
         if ttl.is_zero() {
             // Already stale: storing it would only serve nothing; make sure
             // no older value outlives the client's intent either.
@@ -206,25 +221,59 @@ impl<S: Store> Api<S> {
 
 /// Reads the whole body, failing with 413 as soon as it is known to exceed
 /// `limit`: up front from `Content-Length`, else while streaming.
-async fn read_body(request: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+///
+/// The result is one allocation of exactly the body's length, and hyper's
+/// read buffers are let go frame by frame: with a `Content-Length` each
+/// frame is copied into a buffer of that size as it comes; a chunked body's
+/// frames are kept and joined once at the end (a buffer grown by doubling
+/// would allocate up to twice what is stored).
+///
+/// Every byte is reserved in `uploads` (into `reserved`) before it is
+/// buffered: all of a `Content-Length` up front, a chunked body frame by
+/// frame; when the budget cannot cover it, the request fails with 503.
+async fn read_body(
+    request: Request<Incoming>,
+    limit: u64,
+    uploads: &BodyBudget,
+    reserved: &mut Reservation,
+) -> Result<Bytes, ApiError> {
     let too_large = ApiError::TooLarge { limit };
     let declared = content_length(request.headers());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large);
     }
+    if !uploads.reserve(reserved, declared.unwrap_or(0)) {
+        return Err(ApiError::Busy);
+    }
     let mut body = request.into_body();
     // `declared <= limit` here, and `limit` is bounded by the memory bound.
-    let mut buf = BytesMut::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
+    let mut exact = Vec::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut length: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(ApiError::Body)?;
         if let Ok(data) = frame.into_data() {
-            if (buf.len() + data.len()) as u64 > limit {
+            length += data.len() as u64;
+            if length > limit {
                 return Err(too_large);
             }
-            buf.extend_from_slice(&data);
+            if declared.is_some() {
+                exact.extend_from_slice(&data);
+            } else if uploads.reserve(reserved, data.len() as u64) {
+                frames.push(data);
+            } else {
+                return Err(ApiError::Busy);
+            }
         }
     }
-    Ok(buf.freeze())
+    if declared.is_some() || frames.is_empty() {
+        return Ok(Bytes::from(exact));
+    }
+    let mut joined = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    for frame in &frames {
+        joined.extend_from_slice(frame);
+    }
+    Ok(Bytes::from(joined))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -10,6 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use sluice_service_common::LogFormat;
+pub use sluice_service_common::serve::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
 
 /// Listen address when neither `--listen` nor `SLUICE_CACHE_LISTEN` is set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -17,6 +20,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest body one entry may have: 1 MiB. Larger uploads get 413.
 pub const DEFAULT_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
+/// Entry bodies being received or stored at once, in bytes: 64 MiB.
+/// Uploads past it get 503.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// How often expired entries are swept from the in-process store.
 pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -58,6 +64,14 @@ pub struct Config {
     /// Largest accepted entry body, in bytes.
     pub max_entry_bytes: u64,
     pub purge_interval: Duration,
+    /// How long a client has to send each request head.
+    pub header_timeout: Duration,
+    /// How long a client has to send a whole entry body (408 after).
+    pub body_timeout: Duration,
+    /// Bytes of entry bodies in flight at once (503 past it).
+    pub max_inflight_body_bytes: u64,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -67,6 +81,10 @@ impl Default for Config {
             max_bytes: DEFAULT_MAX_BYTES,
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             purge_interval: DEFAULT_PURGE_INTERVAL,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -81,6 +99,22 @@ impl Config {
         }
         if self.purge_interval.is_zero() {
             return Err(ConfigError::Zero("purge-interval"));
+        }
+        if self.header_timeout.is_zero() {
+            return Err(ConfigError::Zero("header-timeout"));
+        }
+        if self.body_timeout.is_zero() {
+            return Err(ConfigError::Zero("body-timeout"));
+        }
+        // A body of the largest allowed size must fit the upload budget.
+        if self.max_entry_bytes > self.max_inflight_body_bytes {
+            return Err(ConfigError::EntryOverInflight {
+                entry: self.max_entry_bytes,
+                inflight: self.max_inflight_body_bytes,
+            });
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Zero("max-connections"));
         }
         // An entry bigger than the whole bound could never be admitted.
         if self.store == StoreConfig::Memory && self.max_entry_bytes > self.max_bytes {
@@ -107,6 +141,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--max-entry-bytes ({entry}) exceeds --max-bytes ({bound})")]
     EntryOverBound { entry: u64, bound: u64 },
+    #[error("--max-entry-bytes ({entry}) exceeds --max-inflight-body-bytes ({inflight})")]
+    EntryOverInflight { entry: u64, inflight: u64 },
 }
 
 /// Command line of the `sluice-cache` binary.
@@ -128,6 +164,21 @@ pub struct Cli {
     /// How often expired entries are purged: e.g. 500ms, 1s, 2m (bare number: seconds).
     #[arg(long, env = "SLUICE_CACHE_PURGE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub purge_interval: Duration,
+    /// How long a client has to send each request head (and to start one on
+    /// an idle connection) before it is closed, e.g. `10s`, `500ms`.
+    #[arg(long, env = "SLUICE_CACHE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a client has to send a whole entry body once its head is
+    /// in; slower gets 408.
+    #[arg(long, env = "SLUICE_CACHE_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Entry bodies being received or stored at once, over every
+    /// connection (uploads past it get 503): bytes, or with KiB/MiB/GiB.
+    #[arg(long, env = "SLUICE_CACHE_MAX_INFLIGHT_BODY_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_inflight_body_bytes: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "SLUICE_CACHE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Log line format. The level filter comes from RUST_LOG (default: info).
     #[arg(long, env = "SLUICE_CACHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -141,6 +192,10 @@ impl Cli {
             max_bytes: self.max_bytes,
             max_entry_bytes: self.max_entry_bytes,
             purge_interval: self.purge_interval,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
+            max_connections: self.max_connections,
         }
         .validate()
     }
@@ -216,12 +271,18 @@ mod tests {
             "4KiB",
             "--purge-interval",
             "100ms",
+            "--header-timeout",
+            "750ms",
+            "--max-connections",
+            "7",
         ])
         .unwrap();
         let config = cli.config().unwrap();
         assert_eq!(config.max_bytes, 1 << 20);
         assert_eq!(config.max_entry_bytes, 4 << 10);
         assert_eq!(config.purge_interval, Duration::from_millis(100));
+        assert_eq!(config.header_timeout, Duration::from_millis(750));
+        assert_eq!(config.max_connections, 7);
 
         let too_big = Cli::try_parse_from([
             "sluice-cache",
@@ -235,8 +296,18 @@ mod tests {
             too_big.config(),
             Err(ConfigError::EntryOverBound { .. })
         ));
-        let zero = Cli::try_parse_from(["sluice-cache", "--purge-interval", "0s"]).unwrap();
-        assert!(matches!(zero.config(), Err(ConfigError::Zero(_))));
+        for zero in [
+            ["--purge-interval", "0s"],
+            ["--header-timeout", "0s"],
+            ["--body-timeout", "0s"],
+            ["--max-connections", "0"],
+        ] {
+            let cli = Cli::try_parse_from(["sluice-cache", zero[0], zero[1]]).unwrap();
+            assert!(
+                matches!(cli.config(), Err(ConfigError::Zero(_))),
+                "{zero:?}"
+            );
+        }
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub enum ApiError {
     TooLarge { limit: u64 },
     #[error("reading the request body failed")]
     Body(#[source] hyper::Error),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// The in-flight upload budget is spent; retry later.
+    #[error("too many uploads in flight; retry later")]
+    Busy,
     #[error("no entry for this key")]
     NotFound,
     #[error("no such endpoint")]
@@ -65,6 +70,8 @@ impl ApiError {
         match self {
             Self::Key(_) | Self::MaxAge(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Method { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -117,6 +124,11 @@ mod tests {
             (MaxAgeError::TooLarge { max: 1 }.into(), 400),
             (MaxAgeError::Conflicting.into(), 400),
             (ApiError::TooLarge { limit: 1 }, 413),
+            (
+                ApiError::BodyTimeout(std::time::Duration::from_secs(1)),
+                408,
+            ),
+            (ApiError::Busy, 503),
             (ApiError::NotFound, 404),
             (ApiError::NoRoute, 404),
             (ApiError::Method { allow: "GET" }, 405),

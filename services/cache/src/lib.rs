@@ -83,12 +83,17 @@ async fn serve_with<S: Store>(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let purger = purge::spawn(Arc::clone(&store), config.purge_interval, stop_rx);
-    let api = Arc::new(api::Api::new(store, config.max_entry_bytes));
+    let api = Arc::new(api::Api::new(store, config));
     let handler = move |request| {
         let api = Arc::clone(&api);
         async move { api.handle(request).await }
     };
-    sluice_service_common::serve(listener, handler, shutdown, DRAIN_GRACE).await;
+    let limits = sluice_service_common::Limits {
+        grace: DRAIN_GRACE,
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+    };
+    sluice_service_common::serve_with(listener, handler, shutdown, limits).await;
     let _ = stop_tx.send(true);
     let _ = purger.await;
     tracing::info!("stopped");

@@ -3,42 +3,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-cache");
 
 #[tokio::test]
 async fn serves_then_exits_zero_on_sigterm() {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--max-bytes", "1MiB", "--purge-interval", "200ms"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice-cache");
-    // The "listening" log line carries the bound address.
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr: SocketAddr = loop {
-        let line = lines
-            .next()
-            .expect("a log line before exit")
-            .expect("read stderr");
-        let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        if event["message"] == "listening" {
-            assert_eq!(event["store"], "memory");
-            break event["addr"]
-                .as_str()
-                .expect("addr field")
-                .parse()
-                .expect("addr");
-        }
-    };
-    // Keep draining the logs so the child never blocks on a full pipe.
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let mut cache = support::Binary::spawn(&["--max-bytes", "1MiB", "--purge-interval", "200ms"]);
+    let addr = cache.addr;
 
     assert_eq!(
         support::request(addr, "GET", "/ping", &[], b"")
@@ -65,16 +37,21 @@ async fn serves_then_exits_zero_on_sigterm() {
     );
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &cache.child.id().to_string()])
         .status()
         .expect("run kill");
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .expect("wait");
+    let logs = cache.logs.take().expect("log reader");
+    let (cache, status) = tokio::task::spawn_blocking(move || {
+        let status = cache.child.wait();
+        (cache, status)
+    })
+    .await
+    .unwrap();
+    let status = status.expect("wait");
     assert!(status.success(), "exit status {status}");
-    assert!(drain.join().unwrap() > 0, "logged its shutdown");
+    drop(cache);
+    assert!(logs.join().unwrap() > 0, "logged its shutdown");
 }
 
 #[test]
@@ -83,6 +60,12 @@ fn bad_settings_exit_64() {
         &["--max-bytes", "1KiB", "--max-entry-bytes", "2KiB"][..],
         &["--store", "memcached://x"][..],
         &["--purge-interval", "0s"][..],
+        &[
+            "--max-entry-bytes",
+            "2MiB",
+            "--max-inflight-body-bytes",
+            "1MiB",
+        ][..],
     ] {
         let status = Command::new(BIN)
             .args(["--listen", "127.0.0.1:0"])
@@ -93,4 +76,91 @@ fn bad_settings_exit_64() {
             .expect("run sluice-cache");
         assert_eq!(status.code(), Some(64), "{args:?}");
     }
+}
+
+/// Slowloris (issue 14, finding 6): a request head that never completes,
+/// or no bytes at all, is closed once `--header-timeout` passes, and the
+/// binary keeps serving. The 30 s guard only keeps a broken build from
+/// hanging the test; nothing here measures time.
+#[tokio::test]
+async fn a_stalled_request_head_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cache = support::Binary::spawn(&["--header-timeout", "200ms"]);
+    for sent in [&b"POST /?key=k HTTP/1.1\r\nHost: cache\r\n"[..], b""] {
+        let mut stream = tokio::net::TcpStream::connect(cache.addr).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            stream.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(closed.is_ok(), "{sent:?}: still open");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text:?}"
+        );
+    }
+    let ping = support::request(cache.addr, "GET", "/ping", &[], b"").await;
+    assert_eq!(ping.status, 200);
+}
+
+/// A slow upload (issue 14, finding 6's class): a body that stops arriving
+/// gets 408 once `--body-timeout` passes, and nothing is stored.
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_stores_nothing() {
+    let cache = support::Binary::spawn(&["--body-timeout", "200ms"]);
+    let mut conn = support::Conn::open(cache.addr).await;
+    let response = conn
+        .send(
+            b"POST /?key=slow HTTP/1.1\r\nHost: cache\r\nCache-Control: max-age=60\r\n\
+              Content-Length: 10\r\n\r\nx",
+        )
+        .await;
+    assert_eq!(response.status, 408, "{response:?}");
+    let miss = support::request(cache.addr, "GET", "/?key=slow", &[], b"").await;
+    assert_eq!(miss.status, 404);
+}
+
+/// Uploads in flight are bounded over all connections, not only one by one
+/// (finding 1's class: memory outside `--max-bytes`): while one upload holds
+/// the whole `--max-inflight-body-bytes`, another gets 503; once it is
+/// stored, the budget is back.
+#[tokio::test]
+async fn uploads_in_flight_share_one_budget() {
+    let cache = support::Binary::spawn(&[
+        "--max-entry-bytes",
+        "1KiB",
+        "--max-inflight-body-bytes",
+        "1KiB",
+    ]);
+    let mut slow = support::Conn::open(cache.addr).await;
+    let head = "POST /?key=slow HTTP/1.1\r\nHost: cache\r\nCache-Control: max-age=60\r\n\
+                Content-Length: 1000\r\n\r\n";
+    let mut first = head.as_bytes().to_vec();
+    first.push(b's');
+    slow.write(&first).await;
+    let small = |i: usize| {
+        let cc = [("Cache-Control", "max-age=60")];
+        let target = format!("/?key=small{i}");
+        async move { support::request(cache.addr, "POST", &target, &cc, &[b'x'; 100]).await }
+    };
+    // The slow upload's reservation is taken when its head is handled, which
+    // this test cannot see: keep trying until it shows (bounded).
+    let mut refused = None;
+    for i in 0..2000 {
+        let response = small(i).await;
+        if response.status == 503 {
+            refused = Some(response);
+            break;
+        }
+        assert_eq!(response.status, 200, "{response:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let refused = refused.expect("a second upload refused while the budget is taken");
+    assert!(refused.text().contains("uploads in flight"), "{refused:?}");
+    let stored = slow.send(&[b's'; 999]).await;
+    assert_eq!(stored.status, 200, "{stored:?}");
+    assert_eq!(small(9999).await.status, 200);
 }

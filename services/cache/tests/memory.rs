@@ -240,8 +240,12 @@ async fn stats_count_hits_misses_entries_and_bytes() {
     assert_eq!(stats["hits"], 2, "{stats}");
     assert_eq!(stats["misses"], 1, "{stats}");
     assert_eq!(stats["entries"], 1, "{stats}");
-    let expected_bytes =
-        1 + 5 + "text/plain".len() as u64 + sluice_cache::memory::ENTRY_OVERHEAD_BYTES;
+    // Three buffers (key, body, content type) and the entry's own overhead.
+    let expected_bytes = 1
+        + 5
+        + "text/plain".len() as u64
+        + 3 * sluice_cache::memory::BUFFER_OVERHEAD_BYTES
+        + sluice_cache::memory::ENTRY_OVERHEAD_BYTES;
     assert_eq!(stats["bytes"], expected_bytes, "{stats}");
 }
 

@@ -16,11 +16,13 @@
 //! binary is [`binary::main`] plus the service's flags.
 
 pub mod binary;
+pub mod budget;
 pub mod duration;
 pub mod serve;
 pub mod signal;
 
 pub use binary::{EXIT_USAGE, LogFormat, Logging, Stream};
+pub use budget::{BodyBudget, Reservation};
 pub use duration::parse_duration;
-pub use serve::{Handler, serve};
+pub use serve::{Handler, Limits, serve, serve_with};
 pub use signal::shutdown_signal;

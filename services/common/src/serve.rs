@@ -5,6 +5,12 @@
 //! then every connection is told to finish: hyper closes idle keep-alive
 //! connections at once and lets in-flight requests complete. Connections
 //! still busy after the grace period are aborted, so shutdown is bounded.
+//!
+//! What a client can hold is bounded too ([`Limits`]): a connection must
+//! deliver each request head within the header timeout (a slowloris client
+//! that trickles one, or never sends one, is closed), and at most
+//! `max_connections` are served at once (past that, new ones wait in the
+//! listen backlog until one closes).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,15 +20,57 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 /// Pause after a failed `accept` (e.g. EMFILE, out of file descriptors) so
 /// the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long a client has to send a whole request head, and to start one on
+/// an idle keep-alive connection: nginx's `client_header_timeout` is 60 s,
+/// HAProxy's usual `timeout http-request` 10 s; our clients are a proxy and
+/// services on the same network.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a service gives a client to send a whole request body once its
+/// head is in (a slow upload otherwise holds its connection and buffer for
+/// as long as it likes; hyper times heads, not bodies). Enforced by each
+/// service's handler, which answers 408.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections served at once; more wait in the listen backlog. Below the
+/// usual 1024 open-file limit, leaving room for the service's own files.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 900;
+
+/// What the serve loop allows a client, and how long a shutdown may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long in-flight requests get to finish after shutdown begins.
+    pub grace: Duration,
+    /// See [`DEFAULT_HEADER_TIMEOUT`]. For HTTP/1.1 it is hyper's
+    /// `header_read_timeout` (each head, and each idle wait for one); for a
+    /// connection's first request, whatever its protocol, the serve loop's
+    /// own deadline (hyper-util's protocol sniffing and HTTP/2's preface and
+    /// first HEADERS have no timeout of their own).
+    pub header_timeout: Duration,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// The defaults, with `grace` for the drain.
+    pub fn with_grace(grace: Duration) -> Self {
+        Self {
+            grace,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
 
 /// What answers a service's requests: any `Fn(Request) -> impl Future<Output =
 /// Response>` that can be shared by the connection tasks. A service maps its
@@ -52,14 +100,28 @@ where
 
 /// Serves `handler` on `listener` (HTTP/1.1 or h2c, detected per
 /// connection) until `shutdown` completes, then drains for at most `grace`
-/// and returns what `shutdown` returned.
+/// and returns what `shutdown` returned. The other [`Limits`] are the
+/// defaults; [`serve_with`] sets them.
 pub async fn serve<H: Handler, S: Future>(
     listener: TcpListener,
     handler: H,
     shutdown: S,
     grace: Duration,
 ) -> S::Output {
+    serve_with(listener, handler, shutdown, Limits::with_grace(grace)).await
+}
+
+/// [`serve`] with every limit given.
+pub async fn serve_with<H: Handler, S: Future>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: S,
+    limits: Limits,
+) -> S::Output {
     let handler = Arc::new(handler);
+    // One permit per open connection, held by its task: accepting waits for
+    // one, so the connection count never passes the cap.
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // `true` once shutdown begins; each connection task watches it. Only
     // this function sends, once.
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -72,11 +134,16 @@ pub async fn serve<H: Handler, S: Future>(
             stopped = &mut shutdown => break stopped,
             // Reap finished tasks so the set does not grow without bound.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+            accepted = accept(&listener, &permits) => match accepted {
+                Ok((stream, permit)) => {
                     let _ = stream.set_nodelay(true);
-                    tracing::trace!(%peer, "accepted");
-                    connections.spawn(connection(stream, Arc::clone(&handler), drain_rx.clone()));
+                    connections.spawn(connection(
+                        stream,
+                        Arc::clone(&handler),
+                        drain_rx.clone(),
+                        limits.header_timeout,
+                        permit,
+                    ));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -88,7 +155,7 @@ pub async fn serve<H: Handler, S: Future>(
     drop(listener);
     tracing::info!(open = connections.len(), "draining connections");
     let _ = drain_tx.send(true);
-    let drained = tokio::time::timeout(grace, async {
+    let drained = tokio::time::timeout(limits.grace, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
@@ -102,23 +169,63 @@ pub async fn serve<H: Handler, S: Future>(
     stopped
 }
 
+/// Waits for a connection permit, then for a connection.
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> std::io::Result<(TcpStream, OwnedSemaphorePermit)> {
+    // The semaphore is never closed, so this cannot fail; if it ever did,
+    // a connection without a permit is still served.
+    let permit = Arc::clone(permits).acquire_owned().await;
+    let (stream, peer) = listener.accept().await?;
+    tracing::trace!(%peer, "accepted");
+    match permit {
+        Ok(permit) => Ok((stream, permit)),
+        Err(_) => Err(std::io::Error::other("connection permits closed")),
+    }
+}
+
 /// One client connection, until it closes or the drain has finished it.
+/// `_permit` is its place under the connection cap, released on return.
 async fn connection<H: Handler>(
     stream: TcpStream,
     handler: Arc<H>,
     mut drain: watch::Receiver<bool>,
+    header_timeout: Duration,
+    _permit: OwnedSemaphorePermit,
 ) {
-    let service = service_fn(move |request| {
-        let response = handler.handle(request);
-        async move { Ok::<_, Infallible>(response.await) }
-    });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    // Notified on every request head read, whatever the protocol; the
+    // first one lifts the connection's first-head deadline.
+    let started = Arc::new(Notify::new());
+    let service = {
+        let started = Arc::clone(&started);
+        service_fn(move |request| {
+            started.notify_one();
+            let response = handler.handle(request);
+            async move { Ok::<_, Infallible>(response.await) }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let finished = tokio::select! {
-        result = conn.as_mut() => Some(result),
-        // `wait_for`'s guard is dropped here, before the next `.await`.
-        _ = drain.wait_for(|draining| *draining) => None,
+    let first_head = tokio::time::sleep(header_timeout);
+    tokio::pin!(first_head);
+    let mut head_seen = false;
+    let finished = loop {
+        tokio::select! {
+            result = conn.as_mut() => break Some(result),
+            // `wait_for`'s guard is dropped here, before the next `.await`.
+            _ = drain.wait_for(|draining| *draining) => break None,
+            () = started.notified(), if !head_seen => head_seen = true,
+            () = &mut first_head, if !head_seen => {
+                tracing::debug!("no request head within the header timeout; closing");
+                return;
+            }
+        }
     };
     let result = match finished {
         Some(result) => result,

@@ -18,6 +18,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
+use time::OffsetDateTime;
+
+use sluice_service_common::Reservation;
 
 use crate::App;
 use crate::entry::{self, JsonEntry};
@@ -122,7 +125,20 @@ async fn ingest(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::BodyTooLarge { limit });
     }
-    let body = match Limited::new(req.into_body(), limit).collect().await {
+    // Held until the batch is committed: the body, then its parsed entries.
+    // Without a Content-Length the largest allowed body is reserved.
+    let mut reserved = Reservation::default();
+    if !app
+        .uploads
+        .reserve(&mut reserved, declared.unwrap_or(limit as u64))
+    {
+        return Err(Error::Busy);
+    }
+    let timeout = app.config.body_timeout;
+    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect())
+        .await
+        .map_err(|_| Error::BodyTimeout(timeout))?;
+    let body = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             // `Limited` fails with either the transport's error or its own
@@ -143,6 +159,11 @@ async fn ingest(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
     } else {
         entry::parse_body(&body)?
     };
+    entry::check_future_skew(
+        &entries,
+        OffsetDateTime::now_utc(),
+        app.config.max_future_skew,
+    )?;
     let n = entries.len();
     if n > 0 {
         wal.commit(entries).await?;

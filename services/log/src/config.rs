@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use sluice_service_common::serve::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
+
 use crate::entry::Format;
 
 /// Default listen address.
@@ -16,6 +20,9 @@ pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_secs(2);
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
 /// Rotated files kept (`app.log.1` .. `app.log.N`).
 pub const DEFAULT_KEEP_FILES: usize = 5;
+/// Request bodies being received, parsed or committed at once, in bytes;
+/// past it, 503.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 64 << 20;
 /// Largest accepted request body; larger gets 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
 /// WAL segment size that starts a new segment.
@@ -23,6 +30,10 @@ pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
 /// Reorder buffer size above which the oldest entries are written before
 /// their window has passed (by `order::entry_cost`, an estimate of heap use).
 pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 64 << 20;
+/// How far ahead of the server's clock an entry's timestamp may be; further
+/// gets 400. NTP keeps real clocks within milliseconds; five minutes is
+/// Kerberos's classic skew allowance.
+pub const DEFAULT_MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 /// Longest accepted reorder window: entries are held in memory that long.
 pub const MAX_REORDER_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -58,6 +69,26 @@ pub struct Args {
     /// written early, before their reorder window has passed.
     #[arg(long, env = "SLUICE_LOG_MAX_BUFFERED_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES)]
     pub max_buffered_bytes: u64,
+    /// Entries stamped further than this ahead of the server's clock are
+    /// refused with 400, e.g. `5m`, `30s`, `0`.
+    #[arg(long, env = "SLUICE_LOG_MAX_FUTURE_SKEW", default_value = "5m", value_parser = parse_duration)]
+    pub max_future_skew: Duration,
+    /// How long a client has to send each request head (and to start one on
+    /// an idle connection) before it is closed, e.g. `10s`, `500ms`.
+    #[arg(long, env = "SLUICE_LOG_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a client has to send a whole request body once its head is
+    /// in; slower gets 408.
+    #[arg(long, env = "SLUICE_LOG_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Request bodies in flight at once over every connection, in bytes
+    /// (one without a Content-Length counts as --max-body-bytes); past it,
+    /// 503.
+    #[arg(long, env = "SLUICE_LOG_MAX_INFLIGHT_BODY_BYTES", default_value_t = DEFAULT_MAX_INFLIGHT_BODY_BYTES)]
+    pub max_inflight_body_bytes: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "SLUICE_LOG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// Validated runtime settings.
@@ -71,6 +102,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_buffered_bytes: u64,
     pub wal_segment_bytes: u64,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_inflight_body_bytes: u64,
+    pub max_connections: usize,
+    /// See [`DEFAULT_MAX_FUTURE_SKEW`] and `entry::check_future_skew`.
+    pub max_future_skew: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +122,14 @@ pub enum ConfigError {
     MaxBufferedBytesZero,
     #[error("--reorder-window must be at most 24h")]
     WindowTooLong,
+    #[error("--header-timeout must be positive")]
+    HeaderTimeoutZero,
+    #[error("--max-body-bytes exceeds --max-inflight-body-bytes")]
+    BodyOverInflight,
+    #[error("--body-timeout must be positive")]
+    BodyTimeoutZero,
+    #[error("--max-connections must be positive")]
+    MaxConnectionsZero,
 }
 
 impl Config {
@@ -99,6 +144,11 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_future_skew: DEFAULT_MAX_FUTURE_SKEW,
         }
     }
 
@@ -117,6 +167,19 @@ impl Config {
         }
         if self.reorder_window > MAX_REORDER_WINDOW {
             return Err(ConfigError::WindowTooLong);
+        }
+        if self.header_timeout.is_zero() {
+            return Err(ConfigError::HeaderTimeoutZero);
+        }
+        if self.body_timeout.is_zero() {
+            return Err(ConfigError::BodyTimeoutZero);
+        }
+        // The largest allowed body must fit the budget.
+        if self.max_body_bytes as u64 > self.max_inflight_body_bytes {
+            return Err(ConfigError::BodyOverInflight);
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::MaxConnectionsZero);
         }
         Ok(self)
     }
@@ -140,6 +203,11 @@ impl Args {
             max_body_bytes: self.max_body_bytes,
             max_buffered_bytes: self.max_buffered_bytes,
             wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
+            max_connections: self.max_connections,
+            max_future_skew: self.max_future_skew,
         }
         .validate()?;
         Ok((self.listen, config))
@@ -173,6 +241,12 @@ mod tests {
             "3",
             "--max-buffered-bytes",
             "4096",
+            "--header-timeout",
+            "750ms",
+            "--max-connections",
+            "7",
+            "--max-future-skew",
+            "30s",
         ])
         .unwrap();
         let (addr, c) = args.validate().unwrap();
@@ -181,6 +255,27 @@ mod tests {
         assert_eq!(c.format, Format::Json);
         assert_eq!((c.max_file_bytes, c.keep_files), (1000, 3));
         assert_eq!(c.max_buffered_bytes, 4096);
+        assert_eq!(c.header_timeout, Duration::from_millis(750));
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.max_future_skew, Duration::from_secs(30));
+        let zero = Args::try_parse_from(["sluice-log", "--header-timeout", "0s"]).unwrap();
+        assert_eq!(zero.validate().unwrap_err(), ConfigError::HeaderTimeoutZero);
+        let over = Args::try_parse_from([
+            "sluice-log",
+            "--max-body-bytes",
+            "2000",
+            "--max-inflight-body-bytes",
+            "1000",
+        ])
+        .unwrap();
+        assert_eq!(over.validate().unwrap_err(), ConfigError::BodyOverInflight);
+        let zero = Args::try_parse_from(["sluice-log", "--body-timeout", "0s"]).unwrap();
+        assert_eq!(zero.validate().unwrap_err(), ConfigError::BodyTimeoutZero);
+        let zero = Args::try_parse_from(["sluice-log", "--max-connections", "0"]).unwrap();
+        assert_eq!(
+            zero.validate().unwrap_err(),
+            ConfigError::MaxConnectionsZero
+        );
         assert_eq!(
             Config::new("/tmp/x").max_buffered_bytes,
             DEFAULT_MAX_BUFFERED_BYTES

@@ -174,6 +174,32 @@ fn validate(raw: RawEntry) -> Result<Entry, (FieldName, EntryErrorKind)> {
     })
 }
 
+/// The rule for timestamps ahead of the server's clock: an entry stamped
+/// more than `max_skew` after `now` is refused, naming the first such entry
+/// (so the batch is refused whole, before the WAL). One a skewed client
+/// clock put slightly ahead is accepted and ordered by its arrival time
+/// (`order`), and recovery orders a replayed one by the recovery time, so
+/// no accepted entry is held longer than one reorder window, live or after
+/// a restart. Entries from the past are always accepted.
+pub fn check_future_skew(
+    entries: &[Entry],
+    now: OffsetDateTime,
+    max_skew: std::time::Duration,
+) -> Result<(), IngestError> {
+    let limit = now.checked_add(time::Duration::try_from(max_skew).unwrap_or(time::Duration::MAX));
+    let Some(index) = entries
+        .iter()
+        .position(|e| limit.is_some_and(|limit| e.timestamp > limit))
+    else {
+        return Ok(());
+    };
+    Err(IngestError::Entry(EntryError {
+        index,
+        field: FieldName::Timestamp,
+        kind: EntryErrorKind::TooFarInFuture,
+    }))
+}
+
 /// Escapes `\`, LF and CR so that a message is always one line.
 pub fn escape_message(msg: &str, out: &mut String) {
     for c in msg.chars() {
@@ -307,6 +333,42 @@ mod tests {
             Err(IngestError::Entry(e)) => e,
             other => panic!("expected entry error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn timestamps_beyond_the_future_skew_are_refused() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let skew = std::time::Duration::from_secs(300);
+        let at = |offset: i64| Entry {
+            timestamp: now + time::Duration::seconds(offset),
+            level: "INFO".into(),
+            source: "s".into(),
+            message: "m".into(),
+        };
+        let far_past = Entry {
+            timestamp: OffsetDateTime::from_unix_timestamp(0).unwrap(),
+            ..at(0)
+        };
+        assert!(check_future_skew(&[far_past, at(0), at(300)], now, skew).is_ok());
+        let year_9999 =
+            one(r#"{"level":"i","timestamp":"9999-12-31T23:59:59Z","source":"a","message":"m"}"#)
+                .unwrap();
+        for (batch, index) in [(vec![at(0), at(301)], 1), (year_9999, 0)] {
+            match check_future_skew(&batch, now, skew) {
+                Err(IngestError::Entry(e)) => assert_eq!(
+                    e,
+                    EntryError {
+                        index,
+                        field: FieldName::Timestamp,
+                        kind: EntryErrorKind::TooFarInFuture
+                    }
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        // A skew too large to add to the clock refuses nothing.
+        let huge = std::time::Duration::from_secs(u64::MAX);
+        assert!(check_future_skew(&[at(1 << 30)], now, huge).is_ok());
     }
 
     #[test]

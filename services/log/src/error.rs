@@ -39,6 +39,8 @@ pub enum EntryErrorKind {
     BadCharacter,
     /// Not an RFC 3339 timestamp.
     BadTimestamp,
+    /// Further ahead of the server's clock than `--max-future-skew`.
+    TooFarInFuture,
 }
 
 impl EntryErrorKind {
@@ -50,6 +52,9 @@ impl EntryErrorKind {
             EntryErrorKind::TooLong => "too long",
             EntryErrorKind::BadCharacter => "contains ';' or a control character",
             EntryErrorKind::BadTimestamp => "not an RFC 3339 timestamp",
+            EntryErrorKind::TooFarInFuture => {
+                "further ahead of the server's clock than --max-future-skew"
+            }
         }
     }
 }
@@ -109,6 +114,11 @@ pub enum Error {
     BodyTooLarge { limit: usize },
     #[error("reading request body failed")]
     Body(#[source] hyper::Error),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// The in-flight body budget is spent; retry later.
+    #[error("too many uploads in flight; retry later")]
+    Busy,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -127,6 +137,8 @@ impl Error {
             Error::Ingest(_) | Error::Query(_) => StatusCode::BAD_REQUEST,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Body(_) => StatusCode::BAD_REQUEST,
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -183,6 +195,8 @@ mod tests {
             (Error::Ingest(IngestError::NotObjectOrArray), 400),
             (Error::Query(QueryError::BadLimit), 400),
             (Error::BodyTooLarge { limit: 1 }, 413),
+            (Error::Busy, 503),
+            (Error::BodyTimeout(std::time::Duration::from_secs(1)), 408),
             (Error::NotFound, 404),
             (Error::MethodNotAllowed, 405),
             (Error::Unavailable(Unavailable::Recovering), 503),

@@ -66,6 +66,7 @@ use std::thread;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use sluice_service_common::Limits;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
@@ -99,6 +100,8 @@ const WAL_DIR: &str = "wal";
 /// State shared by every connection.
 pub struct App {
     config: Config,
+    /// Bytes of request bodies being received, parsed or committed now.
+    uploads: sluice_service_common::BodyBudget,
     pending: SharedPending,
     stats: Arc<Stats>,
     /// Set once recovery has finished.
@@ -170,8 +173,9 @@ fn start(app: &App) -> Result<Workers, StartError> {
     {
         let mut p = app.pending.lock();
         p.visible_len = files.len();
+        let now = now_nanos();
         for item in recovered.pending {
-            p.buffer.push_recovered(item);
+            p.buffer.push_recovered(item, now);
         }
     }
     app.stats.add_recovered(replayed as u64);
@@ -258,6 +262,7 @@ pub async fn run(
             in_flight: None,
             visible_len: 0,
         })),
+        uploads: sluice_service_common::BodyBudget::new(config.max_inflight_body_bytes),
         config,
         stats: Arc::new(Stats::default()),
         wal: OnceLock::new(),
@@ -295,7 +300,12 @@ pub async fn run(
         let app = app.clone();
         move |req| api::handle(app.clone(), req)
     };
-    let started = sluice_service_common::serve(listener, handler, stopping, SHUTDOWN_GRACE).await;
+    let limits = Limits {
+        grace: SHUTDOWN_GRACE,
+        header_timeout: app.config.header_timeout,
+        max_connections: app.config.max_connections,
+    };
+    let started = sluice_service_common::serve_with(listener, handler, stopping, limits).await;
     let workers = match started {
         Some(started) => started?,
         // Shutdown during recovery: let it finish so the threads can be stopped.

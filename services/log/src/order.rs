@@ -6,7 +6,9 @@
 //! order. An entry whose timestamp is already older than the window when it
 //! arrives is "late": it goes to a FIFO and is written at the next release, in
 //! arrival order. An entry stamped in the future is keyed by its arrival time
-//! instead, so a skewed clock cannot pin it in memory.
+//! instead (for one recovered from the WAL, the recovery time), so a skewed
+//! clock cannot pin it in memory, before or after a restart; entries too far
+//! ahead are refused at ingest (`entry::check_future_skew`).
 //!
 //! Memory is bounded by a byte cap ([`ReorderBuffer::with_max_bytes`],
 //! `--max-buffered-bytes`): while the held entries cost more than the cap,
@@ -109,10 +111,13 @@ impl ReorderBuffer {
         false
     }
 
-    /// Adds an entry recovered from the WAL: never late, merged by timestamp.
-    pub fn push_recovered(&mut self, item: Sequenced) {
+    /// Adds an entry recovered from the WAL at `now_nanos` (the recovery
+    /// time): never late, merged by timestamp, and, like a live entry, one
+    /// stamped in the future is keyed by the time it (re)arrived, so a
+    /// restart cannot pin it in memory until its timestamp.
+    pub fn push_recovered(&mut self, item: Sequenced, now_nanos: i128) {
         self.bytes += entry_cost(&item.entry);
-        let key = item.entry.timestamp.unix_timestamp_nanos();
+        let key = item.entry.timestamp.unix_timestamp_nanos().min(now_nanos);
         self.heap.push(Reverse(Held { key, item }));
     }
 
@@ -261,12 +266,35 @@ mod tests {
         assert_eq!(seqs(&out), [0]);
     }
 
+    /// The same rule as a live entry's: a recovered entry stamped in the
+    /// future (a year-9999 one acknowledged before a crash) is released one
+    /// window after the recovery, not at its timestamp.
+    #[test]
+    fn recovered_future_entry_is_keyed_by_recovery_time() {
+        let mut b = ReorderBuffer::new(Duration::from_secs(2));
+        let year_9999 = Sequenced {
+            seq: 0,
+            entry: Entry {
+                timestamp: time::macros::datetime!(9999-12-31 23:59:59 UTC),
+                ..at(0, 0).entry
+            },
+        };
+        b.push_recovered(year_9999, 1000 * SEC);
+        b.push_recovered(at(1, 999), 1000 * SEC);
+        let mut out = Vec::new();
+        b.release(1001 * SEC, &mut out);
+        assert_eq!(seqs(&out), [1], "inside the window: only the older one");
+        b.release(1002 * SEC, &mut out);
+        assert_eq!(seqs(&out), [1, 0]);
+        assert!(b.is_empty());
+    }
+
     #[test]
     fn drain_all_ignores_window() {
         let mut b = ReorderBuffer::new(Duration::from_secs(3600));
         b.push(at(0, 20), 20 * SEC);
         b.push(at(1, 10), 20 * SEC);
-        b.push_recovered(at(2, 15));
+        b.push_recovered(at(2, 15), 20 * SEC);
         let mut out = Vec::new();
         b.drain_all(&mut out);
         assert_eq!(seqs(&out), [1, 2, 0]);
@@ -305,8 +333,8 @@ mod tests {
         let cost = entry_cost(&at(0, 900).entry);
         let mut b = ReorderBuffer::new(Duration::from_secs(2)).with_max_bytes(cost);
         assert!(b.push(at(0, 900), now));
-        b.push_recovered(at(1, 1000));
-        b.push_recovered(at(2, 999));
+        b.push_recovered(at(1, 1000), now);
+        b.push_recovered(at(2, 999), now);
         assert_eq!(b.bytes(), 3 * cost);
         let mut out = Vec::new();
         // Late first; then the window releases nothing and the cap one entry.

@@ -296,8 +296,9 @@ impl Flusher {
         let mut p = self.pending.lock();
         p.in_flight = None;
         // Whatever was not written goes back (it is still in the WAL too).
+        let now = now_nanos();
         for s in &batch[done..] {
-            p.buffer.push_recovered(s.clone());
+            p.buffer.push_recovered(s.clone(), now);
         }
         result
     }

@@ -252,3 +252,130 @@ fn check_contended(response: &Response, writers: usize) {
         "body does not match its content type"
     );
 }
+
+/// The real `sluice-cache` binary on a loopback port of its own choosing,
+/// killed when dropped (a failing test leaves nothing running).
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Counts the log lines read after "listening" (the pipe is drained so
+    /// the child never blocks on it).
+    pub logs: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Binary {
+    /// Starts the binary with `--listen 127.0.0.1:0 --log-format json` and
+    /// `args`, and waits for its "listening" line, which carries the address.
+    pub fn spawn(args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-cache"))
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice-cache");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr: SocketAddr = loop {
+            let line = lines
+                .next()
+                .expect("a log line before exit")
+                .expect("read stderr");
+            let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            if event["message"] == "listening" {
+                assert_eq!(event["store"], "memory");
+                break event["addr"]
+                    .as_str()
+                    .expect("addr field")
+                    .parse()
+                    .expect("addr");
+            }
+        };
+        let logs = std::thread::spawn(move || lines.map_while(Result::ok).count());
+        Self {
+            child,
+            addr,
+            logs: Some(logs),
+        }
+    }
+
+    /// Resident and peak resident memory (`VmRSS`, `VmHWM`), in bytes.
+    pub fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/<pid>/status");
+        let field = |name: &str| -> u64 {
+            let line = status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in /proc/<pid>/status"));
+            let kib: u64 = line
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .expect("a number of kB");
+            kib * 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection that sends one request at a time.
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr) -> Self {
+        Self {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes `raw` (part of a request) without reading anything.
+    pub async fn write(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).await.expect("write request");
+    }
+
+    /// Sends `raw` (one whole request, or the rest of one) and reads its
+    /// response, which must carry `Content-Length`.
+    pub async fn send(&mut self, raw: &[u8]) -> Response {
+        self.write(raw).await;
+        let read = async {
+            loop {
+                if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = parse_response(&self.buf[..end + 4]);
+                    let length: usize = head
+                        .header("content-length")
+                        .expect("content-length")
+                        .parse()
+                        .expect("a length");
+                    if self.buf.len() >= end + 4 + length {
+                        let rest = self.buf.split_off(end + 4 + length);
+                        let whole = std::mem::replace(&mut self.buf, rest);
+                        return parse_response(&whole);
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                let n = self.stream.read(&mut chunk).await.expect("read response");
+                assert!(n > 0, "closed before a whole response");
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("response within 30 s")
+    }
+}

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::serve;
+use super::{Limits, serve_with};
 
 /// Long enough never to elapse in a test: a test that needs it hangs.
 const NEVER: Duration = Duration::from_secs(3600);
@@ -32,6 +32,10 @@ struct Server {
 }
 
 async fn start(grace: Duration) -> Server {
+    start_with(Limits::with_grace(grace)).await
+}
+
+async fn start_with(limits: Limits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (started_tx, started) = mpsc::unbounded_channel();
@@ -60,7 +64,7 @@ async fn start(grace: Duration) -> Server {
         let _ = stopped.await;
         "stopped"
     };
-    let task = tokio::spawn(serve(listener, handler, shutdown, grace));
+    let task = tokio::spawn(serve_with(listener, handler, shutdown, limits));
     Server {
         addr,
         started,
@@ -188,4 +192,105 @@ async fn serves_h2c_with_prior_knowledge() {
     drop(client);
     server.stop.send(()).unwrap();
     assert_eq!(server.task.await.unwrap(), "stopped");
+}
+
+/// A short header timeout for the slowloris tests; `HANG_GUARD` is only
+/// there so a broken timeout fails the test instead of hanging it.
+const SHORT: Duration = Duration::from_millis(200);
+const HANG_GUARD: Duration = Duration::from_secs(30);
+
+fn short_header_timeout() -> Limits {
+    Limits {
+        header_timeout: SHORT,
+        ..Limits::with_grace(NEVER)
+    }
+}
+
+/// What the server sends before it closes a connection on which `sent`
+/// was written; panics if it never closes.
+async fn closed_after(addr: SocketAddr, sent: &[u8]) -> Vec<u8> {
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(sent).await.unwrap();
+    tokio::time::timeout(HANG_GUARD, read_to_close(&mut client))
+        .await
+        .expect("the server closes the connection")
+}
+
+/// Slowloris: a head that never ends, no bytes at all, a partial HTTP/2
+/// preface, and a preface with no request after it are all closed once the
+/// header timeout passes, with nothing sent back but (at most) a 408.
+#[tokio::test]
+async fn a_request_head_that_never_completes_is_closed() {
+    let server = start_with(short_header_timeout()).await;
+    for sent in [
+        &b"GET / HTTP/1.1\r\nhost: test\r\nx-slow: 1\r\n"[..],
+        b"",
+        b"PRI * HTTP/2.0\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
+    ] {
+        let answer = closed_after(server.addr, sent).await;
+        let text = String::from_utf8_lossy(&answer);
+        let h2_settings_only = answer.len() >= 9 && answer[3] == 4;
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408") || h2_settings_only,
+            "{sent:?} got {text:?}"
+        );
+    }
+    // The server still answers a client that sends its head at once.
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    send(&mut client, "/").await;
+    let (head, _) = read_response(&mut client).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+}
+
+/// A keep-alive connection is held to the timeout for every head, not only
+/// the first: after one answered request, a trickled second head is closed.
+#[tokio::test]
+async fn a_second_head_that_never_completes_is_closed() {
+    let server = start_with(short_header_timeout()).await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    send(&mut client, "/").await;
+    let (head, _) = read_response(&mut client).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let rest = tokio::time::timeout(HANG_GUARD, read_to_close(&mut client))
+        .await
+        .expect("the server closes the connection");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text:?}"
+    );
+}
+
+/// Past `max_connections` a new connection is not served until one of the
+/// open ones closes: it waits (in the backlog), it is not refused.
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_a_free_slot() {
+    let mut server = start_with(Limits {
+        max_connections: 1,
+        ..Limits::with_grace(NEVER)
+    })
+    .await;
+    let mut first = TcpStream::connect(server.addr).await.unwrap();
+    send(&mut first, "/slow").await;
+    server.started.recv().await.unwrap();
+    let mut second = TcpStream::connect(server.addr).await.unwrap();
+    send(&mut second, "/slow").await;
+    // The second is not served while the first holds the only slot: the
+    // first's answer comes, and only then does the second's request start.
+    server.release.notify_one();
+    let (head, body) = read_response(&mut first).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, "slow");
+    assert!(
+        server.started.try_recv().is_err(),
+        "second served while the first was open"
+    );
+    drop(first);
+    server.started.recv().await.unwrap();
+    server.release.notify_one();
+    let (head, body) = read_response(&mut second).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, "slow");
 }
