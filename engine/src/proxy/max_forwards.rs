@@ -25,7 +25,14 @@ pub fn apply<B>(req: &mut Request<B>) -> Option<Response<RespBody>> {
         return None;
     }
     let value = req.headers().get(header::MAX_FORWARDS)?;
-    let n: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    // `1*DIGIT` (§7.6.2): not `+0` or a list, which `u64::from_str` would
+    // take or refuse; all digits fail to parse only past u64, which is "more
+    // than MAX" all the same.
+    let text = value.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = text.parse().unwrap_or(u64::MAX);
     if n > 0 {
         req.headers_mut()
             .insert(header::MAX_FORWARDS, HeaderValue::from((n - 1).min(MAX)));
@@ -78,8 +85,14 @@ mod tests {
         let mut r = req(Method::GET, Some("0"));
         assert!(apply(&mut r).is_none());
         assert_eq!(r.headers()[header::MAX_FORWARDS], "0");
-        let mut r = req(Method::OPTIONS, Some("x"));
+        let mut r = req(Method::OPTIONS, Some("99999999999999999999999"));
         assert!(apply(&mut r).is_none());
+        assert_eq!(r.headers()[header::MAX_FORWARDS], "255");
+        for bad in ["x", "+0", "5, 3", ""] {
+            let mut r = req(Method::OPTIONS, Some(bad));
+            assert!(apply(&mut r).is_none(), "{bad:?}");
+            assert_eq!(r.headers()[header::MAX_FORWARDS], bad, "left alone");
+        }
         assert!(apply(&mut req(Method::OPTIONS, None)).is_none());
     }
 }
