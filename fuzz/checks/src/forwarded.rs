@@ -18,9 +18,8 @@
 
 use arbitrary::{Result, Unstructured};
 use http::header::{HeaderMap, HeaderValue};
-use sluice::addr::{ClientAddr, ClientStrings};
 use sluice::proxy::headers::{FORWARDED, Inbound, X_FORWARDED_FOR, inbound};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 
 /// Pieces a hostile or sloppy previous hop (or client) puts in a chain.
 const PIECES: &[&[u8]] = &[
@@ -86,12 +85,7 @@ fn field(u: &mut Unstructured<'_>, dict: &[&[u8]], max: usize) -> Result<Option<
 fn one(u: &mut Unstructured<'_>) -> Result<()> {
     let trust: bool = u.arbitrary()?;
     let proto = if u.arbitrary()? { "https" } else { "http" };
-    let ip = if u.arbitrary()? {
-        IpAddr::V6(Ipv6Addr::from(u.arbitrary::<[u8; 16]>()?))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(u.arbitrary::<[u8; 4]>()?))
-    };
-    let client = ClientStrings::new(ClientAddr(SocketAddr::new(ip, u.arbitrary()?)));
+    let (ip, client) = crate::client(u)?;
     let host = if u.arbitrary()? {
         field(u, HOSTS, 2)?
     } else {

@@ -17,12 +17,10 @@
 
 use arbitrary::{Result, Unstructured};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use sluice::addr::{ClientAddr, ClientStrings};
 use sluice::proxy::headers::{
     FORWARDED, Inbound, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, inbound, outbound,
     strip_hop_by_hop,
 };
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 const NAMES: &[&str] = &[
     "connection",
@@ -120,12 +118,7 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
     let keep_upgrade: bool = u.arbitrary()?;
     let trust: bool = u.arbitrary()?;
     let proto = if u.arbitrary()? { "https" } else { "http" };
-    let ip = if u.arbitrary()? {
-        IpAddr::V6(Ipv6Addr::from(u.arbitrary::<[u8; 16]>()?))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(u.arbitrary::<[u8; 4]>()?))
-    };
-    let client = ClientStrings::new(ClientAddr(SocketAddr::new(ip, u.arbitrary()?)));
+    let (ip, client) = crate::client(u)?;
     let host = if u.arbitrary()? { value(u)? } else { None };
     let via = value(u)?.unwrap_or(HeaderValue::from_static("1.1 sluice"));
 

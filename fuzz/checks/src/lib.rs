@@ -37,3 +37,18 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("compress_accept_encoding", compress_accept_encoding::check),
     ("connection", connection::check),
 ];
+
+/// A client address, IPv4 or IPv6, and its header strings, as the header
+/// targets draw it from their input.
+fn client(
+    u: &mut arbitrary::Unstructured<'_>,
+) -> arbitrary::Result<(std::net::IpAddr, sluice::addr::ClientStrings)> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let ip = if u.arbitrary()? {
+        IpAddr::V6(Ipv6Addr::from(u.arbitrary::<[u8; 16]>()?))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(u.arbitrary::<[u8; 4]>()?))
+    };
+    let addr = sluice::addr::ClientAddr(SocketAddr::new(ip, u.arbitrary()?));
+    Ok((ip, sluice::addr::ClientStrings::new(addr)))
+}
