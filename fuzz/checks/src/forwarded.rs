@@ -207,6 +207,15 @@ pub fn parse_forwarded(s: &[u8]) -> Option<Vec<Element>> {
         while !after_semicolon && i < s.len() && (s[i] == b' ' || s[i] == b'\t') {
             i += 1;
         }
+        // An element may end with `;`, and OWS may follow it before a comma.
+        if after_semicolon && matches!(s.get(i), Some(b' ' | b'\t')) {
+            while i < s.len() && (s[i] == b' ' || s[i] == b'\t') {
+                i += 1;
+            }
+            if i < s.len() && s[i] != b',' {
+                return None;
+            }
+        }
         after_semicolon = false;
         if i < s.len() && s[i] != b',' && s[i] != b';' {
             let name = token(&mut i)?;
