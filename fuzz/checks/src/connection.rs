@@ -30,7 +30,10 @@
 //! runtime's IO driver have been polled `QUIET` times in a row without a
 //! byte moving), which is where every response the proxy owes must be out;
 //! then after the client half-closes, when the connection must end within
-//! `CLOSE_WITHIN`. (Paused time would need tokio's `test-util` feature as a
+//! `CLOSE_WITHIN`. (Loopback hands a written byte to the peer's socket
+//! within the writing syscall, so it shows at the next poll of the IO
+//! driver. Were a loaded kernel to defer one past `QUIET` polls, the report
+//! would be a false "after EOF" or a missing answer, not a missed bug.) (Paused time would need tokio's `test-util` feature as a
 //! normal dependency of a workspace member, which would reach release
 //! builds.)
 //!
