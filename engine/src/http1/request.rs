@@ -399,6 +399,4 @@ impl Facts {
 }
 
 #[cfg(test)]
-mod fuzz_seeds;
-#[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //! byte. (The request head our client writes is `http1::write`'s.)
 
 use super::framing::{ConnectionOptions, Framing, parse_length, tokens, trim};
+use crate::error::ErrorKind;
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use std::fmt;
@@ -33,6 +34,21 @@ pub enum HeadError {
     BadVersion,
     BadStatus,
     BadContentLength,
+}
+
+impl HeadError {
+    /// What the client is told: whatever is wrong with a response head, the
+    /// backend sent it, so it is a 502 and counts against the backend.
+    pub const fn kind(self) -> ErrorKind {
+        match self {
+            HeadError::Malformed
+            | HeadError::TooLarge
+            | HeadError::TooManyHeaders
+            | HeadError::BadVersion
+            | HeadError::BadStatus
+            | HeadError::BadContentLength => ErrorKind::UpstreamProtocol,
+        }
+    }
 }
 
 impl fmt::Display for HeadError {

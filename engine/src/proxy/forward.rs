@@ -244,6 +244,14 @@ pub fn shape_request(
                     .unwrap_or_else(|| PathAndQuery::from_static("/"));
                 parts.uri = Uri::from(pq);
             }
+            // HTTP/1.0 may leave Host out, HTTP/1.1 must send one (RFC 9112
+            // §3.2): the backend's address, as `:authority` below (found by
+            // fuzz/connection).
+            if !parts.headers.contains_key(header::HOST) {
+                let addr =
+                    HeaderValue::try_from(backend.addr.to_string()).map_err(|e| bad(e.into()))?;
+                parts.headers.insert(header::HOST, addr);
+            }
         }
         UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
             parts.version = Version::HTTP_2;

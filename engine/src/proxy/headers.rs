@@ -174,7 +174,14 @@ pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
         }
     }
     if ctx.trust_forwarded && headers.contains_key(&FORWARDED) {
-        let list = join(headers.get_all(&FORWARDED), &element);
+        // Only the lines that are RFC 7239: after an open quote, our element
+        // would be inside the previous hop's value, and the backend would not
+        // see the client (found by fuzz/forwarded).
+        let valid = headers
+            .get_all(&FORWARDED)
+            .iter()
+            .filter(|v| is_forwarded_list(v.as_bytes()));
+        let list = join(valid, &element);
         set(headers, FORWARDED, list);
     } else {
         set(headers, FORWARDED, element);
@@ -184,7 +191,7 @@ pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
 }
 
 /// `a, b` from every line of a list header, then `last`.
-fn join(values: http::header::GetAll<'_, HeaderValue>, last: &str) -> String {
+fn join<'a>(values: impl IntoIterator<Item = &'a HeaderValue>, last: &str) -> String {
     let mut out = String::new();
     for v in values {
         if let Ok(s) = v.to_str() {
@@ -232,6 +239,65 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
         headers.insert(name, v);
     } else {
         headers.remove(name);
+    }
+}
+
+/// A `Forwarded` field line in RFC 7239 §4 syntax, visible ASCII only:
+/// `1#forwarded-element`, an element `[pair] *(";" [pair])` with at least
+/// one pair, a pair `token "=" (token / quoted-string)`, OWS only around
+/// the commas.
+fn is_forwarded_list(v: &[u8]) -> bool {
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    let text = |b: &u8| *b == b'\t' || (b' '..=b'~').contains(b);
+    let ows = |i: &mut usize| {
+        while matches!(v.get(*i), Some(b' ' | b'\t')) {
+            *i += 1;
+        }
+    };
+    let token = |i: &mut usize| {
+        let start = *i;
+        while v.get(*i).is_some_and(tchar) {
+            *i += 1;
+        }
+        *i > start
+    };
+    let (mut i, mut pairs) = (0, 0);
+    loop {
+        ows(&mut i);
+        loop {
+            if v.get(i).is_some_and(tchar) {
+                token(&mut i);
+                if v.get(i) != Some(&b'=') {
+                    return false;
+                }
+                i += 1;
+                if v.get(i) == Some(&b'"') {
+                    i += 1;
+                    loop {
+                        match v.get(i) {
+                            Some(b'"') => break,
+                            Some(b'\\') if v.get(i + 1).is_some_and(text) => i += 2,
+                            Some(b) if *b != b'\\' && text(b) => i += 1,
+                            _ => return false,
+                        }
+                    }
+                    i += 1;
+                } else if !token(&mut i) {
+                    return false;
+                }
+                pairs += 1;
+            }
+            if v.get(i) != Some(&b';') {
+                break;
+            }
+            i += 1;
+        }
+        ows(&mut i);
+        match v.get(i) {
+            None => return pairs > 0,
+            Some(b',') => i += 1,
+            Some(_) => return false,
+        }
     }
 }
 
@@ -387,6 +453,42 @@ mod tests {
         assert_eq!(h["forwarded"], "for=1.1.1.1, for=10.1.2.3;proto=http");
         let vias: Vec<_> = h.get_all("via").iter().collect();
         assert_eq!(vias, ["1.0 fred", "1.1 sluice"]);
+    }
+
+    #[test]
+    fn trusted_forwarded_lines_that_are_not_rfc_7239_are_dropped() {
+        let via = HeaderValue::from_static("1.1 sluice");
+        let mut h = map(&[
+            ("forwarded", "for=1.1.1.1;proto=https"),
+            // An open quote: appended to, it would swallow our element.
+            ("forwarded", "for=\"6.6.6.6, "),
+            ("forwarded", "for=unknown \\, by=x"),
+            (
+                "forwarded",
+                "for=\"[2001:db8::1]:80\", for=_a;by=\"a\\\"b\"",
+            ),
+        ]);
+        inbound(&mut h, &ctx(true, None, &via));
+        assert_eq!(
+            h["forwarded"],
+            "for=1.1.1.1;proto=https, for=\"[2001:db8::1]:80\", for=_a;by=\"a\\\"b\", \
+             for=10.1.2.3;proto=http"
+        );
+        for bad in [
+            "",
+            " , ",
+            "for",
+            "for=",
+            "for=a; by=b",
+            "for=a b",
+            "for=\"a\\\"",
+            ";",
+        ] {
+            assert!(!is_forwarded_list(bad.as_bytes()), "{bad:?}");
+        }
+        for good in ["for=a", "for=a;;by=b , for=\"\"", "for=a;", ", for=a ,"] {
+            assert!(is_forwarded_list(good.as_bytes()), "{good:?}");
+        }
     }
 
     #[test]

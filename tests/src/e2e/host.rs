@@ -89,3 +89,22 @@ async fn hosts_that_are_not_host_port_get_400_and_reach_no_backend() {
     }
     assert_eq!(a.request_count() + b.request_count(), 0);
 }
+
+/// HTTP/1.0 may leave Host out; what the backend gets is HTTP/1.1, which
+/// must carry one (RFC 9112 §3.2): the backend's address, as HTTP/2's
+/// `:authority` gets (found by fuzz/connection).
+#[tokio::test]
+async fn an_http10_request_without_host_reaches_the_backend_with_one() {
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
+    let proxy = Proxy::start(&config(&[origin.addr()])).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(b"GET /old HTTP/1.0\r\n\r\n").await;
+    let resp = raw.read_response().await;
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    let seen = origin.last_request();
+    let hosts: Vec<_> = seen.headers.get_all("host").iter().collect();
+    assert_eq!(hosts, [origin.addr().to_string().as_str()]);
+}

@@ -354,7 +354,7 @@ impl Exchange {
                         return Poll::Ready(Ok(h));
                     }
                     Ok(None) => {}
-                    Err(e) => return Poll::Ready(Err(self.fail(ErrorKind::UpstreamProtocol, e))),
+                    Err(e) => return Poll::Ready(Err(self.fail(e.kind(), e))),
                 }
             }
             match ready!(conn.poll_read_more(cx, HEAD_READ)) {

@@ -1,0 +1,9 @@
+//! Fuzz target `connection`: what it feeds and asserts, and what it defends
+//! against, is `sluice_fuzz_checks::connection` (`fuzz/checks/src/connection.rs`), which
+//! `cargo test` also runs on the committed seeds and regressions.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| sluice_fuzz_checks::connection::check(data));
