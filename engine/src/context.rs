@@ -4,6 +4,7 @@
 //! them; neither module imports the other for them.
 
 use crate::addr::{ClientAddr, ClientStrings};
+use crate::interim::InterimQueue;
 use crate::state::Shared;
 use crate::upstream::pool::Pool;
 use std::sync::Arc;
@@ -25,6 +26,9 @@ pub struct ConnCtx {
     pub client_strings: Arc<ClientStrings>,
     /// `http` or `https`.
     pub proto: &'static str,
+    /// Where the backend's 1xx go on their way to this connection's
+    /// current HTTP/1.1 request (`crate::interim`).
+    pub interim: InterimQueue,
 }
 
 impl ConnCtx {
@@ -45,6 +49,7 @@ impl ConnCtx {
             client,
             client_strings,
             proto,
+            interim: InterimQueue::default(),
         }
     }
 }

@@ -42,6 +42,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod http1;
+pub mod interim;
 pub mod lifecycle;
 pub mod proxy;
 pub mod server;

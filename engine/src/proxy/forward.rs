@@ -8,6 +8,7 @@ use super::retry;
 use crate::body::{BackendClock, Phase, Progress, ReqBody};
 use crate::config::{Timeouts, UpstreamProtocol};
 use crate::error::{ErrorKind, ProxyError, Retry, Side};
+use crate::interim::InterimQueue;
 use crate::upstream::h1::{self, H1Conn};
 use crate::upstream::pool::{H2Checkout, H2Sender, Pool};
 use crate::upstream::{Backend, Group, connect};
@@ -109,6 +110,7 @@ async fn dial_h2(
 /// reads of its body (else a 408, its fault), the backend gets
 /// `upstream_response` whenever it has the next move, and above all once
 /// the request is all sent (else a 504, its fault); see [`crate::body`].
+/// An HTTP/1.1 backend's 1xx go to `interim`, the client connection's queue.
 pub async fn send(
     conn: Conn,
     req: Request<ReqBody>,
@@ -116,6 +118,7 @@ pub async fn send(
     group: &Group,
     backend: &Backend,
     timeouts: &Timeouts,
+    interim: &InterimQueue,
 ) -> Result<Response<Upstream>, ProxyError> {
     let timeout = timeouts.upstream_response;
     let (parts, body) = req.into_parts();
@@ -128,7 +131,7 @@ pub async fn send(
             Ok(resp.map(Upstream::Hyper))
         }
         Conn::H1 { mut conn, reused } => {
-            let first = h1::exchange(&mut conn, &parts, body, timeout).await;
+            let first = h1::exchange(&mut conn, &parts, body, timeout, Some(interim)).await;
             let answer = match first {
                 Ok(answer) => answer,
                 // The idle-close race: a reused connection the backend closed
@@ -145,7 +148,7 @@ pub async fn send(
                     tracing::debug!(backend = %backend.addr, error = %failed.error, "replaying on a fresh connection");
                     let body = failed.body.unwrap_or(ReqBody::Empty);
                     conn = Box::pin(dial_h1(group, backend, timeouts)).await?;
-                    h1::exchange(&mut conn, &parts, body, timeout)
+                    h1::exchange(&mut conn, &parts, body, timeout, Some(interim))
                         .await
                         .map_err(|f| f.error)?
                 }

@@ -22,7 +22,6 @@ pub mod body;
 pub mod compress;
 pub mod forward;
 pub mod headers;
-pub mod interim;
 pub mod max_forwards;
 pub mod respond;
 pub mod retry;
@@ -169,6 +168,7 @@ async fn proxy(
         group,
         &backend,
         &state.timeouts,
+        &conn.interim,
     )
     .await
     .inspect_err(|e| forward::record_failure(group, &backend, e))?;

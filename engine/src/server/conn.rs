@@ -251,6 +251,7 @@ where
         &mut io,
         bytes,
         &builder.h1,
+        &ctx.interim,
         &mut service,
         deadline,
         &builder.idle,
@@ -281,7 +282,14 @@ where
     } else {
         let service = |req| h1_request(&ctx, req);
         let mut first = BytesMut::new();
-        let served = h1::serve(&mut io, &mut first, &builder.h1, service, &builder.idle);
+        let served = h1::serve(
+            &mut io,
+            &mut first,
+            &builder.h1,
+            &ctx.interim,
+            service,
+            &builder.idle,
+        );
         match served.await {
             Ok(None) => {}
             Ok(Some(upgrade)) => upgrade.hand_over(io),

@@ -31,7 +31,7 @@ use crate::http1::framing::{Framing, response_framing};
 use crate::http1::request::{self, ParseError, RequestHead};
 use crate::http1::upgrade::{self, Upgraded};
 use crate::http1::write::{self, ConnHeader, WriteBuf};
-use crate::proxy::interim::{self, InterimReceiver};
+use crate::interim::{InterimQueue, InterimReceiver};
 use crate::proxy::respond;
 use crate::server::idle::IdleClock;
 use bytes::{Bytes, BytesMut};
@@ -138,6 +138,7 @@ pub fn serve<I, S, F, B>(
     io: &mut I,
     initial: &mut BytesMut,
     settings: &Settings,
+    interim: &InterimQueue,
     mut service: S,
     idle: &IdleClock,
 ) -> impl Future<Output = Result<Option<Upgrade>, ConnError>>
@@ -161,7 +162,17 @@ where
                 }
             }
             let rbuf = std::mem::take(initial);
-            match Box::pin(busy(io, rbuf, settings, &mut service, deadline, idle)).await? {
+            match Box::pin(busy(
+                io,
+                rbuf,
+                settings,
+                interim,
+                &mut service,
+                deadline,
+                idle,
+            ))
+            .await?
+            {
                 Busy::Idle => {}
                 Busy::Closed => return Ok(None),
                 Busy::Upgrade(u) => return Ok(Some(u)),
@@ -200,6 +211,7 @@ pub fn busy<'a, I, S, F, B>(
     io: &'a mut I,
     rbuf: BytesMut,
     settings: &'a Settings,
+    interim: &'a InterimQueue,
     service: &'a mut S,
     deadline: Instant,
     idle: &'a IdleClock,
@@ -216,6 +228,7 @@ where
         rbuf,
         wbuf: WriteBuf::default(),
         settings,
+        interim,
     };
     conn.busy(service, deadline, idle)
 }
@@ -250,6 +263,7 @@ enum Outcome {
 fn request(
     head: RequestHead,
     limits: &Limits,
+    interim: &InterimQueue,
 ) -> (
     Request<RequestBody>,
     Exchange,
@@ -278,11 +292,7 @@ fn request(
         tx
     });
     // No 1xx to an HTTP/1.0 client (RFC 9110 §15.2).
-    let interim = (head.version == Version::HTTP_11).then(|| {
-        let (tx, rx) = interim::channel();
-        req.extensions_mut().insert(tx);
-        rx
-    });
+    let interim = (head.version == Version::HTTP_11).then(|| interim.open());
     let ex = Exchange {
         interim,
         cont: if head.expect_continue && sender.is_some() {
@@ -304,6 +314,8 @@ struct Conn<'a, I> {
     rbuf: BytesMut,
     wbuf: WriteBuf,
     settings: &'a Settings,
+    /// The connection's 1xx queue, opened per HTTP/1.1 request.
+    interim: &'a InterimQueue,
 }
 
 /// One request/response exchange's view of the request body.
@@ -364,7 +376,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
             };
             // A function, so that the head is gone from this future's state
             // while the exchange runs.
-            let (req, ex, upgrade, info) = request(head, &self.settings.limits);
+            let (req, ex, upgrade, info) = request(head, &self.settings.limits, self.interim);
             match self.exchange(service(req), ex, upgrade, info, idle).await? {
                 // Pipelined bytes: the next head is already (partly) here.
                 Outcome::KeepAlive if !self.rbuf.is_empty() => {}

@@ -102,13 +102,14 @@ async fn the_task_of_an_idle_connection_stays_small() {
     assert!(size <= 152, "an idle connection's future is {size} bytes");
 }
 
-/// Its `Arc<ConnCtx>`: 64 bytes and the `Arc`'s counts fill an 80-byte
+/// Its `Arc<ConnCtx>`: 72 bytes and the `Arc`'s counts fill a 96-byte
 /// allocator class (it was 136 bytes in a 160-byte class, and three more
-/// allocations for the client's strings, now shared by address).
+/// allocations for the client's strings, now shared by address; 64 until
+/// the connection's 1xx queue moved here from a per-request allocation).
 #[test]
 fn the_connection_context_stays_small() {
     let size = std::mem::size_of::<ConnCtx>();
-    assert!(size <= 64, "ConnCtx is {size} bytes");
+    assert!(size <= 72, "ConnCtx is {size} bytes");
 }
 
 #[tokio::test(start_paused = true)]

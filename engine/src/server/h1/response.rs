@@ -1,5 +1,5 @@
 //! Writing on a busy HTTP/1.1 connection: the backend's 1xx responses
-//! (`proxy::interim`), the service's response (head, then the body with its
+//! (`crate::interim`), the service's response (head, then the body with its
 //! framing, while the request body may still be read), a refusal made by
 //! `proxy::respond`, flushes, and the close.
 
@@ -25,9 +25,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
                     return;
                 }
             }
-            let Poll::Ready(Some(i)) = rx.poll_recv(cx) else {
+            let Poll::Ready(Some(mut i)) = rx.poll_recv(cx) else {
                 break;
             };
+            crate::proxy::headers::strip_hop_by_hop(&mut i.headers, false);
             write::encode_head(
                 &mut self.wbuf.buf,
                 i.status,

@@ -82,6 +82,7 @@ where
             &mut server,
             &mut BytesMut::new(),
             &settings,
+            &InterimQueue::default(),
             service,
             &conn_idle,
         )
@@ -495,6 +496,7 @@ async fn a_busy_period_ends_with_its_last_request_and_takes_the_buffers_along() 
         rbuf: BytesMut::from(pipelined),
         wbuf: WriteBuf::default(),
         settings: &s,
+        interim: &InterimQueue::default(),
     };
     let mut service = echo();
     let deadline = Instant::now() + s.header_timeout;
@@ -513,10 +515,12 @@ fn the_connection_future_stays_small() {
     let s = settings();
     let idle = IdleClock::new(s.header_timeout);
     let mut first = BytesMut::new();
+    let queue = InterimQueue::default();
     let fut = serve(
         &mut server,
         &mut first,
         &s,
+        &queue,
         |_req: Request<RequestBody>| async {
             Response::new(crate::proxy::body::RespBody::Full(None))
         },

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! exchange: encode the head (http1::write) → write it and stream the body while
-//!           watching for the response → parse the response head (http1::response; 1xx → proxy::interim)
+//!           watching for the response → parse the response head (http1::response; 1xx → crate::interim)
 //!   → ResponseBody: decode frames from the read buffer as the client takes
 //!     them (http1::decode) → at the body's end, back to the pool
 //! ```
@@ -24,7 +24,7 @@ use crate::http1::framing::{Framing, request_framing};
 use crate::http1::response::{self, ResponseHead};
 use crate::http1::upgrade::Upgraded;
 use crate::http1::write::{self, WriteBuf};
-use crate::proxy::interim::InterimSender;
+use crate::interim::InterimQueue;
 use crate::upstream::connect::UpstreamIo;
 use crate::upstream::pool::Pool;
 use bytes::{Bytes, BytesMut};
@@ -120,17 +120,19 @@ pub struct Answer {
 /// The backend gets `limit` for each stretch in which it has the next move
 /// (taking the request, then answering it), else a 504; time spent waiting
 /// on the client's body is not counted against it ([`BackendClock`]).
+/// The backend's 1xx go to `interim` (the client connection's queue).
 pub async fn exchange(
     conn: &mut H1Conn,
     parts: &request::Parts,
     body: ReqBody,
     limit: Duration,
+    interim: Option<&InterimQueue>,
 ) -> Result<Answer, Failed> {
     let mut ex = Exchange {
         upload: Upload::new(parts, body),
         head_request: parts.method == Method::HEAD,
         received: false,
-        interim: parts.extensions.get::<InterimSender>().cloned(),
+        interim,
     };
     let mut clock = pin!(BackendClock::new(limit));
     let head = poll_fn(|cx| {
@@ -311,16 +313,16 @@ impl Upload {
     }
 }
 
-struct Exchange {
+struct Exchange<'a> {
     upload: Upload,
     head_request: bool,
     /// Some response bytes arrived.
     received: bool,
     /// Where 1xx responses go (an HTTP/1.1 client's connection).
-    interim: Option<InterimSender>,
+    interim: Option<&'a InterimQueue>,
 }
 
-impl Exchange {
+impl Exchange<'_> {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
@@ -337,7 +339,7 @@ impl Exchange {
             if !conn.rbuf.is_empty() {
                 match response::parse_response(&mut conn.rbuf, self.head_request) {
                     // Interim responses go to the client that can take them
-                    // (proxy::interim says which).
+                    // (crate::interim says which).
                     Ok(Some(h))
                         if h.status.is_informational()
                             && h.status != StatusCode::SWITCHING_PROTOCOLS =>

@@ -56,7 +56,7 @@ async fn backend(replies: Vec<&'static [u8]>) -> (SocketAddr, JoinHandle<Vec<u8>
 async fn answered(replies: Vec<&'static [u8]>) -> (H1Conn, Answer) {
     let (addr, _seen) = backend(replies).await;
     let mut c = conn(addr).await;
-    let answer = exchange(&mut c, &get("/"), ReqBody::Empty, LIMIT)
+    let answer = exchange(&mut c, &get("/"), ReqBody::Empty, LIMIT, None)
         .await
         .unwrap();
     (c, answer)
@@ -103,7 +103,7 @@ async fn sized_response_and_the_connection_goes_back() {
     let pool = pool();
     let mut c = conn(addr).await;
     let parts = get("/a?b=c");
-    let answer = exchange(&mut c, &parts, ReqBody::Empty, LIMIT)
+    let answer = exchange(&mut c, &parts, ReqBody::Empty, LIMIT, None)
         .await
         .unwrap();
     assert_eq!(answer.head.status, StatusCode::OK);
@@ -115,7 +115,7 @@ async fn sized_response_and_the_connection_goes_back() {
 
     // The same connection carries the next request.
     let mut c = pool.take_h1(7).expect("pooled connection");
-    let answer = exchange(&mut c, &get("/second"), ReqBody::Empty, LIMIT)
+    let answer = exchange(&mut c, &get("/second"), ReqBody::Empty, LIMIT, None)
         .await
         .unwrap();
     assert_eq!(answer.head.status, StatusCode::NOT_FOUND);
@@ -172,7 +172,7 @@ async fn head_response_has_no_body_whatever_its_length() {
     let mut c = conn(addr).await;
     let mut parts = get("/");
     parts.method = Method::HEAD;
-    let answer = exchange(&mut c, &parts, ReqBody::Empty, LIMIT)
+    let answer = exchange(&mut c, &parts, ReqBody::Empty, LIMIT, None)
         .await
         .unwrap();
     assert_eq!(answer.head.headers[header::CONTENT_LENGTH], "1000");
@@ -186,7 +186,7 @@ async fn closed_before_answering_may_have_been_sent_and_replays_only_if_idempote
     use crate::proxy::retry::replay_on_fresh_connection as replay;
     let (addr, _seen) = backend(vec![b""]).await;
     let mut c = conn(addr).await;
-    let failed = exchange(&mut c, &get("/"), ReqBody::Empty, LIMIT)
+    let failed = exchange(&mut c, &get("/"), ReqBody::Empty, LIMIT, None)
         .await
         .unwrap_err();
     assert_eq!(failed.error.kind(), ErrorKind::UpstreamReset);
@@ -203,7 +203,7 @@ async fn closed_before_answering_may_have_been_sent_and_replays_only_if_idempote
 async fn garbage_is_a_protocol_error_and_partial_body_is_closed() {
     let (addr, _seen) = backend(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
     let mut c = conn(addr).await;
-    let failed = exchange(&mut c, &get("/"), ReqBody::Empty, LIMIT)
+    let failed = exchange(&mut c, &get("/"), ReqBody::Empty, LIMIT, None)
         .await
         .unwrap_err();
     assert_eq!(failed.error.kind(), ErrorKind::UpstreamProtocol);
@@ -327,7 +327,7 @@ async fn request_body_keeps_streaming_after_an_early_answer() {
     parts
         .headers
         .insert(header::HOST, HeaderValue::from_static("backend"));
-    let answer = exchange(&mut c, &parts, ReqBody::H1(rx), LIMIT)
+    let answer = exchange(&mut c, &parts, ReqBody::H1(rx), LIMIT, None)
         .await
         .unwrap();
     assert_eq!(answer.head.status, StatusCode::OK);
@@ -410,7 +410,7 @@ async fn a_backend_closing_while_the_client_is_awaited_is_not_blamed() {
             std::future::pending::<()>().await
         };
         let failed = tokio::select! {
-            f = exchange(&mut c, &parts, body, LIMIT) => f.unwrap_err(),
+            f = exchange(&mut c, &parts, body, LIMIT, None) => f.unwrap_err(),
             () = client => unreachable!(),
         };
         assert_eq!(failed.error.kind(), kind, "after {sent:?}");
