@@ -112,6 +112,26 @@ async fn assert_unblamed(proxy: &Proxy, backend: SocketAddr) {
     assert_eq!(r.text(), "ok");
 }
 
+/// The status and reason of the answer on `raw`; after a 408 the connection
+/// must close (RFC 9110 §15.5.9: the rest of the body may still come), so
+/// `close` is sent and EOF follows.
+async fn h1_answer(mut raw: RawConn) -> (u16, String) {
+    let r = raw.read_response().await;
+    if r.status == 408 {
+        assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+        let (mut tcp, _) = raw.into_stream();
+        let mut rest = Vec::new();
+        within("EOF after a 408", tcp.read_to_end(&mut rest))
+            .await
+            .expect("read");
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    }
+    (
+        r.status,
+        r.header("x-sluice-error").unwrap_or("").to_owned(),
+    )
+}
+
 /// A POST to `path` announcing [`ANNOUNCED`] bytes (HTTP/1.1) and sending
 /// only [`SENT`]; then `end` happens, and the answer is `(status, reason)`.
 async fn partial_upload(client: Client, proxy: SocketAddr, path: &str, end: End) -> (u16, String) {
@@ -141,22 +161,7 @@ async fn partial_upload(client: Client, proxy: SocketAddr, path: &str, end: End)
                     .to_owned();
                 return (status, reason);
             }
-            let r = raw.read_response().await;
-            if r.status == 408 {
-                // RFC 9110 §15.5.9: the rest of the body may still come, so
-                // the connection closes (`close` sent, then EOF).
-                assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
-                let (mut tcp, _) = raw.into_stream();
-                let mut rest = Vec::new();
-                within("EOF after a 408", tcp.read_to_end(&mut rest))
-                    .await
-                    .expect("read");
-                assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
-            }
-            (
-                r.status,
-                r.header("x-sluice-error").unwrap_or("").to_owned(),
-            )
+            h1_answer(raw).await
         }
         Client::H2 => {
             let tcp = TcpStream::connect(proxy).await.expect("connect");
@@ -290,22 +295,7 @@ async fn a_backend_slow_after_the_body_gets_504_and_is_counted(
             );
             raw.send(head.as_bytes()).await;
             raw.send(&body).await;
-            let r = raw.read_response().await;
-            if r.status == 408 {
-                // RFC 9110 §15.5.9: the rest of the body may still come, so
-                // the connection closes (`close` sent, then EOF).
-                assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
-                let (mut tcp, _) = raw.into_stream();
-                let mut rest = Vec::new();
-                within("EOF after a 408", tcp.read_to_end(&mut rest))
-                    .await
-                    .expect("read");
-                assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
-            }
-            (
-                r.status,
-                r.header("x-sluice-error").unwrap_or("").to_owned(),
-            )
+            h1_answer(raw).await
         }
         Client::H2 => {
             let mut h2 = sluice_e2e::harness::client::H2::connect_h2c(proxy.addr()).await;
