@@ -2,12 +2,9 @@
 //! names the file, line, column, field and problem.
 
 use super::error::At;
-use super::file::{
-    BackendFile, CompressionFile, FileConfig, ListenerFile, RouteFile, UpstreamFile,
-};
-use super::values::{media_pattern_ok, parse_duration, split_host_port};
+use super::file::{CompressionFile, FileConfig, ListenerFile, RouteFile};
+use super::values::{media_pattern_ok, parse_duration};
 use super::*;
-use crate::balance::Policy;
 use std::fmt;
 use std::ops::Range;
 use toml::Spanned;
@@ -287,175 +284,6 @@ impl Validator<'_> {
         Ok(listeners)
     }
 
-    fn upstream(
-        &self,
-        name: String,
-        u: UpstreamFile,
-        own: &[SocketAddr],
-    ) -> Result<UpstreamConfig, ConfigError> {
-        let field = format!("upstream.{name}");
-        let policy = match &u.balance {
-            Some(b) => Policy::parse(b.get_ref()).map_err(|source| ConfigError::Policy {
-                at: self.at(b.span(), format!("{field}.balance")),
-                source,
-            })?,
-            None => Policy::RoundRobin,
-        };
-        let protocol = match &u.protocol {
-            None => UpstreamProtocol::Http1,
-            Some(p) => match p.get_ref().as_str() {
-                "http1" | "http/1.1" => UpstreamProtocol::Http1,
-                "h2c" => UpstreamProtocol::H2c,
-                "h2" => UpstreamProtocol::H2,
-                other => {
-                    return Err(ConfigError::Protocol {
-                        at: self.at(p.span(), format!("{field}.protocol")),
-                        value: other.to_owned(),
-                    });
-                }
-            },
-        };
-        let tls = if u.tls || protocol == UpstreamProtocol::H2 {
-            if let Some(ca) = &u.ca_file {
-                self.existing_file(ca, format_args!("{field}.ca_file"))?;
-                // Read as `upstream::connect` will, into a scratch store.
-                pem::add_ca_file(&mut rustls::RootCertStore::empty(), Path::new(ca.get_ref()))
-                    .map_err(|source| ConfigError::Pem {
-                        at: self.at(ca.span(), format_args!("{field}.ca_file")),
-                        source: Box::new(source),
-                    })?;
-            }
-            if let Some(name) = &u.server_name
-                && rustls::pki_types::ServerName::try_from(name.get_ref().as_str()).is_err()
-            {
-                return Err(ConfigError::ServerName {
-                    at: self.at(name.span(), format_args!("{field}.server_name")),
-                    name: name.get_ref().clone(),
-                });
-            }
-            Some(UpstreamTls {
-                ca_file: u.ca_file.map(|c| c.into_inner().into()),
-                server_name: u.server_name.map(Spanned::into_inner),
-            })
-        } else {
-            None
-        };
-        let (list, span) = match &u.backends {
-            Some(b) => (b.get_ref().as_slice(), b.span()),
-            None => (&[][..], 0..0),
-        };
-        if list.len() > defaults::MAX_GROUP_BACKENDS {
-            return Err(ConfigError::TooMany {
-                at: self.at(span, format!("{field}.backends")),
-                count: list.len(),
-                max: defaults::MAX_GROUP_BACKENDS,
-            });
-        }
-        let mut backends = Vec::with_capacity(list.len());
-        let mut dns = Vec::new();
-        for (i, b) in list.iter().enumerate() {
-            let (addr, weight) = match b {
-                BackendFile::Address(a) => (a, 1),
-                BackendFile::Full(t) => (&t.address, t.weight),
-            };
-            let bfield = format!("{field}.backends[{i}]");
-            if weight == 0 || weight > defaults::MAX_WEIGHT {
-                return Err(ConfigError::OutOfRange {
-                    at: self.at(span.clone(), format!("{bfield}.weight")),
-                    min: 1,
-                    max: defaults::MAX_WEIGHT.into(),
-                });
-            }
-            match addr.parse::<SocketAddr>() {
-                Ok(a) => {
-                    let a =
-                        BackendAddr::checked(a, own).map_err(|source| ConfigError::Backend {
-                            at: self.at(span.clone(), &bfield),
-                            source: Box::new(source),
-                        })?;
-                    backends.push((a, weight));
-                }
-                // A name: resolved now and again on an interval (discovery).
-                Err(_) => {
-                    let (host, port) =
-                        split_host_port(addr).map_err(|source| ConfigError::HostPort {
-                            at: self.at(span.clone(), &bfield),
-                            source,
-                        })?;
-                    dns.push(DnsBackend { host, port, weight });
-                }
-            }
-        }
-        let health = match u.health {
-            None => None,
-            Some(h) => {
-                let path = match h.path {
-                    Some(p) if !p.get_ref().starts_with('/') => {
-                        return Err(ConfigError::RelativePath {
-                            at: self.at(p.span(), format!("{field}.health.path")),
-                        });
-                    }
-                    Some(p) => p.into_inner(),
-                    None => defaults::HEALTH_PATH.to_owned(),
-                };
-                Some(HealthCheck {
-                    interval: self.duration(
-                        h.interval,
-                        &format!("{field}.health.interval"),
-                        defaults::HEALTH_INTERVAL,
-                    )?,
-                    timeout: self.duration(
-                        h.timeout,
-                        &format!("{field}.health.timeout"),
-                        defaults::HEALTH_TIMEOUT,
-                    )?,
-                    path,
-                    expect: h.expect.unwrap_or_default(),
-                    rise: h.rise.unwrap_or(defaults::HEALTH_RISE).max(1),
-                    fall: h.fall.unwrap_or(defaults::HEALTH_FALL).max(1),
-                })
-            }
-        };
-        let passive = match u.passive {
-            None => Passive::default(),
-            Some(p) => Passive {
-                failures: p.failures.unwrap_or(defaults::PASSIVE_FAILURES),
-                ejection: self.duration(
-                    p.ejection,
-                    &format!("{field}.passive.ejection"),
-                    defaults::PASSIVE_EJECTION,
-                )?,
-                max_ejection: self.duration(
-                    p.max_ejection,
-                    &format!("{field}.passive.max_ejection"),
-                    defaults::PASSIVE_MAX_EJECTION,
-                )?,
-                max_ejected_percent: p
-                    .max_ejected_percent
-                    .unwrap_or(defaults::PASSIVE_MAX_EJECTED_PERCENT)
-                    .min(100),
-            },
-        };
-        Ok(UpstreamConfig {
-            health,
-            passive,
-            backends,
-            dns,
-            resolve_interval: self.duration(
-                u.resolve_interval,
-                &format!("{field}.resolve_interval"),
-                defaults::RESOLVE_INTERVAL,
-            )?,
-            policy,
-            protocol,
-            tls,
-            max_idle_per_backend: u
-                .max_idle_per_backend
-                .unwrap_or(defaults::MAX_IDLE_PER_BACKEND),
-            name,
-        })
-    }
-
     fn route(
         &self,
         i: usize,
@@ -636,3 +464,4 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 mod admin;
 #[cfg(test)]
 mod tests;
+mod upstream;
