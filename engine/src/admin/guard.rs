@@ -45,11 +45,11 @@ pub fn check<B: Body>(admin: &AdminConfig, conn: Conn, req: &Request<B>) -> Resu
     // clients that speak it): a change all the same, so it is held to the
     // source allowlist. A page's `<img>` sending it is stopped by check 2 in
     // browsers that send Fetch Metadata, and in every browser by a token.
-    // Trimmed as `super::route` trims: `/register/` and `//register` are
-    // routed there too.
+    // Classified as the router routes it: `/register/` and `//register`
+    // reach the same endpoint.
     let registers = matches!(
-        req.uri().path().trim_matches('/'),
-        "register" | "unregister"
+        super::segments(req.uri().path()).as_slice(),
+        ["register" | "unregister"]
     );
     if changes || registers {
         source(admin, conn.peer.ip())?;

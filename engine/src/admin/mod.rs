@@ -136,6 +136,12 @@ pub async fn handle(
     result.unwrap_or_else(error)
 }
 
+/// The path's segments as the router matches them (`/register/` and
+/// `//register` are `["register"]`); `guard` classifies by the same.
+pub(super) fn segments(path: &str) -> Vec<&str> {
+    path.trim_matches('/').split('/').collect()
+}
+
 async fn route(
     reloader: &Reloader,
     conn: Conn,
@@ -145,7 +151,7 @@ async fn route(
     let shared = reloader.shared();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let segments = segments(&path);
     match (&method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => {
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
