@@ -62,6 +62,8 @@ pub enum ErrorKind {
     /// The client left longer than `timeouts.client_body` between two
     /// reads of its request body (nginx's `client_body_timeout`).
     ClientBodyTimeout,
+    /// A `[[rate_limit]]` bucket was empty (`proxy::rate_limit`).
+    RateLimited,
     /// A bug: a panic or a broken invariant while handling the request.
     Internal,
 }
@@ -85,6 +87,7 @@ impl ErrorKind {
             ErrorKind::ClientAborted => StatusCode::BAD_REQUEST,
             ErrorKind::MalformedBody => StatusCode::BAD_REQUEST,
             ErrorKind::ClientTimeout | ErrorKind::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,6 +104,7 @@ impl ErrorKind {
             | ErrorKind::MalformedBody
             | ErrorKind::ClientTimeout
             | ErrorKind::ClientBodyTimeout
+            | ErrorKind::RateLimited
             | ErrorKind::UpstreamClosedAwaitingClient => Side::Downstream,
             ErrorKind::NoBackend
             | ErrorKind::ConnectFailed
@@ -135,6 +139,7 @@ impl ErrorKind {
             ErrorKind::MalformedBody => "malformed request body",
             ErrorKind::ClientTimeout => "request header timeout",
             ErrorKind::ClientBodyTimeout => "request body timeout",
+            ErrorKind::RateLimited => "rate limited",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -259,6 +264,7 @@ mod tests {
             (ErrorKind::MalformedBody, 400),
             (ErrorKind::ClientTimeout, 408),
             (ErrorKind::ClientBodyTimeout, 408),
+            (ErrorKind::RateLimited, 429),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {

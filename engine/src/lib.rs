@@ -120,6 +120,7 @@ impl Server {
                         share_port: false,
                         backlog: config::defaults::BACKLOG,
                         tls: l.tls.clone(),
+                        conn_limit: config::ConnLimit::default(),
                     });
             running.track(server::reload::Active {
                 id,

@@ -5,6 +5,7 @@
 
 use crate::addr::OwnAddrs;
 use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
+use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::route::Router;
 use crate::upstream::Group;
 use crate::upstream::discovery::Resolver;
@@ -26,6 +27,8 @@ pub struct State {
     pub via_h1: HeaderValue,
     pub via_h2: HeaderValue,
     pub access_log: bool,
+    /// Request rate limits; buckets of unchanged limits survive a reload.
+    pub rate_limits: Arc<RateLimits>,
     pub config: Config,
 }
 
@@ -54,6 +57,10 @@ impl State {
             via_h1: via("1.1")?,
             via_h2: via("2")?,
             access_log: config.access_log,
+            rate_limits: Arc::new(RateLimits::new(
+                config,
+                previous.map(|p| &*p.rate_limits),
+            )),
             config: config.clone(),
         })
     }
@@ -115,9 +122,14 @@ impl Shared {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// Starts the health checker and DNS discovery of every group of the current state.
+    /// Starts the health checker and DNS discovery of every group of the
+    /// current state, and the sync of its global rate limits.
     pub fn spawn_health_checks(&self) {
-        for g in &self.state.load().groups {
+        let state = self.state.load();
+        if let Some(g) = &state.config.global_limits {
+            crate::proxy::rate_limit::global::spawn(&state.rate_limits, g);
+        }
+        for g in &state.groups {
             crate::upstream::health::spawn(g);
             crate::upstream::discovery::spawn(g, self.resolver.clone(), self.own.clone());
         }

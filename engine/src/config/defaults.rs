@@ -104,3 +104,17 @@ pub const COMPRESSION_TYPES: &[&str] = &[
     "+json",
     "+xml",
 ];
+
+/// Keys one rate limit remembers (client addresses, header values). An
+/// entry is about 64 bytes, so 65,536 keys cost about 4 MiB per limit; past
+/// it, refilled buckets are dropped first, then the least recently seen.
+pub const RATE_LIMIT_MAX_KEYS: usize = 65_536;
+/// Largest `max_keys` a rate limit may ask for (about 64 MiB).
+pub const RATE_LIMIT_MAX_KEYS_CAP: usize = 1 << 20;
+/// How often a replica syncs its global rate limits with Redis: the longer,
+/// the more replicas may together overshoot the shared rate (up to each
+/// one's local bucket per interval), the fewer round trips.
+pub const GLOBAL_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest wait for Redis on one sync; past it the sync counts as failed and
+/// the limits stay local until Redis answers again.
+pub const GLOBAL_SYNC_TIMEOUT: Duration = Duration::from_millis(250);

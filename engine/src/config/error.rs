@@ -163,6 +163,16 @@ pub enum ConfigError {
         #[source]
         source: Box<crate::addr::BadBackend>,
     },
+    #[error("{at}: {value:?} is not a rate limit key; expected client, route or header:NAME")]
+    RateKey { at: At, value: String },
+    #[error("{at}: a rate_limit named {name:?} comes earlier")]
+    DuplicateRateLimit { at: At, name: String },
+    #[error("{at}: global = true needs a [global_limits] table with the Redis address")]
+    GlobalWithoutRedis { at: At },
+    #[error("{at}: {value:?} is not a Redis URL; expected redis://host:port[/db]")]
+    RedisUrl { at: At, value: String },
+    #[error("{at}: unknown value {value:?}; expected refuse or backlog")]
+    OnLimit { at: At, value: String },
     #[error("--backend and --lb need a group named \"default\" in the config")]
     NoDefaultGroup,
     #[error("nothing to do: give --config FILE, or --listen ADDR with --backend ADDR")]
@@ -198,6 +208,11 @@ impl ConfigError {
             | ConfigError::RouteHost { at }
             | ConfigError::UnknownUpstream { at, .. }
             | ConfigError::MediaType { at, .. }
+            | ConfigError::RateKey { at, .. }
+            | ConfigError::DuplicateRateLimit { at, .. }
+            | ConfigError::GlobalWithoutRedis { at }
+            | ConfigError::RedisUrl { at, .. }
+            | ConfigError::OnLimit { at, .. }
             | ConfigError::Cidr { at, .. }
             | ConfigError::TokenTwice { at }
             | ConfigError::TokenFile { at, .. }

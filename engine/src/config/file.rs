@@ -29,6 +29,43 @@ pub struct FileConfig {
     pub admin: Option<AdminFile>,
     #[serde(default)]
     pub compression: CompressionFile,
+    /// Token-bucket request limits (`proxy::rate_limit`), checked in order.
+    #[serde(default)]
+    pub rate_limit: Vec<RateLimitFile>,
+    /// Where `global = true` limits share their counts.
+    pub global_limits: Option<GlobalLimitsFile>,
+}
+
+/// `[[rate_limit]]`: one token bucket per key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    pub name: Spanned<String>,
+    /// `client`, `route` or `header:NAME`.
+    pub key: Spanned<String>,
+    /// Tokens per second (fractions allowed).
+    pub rate: Spanned<f64>,
+    /// Bucket size; default: the rate rounded up.
+    pub burst: Option<Spanned<u32>>,
+    /// Only requests for this host (exact or `*.suffix`).
+    pub host: Option<Spanned<String>>,
+    /// Only requests under this path prefix.
+    pub path: Option<Spanned<String>>,
+    /// Share the counts with other replicas through `[global_limits]`.
+    #[serde(default)]
+    pub global: bool,
+    /// Most keys remembered (memory bound).
+    pub max_keys: Option<Spanned<usize>>,
+}
+
+/// `[global_limits]`: the Redis that global rate limits sync through.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalLimitsFile {
+    /// `redis://host:port[/db]`.
+    pub redis: Spanned<String>,
+    pub sync_interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `[compression]`: gzip for responses (see `proxy::compress`).
@@ -101,6 +138,12 @@ pub struct ListenerFile {
     /// TLS certificates; the listener speaks TLS when at least one is given.
     #[serde(default)]
     pub tls: Vec<CertFile>,
+    /// Open connections at most (all workers together).
+    pub max_connections: Option<Spanned<usize>>,
+    /// Open connections per client address at most.
+    pub max_connections_per_client: Option<Spanned<usize>>,
+    /// `refuse` (default) or `backlog`.
+    pub on_limit: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,10 @@ pub struct Config {
     pub access_log: bool,
     pub admin: Option<AdminConfig>,
     pub compression: Compression,
+    /// Token-bucket request limits, checked in this order.
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// Where `global` rate limits share their counts.
+    pub global_limits: Option<GlobalLimits>,
     /// The file this config came from, read again on reload.
     pub source: Option<PathBuf>,
 }
@@ -123,6 +127,71 @@ pub struct ListenerConfig {
     pub share_port: bool,
     pub backlog: i32,
     pub tls: Vec<CertConfig>,
+    /// Connection limits (`server::conn_limit`).
+    pub conn_limit: ConnLimit,
+}
+
+/// A listener's connection limits; none by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnLimit {
+    /// Open connections of the listener, all workers together.
+    pub max_connections: Option<usize>,
+    /// Open connections from one client IP address.
+    pub max_connections_per_client: Option<usize>,
+    pub on_limit: OnLimit,
+}
+
+/// What happens to a connection beyond a limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnLimit {
+    /// Accepted and closed at once.
+    #[default]
+    Refuse,
+    /// Left in the kernel's accept queue until a connection closes (for
+    /// `max_connections`; a client's address is only known once accepted,
+    /// so the per-client limit always refuses).
+    Backlog,
+}
+
+/// What a rate limit's buckets are keyed by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RateKey {
+    /// The client's IP address.
+    Client,
+    /// The matched route: one bucket per route.
+    Route,
+    /// A request header's value; requests without it are not limited by
+    /// this rule.
+    Header(http::HeaderName),
+}
+
+/// One `[[rate_limit]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimitConfig {
+    pub name: String,
+    pub key: RateKey,
+    /// Tokens per second.
+    pub rate: f64,
+    /// Bucket size.
+    pub burst: u32,
+    /// Lowercase exact host or `*.suffix`; `None` matches every host.
+    pub host: Option<String>,
+    /// Path prefix; `None` matches every path.
+    pub path: Option<String>,
+    /// Synced through [`Config::global_limits`].
+    pub global: bool,
+    /// Most keys remembered; beyond it idle, then oldest, keys are dropped.
+    pub max_keys: usize,
+}
+
+/// The Redis that global rate limits sync through (`proxy::rate_limit::global`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalLimits {
+    pub redis: String,
+    /// How often each replica sends what it took and learns the shared level.
+    pub sync_interval: Duration,
+    /// Longest wait for Redis on one sync; past it the replica runs on local limits.
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -282,6 +351,7 @@ impl Config {
                 share_port: false,
                 backlog: defaults::BACKLOG,
                 tls: Vec::new(),
+                conn_limit: ConnLimit::default(),
             }],
             limits: Limits::default(),
             timeouts: Timeouts::default(),
@@ -307,6 +377,8 @@ impl Config {
             access_log: false,
             admin: None,
             compression: Compression::default(),
+            rate_limits: Vec::new(),
+            global_limits: None,
             source: None,
         }
     }

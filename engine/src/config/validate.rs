@@ -153,6 +153,7 @@ impl Validator<'_> {
         };
 
         let admin = f.admin.map(|a| self.admin(a)).transpose()?;
+        let f_has_global = f.global_limits.is_some();
         // What no backend may be: our own listeners (a forwarding loop).
         let own: Vec<SocketAddr> = listeners
             .iter()
@@ -205,6 +206,8 @@ impl Validator<'_> {
             access_log: f.access_log,
             admin,
             compression: self.compression(f.compression)?,
+            global_limits: f.global_limits.map(|g| self.global_limits(g)).transpose()?,
+            rate_limits: self.rate_limits(f.rate_limit, f_has_global)?,
             source: Some(self.path.to_owned()),
         })
     }
@@ -274,6 +277,12 @@ impl Validator<'_> {
                 share_port,
                 backlog,
                 tls,
+                conn_limit: self.conn_limit(
+                    &field,
+                    l.max_connections,
+                    l.max_connections_per_client,
+                    l.on_limit,
+                )?,
             });
         }
         if listeners.is_empty() {
@@ -462,6 +471,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 mod admin;
+mod limits;
 #[cfg(test)]
 mod tests;
 mod upstream;

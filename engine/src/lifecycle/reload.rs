@@ -221,6 +221,7 @@ mod tests {
             share_port: false,
             backlog: 16,
             tls: Vec::new(),
+            conn_limit: Default::default(),
         }
     }
 

@@ -4,7 +4,8 @@
 //! 1. [`limits`]: request target and header count (414, 431), Host (400)
 //!    then [`max_forwards`]: TRACE or OPTIONS with `Max-Forwards: 0` is
 //!    answered here
-//! 2. [`route`]: host and path → upstream group (404)
+//! 2. [`route`]: host and path → upstream group (404), then
+//!    [`rate_limit`]: token buckets per client, route or header (429)
 //! 3. pick: a backend from the group's snapshot (503)
 //! 4. [`headers::inbound`]: hop-by-hop strip, `X-Forwarded-*`, `Forwarded`,
 //!    `Via`; [`forward::shape_request`] for the backend's protocol
@@ -23,6 +24,7 @@ pub mod compress;
 pub mod forward;
 pub mod headers;
 pub mod max_forwards;
+pub mod rate_limit;
 pub mod respond;
 pub mod retry;
 pub mod route;
@@ -107,6 +109,18 @@ async fn proxy(
         .router
         .lookup(host_str, route_path(req.method(), req.uri()))
         .ok_or(ErrorKind::NoRoute)?;
+    if !state.rate_limits.is_empty() {
+        let r = rate_limit::Request {
+            host: host_str,
+            path: req.uri().path(),
+            route: route.index,
+            client: conn.client.0.ip(),
+            headers: req.headers(),
+        };
+        if let Err(wait) = state.rate_limits.check(&r) {
+            return Ok(respond::rate_limited(wait));
+        }
+    }
     let group = &state.groups[route.group];
     // What the client accepts, kept for the response (the request moves on).
     let gzip = compress::ClientGzip::capture(

@@ -35,6 +35,16 @@ pub fn error_parts(err: &ProxyError) -> (StatusCode, HeaderMap, Bytes) {
     (kind.status(), h, Bytes::from(body))
 }
 
+/// A 429 from `proxy::rate_limit`: `Retry-After` is the wait until its
+/// bucket has a token, in whole seconds rounded up.
+pub fn rate_limited(wait: std::time::Duration) -> Response<RespBody> {
+    let mut resp = error(&ProxyError::new(crate::error::ErrorKind::RateLimited));
+    let secs = super::rate_limit::bucket::retry_after_secs(wait);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

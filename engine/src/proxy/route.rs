@@ -16,6 +16,8 @@ enum HostMatch {
 struct Route {
     host: HostMatch,
     prefix: String,
+    /// Its place in the config (what `rate_limit` keys `route` by).
+    index: usize,
     group: usize,
     compress: Option<bool>,
 }
@@ -23,6 +25,8 @@ struct Route {
 /// What a request's route decides: its group, and its compression switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteMatch {
+    /// The route's index in the config.
+    pub index: usize,
     pub group: usize,
     /// `None`: the global `compression.enabled` applies.
     pub compress: Option<bool>,
@@ -37,7 +41,9 @@ impl Router {
     pub fn new(configs: &[RouteConfig]) -> Router {
         let mut routes: Vec<Route> = configs
             .iter()
-            .map(|r| Route {
+            .enumerate()
+            .map(|(index, r)| Route {
+                index,
                 host: match &r.host {
                     None => HostMatch::Any,
                     Some(h) => match h.strip_prefix('*') {
@@ -88,6 +94,7 @@ impl Router {
                 host_ok && path.starts_with(r.prefix.as_str())
             })
             .map(|r| RouteMatch {
+                index: r.index,
                 group: r.group,
                 compress: r.compress,
             })
@@ -95,7 +102,7 @@ impl Router {
 }
 
 /// Strips the port and a trailing dot: `Example.com.:8080` → `Example.com`.
-fn normalize_host(host: &str) -> &str {
+pub(crate) fn normalize_host(host: &str) -> &str {
     let h = if host.starts_with('[') {
         // IPv6 literal: keep the brackets, drop the port.
         host.find(']').map_or(host, |i| &host[..=i])

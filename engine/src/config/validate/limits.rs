@@ -1,0 +1,166 @@
+//! `[[rate_limit]]`, `[global_limits]` and a listener's connection limits
+//! (what `proxy::rate_limit` and `server::conn_limit` enforce).
+
+use super::Validator;
+use crate::config::file::{GlobalLimitsFile, RateLimitFile};
+use crate::config::{
+    ConfigError, ConnLimit, GlobalLimits, OnLimit, RateKey, RateLimitConfig, defaults,
+};
+use toml::Spanned;
+
+impl Validator<'_> {
+    pub(super) fn rate_limits(
+        &self,
+        list: Vec<RateLimitFile>,
+        have_redis: bool,
+    ) -> Result<Vec<RateLimitConfig>, ConfigError> {
+        let mut out: Vec<RateLimitConfig> = Vec::with_capacity(list.len());
+        for (i, r) in list.into_iter().enumerate() {
+            let field = format!("rate_limit[{i}]");
+            let name = r.name.get_ref().clone();
+            if out.iter().any(|o| o.name == name) {
+                return Err(ConfigError::DuplicateRateLimit {
+                    at: self.at(r.name.span(), format_args!("{field}.name")),
+                    name,
+                });
+            }
+            let key = parse_key(r.key.get_ref()).ok_or_else(|| ConfigError::RateKey {
+                at: self.at(r.key.span(), format_args!("{field}.key")),
+                value: r.key.get_ref().clone(),
+            })?;
+            let rate = *r.rate.get_ref();
+            // A token per 1000 s at the slowest; a million per second at most.
+            if !(0.001..=1e6).contains(&rate) {
+                return Err(ConfigError::OutOfRange {
+                    at: self.at(r.rate.span(), format_args!("{field}.rate")),
+                    min: 0,
+                    max: 1_000_000,
+                });
+            }
+            let burst = self.bounded(
+                r.burst,
+                &format!("{field}.burst"),
+                1,
+                1 << 24,
+                (rate.ceil() as u32).max(1),
+            )?;
+            let host = match r.host {
+                Some(h) => {
+                    let v = h.get_ref().to_ascii_lowercase();
+                    let bare = v.strip_prefix("*.").unwrap_or(&v);
+                    if bare.is_empty() || bare.contains(['*', '/', ' ']) {
+                        return Err(ConfigError::RouteHost {
+                            at: self.at(h.span(), format_args!("{field}.host")),
+                        });
+                    }
+                    Some(v)
+                }
+                None => None,
+            };
+            let path = match r.path {
+                Some(p) if !p.get_ref().starts_with('/') => {
+                    return Err(ConfigError::RelativePath {
+                        at: self.at(p.span(), format_args!("{field}.path")),
+                    });
+                }
+                p => p.map(Spanned::into_inner),
+            };
+            if r.global && !have_redis {
+                return Err(ConfigError::GlobalWithoutRedis {
+                    at: self.at(r.name.span(), format_args!("{field}.global")),
+                });
+            }
+            let max_keys = self.bounded(
+                r.max_keys,
+                &format!("{field}.max_keys"),
+                1,
+                defaults::RATE_LIMIT_MAX_KEYS_CAP,
+                defaults::RATE_LIMIT_MAX_KEYS,
+            )?;
+            out.push(RateLimitConfig {
+                name,
+                key,
+                rate,
+                burst,
+                host,
+                path,
+                global: r.global,
+                max_keys,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn global_limits(&self, g: GlobalLimitsFile) -> Result<GlobalLimits, ConfigError> {
+        let url = g.redis.get_ref();
+        let ok = url
+            .strip_prefix("redis://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+        if !ok {
+            return Err(ConfigError::RedisUrl {
+                at: self.at(g.redis.span(), "global_limits.redis"),
+                value: url.clone(),
+            });
+        }
+        Ok(GlobalLimits {
+            redis: url.clone(),
+            sync_interval: self.duration(
+                g.sync_interval,
+                "global_limits.sync_interval",
+                defaults::GLOBAL_SYNC_INTERVAL,
+            )?,
+            timeout: self.duration(
+                g.timeout,
+                "global_limits.timeout",
+                defaults::GLOBAL_SYNC_TIMEOUT,
+            )?,
+        })
+    }
+
+    pub(super) fn conn_limit(
+        &self,
+        field: &str,
+        max: Option<Spanned<usize>>,
+        per_client: Option<Spanned<usize>>,
+        on_limit: Option<Spanned<String>>,
+    ) -> Result<ConnLimit, ConfigError> {
+        let positive = |v: Option<Spanned<usize>>, name: &str| match v {
+            Some(v) if *v.get_ref() == 0 => Err(ConfigError::NotPositive {
+                at: self.at(v.span(), format_args!("{field}.{name}")),
+            }),
+            v => Ok(v.map(Spanned::into_inner)),
+        };
+        let on_limit = match on_limit {
+            None => OnLimit::Refuse,
+            Some(v) => match v.get_ref().as_str() {
+                "refuse" => OnLimit::Refuse,
+                "backlog" => OnLimit::Backlog,
+                other => {
+                    return Err(ConfigError::OnLimit {
+                        at: self.at(v.span(), format_args!("{field}.on_limit")),
+                        value: other.to_owned(),
+                    });
+                }
+            },
+        };
+        Ok(ConnLimit {
+            max_connections: positive(max, "max_connections")?,
+            max_connections_per_client: positive(per_client, "max_connections_per_client")?,
+            on_limit,
+        })
+    }
+}
+
+/// `client`, `route` or `header:NAME`.
+fn parse_key(s: &str) -> Option<RateKey> {
+    match s {
+        "client" => Some(RateKey::Client),
+        "route" => Some(RateKey::Route),
+        _ => {
+            let name = s.strip_prefix("header:")?;
+            http::HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .map(RateKey::Header)
+        }
+    }
+}

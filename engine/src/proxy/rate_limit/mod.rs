@@ -1,0 +1,161 @@
+//! Request rate limits (stage 2 of `proxy`, once the route is known): each
+//! `[[rate_limit]]` whose host and path match takes a token from its key's
+//! bucket ([`bucket`]); the first empty one answers 429 with `Retry-After`.
+//! A limit that passed keeps the token it gave even when a later one
+//! refuses (as nginx's `limit_req` does).
+//!
+//! Buckets are shared by all workers, in tables of independently locked
+//! shards ([`table`]) with a cap on their keys. A `global` limit's buckets
+//! are also synced with other replicas through Redis ([`global`]), off the
+//! request path.
+
+pub mod bucket;
+pub mod global;
+pub mod table;
+
+use crate::config::{Config, RateKey, RateLimitConfig};
+use http::HeaderMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use table::Table;
+use tokio::time::Instant;
+
+/// One configured limit and its buckets.
+#[derive(Debug)]
+pub struct Limit {
+    pub config: RateLimitConfig,
+    /// `config.host` as a matcher: `*.a.test` kept as `.a.test`.
+    host: Option<HostScope>,
+    pub table: Table,
+}
+
+#[derive(Debug)]
+enum HostScope {
+    Exact(String),
+    Suffix(String),
+}
+
+/// What a request offers as keys.
+pub struct Request<'a> {
+    /// As the client sent it (any case, maybe with a port).
+    pub host: Option<&'a str>,
+    pub path: &'a str,
+    /// The matched route's index.
+    pub route: usize,
+    pub client: IpAddr,
+    pub headers: &'a HeaderMap,
+}
+
+impl Limit {
+    fn new(config: RateLimitConfig) -> Limit {
+        let host = config.host.as_ref().map(|h| match h.strip_prefix('*') {
+            Some(s) => HostScope::Suffix(s.to_owned()),
+            None => HostScope::Exact(h.clone()),
+        });
+        Limit {
+            table: Table::new(config.max_keys),
+            host,
+            config,
+        }
+    }
+
+    fn applies(&self, req: &Request<'_>) -> bool {
+        if let Some(p) = &self.config.path
+            && !req.path.starts_with(p.as_str())
+        {
+            return false;
+        }
+        match (&self.host, req.host.map(super::route::normalize_host)) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(HostScope::Exact(e)), Some(h)) => h.eq_ignore_ascii_case(e),
+            (Some(HostScope::Suffix(s)), Some(h)) => {
+                h.len() > s.len()
+                    && h.is_char_boundary(h.len() - s.len())
+                    && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
+
+    /// Takes a token for `req`; `Ok` also when the limit does not apply.
+    fn check(&self, req: &Request<'_>, now: Instant) -> Result<(), Duration> {
+        if !self.applies(req) {
+            return Ok(());
+        }
+        let c = &self.config;
+        let (rate, burst) = (c.rate, f64::from(c.burst));
+        let global = c.global;
+        let t = &self.table;
+        match &c.key {
+            RateKey::Client => {
+                let ip = req.client;
+                let key = match ip {
+                    IpAddr::V4(a) => t.hash(0, &a.octets()),
+                    IpAddr::V6(a) => t.hash(0, &a.octets()),
+                };
+                t.take(key, rate, burst, now, || {
+                    global.then(|| ip.to_string().into_bytes().into())
+                })
+            }
+            RateKey::Route => {
+                let route = req.route;
+                let key = t.hash(1, &route.to_le_bytes());
+                t.take(key, rate, burst, now, || {
+                    global.then(|| route.to_string().into_bytes().into())
+                })
+            }
+            RateKey::Header(name) => {
+                // No header: this rule does not apply (documented).
+                let Some(v) = req.headers.get(name) else {
+                    return Ok(());
+                };
+                let key = t.hash(2, v.as_bytes());
+                t.take(key, rate, burst, now, || global.then(|| v.as_bytes().into()))
+            }
+        }
+    }
+}
+
+/// Every configured limit, in config order.
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    pub limits: Vec<Arc<Limit>>,
+    /// The global sync's counters (zero without global limits).
+    pub sync: global::Sync,
+}
+
+impl RateLimits {
+    /// The limits of `config`; one unchanged since `previous` (same name
+    /// and settings) keeps its buckets across a reload.
+    pub fn new(config: &Config, previous: Option<&RateLimits>) -> RateLimits {
+        let limits = config
+            .rate_limits
+            .iter()
+            .map(|c| {
+                previous
+                    .and_then(|p| p.limits.iter().find(|l| l.config == *c))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Limit::new(c.clone())))
+            })
+            .collect();
+        RateLimits {
+            limits,
+            sync: global::Sync::default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty()
+    }
+
+    /// Takes a token from every limit that applies; the wait until the
+    /// refusing bucket has one otherwise.
+    pub fn check(&self, req: &Request<'_>) -> Result<(), Duration> {
+        let now = Instant::now();
+        for l in &self.limits {
+            l.check(req, now)?;
+        }
+        Ok(())
+    }
+}
