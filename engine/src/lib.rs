@@ -122,14 +122,16 @@ impl Server {
                         tls: l.tls.clone(),
                         conn_limit: config::ConnLimit::default(),
                     });
+            let limiter = server::conn_limit::ConnLimiter::new(listener_config.conn_limit);
             running.track(server::reload::Active {
                 id,
                 config: listener_config,
                 local: l.local,
+                limiter: limiter.clone(),
             });
             for (i, socket) in l.sockets.into_iter().enumerate() {
                 if i < runtimes {
-                    per_worker[i].push((id, socket, tls.clone()));
+                    per_worker[i].push((id, socket, tls.clone(), limiter.clone()));
                 }
             }
         }

@@ -8,6 +8,7 @@
 
 pub mod coalesce;
 pub mod conn;
+pub mod conn_limit;
 pub mod h1;
 pub mod h2;
 pub mod idle;

@@ -26,6 +26,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
+use std::sync::Arc;
+use super::conn_limit::ConnLimiter;
 
 /// How long a reload waits for the workers to act on its commands. A worker
 /// answers within one turn of its event loop; this bounds a stuck one.
@@ -46,6 +48,8 @@ pub struct Active {
     pub id: ListenerId,
     pub config: ListenerConfig,
     pub local: ListenAddr,
+    /// Its connection limits, kept across reloads (new values are set on it).
+    pub limiter: Arc<ConnLimiter>,
 }
 
 /// How the new config's listeners relate to the running ones.
@@ -179,12 +183,14 @@ impl Listeners {
         let mut changes = Changes::default();
         for (&n, (b, acceptor)) in plan.add.iter().zip(bound) {
             let id = self.next_id();
+            let limiter = ConnLimiter::new(new[n].conn_limit);
             for (w, socket) in self.workers.iter().zip(b.sockets) {
                 let (done, ack) = oneshot::channel();
                 let cmd = WorkerCommand::AddListener {
                     id,
                     socket,
                     tls: acceptor.clone(),
+                    limiter: limiter.clone(),
                     done,
                 };
                 if w.send(cmd).is_ok() {
@@ -196,6 +202,7 @@ impl Listeners {
                 id,
                 config: new[n].clone(),
                 local: b.local,
+                limiter,
             });
         }
         for (&(r, n), acceptor) in plan.keep.iter().zip(tls) {
@@ -213,10 +220,12 @@ impl Listeners {
                     }
                 }
             }
+            old.limiter.set(new[n].conn_limit);
             next[n] = Some(Active {
                 id: old.id,
                 config: new[n].clone(),
                 local: old.local,
+                limiter: old.limiter.clone(),
             });
         }
         for &r in &plan.remove {

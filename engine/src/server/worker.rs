@@ -8,6 +8,7 @@
 //! the global drain.
 
 use super::conn::{self, ServerBuilder};
+use super::conn_limit::{ConnLimiter, Permit};
 use super::listener::Acceptor;
 use crate::addr::ClientAddr;
 use crate::addr::ClientStrings;
@@ -45,6 +46,8 @@ pub enum WorkerCommand {
         id: ListenerId,
         socket: std::net::TcpListener,
         tls: Option<TlsAcceptor>,
+        /// The listener's connection limits, shared by its sockets on every worker.
+        limiter: Arc<ConnLimiter>,
         done: oneshot::Sender<()>,
     },
     /// Stop accepting and close the socket; `done` fires once it is closed.
@@ -67,7 +70,12 @@ pub struct WorkerSpec {
     /// 1: a current-thread runtime (thread per core). More: one
     /// work-stealing runtime with that many threads serving every socket.
     pub threads: usize,
-    pub sockets: Vec<(ListenerId, std::net::TcpListener, Option<TlsAcceptor>)>,
+    pub sockets: Vec<(
+        ListenerId,
+        std::net::TcpListener,
+        Option<TlsAcceptor>,
+        Arc<ConnLimiter>,
+    )>,
     /// Listener changes from reloads; see [`WorkerCommand`].
     pub commands: mpsc::UnboundedReceiver<WorkerCommand>,
     pub shared: Arc<Shared>,
@@ -120,6 +128,8 @@ pin_project_lite::pin_project! {
         #[pin]
         conn: F,
         _alive: mpsc::Sender<()>,
+        // The connection's slot of its listener's limits.
+        _permit: Option<Permit>,
     }
 }
 
@@ -156,8 +166,8 @@ async fn run(spec: WorkerSpec) {
     drop(state);
 
     let mut listeners: HashMap<ListenerId, Accepting> = HashMap::new();
-    for (id, socket, tls) in spec.sockets {
-        add_listener(&mut listeners, id, socket, tls, &spawner);
+    for (id, socket, tls, limiter) in spec.sockets {
+        add_listener(&mut listeners, id, socket, tls, limiter, &spawner);
     }
     let sweeper = {
         let builder = spawner.builder.clone();
@@ -186,8 +196,8 @@ async fn run(spec: WorkerSpec) {
             }
             // None (the coordinator is gone) disables this branch.
             Some(cmd) = commands.recv() => match cmd {
-                WorkerCommand::AddListener { id, socket, tls, done } => {
-                    add_listener(&mut listeners, id, socket, tls, &spawner);
+                WorkerCommand::AddListener { id, socket, tls, limiter, done } => {
+                    add_listener(&mut listeners, id, socket, tls, limiter, &spawner);
                     let _ = done.send(());
                 }
                 WorkerCommand::RemoveListener { id, done } => match listeners.remove(&id) {
@@ -235,6 +245,7 @@ fn add_listener(
     id: ListenerId,
     socket: std::net::TcpListener,
     tls: Option<TlsAcceptor>,
+    limiter: Arc<ConnLimiter>,
     spawner: &ConnSpawner,
 ) {
     let listener = match Acceptor::new(socket) {
@@ -245,32 +256,40 @@ fn add_listener(
         }
     };
     let (tls_tx, tls_rx) = watch::channel(tls);
-    let task = tokio::spawn(accept_loop(listener, tls_rx, spawner.clone()));
+    let task = tokio::spawn(accept_loop(listener, tls_rx, limiter, spawner.clone()));
     listeners.insert(id, Accepting { tls: tls_tx, task });
 }
 
 async fn accept_loop(
     listener: Acceptor,
     mut tls_rx: watch::Receiver<Option<TlsAcceptor>>,
+    limiter: Arc<ConnLimiter>,
     spawner: ConnSpawner,
 ) {
     let mut drain = spawner.drain.clone();
     let mut tls = tls_rx.borrow_and_update().clone();
     let mut last = LastClient::default();
+    // In `backlog` mode, the slot taken before accepting (see `conn_limit`).
+    let mut reserved: Option<Permit> = None;
     loop {
+        let backlog = limiter.backlog();
         let (stream, peer) = tokio::select! {
             biased;
             _ = draining(&mut drain) => return,
             changed = tls_rx.changed() => {
                 if changed.is_err() {
                     // Removed by a reload.
-                    take_backlog(listener, &tls, &spawner, &mut last);
+                    take_backlog(listener, &tls, &limiter, &spawner, &mut last);
                     return;
                 }
                 tls = tls_rx.borrow_and_update().clone();
                 continue;
             }
-            r = listener.accept() => match r {
+            p = limiter.wait_for_room(), if backlog && reserved.is_none() => {
+                reserved = Some(p);
+                continue;
+            }
+            r = listener.accept(), if !backlog || reserved.is_some() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -280,7 +299,10 @@ async fn accept_loop(
                 }
             },
         };
-        serve(stream, peer, tls.clone(), &spawner, &mut last);
+        match limiter.admit(peer.ip(), reserved.take()) {
+            Some(permit) => serve(stream, peer, tls.clone(), &spawner, &mut last, permit),
+            None => tracing::debug!(client = %peer, "connection limit reached; closed"),
+        }
     }
 }
 
@@ -312,14 +334,18 @@ impl LastClient {
 fn take_backlog(
     listener: Acceptor,
     tls: &Option<TlsAcceptor>,
+    limiter: &Arc<ConnLimiter>,
     spawner: &ConnSpawner,
     last: &mut LastClient,
 ) {
     let listener = listener.into_socket();
     // Non-blocking: stops at the first WouldBlock.
     while let Ok((stream, peer)) = Acceptor::accept_now(&listener) {
+        let Some(permit) = limiter.admit(peer.ip(), None) else {
+            continue;
+        };
         match tokio::net::TcpStream::from_std(stream) {
-            Ok(stream) => serve(stream, peer, tls.clone(), spawner, last),
+            Ok(stream) => serve(stream, peer, tls.clone(), spawner, last, permit),
             Err(e) => tracing::debug!(client = %peer, error = %e, "cannot register connection"),
         }
     }
@@ -334,6 +360,7 @@ fn serve(
     tls: Option<TlsAcceptor>,
     spawner: &ConnSpawner,
     last: &mut LastClient,
+    permit: Permit,
 ) {
     let proto = if tls.is_some() { "https" } else { "http" };
     let ctx = Arc::new(ConnCtx::with_strings(
@@ -346,7 +373,7 @@ fn serve(
     let _alive = spawner.alive.clone();
     match tls {
         None => {
-            tokio::spawn(plain_task(stream, ctx, builder, _alive));
+            tokio::spawn(plain_task(stream, ctx, builder, _alive, Some(permit)));
         }
         // A task of its own type: a task is as large as its largest state,
         // and the TLS one (handshake, rustls session) is much larger than
@@ -362,7 +389,11 @@ fn serve(
                     Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
                 }
             };
-            tokio::spawn(Alive { conn, _alive });
+            tokio::spawn(Alive {
+                conn,
+                _alive,
+                _permit: Some(permit),
+            });
         }
     }
 }
@@ -374,10 +405,12 @@ pub(super) fn plain_task(
     ctx: Arc<ConnCtx>,
     builder: Arc<ServerBuilder>,
     alive: mpsc::Sender<()>,
+    permit: Option<Permit>,
 ) -> Alive<impl Future<Output = ()> + Send> {
     Alive {
         conn: conn::serve(stream, ctx, builder),
         _alive: alive,
+        _permit: permit,
     }
 }
 

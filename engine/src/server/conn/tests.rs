@@ -97,7 +97,7 @@ async fn the_task_of_an_idle_connection_stays_small() {
         "http",
     ));
     let (alive, _drained) = mpsc::channel(1);
-    let task = crate::server::worker::plain_task(server, ctx, server_builder(), alive);
+    let task = crate::server::worker::plain_task(server, ctx, server_builder(), alive, None);
     let size = std::mem::size_of_val(&task);
     assert!(size <= 152, "an idle connection's future is {size} bytes");
 }

@@ -1,0 +1,210 @@
+//! Connection limits of one listener (shared by its sockets on every
+//! worker): `max_connections` open at once, and `max_connections_per_client`
+//! from one IP address. A connection holds a [`Permit`] for its life.
+//!
+//! Beyond a limit, with `on_limit = "refuse"` the connection is accepted and
+//! closed at once; with `"backlog"` the accept loops stop accepting while
+//! the listener is full, so new connections wait in the kernel's accept
+//! queue (up to `backlog`, then the kernel drops their SYNs and clients
+//! retry). The per-client limit always refuses: an address is known only
+//! once its connection is accepted. Limits changed by a reload apply from
+//! the next connection; the per-client count covers connections accepted
+//! while that limit was set.
+
+use crate::config::{ConnLimit, OnLimit};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Notify;
+
+/// Shards of the per-client counts (no global lock on accept).
+const SHARDS: usize = 16;
+
+#[derive(Debug)]
+pub struct ConnLimiter {
+    /// The limits now.
+    ///
+    /// # Concurrency
+    /// A `parking_lot::Mutex` around a `Copy` value, read once per accept
+    /// and written by a reload: never held across an `.await`.
+    limit: Mutex<ConnLimit>,
+    /// Open connections holding a permit.
+    ///
+    /// # Concurrency
+    /// Reserved with a compare-and-swap so two workers cannot both take the
+    /// last slot; `Relaxed` is enough: it guards a count, not other memory.
+    open: AtomicUsize,
+    /// Open connections per client address; an address leaves when its
+    /// count reaches zero, so the map is as large as the open connections.
+    ///
+    /// # Concurrency
+    /// One `parking_lot::Mutex` per shard, held for one map update.
+    per_client: Box<[Mutex<HashMap<IpAddr, usize>>]>,
+    /// Wakes a `backlog` accept loop when a connection closes.
+    room: Notify,
+}
+
+/// A slot of `max_connections` (and maybe of the client's share); dropping
+/// it gives them back.
+#[derive(Debug)]
+pub struct Permit {
+    limiter: Arc<ConnLimiter>,
+    client: Option<IpAddr>,
+}
+
+impl ConnLimiter {
+    pub fn new(limit: ConnLimit) -> Arc<ConnLimiter> {
+        Arc::new(ConnLimiter {
+            limit: Mutex::new(limit),
+            open: AtomicUsize::new(0),
+            per_client: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            room: Notify::new(),
+        })
+    }
+
+    /// New limits from a reload.
+    pub fn set(&self, limit: ConnLimit) {
+        *self.limit.lock() = limit;
+        self.room.notify_waiters();
+    }
+
+    pub fn limit(&self) -> ConnLimit {
+        *self.limit.lock()
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Reserves a slot of `max_connections`, or `None` when full.
+    fn reserve(self: &Arc<Self>, max: Option<usize>) -> Option<Permit> {
+        let max = max.unwrap_or(usize::MAX);
+        self.open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Permit {
+            limiter: self.clone(),
+            client: None,
+        })
+    }
+
+    /// For `backlog` mode, before accepting: waits until a slot is free and
+    /// reserves it.
+    pub async fn wait_for_room(self: &Arc<Self>) -> Permit {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(p) = self.reserve(self.limit().max_connections) {
+                return p;
+            }
+            notified.await;
+        }
+    }
+
+    /// After accepting from `client`: a permit, or `None` to close the
+    /// connection at once. `reserved` is the slot `wait_for_room` took.
+    pub fn admit(self: &Arc<Self>, client: IpAddr, reserved: Option<Permit>) -> Option<Permit> {
+        let limit = self.limit();
+        let mut permit = match reserved {
+            Some(p) => p,
+            None => self.reserve(limit.max_connections)?,
+        };
+        if let Some(per) = limit.max_connections_per_client {
+            let mut shard = self.shard(client).lock();
+            let n = shard.entry(client).or_insert(0);
+            if *n >= per {
+                if *n == 0 {
+                    shard.remove(&client);
+                }
+                return None;
+            }
+            *n += 1;
+            permit.client = Some(client);
+        }
+        Some(permit)
+    }
+
+    /// Whether accept loops should wait for room rather than refuse.
+    pub fn backlog(&self) -> bool {
+        let l = self.limit();
+        l.on_limit == OnLimit::Backlog && l.max_connections.is_some()
+    }
+
+    fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, usize>> {
+        let h = match ip {
+            IpAddr::V4(a) => u32::from(a) as usize,
+            IpAddr::V6(a) => u128::from(a) as usize,
+        };
+        &self.per_client[h % SHARDS]
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(ip) = self.client {
+            let mut shard = self.limiter.shard(ip).lock();
+            if let Some(n) = shard.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    shard.remove(&ip);
+                }
+            }
+        }
+        self.limiter.open.fetch_sub(1, Ordering::Relaxed);
+        self.limiter.room.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(max: Option<usize>, per: Option<usize>) -> Arc<ConnLimiter> {
+        ConnLimiter::new(ConnLimit {
+            max_connections: max,
+            max_connections_per_client: per,
+            on_limit: OnLimit::Refuse,
+        })
+    }
+
+    #[test]
+    fn listener_and_client_limits_and_their_release() {
+        let l = limiter(Some(3), Some(2));
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let a1 = l.admit(a, None).expect("a1");
+        let _a2 = l.admit(a, None).expect("a2");
+        assert!(l.admit(a, None).is_none(), "a's third");
+        let _b1 = l.admit(b, None).expect("b1");
+        assert!(l.admit(b, None).is_none(), "the listener's fourth");
+        assert_eq!(l.open(), 3);
+        drop(a1);
+        assert_eq!(l.open(), 2);
+        let _a3 = l.admit(a, None).expect("a again");
+        // Refused clients leave no entry behind.
+        assert_eq!(l.per_client.iter().map(|s| s.lock().len()).sum::<usize>(), 2);
+    }
+
+    #[tokio::test]
+    async fn backlog_mode_waits_for_a_closed_connection() {
+        let l = limiter(Some(1), None);
+        let first = l.wait_for_room().await;
+        let waiting = tokio::spawn({
+            let l = l.clone();
+            async move { l.wait_for_room().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(first);
+        let second = waiting.await.expect("woken");
+        assert_eq!(l.open(), 1);
+        drop(second);
+        assert_eq!(l.open(), 0);
+    }
+}
