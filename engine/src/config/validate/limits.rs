@@ -164,3 +164,95 @@ fn parse_key(s: &str) -> Option<RateKey> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigError, OnLimit, RateKey, validate::parse};
+    use std::path::Path;
+    use std::time::Duration;
+
+    const BASE: &str = r#"
+[[listener]]
+address = "127.0.0.1:0"
+max_connections = 1000
+max_connections_per_client = 20
+on_limit = "backlog"
+
+[upstream.web]
+backends = ["127.0.0.1:9003"]
+"#;
+
+    #[test]
+    fn limits_parse_with_their_defaults() {
+        let text = format!(
+            r#"{BASE}
+[global_limits]
+redis = "redis://127.0.0.1:6379/0"
+sync_interval = "50ms"
+
+[[rate_limit]]
+name = "per-client"
+key = "client"
+rate = 2.5
+
+[[rate_limit]]
+name = "api-keys"
+key = "header:X-Api-Key"
+rate = 100
+burst = 200
+host = "*.Example.com"
+path = "/api"
+global = true
+max_keys = 10
+"#
+        );
+        let c = parse(&text, Path::new("t.toml")).expect("valid");
+        let l = c.listeners[0].conn_limit;
+        assert_eq!(l.max_connections, Some(1000));
+        assert_eq!(l.max_connections_per_client, Some(20));
+        assert_eq!(l.on_limit, OnLimit::Backlog);
+        let [a, b] = &c.rate_limits[..] else {
+            panic!("two limits")
+        };
+        assert_eq!((a.key.clone(), a.burst, a.global), (RateKey::Client, 3, false));
+        assert_eq!(a.max_keys, crate::config::defaults::RATE_LIMIT_MAX_KEYS);
+        assert!(matches!(&b.key, RateKey::Header(h) if h == "x-api-key"));
+        assert_eq!(b.host.as_deref(), Some("*.example.com"));
+        assert_eq!((b.burst, b.max_keys, b.global), (200, 10, true));
+        let g = c.global_limits.expect("global");
+        assert_eq!(g.sync_interval, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn bad_limits_name_their_field() {
+        let bad = |extra: &str, field: &str| {
+            let err = parse(&format!("{BASE}\n{extra}"), Path::new("t.toml")).expect_err(extra);
+            assert!(err.to_string().contains(field), "{err} should name {field}");
+            err
+        };
+        bad(
+            "[[rate_limit]]\nname = \"x\"\nkey = \"cookie\"\nrate = 1",
+            "rate_limit[0].key",
+        );
+        bad(
+            "[[rate_limit]]\nname = \"x\"\nkey = \"client\"\nrate = 0",
+            "rate_limit[0].rate",
+        );
+        let e = bad(
+            "[[rate_limit]]\nname = \"x\"\nkey = \"client\"\nrate = 1\nglobal = true",
+            "rate_limit[0].global",
+        );
+        assert!(matches!(e, ConfigError::GlobalWithoutRedis { .. }));
+        bad(
+            "[[rate_limit]]\nname = \"x\"\nkey = \"client\"\nrate = 1\n[[rate_limit]]\nname = \"x\"\nkey = \"route\"\nrate = 1",
+            "rate_limit[1].name",
+        );
+        bad("[global_limits]\nredis = \"127.0.0.1:6379\"", "global_limits.redis");
+        let text = BASE.replace("\"backlog\"", "\"drop\"");
+        let err = parse(&text, Path::new("t.toml")).expect_err("on_limit");
+        assert!(err.to_string().contains("listener[0].on_limit"), "{err}");
+        let text = BASE.replace("= 1000", "= 0");
+        let err = parse(&text, Path::new("t.toml")).expect_err("zero");
+        assert!(err.to_string().contains("listener[0].max_connections"), "{err}");
+    }
+}
