@@ -57,10 +57,7 @@ impl State {
             via_h1: via("1.1")?,
             via_h2: via("2")?,
             access_log: config.access_log,
-            rate_limits: Arc::new(RateLimits::new(
-                config,
-                previous.map(|p| &*p.rate_limits),
-            )),
+            rate_limits: Arc::new(RateLimits::new(config, previous.map(|p| &*p.rate_limits))),
             config: config.clone(),
         })
     }

@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(l.open(), 2);
         let _a3 = l.admit(a, None).expect("a again");
         // Refused clients leave no entry behind.
-        assert_eq!(l.per_client.iter().map(|s| s.lock().len()).sum::<usize>(), 2);
+        assert_eq!(
+            l.per_client.iter().map(|s| s.lock().len()).sum::<usize>(),
+            2
+        );
     }
 
     #[tokio::test]

@@ -18,16 +18,16 @@
 //! where the kernel lets both exist at once (SO_REUSEPORT and `share_port`
 //! on the new one); else the reload fails and the old listener keeps serving.
 
+use super::conn_limit::ConnLimiter;
 use super::listener::BoundListener;
 use super::worker::{ListenerId, WorkerCommand};
 use crate::addr::ListenAddr;
 use crate::config::ListenerConfig;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
-use std::sync::Arc;
-use super::conn_limit::ConnLimiter;
 
 /// How long a reload waits for the workers to act on its commands. A worker
 /// answers within one turn of its event loop; this bounds a stuck one.

@@ -214,7 +214,10 @@ max_keys = 10
         let [a, b] = &c.rate_limits[..] else {
             panic!("two limits")
         };
-        assert_eq!((a.key.clone(), a.burst, a.global), (RateKey::Client, 3, false));
+        assert_eq!(
+            (a.key.clone(), a.burst, a.global),
+            (RateKey::Client, 3, false)
+        );
         assert_eq!(a.max_keys, crate::config::defaults::RATE_LIMIT_MAX_KEYS);
         assert!(matches!(&b.key, RateKey::Header(h) if h == "x-api-key"));
         assert_eq!(b.host.as_deref(), Some("*.example.com"));
@@ -247,12 +250,18 @@ max_keys = 10
             "[[rate_limit]]\nname = \"x\"\nkey = \"client\"\nrate = 1\n[[rate_limit]]\nname = \"x\"\nkey = \"route\"\nrate = 1",
             "rate_limit[1].name",
         );
-        bad("[global_limits]\nredis = \"127.0.0.1:6379\"", "global_limits.redis");
+        bad(
+            "[global_limits]\nredis = \"127.0.0.1:6379\"",
+            "global_limits.redis",
+        );
         let text = BASE.replace("\"backlog\"", "\"drop\"");
         let err = parse(&text, Path::new("t.toml")).expect_err("on_limit");
         assert!(err.to_string().contains("listener[0].on_limit"), "{err}");
         let text = BASE.replace("= 1000", "= 0");
         let err = parse(&text, Path::new("t.toml")).expect_err("zero");
-        assert!(err.to_string().contains("listener[0].max_connections"), "{err}");
+        assert!(
+            err.to_string().contains("listener[0].max_connections"),
+            "{err}"
+        );
     }
 }

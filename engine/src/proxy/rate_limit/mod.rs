@@ -111,7 +111,9 @@ impl Limit {
                     return Ok(());
                 };
                 let key = t.hash(2, v.as_bytes());
-                t.take(key, rate, burst, now, || global.then(|| v.as_bytes().into()))
+                t.take(key, rate, burst, now, || {
+                    global.then(|| v.as_bytes().into())
+                })
             }
         }
     }

@@ -122,6 +122,10 @@ impl Table {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(|s| s.lock().is_empty())
+    }
+
     /// Calls `f` on every entry, one shard locked at a time (global sync).
     pub fn for_each(&self, mut f: impl FnMut(u64, &mut Entry)) {
         for shard in self.shards.iter() {
