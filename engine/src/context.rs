@@ -5,6 +5,7 @@
 
 use crate::addr::{ClientAddr, ClientStrings};
 use crate::interim::InterimQueue;
+use crate::server::conn_limit::Permit;
 use crate::state::Shared;
 use crate::upstream::pool::Pool;
 use std::sync::Arc;
@@ -29,6 +30,17 @@ pub struct ConnCtx {
     /// Where the backend's 1xx go on their way to this connection's
     /// current HTTP/1.1 request (`crate::interim`).
     pub interim: InterimQueue,
+    /// The connection's slot of its listener's limits
+    /// (`server::conn_limit`); its client's share is given back on drop.
+    pub permit: Option<Permit>,
+}
+
+impl Drop for ConnCtx {
+    fn drop(&mut self) {
+        if let Some(p) = &self.permit {
+            p.release_client(self.client.0.ip());
+        }
+    }
 }
 
 impl ConnCtx {
@@ -50,6 +62,7 @@ impl ConnCtx {
             client_strings,
             proto,
             interim: InterimQueue::default(),
+            permit: None,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Connection limits of one listener (shared by its sockets on every
 //! worker): `max_connections` open at once, and `max_connections_per_client`
-//! from one IP address. A connection holds a [`Permit`] for its life.
+//! from one IP address. A connection's `ConnCtx` holds its [`Permit`] and
+//! gives back its client's share when dropped (the permit is a single
+//! pointer: an idle connection's task has no byte to spare, and the
+//! context already knows the address).
 //!
 //! Beyond a limit, with `on_limit = "refuse"` the connection is accepted and
 //! closed at once; with `"backlog"` the accept loops stop accepting while
@@ -36,8 +39,10 @@ pub struct ConnLimiter {
     /// Reserved with a compare-and-swap so two workers cannot both take the
     /// last slot; `Relaxed` is enough: it guards a count, not other memory.
     open: AtomicUsize,
-    /// Open connections per client address; an address leaves when its
-    /// count reaches zero, so the map is as large as the open connections.
+    /// Open connections per client address, counted whether or not a
+    /// per-client limit is set (so a reload may set one exactly); an
+    /// address leaves when its count reaches zero, so the map is as large
+    /// as the open connections.
     ///
     /// # Concurrency
     /// One `parking_lot::Mutex` per shard, held for one map update.
@@ -46,12 +51,23 @@ pub struct ConnLimiter {
     room: Notify,
 }
 
-/// A slot of `max_connections` (and maybe of the client's share); dropping
-/// it gives them back.
+/// A slot of `max_connections`; dropping it gives the slot back. Once
+/// [`ConnLimiter::admit`] has counted the client, the holder must also call
+/// [`Permit::release_client`] (`ConnCtx`'s drop does).
 #[derive(Debug)]
-pub struct Permit {
-    limiter: Arc<ConnLimiter>,
-    client: Option<IpAddr>,
+pub struct Permit(Arc<ConnLimiter>);
+
+impl Permit {
+    /// Gives back `client`'s share.
+    pub fn release_client(&self, client: IpAddr) {
+        let mut shard = self.0.shard(client).lock();
+        if let Some(n) = shard.get_mut(&client) {
+            *n -= 1;
+            if *n == 0 {
+                shard.remove(&client);
+            }
+        }
+    }
 }
 
 impl ConnLimiter {
@@ -87,10 +103,7 @@ impl ConnLimiter {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
-        Some(Permit {
-            limiter: self.clone(),
-            client: None,
-        })
+        Some(Permit(self.clone()))
     }
 
     /// For `backlog` mode, before accepting: waits until a slot is free and
@@ -107,26 +120,25 @@ impl ConnLimiter {
         }
     }
 
-    /// After accepting from `client`: a permit, or `None` to close the
-    /// connection at once. `reserved` is the slot `wait_for_room` took.
+    /// After accepting from `client`: a permit with the client counted,
+    /// or `None` to close the connection at once. `reserved` is the slot
+    /// `wait_for_room` took.
     pub fn admit(self: &Arc<Self>, client: IpAddr, reserved: Option<Permit>) -> Option<Permit> {
         let limit = self.limit();
-        let mut permit = match reserved {
+        let permit = match reserved {
             Some(p) => p,
             None => self.reserve(limit.max_connections)?,
         };
-        if let Some(per) = limit.max_connections_per_client {
-            let mut shard = self.shard(client).lock();
-            let n = shard.entry(client).or_insert(0);
-            if *n >= per {
-                if *n == 0 {
-                    shard.remove(&client);
-                }
-                return None;
+        let per = limit.max_connections_per_client.unwrap_or(usize::MAX);
+        let mut shard = self.shard(client).lock();
+        let n = shard.entry(client).or_insert(0);
+        if *n >= per {
+            if *n == 0 {
+                shard.remove(&client);
             }
-            *n += 1;
-            permit.client = Some(client);
+            return None;
         }
+        *n += 1;
         Some(permit)
     }
 
@@ -147,17 +159,8 @@ impl ConnLimiter {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(ip) = self.client {
-            let mut shard = self.limiter.shard(ip).lock();
-            if let Some(n) = shard.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    shard.remove(&ip);
-                }
-            }
-        }
-        self.limiter.open.fetch_sub(1, Ordering::Relaxed);
-        self.limiter.room.notify_one();
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.room.notify_one();
     }
 }
 
@@ -184,6 +187,7 @@ mod tests {
         let _b1 = l.admit(b, None).expect("b1");
         assert!(l.admit(b, None).is_none(), "the listener's fourth");
         assert_eq!(l.open(), 3);
+        a1.release_client(a);
         drop(a1);
         assert_eq!(l.open(), 2);
         let _a3 = l.admit(a, None).expect("a again");

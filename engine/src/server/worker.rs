@@ -128,8 +128,6 @@ pin_project_lite::pin_project! {
         #[pin]
         conn: F,
         _alive: mpsc::Sender<()>,
-        // The connection's slot of its listener's limits.
-        _permit: Option<Permit>,
     }
 }
 
@@ -341,11 +339,12 @@ fn take_backlog(
     let listener = listener.into_socket();
     // Non-blocking: stops at the first WouldBlock.
     while let Ok((stream, peer)) = Acceptor::accept_now(&listener) {
-        let Some(permit) = limiter.admit(peer.ip(), None) else {
-            continue;
-        };
         match tokio::net::TcpStream::from_std(stream) {
-            Ok(stream) => serve(stream, peer, tls.clone(), spawner, last, permit),
+            Ok(stream) => {
+                if let Some(permit) = limiter.admit(peer.ip(), None) {
+                    serve(stream, peer, tls.clone(), spawner, last, permit);
+                }
+            }
             Err(e) => tracing::debug!(client = %peer, error = %e, "cannot register connection"),
         }
     }
@@ -363,17 +362,19 @@ fn serve(
     permit: Permit,
 ) {
     let proto = if tls.is_some() { "https" } else { "http" };
-    let ctx = Arc::new(ConnCtx::with_strings(
+    let mut ctx = ConnCtx::with_strings(
         spawner.worker.clone(),
         ClientAddr(peer),
         last.strings(peer),
         proto,
-    ));
+    );
+    ctx.permit = Some(permit);
+    let ctx = Arc::new(ctx);
     let builder = spawner.builder.clone();
     let _alive = spawner.alive.clone();
     match tls {
         None => {
-            tokio::spawn(plain_task(stream, ctx, builder, _alive, Some(permit)));
+            tokio::spawn(plain_task(stream, ctx, builder, _alive));
         }
         // A task of its own type: a task is as large as its largest state,
         // and the TLS one (handshake, rustls session) is much larger than
@@ -389,11 +390,7 @@ fn serve(
                     Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
                 }
             };
-            tokio::spawn(Alive {
-                conn,
-                _alive,
-                _permit: Some(permit),
-            });
+            tokio::spawn(Alive { conn, _alive });
         }
     }
 }
@@ -405,12 +402,10 @@ pub(super) fn plain_task(
     ctx: Arc<ConnCtx>,
     builder: Arc<ServerBuilder>,
     alive: mpsc::Sender<()>,
-    permit: Option<Permit>,
 ) -> Alive<impl Future<Output = ()> + Send> {
     Alive {
         conn: conn::serve(stream, ctx, builder),
         _alive: alive,
-        _permit: permit,
     }
 }
 
