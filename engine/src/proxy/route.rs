@@ -4,12 +4,40 @@
 
 use crate::config::RouteConfig;
 
+/// A configured host: routes and rate limits match requests with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum HostMatch {
+pub(crate) enum HostMatch {
     Exact(String),
     /// `*.example.com` stored as `.example.com`: any subdomain, not the apex.
     Suffix(String),
     Any,
+}
+
+impl HostMatch {
+    /// `None` (any host), `name` or `*.domain`.
+    pub(crate) fn new(host: Option<&str>) -> HostMatch {
+        match host {
+            None => HostMatch::Any,
+            Some(h) => match h.strip_prefix('*') {
+                Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
+                None => HostMatch::Exact(h.to_ascii_lowercase()),
+            },
+        }
+    }
+
+    /// Whether `host` (already through [`normalize_host`]) matches.
+    pub(crate) fn matches(&self, host: Option<&str>) -> bool {
+        match (self, host) {
+            (HostMatch::Any, _) => true,
+            (HostMatch::Exact(e), Some(h)) => h.eq_ignore_ascii_case(e),
+            (HostMatch::Suffix(s), Some(h)) => {
+                h.len() > s.len()
+                    && h.is_char_boundary(h.len() - s.len())
+                    && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+            (_, None) => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -44,13 +72,7 @@ impl Router {
             .enumerate()
             .map(|(index, r)| Route {
                 index,
-                host: match &r.host {
-                    None => HostMatch::Any,
-                    Some(h) => match h.strip_prefix('*') {
-                        Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
-                        None => HostMatch::Exact(h.to_ascii_lowercase()),
-                    },
-                },
+                host: HostMatch::new(r.host.as_deref()),
                 prefix: r.path.clone(),
                 group: r.upstream,
                 compress: r.compress,
@@ -80,19 +102,7 @@ impl Router {
         let host = host.map(normalize_host);
         self.routes
             .iter()
-            .find(|r| {
-                let host_ok = match (&r.host, host) {
-                    (HostMatch::Any, _) => true,
-                    (HostMatch::Exact(e), Some(h)) => h.eq_ignore_ascii_case(e),
-                    (HostMatch::Suffix(s), Some(h)) => {
-                        h.len() > s.len()
-                            && h.is_char_boundary(h.len() - s.len())
-                            && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
-                    }
-                    (_, None) => false,
-                };
-                host_ok && path.starts_with(r.prefix.as_str())
-            })
+            .find(|r| r.host.matches(host) && path.starts_with(r.prefix.as_str()))
             .map(|r| RouteMatch {
                 index: r.index,
                 group: r.group,

@@ -13,6 +13,7 @@ pub mod bucket;
 pub mod global;
 pub mod table;
 
+use super::route::HostMatch;
 use crate::config::{Config, RateKey, RateLimitConfig};
 use http::HeaderMap;
 use std::net::IpAddr;
@@ -25,15 +26,9 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct Limit {
     pub config: RateLimitConfig,
-    /// `config.host` as a matcher: `*.a.test` kept as `.a.test`.
-    host: Option<HostScope>,
+    /// `config.host` as routes match hosts.
+    host: HostMatch,
     pub table: Table,
-}
-
-#[derive(Debug)]
-enum HostScope {
-    Exact(String),
-    Suffix(String),
 }
 
 /// What a request offers as keys.
@@ -49,10 +44,7 @@ pub struct Request<'a> {
 
 impl Limit {
     fn new(config: RateLimitConfig) -> Limit {
-        let host = config.host.as_ref().map(|h| match h.strip_prefix('*') {
-            Some(s) => HostScope::Suffix(s.to_owned()),
-            None => HostScope::Exact(h.clone()),
-        });
+        let host = HostMatch::new(config.host.as_deref());
         Limit {
             table: Table::new(config.max_keys),
             host,
@@ -66,16 +58,8 @@ impl Limit {
         {
             return false;
         }
-        match (&self.host, req.host.map(super::route::normalize_host)) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(HostScope::Exact(e)), Some(h)) => h.eq_ignore_ascii_case(e),
-            (Some(HostScope::Suffix(s)), Some(h)) => {
-                h.len() > s.len()
-                    && h.is_char_boundary(h.len() - s.len())
-                    && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
-            }
-        }
+        self.host
+            .matches(req.host.map(super::route::normalize_host))
     }
 
     /// Takes a token for `req`; `Ok` also when the limit does not apply.
