@@ -123,8 +123,8 @@ fn reference(configs: &[RouteConfig], host: Option<&str>, path: &str) -> Option<
         }
         h.to_ascii_lowercase()
     });
-    let mut best: Option<((u8, usize, usize), &RouteConfig)> = None;
-    for r in configs {
+    let mut best: Option<((u8, usize, usize), usize, &RouteConfig)> = None;
+    for (i, r) in configs.iter().enumerate() {
         let host_score = match (&r.host, &host) {
             (None, _) => (0, 0),
             (Some(pattern), Some(h)) => {
@@ -144,11 +144,12 @@ fn reference(configs: &[RouteConfig], host: Option<&str>, path: &str) -> Option<
             continue;
         }
         let score = (host_score.0, host_score.1, r.path.len());
-        if best.as_ref().is_none_or(|(s, _)| score > *s) {
-            best = Some((score, r));
+        if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+            best = Some((score, i, r));
         }
     }
-    best.map(|(_, r)| RouteMatch {
+    best.map(|(_, index, r)| RouteMatch {
+        index,
         group: r.upstream,
         compress: r.compress,
     })
