@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(next(&mut second).await.as_deref(), Some(&b"hello "[..]));
         tx.send(Ok(Frame::data(Bytes::from_static(b"world"))));
         assert_eq!(next(&mut second).await.as_deref(), Some(&b"world"[..]));
-        drop(tx);
+        tx.finish();
         assert_eq!(next(&mut second).await, None);
         assert!(replay.replayable());
         let mut third = replay.body();
@@ -268,7 +268,7 @@ mod tests {
         // Sent at once, though it no longer fits.
         assert_eq!(next(&mut first).await.as_deref(), Some(&b"6789"[..]));
         assert!(!replay.replayable());
-        drop(tx);
+        tx.finish();
         assert_eq!(next(&mut first).await, None);
     }
 

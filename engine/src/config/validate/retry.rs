@@ -123,3 +123,89 @@ impl Validator<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(extra_route: &str, extra_upstream: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[[listener]]\naddress = \"127.0.0.1:8080\"\n\n[[route]]\nupstream = \"api\"\n{extra_route}\n\
+             [upstream.api]\nbackends = [\"127.0.0.1:9001\"]\n{extra_upstream}\n"
+        );
+        parse(&text, Path::new("test.toml"))
+    }
+
+    fn field(e: &ConfigError) -> String {
+        match e.at() {
+            Some(At::File { field, line, .. }) => format!("{line}:{field}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_retry_section_means_no_policy_and_the_default_budget() {
+        let c = check("", "").expect("valid");
+        assert_eq!(c.routes[0].retry, None);
+        assert_eq!(c.upstreams[0].retry_budget, RetryBudgetConfig::default());
+    }
+
+    #[test]
+    fn a_retry_section_with_its_defaults_and_every_key() {
+        let c = check("[route.retry]\n", "").expect("valid");
+        assert_eq!(c.routes[0].retry.as_deref(), Some(&RetryPolicy::default()));
+        let c = check(
+            "[route.retry]\nattempts = 3\nper_try_timeout = \"2s\"\nstatuses = [503, 429]\n\
+             backoff_base = \"10ms\"\nbackoff_max = \"1s\"\nretry_methods = [\"get\", \"POST\"]\n\
+             replay_buffer = 1024\n",
+            "[upstream.api.retry_budget]\nratio = 0.5\nmin_per_second = 3\nttl = \"20s\"\n",
+        )
+        .expect("valid");
+        let p = c.routes[0].retry.as_deref().expect("a policy");
+        assert_eq!(p.attempts, 3);
+        assert_eq!(p.per_try_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(p.statuses, [503, 429]);
+        assert_eq!(p.backoff_max, Duration::from_secs(1));
+        assert_eq!(
+            p.methods,
+            RetryMethods::Listed(vec![http::Method::GET, http::Method::POST])
+        );
+        assert_eq!(p.replay_buffer, 1024);
+        let b = c.upstreams[0].retry_budget;
+        assert_eq!((b.ratio, b.min_per_second, b.ttl.as_secs()), (0.5, 3, 20));
+        let c = check("[route.retry]\nretry_non_idempotent = true\n", "").expect("valid");
+        assert_eq!(
+            c.routes[0].retry.as_deref().map(|p| &p.methods),
+            Some(&RetryMethods::All)
+        );
+    }
+
+    #[test]
+    fn bad_retry_values_name_their_field() {
+        let cases = [
+            ("[route.retry]\nattempts = 0\n", "", "7:route[0].retry.attempts"),
+            ("[route.retry]\nattempts = 11\n", "", "7:route[0].retry.attempts"),
+            ("[route.retry]\nstatuses = [503, 404]\n", "", "7:route[0].retry.statuses[1]"),
+            (
+                "[route.retry]\nretry_methods = [\"GET\"]\nretry_non_idempotent = true\n",
+                "",
+                "8:route[0].retry.retry_non_idempotent",
+            ),
+            ("[route.retry]\nretry_methods = [\"G T\"]\n", "", "7:route[0].retry.retry_methods[0]"),
+            (
+                "[route.retry]\nbackoff_base = \"1s\"\nbackoff_max = \"10ms\"\n",
+                "",
+                "8:route[0].retry.backoff_max",
+            ),
+            ("[route.retry]\nper_try_timeout = \"0s\"\n", "", "7:route[0].retry.per_try_timeout"),
+            ("[route.retry]\nreplay_buffer = 16777217\n", "", "7:route[0].retry.replay_buffer"),
+            ("[route.retry]\nattempt = 2\n", "", "7:route[0].retry.attempt"),
+            ("", "[upstream.api.retry_budget]\nratio = 11.0\n", "10:upstream.api.retry_budget.ratio"),
+            ("", "[upstream.api.retry_budget]\nttl = \"61s\"\n", "10:upstream.api.retry_budget.ttl"),
+        ];
+        for (route, upstream, at) in cases {
+            let e = check(route, upstream).expect_err(at);
+            assert_eq!(field(&e), at, "{e}");
+        }
+    }
+}
