@@ -71,7 +71,9 @@ impl Raw {
                         }
                         Act::HalfBody => {
                             let _ = s
-                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+                                )
                                 .await;
                             // The response has begun: the proxy sends it on.
                             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -115,6 +117,15 @@ async fn read_request(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     Some(buf[head_end..].to_vec())
 }
 
+/// An origin named `name` answering every request `status` with `body`.
+async fn answering(name: &str, status: u16, body: &'static str) -> Origin {
+    Origin::http1()
+        .name(name)
+        .route("/", reply::text(status, body))
+        .start()
+        .await
+}
+
 /// A proxy config over `backends` whose one route retries as `policy` says;
 /// passive ejection off, so that every try reaches the backend picked.
 fn retrying(backends: &[SocketAddr], policy: RetryPolicy) -> Config {
@@ -153,10 +164,7 @@ fn counters(proxy: &Proxy) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_resetting_every_other_connection_costs_no_client_an_error() {
     let flaky = Raw::start(|n| if n % 2 == 1 { Act::Reset } else { Act::Ok }).await;
-    let good = Origin::http1()
-        .route("/", reply::text(200, "good"))
-        .start()
-        .await;
+    let good = answering("good", 200, "good").await;
     let mut cfg = retrying(&[flaky.addr, good.addr()], policy(3));
     // A quarter of the requests fail once: more than the default 20 %.
     cfg.upstreams[0].retry_budget.ratio = 1.0;
@@ -176,17 +184,20 @@ async fn a_backend_resetting_every_other_connection_costs_no_client_an_error() {
             failed
         });
     }
-    let failed: Vec<_> = clients
-        .join_all()
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    assert!(failed.is_empty(), "{} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    let failed: Vec<_> = clients.join_all().await.into_iter().flatten().collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
     let resets = flaky.requests().div_ceil(2);
     assert!(resets >= 100, "the flaky backend reset only {resets} tries");
     let (retries, _) = counters(&proxy);
-    assert!(retries >= resets as u64, "{retries} retries for {resets} resets");
+    assert!(
+        retries >= resets as u64,
+        "{retries} retries for {resets} resets"
+    );
 }
 
 #[tokio::test]
@@ -195,11 +206,8 @@ async fn post_is_not_retried_unless_the_route_allows_it() {
         (RetryMethods::Idempotent, false),
         (RetryMethods::Listed(vec![Method::POST]), true),
     ] {
-        let down = Origin::http1()
-            .route("/", reply::text(503, "down"))
-            .start()
-            .await;
-        let up = Origin::http1().route("/", reply::text(200, "up")).start().await;
+        let down = answering("down", 503, "down").await;
+        let up = answering("up", 200, "up").await;
         let mut p = policy(2);
         p.methods = methods;
         let proxy = Proxy::start(&retrying(&[down.addr(), up.addr()], p)).await;
@@ -273,16 +281,8 @@ async fn a_body_over_the_replay_buffer_is_not_retried() {
 
 #[tokio::test]
 async fn a_listed_status_is_retried_on_another_backend_and_never_reaches_the_client() {
-    let a = Origin::http1()
-        .name("a")
-        .route("/", reply::text(503, "down"))
-        .start()
-        .await;
-    let b = Origin::http1()
-        .name("b")
-        .route("/", reply::text(200, "up"))
-        .start()
-        .await;
+    let a = answering("a", 503, "down").await;
+    let b = answering("b", 200, "up").await;
     let proxy = Proxy::start(&retrying(&[a.addr(), b.addr()], policy(2))).await;
     let mut client = H1::connect(proxy.addr()).await;
     for _ in 0..10 {
@@ -297,14 +297,8 @@ async fn a_listed_status_is_retried_on_another_backend_and_never_reaches_the_cli
 
 #[tokio::test]
 async fn the_budget_caps_retries_in_a_full_outage() {
-    let a = Origin::http1()
-        .route("/", reply::text(503, "down"))
-        .start()
-        .await;
-    let b = Origin::http1()
-        .route("/", reply::text(503, "down"))
-        .start()
-        .await;
+    let a = answering("down", 503, "down").await;
+    let b = answering("down", 503, "down").await;
     let mut cfg = retrying(&[a.addr(), b.addr()], policy(3));
     let budget = &mut cfg.upstreams[0].retry_budget;
     budget.ratio = 0.2;
@@ -332,7 +326,8 @@ async fn a_response_failing_mid_body_is_not_retried() {
     let b = Raw::start(|_| Act::HalfBody).await;
     let proxy = Proxy::start(&retrying(&[a.addr, b.addr], policy(3))).await;
     let mut conn = RawConn::connect(proxy.addr()).await;
-    conn.send(b"GET / HTTP/1.1\r\nHost: test.local\r\n\r\n").await;
+    conn.send(b"GET / HTTP/1.1\r\nHost: test.local\r\n\r\n")
+        .await;
     // The client sees the connection end before the 100 bytes promised:
     // whatever of the response it got (the head and the first 10 bytes
     // once they were flushed), never a complete response from a retry.
@@ -348,19 +343,22 @@ async fn a_response_failing_mid_body_is_not_retried() {
 
 #[tokio::test]
 async fn a_try_past_the_per_try_timeout_goes_to_another_backend() {
-    let slow = Origin::http1().name("slow").route("/", reply::hang).start().await;
-    let fast = Origin::http1()
-        .name("fast")
-        .route("/", reply::text(200, "fast"))
+    let slow = Origin::http1()
+        .name("slow")
+        .route("/", reply::hang)
         .start()
         .await;
+    let fast = answering("fast", 200, "fast").await;
     let mut p = policy(2);
     p.per_try_timeout = Some(Duration::from_millis(200));
     let proxy = Proxy::start(&retrying(&[slow.addr(), fast.addr()], p)).await;
     let mut client = H1::connect(proxy.addr()).await;
     for _ in 0..4 {
         let r = send(&mut client, Method::GET, b"").await;
-        assert_eq!((r.status.as_u16(), r.header("x-origin")), (200, Some("fast")));
+        assert_eq!(
+            (r.status.as_u16(), r.header("x-origin")),
+            (200, Some("fast"))
+        );
     }
     assert!(slow.request_count() >= 1);
 }

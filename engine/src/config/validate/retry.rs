@@ -46,8 +46,11 @@ impl Validator<'_> {
             (None, Some(all)) if *all.get_ref() => RetryMethods::All,
             (None, _) => RetryMethods::Idempotent,
         };
-        let backoff_base =
-            self.duration(r.backoff_base, &format!("{field}.backoff_base"), d.backoff_base)?;
+        let backoff_base = self.duration(
+            r.backoff_base,
+            &format!("{field}.backoff_base"),
+            d.backoff_base,
+        )?;
         let max_span = r.backoff_max.as_ref().map(|m| m.span());
         let backoff_max = self.duration(
             r.backoff_max,
@@ -56,7 +59,10 @@ impl Validator<'_> {
         )?;
         if backoff_max < backoff_base {
             return Err(ConfigError::BackoffOrder {
-                at: self.at(max_span.unwrap_or(0..0), format_args!("{field}.backoff_max")),
+                at: self.at(
+                    max_span.unwrap_or(0..0),
+                    format_args!("{field}.backoff_max"),
+                ),
             });
         }
         Ok(RetryPolicy {
@@ -183,25 +189,61 @@ mod tests {
     #[test]
     fn bad_retry_values_name_their_field() {
         let cases = [
-            ("[route.retry]\nattempts = 0\n", "", "7:route[0].retry.attempts"),
-            ("[route.retry]\nattempts = 11\n", "", "7:route[0].retry.attempts"),
-            ("[route.retry]\nstatuses = [503, 404]\n", "", "7:route[0].retry.statuses[1]"),
+            (
+                "[route.retry]\nattempts = 0\n",
+                "",
+                "7:route[0].retry.attempts",
+            ),
+            (
+                "[route.retry]\nattempts = 11\n",
+                "",
+                "7:route[0].retry.attempts",
+            ),
+            (
+                "[route.retry]\nstatuses = [503, 404]\n",
+                "",
+                "7:route[0].retry.statuses[1]",
+            ),
             (
                 "[route.retry]\nretry_methods = [\"GET\"]\nretry_non_idempotent = true\n",
                 "",
                 "8:route[0].retry.retry_non_idempotent",
             ),
-            ("[route.retry]\nretry_methods = [\"G T\"]\n", "", "7:route[0].retry.retry_methods[0]"),
+            (
+                "[route.retry]\nretry_methods = [\"G T\"]\n",
+                "",
+                "7:route[0].retry.retry_methods[0]",
+            ),
             (
                 "[route.retry]\nbackoff_base = \"1s\"\nbackoff_max = \"10ms\"\n",
                 "",
                 "8:route[0].retry.backoff_max",
             ),
-            ("[route.retry]\nper_try_timeout = \"0s\"\n", "", "7:route[0].retry.per_try_timeout"),
-            ("[route.retry]\nreplay_buffer = 16777217\n", "", "7:route[0].retry.replay_buffer"),
-            ("[route.retry]\nattempt = 2\n", "", "7:route[0].retry.attempt"),
-            ("", "[upstream.api.retry_budget]\nratio = 11.0\n", "10:upstream.api.retry_budget.ratio"),
-            ("", "[upstream.api.retry_budget]\nttl = \"61s\"\n", "10:upstream.api.retry_budget.ttl"),
+            (
+                "[route.retry]\nper_try_timeout = \"0s\"\n",
+                "",
+                "7:route[0].retry.per_try_timeout",
+            ),
+            (
+                "[route.retry]\nreplay_buffer = 16777217\n",
+                "",
+                "7:route[0].retry.replay_buffer",
+            ),
+            (
+                "[route.retry]\nattempt = 2\n",
+                "",
+                "7:route[0].retry.attempt",
+            ),
+            (
+                "",
+                "[upstream.api.retry_budget]\nratio = 11.0\n",
+                "10:upstream.api.retry_budget.ratio",
+            ),
+            (
+                "",
+                "[upstream.api.retry_budget]\nttl = \"61s\"\n",
+                "10:upstream.api.retry_budget.ttl",
+            ),
         ];
         for (route, upstream, at) in cases {
             let e = check(route, upstream).expect_err(at);

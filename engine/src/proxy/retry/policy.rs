@@ -78,8 +78,12 @@ pub(super) async fn retrying(
             return outcome;
         };
         match &outcome {
-            Ok(a) => tracing::info!(group = %t.group.name, backend = %went_to.addr, status = a.response.status().as_u16(), tried, "retrying on another backend"),
-            Err(e) => tracing::info!(group = %t.group.name, backend = %went_to.addr, error = %e, tried, "retrying on another backend"),
+            Ok(a) => {
+                tracing::info!(group = %t.group.name, backend = %went_to.addr, status = a.response.status().as_u16(), tried, "retrying on another backend")
+            }
+            Err(e) => {
+                tracing::info!(group = %t.group.name, backend = %went_to.addr, error = %e, tried, "retrying on another backend")
+            }
         }
         // A retried response is dropped here, unsent (its connection closes).
         drop(outcome);
@@ -165,7 +169,12 @@ mod tests {
         assert!(retry_after(&p, 2, s503, true));
         assert!(!retry_after(&p, 3, s503, true), "out of tries");
         assert!(!retry_after(&p, 1, s503, false), "body not kept");
-        assert!(!retry_after(&p, 1, Outcome::Status(StatusCode::INTERNAL_SERVER_ERROR), true));
+        assert!(!retry_after(
+            &p,
+            1,
+            Outcome::Status(StatusCode::INTERNAL_SERVER_ERROR),
+            true
+        ));
         assert!(!retry_after(&p, 1, Outcome::Status(StatusCode::OK), true));
 
         let reset = ProxyError::new(ErrorKind::UpstreamReset).retry(Retry::MaybeSent);
