@@ -362,3 +362,35 @@ async fn a_try_past_the_per_try_timeout_goes_to_another_backend() {
     }
     assert!(slow.request_count() >= 1);
 }
+
+#[tokio::test]
+async fn a_body_is_replayed_to_an_http2_backend() {
+    // hyper's HTTP/2 client reads the body on a task of its own: the first
+    // try's reader is superseded, and the second gets the whole body.
+    let down = Origin::h2c()
+        .name("down")
+        .route("/", reply::text(503, "down"))
+        .start()
+        .await;
+    let echo = Origin::h2c()
+        .name("echo")
+        .route("/", reply::echo_body)
+        .start()
+        .await;
+    let mut p = policy(2);
+    p.methods = RetryMethods::All;
+    let mut cfg = retrying(&[down.addr(), echo.addr()], p);
+    cfg.upstreams[0].protocol = sluice::config::UpstreamProtocol::H2c;
+    let proxy = Proxy::start(&cfg).await;
+    let mut client = H1::connect(proxy.addr()).await;
+    let body: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+    for _ in 0..4 {
+        let r = send(&mut client, Method::POST, &body).await;
+        assert_eq!(
+            (r.status.as_u16(), r.header("x-origin")),
+            (200, Some("echo"))
+        );
+        assert!(r.body[..] == body[..], "the echo is the body sent");
+    }
+    assert!(down.request_count() >= 1);
+}
