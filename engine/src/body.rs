@@ -33,6 +33,9 @@ pub enum ReqBody {
     Timed(TimedBody),
     /// No body (and so a request that can be replayed).
     Empty,
+    /// One try's view of a body kept for retries (`proxy::replay`); its
+    /// source is already timed.
+    Replay(crate::proxy::replay::ReplayBody),
 }
 
 impl ReqBody {
@@ -44,7 +47,7 @@ impl ReqBody {
         let source = match self {
             ReqBody::Incoming(b) => Source::Incoming(b),
             ReqBody::H1(b) => Source::H1(b),
-            done @ (ReqBody::Timed(_) | ReqBody::Empty) => return done,
+            done @ (ReqBody::Timed(_) | ReqBody::Empty | ReqBody::Replay(_)) => return done,
         };
         ReqBody::Timed(TimedBody {
             source,
@@ -59,7 +62,11 @@ impl ReqBody {
     /// Whether the body waits on the client for its next bytes (it was
     /// polled, and the client has sent nothing since).
     pub fn waits_on_client(&self) -> bool {
-        matches!(self, ReqBody::Timed(t) if t.waiting)
+        match self {
+            ReqBody::Timed(t) => t.waiting,
+            ReqBody::Replay(r) => r.waits_on_client(),
+            _ => false,
+        }
     }
 
     /// The body's [`Progress`], for a body polled on another task (hyper's
@@ -69,6 +76,7 @@ impl ReqBody {
     pub fn progress(&mut self) -> Option<Arc<Progress>> {
         match self {
             ReqBody::Timed(t) => Some(t.progress.get_or_insert_with(Default::default).clone()),
+            ReqBody::Replay(r) => r.progress(),
             _ => None,
         }
     }
@@ -89,6 +97,7 @@ impl Body for ReqBody {
             ReqBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ReqBody::Timed(b) => b.poll_frame(cx),
             ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Replay(b) => b.poll_frame(cx),
         }
     }
 
@@ -98,6 +107,7 @@ impl Body for ReqBody {
             ReqBody::H1(b) => b.is_end_stream(),
             ReqBody::Timed(b) => b.timed_out || b.source.is_end_stream(),
             ReqBody::Empty => true,
+            ReqBody::Replay(b) => b.is_end_stream(),
         }
     }
 
@@ -107,6 +117,7 @@ impl Body for ReqBody {
             ReqBody::H1(b) => b.size_hint(),
             ReqBody::Timed(b) => b.source.size_hint(),
             ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Replay(b) => b.size_hint(),
         }
     }
 }

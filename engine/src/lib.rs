@@ -20,6 +20,8 @@
 //!       6 proxy::forward::send → upstream::h1::exchange (our client, http1::{write,
 //!         response, decode}) | hyper's HTTP/2 client; the keep-alive race replays
 //!         when proxy::retry says so; passive health records the outcome
+//!       5-6 again on another backend (proxy::retry::forward) when the route has
+//!         [route.retry]: body replayed from proxy::replay, backoff, group budget
 //!       7 101 → proxy::tunnel (bytes both ways)
 //!         else proxy::headers::outbound → proxy::compress → proxy::body (streams;
 //!         the HTTP/1.1 connection returns to the pool at the body's end)

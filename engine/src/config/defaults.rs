@@ -104,3 +104,29 @@ pub const COMPRESSION_TYPES: &[&str] = &[
     "+json",
     "+xml",
 ];
+
+/// Tries of a request on a route with `[route.retry]`, the first included:
+/// one retry, Envoy's `num_retries` default.
+pub const RETRY_ATTEMPTS: u32 = 2;
+/// The most tries a route may ask for; past a few, retries only add load.
+pub const MAX_RETRY_ATTEMPTS: u32 = 10;
+/// Statuses retried on another backend: the gateway errors (Envoy's
+/// `gateway-error`), the ones a backend gives when it, not the request, failed.
+pub const RETRY_STATUSES: &[u16] = &[502, 503, 504];
+/// Exponential backoff with full jitter between tries: the n-th retry waits
+/// a uniform random time in `[0, min(max, base * 2^(n-1))]`. Envoy's 25 ms
+/// base and 10x cap.
+pub const RETRY_BACKOFF_BASE: Duration = Duration::from_millis(25);
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(250);
+/// Request body bytes kept so that a request can be sent again: a body
+/// larger than this streams on, but is no longer retried. 64 KiB covers
+/// most API calls, and is Envoy's `per_request_buffer_limit_bytes` order.
+pub const RETRY_REPLAY_BUFFER: usize = 64 * 1024;
+/// The largest replay buffer a route may ask for (per request in flight).
+pub const MAX_RETRY_REPLAY_BUFFER: usize = 16 * 1024 * 1024;
+/// A group's retry budget, Linkerd's defaults: retries may add 20 % to the
+/// requests of the last 10 s, plus 10 per second so that a quiet group can
+/// still retry. It keeps retries from multiplying an outage.
+pub const RETRY_BUDGET_RATIO: f64 = 0.2;
+pub const RETRY_BUDGET_MIN_PER_SECOND: u32 = 10;
+pub const RETRY_BUDGET_TTL: Duration = Duration::from_secs(10);

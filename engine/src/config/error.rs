@@ -64,6 +64,22 @@ pub enum ConfigError {
     },
     #[error("{at}: must be between {min} and {max}")]
     OutOfRange { at: At, min: u64, max: u64 },
+    /// A retry status outside 500..=599 (or 429): only a failed answer is
+    /// worth another backend.
+    #[error("{at}: {status} is not a status worth retrying (429 or 500..=599)")]
+    RetryStatus { at: At, status: u16 },
+    /// Not an HTTP method token.
+    #[error("{at}: {method:?} is not an HTTP method")]
+    Method { at: At, method: String },
+    /// `retry_methods` and `retry_non_idempotent = true` say the same thing twice.
+    #[error("{at}: give retry_methods or retry_non_idempotent, not both")]
+    RetryMethodsTwice { at: At },
+    /// `backoff_max` below `backoff_base`.
+    #[error("{at}: must be at least backoff_base")]
+    BackoffOrder { at: At },
+    /// A budget ratio that is not a number from 0 to 10.
+    #[error("{at}: must be a number from 0 to 10")]
+    BudgetRatio { at: At },
     /// A list longer than its documented cap (`defaults::MAX_GROUP_BACKENDS`).
     #[error("{at}: {count} entries; at most {max} are allowed")]
     TooMany { at: At, count: usize, max: usize },
@@ -180,6 +196,11 @@ impl ConfigError {
             | ConfigError::NothingToDo => None,
             ConfigError::Shape { at, .. }
             | ConfigError::OutOfRange { at, .. }
+            | ConfigError::RetryStatus { at, .. }
+            | ConfigError::Method { at, .. }
+            | ConfigError::RetryMethodsTwice { at }
+            | ConfigError::BackoffOrder { at }
+            | ConfigError::BudgetRatio { at }
             | ConfigError::TooMany { at, .. }
             | ConfigError::NotPositive { at }
             | ConfigError::Address { at, .. }

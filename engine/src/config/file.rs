@@ -153,6 +153,28 @@ pub struct RouteFile {
     pub upstream: Spanned<String>,
     /// Overrides `compression.enabled` for this route.
     pub compress: Option<bool>,
+    /// Retries of a failed attempt on another backend; absent means none
+    /// beyond the two safe ones.
+    pub retry: Option<RetryFile>,
+}
+
+/// `[route.retry]` (see `proxy::retry`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    /// Tries in all, the first included.
+    pub attempts: Option<Spanned<u32>>,
+    pub per_try_timeout: Option<Spanned<String>>,
+    /// Statuses that count as a failed try (429 or 5xx).
+    pub statuses: Option<Vec<Spanned<u16>>>,
+    pub backoff_base: Option<Spanned<String>>,
+    pub backoff_max: Option<Spanned<String>>,
+    /// Methods that may be retried instead of the idempotent ones.
+    pub retry_methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Retry every method (POST and PATCH included).
+    pub retry_non_idempotent: Option<Spanned<bool>>,
+    /// Request body bytes kept for a replay.
+    pub replay_buffer: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +197,20 @@ pub struct UpstreamFile {
     /// Active health checks; absent means none.
     pub health: Option<HealthFile>,
     pub passive: Option<PassiveFile>,
+    pub retry_budget: Option<RetryBudgetFile>,
+}
+
+/// `[upstream.NAME.retry_budget]`: what caps the retries of every route to
+/// the group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetFile {
+    /// Retries allowed per request of the last `ttl` (0.2: one in five).
+    pub ratio: Option<Spanned<f64>>,
+    /// Retries allowed per second whatever the traffic.
+    pub min_per_second: Option<Spanned<u32>>,
+    /// How long a request counts towards the budget (1s to 60s).
+    pub ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

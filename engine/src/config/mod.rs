@@ -16,6 +16,7 @@ use crate::addr::{BackendAddr, Cidr};
 use crate::balance::Policy;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{At, ConfigError};
@@ -166,6 +167,69 @@ pub struct RouteConfig {
     pub upstream: usize,
     /// Overrides [`Compression::enabled`] for this route.
     pub compress: Option<bool>,
+    /// `[route.retry]`: `None` keeps the two safe retries only (`proxy::retry`).
+    pub retry: Option<Arc<RetryPolicy>>,
+}
+
+/// How a route retries a failed attempt on another backend (`proxy::retry`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included (1 turns retries off).
+    pub attempts: u32,
+    /// Each try's limit from the start of its connect to the response head;
+    /// `None`: only `timeouts.upstream_response` applies.
+    pub per_try_timeout: Option<Duration>,
+    /// Response statuses that count as a failed try.
+    pub statuses: Vec<u16>,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub methods: RetryMethods,
+    /// Request body bytes kept for a replay; past it the request is not retried.
+    pub replay_buffer: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: defaults::RETRY_ATTEMPTS,
+            per_try_timeout: None,
+            statuses: defaults::RETRY_STATUSES.to_vec(),
+            backoff_base: defaults::RETRY_BACKOFF_BASE,
+            backoff_max: defaults::RETRY_BACKOFF_MAX,
+            methods: RetryMethods::Idempotent,
+            replay_buffer: defaults::RETRY_REPLAY_BUFFER,
+        }
+    }
+}
+
+/// Which requests a route may send twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryMethods {
+    /// RFC 9110 §9.2.2's idempotent methods (the default).
+    Idempotent,
+    /// Exactly these (`retry_methods`).
+    Listed(Vec<http::Method>),
+    /// Every method (`retry_non_idempotent = true`).
+    All,
+}
+
+/// A group's retry budget (Linkerd's): retries stay under `ratio` of the
+/// requests of the last `ttl`, plus `min_per_second`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryBudgetConfig {
+    pub ratio: f64,
+    pub min_per_second: u32,
+    pub ttl: Duration,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        RetryBudgetConfig {
+            ratio: defaults::RETRY_BUDGET_RATIO,
+            min_per_second: defaults::RETRY_BUDGET_MIN_PER_SECOND,
+            ttl: defaults::RETRY_BUDGET_TTL,
+        }
+    }
 }
 
 /// gzip for responses; what is compressed and when is `proxy::compress`.
@@ -233,6 +297,8 @@ pub struct UpstreamConfig {
     pub max_idle_per_backend: usize,
     pub health: Option<HealthCheck>,
     pub passive: Passive,
+    /// Caps the retries of every route to this group.
+    pub retry_budget: RetryBudgetConfig,
 }
 
 impl Default for Limits {
@@ -291,6 +357,7 @@ impl Config {
                 path: "/".to_owned(),
                 upstream: 0,
                 compress: None,
+                retry: None,
             }],
             upstreams: vec![UpstreamConfig {
                 name: defaults::DEFAULT_GROUP.to_owned(),
@@ -303,6 +370,7 @@ impl Config {
                 max_idle_per_backend: defaults::MAX_IDLE_PER_BACKEND,
                 health: None,
                 passive: Passive::default(),
+                retry_budget: RetryBudgetConfig::default(),
             }],
             access_log: false,
             admin: None,

@@ -176,6 +176,7 @@ impl Validator<'_> {
                 path: "/".into(),
                 upstream: 0,
                 compress: None,
+                retry: None,
             });
         }
 
@@ -320,11 +321,16 @@ impl Validator<'_> {
             Some(p) => p.into_inner(),
             None => "/".to_owned(),
         };
+        let retry = match r.retry {
+            Some(retry) => Some(Arc::new(self.retry(&field, retry)?)),
+            None => None,
+        };
         Ok(RouteConfig {
             host,
             path,
             upstream,
             compress: r.compress,
+            retry,
         })
     }
 
@@ -462,6 +468,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 mod admin;
+mod retry;
 #[cfg(test)]
 mod tests;
 mod upstream;

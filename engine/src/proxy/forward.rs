@@ -191,7 +191,8 @@ async fn h2_answer(
                 Some(Phase::Client) => {
                     ProxyError::with_source(ErrorKind::UpstreamClosedAwaitingClient, e)
                 }
-                _ => upstream_error(e),
+                // Before the response head: the backend answered nothing.
+                _ => upstream_error(e).retry(Retry::MaybeSent),
             }));
         }
         ready!(clock.as_mut().poll_expired(phase, cx));

@@ -11,7 +11,9 @@
 //! 5. [`retry::connect`]: a connection to the backend, picking again once
 //!    when the request never left (502/504)
 //! 6. [`forward::send`]: the request, then the response head (502/504);
-//!    passive health records the outcome
+//!    passive health records the outcome. With `[route.retry]`,
+//!    [`retry::forward`] repeats 5 and 6 on another backend for a failed
+//!    try, the body replayed from [`replay`]'s buffer
 //! 7. a 101 becomes a [`tunnel`]; anything else gets [`headers::outbound`],
 //!    [`compress`], and its body streams through [`body`]
 //!
@@ -23,6 +25,7 @@ pub mod compress;
 pub mod forward;
 pub mod headers;
 pub mod max_forwards;
+pub mod replay;
 pub mod respond;
 pub mod retry;
 pub mod route;
@@ -149,30 +152,20 @@ async fn proxy(
         body
     };
 
-    // 5. A connection, picking again once if the request never left.
+    // 5-6. A connection (picking again once if the request never left),
+    //      the request, the response head; retried on another backend when
+    //      the route says so. Every try feeds passive health.
     let target = retry::Target {
         group,
         client: conn.client,
         host: host.as_ref(),
         pool: &conn.worker.pool,
         timeouts: &state.timeouts,
+        interim: &conn.interim,
     };
-    let attempt = retry::connect(&target, backend, &mut parts).await?;
-    let backend = attempt.backend;
-
-    // 6. Send; the outcome feeds passive health.
-    let resp = forward::send(
-        attempt.conn,
-        Request::from_parts(parts, body),
-        &conn.worker.pool,
-        group,
-        &backend,
-        &state.timeouts,
-        &conn.interim,
-    )
-    .await
-    .inspect_err(|e| forward::record_failure(group, &backend, e))?;
-    forward::record_status(group, &backend, resp.status());
+    let policy = route.retry.filter(|_| client_upgrade.is_none());
+    let answered = retry::forward(&target, policy, backend, parts, body).await?;
+    let (resp, in_flight) = (answered.response, answered.in_flight);
 
     // 7. The response.
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -180,7 +173,7 @@ async fn proxy(
             client_upgrade,
             resp,
             via,
-            attempt.in_flight,
+            in_flight,
             state.timeouts.client_idle,
         );
     }
@@ -193,7 +186,7 @@ async fn proxy(
     };
     headers::strip_hop_by_hop(&mut parts.headers, false);
     headers::outbound(&mut parts.headers, via);
-    let body = UpstreamBody::new(body, attempt.in_flight);
+    let body = UpstreamBody::new(body, in_flight);
     let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))
 }

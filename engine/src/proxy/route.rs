@@ -2,7 +2,8 @@
 //! config time (most specific host first, then longest path prefix), so a
 //! lookup is a short scan with no allocation.
 
-use crate::config::RouteConfig;
+use crate::config::{RetryPolicy, RouteConfig};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum HostMatch {
@@ -18,14 +19,18 @@ struct Route {
     prefix: String,
     group: usize,
     compress: Option<bool>,
+    retry: Option<Arc<RetryPolicy>>,
 }
 
-/// What a request's route decides: its group, and its compression switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteMatch {
+/// What a request's route decides: its group, its compression switch, and
+/// its retry policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouteMatch<'a> {
     pub group: usize,
     /// `None`: the global `compression.enabled` applies.
     pub compress: Option<bool>,
+    /// `None`: only the two safe retries (`proxy::retry`).
+    pub retry: Option<&'a RetryPolicy>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -48,6 +53,7 @@ impl Router {
                 prefix: r.path.clone(),
                 group: r.upstream,
                 compress: r.compress,
+                retry: r.retry.clone(),
             })
             .collect();
         let rank = |h: &HostMatch| match h {
@@ -70,7 +76,7 @@ impl Router {
     }
 
     /// The matching route's group and per-route settings.
-    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<RouteMatch> {
+    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<RouteMatch<'_>> {
         let host = host.map(normalize_host);
         self.routes
             .iter()
@@ -90,6 +96,7 @@ impl Router {
             .map(|r| RouteMatch {
                 group: r.group,
                 compress: r.compress,
+                retry: r.retry.as_deref(),
             })
     }
 }
@@ -118,6 +125,7 @@ mod tests {
                     path: (*p).to_owned(),
                     upstream: *u,
                     compress: None,
+                    retry: None,
                 })
                 .collect::<Vec<_>>(),
         )

@@ -57,6 +57,9 @@ pub struct Group {
     /// The members and the snapshot (see `upstream::rotation` for who
     /// writes what, and where).
     rotation: Arc<Rotation>,
+    /// Caps the retries of every route to this group (`proxy::retry`);
+    /// kept across a reload that leaves its settings as they were.
+    pub retry_budget: Arc<crate::proxy::retry::RetryBudget>,
 }
 
 impl Group {
@@ -85,6 +88,10 @@ impl Group {
             passive: config.passive,
             dns: config.dns.clone(),
             resolve_interval: config.resolve_interval,
+            retry_budget: match previous {
+                Some(p) if p.retry_budget.config == config.retry_budget => p.retry_budget.clone(),
+                _ => Arc::new(crate::proxy::retry::RetryBudget::new(config.retry_budget)),
+            },
             rotation: Arc::new(Rotation::new(
                 config.policy.clone(),
                 config.passive,

@@ -52,6 +52,7 @@ fn fixed() -> Vec<RouteConfig> {
         path: path.to_owned(),
         upstream,
         compress: if upstream % 2 == 0 { None } else { Some(true) },
+        retry: None,
     };
     vec![
         r(None, "/", 0),
@@ -90,6 +91,7 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
             path: text(u, PATHS)?,
             upstream: i,
             compress: u.arbitrary()?,
+            retry: None,
         });
     }
     let host = if u.ratio(9, 10)? {
@@ -108,7 +110,11 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
 }
 
 /// Every route that matches, scored; the best score wins, then file order.
-fn reference(configs: &[RouteConfig], host: Option<&str>, path: &str) -> Option<RouteMatch> {
+fn reference<'c>(
+    configs: &'c [RouteConfig],
+    host: Option<&str>,
+    path: &str,
+) -> Option<RouteMatch<'c>> {
     let host = host.map(|h| {
         let mut h = h.to_owned();
         if h.starts_with('[') {
@@ -151,5 +157,6 @@ fn reference(configs: &[RouteConfig], host: Option<&str>, path: &str) -> Option<
     best.map(|(_, r)| RouteMatch {
         group: r.upstream,
         compress: r.compress,
+        retry: r.retry.as_deref(),
     })
 }

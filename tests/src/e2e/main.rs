@@ -32,6 +32,7 @@ mod pool;
 mod release_binary;
 mod reload;
 mod reload_listeners;
+mod retry;
 mod routing;
 mod slow_client;
 mod smuggling;

@@ -157,9 +157,14 @@ impl Validator<'_> {
                     .min(100),
             },
         };
+        let retry_budget = match u.retry_budget {
+            None => RetryBudgetConfig::default(),
+            Some(b) => self.retry_budget(&field, b)?,
+        };
         Ok(UpstreamConfig {
             health,
             passive,
+            retry_budget,
             backends,
             dns,
             resolve_interval: self.duration(

@@ -18,7 +18,7 @@
 //! ([`H1Conn::is_idle_alive`]) or by the pool's reaper.
 
 use crate::body::{BackendClock, Phase, ReqBody};
-use crate::error::{BoxError, ErrorKind, ProxyError, Retry};
+use crate::error::{BoxError, ErrorKind, ProxyError, Retry, Side};
 use crate::http1::decode::{BodyError, Decoded, Decoder};
 use crate::http1::framing::{Framing, request_framing};
 use crate::http1::response::{self, ResponseHead};
@@ -94,10 +94,11 @@ impl H1Conn {
 }
 
 /// Why an exchange failed. Whether the request may go again is decided in
-/// `proxy::retry` from the facts here: the error's [`Retry`] (not a byte
-/// sent: `NotSent`; sent, but nothing came back and the body was not
-/// started: `MaybeSent`, the keep-alive race on a reused connection; else
-/// `Never`) and the body, if it is untouched.
+/// `proxy::retry` from the facts here: the error's [`Retry`] (the backend's
+/// doing and not a byte sent: `NotSent`; sent, but nothing came back:
+/// `MaybeSent`, e.g. the keep-alive race on a reused connection; else, a
+/// response begun or the client's body failing, `Never`) and the body, if
+/// it is untouched.
 #[derive(Debug)]
 pub struct Failed {
     pub error: ProxyError,
@@ -388,7 +389,10 @@ impl Exchange<'_> {
 
     fn fail(&mut self, kind: ErrorKind, source: impl Into<BoxError>) -> Failed {
         let up = &mut self.upload;
-        let unanswered = !self.received && !up.body_started;
+        // Whether the body can go again is the body's to say (`failed.body`
+        // here, `proxy::replay` for a route with retries): the error says
+        // only whether the backend may have the request and answered nothing.
+        let unanswered = !self.received && kind.side() == Side::Upstream;
         let retry = match (unanswered, up.wrote) {
             (true, false) => Retry::NotSent,
             (true, true) => Retry::MaybeSent,
