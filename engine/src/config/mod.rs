@@ -138,6 +138,13 @@ pub struct Limits {
     pub max_headers: usize,
     pub max_uri_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    /// Largest request body in bytes; 0 = no limit.
+    pub max_request_body: u64,
+    /// Slowest average upload in bytes per second of client time; 0 = off
+    /// (`defaults::MIN_BODY_RATE`).
+    pub min_body_rate: u32,
+    /// Client time before `min_body_rate` applies.
+    pub min_body_rate_grace: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -148,6 +155,8 @@ pub struct Timeouts {
     pub client_body: Duration,
     pub upstream_connect: Duration,
     pub upstream_response: Duration,
+    /// Between two reads of a response body (`defaults::UPSTREAM_BODY_TIMEOUT`).
+    pub upstream_body: Duration,
     pub upstream_idle: Duration,
     pub shutdown_grace: Duration,
 }
@@ -166,6 +175,8 @@ pub struct RouteConfig {
     pub upstream: usize,
     /// Overrides [`Compression::enabled`] for this route.
     pub compress: Option<bool>,
+    /// Overrides [`Limits::max_request_body`] for this route (0 = no limit).
+    pub max_request_body: Option<u64>,
 }
 
 /// gzip for responses; what is compressed and when is `proxy::compress`.
@@ -242,6 +253,9 @@ impl Default for Limits {
             max_headers: defaults::MAX_HEADERS,
             max_uri_bytes: defaults::MAX_URI_BYTES,
             h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
+            max_request_body: defaults::MAX_REQUEST_BODY,
+            min_body_rate: defaults::MIN_BODY_RATE,
+            min_body_rate_grace: defaults::MIN_BODY_RATE_GRACE,
         }
     }
 }
@@ -254,6 +268,7 @@ impl Default for Timeouts {
             client_body: defaults::CLIENT_BODY_TIMEOUT,
             upstream_connect: defaults::UPSTREAM_CONNECT_TIMEOUT,
             upstream_response: defaults::UPSTREAM_RESPONSE_TIMEOUT,
+            upstream_body: defaults::UPSTREAM_BODY_TIMEOUT,
             upstream_idle: defaults::UPSTREAM_IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
         }
@@ -291,6 +306,7 @@ impl Config {
                 path: "/".to_owned(),
                 upstream: 0,
                 compress: None,
+                max_request_body: None,
             }],
             upstreams: vec![UpstreamConfig {
                 name: defaults::DEFAULT_GROUP.to_owned(),

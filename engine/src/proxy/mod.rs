@@ -4,7 +4,9 @@
 //! 1. [`limits`]: request target and header count (414, 431), Host (400)
 //!    then [`max_forwards`]: TRACE or OPTIONS with `Max-Forwards: 0` is
 //!    answered here
-//! 2. [`route`]: host and path → upstream group (404)
+//! 2. [`route`]: host and path → upstream group (404); a body whose length
+//!    is over the route's size limit stops here (413), and the body is
+//!    held to its limits as it streams (`crate::body::BodyLimits`)
 //! 3. pick: a backend from the group's snapshot (503)
 //! 4. [`headers::inbound`]: hop-by-hop strip, `X-Forwarded-*`, `Forwarded`,
 //!    `Via`; [`forward::shape_request`] for the backend's protocol
@@ -29,7 +31,7 @@ pub mod route;
 pub mod tunnel;
 
 use crate::balance::PickKey;
-use crate::body::ReqBody;
+use crate::body::{BodyLimits, ReqBody};
 use crate::context::ConnCtx;
 use crate::error::{ErrorKind, ProxyError};
 use crate::state::State;
@@ -108,6 +110,14 @@ async fn proxy(
         .lookup(host_str, route_path(req.method(), req.uri()))
         .ok_or(ErrorKind::NoRoute)?;
     let group = &state.groups[route.group];
+    // A body its length says is too large is refused before anything is
+    // forwarded; one without a length is counted as it streams (`body`).
+    let max_body = route
+        .max_request_body
+        .unwrap_or(state.limits.max_request_body);
+    if max_body != 0 && req.body().size_hint().lower() > max_body {
+        return Err(ErrorKind::BodyTooLarge.into());
+    }
     // What the client accepts, kept for the response (the request moves on).
     let gzip = compress::ClientGzip::capture(
         route.compress.unwrap_or(state.config.compression.enabled),
@@ -146,7 +156,12 @@ async fn proxy(
     let body = if body.is_end_stream() {
         ReqBody::Empty
     } else {
-        body
+        body.timed(BodyLimits {
+            idle: state.timeouts.client_body,
+            min_rate: state.limits.min_body_rate,
+            grace: state.limits.min_body_rate_grace,
+            max_bytes: max_body,
+        })
     };
 
     // 5. A connection, picking again once if the request never left.
@@ -193,7 +208,7 @@ async fn proxy(
     };
     headers::strip_hop_by_hop(&mut parts.headers, false);
     headers::outbound(&mut parts.headers, via);
-    let body = UpstreamBody::new(body, attempt.in_flight);
+    let body = UpstreamBody::new(body, attempt.in_flight, state.timeouts.upstream_body);
     let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))
 }

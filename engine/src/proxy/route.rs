@@ -18,14 +18,18 @@ struct Route {
     prefix: String,
     group: usize,
     compress: Option<bool>,
+    max_request_body: Option<u64>,
 }
 
-/// What a request's route decides: its group, and its compression switch.
+/// What a request's route decides: its group, its compression switch and
+/// its body size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteMatch {
     pub group: usize,
     /// `None`: the global `compression.enabled` applies.
     pub compress: Option<bool>,
+    /// `None`: the global `limits.max_request_body` applies.
+    pub max_request_body: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -48,6 +52,7 @@ impl Router {
                 prefix: r.path.clone(),
                 group: r.upstream,
                 compress: r.compress,
+                max_request_body: r.max_request_body,
             })
             .collect();
         let rank = |h: &HostMatch| match h {
@@ -90,6 +95,7 @@ impl Router {
             .map(|r| RouteMatch {
                 group: r.group,
                 compress: r.compress,
+                max_request_body: r.max_request_body,
             })
     }
 }
@@ -118,6 +124,7 @@ mod tests {
                     path: (*p).to_owned(),
                     upstream: *u,
                     compress: None,
+                    max_request_body: None,
                 })
                 .collect::<Vec<_>>(),
         )

@@ -87,6 +87,7 @@ async fn thousands_of_backends_alone_in_a_child_process() {
         path: "/other".into(),
         upstream: 1,
         compress: None,
+        max_request_body: None,
     });
 
     let memory = PeakGrowth::start();
