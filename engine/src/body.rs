@@ -448,7 +448,10 @@ mod tests {
         tokio::time::advance(Duration::from_millis(499)).await;
         assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
         tokio::time::advance(Duration::from_millis(1)).await;
-        let e = next(&mut body).await.expect("an error").expect_err("too slow");
+        let e = next(&mut body)
+            .await
+            .expect("an error")
+            .expect_err("too slow");
         assert_eq!(client_body_kind(&*e), ErrorKind::ClientBodyTooSlow);
         assert!(body.is_end_stream());
     }
@@ -473,7 +476,10 @@ mod tests {
         assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
         tokio::time::advance(Duration::from_millis(999)).await;
         assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
-        let e = next(&mut body).await.expect("an error").expect_err("too slow");
+        let e = next(&mut body)
+            .await
+            .expect("an error")
+            .expect_err("too slow");
         assert_eq!(client_body_kind(&*e), ErrorKind::ClientBodyTooSlow);
     }
 
@@ -487,7 +493,10 @@ mod tests {
         tx.send(Ok(Frame::data(Bytes::from_static(b"abc"))));
         assert!(next(&mut body).await.expect("frame").is_ok());
         tx.send(Ok(Frame::data(Bytes::from_static(b"def"))));
-        let e = next(&mut body).await.expect("an error").expect_err("too large");
+        let e = next(&mut body)
+            .await
+            .expect("an error")
+            .expect_err("too large");
         assert_eq!(client_body_kind(&*e), ErrorKind::BodyTooLarge);
         let cx = &mut Context::from_waker(Waker::noop());
         assert_eq!(progress.phase(cx), Phase::Failed(ErrorKind::BodyTooLarge));

@@ -159,7 +159,11 @@ impl Validator<'_> {
                 "timeouts.upstream_response",
                 t.upstream_response,
             )?,
-            upstream_body: self.duration(ft.upstream_body, "timeouts.upstream_body", t.upstream_body)?,
+            upstream_body: self.duration(
+                ft.upstream_body,
+                "timeouts.upstream_body",
+                t.upstream_body,
+            )?,
             upstream_idle: self.duration(
                 ft.upstream_idle,
                 "timeouts.upstream_idle",
