@@ -72,6 +72,11 @@ pub enum ErrorKind {
     /// `timeouts.upstream_body`. The client has its head already: it sees a
     /// truncated body, and the status is only for the log.
     UpstreamBodyTimeout,
+    /// The route's `timeout` passed before the response head. Not counted
+    /// against the backend: the time may have gone to the client's body,
+    /// to connecting or to picking again, and a backend slow to answer is
+    /// counted by `timeouts.upstream_response` already.
+    RequestDeadline,
     /// A bug: a panic or a broken invariant while handling the request.
     Internal,
 }
@@ -92,7 +97,8 @@ impl ErrorKind {
             | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ErrorKind::ConnectTimeout
             | ErrorKind::UpstreamTimeout
-            | ErrorKind::UpstreamBodyTimeout => StatusCode::GATEWAY_TIMEOUT,
+            | ErrorKind::UpstreamBodyTimeout
+            | ErrorKind::RequestDeadline => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             // Nobody reads it, but the access log records what happened (nginx's 499).
             ErrorKind::ClientAborted => StatusCode::BAD_REQUEST,
@@ -118,6 +124,7 @@ impl ErrorKind {
             | ErrorKind::ClientBodyTimeout
             | ErrorKind::ClientBodyTooSlow
             | ErrorKind::BodyTooLarge
+            | ErrorKind::RequestDeadline
             | ErrorKind::UpstreamClosedAwaitingClient => Side::Downstream,
             ErrorKind::NoBackend
             | ErrorKind::ConnectFailed
@@ -156,6 +163,7 @@ impl ErrorKind {
             ErrorKind::ClientBodyTooSlow => "request body too slow",
             ErrorKind::BodyTooLarge => "request body too large",
             ErrorKind::UpstreamBodyTimeout => "backend response body timed out",
+            ErrorKind::RequestDeadline => "request deadline exceeded",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -283,6 +291,7 @@ mod tests {
             (ErrorKind::ClientBodyTooSlow, 408),
             (ErrorKind::BodyTooLarge, 413),
             (ErrorKind::UpstreamBodyTimeout, 504),
+            (ErrorKind::RequestDeadline, 504),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {

@@ -161,6 +161,8 @@ pub struct RouteFile {
     pub compress: Option<bool>,
     /// Overrides `limits.max_request_body` for this route (0 = no limit).
     pub max_request_body: Option<Spanned<u64>>,
+    /// From routing to the response head, whoever takes the time; then 504.
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

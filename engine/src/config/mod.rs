@@ -177,6 +177,8 @@ pub struct RouteConfig {
     pub compress: Option<bool>,
     /// Overrides [`Limits::max_request_body`] for this route (0 = no limit).
     pub max_request_body: Option<u64>,
+    /// The request's deadline, from routing to the response head.
+    pub timeout: Option<Duration>,
 }
 
 /// gzip for responses; what is compressed and when is `proxy::compress`.
@@ -307,6 +309,7 @@ impl Config {
                 upstream: 0,
                 compress: None,
                 max_request_body: None,
+                timeout: None,
             }],
             upstreams: vec![UpstreamConfig {
                 name: defaults::DEFAULT_GROUP.to_owned(),

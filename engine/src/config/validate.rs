@@ -201,6 +201,7 @@ impl Validator<'_> {
                 upstream: 0,
                 compress: None,
                 max_request_body: None,
+                timeout: None,
             });
         }
 
@@ -351,6 +352,10 @@ impl Validator<'_> {
             upstream,
             compress: r.compress,
             max_request_body: r.max_request_body.map(Spanned::into_inner),
+            timeout: r
+                .timeout
+                .map(|t| self.duration(Some(t), &format!("{field}.timeout"), Duration::ZERO))
+                .transpose()?,
         })
     }
 

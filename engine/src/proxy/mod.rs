@@ -11,7 +11,8 @@
 //! 4. [`headers::inbound`]: hop-by-hop strip, `X-Forwarded-*`, `Forwarded`,
 //!    `Via`; [`forward::shape_request`] for the backend's protocol
 //! 5. [`retry::connect`]: a connection to the backend, picking again once
-//!    when the request never left (502/504)
+//!    when the request never left (502/504); 5 and 6 within the route's
+//!    `timeout`, if any (504 `request deadline exceeded`)
 //! 6. [`forward::send`]: the request, then the response head (502/504);
 //!    passive health records the outcome
 //! 7. a 101 becomes a [`tunnel`]; anything else gets [`headers::outbound`],
@@ -165,6 +166,9 @@ async fn proxy(
     };
 
     // 5. A connection, picking again once if the request never left.
+    // 6. Send; the outcome feeds passive health.
+    // Both within the route's deadline, if it has one (boxed there: only
+    // such routes pay for the timer and its room in this future).
     let target = retry::Target {
         group,
         client: conn.client,
@@ -172,22 +176,29 @@ async fn proxy(
         pool: &conn.worker.pool,
         timeouts: &state.timeouts,
     };
-    let attempt = retry::connect(&target, backend, &mut parts).await?;
-    let backend = attempt.backend;
-
-    // 6. Send; the outcome feeds passive health.
-    let resp = forward::send(
-        attempt.conn,
-        Request::from_parts(parts, body),
-        &conn.worker.pool,
-        group,
-        &backend,
-        &state.timeouts,
-        &conn.interim,
-    )
-    .await
-    .inspect_err(|e| forward::record_failure(group, &backend, e))?;
-    forward::record_status(group, &backend, resp.status());
+    let stages = async {
+        let attempt = retry::connect(&target, backend, &mut parts).await?;
+        let backend = attempt.backend;
+        let resp = forward::send(
+            attempt.conn,
+            Request::from_parts(parts, body),
+            &conn.worker.pool,
+            group,
+            &backend,
+            &state.timeouts,
+            &conn.interim,
+        )
+        .await
+        .inspect_err(|e| forward::record_failure(group, &backend, e))?;
+        forward::record_status(group, &backend, resp.status());
+        Ok::<_, ProxyError>((resp, attempt.in_flight))
+    };
+    let (resp, in_flight) = match route.timeout {
+        None => stages.await?,
+        Some(limit) => Box::pin(tokio::time::timeout(limit, stages))
+            .await
+            .map_err(|_| ProxyError::new(ErrorKind::RequestDeadline))??,
+    };
 
     // 7. The response.
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -195,7 +206,7 @@ async fn proxy(
             client_upgrade,
             resp,
             via,
-            attempt.in_flight,
+            in_flight,
             state.timeouts.client_idle,
         );
     }
@@ -208,7 +219,7 @@ async fn proxy(
     };
     headers::strip_hop_by_hop(&mut parts.headers, false);
     headers::outbound(&mut parts.headers, via);
-    let body = UpstreamBody::new(body, attempt.in_flight, state.timeouts.upstream_body);
+    let body = UpstreamBody::new(body, in_flight, state.timeouts.upstream_body);
     let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))
 }

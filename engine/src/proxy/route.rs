@@ -3,6 +3,7 @@
 //! lookup is a short scan with no allocation.
 
 use crate::config::RouteConfig;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum HostMatch {
@@ -19,10 +20,11 @@ struct Route {
     group: usize,
     compress: Option<bool>,
     max_request_body: Option<u64>,
+    timeout: Option<Duration>,
 }
 
-/// What a request's route decides: its group, its compression switch and
-/// its body size limit.
+/// What a request's route decides: its group, its compression switch, its
+/// body size limit and its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteMatch {
     pub group: usize,
@@ -30,6 +32,8 @@ pub struct RouteMatch {
     pub compress: Option<bool>,
     /// `None`: the global `limits.max_request_body` applies.
     pub max_request_body: Option<u64>,
+    /// The request's deadline to its response head; `None`: none.
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -53,6 +57,7 @@ impl Router {
                 group: r.upstream,
                 compress: r.compress,
                 max_request_body: r.max_request_body,
+                timeout: r.timeout,
             })
             .collect();
         let rank = |h: &HostMatch| match h {
@@ -96,6 +101,7 @@ impl Router {
                 group: r.group,
                 compress: r.compress,
                 max_request_body: r.max_request_body,
+                timeout: r.timeout,
             })
     }
 }
@@ -125,6 +131,7 @@ mod tests {
                     upstream: *u,
                     compress: None,
                     max_request_body: None,
+                    timeout: None,
                 })
                 .collect::<Vec<_>>(),
         )

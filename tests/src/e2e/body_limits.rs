@@ -5,7 +5,8 @@
 //! before anything is forwarded when its length says so, else as it
 //! streams; neither is ever the backend's fault. A backend that stalls in
 //! the middle of a response body has the response cut after
-//! `timeouts.upstream_body`, and that one is its fault.
+//! `timeouts.upstream_body`, and that one is its fault. A route's `timeout`
+//! bounds a request to its response head (504), never blaming the backend.
 
 use super::admin::with_admin;
 use bytes::Bytes;
@@ -48,6 +49,7 @@ async fn origin() -> Origin {
                 .insert(http::header::CONTENT_LENGTH, "100".parse().expect("value"));
             r
         })
+        .route("/hang", reply::hang)
         .route("/", reply::text(200, "ok"))
         .start()
         .await
@@ -103,6 +105,17 @@ fn setup(backend: SocketAddr) -> Config {
         upstream: 0,
         compress: None,
         max_request_body: Some(0),
+        timeout: None,
+    });
+    // A deadline far shorter than the backend's own response timeout.
+    c.timeouts.upstream_response = Duration::from_secs(3600);
+    c.routes.push(RouteConfig {
+        host: None,
+        path: "/hang".into(),
+        upstream: 0,
+        compress: None,
+        max_request_body: None,
+        timeout: Some(Duration::from_millis(300)),
     });
     c
 }
@@ -319,4 +332,25 @@ async fn a_backend_stalling_mid_body_has_the_response_cut_and_is_counted() {
     assert_eq!((r.status.as_u16(), r.text()), (200, "ok"));
     // Both stalls are the backend's.
     assert_eq!(failures(&proxy, origin.addr()).await, 2);
+}
+
+#[tokio::test]
+async fn a_route_deadline_answers_504_and_never_blames_the_backend() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&setup(origin.addr())).await;
+    for _ in 0..CLIENTS {
+        let r = H1::connect(proxy.addr()).await.get("/hang").await;
+        assert_eq!(r.status, 504);
+        assert_eq!(
+            r.header("x-sluice-error"),
+            Some("request deadline exceeded")
+        );
+    }
+    let r = H2::connect_h2c(proxy.addr()).await.get("/hang").await;
+    assert_eq!(r.status, 504);
+    assert_eq!(
+        r.header("x-sluice-error"),
+        Some("request deadline exceeded")
+    );
+    assert_eq!(failures(&proxy, origin.addr()).await, 0);
 }
