@@ -411,15 +411,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<'_, I> {
         let resp = self.drive_service(pin!(service), &mut ex).await?;
         // After a 408 the rest of the request may still be on its way: the
         // connection closes (RFC 9110 §15.5.9) instead of reading it as heads.
-        // After a 413 too, as nginx does: the body is known to be over the
-        // limit, and reading it to keep the connection would be the very
-        // work the limit refuses.
-        let keep_alive = info.keep_alive
-            && !idle.is_draining()
-            && !matches!(
-                resp.status(),
-                StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
-            );
+        let keep_alive =
+            info.keep_alive && !idle.is_draining() && resp.status() != StatusCode::REQUEST_TIMEOUT;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(upgrade) = upgrade
