@@ -52,6 +52,8 @@ fn fixed() -> Vec<RouteConfig> {
         path: path.to_owned(),
         upstream,
         compress: if upstream % 2 == 0 { None } else { Some(true) },
+        max_request_body: (upstream % 3 == 0).then_some(upstream as u64),
+        timeout: None,
     };
     vec![
         r(None, "/", 0),
@@ -90,6 +92,8 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
             path: text(u, PATHS)?,
             upstream: i,
             compress: u.arbitrary()?,
+            max_request_body: u.arbitrary()?,
+            timeout: None,
         });
     }
     let host = if u.ratio(9, 10)? {
@@ -151,5 +155,7 @@ fn reference(configs: &[RouteConfig], host: Option<&str>, path: &str) -> Option<
     best.map(|(_, r)| RouteMatch {
         group: r.upstream,
         compress: r.compress,
+        max_request_body: r.max_request_body,
+        timeout: r.timeout,
     })
 }
