@@ -421,6 +421,13 @@ mod tests {
         assert!(body.is_end_stream());
     }
 
+    /// 100 B/s after a second, with a minute of silence allowed.
+    const AT_100_AFTER_1S: BodyLimits = BodyLimits {
+        min_rate: 100,
+        grace: Duration::from_secs(1),
+        ..BodyLimits::idle(Duration::from_secs(60))
+    };
+
     /// The next item of `body`, waited for (under paused time, the clock
     /// jumps to the next timer).
     async fn next(body: &mut ReqBody) -> Option<Result<Frame<Bytes>, BoxError>> {
@@ -429,12 +436,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_upload_below_the_minimum_rate_fails_counting_only_client_time() {
-        let (mut tx, mut body) = timed(BodyLimits {
-            idle: Duration::from_secs(60),
-            min_rate: 100,
-            grace: Duration::from_secs(1),
-            max_bytes: 0,
-        });
+        let (mut tx, mut body) = timed(AT_100_AFTER_1S);
         let cx = &mut Context::from_waker(Waker::noop());
         // 10 bytes after 500 ms of waiting: 20 B/s, but within the grace.
         assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
@@ -458,12 +460,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_upload_at_the_minimum_rate_goes_on_past_the_grace() {
-        let (mut tx, mut body) = timed(BodyLimits {
-            idle: Duration::from_secs(60),
-            min_rate: 100,
-            grace: Duration::from_secs(1),
-            max_bytes: 0,
-        });
+        let (mut tx, mut body) = timed(AT_100_AFTER_1S);
         let cx = &mut Context::from_waker(Waker::noop());
         // 50 bytes every 400 ms: 125 B/s, for 4 s of waiting.
         for _ in 0..10 {

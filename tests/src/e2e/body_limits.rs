@@ -9,11 +9,11 @@
 //! bounds a request to its response head (504), never blaming the backend.
 
 use super::admin::with_admin;
+use super::slow_client::body_length;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use sluice::Config;
 use sluice::config::{Passive, RouteConfig};
 use sluice_e2e::harness::client::{H1, H2, RawConn};
@@ -53,13 +53,6 @@ async fn origin() -> Origin {
         .route("/", reply::text(200, "ok"))
         .start()
         .await
-}
-
-async fn body_length(req: Request<Incoming>) -> Response<Body> {
-    match req.into_body().collect().await {
-        Ok(b) => Response::new(reply::full(b.to_bytes().len().to_string())),
-        Err(e) => Response::new(reply::full(format!("error {e}"))),
-    }
 }
 
 /// A response body that sends ten bytes and then nothing, ever.
