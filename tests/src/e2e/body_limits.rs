@@ -15,10 +15,10 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use sluice::Config;
-use sluice::config::{Passive, RouteConfig};
+use sluice::config::{Passive, RouteConfig, UpstreamProtocol};
 use sluice_e2e::harness::client::{H1, H2, RawConn};
 use sluice_e2e::harness::control::Admin;
-use sluice_e2e::harness::origin::{Body, Origin, reply};
+use sluice_e2e::harness::origin::{Body, Origin, OriginBuilder, reply};
 use sluice_e2e::harness::proxy::Proxy;
 use sluice_e2e::harness::within;
 use std::net::SocketAddr;
@@ -40,7 +40,11 @@ const TRICKLE_EVERY: Duration = Duration::from_millis(50);
 /// `/up` reads the whole body and answers its length; `/stall` answers a
 /// head announcing 100 bytes, sends 10 and stalls; `/` answers `ok`.
 async fn origin() -> Origin {
-    Origin::http1()
+    origin_of(Origin::http1()).await
+}
+
+async fn origin_of(builder: OriginBuilder) -> Origin {
+    builder
         .route("/up", body_length)
         .route("/free", body_length)
         .route("/stall", |_| async {
@@ -290,10 +294,14 @@ fn h2_post(path: &str, body: Body) -> Request<Body> {
         .expect("request")
 }
 
-#[tokio::test]
-async fn h2_bodies_over_the_limit_get_413_on_their_stream_only_and_never_blame_the_backend() {
-    let origin = origin().await;
-    let proxy = Proxy::start(&setup(origin.addr())).await;
+async fn h2_bodies_over_the_limit_get_413_on_their_stream_only(upstream: UpstreamProtocol) {
+    let origin = match upstream {
+        UpstreamProtocol::Http1 => origin().await,
+        _ => origin_of(Origin::h2c()).await,
+    };
+    let mut cfg = setup(origin.addr());
+    cfg.upstreams[0].protocol = upstream;
+    let proxy = Proxy::start(&cfg).await;
     let mut h2 = H2::connect_h2c(proxy.addr()).await;
     let chunk = || Frame::data(Bytes::from(vec![b'x'; 600]));
     // Declared (hyper sends content-length for a body of known size).
@@ -322,6 +330,16 @@ async fn h2_bodies_over_the_limit_get_413_on_their_stream_only_and_never_blame_t
     let body = r.into_body().collect().await.expect("body").to_bytes();
     assert_eq!((status.as_u16(), &body[..]), (200, &b"1200"[..]));
     assert_eq!(failures(&proxy, origin.addr()).await, 0);
+}
+
+#[tokio::test]
+async fn h2_bodies_over_the_limit_to_an_h1_backend_get_413_and_never_blame_it() {
+    h2_bodies_over_the_limit_get_413_on_their_stream_only(UpstreamProtocol::Http1).await;
+}
+
+#[tokio::test]
+async fn h2_bodies_over_the_limit_to_an_h2c_backend_get_413_and_never_blame_it() {
+    h2_bodies_over_the_limit_get_413_on_their_stream_only(UpstreamProtocol::H2c).await;
 }
 
 #[tokio::test]
