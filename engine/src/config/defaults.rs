@@ -22,6 +22,24 @@ pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `client_body_timeout`, same default). A client slower than this gets a
 /// 408 and its backend is not blamed.
 pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The slowest average upload accepted, in bytes per second of the time
+/// the proxy waits on the client for its body, once [`MIN_BODY_RATE_GRACE`]
+/// of such time has passed: Kestrel's `MinRequestBodyDataRate` (240 B/s
+/// after 5 s). `CLIENT_BODY_TIMEOUT` bounds each silence, this bounds the
+/// whole upload: a client sending a byte every 59 s would otherwise hold a
+/// backend connection forever. Time the backend is slow to take the bytes
+/// is never counted.
+pub const MIN_BODY_RATE: u32 = 240;
+pub const MIN_BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+/// No request body size limit by default (0), like HAProxy and Envoy:
+/// bodies stream through and are never buffered, so their size costs the
+/// proxy no memory, and the backend knows what it accepts (nginx's 1 MiB
+/// `client_max_body_size` is a classic cause of broken uploads).
+pub const MAX_REQUEST_BODY: u64 = 0;
+/// A backend that sends nothing of a response body it started for this
+/// long (between two reads, like nginx's `proxy_read_timeout`, same
+/// default) has its response cut: the client sees a truncated body.
+pub const UPSTREAM_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A downstream HTTP/2 connection with no open stream this long gets GOAWAY
 /// and is closed: its PINGs prove the client alive, not that it needs the
 /// connection (nginx's `keepalive_timeout` is 75 s). Longer than HTTP/1.1's

@@ -120,6 +120,11 @@ pub struct LimitsFile {
     pub max_headers: Option<Spanned<usize>>,
     pub max_uri_bytes: Option<Spanned<usize>>,
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
+    /// Bytes; 0 = no limit (the default).
+    pub max_request_body: Option<Spanned<u64>>,
+    /// Bytes per second of client time; 0 turns it off.
+    pub min_body_rate: Option<Spanned<u32>>,
+    pub min_body_rate_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +135,7 @@ pub struct TimeoutsFile {
     pub client_body: Option<Spanned<String>>,
     pub upstream_connect: Option<Spanned<String>>,
     pub upstream_response: Option<Spanned<String>>,
+    pub upstream_body: Option<Spanned<String>>,
     pub upstream_idle: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
 }
@@ -156,6 +162,10 @@ pub struct RouteFile {
     /// Retries of a failed attempt on another backend; absent means none
     /// beyond the two safe ones.
     pub retry: Option<RetryFile>,
+    /// Overrides `limits.max_request_body` for this route (0 = no limit).
+    pub max_request_body: Option<Spanned<u64>>,
+    /// From routing to the response head, whoever takes the time; then 504.
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `[route.retry]` (see `proxy::retry`).

@@ -139,6 +139,13 @@ pub struct Limits {
     pub max_headers: usize,
     pub max_uri_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    /// Largest request body in bytes; 0 = no limit.
+    pub max_request_body: u64,
+    /// Slowest average upload in bytes per second of client time; 0 = off
+    /// (`defaults::MIN_BODY_RATE`).
+    pub min_body_rate: u32,
+    /// Client time before `min_body_rate` applies.
+    pub min_body_rate_grace: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -149,6 +156,8 @@ pub struct Timeouts {
     pub client_body: Duration,
     pub upstream_connect: Duration,
     pub upstream_response: Duration,
+    /// Between two reads of a response body (`defaults::UPSTREAM_BODY_TIMEOUT`).
+    pub upstream_body: Duration,
     pub upstream_idle: Duration,
     pub shutdown_grace: Duration,
 }
@@ -169,6 +178,10 @@ pub struct RouteConfig {
     pub compress: Option<bool>,
     /// `[route.retry]`: `None` keeps the two safe retries only (`proxy::retry`).
     pub retry: Option<Arc<RetryPolicy>>,
+    /// Overrides [`Limits::max_request_body`] for this route (0 = no limit).
+    pub max_request_body: Option<u64>,
+    /// The request's deadline, from routing to the response head.
+    pub timeout: Option<Duration>,
 }
 
 /// How a route retries a failed attempt on another backend (`proxy::retry`).
@@ -308,6 +321,9 @@ impl Default for Limits {
             max_headers: defaults::MAX_HEADERS,
             max_uri_bytes: defaults::MAX_URI_BYTES,
             h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
+            max_request_body: defaults::MAX_REQUEST_BODY,
+            min_body_rate: defaults::MIN_BODY_RATE,
+            min_body_rate_grace: defaults::MIN_BODY_RATE_GRACE,
         }
     }
 }
@@ -320,6 +336,7 @@ impl Default for Timeouts {
             client_body: defaults::CLIENT_BODY_TIMEOUT,
             upstream_connect: defaults::UPSTREAM_CONNECT_TIMEOUT,
             upstream_response: defaults::UPSTREAM_RESPONSE_TIMEOUT,
+            upstream_body: defaults::UPSTREAM_BODY_TIMEOUT,
             upstream_idle: defaults::UPSTREAM_IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
         }
@@ -358,6 +375,8 @@ impl Config {
                 upstream: 0,
                 compress: None,
                 retry: None,
+                max_request_body: None,
+                timeout: None,
             }],
             upstreams: vec![UpstreamConfig {
                 name: defaults::DEFAULT_GROUP.to_owned(),

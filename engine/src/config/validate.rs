@@ -118,6 +118,25 @@ impl Validator<'_> {
                 1 << 20,
                 d.h2_max_concurrent_streams,
             )?,
+            max_request_body: self.bounded(
+                f.limits.max_request_body,
+                "limits.max_request_body",
+                0,
+                u64::MAX,
+                d.max_request_body,
+            )?,
+            min_body_rate: self.bounded(
+                f.limits.min_body_rate,
+                "limits.min_body_rate",
+                0,
+                u32::MAX,
+                d.min_body_rate,
+            )?,
+            min_body_rate_grace: self.duration(
+                f.limits.min_body_rate_grace,
+                "limits.min_body_rate_grace",
+                d.min_body_rate_grace,
+            )?,
         };
 
         let t = Timeouts::default();
@@ -139,6 +158,11 @@ impl Validator<'_> {
                 ft.upstream_response,
                 "timeouts.upstream_response",
                 t.upstream_response,
+            )?,
+            upstream_body: self.duration(
+                ft.upstream_body,
+                "timeouts.upstream_body",
+                t.upstream_body,
             )?,
             upstream_idle: self.duration(
                 ft.upstream_idle,
@@ -177,6 +201,8 @@ impl Validator<'_> {
                 upstream: 0,
                 compress: None,
                 retry: None,
+                max_request_body: None,
+                timeout: None,
             });
         }
 
@@ -331,6 +357,11 @@ impl Validator<'_> {
             upstream,
             compress: r.compress,
             retry,
+            max_request_body: r.max_request_body.map(Spanned::into_inner),
+            timeout: r
+                .timeout
+                .map(|t| self.duration(Some(t), &format!("{field}.timeout"), Duration::ZERO))
+                .transpose()?,
         })
     }
 

@@ -106,8 +106,9 @@ async fn dial_h2(
 /// Sends `req` and waits for the response head. An HTTP/1.1 connection
 /// travels inside the response body and goes back to the pool at its end.
 ///
-/// The two sides are timed apart: the client gets `client_body` between two
-/// reads of its body (else a 408, its fault), the backend gets
+/// The two sides are timed apart: the client is held to the body's limits
+/// (`proxy` makes it [`ReqBody::timed`]: `client_body` between two reads,
+/// the minimum rate, the size limit; a 408 or 413, its fault), the backend gets
 /// `upstream_response` whenever it has the next move, and above all once
 /// the request is all sent (else a 504, its fault); see [`crate::body`].
 /// An HTTP/1.1 backend's 1xx go to `interim`, the client connection's queue.
@@ -121,8 +122,7 @@ pub async fn send(
     interim: &InterimQueue,
 ) -> Result<Response<Upstream>, ProxyError> {
     let timeout = timeouts.upstream_response;
-    let (parts, body) = req.into_parts();
-    let mut body = body.timed(timeouts.client_body);
+    let (parts, mut body) = req.into_parts();
     match conn {
         Conn::H2(mut sender) => {
             let progress = body.progress();

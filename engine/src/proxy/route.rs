@@ -4,6 +4,7 @@
 
 use crate::config::{RetryPolicy, RouteConfig};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum HostMatch {
@@ -20,10 +21,12 @@ struct Route {
     group: usize,
     compress: Option<bool>,
     retry: Option<Arc<RetryPolicy>>,
+    max_request_body: Option<u64>,
+    timeout: Option<Duration>,
 }
 
-/// What a request's route decides: its group, its compression switch, and
-/// its retry policy.
+/// What a request's route decides: its group, its compression switch, its
+/// retry policy, its body size limit and its deadline.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RouteMatch<'a> {
     pub group: usize,
@@ -31,6 +34,10 @@ pub struct RouteMatch<'a> {
     pub compress: Option<bool>,
     /// `None`: only the two safe retries (`proxy::retry`).
     pub retry: Option<&'a RetryPolicy>,
+    /// `None`: the global `limits.max_request_body` applies.
+    pub max_request_body: Option<u64>,
+    /// The request's deadline to its response head; `None`: none.
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -54,6 +61,8 @@ impl Router {
                 group: r.upstream,
                 compress: r.compress,
                 retry: r.retry.clone(),
+                max_request_body: r.max_request_body,
+                timeout: r.timeout,
             })
             .collect();
         let rank = |h: &HostMatch| match h {
@@ -97,6 +106,8 @@ impl Router {
                 group: r.group,
                 compress: r.compress,
                 retry: r.retry.as_deref(),
+                max_request_body: r.max_request_body,
+                timeout: r.timeout,
             })
     }
 }
@@ -126,6 +137,8 @@ mod tests {
                     upstream: *u,
                     compress: None,
                     retry: None,
+                    max_request_body: None,
+                    timeout: None,
                 })
                 .collect::<Vec<_>>(),
         )

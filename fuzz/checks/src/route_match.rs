@@ -53,6 +53,8 @@ fn fixed() -> Vec<RouteConfig> {
         upstream,
         compress: if upstream % 2 == 0 { None } else { Some(true) },
         retry: None,
+        max_request_body: (upstream % 3 == 0).then_some(upstream as u64),
+        timeout: None,
     };
     vec![
         r(None, "/", 0),
@@ -92,6 +94,8 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
             upstream: i,
             compress: u.arbitrary()?,
             retry: None,
+            max_request_body: u.arbitrary()?,
+            timeout: None,
         });
     }
     let host = if u.ratio(9, 10)? {
@@ -158,5 +162,7 @@ fn reference<'c>(
         group: r.upstream,
         compress: r.compress,
         retry: r.retry.as_deref(),
+        max_request_body: r.max_request_body,
+        timeout: r.timeout,
     })
 }

@@ -88,6 +88,8 @@ async fn thousands_of_backends_alone_in_a_child_process() {
         upstream: 1,
         compress: None,
         retry: None,
+        max_request_body: None,
+        timeout: None,
     });
 
     let memory = PeakGrowth::start();

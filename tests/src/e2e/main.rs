@@ -5,6 +5,7 @@
 mod admin;
 mod admin_security;
 mod balance;
+mod body_limits;
 mod churn;
 mod conformance;
 mod disconnect;

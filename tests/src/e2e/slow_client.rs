@@ -70,7 +70,8 @@ async fn origin(upstream: UpstreamProtocol) -> Origin {
         .await
 }
 
-async fn body_length(req: Request<Incoming>) -> Response<Body> {
+/// Reads the whole body and answers its length (`body_limits` uses it too).
+pub(super) async fn body_length(req: Request<Incoming>) -> Response<Body> {
     match req.into_body().collect().await {
         Ok(b) => Response::new(reply::full(b.to_bytes().len().to_string())),
         Err(e) => Response::new(reply::full(format!("error {e}"))),

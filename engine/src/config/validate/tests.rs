@@ -231,6 +231,36 @@ fn the_shipped_example_validates() {
 }
 
 #[test]
+fn body_limits_and_route_deadlines_validate() {
+    let text = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+[limits]
+max_request_body = 1048576
+min_body_rate = 0
+min_body_rate_grace = "2s"
+[timeouts]
+upstream_body = "15s"
+[[route]]
+upstream = "u"
+max_request_body = 0
+timeout = "3s"
+[upstream.u]
+backends = ["127.0.0.1:9001"]
+"#;
+    let c = check(text).expect("valid");
+    assert_eq!(c.limits.max_request_body, 1 << 20);
+    assert_eq!(c.limits.min_body_rate, 0);
+    assert_eq!(c.limits.min_body_rate_grace, Duration::from_secs(2));
+    assert_eq!(c.timeouts.upstream_body, Duration::from_secs(15));
+    assert_eq!(c.routes[0].max_request_body, Some(0));
+    assert_eq!(c.routes[0].timeout, Some(Duration::from_secs(3)));
+    let bad = text.replace("timeout = \"3s\"", "timeout = \"0s\"");
+    let err = check(&bad).unwrap_err().to_string();
+    assert!(err.contains("route[0].timeout"), "{err}");
+}
+
+#[test]
 fn a_listener_is_required() {
     assert!(check("").unwrap_err().to_string().contains("[[listener]]"));
 }

@@ -56,8 +56,8 @@ pub(super) async fn retrying(
 ) -> Result<Answered, ProxyError> {
     let budget = &t.group.retry_budget;
     budget.deposit();
-    let replay = (!http_body::Body::is_end_stream(&body))
-        .then(|| Replay::new(body.timed(t.timeouts.client_body), p.replay_buffer));
+    let replay =
+        (!http_body::Body::is_end_stream(&body)).then(|| Replay::new(body, p.replay_buffer));
     let mut tried = 1;
     loop {
         let body = replay.as_ref().map_or(ReqBody::Empty, Replay::body);

@@ -399,7 +399,7 @@ async fn a_backend_closing_while_the_client_is_awaited_is_not_blamed() {
         parts
             .headers
             .insert(header::HOST, HeaderValue::from_static("backend"));
-        let body = ReqBody::H1(rx).timed(LIMIT);
+        let body = ReqBody::H1(rx).timed(crate::body::BodyLimits::idle(LIMIT));
         // The client sends `sent`, then nothing, and stays.
         let client = async {
             if !sent.is_empty() {
