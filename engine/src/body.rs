@@ -13,7 +13,6 @@ use crate::error::{BoxError, ErrorKind};
 use crate::http1::decode::{BodyError, client_body_kind};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use parking_lot::Mutex;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +25,7 @@ use tokio::time::{Instant, Sleep};
 #[derive(Debug)]
 pub enum ReqBody {
     /// Streamed from an HTTP/2 client by hyper as it arrives.
-    Incoming(Incoming),
+    Incoming(crate::server::h2::RequestBody),
     /// Streamed from the client by our HTTP/1.1 server (`server::h1`).
     H1(crate::http1::RequestBody),
     /// Either of those, with the client's pace timed: what a backend is sent.
@@ -159,7 +158,7 @@ impl Body for ReqBody {
 /// Where a timed body's bytes come from.
 #[derive(Debug)]
 enum Source {
-    Incoming(Incoming),
+    Incoming(crate::server::h2::RequestBody),
     H1(crate::http1::RequestBody),
 }
 

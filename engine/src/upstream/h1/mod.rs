@@ -172,6 +172,10 @@ struct Upload {
     body_started: bool,
     /// Some request bytes reached the socket.
     wrote: bool,
+    /// We waited on the client for more of a started body, and the backend
+    /// has been sent nothing since: as far as it can tell, the client is
+    /// still awaited (see [`Exchange::closed_kind`]).
+    client_awaited: bool,
     /// A write failed; the backend may still have answered, so read on.
     write_error: Option<io::Error>,
 }
@@ -208,6 +212,7 @@ impl Upload {
             body,
             body_started: false,
             wrote: false,
+            client_awaited: false,
             write_error: None,
         }
     }
@@ -265,6 +270,8 @@ impl Upload {
                         Poll::Pending => {
                             // Nothing more for now: write what is queued.
                             if self.wbuf.is_empty() {
+                                self.client_awaited |=
+                                    self.body_started && self.body.waits_on_client();
                                 return Poll::Pending;
                             }
                             ready!(self.poll_write(cx, io));
@@ -301,7 +308,13 @@ impl Upload {
     fn poll_write(&mut self, cx: &mut Context<'_>, io: &mut UpstreamIo) -> Poll<()> {
         let before = self.wbuf.is_empty();
         match ready!(self.wbuf.poll_flush(io, cx)) {
-            Ok(()) => self.wrote |= !before,
+            Ok(()) if !before => {
+                self.wrote = true;
+                self.client_awaited = false;
+            }
+            Ok(()) => {}
+            // A write that fails leaves `client_awaited` as it was: the
+            // failure shows a close that came before it.
             Err(e) => self.write_failed(e),
         }
         Poll::Ready(())
@@ -329,13 +342,31 @@ impl Exchange<'_> {
         cx: &mut Context<'_>,
         conn: &mut H1Conn,
     ) -> Poll<Result<ResponseHead, Failed>> {
-        // Write side first: on a fresh request nothing can have arrived.
+        // The backend's side first while it has had nothing since we waited
+        // on the client: it may have acted meanwhile (a close, or an answer
+        // to what it has), and the client's next bytes may wake us at the
+        // same time. Else the write side: on a fresh request nothing can
+        // have arrived.
+        if self.upload.client_awaited
+            && let Poll::Ready(answered) = self.poll_response(cx, conn)
+        {
+            return Poll::Ready(answered);
+        }
         if !self.upload.is_done()
             && let Poll::Ready(Err(e)) = self.upload.poll_send(cx, &mut conn.io)
         {
             let kind = crate::http1::decode::client_body_kind(&*e);
             return Poll::Ready(Err(self.fail(kind, e)));
         }
+        self.poll_response(cx, conn)
+    }
+
+    /// Reads (and parses) until the response head, passing 1xx on.
+    fn poll_response(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut H1Conn,
+    ) -> Poll<Result<ResponseHead, Failed>> {
         loop {
             if !conn.rbuf.is_empty() {
                 match response::parse_response(&mut conn.rbuf, self.head_request) {
@@ -377,10 +408,12 @@ impl Exchange<'_> {
     /// Who is to blame when the backend ends the connection before its
     /// answer: the backend, unless it had part of the body and was waiting,
     /// as we were, on the client for more (a backend giving up on a slow
-    /// client). A body not yet started leaves it the backend's (and the
-    /// keep-alive race's).
+    /// client). That holds until a byte more reaches it: the client's next
+    /// bytes may arrive with its close (the write then fails, or the close
+    /// is read after it; both are the close that came first). A body not
+    /// yet started leaves it the backend's (and the keep-alive race's).
     fn closed_kind(&self) -> ErrorKind {
-        if self.upload.body_started && self.upload.phase() == Phase::Client {
+        if self.upload.client_awaited {
             ErrorKind::UpstreamClosedAwaitingClient
         } else {
             ErrorKind::UpstreamReset
