@@ -462,6 +462,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 mod admin;
+mod health;
 #[cfg(test)]
 mod tests;
 mod upstream;

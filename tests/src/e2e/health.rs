@@ -66,10 +66,9 @@ fn checks(rise: u32, fall: u32) -> HealthCheck {
     HealthCheck {
         interval: Duration::from_millis(20),
         timeout: Duration::from_millis(500),
-        path: "/ping".into(),
-        expect: Vec::new(),
         rise,
         fall,
+        ..HealthCheck::default()
     }
 }
 
