@@ -101,3 +101,70 @@ fn host_ok(v: &str) -> bool {
     };
     !v.contains('@') && !v.ends_with(':') && (a.host().starts_with('[') || host_name_ok(a.host()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use std::path::Path;
+
+    fn group(health: &str) -> Result<crate::config::UpstreamConfig, String> {
+        let text = format!(
+            "[[listener]]\naddress = \"127.0.0.1:1\"\n[upstream.g]\nbackends = [\"127.0.0.1:9\"]\n{health}"
+        );
+        parse(&text, Path::new("test.toml"))
+            .map(|mut c| c.upstreams.remove(0))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn without_a_health_section_only_registered_backends_get_the_heartbeat() {
+        let g = group("").unwrap();
+        assert!(g.health.is_none());
+        let hb = g.heartbeat.expect("heartbeat");
+        assert_eq!((hb.path.as_str(), hb.rise, hb.fall), ("/ping", 2, 3));
+        assert_eq!(hb.method, http::Method::GET);
+    }
+
+    #[test]
+    fn a_health_section_checks_every_backend_and_enabled_false_none() {
+        let g = group(
+            "[upstream.g.health]\npath = \"/status\"\nmethod = \"GET\"\nhost = \"api.internal:8080\"\nexpect_body = \"ok\"\n",
+        )
+        .unwrap();
+        let hc = g.health.expect("health");
+        assert!(g.heartbeat.is_none());
+        assert_eq!(hc.expect_body.as_deref(), Some("ok"));
+        assert_eq!(hc.host.as_deref(), Some("api.internal:8080"));
+
+        let g = group("[upstream.g.health]\nenabled = false\n").unwrap();
+        assert!(g.health.is_none() && g.heartbeat.is_none());
+    }
+
+    #[test]
+    fn bad_check_settings_name_their_line_and_field() {
+        for (health, want) in [
+            (
+                "method = \"POST\"",
+                "test.toml:6:10: upstream.g.health.method: unknown check method \"POST\"",
+            ),
+            (
+                "host = \"a b\"",
+                "test.toml:6:8: upstream.g.health.host: \"a b\" is not a host name",
+            ),
+            (
+                "expect_body = \"\"",
+                "test.toml:6:15: upstream.g.health.expect_body: must not be empty",
+            ),
+            (
+                "method = \"HEAD\"\nexpect_body = \"ok\"",
+                "test.toml:7:15: upstream.g.health.expect_body: a HEAD check gets no body",
+            ),
+        ] {
+            let err = group(&format!("[upstream.g.health]\n{health}\n")).unwrap_err();
+            assert!(err.starts_with(want), "{err}");
+        }
+        let long = "x".repeat(64 * 1024 + 1);
+        let err = group(&format!("[upstream.g.health]\nexpect_body = \"{long}\"\n")).unwrap_err();
+        assert!(err.contains("longer than the 64 KiB"), "{err}");
+    }
+}
