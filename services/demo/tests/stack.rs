@@ -25,6 +25,8 @@ async fn get_with(addr: std::net::SocketAddr, path: &str, extra: &str) -> String
 /// Whether `GET /backends` lists `replica` with a passing check (its
 /// member object runs from its address to the next one's).
 fn heartbeat_ok(backends: &str, replica: std::net::SocketAddr) -> bool {
+    // The JSON is pretty-printed: compare without its whitespace.
+    let backends: String = backends.split_whitespace().collect();
     let Some((_, rest)) = backends.split_once(&format!("\"address\":\"{replica}\"")) else {
         return false;
     };
