@@ -3,6 +3,7 @@
 //! what failed; the default heartbeat of registered backends.
 
 use super::admin::with_admin;
+use super::health::checks as fast;
 use http::{StatusCode, Version};
 use sluice::config::{HealthCheck, UpstreamConfig, UpstreamProtocol, UpstreamTls};
 use sluice_e2e::harness::certs::TestCerts;
@@ -51,21 +52,7 @@ impl Flip {
     }
 
     fn not_pings(&self) -> usize {
-        self.origin
-            .requests()
-            .iter()
-            .filter(|r| r.uri.path() != "/ping")
-            .count()
-    }
-}
-
-fn fast(rise: u32, fall: u32) -> HealthCheck {
-    HealthCheck {
-        interval: Duration::from_millis(20),
-        timeout: Duration::from_millis(500),
-        rise,
-        fall,
-        ..HealthCheck::default()
+        super::health::not_pings(&self.origin)
     }
 }
 
