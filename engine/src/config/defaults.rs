@@ -73,6 +73,10 @@ pub const HEALTH_PATH: &str = "/ping";
 /// Two good checks to return, three bad to leave (HAProxy's rise 2 / fall 3).
 pub const HEALTH_RISE: u32 = 2;
 pub const HEALTH_FALL: u32 = 3;
+/// A check with `expect_body` reads at most this much of the body: a status
+/// page fits, and a backend answering with an endless body cannot make a
+/// check hold memory or time beyond it.
+pub const HEALTH_MAX_BODY: usize = 64 * 1024;
 /// Passive ejection after 5 consecutive failures (Envoy's outlier default).
 pub const PASSIVE_FAILURES: u32 = 5;
 /// First ejection lasts 10 s and doubles on each repeat, up to 5 min.

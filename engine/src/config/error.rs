@@ -149,6 +149,14 @@ pub enum ConfigError {
     RelativePath { at: At },
     #[error("{at}: expected a host name or *.domain")]
     RouteHost { at: At },
+    #[error("{at}: unknown check method {value:?}; expected GET or HEAD")]
+    HealthMethod { at: At, value: String },
+    #[error("{at}: {value:?} is not a host name (with an optional :port)")]
+    HealthHost { at: At, value: String },
+    /// Empty, longer than the part of the body a check reads, or asked of
+    /// a `HEAD` check, which gets no body.
+    #[error("{at}: {reason}")]
+    ExpectBody { at: At, reason: &'static str },
     #[error("{at}: no upstream named {name:?}")]
     UnknownUpstream { at: At, name: String },
     #[error("{at}: {pattern:?} is not type/subtype, type/*, */* or a +suffix such as +json")]
@@ -217,6 +225,9 @@ impl ConfigError {
             | ConfigError::HostPort { at, .. }
             | ConfigError::RelativePath { at }
             | ConfigError::RouteHost { at }
+            | ConfigError::HealthMethod { at, .. }
+            | ConfigError::HealthHost { at, .. }
+            | ConfigError::ExpectBody { at, .. }
             | ConfigError::UnknownUpstream { at, .. }
             | ConfigError::MediaType { at, .. }
             | ConfigError::Cidr { at, .. }

@@ -67,11 +67,21 @@ pub struct AdminFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthFile {
+    /// `false` turns every active check of the group off, the default
+    /// heartbeats of registered backends too.
+    pub enabled: Option<bool>,
     pub interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
+    /// `GET` (default) or `HEAD`.
+    pub method: Option<Spanned<String>>,
+    /// The `Host` (HTTP/1.1) or `:authority` (HTTP/2) of checks; default the
+    /// backend's address.
+    pub host: Option<Spanned<String>>,
     /// Statuses that count as healthy (default: any 2xx or 3xx).
     pub expect: Option<Vec<u16>>,
+    /// Text the start of the body must contain.
+    pub expect_body: Option<Spanned<String>>,
     pub rise: Option<u32>,
     pub fall: Option<u32>,
 }

@@ -71,16 +71,42 @@ impl AdminConfig {
     }
 }
 
-/// Active health checks of a group.
+/// Active health checks of a group. They speak the group's protocol
+/// (HTTP/1.1, h2c, or h2 over TLS) on a fresh connection.
 #[derive(Clone, Debug)]
 pub struct HealthCheck {
     pub interval: Duration,
+    /// For the whole check: connect, TLS, answer, and the body when read.
     pub timeout: Duration,
     pub path: String,
+    /// `GET` or `HEAD`.
+    pub method: http::Method,
+    /// The `Host`/`:authority` to send; `None` sends the backend's address.
+    pub host: Option<String>,
     /// Healthy statuses; empty means any 2xx or 3xx.
     pub expect: Vec<u16>,
+    /// Text the body must contain within its first
+    /// [`defaults::HEALTH_MAX_BODY`] bytes; `None` reads no body.
+    pub expect_body: Option<String>,
     pub rise: u32,
     pub fall: u32,
+}
+
+impl Default for HealthCheck {
+    /// The heartbeat: `GET /ping` every 2 s, any 2xx/3xx, rise 2, fall 3.
+    fn default() -> Self {
+        HealthCheck {
+            interval: defaults::HEALTH_INTERVAL,
+            timeout: defaults::HEALTH_TIMEOUT,
+            path: defaults::HEALTH_PATH.to_owned(),
+            method: http::Method::GET,
+            host: None,
+            expect: Vec::new(),
+            expect_body: None,
+            rise: defaults::HEALTH_RISE,
+            fall: defaults::HEALTH_FALL,
+        }
+    }
 }
 
 /// Passive checks: ejection after consecutive failures.
@@ -308,7 +334,14 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     pub tls: Option<UpstreamTls>,
     pub max_idle_per_backend: usize,
+    /// Active checks of every member (`[health]`).
     pub health: Option<HealthCheck>,
+    /// Checks of registered members (admin API, state file) when `health`
+    /// is `None`: the default heartbeat, unless `health.enabled = false`.
+    /// A backend that registers itself is expected to answer `/ping`, and
+    /// nobody watches it otherwise; config backends stay unchecked unless
+    /// the group asks, as before.
+    pub heartbeat: Option<HealthCheck>,
     pub passive: Passive,
     /// Caps the retries of every route to this group.
     pub retry_budget: RetryBudgetConfig,
@@ -388,6 +421,7 @@ impl Config {
                 tls: None,
                 max_idle_per_backend: defaults::MAX_IDLE_PER_BACKEND,
                 health: None,
+                heartbeat: Some(HealthCheck::default()),
                 passive: Passive::default(),
                 retry_budget: RetryBudgetConfig::default(),
             }],

@@ -499,6 +499,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 mod admin;
+mod health;
 mod retry;
 #[cfg(test)]
 mod tests;

@@ -49,7 +49,11 @@ pub struct Group {
     pub max_idle_per_backend: usize,
     /// Upstream TLS, when the group uses it.
     pub tls: Option<crate::upstream::connect::TlsConnector>,
+    /// Active checks of every member (`[health]`).
     pub health: Option<HealthCheck>,
+    /// Checks of registered members when `health` is `None` (the default
+    /// heartbeat; see `UpstreamConfig::heartbeat`).
+    pub heartbeat: Option<HealthCheck>,
     pub passive: Passive,
     /// Backends given by name, for [`super::discovery`].
     pub dns: Vec<DnsBackend>,
@@ -85,6 +89,7 @@ impl Group {
             max_idle_per_backend: config.max_idle_per_backend,
             tls,
             health: config.health.clone(),
+            heartbeat: config.heartbeat.clone(),
             passive: config.passive,
             dns: config.dns.clone(),
             resolve_interval: config.resolve_interval,
@@ -213,11 +218,28 @@ impl Group {
     /// Records an active health check result. The snapshot follows from the
     /// rebuild thread, once for a whole round of checks.
     pub fn record_check(&self, addr: BackendAddr, ok: bool, detail: String) {
-        let Some(hc) = &self.health else { return };
-        let (rise, fall) = (hc.rise, hc.fall);
         self.rotation.change_later(|members| {
-            members.update(addr, |m| m.record_check(ok, detail, rise, fall));
+            members.update(addr, |m| {
+                if let Some(hc) = self.check_of(m.origin) {
+                    m.record_check(ok, detail, hc.rise, hc.fall);
+                }
+            });
         });
+    }
+
+    /// The check this group runs: `[health]` if any, else the heartbeat.
+    pub fn active_check(&self) -> Option<&HealthCheck> {
+        self.health.as_ref().or(self.heartbeat.as_ref())
+    }
+
+    /// The check that applies to members from `origin`: `[health]` to all,
+    /// the heartbeat to registered ones only.
+    fn check_of(&self, origin: Origin) -> Option<&HealthCheck> {
+        match (&self.health, origin) {
+            (Some(hc), _) => Some(hc),
+            (None, Origin::Registered) => self.heartbeat.as_ref(),
+            (None, Origin::Config | Origin::Dns) => None,
+        }
     }
 
     /// Passive check, on the worker that saw the outcome: a failure that
@@ -248,12 +270,13 @@ impl Group {
         }
     }
 
-    /// Members that the health checker should probe (not draining).
+    /// Members that the health checker should probe: not draining, and
+    /// with a check that applies to them ([`Group::active_check`]).
     pub fn probe_targets(&self) -> Vec<BackendAddr> {
         self.rotation
             .members()
             .iter()
-            .filter(|m| m.state != MemberState::Draining)
+            .filter(|m| m.state != MemberState::Draining && self.check_of(m.origin).is_some())
             .map(|m| m.backend.addr)
             .collect()
     }

@@ -54,22 +54,27 @@ impl Switchable {
     }
 
     fn not_pings(&self) -> usize {
-        self.origin
-            .requests()
-            .iter()
-            .filter(|r| r.uri.path() != "/ping")
-            .count()
+        not_pings(&self.origin)
     }
 }
 
-fn checks(rise: u32, fall: u32) -> HealthCheck {
+/// Requests `origin` saw other than the proxy's checks (`/ping`).
+pub(super) fn not_pings(origin: &Origin) -> usize {
+    origin
+        .requests()
+        .iter()
+        .filter(|r| r.uri.path() != "/ping")
+        .count()
+}
+
+/// Fast checks: every 20 ms, 500 ms to answer.
+pub(super) fn checks(rise: u32, fall: u32) -> HealthCheck {
     HealthCheck {
         interval: Duration::from_millis(20),
         timeout: Duration::from_millis(500),
-        path: "/ping".into(),
-        expect: Vec::new(),
         rise,
         fall,
+        ..HealthCheck::default()
     }
 }
 

@@ -21,6 +21,7 @@ mod h2_idle;
 mod h2_limits;
 mod headers;
 mod health;
+mod health_protocols;
 mod host;
 mod interim_flood;
 mod large_body;

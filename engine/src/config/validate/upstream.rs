@@ -107,36 +107,7 @@ impl Validator<'_> {
                 }
             }
         }
-        let health = match u.health {
-            None => None,
-            Some(h) => {
-                let path = match h.path {
-                    Some(p) if !p.get_ref().starts_with('/') => {
-                        return Err(ConfigError::RelativePath {
-                            at: self.at(p.span(), format!("{field}.health.path")),
-                        });
-                    }
-                    Some(p) => p.into_inner(),
-                    None => defaults::HEALTH_PATH.to_owned(),
-                };
-                Some(HealthCheck {
-                    interval: self.duration(
-                        h.interval,
-                        &format!("{field}.health.interval"),
-                        defaults::HEALTH_INTERVAL,
-                    )?,
-                    timeout: self.duration(
-                        h.timeout,
-                        &format!("{field}.health.timeout"),
-                        defaults::HEALTH_TIMEOUT,
-                    )?,
-                    path,
-                    expect: h.expect.unwrap_or_default(),
-                    rise: h.rise.unwrap_or(defaults::HEALTH_RISE).max(1),
-                    fall: h.fall.unwrap_or(defaults::HEALTH_FALL).max(1),
-                })
-            }
-        };
+        let (health, heartbeat) = self.health(&field, u.health)?;
         let passive = match u.passive {
             None => Passive::default(),
             Some(p) => Passive {
@@ -163,6 +134,7 @@ impl Validator<'_> {
         };
         Ok(UpstreamConfig {
             health,
+            heartbeat,
             passive,
             retry_budget,
             backends,
