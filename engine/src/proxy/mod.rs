@@ -42,6 +42,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+/// Names the chosen backend on responses, when the group opts in
+/// (`backend_header`); never by default.
+const X_SLUICE_BACKEND: header::HeaderName = header::HeaderName::from_static("x-sluice-backend");
+
 /// The service for every request on every downstream connection.
 pub async fn handle(
     conn: Arc<ConnCtx>,
@@ -193,6 +197,11 @@ async fn proxy(
     };
     headers::strip_hop_by_hop(&mut parts.headers, false);
     headers::outbound(&mut parts.headers, via);
+    if group.backend_header {
+        parts
+            .headers
+            .insert(X_SLUICE_BACKEND, backend.header.clone());
+    }
     let body = UpstreamBody::new(body, attempt.in_flight);
     let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))

@@ -227,7 +227,7 @@ fn the_shipped_example_validates() {
         .find(|u| u.name == "api")
         .expect("api group");
     assert_eq!(api.health.as_ref().map(|h| h.fall), Some(3));
-    assert_eq!(api.passive.failures, 5);
+    assert_eq!(api.passive.consecutive_5xx, 5);
 }
 
 #[test]
