@@ -5,6 +5,7 @@
 mod admin;
 mod admin_security;
 mod balance;
+mod breaker;
 mod churn;
 mod conformance;
 mod disconnect;
