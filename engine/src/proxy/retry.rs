@@ -84,9 +84,10 @@ pub async fn connect(
         // in-flight requests (DELETE, DNS removal) may not have counted this
         // one, so pick again from the newer snapshot (see `Backend::in_rotation`).
         // Or half-open with its trials taken (`upstream::breaker`): pick
-        // again without it. The pick sees this request still counted
-        // (least-conn, p2c).
-        let next = pick(t, parts, Some(backend.id));
+        // again without it (the snapshot still offers it). The pick sees
+        // this request still counted (least-conn, p2c).
+        let exclude = in_flight.trial_refused().then_some(backend.id);
+        let next = pick(t, parts, exclude);
         drop(in_flight);
         backend = next.ok_or(ErrorKind::NoBackend)?;
         in_flight = backend.begin();

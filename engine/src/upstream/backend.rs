@@ -223,6 +223,11 @@ impl InFlight {
     pub fn admitted(&self) -> bool {
         self.admitted && self.backend.in_rotation()
     }
+
+    /// Whether the breaker refused it: a half-open backend at its trial cap.
+    pub fn trial_refused(&self) -> bool {
+        !self.admitted
+    }
 }
 
 impl Drop for InFlight {
