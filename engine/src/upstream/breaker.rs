@@ -95,7 +95,8 @@ impl Gate {
     /// Half-open: up to `trials` at once. The machine only.
     pub fn half_open(&self, trials: u32) {
         self.successes.store(0, Ordering::Relaxed);
-        self.cap.store(trials.clamp(1, UNLIMITED - 1), Ordering::Relaxed);
+        self.cap
+            .store(trials.clamp(1, UNLIMITED - 1), Ordering::Relaxed);
     }
 
     /// Closed or open: no trial accounting. The machine only.

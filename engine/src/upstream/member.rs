@@ -249,7 +249,10 @@ impl Member {
                     self.eject(p, "a trial request failed", now);
                 } else if self.backend.gate.successes() >= p.half_open_successes {
                     let n = p.half_open_successes;
-                    self.set_state(MemberState::Healthy, format!("{n} trial requests succeeded"));
+                    self.set_state(
+                        MemberState::Healthy,
+                        format!("{n} trial requests succeeded"),
+                    );
                 }
             }
             MemberState::Unhealthy | MemberState::Draining | MemberState::Ejected => {}
@@ -310,8 +313,7 @@ impl Member {
         MemberView {
             address: b.addr.to_string(),
             weight: b.weight,
-            effective_weight: f64::from(self.ramp_weight(now, slow_start))
-                / f64::from(RAMP_STEPS),
+            effective_weight: f64::from(self.ramp_weight(now, slow_start)) / f64::from(RAMP_STEPS),
             origin: self.origin,
             state: self.state,
             reason: self.reason.clone(),

@@ -89,9 +89,15 @@ impl StreakCounts {
     /// The first streak at or past its threshold (0 turns one off).
     pub fn crossed(&self, p: &Passive) -> Option<Cause> {
         let over = |n: u32, limit: u32| limit != 0 && n >= limit;
-        if over(self.consecutive_connect_failures, p.consecutive_connect_failures) {
+        if over(
+            self.consecutive_connect_failures,
+            p.consecutive_connect_failures,
+        ) {
             Some(Cause::ConsecutiveConnect(self.consecutive_connect_failures))
-        } else if over(self.consecutive_gateway_errors, p.consecutive_gateway_errors) {
+        } else if over(
+            self.consecutive_gateway_errors,
+            p.consecutive_gateway_errors,
+        ) {
             Some(Cause::ConsecutiveGateway(self.consecutive_gateway_errors))
         } else if over(self.consecutive_5xx, p.consecutive_5xx) {
             Some(Cause::Consecutive5xx(self.consecutive_5xx))

@@ -189,7 +189,10 @@ impl Rotation {
                 return;
             }
             let now = Instant::now();
-            (members.generation(), members.in_rotation(now, self.slow_start))
+            (
+                members.generation(),
+                members.in_rotation(now, self.slow_start),
+            )
         };
         let selector = Selector::build(&self.policy, &r.backends, &r.weights, r.unit);
         self.snapshot.store(Arc::new(Snapshot {

@@ -90,6 +90,10 @@ mod tests {
         assert!(!r.ramping(t0 + w, w));
         assert!(!r.advance(t0 + 2 * w, w), "done: nothing more to publish");
         r.start(t0);
-        assert_eq!(r.step(t0, Duration::ZERO), RAMP_STEPS, "slow_start 0 is off");
+        assert_eq!(
+            r.step(t0, Duration::ZERO),
+            RAMP_STEPS,
+            "slow_start 0 is off"
+        );
     }
 }

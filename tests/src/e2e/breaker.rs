@@ -149,7 +149,7 @@ async fn the_error_rate_ejects_only_past_its_minimum_volume() {
     let b = Origin::http1()
         .name("b")
         .route("/", move |req| {
-            let code = if n2.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+            let code = if n2.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                 500
             } else {
                 200
@@ -219,7 +219,11 @@ async fn a_backend_added_at_run_time_ramps_up_under_slow_start() {
     let w = m["effective_weight"].as_f64().expect("effective_weight");
     assert!(w > 0.0 && w < 1.0, "{m}");
     let m = admin.member(a.addr()).await.expect("member");
-    assert_eq!(m["effective_weight"].as_f64(), Some(1.0), "startup: no ramp");
+    assert_eq!(
+        m["effective_weight"].as_f64(),
+        Some(1.0),
+        "startup: no ramp"
+    );
 
     let mut client = H1::connect(proxy.addr()).await;
     for _ in 0..200 {

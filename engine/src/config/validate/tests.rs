@@ -253,7 +253,10 @@ fn outlier_breaker_and_slow_start_keys_validate() {
     assert_eq!(a.passive.error_rate_percent, 85);
     assert_eq!(a.passive.error_rate_window, Duration::from_secs(20));
     assert_eq!(a.passive.error_rate_min_requests, 1, "at least one");
-    assert_eq!((a.passive.half_open_trials, a.passive.half_open_successes), (2, 4));
+    assert_eq!(
+        (a.passive.half_open_trials, a.passive.half_open_successes),
+        (2, 4)
+    );
     assert_eq!(a.slow_start, Duration::from_secs(30));
     assert!(a.backend_header, "the global switch");
     assert_eq!(b.passive.consecutive_5xx, 9, "the new name wins");

@@ -147,7 +147,11 @@ impl Validator<'_> {
             None => defaults::SLOW_START,
             Some(v) => match crate::config::values::parse_duration(v.get_ref()) {
                 Err(crate::config::error::DurationError::Zero) => Duration::ZERO,
-                _ => self.duration(Some(v), &format!("{field}.slow_start"), defaults::SLOW_START)?,
+                _ => self.duration(
+                    Some(v),
+                    &format!("{field}.slow_start"),
+                    defaults::SLOW_START,
+                )?,
             },
         };
         Ok(UpstreamConfig {
@@ -177,14 +181,20 @@ impl Validator<'_> {
         let d = Passive::default();
         Ok(Passive {
             // `failures` is the old name; the new one wins when both are given.
-            consecutive_5xx: p.consecutive_5xx.or(p.failures).unwrap_or(d.consecutive_5xx),
+            consecutive_5xx: p
+                .consecutive_5xx
+                .or(p.failures)
+                .unwrap_or(d.consecutive_5xx),
             consecutive_gateway_errors: p
                 .consecutive_gateway_errors
                 .unwrap_or(d.consecutive_gateway_errors),
             consecutive_connect_failures: p
                 .consecutive_connect_failures
                 .unwrap_or(d.consecutive_connect_failures),
-            error_rate_percent: p.error_rate_percent.unwrap_or(d.error_rate_percent).min(100),
+            error_rate_percent: p
+                .error_rate_percent
+                .unwrap_or(d.error_rate_percent)
+                .min(100),
             error_rate_window: self.duration(
                 p.error_rate_window,
                 &format!("{field}.passive.error_rate_window"),

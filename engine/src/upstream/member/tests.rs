@@ -68,7 +68,11 @@ fn consecutive_5xx_open_then_half_open_then_close_after_n_trials() {
     assert!(m.backend.record(FAIL, &p));
     m.on_ask(&p, true, now);
     assert_eq!(m.state, MemberState::Ejected);
-    assert!(m.reason.starts_with("3 consecutive failures"), "{}", m.reason);
+    assert!(
+        m.reason.starts_with("3 consecutive failures"),
+        "{}",
+        m.reason
+    );
     assert!(m.reason.ends_with("ejected for 10s"), "{}", m.reason);
     assert!(!m.cooled(now + Duration::from_secs(9)));
     assert!(m.cooled(now + Duration::from_secs(10)));
@@ -88,7 +92,10 @@ fn consecutive_5xx_open_then_half_open_then_close_after_n_trials() {
     m.on_ask(&p, true, now);
     assert_eq!(m.state, MemberState::Healthy);
     assert_eq!(m.reason, "2 trial requests succeeded");
-    assert!(b.begin().admitted() && b.begin().admitted(), "closed: no cap");
+    assert!(
+        b.begin().admitted() && b.begin().admitted(),
+        "closed: no cap"
+    );
     let v = m.view(Duration::ZERO, now);
     let path: Vec<MemberState> = v.transitions.iter().map(|t| t.to).collect();
     use MemberState::*;
@@ -137,7 +144,11 @@ fn gateway_and_connect_streaks_eject_with_their_reasons() {
     assert!(!m.backend.record(FAIL, &p), "a 500 ends the gateway streak");
     assert!(record(&m, &p, GATEWAY, 3));
     m.on_ask(&p, true, now);
-    assert!(m.reason.starts_with("3 consecutive gateway errors"), "{}", m.reason);
+    assert!(
+        m.reason.starts_with("3 consecutive gateway errors"),
+        "{}",
+        m.reason
+    );
 
     // (A connect failure is a gateway error too: that detector off here.)
     let p = Passive {
@@ -146,18 +157,33 @@ fn gateway_and_connect_streaks_eject_with_their_reasons() {
     };
     let mut m = member();
     assert!(!m.backend.record(CONNECT, &p));
-    assert!(!m.backend.record(GATEWAY, &p), "an answer ends the connect streak");
+    assert!(
+        !m.backend.record(GATEWAY, &p),
+        "an answer ends the connect streak"
+    );
     assert!(!m.backend.record(CONNECT, &p));
     assert!(m.backend.record(CONNECT, &p));
     m.on_ask(&p, true, now);
-    assert!(m.reason.starts_with("2 consecutive connect failures"), "{}", m.reason);
+    assert!(
+        m.reason.starts_with("2 consecutive connect failures"),
+        "{}",
+        m.reason
+    );
 
     let mut m = member();
     record(&m, &p, GATEWAY, 2);
     assert!(!m.backend.record(Outcome::Success, &p));
-    assert_eq!(m.backend.streaks(), StreakCounts::default(), "a success ends all");
+    assert_eq!(
+        m.backend.streaks(),
+        StreakCounts::default(),
+        "a success ends all"
+    );
     m.on_ask(&p, true, now);
-    assert_eq!(m.state, MemberState::Healthy, "an ask with no streak crossed");
+    assert_eq!(
+        m.state,
+        MemberState::Healthy,
+        "an ask with no streak crossed"
+    );
 }
 
 #[test]
@@ -166,7 +192,10 @@ fn the_cap_keeps_a_backend_in_and_its_streak_starts_over() {
     record(&m, &p, FAIL, 3);
     m.on_ask(&p, false, now);
     assert_eq!(m.state, MemberState::Healthy);
-    assert!(!m.backend.record(FAIL, &p), "counted afresh: no ask per failure");
+    assert!(
+        !m.backend.record(FAIL, &p),
+        "counted afresh: no ask per failure"
+    );
 }
 
 #[test]
@@ -185,16 +214,28 @@ fn the_error_rate_ejects_past_its_minimum_volume() {
         drop(b.begin());
         b.record(FAIL, &p);
     }
-    assert_eq!(m.sample_errors(&p, t0 + Duration::from_secs(1)), None, "6 < 10");
+    assert_eq!(
+        m.sample_errors(&p, t0 + Duration::from_secs(1)),
+        None,
+        "6 < 10"
+    );
     for _ in 0..6 {
         drop(b.begin());
         b.record(FAIL, &p);
     }
     let cause = m.sample_errors(&p, t0 + Duration::from_secs(2)).unwrap();
     m.eject(&p, cause, t0);
-    assert!(m.reason.starts_with("error rate 100% over 12 requests"), "{}", m.reason);
+    assert!(
+        m.reason.starts_with("error rate 100% over 12 requests"),
+        "{}",
+        m.reason
+    );
     m.half_open(&p);
-    assert_eq!(m.sample_errors(&p, t0 + Duration::from_secs(3)), None, "not sampled out of rotation");
+    assert_eq!(
+        m.sample_errors(&p, t0 + Duration::from_secs(3)),
+        None,
+        "not sampled out of rotation"
+    );
 }
 
 #[test]
