@@ -119,6 +119,7 @@ impl Shared {
     pub fn spawn_health_checks(&self) {
         for g in &self.state.load().groups {
             crate::upstream::health::spawn(g);
+            crate::upstream::ticker::spawn(g);
             crate::upstream::discovery::spawn(g, self.resolver.clone(), self.own.clone());
         }
     }

@@ -77,9 +77,39 @@ pub const HEALTH_FALL: u32 = 3;
 /// page fits, and a backend answering with an endless body cannot make a
 /// check hold memory or time beyond it.
 pub const HEALTH_MAX_BODY: usize = 64 * 1024;
-/// Passive ejection after 5 consecutive failures (Envoy's outlier default).
-pub const PASSIVE_FAILURES: u32 = 5;
-/// First ejection lasts 10 s and doubles on each repeat, up to 5 min.
+/// Ejection after 5 consecutive 5xx or backend-side errors (Envoy's
+/// `consecutive_5xx` default): few enough to stop feeding a dead backend
+/// within a handful of requests, more than the odd error a healthy one gives.
+pub const PASSIVE_CONSECUTIVE_5XX: u32 = 5;
+/// Off: gateway errors (502/503/504) already count toward the 5xx streak,
+/// and Envoy ships this detector unenforced too. Set it below
+/// `consecutive_5xx` to eject sooner on gateway errors than on other 5xx.
+pub const PASSIVE_CONSECUTIVE_GATEWAY_ERRORS: u32 = 0;
+/// Off: connect failures already count toward the 5xx streak. Set it low
+/// (2 or 3) to eject a backend that stopped listening faster.
+pub const PASSIVE_CONSECUTIVE_CONNECT_FAILURES: u32 = 0;
+/// Off (0), like Envoy's `enforcing_failure_percentage`: a rate threshold
+/// needs knowing the backend's normal error rate. When set, Envoy's
+/// failure-percentage threshold is 85.
+pub const PASSIVE_ERROR_RATE_PERCENT: u8 = 0;
+/// The error rate is over the last 10 s (Envoy's detection `interval`),
+/// sampled every tenth of it; also what `GET /backends` shows.
+pub const PASSIVE_ERROR_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// At least 50 requests in the window before its rate counts (Envoy's
+/// `failure_percentage_request_volume`): 2 failures in 3 requests is noise.
+pub const PASSIVE_ERROR_RATE_MIN_REQUESTS: u32 = 50;
+/// One trial request at a time while half-open (Hystrix's single probe): a
+/// backend that just failed should not take a burst.
+pub const HALF_OPEN_TRIALS: u32 = 1;
+/// Three successful trials close the breaker: one could be luck, and a
+/// recovered backend is not held out long (trials follow each other).
+pub const HALF_OPEN_SUCCESSES: u32 = 3;
+/// Off, HAProxy's default: a ramp delays the use of a new backend, worth it
+/// only where backends start cold (caches, JIT). Never applied at startup.
+pub const SLOW_START: Duration = Duration::ZERO;
+/// `X-Sluice-Backend` is off: it tells clients the inside of the network.
+pub const BACKEND_HEADER: bool = false;
+/// The breaker's first cool-down lasts 10 s and doubles on each opening, up to 5 min.
 pub const PASSIVE_EJECTION: Duration = Duration::from_secs(10);
 pub const PASSIVE_MAX_EJECTION: Duration = Duration::from_secs(300);
 /// At most half a group is ever ejected, so a shared fault cannot empty it.

@@ -89,8 +89,19 @@ pub struct HealthFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveFile {
-    /// Consecutive failures (connect errors, resets, 5xx) before ejection; 0 turns it off.
+    /// The old name of `consecutive_5xx`, still read.
     pub failures: Option<u32>,
+    /// Consecutive 5xx or backend-side errors before ejection; 0 turns it off.
+    pub consecutive_5xx: Option<u32>,
+    pub consecutive_gateway_errors: Option<u32>,
+    pub consecutive_connect_failures: Option<u32>,
+    /// Eject when this share of requests failed over the window; 0 is off.
+    pub error_rate_percent: Option<u8>,
+    pub error_rate_window: Option<Spanned<String>>,
+    pub error_rate_min_requests: Option<u32>,
+    /// Trial requests at once while half-open, and the successes that close.
+    pub half_open_trials: Option<u32>,
+    pub half_open_successes: Option<u32>,
     /// First ejection period; it doubles on each repeated ejection.
     pub ejection: Option<Spanned<String>>,
     pub max_ejection: Option<Spanned<String>>,
@@ -157,6 +168,9 @@ pub struct ForwardingFile {
     #[serde(default)]
     pub trust_forwarded_headers: bool,
     pub via: Option<String>,
+    /// `X-Sluice-Backend` naming the chosen backend, for every group.
+    #[serde(default)]
+    pub backend_header: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +231,10 @@ pub struct UpstreamFile {
     /// Active health checks; absent means none.
     pub health: Option<HealthFile>,
     pub passive: Option<PassiveFile>,
+    /// Ramp a returning or new backend's weight over this long ("0s": off).
+    pub slow_start: Option<Spanned<String>>,
+    /// `X-Sluice-Backend` on this group's responses (overrides `forwarding.backend_header`).
+    pub backend_header: Option<bool>,
     pub retry_budget: Option<RetryBudgetFile>,
 }
 

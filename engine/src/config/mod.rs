@@ -109,23 +109,46 @@ impl Default for HealthCheck {
     }
 }
 
-/// Passive checks: ejection after consecutive failures.
+/// Passive checks and the breaker: what ejects a backend (outlier
+/// detection), for how long, and how it comes back (`upstream::breaker`).
+/// Every threshold at 0 turns its detector off.
 #[derive(Clone, Copy, Debug)]
 pub struct Passive {
-    /// 0 turns passive ejection off.
-    pub failures: u32,
+    /// Consecutive 5xx or backend-side errors (the file's old `failures`).
+    pub consecutive_5xx: u32,
+    /// Consecutive 502/503/504 (ours included).
+    pub consecutive_gateway_errors: u32,
+    /// Consecutive failed connects.
+    pub consecutive_connect_failures: u32,
+    /// Failures as a share of requests over `error_rate_window`, at least
+    /// `error_rate_min_requests` of them.
+    pub error_rate_percent: u8,
+    pub error_rate_window: Duration,
+    pub error_rate_min_requests: u32,
+    /// The first cool-down; it doubles on each opening.
     pub ejection: Duration,
     pub max_ejection: Duration,
     pub max_ejected_percent: u8,
+    /// Trial requests at once while half-open.
+    pub half_open_trials: u32,
+    /// Successful trials that close the breaker.
+    pub half_open_successes: u32,
 }
 
 impl Default for Passive {
     fn default() -> Self {
         Passive {
-            failures: defaults::PASSIVE_FAILURES,
+            consecutive_5xx: defaults::PASSIVE_CONSECUTIVE_5XX,
+            consecutive_gateway_errors: defaults::PASSIVE_CONSECUTIVE_GATEWAY_ERRORS,
+            consecutive_connect_failures: defaults::PASSIVE_CONSECUTIVE_CONNECT_FAILURES,
+            error_rate_percent: defaults::PASSIVE_ERROR_RATE_PERCENT,
+            error_rate_window: defaults::PASSIVE_ERROR_RATE_WINDOW,
+            error_rate_min_requests: defaults::PASSIVE_ERROR_RATE_MIN_REQUESTS,
             ejection: defaults::PASSIVE_EJECTION,
             max_ejection: defaults::PASSIVE_MAX_EJECTION,
             max_ejected_percent: defaults::PASSIVE_MAX_EJECTED_PERCENT,
+            half_open_trials: defaults::HALF_OPEN_TRIALS,
+            half_open_successes: defaults::HALF_OPEN_SUCCESSES,
         }
     }
 }
@@ -345,6 +368,10 @@ pub struct UpstreamConfig {
     pub passive: Passive,
     /// Caps the retries of every route to this group.
     pub retry_budget: RetryBudgetConfig,
+    /// Ramp of a returning or new backend's weight; zero is off (`upstream::slow_start`).
+    pub slow_start: Duration,
+    /// Name the chosen backend in `X-Sluice-Backend` on responses.
+    pub backend_header: bool,
 }
 
 impl Default for Limits {
@@ -424,6 +451,8 @@ impl Config {
                 heartbeat: Some(HealthCheck::default()),
                 passive: Passive::default(),
                 retry_budget: RetryBudgetConfig::default(),
+                slow_start: defaults::SLOW_START,
+                backend_header: false,
             }],
             access_log: false,
             admin: None,

@@ -186,7 +186,7 @@ impl Validator<'_> {
 
         let mut upstreams = Vec::with_capacity(f.upstream.len());
         for (name, u) in f.upstream {
-            upstreams.push(self.upstream(name, u, &own)?);
+            upstreams.push(self.upstream(name, u, &own, f.forwarding.backend_header)?);
         }
 
         let mut routes = Vec::with_capacity(f.route.len());

@@ -176,7 +176,7 @@ impl UpstreamBody {
             tracing::warn!(backend = %backend.addr, stall = ?self.stall, error = %err, "response body cut: the backend stalled");
             // Counted on the backend's failures and streak; the group
             // ejects it when its next outcome is recorded.
-            backend.record_failure();
+            backend.record_late_failure();
         }
         Poll::Ready(Some(Err(err.into())))
     }

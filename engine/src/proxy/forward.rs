@@ -10,6 +10,7 @@ use crate::config::{Timeouts, UpstreamProtocol};
 use crate::error::{ErrorKind, ProxyError, Retry, Side};
 use crate::interim::InterimQueue;
 use crate::upstream::h1::{self, H1Conn};
+use crate::upstream::outlier::Outcome;
 use crate::upstream::pool::{H2Checkout, H2Sender, Pool};
 use crate::upstream::{Backend, Group, connect};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -285,27 +286,56 @@ pub fn shape_request(
 }
 
 /// Passive health after the response head: a 5xx counts against the
-/// backend, anything else clears its failure streak.
+/// backend (a 502/503/504 as a gateway error too), anything else is a
+/// success (`upstream::outlier`).
+#[inline]
 pub fn record_status(group: &Group, backend: &Backend, status: http::StatusCode) {
-    record_outcome(group, backend, status.is_server_error());
+    group.record_outcome(backend, Outcome::of_status(status.as_u16()));
 }
 
 /// A failed attempt: one log line naming the backend and the cause, and,
-/// when the backend's side caused it, the passive check.
+/// when the backend's side caused it, the passive check: a failure, a
+/// gateway error when we answer 502/503/504 for it, a connect failure when
+/// no connection was made.
 pub fn record_failure(group: &Group, backend: &Backend, err: &ProxyError) {
     if err.side() != Side::Upstream {
         tracing::debug!(group = %group.name, backend = %backend.addr, error = %err, "request failed on the client's side");
         return;
     }
     tracing::warn!(group = %group.name, backend = %backend.addr, status = err.status().as_u16(), error = %err, "upstream request failed");
-    record_outcome(group, backend, true);
+    group.record_outcome(backend, failure_outcome(err));
 }
 
-/// The passive check's input: a failure counts on the backend and extends
-/// its streak; a success clears the streak.
-fn record_outcome(group: &Group, backend: &Backend, failed: bool) {
-    if failed {
-        backend.record_failure();
+fn failure_outcome(err: &ProxyError) -> Outcome {
+    Outcome::Failure {
+        gateway: matches!(err.status().as_u16(), 502..=504),
+        connect: matches!(
+            err.kind(),
+            ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::UpstreamTls
+        ),
     }
-    group.record_outcome(backend, failed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_classify_for_the_outlier_streaks() {
+        let f = |k| failure_outcome(&ProxyError::new(k));
+        assert_eq!(
+            f(ErrorKind::ConnectFailed),
+            Outcome::Failure {
+                gateway: true,
+                connect: true
+            }
+        );
+        assert_eq!(
+            f(ErrorKind::UpstreamTimeout),
+            Outcome::Failure {
+                gateway: true,
+                connect: false
+            }
+        );
+    }
 }

@@ -48,6 +48,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+/// Names the chosen backend on responses, when the group opts in
+/// (`backend_header`); never by default.
+const X_SLUICE_BACKEND: header::HeaderName = header::HeaderName::from_static("x-sluice-backend");
+
 /// The service for every request on every downstream connection.
 pub async fn handle(
     conn: Arc<ConnCtx>,
@@ -189,7 +193,11 @@ async fn proxy(
             .await
             .map_err(|_| ProxyError::new(ErrorKind::RequestDeadline))??,
     };
-    let (resp, in_flight) = (answered.response, answered.in_flight);
+    let retry::Answered {
+        response: resp,
+        backend,
+        in_flight,
+    } = answered;
 
     // 7. The response.
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -210,6 +218,11 @@ async fn proxy(
     };
     headers::strip_hop_by_hop(&mut parts.headers, false);
     headers::outbound(&mut parts.headers, via);
+    if group.backend_header {
+        parts
+            .headers
+            .insert(X_SLUICE_BACKEND, backend.header.clone());
+    }
     let body = UpstreamBody::new(body, in_flight, state.timeouts.upstream_body);
     let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))

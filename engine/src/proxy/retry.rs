@@ -156,12 +156,15 @@ pub async fn connect(
     parts: &mut request::Parts,
 ) -> Result<Attempt, ProxyError> {
     let mut in_flight = backend.begin();
-    if !backend.in_rotation() {
+    if !in_flight.admitted() {
         // Drained between our pick and `begin`: whoever waits for its
         // in-flight requests (DELETE, DNS removal) may not have counted this
         // one, so pick again from the newer snapshot (see `Backend::in_rotation`).
-        // The pick sees this request still counted (least-conn, p2c).
-        let next = pick(t, parts, None);
+        // Or half-open with its trials taken (`upstream::breaker`): pick
+        // again without it (the snapshot still offers it). The pick sees
+        // this request still counted (least-conn, p2c).
+        let exclude = in_flight.trial_refused().then_some(backend.id);
+        let next = pick(t, parts, exclude);
         drop(in_flight);
         backend = next.ok_or(ErrorKind::NoBackend)?;
         in_flight = backend.begin();
@@ -189,9 +192,10 @@ pub async fn connect(
         return Err(e);
     };
     let in_flight = next.begin();
-    if !next.in_rotation() {
+    if !in_flight.admitted() {
         // Drained since the pick (see `Backend::in_rotation`): a drain may
-        // already have counted its requests, so do not send one.
+        // already have counted its requests, so do not send one. (Or a
+        // half-open backend with its trials taken.)
         return Err(e);
     }
     reshape(t, parts, &next)?;

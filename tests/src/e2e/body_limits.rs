@@ -86,10 +86,11 @@ impl http_body::Body for Stall {
 fn setup(backend: SocketAddr) -> Config {
     let mut c = with_admin(&[backend]);
     c.upstreams[0].passive = Passive {
-        failures: EJECT_AFTER,
+        consecutive_5xx: EJECT_AFTER,
         ejection: Duration::from_secs(3600),
         max_ejection: Duration::from_secs(3600),
         max_ejected_percent: 100,
+        ..Passive::default()
     };
     c.limits.max_request_body = LIMIT;
     c.limits.min_body_rate = 1000;

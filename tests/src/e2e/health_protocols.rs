@@ -95,7 +95,7 @@ async fn fall_and_rise(
     let b = Flip::start(make(), "b").await;
     let mut c = with_admin(&[a.addr(), b.addr()]);
     c.upstreams[0].health = Some(fast(2, 2));
-    c.upstreams[0].passive.failures = 0;
+    c.upstreams[0].passive.consecutive_5xx = 0;
     setup(&mut c.upstreams[0]);
     let proxy = Proxy::start(&c).await;
     let admin = Admin::of(proxy.server());
@@ -244,7 +244,7 @@ async fn a_body_without_the_expected_text_fails_the_check() {
         timeout: Duration::from_secs(5),
         ..fast(1, 2)
     });
-    c.upstreams[0].passive.failures = 0;
+    c.upstreams[0].passive.consecutive_5xx = 0;
     let proxy = Proxy::start(&c).await;
     let admin = Admin::of(proxy.server());
 
@@ -283,7 +283,7 @@ async fn a_registered_backend_is_heartbeaten_by_default() {
     let a = Flip::start(Origin::http1(), "a").await;
     let b = Flip::start(Origin::http1(), "b").await;
     let mut c = with_admin(&[a.addr()]);
-    c.upstreams[0].passive.failures = 0;
+    c.upstreams[0].passive.consecutive_5xx = 0;
     assert!(c.upstreams[0].health.is_none());
     let proxy = Proxy::start(&c).await;
     let admin = Admin::of(proxy.server());

@@ -6,6 +6,7 @@ mod admin;
 mod admin_security;
 mod balance;
 mod body_limits;
+mod breaker;
 mod churn;
 mod conformance;
 mod disconnect;

@@ -131,7 +131,7 @@ async fn answering(name: &str, status: u16, body: &'static str) -> Origin {
 fn retrying(backends: &[SocketAddr], policy: RetryPolicy) -> Config {
     let mut c = config(backends);
     c.routes[0].retry = Some(Arc::new(policy));
-    c.upstreams[0].passive.failures = 0;
+    c.upstreams[0].passive.consecutive_5xx = 0;
     c
 }
 

@@ -89,10 +89,11 @@ fn setup(backend: SocketAddr, upstream: UpstreamProtocol) -> Config {
     let mut c = with_admin(&[backend]);
     c.upstreams[0].protocol = upstream;
     c.upstreams[0].passive = Passive {
-        failures: EJECT_AFTER,
+        consecutive_5xx: EJECT_AFTER,
         ejection: Duration::from_secs(3600),
         max_ejection: Duration::from_secs(3600),
         max_ejected_percent: 100,
+        ..Passive::default()
     };
     c.timeouts.client_body = SHORT;
     c.timeouts.upstream_response = BACKEND;
