@@ -13,7 +13,6 @@ use crate::error::{BoxError, ErrorKind};
 use crate::http1::decode::{BodyError, client_body_kind};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use parking_lot::Mutex;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,32 +25,69 @@ use tokio::time::{Instant, Sleep};
 #[derive(Debug)]
 pub enum ReqBody {
     /// Streamed from an HTTP/2 client by hyper as it arrives.
-    Incoming(Incoming),
+    Incoming(crate::server::h2::RequestBody),
     /// Streamed from the client by our HTTP/1.1 server (`server::h1`).
     H1(crate::http1::RequestBody),
     /// Either of those, with the client's pace timed: what a backend is sent.
     Timed(TimedBody),
     /// No body (and so a request that can be replayed).
     Empty,
+    /// One try's view of a body kept for retries (`proxy::replay`); its
+    /// source is already timed.
+    Replay(crate::proxy::replay::ReplayBody),
+}
+
+/// What a client's body is held to on its way to a backend (see
+/// [`ReqBody::timed`]). Each bound is checked against time the proxy spends
+/// waiting on the client only, never while the backend is slow to take
+/// the bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    /// Longest silence while the body is wanted (`timeouts.client_body`).
+    pub idle: Duration,
+    /// Slowest average upload, in bytes per second of waited time, once
+    /// `grace` of it has passed (`limits.min_body_rate`); 0 turns it off.
+    pub min_rate: u32,
+    pub grace: Duration,
+    /// Most body bytes (`limits.max_request_body`); 0 is no limit.
+    pub max_bytes: u64,
+}
+
+impl BodyLimits {
+    /// Only the silence bound: no rate, no size limit.
+    pub const fn idle(idle: Duration) -> BodyLimits {
+        BodyLimits {
+            idle,
+            min_rate: 0,
+            grace: Duration::ZERO,
+            max_bytes: 0,
+        }
+    }
 }
 
 impl ReqBody {
-    /// This body, with the client allowed at most `limit` to send its next
-    /// bytes whenever they are wanted; past it, the body fails with
-    /// [`BodyError::TimedOut`] (a 408). A body with nothing to wait for is
+    /// This body, held to `limits`: the client gets at most `limits.idle`
+    /// to send its next bytes whenever they are wanted ([`BodyError::TimedOut`],
+    /// a 408), must average `min_rate` over the time it is waited on
+    /// ([`BodyError::TooSlow`], a 408), and may send at most `max_bytes`
+    /// ([`BodyError::TooLarge`], a 413). A body with nothing to wait for is
     /// left as it is.
-    pub fn timed(self, limit: Duration) -> ReqBody {
+    pub fn timed(self, limits: BodyLimits) -> ReqBody {
         let source = match self {
             ReqBody::Incoming(b) => Source::Incoming(b),
             ReqBody::H1(b) => Source::H1(b),
-            done @ (ReqBody::Timed(_) | ReqBody::Empty) => return done,
+            done @ (ReqBody::Timed(_) | ReqBody::Empty | ReqBody::Replay(_)) => return done,
         };
         ReqBody::Timed(TimedBody {
             source,
-            limit,
+            limits,
             timer: None,
             waiting: false,
-            timed_out: false,
+            failed: false,
+            slow: false,
+            received: 0,
+            waited: Duration::ZERO,
+            wait_start: None,
             progress: None,
         })
     }
@@ -59,7 +95,11 @@ impl ReqBody {
     /// Whether the body waits on the client for its next bytes (it was
     /// polled, and the client has sent nothing since).
     pub fn waits_on_client(&self) -> bool {
-        matches!(self, ReqBody::Timed(t) if t.waiting)
+        match self {
+            ReqBody::Timed(t) => t.waiting,
+            ReqBody::Replay(r) => r.waits_on_client(),
+            _ => false,
+        }
     }
 
     /// The body's [`Progress`], for a body polled on another task (hyper's
@@ -69,6 +109,7 @@ impl ReqBody {
     pub fn progress(&mut self) -> Option<Arc<Progress>> {
         match self {
             ReqBody::Timed(t) => Some(t.progress.get_or_insert_with(Default::default).clone()),
+            ReqBody::Replay(r) => r.progress(),
             _ => None,
         }
     }
@@ -89,6 +130,7 @@ impl Body for ReqBody {
             ReqBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ReqBody::Timed(b) => b.poll_frame(cx),
             ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Replay(b) => b.poll_frame(cx),
         }
     }
 
@@ -96,8 +138,9 @@ impl Body for ReqBody {
         match self {
             ReqBody::Incoming(b) => b.is_end_stream(),
             ReqBody::H1(b) => b.is_end_stream(),
-            ReqBody::Timed(b) => b.timed_out || b.source.is_end_stream(),
+            ReqBody::Timed(b) => b.failed || b.source.is_end_stream(),
             ReqBody::Empty => true,
+            ReqBody::Replay(b) => b.is_end_stream(),
         }
     }
 
@@ -107,6 +150,7 @@ impl Body for ReqBody {
             ReqBody::H1(b) => b.size_hint(),
             ReqBody::Timed(b) => b.source.size_hint(),
             ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Replay(b) => b.size_hint(),
         }
     }
 }
@@ -114,7 +158,7 @@ impl Body for ReqBody {
 /// Where a timed body's bytes come from.
 #[derive(Debug)]
 enum Source {
-    Incoming(Incoming),
+    Incoming(crate::server::h2::RequestBody),
     H1(crate::http1::RequestBody),
 }
 
@@ -143,29 +187,55 @@ impl Source {
 
 /// A client's body with its pace timed (see [`ReqBody::timed`]). The clock
 /// runs only from a poll that finds nothing to the next frame: a body the
-/// backend is slow to take is never held against the client.
+/// backend is slow to take is never held against the client. One timer
+/// serves every bound: each wait arms it for whichever comes first, the
+/// silence limit or the moment the average would fall below the rate.
 #[derive(Debug)]
 pub struct TimedBody {
     source: Source,
-    limit: Duration,
+    limits: BodyLimits,
     /// Boxed (`Sleep` is not `Unpin`) and made at the first wait only: a
     /// body that is all here when asked for never has one.
     timer: Option<Pin<Box<Sleep>>>,
     /// Polled, and nothing came yet: the client has the next move.
     waiting: bool,
-    timed_out: bool,
+    /// Failed (timed out, too slow, too large): it yields nothing more.
+    failed: bool,
+    /// The armed deadline is the rate's, not the silence limit's.
+    slow: bool,
+    /// Body bytes the client sent so far.
+    received: u64,
+    /// Client time before the current wait (kept only with a rate).
+    waited: Duration,
+    /// When the current wait began (only with a rate).
+    wait_start: Option<Instant>,
     progress: Option<Arc<Progress>>,
 }
 
 impl TimedBody {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.timed_out {
+        if self.failed {
             return Poll::Ready(None);
         }
         let Poll::Ready(item) = self.source.poll_frame(cx) else {
             return self.wait(cx);
         };
-        self.waiting = false;
+        if self.waiting {
+            self.waiting = false;
+            // The one clock read a frame costs, and only after a wait with
+            // a rate to keep.
+            if let Some(start) = self.wait_start.take() {
+                self.waited += Instant::now().saturating_duration_since(start);
+            }
+        }
+        if let Some(Ok(f)) = &item
+            && let Some(d) = f.data_ref()
+        {
+            self.received += d.len() as u64;
+            if self.limits.max_bytes != 0 && self.received > self.limits.max_bytes {
+                return self.fail(BodyError::TooLarge);
+            }
+        }
         let phase = match &item {
             Some(Ok(f)) if !f.is_trailers() && !self.source.is_end_stream() => Phase::Sending,
             Some(Ok(_)) | None => Phase::Sent,
@@ -180,7 +250,22 @@ impl TimedBody {
     fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if !self.waiting {
             self.waiting = true;
-            let deadline = Instant::now() + self.limit;
+            let now = Instant::now();
+            let mut deadline = now + self.limits.idle;
+            self.slow = false;
+            if self.limits.min_rate != 0 {
+                self.wait_start = Some(now);
+                // Kestrel's rule: past the grace, the bytes received must
+                // be at least `min_rate` times the time waited.
+                let earned = Duration::from_micros(
+                    self.received.saturating_mul(1_000_000) / u64::from(self.limits.min_rate),
+                );
+                let left = self.limits.grace.max(earned).saturating_sub(self.waited);
+                if left < self.limits.idle {
+                    deadline = now + left;
+                    self.slow = true;
+                }
+            }
             match &mut self.timer {
                 Some(t) => t.as_mut().reset(deadline),
                 None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -190,10 +275,18 @@ impl TimedBody {
         if let Some(t) = &mut self.timer {
             ready!(t.as_mut().poll(cx));
         }
+        self.fail(if self.slow {
+            BodyError::TooSlow
+        } else {
+            BodyError::TimedOut
+        })
+    }
+
+    fn fail(&mut self, e: BodyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.waiting = false;
-        self.timed_out = true;
-        self.set(Phase::Failed(ErrorKind::ClientBodyTimeout));
-        Poll::Ready(Some(Err(BodyError::TimedOut.into())))
+        self.failed = true;
+        self.set(Phase::Failed(e.kind()));
+        Poll::Ready(Some(Err(e.into())))
     }
 
     fn set(&self, phase: Phase) {
@@ -302,15 +395,15 @@ mod tests {
     use std::future::poll_fn;
 
     /// A timed HTTP/1 body and the sender feeding it.
-    fn timed(limit: Duration) -> (crate::http1::body::BodySender, ReqBody) {
+    fn timed(limits: BodyLimits) -> (crate::http1::body::BodySender, ReqBody) {
         let (tx, rx) =
             crate::http1::body::channel(Decoder::new(Framing::Chunked, 1024)).expect("a body");
-        (tx, ReqBody::H1(rx).timed(limit))
+        (tx, ReqBody::H1(rx).timed(limits))
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_client_silent_past_its_limit_fails_the_body_with_a_timeout() {
-        let (mut tx, mut body) = timed(Duration::from_secs(5));
+        let (mut tx, mut body) = timed(BodyLimits::idle(Duration::from_secs(5)));
         let progress = body.progress().expect("timed");
         let waker = Waker::noop();
         let cx = &mut Context::from_waker(waker);
@@ -336,6 +429,85 @@ mod tests {
             Phase::Failed(ErrorKind::ClientBodyTimeout)
         );
         assert!(body.is_end_stream());
+    }
+
+    /// 100 B/s after a second, with a minute of silence allowed.
+    const AT_100_AFTER_1S: BodyLimits = BodyLimits {
+        min_rate: 100,
+        grace: Duration::from_secs(1),
+        ..BodyLimits::idle(Duration::from_secs(60))
+    };
+
+    /// The next item of `body`, waited for (under paused time, the clock
+    /// jumps to the next timer).
+    async fn next(body: &mut ReqBody) -> Option<Result<Frame<Bytes>, BoxError>> {
+        poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_below_the_minimum_rate_fails_counting_only_client_time() {
+        let (mut tx, mut body) = timed(AT_100_AFTER_1S);
+        let cx = &mut Context::from_waker(Waker::noop());
+        // 10 bytes after 500 ms of waiting: 20 B/s, but within the grace.
+        assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        tx.send(Ok(Frame::data(Bytes::from_static(b"0123456789"))));
+        assert!(next(&mut body).await.expect("frame").is_ok());
+        // The backend takes 10 s to want more: not the client's time.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
+        // 500 ms of grace are left (10 bytes earn only 100 ms at 100 B/s).
+        tokio::time::advance(Duration::from_millis(499)).await;
+        assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let e = next(&mut body)
+            .await
+            .expect("an error")
+            .expect_err("too slow");
+        assert_eq!(client_body_kind(&*e), ErrorKind::ClientBodyTooSlow);
+        assert!(body.is_end_stream());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_at_the_minimum_rate_goes_on_past_the_grace() {
+        let (mut tx, mut body) = timed(AT_100_AFTER_1S);
+        let cx = &mut Context::from_waker(Waker::noop());
+        // 50 bytes every 400 ms: 125 B/s, for 4 s of waiting.
+        for _ in 0..10 {
+            assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
+            tokio::time::advance(Duration::from_millis(400)).await;
+            tx.send(Ok(Frame::data(Bytes::from_static(&[b'x'; 50]))));
+            assert!(next(&mut body).await.expect("frame").is_ok());
+        }
+        // Then silence: 500 bytes earn 5 s, 4 s are used: 1 s left.
+        assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
+        let e = next(&mut body)
+            .await
+            .expect("an error")
+            .expect_err("too slow");
+        assert_eq!(client_body_kind(&*e), ErrorKind::ClientBodyTooSlow);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_its_size_limit_fails_as_too_large() {
+        let (mut tx, mut body) = timed(BodyLimits {
+            max_bytes: 5,
+            ..BodyLimits::idle(Duration::from_secs(60))
+        });
+        let progress = body.progress().expect("timed");
+        tx.send(Ok(Frame::data(Bytes::from_static(b"abc"))));
+        assert!(next(&mut body).await.expect("frame").is_ok());
+        tx.send(Ok(Frame::data(Bytes::from_static(b"def"))));
+        let e = next(&mut body)
+            .await
+            .expect("an error")
+            .expect_err("too large");
+        assert_eq!(client_body_kind(&*e), ErrorKind::BodyTooLarge);
+        let cx = &mut Context::from_waker(Waker::noop());
+        assert_eq!(progress.phase(cx), Phase::Failed(ErrorKind::BodyTooLarge));
+        assert!(next(&mut body).await.is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -64,6 +64,21 @@ pub enum ErrorKind {
     ClientBodyTimeout,
     /// A `[[rate_limit]]` bucket was empty (`proxy::rate_limit`).
     RateLimited,
+    /// The client's upload averaged less than `limits.min_body_rate` over
+    /// the time the proxy waited on it (Kestrel's `MinRequestBodyDataRate`).
+    ClientBodyTooSlow,
+    /// The request body is larger than `limits.max_request_body` (or its
+    /// route's): said by its length up front, or found as it streams.
+    BodyTooLarge,
+    /// The backend sent nothing of a response body it had started for
+    /// `timeouts.upstream_body`. The client has its head already: it sees a
+    /// truncated body, and the status is only for the log.
+    UpstreamBodyTimeout,
+    /// The route's `timeout` passed before the response head. Not counted
+    /// against the backend: the time may have gone to the client's body,
+    /// to connecting or to picking again, and a backend slow to answer is
+    /// counted by `timeouts.upstream_response` already.
+    RequestDeadline,
     /// A bug: a panic or a broken invariant while handling the request.
     Internal,
 }
@@ -82,11 +97,17 @@ impl ErrorKind {
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamClosedAwaitingClient
             | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
-            ErrorKind::ConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::ConnectTimeout
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamBodyTimeout
+            | ErrorKind::RequestDeadline => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             // Nobody reads it, but the access log records what happened (nginx's 499).
             ErrorKind::ClientAborted => StatusCode::BAD_REQUEST,
             ErrorKind::MalformedBody => StatusCode::BAD_REQUEST,
-            ErrorKind::ClientTimeout | ErrorKind::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::ClientTimeout
+            | ErrorKind::ClientBodyTimeout
+            | ErrorKind::ClientBodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,6 +126,9 @@ impl ErrorKind {
             | ErrorKind::ClientTimeout
             | ErrorKind::ClientBodyTimeout
             | ErrorKind::RateLimited
+            | ErrorKind::ClientBodyTooSlow
+            | ErrorKind::BodyTooLarge
+            | ErrorKind::RequestDeadline
             | ErrorKind::UpstreamClosedAwaitingClient => Side::Downstream,
             ErrorKind::NoBackend
             | ErrorKind::ConnectFailed
@@ -112,7 +136,8 @@ impl ErrorKind {
             | ErrorKind::UpstreamTls
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol
-            | ErrorKind::UpstreamTimeout => Side::Upstream,
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamBodyTimeout => Side::Upstream,
             ErrorKind::Internal => Side::Internal,
         }
     }
@@ -140,6 +165,10 @@ impl ErrorKind {
             ErrorKind::ClientTimeout => "request header timeout",
             ErrorKind::ClientBodyTimeout => "request body timeout",
             ErrorKind::RateLimited => "rate limited",
+            ErrorKind::ClientBodyTooSlow => "request body too slow",
+            ErrorKind::BodyTooLarge => "request body too large",
+            ErrorKind::UpstreamBodyTimeout => "backend response body timed out",
+            ErrorKind::RequestDeadline => "request deadline exceeded",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -265,6 +294,10 @@ mod tests {
             (ErrorKind::ClientTimeout, 408),
             (ErrorKind::ClientBodyTimeout, 408),
             (ErrorKind::RateLimited, 429),
+            (ErrorKind::ClientBodyTooSlow, 408),
+            (ErrorKind::BodyTooLarge, 413),
+            (ErrorKind::UpstreamBodyTimeout, 504),
+            (ErrorKind::RequestDeadline, 504),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {

@@ -12,17 +12,23 @@
 //!                   body, write}, strict framing; idle waits on server::idle)
 //!   → proxy::handle → proxy::proxy, the stages in order:
 //!       1 limits (414, 431, 400)
-//!       2 proxy::route (404) → compress::ClientGzip::capture
+//!       2 proxy::route (404) → compress::ClientGzip::capture; a declared body over
+//!         the size limit (413); the body held to its limits as it streams
+//!         (body::BodyLimits: silence and minimum rate 408, size 413)
 //!       3 pick: balance over upstream::Group::load() (503)
 //!       4 proxy::headers::for_upstream → proxy::forward::shape_request
 //!       5 proxy::retry::connect: upstream::pool checkout | connect; pick again once
-//!         if the request never left (502/504)
+//!         if the request never left (502/504); 5 and 6 under the route's deadline
+//!         when it has one (504)
 //!       6 proxy::forward::send → upstream::h1::exchange (our client, http1::{write,
 //!         response, decode}) | hyper's HTTP/2 client; the keep-alive race replays
 //!         when proxy::retry says so; passive health records the outcome
+//!       5-6 again on another backend (proxy::retry::forward) when the route has
+//!         [route.retry]: body replayed from proxy::replay, backoff, group budget
 //!       7 101 → proxy::tunnel (bytes both ways)
 //!         else proxy::headers::outbound → proxy::compress → proxy::body (streams;
-//!         the HTTP/1.1 connection returns to the pool at the body's end)
+//!         cut when the backend stalls past timeouts.upstream_body; the HTTP/1.1
+//!         connection returns to the pool at the body's end)
 //!   └─ any error (HTTP/1 head refusals included) → proxy::respond, the one place an
 //!      error becomes a status (error::ErrorKind::status); a panic → 500
 //! ```

@@ -128,6 +128,7 @@ impl Shared {
         }
         for g in &state.groups {
             crate::upstream::health::spawn(g);
+            crate::upstream::ticker::spawn(g);
             crate::upstream::discovery::spawn(g, self.resolver.clone(), self.own.clone());
         }
     }

@@ -332,6 +332,10 @@ struct Register {
 struct GroupView {
     name: String,
     backends: Vec<MemberView>,
+    /// Retries on another backend sent for routes to this group
+    /// (`[route.retry]`), and the ones its retry budget refused.
+    retries: u64,
+    retry_budget_exhausted: u64,
 }
 
 fn list(state: &State) -> serde_json::Value {
@@ -341,6 +345,8 @@ fn list(state: &State) -> serde_json::Value {
         .map(|g| GroupView {
             name: g.name.clone(),
             backends: g.views(),
+            retries: g.retry_budget.retries(),
+            retry_budget_exhausted: g.retry_budget.exhausted(),
         })
         .collect();
     serde_json::json!({ "groups": groups })

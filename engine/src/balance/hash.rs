@@ -63,8 +63,12 @@ pub struct Ring {
 }
 
 impl Ring {
-    pub fn new(backends: &[Arc<Backend>]) -> Ring {
-        let counts = points_per_backend(backends);
+    /// A ring for `backends` with effective `weights` in units of
+    /// `1/unit` of a weight (a slow-starting backend has fewer points; its
+    /// points are a prefix of its full set, so as it ramps keys only move
+    /// onto it).
+    pub fn new(backends: &[Arc<Backend>], weights: &[u32], unit: u32) -> Ring {
+        let counts = points_per_backend(weights, unit);
         let mut points = Vec::with_capacity(counts.iter().sum());
         // Past 2²⁰ backends (beyond every cap) the rest get no points.
         let indexed = backends.iter().zip(&counts).take(1 << INDEX_BITS);
@@ -100,10 +104,11 @@ impl Ring {
 /// How many points each backend gets: 160 per unit of weight, all scaled
 /// down alike when that would pass [`MAX_RING_POINTS`] (at least one each,
 /// which the group cap leaves room for).
-fn points_per_backend(backends: &[Arc<Backend>]) -> Vec<usize> {
-    let wanted: Vec<u64> = backends
+fn points_per_backend(weights: &[u32], unit: u32) -> Vec<usize> {
+    let unit = u64::from(unit.max(1));
+    let wanted: Vec<u64> = weights
         .iter()
-        .map(|b| u64::from(b.weight.max(1)) * VNODES_PER_WEIGHT)
+        .map(|&w| (u64::from(w.max(1)) * VNODES_PER_WEIGHT / unit).max(1))
         .collect();
     let total: u64 = wanted.iter().sum();
     let cap = MAX_RING_POINTS as u64;
@@ -111,7 +116,7 @@ fn points_per_backend(backends: &[Arc<Backend>]) -> Vec<usize> {
         return wanted.iter().map(|&w| w as usize).collect();
     }
     // One point each, and the rest shared in proportion: Σ ≤ n + (cap − n).
-    let spare = cap.saturating_sub(backends.len() as u64);
+    let spare = cap.saturating_sub(weights.len() as u64);
     wanted
         .iter()
         .map(|&w| (1 + (u128::from(w) * u128::from(spare) / u128::from(total)) as u64) as usize)
@@ -158,12 +163,35 @@ mod tests {
     use super::*;
     use crate::upstream::backend::test_backends;
 
+    fn ring(b: &[Arc<Backend>]) -> Ring {
+        let w: Vec<u32> = b.iter().map(|x| x.weight).collect();
+        Ring::new(b, &w, 1)
+    }
+
+    #[test]
+    fn a_ramping_backend_only_takes_keys() {
+        // Slow start: the third backend at 3/10 of its weight, then full.
+        let b = test_backends(&[1, 1, 1]);
+        let (part, full) = (Ring::new(&b, &[10, 10, 3], 10), ring(&b));
+        let mut on_third = (0, 0);
+        for k in 0..10_000u32 {
+            let h = stable_hash(&k.to_le_bytes());
+            let (p, f) = (part.pick(h).unwrap(), full.pick(h).unwrap());
+            if p == 2 {
+                assert_eq!(f, 2, "a key on the ramping backend stays there");
+                on_third.0 += 1;
+            }
+            on_third.1 += usize::from(f == 2);
+        }
+        assert!(on_third.0 * 2 < on_third.1, "{on_third:?}");
+    }
+
     #[test]
     fn a_key_keeps_its_backend_when_one_is_added() {
         let three = test_backends(&[1, 1, 1]);
         let mut four = three.clone();
         four.extend(test_backends(&[1, 1, 1, 1]).into_iter().skip(3));
-        let (r3, r4) = (Ring::new(&three), Ring::new(&four));
+        let (r3, r4) = (ring(&three), ring(&four));
         let mut moved = 0;
         for k in 0..10_000u32 {
             let h = stable_hash(&k.to_le_bytes());
@@ -180,7 +208,7 @@ mod tests {
     #[test]
     fn spread_is_even() {
         let b = test_backends(&[1, 1, 1, 1]);
-        let r = Ring::new(&b);
+        let r = ring(&b);
         let mut count = [0; 4];
         for k in 0..40_000u32 {
             count[r.pick(stable_hash(&k.to_le_bytes())).unwrap()] += 1;
@@ -199,7 +227,7 @@ mod tests {
             .map(|i| if i < 30 { 10_000 } else { 5_000 })
             .collect();
         let b = test_backends(&weights);
-        let r = Ring::new(&b);
+        let r = ring(&b);
         assert!(r.points.len() <= MAX_RING_POINTS, "{}", r.points.len());
         assert!(r.points.len() > MAX_RING_POINTS - 60, "the budget is used");
         let mut owned = [0usize; 60];
@@ -214,7 +242,7 @@ mod tests {
     #[test]
     fn a_group_at_the_size_cap_gets_a_point_per_backend_at_least() {
         let b = crate::upstream::backend::many_test_backends(100_000, 10_000);
-        let r = Ring::new(&b);
+        let r = ring(&b);
         assert!(r.points.len() <= MAX_RING_POINTS);
         let mut seen = vec![false; b.len()];
         r.points
@@ -232,7 +260,7 @@ mod tests {
         // weight, hashed from "address#index", so keys keep their backends
         // across an upgrade.
         let b = test_backends(&[2]);
-        let r = Ring::new(&b);
+        let r = ring(&b);
         assert_eq!(r.points.len(), 320);
         let mut first = b"10.0.0.1:80#".to_vec();
         first.extend_from_slice(&0u32.to_le_bytes());

@@ -1,5 +1,6 @@
 //! Least outstanding requests: scan the (small) backend list for the lowest
-//! in-flight count, starting at a rotating offset so ties spread evenly.
+//! in-flight count per unit of effective weight, starting at a rotating
+//! offset so ties spread evenly.
 
 use crate::upstream::backend::Backend;
 use std::sync::Arc;
@@ -7,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Debug, Default)]
 pub struct LeastConn {
+    /// Effective weights, by backend index (fixed per snapshot).
+    weights: Box<[u32]>,
     /// Where the next scan starts, so that ties rotate.
     ///
     /// # Concurrency
@@ -20,6 +23,13 @@ pub struct LeastConn {
 }
 
 impl LeastConn {
+    pub fn new(weights: &[u32]) -> LeastConn {
+        LeastConn {
+            weights: weights.into(),
+            start: AtomicUsize::new(0),
+        }
+    }
+
     pub fn pick(&self, backends: &[Arc<Backend>]) -> usize {
         let n = backends.len();
         let start = self.start.fetch_add(1, Ordering::Relaxed) % n;
@@ -28,7 +38,7 @@ impl LeastConn {
         let load = |i: usize| {
             (
                 u64::from(backends[i].in_flight()),
-                u64::from(backends[i].weight),
+                u64::from(self.weights.get(i).copied().unwrap_or(1).max(1)),
             )
         };
         let (mut best_load, mut best_w) = load(start);
@@ -56,7 +66,7 @@ mod tests {
         b[0].begin_leak();
         b[0].begin_leak();
         b[2].begin_leak();
-        let lc = LeastConn::default();
+        let lc = LeastConn::new(&[1, 1, 1]);
         for _ in 0..5 {
             assert_eq!(lc.pick(&b), 1);
         }
@@ -65,7 +75,7 @@ mod tests {
     #[test]
     fn ties_rotate() {
         let b = test_backends(&[1, 1, 1]);
-        let lc = LeastConn::default();
+        let lc = LeastConn::new(&[1, 1, 1]);
         let picks: Vec<_> = (0..3).map(|_| lc.pick(&b)).collect();
         assert_eq!(picks, vec![0, 1, 2]);
     }

@@ -1,6 +1,8 @@
 //! Which backend takes a request. A [`Selector`] is built once per snapshot
-//! (off the hot path) from the group's [`Policy`] and its eligible backends;
-//! [`Selector::pick`] then only reads atomics and immutable tables: no lock.
+//! (off the hot path) from the group's [`Policy`], its eligible backends and
+//! their effective weights (below the configured ones while slow start
+//! ramps, `upstream::slow_start`); [`Selector::pick`] then only reads
+//! atomics and immutable tables: no lock.
 
 mod hash;
 mod least_conn;
@@ -38,21 +40,30 @@ pub struct PickKey<'a> {
 pub enum Selector {
     RoundRobin(round_robin::Smooth),
     LeastConn(least_conn::LeastConn),
-    P2c,
+    /// The effective weights, by backend index.
+    P2c(Box<[u32]>),
     /// Requests without a key fall back to round robin.
     Hash(HashOn, Ring, round_robin::Smooth),
 }
 
 impl Selector {
-    pub fn build(policy: &Policy, backends: &[Arc<Backend>]) -> Selector {
+    /// The tables for `backends`, whose effective weights are `weights`
+    /// (same order) in units of `1/unit` of a configured weight.
+    pub fn build(
+        policy: &Policy,
+        backends: &[Arc<Backend>],
+        weights: &[u32],
+        unit: u32,
+    ) -> Selector {
+        debug_assert_eq!(backends.len(), weights.len());
         match policy {
-            Policy::RoundRobin => Selector::RoundRobin(round_robin::Smooth::new(backends)),
-            Policy::LeastConn => Selector::LeastConn(least_conn::LeastConn::default()),
-            Policy::P2c => Selector::P2c,
+            Policy::RoundRobin => Selector::RoundRobin(round_robin::Smooth::from_weights(weights)),
+            Policy::LeastConn => Selector::LeastConn(least_conn::LeastConn::new(weights)),
+            Policy::P2c => Selector::P2c(weights.into()),
             Policy::Hash(on) => Selector::Hash(
                 on.clone(),
-                Ring::new(backends),
-                round_robin::Smooth::new(backends),
+                Ring::new(backends, weights, unit),
+                round_robin::Smooth::from_weights(weights),
             ),
         }
     }
@@ -65,7 +76,7 @@ impl Selector {
         match self {
             Selector::RoundRobin(rr) => rr.pick(),
             Selector::LeastConn(lc) => Some(lc.pick(backends)),
-            Selector::P2c => Some(p2c::pick(backends)),
+            Selector::P2c(weights) => Some(p2c::pick(backends, weights)),
             Selector::Hash(on, ring, rr) => match on.key_hash(key) {
                 Some(h) => ring.pick(h),
                 None => rr.pick(),

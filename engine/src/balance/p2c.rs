@@ -1,6 +1,9 @@
 //! Power of two random choices: sample two distinct backends and take the one
-//! with fewer requests in flight (latency EWMA breaks ties). Near-optimal load
-//! spread without scanning, and no herd onto one "best" backend.
+//! with fewer requests in flight per unit of effective weight, counting the
+//! one about to start (latency EWMA breaks ties). Near-optimal load spread
+//! without scanning, and no herd onto one "best" backend. With equal
+//! weights this is the plain in-flight comparison; weights make a
+//! slow-starting backend (or a lighter one) win less often.
 //!
 //! # Concurrency
 //! No state of its own: the samples come from `fastrand`'s thread-local
@@ -10,7 +13,7 @@
 use crate::upstream::backend::Backend;
 use std::sync::Arc;
 
-pub fn pick(backends: &[Arc<Backend>]) -> usize {
+pub fn pick(backends: &[Arc<Backend>], weights: &[u32]) -> usize {
     let n = backends.len();
     if n == 1 {
         return 0;
@@ -21,7 +24,10 @@ pub fn pick(backends: &[Arc<Backend>]) -> usize {
         b += 1;
     }
     let (ba, bb) = (&backends[a], &backends[b]);
-    let (la, lb) = (ba.in_flight(), bb.in_flight());
+    let w = |i: usize| u64::from(weights.get(i).copied().unwrap_or(1).max(1));
+    // (la + 1) / wa against (lb + 1) / wb, without division.
+    let la = (u64::from(ba.in_flight()) + 1) * w(b);
+    let lb = (u64::from(bb.in_flight()) + 1) * w(a);
     if la != lb {
         return if la < lb { a } else { b };
     }
@@ -42,7 +48,7 @@ mod tests {
         let b = test_backends(&[1, 1]);
         b[0].begin_leak();
         for _ in 0..100 {
-            assert_eq!(pick(&b), 1);
+            assert_eq!(pick(&b, &[1, 1]), 1);
         }
     }
 
@@ -51,9 +57,20 @@ mod tests {
         let b = test_backends(&[1, 1, 1, 1]);
         let mut seen = [0; 4];
         for _ in 0..400 {
-            seen[pick(&b)] += 1;
+            seen[pick(&b, &[1, 1, 1, 1])] += 1;
         }
         assert!(seen.iter().all(|&c| c > 0), "{seen:?}");
+    }
+
+    #[test]
+    fn a_lighter_backend_wins_less_often() {
+        let b = test_backends(&[1, 1]);
+        let mut seen = [0; 2];
+        for _ in 0..1000 {
+            seen[pick(&b, &[1, 9])] += 1;
+        }
+        // Both idle: (0+1)×9 > (0+1)×1, so the weight-9 one always wins.
+        assert_eq!(seen, [0, 1000]);
     }
 
     #[test]
@@ -63,7 +80,7 @@ mod tests {
             b[2].begin_leak();
         }
         for _ in 0..200 {
-            assert_ne!(pick(&b), 2);
+            assert_ne!(pick(&b, &[1, 1, 1]), 2);
         }
     }
 }

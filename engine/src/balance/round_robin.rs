@@ -18,8 +18,6 @@
 //! scaled such weights down to 2¹⁶ and lost their proportions). Equal
 //! weights are a plain rotation.
 
-use crate::upstream::backend::Backend;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The longest cycle: keeps `T` a `u32`, so slot arithmetic never overflows
@@ -57,10 +55,6 @@ pub struct Smooth {
 }
 
 impl Smooth {
-    pub fn new(backends: &[Arc<Backend>]) -> Smooth {
-        Smooth::from_weights(&backends.iter().map(|b| b.weight).collect::<Vec<_>>())
-    }
-
     /// O(n + min(T, [`MAX_TABLE`])): a gcd pass, a scaling pass (only past
     /// [`MAX_CYCLE`]), a prefix sum, and the table.
     pub fn from_weights(weights: &[u32]) -> Smooth {

@@ -22,6 +22,24 @@ pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `client_body_timeout`, same default). A client slower than this gets a
 /// 408 and its backend is not blamed.
 pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The slowest average upload accepted, in bytes per second of the time
+/// the proxy waits on the client for its body, once [`MIN_BODY_RATE_GRACE`]
+/// of such time has passed: Kestrel's `MinRequestBodyDataRate` (240 B/s
+/// after 5 s). `CLIENT_BODY_TIMEOUT` bounds each silence, this bounds the
+/// whole upload: a client sending a byte every 59 s would otherwise hold a
+/// backend connection forever. Time the backend is slow to take the bytes
+/// is never counted.
+pub const MIN_BODY_RATE: u32 = 240;
+pub const MIN_BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+/// No request body size limit by default (0), like HAProxy and Envoy:
+/// bodies stream through and are never buffered, so their size costs the
+/// proxy no memory, and the backend knows what it accepts (nginx's 1 MiB
+/// `client_max_body_size` is a classic cause of broken uploads).
+pub const MAX_REQUEST_BODY: u64 = 0;
+/// A backend that sends nothing of a response body it started for this
+/// long (between two reads, like nginx's `proxy_read_timeout`, same
+/// default) has its response cut: the client sees a truncated body.
+pub const UPSTREAM_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A downstream HTTP/2 connection with no open stream this long gets GOAWAY
 /// and is closed: its PINGs prove the client alive, not that it needs the
 /// connection (nginx's `keepalive_timeout` is 75 s). Longer than HTTP/1.1's
@@ -55,9 +73,43 @@ pub const HEALTH_PATH: &str = "/ping";
 /// Two good checks to return, three bad to leave (HAProxy's rise 2 / fall 3).
 pub const HEALTH_RISE: u32 = 2;
 pub const HEALTH_FALL: u32 = 3;
-/// Passive ejection after 5 consecutive failures (Envoy's outlier default).
-pub const PASSIVE_FAILURES: u32 = 5;
-/// First ejection lasts 10 s and doubles on each repeat, up to 5 min.
+/// A check with `expect_body` reads at most this much of the body: a status
+/// page fits, and a backend answering with an endless body cannot make a
+/// check hold memory or time beyond it.
+pub const HEALTH_MAX_BODY: usize = 64 * 1024;
+/// Ejection after 5 consecutive 5xx or backend-side errors (Envoy's
+/// `consecutive_5xx` default): few enough to stop feeding a dead backend
+/// within a handful of requests, more than the odd error a healthy one gives.
+pub const PASSIVE_CONSECUTIVE_5XX: u32 = 5;
+/// Off: gateway errors (502/503/504) already count toward the 5xx streak,
+/// and Envoy ships this detector unenforced too. Set it below
+/// `consecutive_5xx` to eject sooner on gateway errors than on other 5xx.
+pub const PASSIVE_CONSECUTIVE_GATEWAY_ERRORS: u32 = 0;
+/// Off: connect failures already count toward the 5xx streak. Set it low
+/// (2 or 3) to eject a backend that stopped listening faster.
+pub const PASSIVE_CONSECUTIVE_CONNECT_FAILURES: u32 = 0;
+/// Off (0), like Envoy's `enforcing_failure_percentage`: a rate threshold
+/// needs knowing the backend's normal error rate. When set, Envoy's
+/// failure-percentage threshold is 85.
+pub const PASSIVE_ERROR_RATE_PERCENT: u8 = 0;
+/// The error rate is over the last 10 s (Envoy's detection `interval`),
+/// sampled every tenth of it; also what `GET /backends` shows.
+pub const PASSIVE_ERROR_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// At least 50 requests in the window before its rate counts (Envoy's
+/// `failure_percentage_request_volume`): 2 failures in 3 requests is noise.
+pub const PASSIVE_ERROR_RATE_MIN_REQUESTS: u32 = 50;
+/// One trial request at a time while half-open (Hystrix's single probe): a
+/// backend that just failed should not take a burst.
+pub const HALF_OPEN_TRIALS: u32 = 1;
+/// Three successful trials close the breaker: one could be luck, and a
+/// recovered backend is not held out long (trials follow each other).
+pub const HALF_OPEN_SUCCESSES: u32 = 3;
+/// Off, HAProxy's default: a ramp delays the use of a new backend, worth it
+/// only where backends start cold (caches, JIT). Never applied at startup.
+pub const SLOW_START: Duration = Duration::ZERO;
+/// `X-Sluice-Backend` is off: it tells clients the inside of the network.
+pub const BACKEND_HEADER: bool = false;
+/// The breaker's first cool-down lasts 10 s and doubles on each opening, up to 5 min.
 pub const PASSIVE_EJECTION: Duration = Duration::from_secs(10);
 pub const PASSIVE_MAX_EJECTION: Duration = Duration::from_secs(300);
 /// At most half a group is ever ejected, so a shared fault cannot empty it.
@@ -118,3 +170,28 @@ pub const GLOBAL_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest wait for Redis on one sync; past it the sync counts as failed and
 /// the limits stay local until Redis answers again.
 pub const GLOBAL_SYNC_TIMEOUT: Duration = Duration::from_millis(250);
+/// Tries of a request on a route with `[route.retry]`, the first included:
+/// one retry, Envoy's `num_retries` default.
+pub const RETRY_ATTEMPTS: u32 = 2;
+/// The most tries a route may ask for; past a few, retries only add load.
+pub const MAX_RETRY_ATTEMPTS: u32 = 10;
+/// Statuses retried on another backend: the gateway errors (Envoy's
+/// `gateway-error`), the ones a backend gives when it, not the request, failed.
+pub const RETRY_STATUSES: &[u16] = &[502, 503, 504];
+/// Exponential backoff with full jitter between tries: the n-th retry waits
+/// a uniform random time in `[0, min(max, base * 2^(n-1))]`. Envoy's 25 ms
+/// base and 10x cap.
+pub const RETRY_BACKOFF_BASE: Duration = Duration::from_millis(25);
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(250);
+/// Request body bytes kept so that a request can be sent again: a body
+/// larger than this streams on, but is no longer retried. 64 KiB covers
+/// most API calls, and is Envoy's `per_request_buffer_limit_bytes` order.
+pub const RETRY_REPLAY_BUFFER: usize = 64 * 1024;
+/// The largest replay buffer a route may ask for (per request in flight).
+pub const MAX_RETRY_REPLAY_BUFFER: usize = 16 * 1024 * 1024;
+/// A group's retry budget, Linkerd's defaults: retries may add 20 % to the
+/// requests of the last 10 s, plus 10 per second so that a quiet group can
+/// still retry. It keeps retries from multiplying an outage.
+pub const RETRY_BUDGET_RATIO: f64 = 0.2;
+pub const RETRY_BUDGET_MIN_PER_SECOND: u32 = 10;
+pub const RETRY_BUDGET_TTL: Duration = Duration::from_secs(10);

@@ -64,6 +64,22 @@ pub enum ConfigError {
     },
     #[error("{at}: must be between {min} and {max}")]
     OutOfRange { at: At, min: u64, max: u64 },
+    /// A retry status outside 500..=599 (or 429): only a failed answer is
+    /// worth another backend.
+    #[error("{at}: {status} is not a status worth retrying (429 or 500..=599)")]
+    RetryStatus { at: At, status: u16 },
+    /// Not an HTTP method token.
+    #[error("{at}: {method:?} is not an HTTP method")]
+    Method { at: At, method: String },
+    /// `retry_methods` and `retry_non_idempotent = true` say the same thing twice.
+    #[error("{at}: give retry_methods or retry_non_idempotent, not both")]
+    RetryMethodsTwice { at: At },
+    /// `backoff_max` below `backoff_base`.
+    #[error("{at}: must be at least backoff_base")]
+    BackoffOrder { at: At },
+    /// A budget ratio that is not a number from 0 to 10.
+    #[error("{at}: must be a number from 0 to 10")]
+    BudgetRatio { at: At },
     /// A list longer than its documented cap (`defaults::MAX_GROUP_BACKENDS`).
     #[error("{at}: {count} entries; at most {max} are allowed")]
     TooMany { at: At, count: usize, max: usize },
@@ -133,6 +149,14 @@ pub enum ConfigError {
     RelativePath { at: At },
     #[error("{at}: expected a host name or *.domain")]
     RouteHost { at: At },
+    #[error("{at}: unknown check method {value:?}; expected GET or HEAD")]
+    HealthMethod { at: At, value: String },
+    #[error("{at}: {value:?} is not a host name (with an optional :port)")]
+    HealthHost { at: At, value: String },
+    /// Empty, longer than the part of the body a check reads, or asked of
+    /// a `HEAD` check, which gets no body.
+    #[error("{at}: {reason}")]
+    ExpectBody { at: At, reason: &'static str },
     #[error("{at}: no upstream named {name:?}")]
     UnknownUpstream { at: At, name: String },
     #[error("{at}: {pattern:?} is not type/subtype, type/*, */* or a +suffix such as +json")]
@@ -190,6 +214,11 @@ impl ConfigError {
             | ConfigError::NothingToDo => None,
             ConfigError::Shape { at, .. }
             | ConfigError::OutOfRange { at, .. }
+            | ConfigError::RetryStatus { at, .. }
+            | ConfigError::Method { at, .. }
+            | ConfigError::RetryMethodsTwice { at }
+            | ConfigError::BackoffOrder { at }
+            | ConfigError::BudgetRatio { at }
             | ConfigError::TooMany { at, .. }
             | ConfigError::NotPositive { at }
             | ConfigError::Address { at, .. }
@@ -206,6 +235,9 @@ impl ConfigError {
             | ConfigError::HostPort { at, .. }
             | ConfigError::RelativePath { at }
             | ConfigError::RouteHost { at }
+            | ConfigError::HealthMethod { at, .. }
+            | ConfigError::HealthHost { at, .. }
+            | ConfigError::ExpectBody { at, .. }
             | ConfigError::UnknownUpstream { at, .. }
             | ConfigError::MediaType { at, .. }
             | ConfigError::RateKey { at, .. }

@@ -104,11 +104,21 @@ pub struct AdminFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthFile {
+    /// `false` turns every active check of the group off, the default
+    /// heartbeats of registered backends too.
+    pub enabled: Option<bool>,
     pub interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
+    /// `GET` (default) or `HEAD`.
+    pub method: Option<Spanned<String>>,
+    /// The `Host` (HTTP/1.1) or `:authority` (HTTP/2) of checks; default the
+    /// backend's address.
+    pub host: Option<Spanned<String>>,
     /// Statuses that count as healthy (default: any 2xx or 3xx).
     pub expect: Option<Vec<u16>>,
+    /// Text the start of the body must contain.
+    pub expect_body: Option<Spanned<String>>,
     pub rise: Option<u32>,
     pub fall: Option<u32>,
 }
@@ -116,8 +126,19 @@ pub struct HealthFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveFile {
-    /// Consecutive failures (connect errors, resets, 5xx) before ejection; 0 turns it off.
+    /// The old name of `consecutive_5xx`, still read.
     pub failures: Option<u32>,
+    /// Consecutive 5xx or backend-side errors before ejection; 0 turns it off.
+    pub consecutive_5xx: Option<u32>,
+    pub consecutive_gateway_errors: Option<u32>,
+    pub consecutive_connect_failures: Option<u32>,
+    /// Eject when this share of requests failed over the window; 0 is off.
+    pub error_rate_percent: Option<u8>,
+    pub error_rate_window: Option<Spanned<String>>,
+    pub error_rate_min_requests: Option<u32>,
+    /// Trial requests at once while half-open, and the successes that close.
+    pub half_open_trials: Option<u32>,
+    pub half_open_successes: Option<u32>,
     /// First ejection period; it doubles on each repeated ejection.
     pub ejection: Option<Spanned<String>>,
     pub max_ejection: Option<Spanned<String>>,
@@ -163,6 +184,11 @@ pub struct LimitsFile {
     pub max_headers: Option<Spanned<usize>>,
     pub max_uri_bytes: Option<Spanned<usize>>,
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
+    /// Bytes; 0 = no limit (the default).
+    pub max_request_body: Option<Spanned<u64>>,
+    /// Bytes per second of client time; 0 turns it off.
+    pub min_body_rate: Option<Spanned<u32>>,
+    pub min_body_rate_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +199,7 @@ pub struct TimeoutsFile {
     pub client_body: Option<Spanned<String>>,
     pub upstream_connect: Option<Spanned<String>>,
     pub upstream_response: Option<Spanned<String>>,
+    pub upstream_body: Option<Spanned<String>>,
     pub upstream_idle: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
 }
@@ -184,6 +211,9 @@ pub struct ForwardingFile {
     #[serde(default)]
     pub trust_forwarded_headers: bool,
     pub via: Option<String>,
+    /// `X-Sluice-Backend` naming the chosen backend, for every group.
+    #[serde(default)]
+    pub backend_header: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +226,32 @@ pub struct RouteFile {
     pub upstream: Spanned<String>,
     /// Overrides `compression.enabled` for this route.
     pub compress: Option<bool>,
+    /// Retries of a failed attempt on another backend; absent means none
+    /// beyond the two safe ones.
+    pub retry: Option<RetryFile>,
+    /// Overrides `limits.max_request_body` for this route (0 = no limit).
+    pub max_request_body: Option<Spanned<u64>>,
+    /// From routing to the response head, whoever takes the time; then 504.
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// `[route.retry]` (see `proxy::retry`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    /// Tries in all, the first included.
+    pub attempts: Option<Spanned<u32>>,
+    pub per_try_timeout: Option<Spanned<String>>,
+    /// Statuses that count as a failed try (429 or 5xx).
+    pub statuses: Option<Vec<Spanned<u16>>>,
+    pub backoff_base: Option<Spanned<String>>,
+    pub backoff_max: Option<Spanned<String>>,
+    /// Methods that may be retried instead of the idempotent ones.
+    pub retry_methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Retry every method (POST and PATCH included).
+    pub retry_non_idempotent: Option<Spanned<bool>>,
+    /// Request body bytes kept for a replay.
+    pub replay_buffer: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +274,24 @@ pub struct UpstreamFile {
     /// Active health checks; absent means none.
     pub health: Option<HealthFile>,
     pub passive: Option<PassiveFile>,
+    /// Ramp a returning or new backend's weight over this long ("0s": off).
+    pub slow_start: Option<Spanned<String>>,
+    /// `X-Sluice-Backend` on this group's responses (overrides `forwarding.backend_header`).
+    pub backend_header: Option<bool>,
+    pub retry_budget: Option<RetryBudgetFile>,
+}
+
+/// `[upstream.NAME.retry_budget]`: what caps the retries of every route to
+/// the group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetFile {
+    /// Retries allowed per request of the last `ttl` (0.2: one in five).
+    pub ratio: Option<Spanned<f64>>,
+    /// Retries allowed per second whatever the traffic.
+    pub min_per_second: Option<Spanned<u32>>,
+    /// How long a request counts towards the budget (1s to 60s).
+    pub ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

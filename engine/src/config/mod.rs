@@ -16,6 +16,7 @@ use crate::addr::{BackendAddr, Cidr};
 use crate::balance::Policy;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{At, ConfigError};
@@ -74,35 +75,84 @@ impl AdminConfig {
     }
 }
 
-/// Active health checks of a group.
+/// Active health checks of a group. They speak the group's protocol
+/// (HTTP/1.1, h2c, or h2 over TLS) on a fresh connection.
 #[derive(Clone, Debug)]
 pub struct HealthCheck {
     pub interval: Duration,
+    /// For the whole check: connect, TLS, answer, and the body when read.
     pub timeout: Duration,
     pub path: String,
+    /// `GET` or `HEAD`.
+    pub method: http::Method,
+    /// The `Host`/`:authority` to send; `None` sends the backend's address.
+    pub host: Option<String>,
     /// Healthy statuses; empty means any 2xx or 3xx.
     pub expect: Vec<u16>,
+    /// Text the body must contain within its first
+    /// [`defaults::HEALTH_MAX_BODY`] bytes; `None` reads no body.
+    pub expect_body: Option<String>,
     pub rise: u32,
     pub fall: u32,
 }
 
-/// Passive checks: ejection after consecutive failures.
+impl Default for HealthCheck {
+    /// The heartbeat: `GET /ping` every 2 s, any 2xx/3xx, rise 2, fall 3.
+    fn default() -> Self {
+        HealthCheck {
+            interval: defaults::HEALTH_INTERVAL,
+            timeout: defaults::HEALTH_TIMEOUT,
+            path: defaults::HEALTH_PATH.to_owned(),
+            method: http::Method::GET,
+            host: None,
+            expect: Vec::new(),
+            expect_body: None,
+            rise: defaults::HEALTH_RISE,
+            fall: defaults::HEALTH_FALL,
+        }
+    }
+}
+
+/// Passive checks and the breaker: what ejects a backend (outlier
+/// detection), for how long, and how it comes back (`upstream::breaker`).
+/// Every threshold at 0 turns its detector off.
 #[derive(Clone, Copy, Debug)]
 pub struct Passive {
-    /// 0 turns passive ejection off.
-    pub failures: u32,
+    /// Consecutive 5xx or backend-side errors (the file's old `failures`).
+    pub consecutive_5xx: u32,
+    /// Consecutive 502/503/504 (ours included).
+    pub consecutive_gateway_errors: u32,
+    /// Consecutive failed connects.
+    pub consecutive_connect_failures: u32,
+    /// Failures as a share of requests over `error_rate_window`, at least
+    /// `error_rate_min_requests` of them.
+    pub error_rate_percent: u8,
+    pub error_rate_window: Duration,
+    pub error_rate_min_requests: u32,
+    /// The first cool-down; it doubles on each opening.
     pub ejection: Duration,
     pub max_ejection: Duration,
     pub max_ejected_percent: u8,
+    /// Trial requests at once while half-open.
+    pub half_open_trials: u32,
+    /// Successful trials that close the breaker.
+    pub half_open_successes: u32,
 }
 
 impl Default for Passive {
     fn default() -> Self {
         Passive {
-            failures: defaults::PASSIVE_FAILURES,
+            consecutive_5xx: defaults::PASSIVE_CONSECUTIVE_5XX,
+            consecutive_gateway_errors: defaults::PASSIVE_CONSECUTIVE_GATEWAY_ERRORS,
+            consecutive_connect_failures: defaults::PASSIVE_CONSECUTIVE_CONNECT_FAILURES,
+            error_rate_percent: defaults::PASSIVE_ERROR_RATE_PERCENT,
+            error_rate_window: defaults::PASSIVE_ERROR_RATE_WINDOW,
+            error_rate_min_requests: defaults::PASSIVE_ERROR_RATE_MIN_REQUESTS,
             ejection: defaults::PASSIVE_EJECTION,
             max_ejection: defaults::PASSIVE_MAX_EJECTION,
             max_ejected_percent: defaults::PASSIVE_MAX_EJECTED_PERCENT,
+            half_open_trials: defaults::HALF_OPEN_TRIALS,
+            half_open_successes: defaults::HALF_OPEN_SUCCESSES,
         }
     }
 }
@@ -207,6 +257,13 @@ pub struct Limits {
     pub max_headers: usize,
     pub max_uri_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    /// Largest request body in bytes; 0 = no limit.
+    pub max_request_body: u64,
+    /// Slowest average upload in bytes per second of client time; 0 = off
+    /// (`defaults::MIN_BODY_RATE`).
+    pub min_body_rate: u32,
+    /// Client time before `min_body_rate` applies.
+    pub min_body_rate_grace: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -217,6 +274,8 @@ pub struct Timeouts {
     pub client_body: Duration,
     pub upstream_connect: Duration,
     pub upstream_response: Duration,
+    /// Between two reads of a response body (`defaults::UPSTREAM_BODY_TIMEOUT`).
+    pub upstream_body: Duration,
     pub upstream_idle: Duration,
     pub shutdown_grace: Duration,
 }
@@ -235,6 +294,73 @@ pub struct RouteConfig {
     pub upstream: usize,
     /// Overrides [`Compression::enabled`] for this route.
     pub compress: Option<bool>,
+    /// `[route.retry]`: `None` keeps the two safe retries only (`proxy::retry`).
+    pub retry: Option<Arc<RetryPolicy>>,
+    /// Overrides [`Limits::max_request_body`] for this route (0 = no limit).
+    pub max_request_body: Option<u64>,
+    /// The request's deadline, from routing to the response head.
+    pub timeout: Option<Duration>,
+}
+
+/// How a route retries a failed attempt on another backend (`proxy::retry`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included (1 turns retries off).
+    pub attempts: u32,
+    /// Each try's limit from the start of its connect to the response head;
+    /// `None`: only `timeouts.upstream_response` applies.
+    pub per_try_timeout: Option<Duration>,
+    /// Response statuses that count as a failed try.
+    pub statuses: Vec<u16>,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub methods: RetryMethods,
+    /// Request body bytes kept for a replay; past it the request is not retried.
+    pub replay_buffer: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: defaults::RETRY_ATTEMPTS,
+            per_try_timeout: None,
+            statuses: defaults::RETRY_STATUSES.to_vec(),
+            backoff_base: defaults::RETRY_BACKOFF_BASE,
+            backoff_max: defaults::RETRY_BACKOFF_MAX,
+            methods: RetryMethods::Idempotent,
+            replay_buffer: defaults::RETRY_REPLAY_BUFFER,
+        }
+    }
+}
+
+/// Which requests a route may send twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryMethods {
+    /// RFC 9110 §9.2.2's idempotent methods (the default).
+    Idempotent,
+    /// Exactly these (`retry_methods`).
+    Listed(Vec<http::Method>),
+    /// Every method (`retry_non_idempotent = true`).
+    All,
+}
+
+/// A group's retry budget (Linkerd's): retries stay under `ratio` of the
+/// requests of the last `ttl`, plus `min_per_second`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryBudgetConfig {
+    pub ratio: f64,
+    pub min_per_second: u32,
+    pub ttl: Duration,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        RetryBudgetConfig {
+            ratio: defaults::RETRY_BUDGET_RATIO,
+            min_per_second: defaults::RETRY_BUDGET_MIN_PER_SECOND,
+            ttl: defaults::RETRY_BUDGET_TTL,
+        }
+    }
 }
 
 /// gzip for responses; what is compressed and when is `proxy::compress`.
@@ -300,8 +426,21 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     pub tls: Option<UpstreamTls>,
     pub max_idle_per_backend: usize,
+    /// Active checks of every member (`[health]`).
     pub health: Option<HealthCheck>,
+    /// Checks of registered members (admin API, state file) when `health`
+    /// is `None`: the default heartbeat, unless `health.enabled = false`.
+    /// A backend that registers itself is expected to answer `/ping`, and
+    /// nobody watches it otherwise; config backends stay unchecked unless
+    /// the group asks, as before.
+    pub heartbeat: Option<HealthCheck>,
     pub passive: Passive,
+    /// Caps the retries of every route to this group.
+    pub retry_budget: RetryBudgetConfig,
+    /// Ramp of a returning or new backend's weight; zero is off (`upstream::slow_start`).
+    pub slow_start: Duration,
+    /// Name the chosen backend in `X-Sluice-Backend` on responses.
+    pub backend_header: bool,
 }
 
 impl Default for Limits {
@@ -311,6 +450,9 @@ impl Default for Limits {
             max_headers: defaults::MAX_HEADERS,
             max_uri_bytes: defaults::MAX_URI_BYTES,
             h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
+            max_request_body: defaults::MAX_REQUEST_BODY,
+            min_body_rate: defaults::MIN_BODY_RATE,
+            min_body_rate_grace: defaults::MIN_BODY_RATE_GRACE,
         }
     }
 }
@@ -323,6 +465,7 @@ impl Default for Timeouts {
             client_body: defaults::CLIENT_BODY_TIMEOUT,
             upstream_connect: defaults::UPSTREAM_CONNECT_TIMEOUT,
             upstream_response: defaults::UPSTREAM_RESPONSE_TIMEOUT,
+            upstream_body: defaults::UPSTREAM_BODY_TIMEOUT,
             upstream_idle: defaults::UPSTREAM_IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
         }
@@ -361,6 +504,9 @@ impl Config {
                 path: "/".to_owned(),
                 upstream: 0,
                 compress: None,
+                retry: None,
+                max_request_body: None,
+                timeout: None,
             }],
             upstreams: vec![UpstreamConfig {
                 name: defaults::DEFAULT_GROUP.to_owned(),
@@ -372,7 +518,11 @@ impl Config {
                 tls: None,
                 max_idle_per_backend: defaults::MAX_IDLE_PER_BACKEND,
                 health: None,
+                heartbeat: Some(HealthCheck::default()),
                 passive: Passive::default(),
+                retry_budget: RetryBudgetConfig::default(),
+                slow_start: defaults::SLOW_START,
+                backend_header: false,
             }],
             access_log: false,
             admin: None,

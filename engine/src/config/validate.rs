@@ -118,6 +118,25 @@ impl Validator<'_> {
                 1 << 20,
                 d.h2_max_concurrent_streams,
             )?,
+            max_request_body: self.bounded(
+                f.limits.max_request_body,
+                "limits.max_request_body",
+                0,
+                u64::MAX,
+                d.max_request_body,
+            )?,
+            min_body_rate: self.bounded(
+                f.limits.min_body_rate,
+                "limits.min_body_rate",
+                0,
+                u32::MAX,
+                d.min_body_rate,
+            )?,
+            min_body_rate_grace: self.duration(
+                f.limits.min_body_rate_grace,
+                "limits.min_body_rate_grace",
+                d.min_body_rate_grace,
+            )?,
         };
 
         let t = Timeouts::default();
@@ -139,6 +158,11 @@ impl Validator<'_> {
                 ft.upstream_response,
                 "timeouts.upstream_response",
                 t.upstream_response,
+            )?,
+            upstream_body: self.duration(
+                ft.upstream_body,
+                "timeouts.upstream_body",
+                t.upstream_body,
             )?,
             upstream_idle: self.duration(
                 ft.upstream_idle,
@@ -163,7 +187,7 @@ impl Validator<'_> {
 
         let mut upstreams = Vec::with_capacity(f.upstream.len());
         for (name, u) in f.upstream {
-            upstreams.push(self.upstream(name, u, &own)?);
+            upstreams.push(self.upstream(name, u, &own, f.forwarding.backend_header)?);
         }
 
         let mut routes = Vec::with_capacity(f.route.len());
@@ -177,6 +201,9 @@ impl Validator<'_> {
                 path: "/".into(),
                 upstream: 0,
                 compress: None,
+                retry: None,
+                max_request_body: None,
+                timeout: None,
             });
         }
 
@@ -329,11 +356,21 @@ impl Validator<'_> {
             Some(p) => p.into_inner(),
             None => "/".to_owned(),
         };
+        let retry = match r.retry {
+            Some(retry) => Some(Arc::new(self.retry(&field, retry)?)),
+            None => None,
+        };
         Ok(RouteConfig {
             host,
             path,
             upstream,
             compress: r.compress,
+            retry,
+            max_request_body: r.max_request_body.map(Spanned::into_inner),
+            timeout: r
+                .timeout
+                .map(|t| self.duration(Some(t), &format!("{field}.timeout"), Duration::ZERO))
+                .transpose()?,
         })
     }
 
@@ -471,7 +508,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 mod admin;
+mod health;
 mod limits;
+mod retry;
 #[cfg(test)]
 mod tests;
 mod upstream;

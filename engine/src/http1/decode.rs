@@ -42,6 +42,10 @@ pub enum BodyError {
     /// The client sent nothing for `timeouts.client_body` while the body
     /// was wanted (`body::ReqBody::timed`).
     TimedOut,
+    /// The client's upload fell below `limits.min_body_rate`.
+    TooSlow,
+    /// The body passed `limits.max_request_body`.
+    TooLarge,
 }
 
 impl fmt::Display for BodyError {
@@ -56,6 +60,8 @@ impl fmt::Display for BodyError {
             BodyError::Io => "connection error while reading the body",
             BodyError::Abandoned => "body abandoned by the connection",
             BodyError::TimedOut => "client sent no body bytes in time",
+            BodyError::TooSlow => "client sent its body below the minimum rate",
+            BodyError::TooLarge => "body larger than the limit",
         })
     }
 }
@@ -76,6 +82,8 @@ impl BodyError {
                 ErrorKind::ClientAborted
             }
             BodyError::TimedOut => ErrorKind::ClientBodyTimeout,
+            BodyError::TooSlow => ErrorKind::ClientBodyTooSlow,
+            BodyError::TooLarge => ErrorKind::BodyTooLarge,
         }
     }
 }

@@ -2,14 +2,17 @@
 //! through as `Bytes` (reference-counted, not copied), and nothing is boxed.
 
 use super::compress::GzipBody;
-use crate::error::BoxError;
+use crate::error::{BoxError, ErrorKind, ProxyError};
 use crate::upstream::backend::InFlight;
 use crate::upstream::h1;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
 /// A response body on its way to the client.
 #[derive(Debug)]
@@ -70,18 +73,33 @@ pub enum Upstream {
 }
 
 /// The backend's response body, which also ends the request's in-flight
-/// count when it is done.
+/// count when it is done, and cuts the response when the backend stalls:
+/// nothing for `stall` while the client wants the next bytes fails the body
+/// ([`ErrorKind::UpstreamBodyTimeout`], counted against the backend), so
+/// the client connection ends (HTTP/1.1: closed after the partial body;
+/// HTTP/2: the stream is reset) and the backend's is dropped. The clock
+/// runs only from a poll that finds nothing: a client slow to read is
+/// never held against the backend.
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: Upstream,
     in_flight: Option<InFlight>,
+    stall: Duration,
+    /// Made at the first wait only (boxed: `Sleep` is not `Unpin`): a
+    /// body that is all here when the client asks never has one.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Polled, and the backend sent nothing yet.
+    waiting: bool,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Upstream, in_flight: InFlight) -> UpstreamBody {
+    pub fn new(inner: Upstream, in_flight: InFlight, stall: Duration) -> UpstreamBody {
         let mut body = UpstreamBody {
             inner,
             in_flight: Some(in_flight),
+            stall,
+            timer: None,
+            waiting: false,
         };
         if body.is_end_stream() {
             body.in_flight = None;
@@ -100,10 +118,14 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let frame = match &mut this.inner {
-            Upstream::H1(b) => ready!(Pin::new(b).poll_frame(cx)).map(|f| f.map_err(Into::into)),
-            Upstream::Hyper(b) => ready!(Pin::new(b).poll_frame(cx)).map(|f| f.map_err(Into::into)),
+        let polled = match &mut this.inner {
+            Upstream::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Upstream::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
         };
+        let Poll::Ready(frame) = polled else {
+            return this.wait(cx);
+        };
+        this.waiting = false;
         if frame.as_ref().is_none_or(|f| f.is_err()) || this.is_end_stream() {
             this.in_flight = None;
         }
@@ -111,6 +133,10 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.in_flight.is_none() && self.waiting {
+            // Cut for a stall: nothing more comes.
+            return true;
+        }
         match &self.inner {
             Upstream::H1(b) => b.is_end_stream(),
             Upstream::Hyper(b) => b.is_end_stream(),
@@ -122,5 +148,36 @@ impl Body for UpstreamBody {
             Upstream::H1(b) => b.size_hint(),
             Upstream::Hyper(b) => b.size_hint(),
         }
+    }
+}
+
+impl UpstreamBody {
+    /// The backend has nothing for the client: (re)start its clock on the
+    /// first empty poll, and cut the body once the clock runs out.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.in_flight.is_none() {
+            // Already cut (or over): the inner body is not read again.
+            return Poll::Ready(None);
+        }
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + self.stall;
+            match &mut self.timer {
+                Some(t) => t.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        if let Some(t) = &mut self.timer {
+            ready!(t.as_mut().poll(cx));
+        }
+        let err = ProxyError::new(ErrorKind::UpstreamBodyTimeout);
+        if let Some(in_flight) = self.in_flight.take() {
+            let backend = in_flight.backend();
+            tracing::warn!(backend = %backend.addr, stall = ?self.stall, error = %err, "response body cut: the backend stalled");
+            // Counted on the backend's failures and streak; the group
+            // ejects it when its next outcome is recorded.
+            backend.record_late_failure();
+        }
+        Poll::Ready(Some(Err(err.into())))
     }
 }

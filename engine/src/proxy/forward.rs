@@ -10,6 +10,7 @@ use crate::config::{Timeouts, UpstreamProtocol};
 use crate::error::{ErrorKind, ProxyError, Retry, Side};
 use crate::interim::InterimQueue;
 use crate::upstream::h1::{self, H1Conn};
+use crate::upstream::outlier::Outcome;
 use crate::upstream::pool::{H2Checkout, H2Sender, Pool};
 use crate::upstream::{Backend, Group, connect};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -106,8 +107,9 @@ async fn dial_h2(
 /// Sends `req` and waits for the response head. An HTTP/1.1 connection
 /// travels inside the response body and goes back to the pool at its end.
 ///
-/// The two sides are timed apart: the client gets `client_body` between two
-/// reads of its body (else a 408, its fault), the backend gets
+/// The two sides are timed apart: the client is held to the body's limits
+/// (`proxy` makes it [`ReqBody::timed`]: `client_body` between two reads,
+/// the minimum rate, the size limit; a 408 or 413, its fault), the backend gets
 /// `upstream_response` whenever it has the next move, and above all once
 /// the request is all sent (else a 504, its fault); see [`crate::body`].
 /// An HTTP/1.1 backend's 1xx go to `interim`, the client connection's queue.
@@ -121,8 +123,7 @@ pub async fn send(
     interim: &InterimQueue,
 ) -> Result<Response<Upstream>, ProxyError> {
     let timeout = timeouts.upstream_response;
-    let (parts, body) = req.into_parts();
-    let mut body = body.timed(timeouts.client_body);
+    let (parts, mut body) = req.into_parts();
     match conn {
         Conn::H2(mut sender) => {
             let progress = body.progress();
@@ -191,7 +192,8 @@ async fn h2_answer(
                 Some(Phase::Client) => {
                     ProxyError::with_source(ErrorKind::UpstreamClosedAwaitingClient, e)
                 }
-                _ => upstream_error(e),
+                // Before the response head: the backend answered nothing.
+                _ => upstream_error(e).retry(Retry::MaybeSent),
             }));
         }
         ready!(clock.as_mut().poll_expired(phase, cx));
@@ -284,27 +286,56 @@ pub fn shape_request(
 }
 
 /// Passive health after the response head: a 5xx counts against the
-/// backend, anything else clears its failure streak.
+/// backend (a 502/503/504 as a gateway error too), anything else is a
+/// success (`upstream::outlier`).
+#[inline]
 pub fn record_status(group: &Group, backend: &Backend, status: http::StatusCode) {
-    record_outcome(group, backend, status.is_server_error());
+    group.record_outcome(backend, Outcome::of_status(status.as_u16()));
 }
 
 /// A failed attempt: one log line naming the backend and the cause, and,
-/// when the backend's side caused it, the passive check.
+/// when the backend's side caused it, the passive check: a failure, a
+/// gateway error when we answer 502/503/504 for it, a connect failure when
+/// no connection was made.
 pub fn record_failure(group: &Group, backend: &Backend, err: &ProxyError) {
     if err.side() != Side::Upstream {
         tracing::debug!(group = %group.name, backend = %backend.addr, error = %err, "request failed on the client's side");
         return;
     }
     tracing::warn!(group = %group.name, backend = %backend.addr, status = err.status().as_u16(), error = %err, "upstream request failed");
-    record_outcome(group, backend, true);
+    group.record_outcome(backend, failure_outcome(err));
 }
 
-/// The passive check's input: a failure counts on the backend and extends
-/// its streak; a success clears the streak.
-fn record_outcome(group: &Group, backend: &Backend, failed: bool) {
-    if failed {
-        backend.record_failure();
+fn failure_outcome(err: &ProxyError) -> Outcome {
+    Outcome::Failure {
+        gateway: matches!(err.status().as_u16(), 502..=504),
+        connect: matches!(
+            err.kind(),
+            ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::UpstreamTls
+        ),
     }
-    group.record_outcome(backend, failed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_classify_for_the_outlier_streaks() {
+        let f = |k| failure_outcome(&ProxyError::new(k));
+        assert_eq!(
+            f(ErrorKind::ConnectFailed),
+            Outcome::Failure {
+                gateway: true,
+                connect: true
+            }
+        );
+        assert_eq!(
+            f(ErrorKind::UpstreamTimeout),
+            Outcome::Failure {
+                gateway: true,
+                connect: false
+            }
+        );
+    }
 }

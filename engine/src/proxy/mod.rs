@@ -4,15 +4,20 @@
 //! 1. [`limits`]: request target and header count (414, 431), Host (400)
 //!    then [`max_forwards`]: TRACE or OPTIONS with `Max-Forwards: 0` is
 //!    answered here
-//! 2. [`route`]: host and path → upstream group (404), then
+//! 2. [`route`]: host and path → upstream group (404); a body whose length
+//!    is over the route's size limit stops here (413), and the body is
+//!    held to its limits as it streams (`crate::body::BodyLimits`); then
 //!    [`rate_limit`]: token buckets per client, route or header (429)
 //! 3. pick: a backend from the group's snapshot (503)
 //! 4. [`headers::inbound`]: hop-by-hop strip, `X-Forwarded-*`, `Forwarded`,
 //!    `Via`; [`forward::shape_request`] for the backend's protocol
 //! 5. [`retry::connect`]: a connection to the backend, picking again once
-//!    when the request never left (502/504)
+//!    when the request never left (502/504); 5 and 6 within the route's
+//!    `timeout`, if any (504 `request deadline exceeded`)
 //! 6. [`forward::send`]: the request, then the response head (502/504);
-//!    passive health records the outcome
+//!    passive health records the outcome. With `[route.retry]`,
+//!    [`retry::forward`] repeats 5 and 6 on another backend for a failed
+//!    try, the body replayed from [`replay`]'s buffer
 //! 7. a 101 becomes a [`tunnel`]; anything else gets [`headers::outbound`],
 //!    [`compress`], and its body streams through [`body`]
 //!
@@ -25,13 +30,14 @@ pub mod forward;
 pub mod headers;
 pub mod max_forwards;
 pub mod rate_limit;
+pub mod replay;
 pub mod respond;
 pub mod retry;
 pub mod route;
 pub mod tunnel;
 
 use crate::balance::PickKey;
-use crate::body::ReqBody;
+use crate::body::{BodyLimits, ReqBody};
 use crate::context::ConnCtx;
 use crate::error::{ErrorKind, ProxyError};
 use crate::state::State;
@@ -43,6 +49,10 @@ use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::time::Instant;
+
+/// Names the chosen backend on responses, when the group opts in
+/// (`backend_header`); never by default.
+const X_SLUICE_BACKEND: header::HeaderName = header::HeaderName::from_static("x-sluice-backend");
 
 /// The service for every request on every downstream connection.
 pub async fn handle(
@@ -122,6 +132,14 @@ async fn proxy(
         }
     }
     let group = &state.groups[route.group];
+    // A body its length says is too large is refused before anything is
+    // forwarded; one without a length is counted as it streams (`body`).
+    let max_body = route
+        .max_request_body
+        .unwrap_or(state.limits.max_request_body);
+    if max_body != 0 && req.body().size_hint().lower() > max_body {
+        return Err(ErrorKind::BodyTooLarge.into());
+    }
     // What the client accepts, kept for the response (the request moves on).
     let gzip = compress::ClientGzip::capture(
         route.compress.unwrap_or(state.config.compression.enabled),
@@ -160,33 +178,40 @@ async fn proxy(
     let body = if body.is_end_stream() {
         ReqBody::Empty
     } else {
-        body
+        body.timed(BodyLimits {
+            idle: state.timeouts.client_body,
+            min_rate: state.limits.min_body_rate,
+            grace: state.limits.min_body_rate_grace,
+            max_bytes: max_body,
+        })
     };
 
-    // 5. A connection, picking again once if the request never left.
+    // 5-6. A connection (picking again once if the request never left),
+    //      the request, the response head; retried on another backend when
+    //      the route says so. Every try feeds passive health. All within the
+    //      route's deadline, if it has one (boxed there: only such routes pay
+    //      for the timer and its room in this future).
     let target = retry::Target {
         group,
         client: conn.client,
         host: host.as_ref(),
         pool: &conn.worker.pool,
         timeouts: &state.timeouts,
+        interim: &conn.interim,
     };
-    let attempt = retry::connect(&target, backend, &mut parts).await?;
-    let backend = attempt.backend;
-
-    // 6. Send; the outcome feeds passive health.
-    let resp = forward::send(
-        attempt.conn,
-        Request::from_parts(parts, body),
-        &conn.worker.pool,
-        group,
-        &backend,
-        &state.timeouts,
-        &conn.interim,
-    )
-    .await
-    .inspect_err(|e| forward::record_failure(group, &backend, e))?;
-    forward::record_status(group, &backend, resp.status());
+    let policy = route.retry.filter(|_| client_upgrade.is_none());
+    let stages = retry::forward(&target, policy, backend, parts, body);
+    let answered = match route.timeout {
+        None => stages.await?,
+        Some(limit) => Box::pin(tokio::time::timeout(limit, stages))
+            .await
+            .map_err(|_| ProxyError::new(ErrorKind::RequestDeadline))??,
+    };
+    let retry::Answered {
+        response: resp,
+        backend,
+        in_flight,
+    } = answered;
 
     // 7. The response.
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -194,7 +219,7 @@ async fn proxy(
             client_upgrade,
             resp,
             via,
-            attempt.in_flight,
+            in_flight,
             state.timeouts.client_idle,
         );
     }
@@ -207,7 +232,12 @@ async fn proxy(
     };
     headers::strip_hop_by_hop(&mut parts.headers, false);
     headers::outbound(&mut parts.headers, via);
-    let body = UpstreamBody::new(body, attempt.in_flight);
+    if group.backend_header {
+        parts
+            .headers
+            .insert(X_SLUICE_BACKEND, backend.header.clone());
+    }
+    let body = UpstreamBody::new(body, in_flight, state.timeouts.upstream_body);
     let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))
 }

@@ -1,9 +1,10 @@
 //! Whether a failed attempt may go again, and where: the one place that
 //! decides. Errors only carry the facts ([`Retry`]: the request never left,
-//! or it may have reached the backend); `forward` and `upstream::h1` report
-//! them and act on what is decided here.
+//! or it may have reached the backend, and nothing of the response came
+//! back); `forward` and `upstream::h1` report them and act on what is
+//! decided here.
 //!
-//! Two retries exist today, both safe by construction:
+//! Two retries are always on, both safe by construction:
 //! - **pick again**: the chosen backend left rotation between the pick and
 //!   the request's start, or a connection to it could not be made (the
 //!   request never left): one other backend of the group is tried, any method.
@@ -11,15 +12,33 @@
 //!   backend closed just as we sent (the keep-alive race) brought nothing
 //!   back; the request goes once more to the same backend when its body is
 //!   untouched and either nothing was sent or the method is idempotent.
+//!
+//! A route with `[route.retry]` also retries a failed try on another backend
+//! ([`policy`]): a connect error, a reset before any response byte, a
+//! per-try timeout, or a listed status (whose response is dropped unsent).
+//! Only methods the route allows, only while the body sent so far is kept
+//! ([`super::replay`]), after a jittered backoff ([`backoff`]), and only as
+//! the group's [`RetryBudget`] allows. Never once any byte of the response
+//! has gone to the client: [`forward`] returns before that.
 
+mod backoff;
+pub mod budget;
+mod policy;
+
+pub use budget::RetryBudget;
+pub use policy::{Outcome, retry_after};
+
+use super::body::Upstream;
 use super::forward::{self, Conn};
 use crate::balance::PickKey;
-use crate::config::{Timeouts, UpstreamProtocol};
+use crate::body::ReqBody;
+use crate::config::{RetryPolicy, Timeouts, UpstreamProtocol};
 use crate::error::{ErrorKind, ProxyError, Retry};
+use crate::interim::InterimQueue;
 use crate::upstream::backend::InFlight;
 use crate::upstream::pool::Pool;
 use crate::upstream::{Backend, Group};
-use http::{HeaderValue, Method, request};
+use http::{HeaderValue, Method, Request, Response, request};
 use std::sync::Arc;
 
 /// RFC 9110 §9.2.2.
@@ -61,13 +80,71 @@ pub struct Attempt {
     pub conn: Conn,
 }
 
-/// What picking again needs to know of the request.
+/// Where the request goes, and what picking again and sending need.
 pub struct Target<'a> {
     pub group: &'a Group,
     pub client: crate::addr::ClientAddr,
     pub host: Option<&'a HeaderValue>,
-    pub pool: &'a Pool,
+    pub pool: &'a Arc<Pool>,
     pub timeouts: &'a Timeouts,
+    /// The client connection's queue for a backend's 1xx.
+    pub interim: &'a InterimQueue,
+}
+
+/// A backend's response head, the backend, and its in-flight count (which
+/// the response body ends).
+pub struct Answered {
+    pub response: Response<Upstream>,
+    pub backend: Arc<Backend>,
+    pub in_flight: InFlight,
+}
+
+/// Sends the request to `backend` (the first pick) and returns the response
+/// head, with retries on another backend when the route's `policy` allows
+/// this request any. Passive health hears of every try.
+pub async fn forward(
+    t: &Target<'_>,
+    policy: Option<&RetryPolicy>,
+    backend: Arc<Backend>,
+    parts: request::Parts,
+    body: ReqBody,
+) -> Result<Answered, ProxyError> {
+    match policy {
+        // Boxed: only routes with retries pay for the larger future.
+        Some(p) if p.attempts > 1 && policy::allows(p, &parts.method) => {
+            Box::pin(policy::retrying(t, p, backend, parts, body)).await
+        }
+        _ => once(t, backend, parts, body).await,
+    }
+}
+
+/// One try: a connection (picking again once if the request never left),
+/// the request, the response head.
+async fn once(
+    t: &Target<'_>,
+    backend: Arc<Backend>,
+    mut parts: request::Parts,
+    body: ReqBody,
+) -> Result<Answered, ProxyError> {
+    let attempt = connect(t, backend, &mut parts).await?;
+    let backend = attempt.backend;
+    let response = forward::send(
+        attempt.conn,
+        Request::from_parts(parts, body),
+        t.pool,
+        t.group,
+        &backend,
+        t.timeouts,
+        t.interim,
+    )
+    .await
+    .inspect_err(|e| forward::record_failure(t.group, &backend, e))?;
+    forward::record_status(t.group, &backend, response.status());
+    Ok(Answered {
+        response,
+        backend,
+        in_flight: attempt.in_flight,
+    })
 }
 
 /// Starts the request on `backend` (the first pick), picking again once if
@@ -79,12 +156,15 @@ pub async fn connect(
     parts: &mut request::Parts,
 ) -> Result<Attempt, ProxyError> {
     let mut in_flight = backend.begin();
-    if !backend.in_rotation() {
+    if !in_flight.admitted() {
         // Drained between our pick and `begin`: whoever waits for its
         // in-flight requests (DELETE, DNS removal) may not have counted this
         // one, so pick again from the newer snapshot (see `Backend::in_rotation`).
-        // The pick sees this request still counted (least-conn, p2c).
-        let next = pick(t, parts, None);
+        // Or half-open with its trials taken (`upstream::breaker`): pick
+        // again without it (the snapshot still offers it). The pick sees
+        // this request still counted (least-conn, p2c).
+        let exclude = in_flight.trial_refused().then_some(backend.id);
+        let next = pick(t, parts, exclude);
         drop(in_flight);
         backend = next.ok_or(ErrorKind::NoBackend)?;
         in_flight = backend.begin();
@@ -112,9 +192,10 @@ pub async fn connect(
         return Err(e);
     };
     let in_flight = next.begin();
-    if !next.in_rotation() {
+    if !in_flight.admitted() {
         // Drained since the pick (see `Backend::in_rotation`): a drain may
-        // already have counted its requests, so do not send one.
+        // already have counted its requests, so do not send one. (Or a
+        // half-open backend with its trials taken.)
         return Err(e);
     }
     reshape(t, parts, &next)?;

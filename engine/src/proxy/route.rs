@@ -2,7 +2,9 @@
 //! config time (most specific host first, then longest path prefix), so a
 //! lookup is a short scan with no allocation.
 
-use crate::config::RouteConfig;
+use crate::config::{RetryPolicy, RouteConfig};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A configured host: routes and rate limits match requests with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,16 +50,26 @@ struct Route {
     index: usize,
     group: usize,
     compress: Option<bool>,
+    retry: Option<Arc<RetryPolicy>>,
+    max_request_body: Option<u64>,
+    timeout: Option<Duration>,
 }
 
-/// What a request's route decides: its group, and its compression switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteMatch {
+/// What a request's route decides: its group, its compression switch, its
+/// retry policy, its body size limit and its deadline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouteMatch<'a> {
     /// The route's index in the config.
     pub index: usize,
     pub group: usize,
     /// `None`: the global `compression.enabled` applies.
     pub compress: Option<bool>,
+    /// `None`: only the two safe retries (`proxy::retry`).
+    pub retry: Option<&'a RetryPolicy>,
+    /// `None`: the global `limits.max_request_body` applies.
+    pub max_request_body: Option<u64>,
+    /// The request's deadline to its response head; `None`: none.
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -76,6 +88,9 @@ impl Router {
                 prefix: r.path.clone(),
                 group: r.upstream,
                 compress: r.compress,
+                retry: r.retry.clone(),
+                max_request_body: r.max_request_body,
+                timeout: r.timeout,
             })
             .collect();
         let rank = |h: &HostMatch| match h {
@@ -98,7 +113,7 @@ impl Router {
     }
 
     /// The matching route's group and per-route settings.
-    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<RouteMatch> {
+    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<RouteMatch<'_>> {
         let host = host.map(normalize_host);
         self.routes
             .iter()
@@ -107,6 +122,9 @@ impl Router {
                 index: r.index,
                 group: r.group,
                 compress: r.compress,
+                retry: r.retry.as_deref(),
+                max_request_body: r.max_request_body,
+                timeout: r.timeout,
             })
     }
 }
@@ -135,6 +153,9 @@ mod tests {
                     path: (*p).to_owned(),
                     upstream: *u,
                     compress: None,
+                    retry: None,
+                    max_request_body: None,
+                    timeout: None,
                 })
                 .collect::<Vec<_>>(),
         )

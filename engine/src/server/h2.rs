@@ -9,9 +9,11 @@
 //! has answered its PING. hyper's keep-alive PINGs only find dead peers; a
 //! client that answers them (any live one does) would otherwise hold its
 //! connection, about 23 KB, forever. A stream is open from the request until
-//! its response body is done ([`Tracked`]), so a slow backend or a long
-//! response never counts as idle, and nothing the client sends without a
-//! stream (PING, SETTINGS, WINDOW_UPDATE) resets the clock.
+//! its response body is done ([`Tracked`]) and its request body has ended or
+//! been dropped ([`RequestBody`]), so a slow backend, a long response or an
+//! upload that goes on after the answer (to an h2 backend) never counts as
+//! idle, and nothing the client sends without a stream (PING, SETTINGS,
+//! WINDOW_UPDATE) resets the clock.
 
 use super::coalesce::Coalesce;
 use super::idle::IdleClock;
@@ -28,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
@@ -56,12 +58,14 @@ where
         let streams = streams.clone();
         service_fn(move |req: Request<hyper::body::Incoming>| {
             let open = Open::new(streams.clone());
+            let req = req.map(|body| ReqBody::Incoming(RequestBody::new(body, &streams)));
             // Boxed: hyper spawns each stream as a task holding this future,
             // and moves it several times on the way; inline, its ~1 KiB was
             // copied at every move (2.7k instructions per request under
-            // callgrind). The stream stays open until the response body is
-            // done; if the future is dropped first (a reset), with it.
-            Box::pin(handle(ctx.clone(), req.map(ReqBody::Incoming)))
+            // callgrind). The stream's response half stays open until the
+            // response body is done; if the future is dropped first (a
+            // reset), with it.
+            Box::pin(handle(ctx.clone(), req))
                 .map(move |r| r.map(|resp| resp.map(|body| Tracked { body, _open: open })))
         })
     };
@@ -112,11 +116,16 @@ where
 #[derive(Debug)]
 struct Streams {
     epoch: Instant,
+    /// Open halves of streams: each stream's response until it is done
+    /// ([`Tracked`]) and its request body until it is over ([`RequestBody`]);
+    /// a stream is open while either is.
+    ///
     /// # Concurrency
     /// Changed by the streams' tasks (hyper spawns one per stream on the
-    /// worker's runtime) and read by the connection's task. `SeqCst`, and a
-    /// stream stores `idle_since` before it decrements `open`: whoever sees
-    /// `open == 0` also sees when that happened.
+    /// worker's runtime; a request body may be read on an h2 backend's
+    /// task) and read by the connection's task. `SeqCst`, and a half stores
+    /// `idle_since` before it decrements `open`: whoever sees `open == 0`
+    /// also sees when that happened.
     open: AtomicUsize,
     /// Nanoseconds from `epoch` to when a stream last ended (or the
     /// connection began, or [`Streams::restart_idle`]): when `open` is 0,
@@ -165,7 +174,8 @@ impl Streams {
     }
 }
 
-/// One open stream; dropping it closes it.
+/// One open half of a stream; dropping it closes it.
+#[derive(Debug)]
 struct Open(Arc<Streams>);
 
 impl Open {
@@ -185,9 +195,52 @@ impl Drop for Open {
     }
 }
 
+/// A client's request body on one stream: it keeps its half of the stream
+/// open until it has ended (or failed) or is dropped, however long after
+/// the response that is (an h2 backend may answer and go on reading).
+#[derive(Debug)]
+pub struct RequestBody {
+    body: hyper::body::Incoming,
+    /// `None` once the body is over.
+    open: Option<Open>,
+}
+
+impl RequestBody {
+    fn new(body: hyper::body::Incoming, streams: &Arc<Streams>) -> RequestBody {
+        // A request without a body (END_STREAM on its HEADERS) has no half to hold.
+        let open = (!body.is_end_stream()).then(|| Open::new(streams.clone()));
+        RequestBody { body, open }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) || this.body.is_end_stream() {
+            this.open = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// A response body that keeps its stream open until hyper drops it
-    /// (sent in full, or the stream reset).
+    /// A response body that keeps its half of the stream open until hyper
+    /// drops it (sent in full, or the stream reset).
     struct Tracked<B> {
         #[pin]
         body: B,

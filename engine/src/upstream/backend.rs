@@ -9,7 +9,10 @@
 //! visible with them, so they are `Relaxed`: a counter read is a recent
 //! value, never a torn one.
 
+use super::breaker::Gate;
+use super::outlier::{Outcome, StreakCounts, Streaks};
 use crate::addr::BackendAddr;
+use crate::config::Passive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use tokio::time::Instant;
@@ -32,14 +35,17 @@ pub struct Backend {
     /// Latency EWMA in microseconds (α = 1/8, like TCP's SRTT). `Relaxed`,
     /// updated by load-then-store: a racing update may be lost (see `observe`).
     ewma_micros: AtomicU64,
-    /// `Relaxed`: totals for the admin API.
+    /// `Relaxed`: totals for the admin API, and the error-rate window's
+    /// input (sampled by the group's tick, `upstream::outlier`).
     requests: AtomicU64,
     failures: AtomicU64,
-    /// Consecutive failures, for passive ejection. `Relaxed`: a reset racing
-    /// an increment may lose one count, which only delays or hastens an
-    /// ejection by a request; the ejection itself is decided under the
-    /// group's member lock, off the workers (`Rotation::settle`).
-    fail_streak: AtomicU32,
+    /// The consecutive-outcome streaks and the half-open mark (see
+    /// [`Streaks`] for their concurrency). A streak is decided on the
+    /// worker, the ejection under the group's member lock, off the workers
+    /// (`Rotation::settle`).
+    streaks: Streaks,
+    /// Admission of trial requests while half-open (see [`Gate`]).
+    pub(super) gate: Gate,
     /// Whether the group's latest snapshot has this backend in rotation.
     ///
     /// # Concurrency
@@ -52,15 +58,19 @@ pub struct Backend {
     /// Written only by the group while it holds its member lock, so writers
     /// never race each other (see [`Backend::set_in_rotation`]).
     in_rotation: AtomicBool,
-    /// Set by the request that takes `fail_streak` to the passive threshold:
-    /// the group ejects the backend off the workers (`Group::record_outcome`).
+    /// Set by the request whose outcome the state machine must act on (a
+    /// streak at its threshold, a trial's result): the group decides off the
+    /// workers (`Group::record_outcome`).
     ///
     /// # Concurrency
     /// Swapped to `true` by any worker (`AcqRel`: only the first of several
     /// racing requests asks), taken back by whoever applies the ejection
     /// while holding the group's member lock (`AcqRel`), so an ask made
     /// after that is seen by the next one.
-    eject_asked: AtomicBool,
+    asked: AtomicBool,
+    /// This backend's address as an `X-Sluice-Backend` value, made once
+    /// (cloning it is a reference count, not a copy).
+    pub header: http::HeaderValue,
 }
 
 /// `Relaxed`: ids need only be unique, which any atomic increment gives.
@@ -76,9 +86,12 @@ impl Backend {
             ewma_micros: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            fail_streak: AtomicU32::new(0),
+            streaks: Streaks::default(),
+            gate: Gate::default(),
             in_rotation: AtomicBool::new(true),
-            eject_asked: AtomicBool::new(false),
+            asked: AtomicBool::new(false),
+            header: http::HeaderValue::try_from(addr.to_string())
+                .unwrap_or(http::HeaderValue::from_static("?")),
         }
     }
 
@@ -113,39 +126,76 @@ impl Backend {
         self.failures.load(Ordering::Relaxed)
     }
 
-    pub fn record_failure(&self) {
+    /// A failure seen where the group is out of reach: a response body that
+    /// stalled after its head was already recorded (`proxy::body`). It is
+    /// counted (error rate, totals) and grows the 5xx streak, so the next
+    /// outcome recorded through the group asks for the ejection once the
+    /// streak is at its threshold (thresholds are compared with `>=`).
+    pub fn record_late_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.fail_streak.fetch_add(1, Ordering::Relaxed);
+        let _ = self.streaks.failure(false, false);
     }
 
-    pub fn fail_streak(&self) -> u32 {
-        self.fail_streak.load(Ordering::Relaxed)
-    }
-
-    pub fn reset_streak(&self) {
-        // Skip the store (and the cache-line write) in the common case.
-        if self.fail_streak.load(Ordering::Relaxed) != 0 {
-            self.fail_streak.store(0, Ordering::Relaxed);
+    /// Records one attempt's outcome: counts, streaks and trials. Returns
+    /// whether the state machine must look at this backend (a streak at
+    /// its threshold, a failed trial, enough successful ones).
+    #[inline]
+    pub fn record(&self, outcome: Outcome, p: &Passive) -> bool {
+        match outcome {
+            Outcome::Success => self.streaks.success() && self.record_trial_success(p),
+            Outcome::Failure { gateway, connect } => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                let (counts, half_open) = self.streaks.failure(gateway, connect);
+                if half_open {
+                    self.gate.failed();
+                    return true;
+                }
+                counts.crossed(p).is_some()
+            }
         }
     }
 
-    /// Asks the group to eject this backend; `true` for the first ask since
-    /// the last one was taken (that caller notifies the group).
-    pub fn ask_ejection(&self) -> bool {
-        // Skip the write when an ask is already pending.
-        !self.eject_asked.load(Ordering::Relaxed) && !self.eject_asked.swap(true, Ordering::AcqRel)
+    #[cold]
+    fn record_trial_success(&self, p: &Passive) -> bool {
+        self.gate.succeeded() >= p.half_open_successes
     }
 
-    /// Takes a pending ejection ask, if any.
-    pub fn take_ejection_ask(&self) -> bool {
-        self.eject_asked.load(Ordering::Relaxed) && self.eject_asked.swap(false, Ordering::AcqRel)
+    pub fn streaks(&self) -> StreakCounts {
+        self.streaks.counts()
+    }
+
+    /// Clears the streaks and marks or unmarks the backend half-open. The
+    /// machine only, under the member lock.
+    pub(super) fn reset_streaks(&self, half_open: bool) {
+        self.streaks.reset(half_open);
+    }
+
+    /// Whether a half-open backend could take a trial now (a hint; `begin`
+    /// decides).
+    pub fn trial_room(&self) -> bool {
+        self.gate.has_room(self.in_flight.load(Ordering::Relaxed))
+    }
+
+    /// Asks the group's state machine to look at this backend; `true` for
+    /// the first ask since the last one was taken (that caller queues the group).
+    pub fn ask(&self) -> bool {
+        // Skip the write when an ask is already pending.
+        !self.asked.load(Ordering::Relaxed) && !self.asked.swap(true, Ordering::AcqRel)
+    }
+
+    /// Takes a pending ask, if any.
+    pub fn take_ask(&self) -> bool {
+        self.asked.load(Ordering::Relaxed) && self.asked.swap(false, Ordering::AcqRel)
     }
 
     /// Counts a request as in flight until the returned guard is dropped.
+    /// While half-open, at most the breaker's trial cap are admitted (see
+    /// [`InFlight::admitted`]): the count before ours bounds them.
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight {
+            admitted: self.gate.admit(before),
             backend: self.clone(),
             start: Instant::now(),
         }
@@ -168,11 +218,25 @@ impl Backend {
 pub struct InFlight {
     backend: Arc<Backend>,
     start: Instant,
+    /// Whether the breaker let this request through (always, unless half-open).
+    admitted: bool,
 }
 
 impl InFlight {
     pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
+    }
+
+    /// Whether the request may go to its backend: still in rotation (see
+    /// `Backend::in_rotation`), and within the trial cap if half-open.
+    /// Otherwise drop it and pick again.
+    pub fn admitted(&self) -> bool {
+        self.admitted && self.backend.in_rotation()
+    }
+
+    /// Whether the breaker refused it: a half-open backend at its trial cap.
+    pub fn trial_refused(&self) -> bool {
+        !self.admitted
     }
 }
 

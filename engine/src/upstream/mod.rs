@@ -2,15 +2,19 @@
 //! per-worker connection pool, and connecting to a backend.
 
 pub mod backend;
+pub mod breaker;
 pub mod connect;
 pub mod discovery;
 pub mod h1;
 pub mod health;
 pub mod member;
 pub mod members;
+pub mod outlier;
 pub mod pool;
 pub mod rotation;
+pub mod slow_start;
 pub mod snapshot;
+pub mod ticker;
 
 pub use backend::Backend;
 pub use snapshot::{Group, GroupFull, Snapshot};

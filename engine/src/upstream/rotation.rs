@@ -4,8 +4,10 @@
 //! caller, on the cold paths whose callers read their own write (config,
 //! admin API, DNS), or on one `sluice-rebuild` thread, for the changes that
 //! come from requests and health checks. A worker never builds a snapshot
-//! and never takes the member lock: a request that crosses the passive
-//! failure threshold only flags its backend and queues the group.
+//! and never takes the member lock: a request whose outcome the backend's
+//! state machine must act on (a streak at its threshold, a trial's result)
+//! only flags its backend and queues the group; the transition happens here,
+//! under the member lock, on the rebuild thread (`upstream::member`).
 //!
 //! The queue coalesces: a group is queued at most once at a time, and one
 //! rebuild applies every change made before it.
@@ -20,11 +22,14 @@ use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct Rotation {
     policy: Policy,
     passive: Passive,
+    slow_start: Duration,
     /// # Concurrency
     /// The source of truth for writers (admin API, config, DNS, health
     /// checks, the rebuild thread). A `parking_lot::Mutex`, held only for
@@ -56,7 +61,7 @@ pub struct Rotation {
     /// member lock, so a change made after the rebuild's copy always queues
     /// the group again.
     queued: AtomicBool,
-    /// Whether a backend asked to be ejected since the last settle.
+    /// Whether a backend asked the machine to look at it since the last settle.
     ///
     /// # Concurrency
     /// Set (`Release`) by a worker after its backend's ask, swapped clear
@@ -67,14 +72,21 @@ pub struct Rotation {
 
 impl Rotation {
     /// A rotation of `members`, its first snapshot built here.
-    pub fn new(policy: Policy, passive: Passive, members: Members) -> Rotation {
+    pub fn new(
+        policy: Policy,
+        passive: Passive,
+        slow_start: Duration,
+        members: Members,
+    ) -> Rotation {
         let rotation = Rotation {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 backends: Vec::new(),
-                selector: Selector::build(&policy, &[]),
+                half_open: Vec::new(),
+                selector: Selector::build(&policy, &[], &[], 1),
             }),
             policy,
             passive,
+            slow_start,
             members: Mutex::new(members),
             published: Mutex::new(None),
             queued: AtomicBool::new(false),
@@ -118,17 +130,24 @@ impl Rotation {
         r
     }
 
-    /// A request took `backend` to the passive failure threshold: the
-    /// rebuild thread decides the ejection under the member lock. O(1) and
-    /// lock-free, for the worker.
-    pub fn ask_ejection(self: &Arc<Self>, backend: &Backend) {
-        if backend.ask_ejection() {
+    /// A request's outcome needs the machine (a streak at its threshold, a
+    /// trial's result): the rebuild thread decides under the member lock.
+    /// O(1) and lock-free, for the worker.
+    pub fn ask(self: &Arc<Self>, backend: &Backend) {
+        if backend.ask() {
             self.asked.store(true, Ordering::Release);
             self.queue();
         }
     }
 
-    /// Applies pending ejection asks and publishes: afterwards, members and
+    /// The machine's clock (`Members::tick`): the snapshot follows from the
+    /// rebuild thread when something moved.
+    pub fn tick(self: &Arc<Self>, now: Instant) {
+        let (p, slow_start) = (self.passive, self.slow_start);
+        self.change_later(|members| members.tick(now, &p, slow_start));
+    }
+
+    /// Applies pending asks and publishes: afterwards, members and
     /// snapshot agree. What the rebuild thread does for a queued group, and
     /// what `GET /backends` does before it shows the members.
     pub fn settle(&self) {
@@ -136,33 +155,24 @@ impl Rotation {
         // ask made before it, even one another settle took first.
         let mut published = self.published.lock();
         if self.asked.swap(false, Ordering::AcqRel) {
-            self.apply_ejection_asks();
+            self.apply_asks();
         }
         self.publish_locked(&mut published);
     }
 
-    /// Ejects the members that asked, while the group's cap allows it. O(n).
-    fn apply_ejection_asks(&self) {
+    /// Lets the machine act on the members that asked. O(n).
+    fn apply_asks(&self) {
         let passive = self.passive;
+        let now = Instant::now();
         let mut members = self.members.lock();
         let asked: Vec<_> = members
             .iter()
-            .filter(|m| m.backend.take_ejection_ask())
+            .filter(|m| m.backend.take_ask())
             .map(|m| m.backend.addr)
             .collect();
         for addr in asked {
-            let total = members.len();
-            if (members.ejected() + 1) * 100 > total * usize::from(passive.max_ejected_percent) {
-                continue;
-            }
-            members.update(addr, |m| {
-                // A success since the ask broke the streak: no ejection.
-                let streak = m.backend.fail_streak();
-                if m.state == super::member::MemberState::Healthy && streak >= passive.failures {
-                    m.eject(passive, streak);
-                    m.backend.reset_streak();
-                }
-            });
+            let room = members.room_to_eject(passive.max_ejected_percent);
+            members.update(addr, |m| m.on_ask(&passive, room, now));
         }
     }
 
@@ -173,16 +183,23 @@ impl Rotation {
     }
 
     fn publish_locked(&self, published: &mut Option<u64>) {
-        let (generation, backends) = {
+        let (generation, r) = {
             let members = self.members.lock();
             if *published == Some(members.generation()) {
                 return;
             }
-            (members.generation(), members.in_rotation())
+            let now = Instant::now();
+            (
+                members.generation(),
+                members.in_rotation(now, self.slow_start),
+            )
         };
-        let selector = Selector::build(&self.policy, &backends);
-        self.snapshot
-            .store(Arc::new(Snapshot { backends, selector }));
+        let selector = Selector::build(&self.policy, &r.backends, &r.weights, r.unit);
+        self.snapshot.store(Arc::new(Snapshot {
+            backends: r.backends,
+            half_open: r.half_open,
+            selector,
+        }));
         *published = Some(generation);
     }
 

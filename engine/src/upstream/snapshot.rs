@@ -8,6 +8,7 @@
 use super::backend::Backend;
 use super::member::{Member, MemberState, MemberView, Origin};
 use super::members::Members;
+use super::outlier::Outcome;
 use super::rotation::Rotation;
 use crate::addr::BackendAddr;
 use crate::balance::{PickKey, Selector};
@@ -19,8 +20,11 @@ use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct Snapshot {
-    /// Backends in rotation, in a stable order (by address).
+    /// Backends in rotation (closed), in a stable order (by address).
     pub backends: Vec<Arc<Backend>>,
+    /// Half-open backends: no policy sees them; a pick offers them a trial
+    /// first while they have room (`Group::pick`). Usually empty.
+    pub half_open: Vec<Arc<Backend>>,
     pub selector: Selector,
 }
 
@@ -49,14 +53,24 @@ pub struct Group {
     pub max_idle_per_backend: usize,
     /// Upstream TLS, when the group uses it.
     pub tls: Option<crate::upstream::connect::TlsConnector>,
+    /// Active checks of every member (`[health]`).
     pub health: Option<HealthCheck>,
+    /// Checks of registered members when `health` is `None` (the default
+    /// heartbeat; see `UpstreamConfig::heartbeat`).
+    pub heartbeat: Option<HealthCheck>,
     pub passive: Passive,
+    pub slow_start: std::time::Duration,
+    /// Name the chosen backend in `X-Sluice-Backend`.
+    pub backend_header: bool,
     /// Backends given by name, for [`super::discovery`].
     pub dns: Vec<DnsBackend>,
     pub resolve_interval: std::time::Duration,
     /// The members and the snapshot (see `upstream::rotation` for who
     /// writes what, and where).
     rotation: Arc<Rotation>,
+    /// Caps the retries of every route to this group (`proxy::retry`);
+    /// kept across a reload that leaves its settings as they were.
+    pub retry_budget: Arc<crate::proxy::retry::RetryBudget>,
 }
 
 impl Group {
@@ -76,18 +90,31 @@ impl Group {
             .map(|p| p.rotation.members().clone())
             .unwrap_or_default();
         set_configured(&mut members, &config.backends);
+        if previous.is_none() {
+            // The members a process starts with take their full share at
+            // once (HAProxy: slow start never applies at startup).
+            members.update_all(Member::skip_ramp);
+        }
         Ok(Group {
             name: config.name.clone(),
             protocol: config.protocol,
             max_idle_per_backend: config.max_idle_per_backend,
             tls,
             health: config.health.clone(),
+            heartbeat: config.heartbeat.clone(),
             passive: config.passive,
+            slow_start: config.slow_start,
+            backend_header: config.backend_header,
             dns: config.dns.clone(),
             resolve_interval: config.resolve_interval,
+            retry_budget: match previous {
+                Some(p) if p.retry_budget.config == config.retry_budget => p.retry_budget.clone(),
+                _ => Arc::new(crate::proxy::retry::RetryBudget::new(config.retry_budget)),
+            },
             rotation: Arc::new(Rotation::new(
                 config.policy.clone(),
                 config.passive,
+                config.slow_start,
                 members,
             )),
         })
@@ -101,12 +128,18 @@ impl Group {
 
     /// A backend from the current snapshot for `key`, never `exclude`. The
     /// snapshot guard lives only for this call, never across an await.
+    /// A half-open backend with room for a trial comes first (its
+    /// `begin` enforces the bound; refused, the caller picks again without
+    /// it); otherwise the policy picks among the closed ones.
     #[inline]
     pub fn pick(&self, key: &PickKey<'_>, exclude: Option<u64>) -> Option<Arc<Backend>> {
-        self.load()
-            .pick(key)
-            .filter(|b| Some(b.id) != exclude)
-            .cloned()
+        let snap = self.load();
+        if !snap.half_open.is_empty()
+            && let Some(b) = trial(&snap.half_open, exclude)
+        {
+            return Some(b);
+        }
+        snap.pick(key).filter(|b| Some(b.id) != exclude).cloned()
     }
 
     /// Sets the backends that come from the config file. Registered (admin
@@ -147,7 +180,7 @@ impl Group {
                     dropped += 1;
                     continue;
                 }
-                members.insert(Member::new(
+                members.insert(Member::joining(
                     Arc::new(Backend::new(addr, weight)),
                     Origin::Dns,
                 ));
@@ -182,7 +215,10 @@ impl Group {
                     max: MAX_GROUP_BACKENDS,
                 });
             }
-            Ok(members.insert(Member::new(Arc::new(Backend::new(addr, weight)), origin)))
+            Ok(members.insert(Member::joining(
+                Arc::new(Backend::new(addr, weight)),
+                origin,
+            )))
         })
     }
 
@@ -206,47 +242,73 @@ impl Group {
     /// Records an active health check result. The snapshot follows from the
     /// rebuild thread, once for a whole round of checks.
     pub fn record_check(&self, addr: BackendAddr, ok: bool, detail: String) {
-        let Some(hc) = &self.health else { return };
-        let (rise, fall) = (hc.rise, hc.fall);
         self.rotation.change_later(|members| {
-            members.update(addr, |m| m.record_check(ok, detail, rise, fall));
+            members.update(addr, |m| {
+                if let Some(hc) = self.check_of(m.origin) {
+                    m.record_check(ok, detail, hc.rise, hc.fall);
+                }
+            });
         });
     }
 
-    /// Passive check, on the worker that saw the outcome: a failure that
-    /// takes the streak to the threshold asks for an ejection, which the
-    /// rebuild thread decides (unless it would eject too much of the group).
-    /// No lock, no rebuild here.
-    pub fn record_outcome(&self, backend: &Backend, failed: bool) {
-        if !failed {
-            backend.reset_streak();
-            return;
-        }
-        if self.passive.failures != 0 && backend.fail_streak() >= self.passive.failures {
-            self.rotation.ask_ejection(backend);
+    /// The check this group runs: `[health]` if any, else the heartbeat.
+    pub fn active_check(&self) -> Option<&HealthCheck> {
+        self.health.as_ref().or(self.heartbeat.as_ref())
+    }
+
+    /// The check that applies to members from `origin`: `[health]` to all,
+    /// the heartbeat to registered ones only.
+    fn check_of(&self, origin: Origin) -> Option<&HealthCheck> {
+        match (&self.health, origin) {
+            (Some(hc), _) => Some(hc),
+            (None, Origin::Registered) => self.heartbeat.as_ref(),
+            (None, Origin::Config | Origin::Dns) => None,
         }
     }
 
-    /// Returns ejected backends whose period is over. Called by the health task.
+    /// Passive check, on the worker that saw the outcome: counts, streaks
+    /// and trials on the backend's atomics; when the machine must act (a
+    /// streak at its threshold, a trial's result) the backend is flagged and
+    /// the group queued for the rebuild thread. No lock, no rebuild here.
+    #[inline]
+    pub fn record_outcome(&self, backend: &Backend, outcome: Outcome) {
+        if backend.record(outcome, &self.passive) {
+            self.rotation.ask(backend);
+        }
+    }
+
+    /// The machine's clock: cool-downs, error windows, slow-start steps
+    /// (`Members::tick`). Called by the group's ticker.
+    pub fn tick(&self, now: Instant) {
+        self.rotation.tick(now);
+    }
+
+    /// What the health task calls each round; the same as [`Group::tick`].
     pub fn readmit_expired(&self, now: Instant) {
-        let due = self.rotation.members().iter().any(|m| m.ejection_over(now));
-        if due {
-            self.rotation.change_later(|members| {
-                members.update_all(|m| {
-                    if m.ejection_over(now) {
-                        m.readmit();
-                    }
-                })
-            });
-        }
+        self.tick(now);
     }
 
-    /// Members that the health checker should probe (not draining).
+    /// How often [`Group::tick`] should run: a tenth of the error window
+    /// and of the slow-start ramp, a quarter of the first cool-down, at most
+    /// a second, at least 10 ms.
+    pub fn tick_interval(&self) -> std::time::Duration {
+        use std::time::Duration;
+        let mut t = Duration::from_secs(1)
+            .min(self.passive.error_rate_window / super::outlier::WINDOW_SAMPLES)
+            .min(self.passive.ejection / 4);
+        if !self.slow_start.is_zero() {
+            t = t.min(self.slow_start / super::slow_start::RAMP_STEPS);
+        }
+        t.max(Duration::from_millis(10))
+    }
+
+    /// Members that the health checker should probe: not draining, and
+    /// with a check that applies to them ([`Group::active_check`]).
     pub fn probe_targets(&self) -> Vec<BackendAddr> {
         self.rotation
             .members()
             .iter()
-            .filter(|m| m.state != MemberState::Draining)
+            .filter(|m| m.state != MemberState::Draining && self.check_of(m.origin).is_some())
             .map(|m| m.backend.addr)
             .collect()
     }
@@ -265,7 +327,12 @@ impl Group {
     /// and published first, so what it shows is what requests get.
     pub fn views(&self) -> Vec<MemberView> {
         self.rotation.settle();
-        self.rotation.members().iter().map(Member::view).collect()
+        let now = Instant::now();
+        self.rotation
+            .members()
+            .iter()
+            .map(|m| m.view(self.slow_start, now))
+            .collect()
     }
 
     pub fn member(&self, addr: BackendAddr) -> Option<Arc<Backend>> {
@@ -279,6 +346,15 @@ impl Group {
     }
 }
 
+/// The first half-open backend with room for a trial, never `exclude`.
+#[cold]
+fn trial(half_open: &[Arc<Backend>], exclude: Option<u64>) -> Option<Arc<Backend>> {
+    half_open
+        .iter()
+        .find(|b| Some(b.id) != exclude && b.trial_room())
+        .cloned()
+}
+
 /// Makes the config members of `members` those of `list`, in O(n log n):
 /// members whose weight changed are replaced.
 fn set_configured(members: &mut Members, list: &[(BackendAddr, u32)]) {
@@ -288,7 +364,7 @@ fn set_configured(members: &mut Members, list: &[(BackendAddr, u32)]) {
     });
     for &(addr, weight) in list {
         if members.get(addr).is_none() {
-            members.insert(Member::new(
+            members.insert(Member::joining(
                 Arc::new(Backend::new(addr, weight)),
                 Origin::Config,
             ));

@@ -52,6 +52,9 @@ fn fixed() -> Vec<RouteConfig> {
         path: path.to_owned(),
         upstream,
         compress: if upstream % 2 == 0 { None } else { Some(true) },
+        retry: None,
+        max_request_body: (upstream % 3 == 0).then_some(upstream as u64),
+        timeout: None,
     };
     vec![
         r(None, "/", 0),
@@ -90,6 +93,9 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
             path: text(u, PATHS)?,
             upstream: i,
             compress: u.arbitrary()?,
+            retry: None,
+            max_request_body: u.arbitrary()?,
+            timeout: None,
         });
     }
     let host = if u.ratio(9, 10)? {
@@ -108,7 +114,11 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
 }
 
 /// Every route that matches, scored; the best score wins, then file order.
-fn reference(configs: &[RouteConfig], host: Option<&str>, path: &str) -> Option<RouteMatch> {
+fn reference<'c>(
+    configs: &'c [RouteConfig],
+    host: Option<&str>,
+    path: &str,
+) -> Option<RouteMatch<'c>> {
     let host = host.map(|h| {
         let mut h = h.to_owned();
         if h.starts_with('[') {
@@ -152,5 +162,8 @@ fn reference(configs: &[RouteConfig], host: Option<&str>, path: &str) -> Option<
         index,
         group: r.upstream,
         compress: r.compress,
+        retry: r.retry.as_deref(),
+        max_request_body: r.max_request_body,
+        timeout: r.timeout,
     })
 }

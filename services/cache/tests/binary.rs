@@ -78,6 +78,55 @@ fn bad_settings_exit_64() {
     }
 }
 
+/// A duration past 365 days (issue 14) is refused at startup with exit 64
+/// and a message naming the flag, by flag and by env var alike. Before, it
+/// was taken and the binary served with it (a deadline `now + d` built from
+/// it overflows, and panics, wherever one is computed).
+#[test]
+fn a_duration_past_365_days_is_refused_at_startup() {
+    use std::time::{Duration, Instant};
+    // Flags, and an env var as `KEY=value` (empty for none).
+    let cases: [(&[&str], &str); 3] = [
+        (&["--purge-interval", "1000000000h"], ""),
+        (&["--header-timeout", "8761h"], ""),
+        (&[], "SLUICE_CACHE_BODY_TIMEOUT=31536001s"),
+    ];
+    for (args, env) in cases {
+        let mut command = Command::new(BIN);
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some((key, value)) = env.split_once('=') {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("run sluice-cache");
+        // Bounded: a binary that took the value serves until killed.
+        let until = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        let status = status.unwrap_or_else(|| panic!("{args:?} {env:?}: still running: {stderr}"));
+        assert_eq!(status.code(), Some(64), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains("365 days"), "{args:?} {env:?}: {stderr}");
+        let flag = args.first().copied().unwrap_or("--body-timeout");
+        assert!(stderr.contains(flag), "{args:?} {env:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
 /// Slowloris (issue 14, finding 6): a request head that never completes,
 /// or no bytes at all, is closed once `--header-timeout` passes, and the
 /// binary keeps serving. The 30 s guard only keeps a broken build from

@@ -23,6 +23,6 @@ pub mod signal;
 
 pub use binary::{EXIT_USAGE, LogFormat, Logging, Stream};
 pub use budget::{BodyBudget, Reservation};
-pub use duration::parse_duration;
+pub use duration::{DurationError, MAX_DURATION, parse_duration};
 pub use serve::{Handler, Limits, serve, serve_with};
 pub use signal::shutdown_signal;

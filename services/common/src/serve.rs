@@ -8,16 +8,17 @@
 //!
 //! What a client can hold is bounded too ([`Limits`]): a connection must
 //! deliver each request head within the header timeout (a slowloris client
-//! that trickles one, or never sends one, is closed), and at most
-//! `max_connections` are served at once (past that, new ones wait in the
-//! listen backlog until one closes).
+//! that trickles one, or never sends one, is closed), an HTTP/2 connection
+//! with no open stream for as long gets GOAWAY and is closed (`idle`),
+//! and at most `max_connections` are served at once (past that, new ones
+//! wait in the listen backlog until one closes).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -55,7 +56,9 @@ pub struct Limits {
     /// `header_read_timeout` (each head, and each idle wait for one); for a
     /// connection's first request, whatever its protocol, the serve loop's
     /// own deadline (hyper-util's protocol sniffing and HTTP/2's preface and
-    /// first HEADERS have no timeout of their own).
+    /// first HEADERS have no timeout of their own); for HTTP/2 after that,
+    /// how long a connection may have no open stream before GOAWAY (the
+    /// idle wait for the next request, as for HTTP/1.1).
     pub header_timeout: Duration,
     /// See [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
@@ -197,12 +200,17 @@ async fn connection<H: Handler>(
     // Notified on every request head read, whatever the protocol; the
     // first one lifts the connection's first-head deadline.
     let started = Arc::new(Notify::new());
+    let streams = Streams::new();
     let service = {
         let started = Arc::clone(&started);
-        service_fn(move |request| {
+        let streams = Arc::clone(&streams);
+        service_fn(move |request: Request<Incoming>| {
+            // Before the notify, so the connection's task sees it with it.
+            let open = streams.open(request.version() == Version::HTTP_2);
             started.notify_one();
             let response = handler.handle(request);
-            async move { Ok::<_, Infallible>(response.await) }
+            // Open until the response is sent (or the stream is reset).
+            async move { Ok::<_, Infallible>(response.await.map(|body| Tracked::new(body, open))) }
         })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -215,23 +223,48 @@ async fn connection<H: Handler>(
     let first_head = tokio::time::sleep(header_timeout);
     tokio::pin!(first_head);
     let mut head_seen = false;
-    let finished = loop {
-        tokio::select! {
-            result = conn.as_mut() => break Some(result),
-            // `wait_for`'s guard is dropped here, before the next `.await`.
-            _ = drain.wait_for(|draining| *draining) => break None,
-            () = started.notified(), if !head_seen => head_seen = true,
-            () = &mut first_head, if !head_seen => {
-                tracing::debug!("no request head within the header timeout; closing");
-                return;
+    let mut open = streams.watch();
+    enum Ended<R> {
+        Closed(R),
+        Draining,
+        Idle,
+    }
+    let ended = {
+        // In a block of its own: it borrows `open`, used again after GOAWAY.
+        let idle = idle::idle_for(&mut open, header_timeout);
+        tokio::pin!(idle);
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => break Ended::Closed(result),
+                // `wait_for`'s guard is dropped here, before the next `.await`.
+                _ = drain.wait_for(|draining| *draining) => break Ended::Draining,
+                () = started.notified(), if !head_seen => head_seen = true,
+                () = &mut first_head, if !head_seen => {
+                    tracing::debug!("no request head within the header timeout; closing");
+                    return;
+                }
+                () = &mut idle, if head_seen && streams.is_h2() => break Ended::Idle,
             }
         }
     };
-    let result = match finished {
-        Some(result) => result,
-        None => {
+    let result = match ended {
+        Ended::Closed(result) => result,
+        Ended::Draining => {
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        Ended::Idle => {
+            tracing::debug!("h2 connection idle: GOAWAY");
+            // GOAWAY (NO_ERROR), then the close once the client has answered
+            // hyper's PING; streams it opened before it saw the GOAWAY are
+            // served. A client that never answers is dropped after another
+            // idle timeout, not waited for; a drain meanwhile changes nothing
+            // (the serve loop bounds it with the grace).
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = idle::idle_for(&mut open, header_timeout) => return,
+            }
         }
     };
     if let Err(error) = result {
@@ -242,6 +275,10 @@ async fn connection<H: Handler>(
         );
     }
 }
+
+mod idle;
+
+use idle::{Streams, Tracked};
 
 #[cfg(test)]
 mod tests;

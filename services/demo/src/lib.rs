@@ -200,6 +200,9 @@ impl Stack {
             _ => random_token().map_err(DemoError::Token)?,
         };
         let mut proxy_config = sluice::Config::simple(options.listen, &[]);
+        // The replicas register themselves; the proxy heartbeats each one
+        // (`GET /ping`, the default) and takes a dead one out of rotation.
+        proxy_config.upstreams[0].heartbeat = Some(sluice::config::HealthCheck::default());
         let mut admin_config = sluice::config::AdminConfig::new(options.admin);
         admin_config.token = Some(admin_token.clone());
         proxy_config.admin = Some(admin_config);

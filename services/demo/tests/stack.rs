@@ -22,6 +22,18 @@ async fn get_with(addr: std::net::SocketAddr, path: &str, extra: &str) -> String
     out
 }
 
+/// Whether `GET /backends` lists `replica` with a passing check (its
+/// member object runs from its address to the next one's).
+fn heartbeat_ok(backends: &str, replica: std::net::SocketAddr) -> bool {
+    // The JSON is pretty-printed: compare without its whitespace.
+    let backends: String = backends.split_whitespace().collect();
+    let Some((_, rest)) = backends.split_once(&format!("\"address\":\"{replica}\"")) else {
+        return false;
+    };
+    let member = rest.split("\"address\":").next().unwrap_or(rest);
+    member.contains("\"ok\":true")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_demo_stack_serves_through_the_proxy_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,16 +65,13 @@ async fn the_demo_stack_serves_through_the_proxy_and_stops_cleanly() {
     loop {
         let backends = get_with(stack.admin, "/backends", &auth).await;
         assert!(backends.starts_with("HTTP/1.1 200"), "{backends}");
-        if stack
-            .replicas
-            .iter()
-            .all(|r| backends.contains(&r.to_string()))
-        {
+        // Registered, and the proxy's heartbeat (`GET /ping`) has passed.
+        if stack.replicas.iter().all(|r| heartbeat_ok(&backends, *r)) {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "replicas never registered: {backends}"
+            "replicas never registered or passed a heartbeat: {backends}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

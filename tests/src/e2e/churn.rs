@@ -36,6 +36,16 @@ async fn origin(name: &str) -> Origin {
         .await
 }
 
+/// Requests `o` got from clients through the proxy: the heartbeat of a
+/// registered backend (`GET /ping`) is the proxy's own, and one sent just
+/// before a DELETE may land after it.
+fn proxied(o: &Origin) -> usize {
+    o.requests()
+        .iter()
+        .filter(|r| r.uri.path() != "/ping")
+        .count()
+}
+
 #[derive(Default)]
 struct Load {
     /// Requests started (the budget is [`TOTAL`]).
@@ -181,7 +191,7 @@ async fn no_request_fails_while_backends_register_drain_and_unregister() {
         };
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.json["drained"], true);
-        served_by_churned += c.request_count();
+        served_by_churned += proxied(&c);
         drop(c);
         cycles += 1;
         if !progress(&load, 200).await {
@@ -226,11 +236,11 @@ async fn nothing_reaches_a_backend_after_its_delete_returned() {
     let mut late = Vec::new();
     let mut cycles = 0;
     while cycles < CYCLES {
-        let seen = c.request_count();
+        let seen = proxied(&c);
         admin.register("default", c.addr()).await;
         // c is in rotation and busy.
         let busy = within("c to get traffic", async {
-            while c.request_count() < seen + 3 {
+            while proxied(&c) < seen + 3 {
                 if load.done() >= TOTAL {
                     return false;
                 }
@@ -243,11 +253,11 @@ async fn nothing_reaches_a_backend_after_its_delete_returned() {
             break;
         }
         admin.unregister(c.addr()).await;
-        let after_delete = c.request_count();
+        let after_delete = proxied(&c);
         if !progress(&load, 20).await {
             break;
         }
-        let now = c.request_count();
+        let now = proxied(&c);
         if now != after_delete {
             late.push((cycles, now - after_delete));
         }

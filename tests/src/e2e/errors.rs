@@ -83,7 +83,7 @@ async fn a_dead_backend_is_skipped_for_a_live_one_under_p2c() {
     let mut cfg = config(&[closed_port(), live.addr()]);
     cfg.upstreams[0].policy = sluice::balance::Policy::P2c;
     // Passive ejection off: every request meets the dead backend in rotation.
-    cfg.upstreams[0].passive.failures = 0;
+    cfg.upstreams[0].passive.consecutive_5xx = 0;
     let proxy = Proxy::start(&cfg).await;
     let mut client = H1::connect(proxy.addr()).await;
     for _ in 0..16 {

@@ -74,7 +74,7 @@ async fn concurrent_first_requests_to_an_unreachable_h2c_backend_all_get_502() {
     let mut cfg = config(&[dead]);
     cfg.upstreams[0].protocol = UpstreamProtocol::H2c;
     // Keep the one backend in rotation whatever the failures.
-    cfg.upstreams[0].passive.failures = 0;
+    cfg.upstreams[0].passive.consecutive_5xx = 0;
     let proxy = Proxy::start(&cfg).await;
 
     // The first dial fails; those waiting on it dial for themselves, fail

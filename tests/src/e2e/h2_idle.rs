@@ -2,7 +2,8 @@
 //! connection with no open stream for `timeouts.client_idle` gets GOAWAY
 //! (NO_ERROR) and is closed, over h2c and over TLS, even when it answers
 //! every PING (before, pings kept it open forever, about 23 KB each); a
-//! stream still open (a slow response head, a slow body) is never cut.
+//! stream still open (a slow response head, a slow body, an upload that
+//! goes on after the response to an h2 backend) is never cut.
 //! An HTTP/1.1 keep-alive connection waiting for its next request, plain
 //! or over TLS, is closed after `timeouts.client_header`.
 
@@ -28,10 +29,14 @@ use tokio::sync::Semaphore;
 const IDLE: Duration = Duration::from_secs(1);
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const ACK: u8 = 0x1;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
 
 /// What a client that only answers the server saw until the connection ended.
 #[derive(Debug, Default)]
@@ -43,10 +48,16 @@ struct Ended {
 }
 
 fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    frame_on(kind, flags, 0, payload)
+}
+
+/// A frame on stream `id`.
+fn frame_on(kind: u8, flags: u8, id: u32, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len())
         .expect("small frame")
         .to_be_bytes();
-    let mut f = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 0];
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&id.to_be_bytes());
     f.extend_from_slice(payload);
     f
 }
@@ -302,5 +313,152 @@ async fn an_http1_keep_alive_connection_waiting_for_its_next_request_is_closed()
     assert_eq!(resp.status, 200);
     // Nothing more is sent: the proxy closes without another byte.
     assert_eq!(raw.read_to_eof().await, b"");
+    proxy.shutdown().await;
+}
+
+/// What the server sent a client that uploads (on stream 1).
+#[derive(Debug, Default)]
+struct Upload {
+    /// The response on stream 1 has ended.
+    answered: bool,
+    /// GOAWAYs while the upload went on: (last stream id, error code).
+    goaways: Vec<(u32, u32)>,
+}
+
+/// Reads the frames in `buf`, answers SETTINGS and PINGs into `out`, and
+/// notes the end of stream 1's response and every GOAWAY in `seen`.
+fn take_frames(buf: &mut Vec<u8>, out: &mut Vec<u8>, seen: &mut Upload) {
+    while buf.len() >= 9 {
+        let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+        if buf.len() < 9 + len {
+            return;
+        }
+        let head: Vec<u8> = buf.drain(..9).collect();
+        let payload: Vec<u8> = buf.drain(..len).collect();
+        let (kind, flags) = (head[3], head[4]);
+        let id = u32::from_be_bytes(head[5..9].try_into().expect("4 bytes")) & 0x7fff_ffff;
+        match kind {
+            SETTINGS if flags & ACK == 0 => out.extend(frame(SETTINGS, ACK, &[])),
+            PING if flags & ACK == 0 => out.extend(frame(PING, ACK, &payload)),
+            GOAWAY => {
+                let word =
+                    |i: usize| u32::from_be_bytes(payload[i..i + 4].try_into().expect("4 bytes"));
+                seen.goaways.push((word(0) & 0x7fff_ffff, word(4)));
+            }
+            HEADERS | DATA if id == 1 && flags & END_STREAM != 0 => seen.answered = true,
+            _ => {}
+        }
+    }
+}
+
+/// Issue 14: a stream whose response has ended is still open while the
+/// client uploads its body. An h2 backend answers at once and goes on
+/// reading; the client uploads slowly (within `client_body`) for three idle
+/// timeouts after the answer, answering PINGs, and the connection is not
+/// sent GOAWAY while it does; the backend gets the whole body. Only then
+/// does the connection idle out. Before, the stream counted as closed when
+/// its response ended and the connection was sent GOAWAY mid-upload.
+#[tokio::test]
+async fn an_upload_that_goes_on_after_the_response_keeps_its_connection() {
+    const CHUNKS: usize = 12;
+    const CHUNK: &[u8] = b"0123456789";
+    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+    let origin = Origin::h2c()
+        .route("/upload", move |req: Request<hyper::body::Incoming>| {
+            let got = got_tx.clone();
+            async move {
+                // The answer goes at once; the body is read after it.
+                tokio::spawn(async move {
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                    let _ = got.send(body.map(|b| b.len()).map_err(|e| e.to_string()));
+                });
+                Response::new(reply::full("early"))
+            }
+        })
+        .start()
+        .await;
+    let mut cfg = config(&[origin.addr()]);
+    cfg.upstreams[0].protocol = sluice::config::UpstreamProtocol::H2c;
+    cfg.timeouts.client_idle = IDLE;
+    let proxy = Proxy::start(&cfg).await;
+
+    let mut tcp = within("connect", TcpStream::connect(proxy.addr()))
+        .await
+        .expect("connect");
+    // POST /upload on stream 1 (HPACK: :method POST, :scheme http from the
+    // static table; :path and :authority literals), and a first chunk.
+    let mut block = vec![0x83, 0x86, 0x04, 7];
+    block.extend_from_slice(b"/upload");
+    block.extend_from_slice(&[0x01, 10]);
+    block.extend_from_slice(b"test.local");
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, &[]));
+    hello.extend(frame_on(HEADERS, END_HEADERS, 1, &block));
+    hello.extend(frame_on(DATA, 0, 1, CHUNK));
+    tcp.write_all(&hello).await.expect("write request");
+
+    let mut seen = Upload::default();
+    let mut buf = Vec::new();
+    let mut sent = 1;
+    let mut next_chunk = None;
+    within("the slow upload", async {
+        while sent < CHUNKS {
+            let tick = async {
+                match next_chunk {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut read = [0u8; 4096];
+            tokio::select! {
+                n = tcp.read(&mut read) => {
+                    let n = n.expect("read");
+                    assert!(n > 0, "closed mid-upload: {seen:?}");
+                    buf.extend_from_slice(&read[..n]);
+                    let mut out = Vec::new();
+                    take_frames(&mut buf, &mut out, &mut seen);
+                    tcp.write_all(&out).await.expect("answer");
+                    if seen.answered && next_chunk.is_none() {
+                        next_chunk = Some(tokio::time::Instant::now());
+                    }
+                }
+                () = tick => {
+                    sent += 1;
+                    let flags = if sent == CHUNKS { END_STREAM } else { 0 };
+                    tcp.write_all(&frame_on(DATA, flags, 1, CHUNK)).await.expect("upload");
+                    // Three idle timeouts in all, a quarter of one apart.
+                    next_chunk = next_chunk.map(|at| at + IDLE * 3 / CHUNKS as u32);
+                }
+            }
+            assert!(seen.goaways.is_empty(), "GOAWAY mid-upload: {seen:?}");
+        }
+    })
+    .await;
+    let received = within("the backend to read the whole body", got.recv())
+        .await
+        .expect("a report");
+    assert_eq!(received, Ok(CHUNKS * CHUNK.len()));
+
+    // The upload over, the connection is idle, and closed as such.
+    within("the idle connection to be closed", async {
+        let mut read = [0u8; 4096];
+        // EOF, or a reset after the close: the connection is over.
+        while let Ok(n @ 1..) = tcp.read(&mut read).await {
+            buf.extend_from_slice(&read[..n]);
+            let mut out = Vec::new();
+            take_frames(&mut buf, &mut out, &mut seen);
+            // The server may be gone already; its close is what we wait for.
+            let _ = tcp.write_all(&out).await;
+        }
+    })
+    .await;
+    assert!(!seen.goaways.is_empty(), "closed without GOAWAY: {seen:?}");
+    // NO_ERROR; the last stream processed is the upload's (or, first, any).
+    assert!(
+        seen.goaways
+            .iter()
+            .all(|&(last, code)| code == 0 && (last == 1 || last == 0x7fff_ffff)),
+        "{seen:?}"
+    );
     proxy.shutdown().await;
 }

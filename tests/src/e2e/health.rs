@@ -54,22 +54,27 @@ impl Switchable {
     }
 
     fn not_pings(&self) -> usize {
-        self.origin
-            .requests()
-            .iter()
-            .filter(|r| r.uri.path() != "/ping")
-            .count()
+        not_pings(&self.origin)
     }
 }
 
-fn checks(rise: u32, fall: u32) -> HealthCheck {
+/// Requests `origin` saw other than the proxy's checks (`/ping`).
+pub(super) fn not_pings(origin: &Origin) -> usize {
+    origin
+        .requests()
+        .iter()
+        .filter(|r| r.uri.path() != "/ping")
+        .count()
+}
+
+/// Fast checks: every 20 ms, 500 ms to answer.
+pub(super) fn checks(rise: u32, fall: u32) -> HealthCheck {
     HealthCheck {
         interval: Duration::from_millis(20),
         timeout: Duration::from_millis(500),
-        path: "/ping".into(),
-        expect: Vec::new(),
         rise,
         fall,
+        ..HealthCheck::default()
     }
 }
 
@@ -132,7 +137,7 @@ async fn a_backend_that_stops_listening_leaves_rotation() {
     let b_addr = b.addr();
     let mut c = with_admin(&[a.addr(), b_addr]);
     c.upstreams[0].health = Some(checks(2, 2));
-    c.upstreams[0].passive.failures = 0;
+    c.upstreams[0].passive.consecutive_5xx = 0;
     let proxy = Proxy::start(&c).await;
     let admin = Admin::of(proxy.server());
 
@@ -185,10 +190,11 @@ async fn draining_backends_are_not_probed() {
 
 fn passive(failures: u32, ejection: Duration) -> Passive {
     Passive {
-        failures,
+        consecutive_5xx: failures,
         ejection,
         max_ejection: ejection * 4,
         max_ejected_percent: 50,
+        ..Passive::default()
     }
 }
 
@@ -259,12 +265,20 @@ async fn an_ejected_backend_returns_after_its_period() {
     })
     .await;
     b.main.store(200, Ordering::SeqCst);
-    let m = admin.wait_state(b.addr(), "healthy").await;
+    // Half-open after its cool-down, closed by successful trial requests.
+    admin.wait_state(b.addr(), "half-open").await;
+    within("b to close", async {
+        while admin.state(b.addr()).await.as_deref() != Some("healthy") {
+            assert_eq!(client.get("/").await.status, 200);
+        }
+    })
+    .await;
+    let m = admin.member(b.addr()).await.expect("listed");
     assert_eq!(m["ejections"].as_u64(), Some(1));
     assert!(
         m["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("ejection period over")),
+            .is_some_and(|r| r.contains("trial requests succeeded")),
         "{m:?}"
     );
     let before = b.not_pings();

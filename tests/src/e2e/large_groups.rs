@@ -75,7 +75,7 @@ async fn thousands_of_backends_alone_in_a_child_process() {
         (BackendAddr(dead(i)), weight)
     }));
     big.policy = Policy::parse("hash:header:x-key").expect("policy");
-    big.passive.failures = 1;
+    big.passive.consecutive_5xx = 1;
     big.passive.ejection = Duration::from_secs(3600);
     big.passive.max_ejected_percent = 100;
     let mut unrelated = big.clone();
@@ -87,6 +87,9 @@ async fn thousands_of_backends_alone_in_a_child_process() {
         path: "/other".into(),
         upstream: 1,
         compress: None,
+        retry: None,
+        max_request_body: None,
+        timeout: None,
     });
 
     let memory = PeakGrowth::start();

@@ -70,7 +70,8 @@ async fn origin(upstream: UpstreamProtocol) -> Origin {
         .await
 }
 
-async fn body_length(req: Request<Incoming>) -> Response<Body> {
+/// Reads the whole body and answers its length (`body_limits` uses it too).
+pub(super) async fn body_length(req: Request<Incoming>) -> Response<Body> {
     match req.into_body().collect().await {
         Ok(b) => Response::new(reply::full(b.to_bytes().len().to_string())),
         Err(e) => Response::new(reply::full(format!("error {e}"))),
@@ -88,10 +89,11 @@ fn setup(backend: SocketAddr, upstream: UpstreamProtocol) -> Config {
     let mut c = with_admin(&[backend]);
     c.upstreams[0].protocol = upstream;
     c.upstreams[0].passive = Passive {
-        failures: EJECT_AFTER,
+        consecutive_5xx: EJECT_AFTER,
         ejection: Duration::from_secs(3600),
         max_ejection: Duration::from_secs(3600),
         max_ejected_percent: 100,
+        ..Passive::default()
     };
     c.timeouts.client_body = SHORT;
     c.timeouts.upstream_response = BACKEND;

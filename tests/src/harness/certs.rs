@@ -3,7 +3,7 @@
 //! long as the value.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,7 +13,11 @@ pub struct TestCerts {
     pub cert: PathBuf,
     /// The server's private key (PEM).
     pub key: PathBuf,
+    /// The CA's certificate (PEM), for a proxy's upstream `ca_file`.
+    pub ca_file: PathBuf,
     ca: CertificateDer<'static>,
+    leaf: CertificateDer<'static>,
+    leaf_key: Vec<u8>,
 }
 
 impl TestCerts {
@@ -40,12 +44,32 @@ impl TestCerts {
         let key = dir.path().join("server.key");
         std::fs::write(&cert, leaf.pem()).expect("write cert");
         std::fs::write(&key, leaf_key.serialize_pem()).expect("write key");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).expect("write CA");
         TestCerts {
             _dir: dir,
             cert,
             key,
+            ca_file,
             ca: ca_cert.der().clone(),
+            leaf: leaf.der().clone(),
+            leaf_key: leaf_key.serialize_der(),
         }
+    }
+
+    /// A server config with the signed certificate that offers `alpn`:
+    /// for origins that speak TLS.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.clone()));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![self.leaf.clone()], key)
+            .expect("server certificate");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
     }
 
     /// A client config that trusts only the test CA and offers `alpn`.

@@ -43,10 +43,12 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A request handler: any `Fn(Request) -> Future<Response>`.
 pub type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 enum Mode {
     Http1,
     H2c,
+    /// TLS, then HTTP/2 when ALPN chose `h2`, else HTTP/1.1.
+    Tls(tokio_rustls::TlsAcceptor),
 }
 
 /// A request head as the origin received it.
@@ -102,6 +104,15 @@ impl Origin {
     pub fn h2c() -> OriginBuilder {
         OriginBuilder {
             mode: Mode::H2c,
+            ..Origin::http1()
+        }
+    }
+
+    /// An origin behind TLS with `config` (see `TestCerts::server_config`):
+    /// HTTP/2 when ALPN picks `h2`, HTTP/1.1 otherwise.
+    pub fn tls(config: Arc<rustls::ServerConfig>) -> OriginBuilder {
+        OriginBuilder {
+            mode: Mode::Tls(config.into()),
             ..Origin::http1()
         }
     }
@@ -238,6 +249,7 @@ async fn accept_hyper(
         while conns.try_join_next().is_some() {}
         let conn_no = stats.accepted.fetch_add(1, Ordering::SeqCst) + 1;
         let (stats, routes, name) = (stats.clone(), routes.clone(), name.clone());
+        let mode = mode.clone();
         conns.spawn(async move {
             // Counts the connection as closed however this task ends.
             let _closed = OnDrop(Some({
@@ -268,22 +280,45 @@ async fn accept_hyper(
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let io = TokioIo::new(stream);
             let _ = match mode {
-                Mode::Http1 => {
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, svc)
-                        .with_upgrades()
-                        .await
-                }
-                Mode::H2c => {
-                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(io, svc)
-                        .await
+                Mode::Http1 => serve_h1(stream, svc).await,
+                Mode::H2c => serve_h2(stream, svc).await,
+                Mode::Tls(acceptor) => {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        serve_h2(tls, svc).await
+                    } else {
+                        serve_h1(tls, svc).await
+                    }
                 }
             };
         });
     }
+}
+
+async fn serve_h1<I, S>(io: I, svc: S) -> hyper::Result<()>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send,
+    S::Future: Send + 'static,
+{
+    hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades()
+        .await
+}
+
+async fn serve_h2<I, S>(io: I, svc: S) -> hyper::Result<()>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send,
+    S::Future: Send + 'static,
+{
+    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc)
+        .await
 }
 
 struct OnDrop<F: FnOnce()>(Option<F>);

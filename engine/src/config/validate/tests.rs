@@ -227,7 +227,71 @@ fn the_shipped_example_validates() {
         .find(|u| u.name == "api")
         .expect("api group");
     assert_eq!(api.health.as_ref().map(|h| h.fall), Some(3));
-    assert_eq!(api.passive.failures, 5);
+    assert_eq!(api.passive.consecutive_5xx, 5);
+    assert_eq!(api.passive.half_open_successes, 3);
+    assert_eq!(api.slow_start, Duration::ZERO);
+}
+
+#[test]
+fn outlier_breaker_and_slow_start_keys_validate() {
+    let base = "[[listener]]\naddress = \"127.0.0.1:8080\"\n[forwarding]\nbackend_header = true\n";
+    let text = format!(
+        "{base}[upstream.a]\nbackends = [\"127.0.0.1:9001\"]\nslow_start = \"30s\"\n\
+         [upstream.a.passive]\nfailures = 7\nconsecutive_gateway_errors = 2\n\
+         consecutive_connect_failures = 3\nerror_rate_percent = 85\n\
+         error_rate_window = \"20s\"\nerror_rate_min_requests = 0\n\
+         half_open_trials = 2\nhalf_open_successes = 4\n\
+         [upstream.b]\nbackends = [\"127.0.0.1:9002\"]\nslow_start = \"0s\"\nbackend_header = false\n\
+         [upstream.b.passive]\nfailures = 7\nconsecutive_5xx = 9\n\
+         [[route]]\nupstream = \"a\"\n"
+    );
+    let c = check(&text).expect("valid");
+    let (a, b) = (&c.upstreams[0], &c.upstreams[1]);
+    assert_eq!(a.passive.consecutive_5xx, 7, "the old name still reads");
+    assert_eq!(a.passive.consecutive_gateway_errors, 2);
+    assert_eq!(a.passive.consecutive_connect_failures, 3);
+    assert_eq!(a.passive.error_rate_percent, 85);
+    assert_eq!(a.passive.error_rate_window, Duration::from_secs(20));
+    assert_eq!(a.passive.error_rate_min_requests, 1, "at least one");
+    assert_eq!(
+        (a.passive.half_open_trials, a.passive.half_open_successes),
+        (2, 4)
+    );
+    assert_eq!(a.slow_start, Duration::from_secs(30));
+    assert!(a.backend_header, "the global switch");
+    assert_eq!(b.passive.consecutive_5xx, 9, "the new name wins");
+    assert_eq!(b.slow_start, Duration::ZERO, "0s turns it off");
+    assert!(!b.backend_header, "the group's key wins");
+}
+
+#[test]
+fn body_limits_and_route_deadlines_validate() {
+    let text = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+[limits]
+max_request_body = 1048576
+min_body_rate = 0
+min_body_rate_grace = "2s"
+[timeouts]
+upstream_body = "15s"
+[[route]]
+upstream = "u"
+max_request_body = 0
+timeout = "3s"
+[upstream.u]
+backends = ["127.0.0.1:9001"]
+"#;
+    let c = check(text).expect("valid");
+    assert_eq!(c.limits.max_request_body, 1 << 20);
+    assert_eq!(c.limits.min_body_rate, 0);
+    assert_eq!(c.limits.min_body_rate_grace, Duration::from_secs(2));
+    assert_eq!(c.timeouts.upstream_body, Duration::from_secs(15));
+    assert_eq!(c.routes[0].max_request_body, Some(0));
+    assert_eq!(c.routes[0].timeout, Some(Duration::from_secs(3)));
+    let bad = text.replace("timeout = \"3s\"", "timeout = \"0s\"");
+    let err = check(&bad).unwrap_err().to_string();
+    assert!(err.contains("route[0].timeout"), "{err}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use super::Validator;
 use super::*;
 use crate::balance::Policy;
-use crate::config::file::{BackendFile, UpstreamFile};
+use crate::config::file::{BackendFile, PassiveFile, UpstreamFile};
 use crate::config::values::split_host_port;
 
 impl Validator<'_> {
@@ -13,6 +13,7 @@ impl Validator<'_> {
         name: String,
         u: UpstreamFile,
         own: &[SocketAddr],
+        backend_header: bool,
     ) -> Result<UpstreamConfig, ConfigError> {
         let field = format!("upstream.{name}");
         let policy = match &u.balance {
@@ -107,59 +108,34 @@ impl Validator<'_> {
                 }
             }
         }
-        let health = match u.health {
-            None => None,
-            Some(h) => {
-                let path = match h.path {
-                    Some(p) if !p.get_ref().starts_with('/') => {
-                        return Err(ConfigError::RelativePath {
-                            at: self.at(p.span(), format!("{field}.health.path")),
-                        });
-                    }
-                    Some(p) => p.into_inner(),
-                    None => defaults::HEALTH_PATH.to_owned(),
-                };
-                Some(HealthCheck {
-                    interval: self.duration(
-                        h.interval,
-                        &format!("{field}.health.interval"),
-                        defaults::HEALTH_INTERVAL,
-                    )?,
-                    timeout: self.duration(
-                        h.timeout,
-                        &format!("{field}.health.timeout"),
-                        defaults::HEALTH_TIMEOUT,
-                    )?,
-                    path,
-                    expect: h.expect.unwrap_or_default(),
-                    rise: h.rise.unwrap_or(defaults::HEALTH_RISE).max(1),
-                    fall: h.fall.unwrap_or(defaults::HEALTH_FALL).max(1),
-                })
-            }
-        };
+        let (health, heartbeat) = self.health(&field, u.health)?;
         let passive = match u.passive {
             None => Passive::default(),
-            Some(p) => Passive {
-                failures: p.failures.unwrap_or(defaults::PASSIVE_FAILURES),
-                ejection: self.duration(
-                    p.ejection,
-                    &format!("{field}.passive.ejection"),
-                    defaults::PASSIVE_EJECTION,
+            Some(p) => self.passive(p, &field)?,
+        };
+        // "0s" turns slow start off (other durations refuse zero).
+        let slow_start = match u.slow_start {
+            None => defaults::SLOW_START,
+            Some(v) => match crate::config::values::parse_duration(v.get_ref()) {
+                Err(crate::config::error::DurationError::Zero) => Duration::ZERO,
+                _ => self.duration(
+                    Some(v),
+                    &format!("{field}.slow_start"),
+                    defaults::SLOW_START,
                 )?,
-                max_ejection: self.duration(
-                    p.max_ejection,
-                    &format!("{field}.passive.max_ejection"),
-                    defaults::PASSIVE_MAX_EJECTION,
-                )?,
-                max_ejected_percent: p
-                    .max_ejected_percent
-                    .unwrap_or(defaults::PASSIVE_MAX_EJECTED_PERCENT)
-                    .min(100),
             },
+        };
+        let retry_budget = match u.retry_budget {
+            None => RetryBudgetConfig::default(),
+            Some(b) => self.retry_budget(&field, b)?,
         };
         Ok(UpstreamConfig {
             health,
+            heartbeat,
             passive,
+            retry_budget,
+            slow_start,
+            backend_header: u.backend_header.unwrap_or(backend_header),
             backends,
             dns,
             resolve_interval: self.duration(
@@ -174,6 +150,56 @@ impl Validator<'_> {
                 .max_idle_per_backend
                 .unwrap_or(defaults::MAX_IDLE_PER_BACKEND),
             name,
+        })
+    }
+
+    /// `[upstream.NAME.passive]`: outlier detection and the breaker.
+    fn passive(&self, p: PassiveFile, field: &str) -> Result<Passive, ConfigError> {
+        let d = Passive::default();
+        Ok(Passive {
+            // `failures` is the old name; the new one wins when both are given.
+            consecutive_5xx: p
+                .consecutive_5xx
+                .or(p.failures)
+                .unwrap_or(d.consecutive_5xx),
+            consecutive_gateway_errors: p
+                .consecutive_gateway_errors
+                .unwrap_or(d.consecutive_gateway_errors),
+            consecutive_connect_failures: p
+                .consecutive_connect_failures
+                .unwrap_or(d.consecutive_connect_failures),
+            error_rate_percent: p
+                .error_rate_percent
+                .unwrap_or(d.error_rate_percent)
+                .min(100),
+            error_rate_window: self.duration(
+                p.error_rate_window,
+                &format!("{field}.passive.error_rate_window"),
+                d.error_rate_window,
+            )?,
+            error_rate_min_requests: p
+                .error_rate_min_requests
+                .unwrap_or(d.error_rate_min_requests)
+                .max(1),
+            ejection: self.duration(
+                p.ejection,
+                &format!("{field}.passive.ejection"),
+                defaults::PASSIVE_EJECTION,
+            )?,
+            max_ejection: self.duration(
+                p.max_ejection,
+                &format!("{field}.passive.max_ejection"),
+                defaults::PASSIVE_MAX_EJECTION,
+            )?,
+            max_ejected_percent: p
+                .max_ejected_percent
+                .unwrap_or(defaults::PASSIVE_MAX_EJECTED_PERCENT)
+                .min(100),
+            half_open_trials: p.half_open_trials.unwrap_or(d.half_open_trials).max(1),
+            half_open_successes: p
+                .half_open_successes
+                .unwrap_or(d.half_open_successes)
+                .max(1),
         })
     }
 }

@@ -18,7 +18,7 @@
 //! ([`H1Conn::is_idle_alive`]) or by the pool's reaper.
 
 use crate::body::{BackendClock, Phase, ReqBody};
-use crate::error::{BoxError, ErrorKind, ProxyError, Retry};
+use crate::error::{BoxError, ErrorKind, ProxyError, Retry, Side};
 use crate::http1::decode::{BodyError, Decoded, Decoder};
 use crate::http1::framing::{Framing, request_framing};
 use crate::http1::response::{self, ResponseHead};
@@ -94,10 +94,11 @@ impl H1Conn {
 }
 
 /// Why an exchange failed. Whether the request may go again is decided in
-/// `proxy::retry` from the facts here: the error's [`Retry`] (not a byte
-/// sent: `NotSent`; sent, but nothing came back and the body was not
-/// started: `MaybeSent`, the keep-alive race on a reused connection; else
-/// `Never`) and the body, if it is untouched.
+/// `proxy::retry` from the facts here: the error's [`Retry`] (the backend's
+/// doing and not a byte sent: `NotSent`; sent, but nothing came back:
+/// `MaybeSent`, e.g. the keep-alive race on a reused connection; else, a
+/// response begun or the client's body failing, `Never`) and the body, if
+/// it is untouched.
 #[derive(Debug)]
 pub struct Failed {
     pub error: ProxyError,
@@ -171,6 +172,10 @@ struct Upload {
     body_started: bool,
     /// Some request bytes reached the socket.
     wrote: bool,
+    /// We waited on the client for more of a started body, and the backend
+    /// has been sent nothing since: as far as it can tell, the client is
+    /// still awaited (see [`Exchange::closed_kind`]).
+    client_awaited: bool,
     /// A write failed; the backend may still have answered, so read on.
     write_error: Option<io::Error>,
 }
@@ -207,6 +212,7 @@ impl Upload {
             body,
             body_started: false,
             wrote: false,
+            client_awaited: false,
             write_error: None,
         }
     }
@@ -264,6 +270,8 @@ impl Upload {
                         Poll::Pending => {
                             // Nothing more for now: write what is queued.
                             if self.wbuf.is_empty() {
+                                self.client_awaited |=
+                                    self.body_started && self.body.waits_on_client();
                                 return Poll::Pending;
                             }
                             ready!(self.poll_write(cx, io));
@@ -300,7 +308,13 @@ impl Upload {
     fn poll_write(&mut self, cx: &mut Context<'_>, io: &mut UpstreamIo) -> Poll<()> {
         let before = self.wbuf.is_empty();
         match ready!(self.wbuf.poll_flush(io, cx)) {
-            Ok(()) => self.wrote |= !before,
+            Ok(()) if !before => {
+                self.wrote = true;
+                self.client_awaited = false;
+            }
+            Ok(()) => {}
+            // A write that fails leaves `client_awaited` as it was: the
+            // failure shows a close that came before it.
             Err(e) => self.write_failed(e),
         }
         Poll::Ready(())
@@ -328,13 +342,31 @@ impl Exchange<'_> {
         cx: &mut Context<'_>,
         conn: &mut H1Conn,
     ) -> Poll<Result<ResponseHead, Failed>> {
-        // Write side first: on a fresh request nothing can have arrived.
+        // The backend's side first while it has had nothing since we waited
+        // on the client: it may have acted meanwhile (a close, or an answer
+        // to what it has), and the client's next bytes may wake us at the
+        // same time. Else the write side: on a fresh request nothing can
+        // have arrived.
+        if self.upload.client_awaited
+            && let Poll::Ready(answered) = self.poll_response(cx, conn)
+        {
+            return Poll::Ready(answered);
+        }
         if !self.upload.is_done()
             && let Poll::Ready(Err(e)) = self.upload.poll_send(cx, &mut conn.io)
         {
             let kind = crate::http1::decode::client_body_kind(&*e);
             return Poll::Ready(Err(self.fail(kind, e)));
         }
+        self.poll_response(cx, conn)
+    }
+
+    /// Reads (and parses) until the response head, passing 1xx on.
+    fn poll_response(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut H1Conn,
+    ) -> Poll<Result<ResponseHead, Failed>> {
         loop {
             if !conn.rbuf.is_empty() {
                 match response::parse_response(&mut conn.rbuf, self.head_request) {
@@ -376,10 +408,12 @@ impl Exchange<'_> {
     /// Who is to blame when the backend ends the connection before its
     /// answer: the backend, unless it had part of the body and was waiting,
     /// as we were, on the client for more (a backend giving up on a slow
-    /// client). A body not yet started leaves it the backend's (and the
-    /// keep-alive race's).
+    /// client). That holds until a byte more reaches it: the client's next
+    /// bytes may arrive with its close (the write then fails, or the close
+    /// is read after it; both are the close that came first). A body not
+    /// yet started leaves it the backend's (and the keep-alive race's).
     fn closed_kind(&self) -> ErrorKind {
-        if self.upload.body_started && self.upload.phase() == Phase::Client {
+        if self.upload.client_awaited {
             ErrorKind::UpstreamClosedAwaitingClient
         } else {
             ErrorKind::UpstreamReset
@@ -388,7 +422,10 @@ impl Exchange<'_> {
 
     fn fail(&mut self, kind: ErrorKind, source: impl Into<BoxError>) -> Failed {
         let up = &mut self.upload;
-        let unanswered = !self.received && !up.body_started;
+        // Whether the body can go again is the body's to say (`failed.body`
+        // here, `proxy::replay` for a route with retries): the error says
+        // only whether the backend may have the request and answered nothing.
+        let unanswered = !self.received && kind.side() == Side::Upstream;
         let retry = match (unanswered, up.wrote) {
             (true, false) => Retry::NotSent,
             (true, true) => Retry::MaybeSent,

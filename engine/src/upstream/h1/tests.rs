@@ -78,6 +78,22 @@ fn get(path: &str) -> request::Parts {
     parts
 }
 
+/// A PUT of /doc, its 7-byte body sent by the client through `tx`, timed
+/// as the proxy times a client's body.
+fn put_doc() -> (request::Parts, crate::http1::body::BodySender, ReqBody) {
+    let (mut parts, ()) = Request::put("/doc").body(()).unwrap().into_parts();
+    parts
+        .headers
+        .insert(header::HOST, HeaderValue::from_static("backend"));
+    let decoder = Decoder::new(Framing::Length(7), 0);
+    let (tx, rx) = crate::http1::body::channel(decoder).unwrap();
+    (
+        parts,
+        tx,
+        ReqBody::H1(rx).timed(crate::body::BodyLimits::idle(LIMIT)),
+    )
+}
+
 fn back(pool: &Arc<Pool>) -> Return {
     Return {
         pool: pool.clone(),
@@ -392,14 +408,8 @@ async fn a_backend_closing_while_the_client_is_awaited_is_not_blamed() {
     ];
     for (sent, kind) in cases {
         let addr = closing_after(sent.len()).await;
-        let decoder = Decoder::new(Framing::Length(7), 0);
-        let (mut tx, rx) = crate::http1::body::channel(decoder).unwrap();
+        let (parts, mut tx, body) = put_doc();
         let mut c = conn(addr).await;
-        let (mut parts, ()) = Request::put("/doc").body(()).unwrap().into_parts();
-        parts
-            .headers
-            .insert(header::HOST, HeaderValue::from_static("backend"));
-        let body = ReqBody::H1(rx).timed(LIMIT);
         // The client sends `sent`, then nothing, and stays.
         let client = async {
             if !sent.is_empty() {
@@ -414,5 +424,107 @@ async fn a_backend_closing_while_the_client_is_awaited_is_not_blamed() {
             () = client => unreachable!(),
         };
         assert_eq!(failed.error.kind(), kind, "after {sent:?}");
+    }
+}
+
+/// How a scripted backend ends a connection.
+#[derive(Clone, Copy, Debug)]
+enum Close {
+    /// A FIN.
+    Fin,
+    /// An RST (`SO_LINGER` 0).
+    Reset,
+}
+
+/// A backend that reports once it has a request head and `body` bytes after
+/// it, then ends the connection the way `close` says when told to, and
+/// reports that too.
+async fn closing_when_told(
+    body: usize,
+    close: Close,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Receiver<()>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    use tokio::sync::oneshot;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (got_tx, got) = oneshot::channel();
+    let (told, told_rx) = oneshot::channel::<()>();
+    let (closed_tx, closed) = oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        while seen
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .is_none_or(|end| seen.len() < end + 4 + body)
+        {
+            let mut buf = [0u8; 1024];
+            let n = sock.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed first");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let _ = got_tx.send(());
+        let _ = told_rx.await;
+        if let Close::Reset = close {
+            sock.set_zero_linger().unwrap();
+        }
+        drop(sock);
+        let _ = closed_tx.send(());
+    });
+    (addr, got, told, closed)
+}
+
+/// The race of a backend giving up on a slow client: it ends the
+/// connection while we wait on the client's body, and the client's next
+/// bytes (here the last of the body) wake us before we have looked at the
+/// backend's side. The close came first, so the backend is not blamed,
+/// whether it is seen on the read side (a FIN) or as the refused write of
+/// those bytes (a reset). Before, the write ended the `Client` phase first
+/// and the backend was blamed (`UpstreamReset`, toward ejection).
+#[tokio::test]
+async fn a_backend_that_closed_while_the_client_was_awaited_is_not_blamed_when_its_bytes_come_first()
+ {
+    // Without the yield, a reset is (most likely) not reported yet when the
+    // exchange is polled: only the refused write shows it.
+    for (close, reported) in [
+        (Close::Fin, true),
+        (Close::Reset, true),
+        (Close::Reset, false),
+    ] {
+        let (addr, got, told, closed) = closing_when_told(3, close).await;
+        let (parts, mut tx, body) = put_doc();
+        let mut c = conn(addr).await;
+        let mut exchange = pin!(exchange(&mut c, &parts, body, LIMIT, None));
+        // The client sends "abc"; the exchange writes it and waits for more.
+        let client = async {
+            let want = std::future::poll_fn(|cx| tx.poll_want(cx)).await;
+            assert_eq!(want, crate::http1::body::Want::Frame);
+            tx.send(Ok(Frame::data(Bytes::from_static(b"abc"))));
+            got.await.unwrap();
+        };
+        tokio::select! {
+            _ = &mut exchange => panic!("{close:?}: the exchange ended early"),
+            () = client => {}
+        }
+        // The backend closes while the exchange is not polled; a yield lets
+        // the runtime's reactor see it, as it would during a real wait.
+        told.send(()).unwrap();
+        closed.await.unwrap();
+        if reported {
+            tokio::task::yield_now().await;
+        }
+        // The rest of the body arrives, and only then is the exchange polled.
+        tx.send(Ok(Frame::data(Bytes::from_static(b"defg"))));
+        let failed = exchange.await.unwrap_err();
+        assert_eq!(
+            failed.error.kind(),
+            ErrorKind::UpstreamClosedAwaitingClient,
+            "{close:?} (reported: {reported}): {:?}",
+            failed.error
+        );
     }
 }

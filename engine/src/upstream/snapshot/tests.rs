@@ -2,6 +2,11 @@ use super::*;
 use crate::balance::{PickKey, Policy};
 use std::time::Duration;
 
+const FAIL: Outcome = Outcome::Failure {
+    gateway: false,
+    connect: false,
+};
+
 fn addr(p: u16) -> BackendAddr {
     BackendAddr(([127, 0, 0, 1], p).into())
 }
@@ -11,7 +16,7 @@ fn config(ports: &[u16]) -> UpstreamConfig {
         ([127, 0, 0, 1], 0).into(),
         &ports.iter().map(|p| addr(*p).0).collect::<Vec<_>>(),
     );
-    c.upstreams[0].passive.failures = 2;
+    c.upstreams[0].passive.consecutive_5xx = 2;
     c.upstreams.remove(0)
 }
 
@@ -28,9 +33,8 @@ fn key(h: &http::HeaderMap) -> PickKey<'_> {
 
 /// Fails `b` until the group is asked to eject it.
 fn fail(g: &Group, b: &Backend) {
-    for _ in 0..g.passive.failures {
-        b.record_failure();
-        g.record_outcome(b, true);
+    for _ in 0..g.passive.consecutive_5xx {
+        g.record_outcome(b, FAIL);
     }
 }
 
@@ -80,7 +84,8 @@ fn passive_ejection_respects_the_cap() {
     assert_eq!(g.load().backends.len(), 1, "second would exceed the cap");
     g.readmit_expired(Instant::now() + Duration::from_secs(3600));
     g.settle();
-    assert_eq!(g.load().backends.len(), 2);
+    assert_eq!(g.load().backends.len(), 1, "cooled: half-open, not closed");
+    assert_eq!(g.load().half_open.len(), 1);
 }
 
 #[test]
@@ -89,7 +94,7 @@ fn a_success_after_the_ask_cancels_the_ejection() {
     let b1 = g.member(addr(1)).unwrap();
     let hold = g.rotation.members();
     fail(&g, &b1);
-    g.record_outcome(&b1, false);
+    g.record_outcome(&b1, Outcome::Success);
     drop(hold);
     g.settle();
     assert_eq!(g.load().backends.len(), 2, "the streak was broken");

@@ -1,0 +1,192 @@
+//! A route's `[route.retry]`: a failed try goes again on another backend,
+//! as far as the route's policy, the body kept and the group's budget allow.
+
+use super::{Answered, Target, backoff, is_idempotent, once, pick, reshape};
+use crate::body::ReqBody;
+use crate::config::{RetryMethods, RetryPolicy};
+use crate::error::{ErrorKind, ProxyError, Retry, Side};
+use crate::proxy::forward;
+use crate::proxy::replay::Replay;
+use crate::upstream::Backend;
+use http::{Method, Request, StatusCode, request};
+use std::sync::Arc;
+
+/// Whether the route may send a request with this method twice.
+pub(super) fn allows(p: &RetryPolicy, method: &Method) -> bool {
+    match &p.methods {
+        RetryMethods::Idempotent => is_idempotent(method),
+        RetryMethods::Listed(list) => list.contains(method),
+        RetryMethods::All => true,
+    }
+}
+
+/// How a try ended, as the decision sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    /// A response head; nothing of it has gone to the client yet.
+    Status(StatusCode),
+    Failed(&'a ProxyError),
+}
+
+/// Whether a try that ended so, the `tried`-th, goes again (the budget
+/// aside). `replayable`: the body sent so far can be sent again.
+pub fn retry_after(p: &RetryPolicy, tried: u32, outcome: Outcome<'_>, replayable: bool) -> bool {
+    tried < p.attempts
+        && replayable
+        && match outcome {
+            Outcome::Status(s) => p.statuses.contains(&s.as_u16()),
+            // The backend's doing, and nothing of its answer came back
+            // (`Never` is a response begun, or a client that failed).
+            Outcome::Failed(e) => {
+                e.side() == Side::Upstream
+                    && e.kind() != ErrorKind::NoBackend
+                    && e.retryable() != Retry::Never
+            }
+        }
+}
+
+/// Tries `backend`, then others, as `p` allows. The body is kept as it is
+/// sent ([`Replay`]), each try reads it from the start.
+pub(super) async fn retrying(
+    t: &Target<'_>,
+    p: &RetryPolicy,
+    mut backend: Arc<Backend>,
+    parts: request::Parts,
+    body: ReqBody,
+) -> Result<Answered, ProxyError> {
+    let budget = &t.group.retry_budget;
+    budget.deposit();
+    let replay =
+        (!http_body::Body::is_end_stream(&body)).then(|| Replay::new(body, p.replay_buffer));
+    let mut tried = 1;
+    loop {
+        let body = replay.as_ref().map_or(ReqBody::Empty, Replay::body);
+        let outcome = attempt(t, p, &backend, copy(&parts), body).await;
+        let (went_to, decision) = match &outcome {
+            Ok(a) => (&a.backend, Outcome::Status(a.response.status())),
+            Err(e) => (&backend, Outcome::Failed(e)),
+        };
+        let replayable = replay.as_ref().is_none_or(Replay::replayable);
+        if !retry_after(p, tried, decision, replayable) {
+            return outcome;
+        }
+        if !budget.withdraw() {
+            tracing::warn!(group = %t.group.name, backend = %went_to.addr, tried, "retry budget exhausted: not retrying");
+            return outcome;
+        }
+        let Some(next) = pick_other(t, &parts, went_to.id) else {
+            return outcome;
+        };
+        match &outcome {
+            Ok(a) => {
+                tracing::info!(group = %t.group.name, backend = %went_to.addr, status = a.response.status().as_u16(), tried, "retrying on another backend")
+            }
+            Err(e) => {
+                tracing::info!(group = %t.group.name, backend = %went_to.addr, error = %e, tried, "retrying on another backend")
+            }
+        }
+        // A retried response is dropped here, unsent (its connection closes).
+        drop(outcome);
+        tokio::time::sleep(backoff::delay(tried, p.backoff_base, p.backoff_max)).await;
+        backend = next;
+        tried += 1;
+    }
+}
+
+/// One try, within the per-try timeout if there is one.
+async fn attempt(
+    t: &Target<'_>,
+    p: &RetryPolicy,
+    backend: &Arc<Backend>,
+    mut parts: request::Parts,
+    body: ReqBody,
+) -> Result<Answered, ProxyError> {
+    // HTTP/2 targets name their backend.
+    reshape(t, &mut parts, backend)?;
+    let Some(limit) = p.per_try_timeout else {
+        return once(t, backend.clone(), parts, body).await;
+    };
+    match tokio::time::timeout(limit, once(t, backend.clone(), parts, body)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            // Ended before any response byte: the try may have reached
+            // the backend, as a reset would.
+            let e = ProxyError::with_source(ErrorKind::UpstreamTimeout, "per-try timeout")
+                .retry(Retry::MaybeSent);
+            forward::record_failure(t.group, backend, &e);
+            Err(e)
+        }
+    }
+}
+
+/// Another backend than `failed` when the group has one: a balancer may land
+/// on the excluded one again (round robin's turn, a hash), so a few picks,
+/// then any backend at all.
+fn pick_other(t: &Target<'_>, parts: &request::Parts, failed: u64) -> Option<Arc<Backend>> {
+    (0..3)
+        .find_map(|_| pick(t, parts, Some(failed)))
+        .or_else(|| pick(t, parts, None))
+}
+
+/// The request head again, for one try (its extensions are not needed
+/// past routing: an upgrade is never retried).
+fn copy(parts: &request::Parts) -> request::Parts {
+    let (mut copy, ()) = Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 3,
+            ..RetryPolicy::default()
+        }
+    }
+
+    #[test]
+    fn idempotent_methods_by_default_else_as_configured() {
+        let mut p = policy();
+        assert!(allows(&p, &Method::GET) && allows(&p, &Method::PUT));
+        assert!(!allows(&p, &Method::POST));
+        p.methods = RetryMethods::Listed(vec![Method::POST]);
+        assert!(allows(&p, &Method::POST) && !allows(&p, &Method::GET));
+        p.methods = RetryMethods::All;
+        assert!(allows(&p, &Method::PATCH));
+    }
+
+    #[test]
+    fn listed_statuses_and_upstream_failures_go_again_while_tries_remain() {
+        let p = policy();
+        let s503 = Outcome::Status(StatusCode::SERVICE_UNAVAILABLE);
+        assert!(retry_after(&p, 1, s503, true));
+        assert!(retry_after(&p, 2, s503, true));
+        assert!(!retry_after(&p, 3, s503, true), "out of tries");
+        assert!(!retry_after(&p, 1, s503, false), "body not kept");
+        assert!(!retry_after(
+            &p,
+            1,
+            Outcome::Status(StatusCode::INTERNAL_SERVER_ERROR),
+            true
+        ));
+        assert!(!retry_after(&p, 1, Outcome::Status(StatusCode::OK), true));
+
+        let reset = ProxyError::new(ErrorKind::UpstreamReset).retry(Retry::MaybeSent);
+        let refused = ProxyError::new(ErrorKind::ConnectFailed).retry(Retry::NotSent);
+        assert!(retry_after(&p, 1, Outcome::Failed(&reset), true));
+        assert!(retry_after(&p, 1, Outcome::Failed(&refused), true));
+        // A response that began, a client that failed, an empty group: never.
+        let begun = ProxyError::new(ErrorKind::UpstreamProtocol);
+        let client = ProxyError::new(ErrorKind::ClientAborted).retry(Retry::MaybeSent);
+        let empty = ProxyError::new(ErrorKind::NoBackend).retry(Retry::NotSent);
+        for e in [&begun, &client, &empty] {
+            assert!(!retry_after(&p, 1, Outcome::Failed(e), true), "{e}");
+        }
+    }
+}
