@@ -81,6 +81,37 @@ impl Validator<'_> {
         at(self.text, self.path, span, field)
     }
 
+    /// A route's or a limit's `host`: exact or `*.suffix`, lowercased.
+    fn host_pattern(
+        &self,
+        host: Option<Spanned<String>>,
+        field: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(h) = host else { return Ok(None) };
+        let v = h.get_ref().to_ascii_lowercase();
+        let bare = v.strip_prefix("*.").unwrap_or(&v);
+        if bare.is_empty() || bare.contains(['*', '/', ' ']) {
+            return Err(ConfigError::RouteHost {
+                at: self.at(h.span(), format_args!("{field}.host")),
+            });
+        }
+        Ok(Some(v))
+    }
+
+    /// A route's or a limit's `path` prefix: absolute.
+    fn path_prefix(
+        &self,
+        path: Option<Spanned<String>>,
+        field: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        match path {
+            Some(p) if !p.get_ref().starts_with('/') => Err(ConfigError::RelativePath {
+                at: self.at(p.span(), format_args!("{field}.path")),
+            }),
+            p => Ok(p.map(Spanned::into_inner)),
+        }
+    }
+
     fn config(&self, f: FileConfig) -> Result<Config, ConfigError> {
         let workers = match f.workers {
             Some(w) => self.bounded(Some(w), "workers", 1, 1024, 1)?,
@@ -334,28 +365,10 @@ impl Validator<'_> {
                 at: self.at(r.upstream.span(), format!("{field}.upstream")),
                 name: r.upstream.get_ref().clone(),
             })?;
-        let host = match r.host {
-            Some(h) => {
-                let v = h.get_ref().to_ascii_lowercase();
-                let bare = v.strip_prefix("*.").unwrap_or(&v);
-                if bare.is_empty() || bare.contains(['*', '/', ' ']) {
-                    return Err(ConfigError::RouteHost {
-                        at: self.at(h.span(), format!("{field}.host")),
-                    });
-                }
-                Some(v)
-            }
-            None => None,
-        };
-        let path = match r.path {
-            Some(p) if !p.get_ref().starts_with('/') => {
-                return Err(ConfigError::RelativePath {
-                    at: self.at(p.span(), format!("{field}.path")),
-                });
-            }
-            Some(p) => p.into_inner(),
-            None => "/".to_owned(),
-        };
+        let host = self.host_pattern(r.host, &field)?;
+        let path = self
+            .path_prefix(r.path, &field)?
+            .unwrap_or_else(|| "/".to_owned());
         let retry = match r.retry {
             Some(retry) => Some(Arc::new(self.retry(&field, retry)?)),
             None => None,

@@ -44,27 +44,8 @@ impl Validator<'_> {
                 1 << 24,
                 (rate.ceil() as u32).max(1),
             )?;
-            let host = match r.host {
-                Some(h) => {
-                    let v = h.get_ref().to_ascii_lowercase();
-                    let bare = v.strip_prefix("*.").unwrap_or(&v);
-                    if bare.is_empty() || bare.contains(['*', '/', ' ']) {
-                        return Err(ConfigError::RouteHost {
-                            at: self.at(h.span(), format_args!("{field}.host")),
-                        });
-                    }
-                    Some(v)
-                }
-                None => None,
-            };
-            let path = match r.path {
-                Some(p) if !p.get_ref().starts_with('/') => {
-                    return Err(ConfigError::RelativePath {
-                        at: self.at(p.span(), format_args!("{field}.path")),
-                    });
-                }
-                p => p.map(Spanned::into_inner),
-            };
+            let host = self.host_pattern(r.host, &field)?;
+            let path = self.path_prefix(r.path, &field)?;
             if r.global && !have_redis {
                 return Err(ConfigError::GlobalWithoutRedis {
                     at: self.at(r.name.span(), format_args!("{field}.global")),
