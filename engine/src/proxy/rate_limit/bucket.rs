@@ -35,7 +35,11 @@ impl Bucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+            // Finite and bounded whatever the level (a global level comes
+            // from Redis): `from_secs_f64` would panic past `Duration::MAX`.
+            let wait = ((1.0 - self.tokens) / rate).min(MAX_WAIT_SECS);
+            Err(Duration::try_from_secs_f64(wait)
+                .unwrap_or(Duration::from_secs(MAX_WAIT_SECS as u64)))
         }
     }
 
@@ -60,6 +64,10 @@ impl Bucket {
     }
 }
 
+/// The longest wait a bucket reports (a day): a `Retry-After` past it says
+/// nothing more useful, and it keeps the arithmetic finite.
+const MAX_WAIT_SECS: f64 = 86_400.0;
+
 /// `Retry-After` for a wait: whole seconds, rounded up, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     let s = wait.as_secs_f64().ceil() as u64;
@@ -69,6 +77,17 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_level_gives_a_finite_bounded_wait() {
+        let t0 = Instant::now();
+        for level in [-1e300, f64::MIN, -1e12, -0.5] {
+            let mut b = Bucket::full(1.0, t0);
+            b.set(level, t0);
+            let wait = b.take(0.001, 1.0, t0).expect_err("in debt");
+            assert!(wait <= Duration::from_secs(86_400), "{level}: {wait:?}");
+        }
+    }
 
     #[test]
     fn burst_then_refill_at_rate() {

@@ -34,6 +34,10 @@ use tokio::time::Instant;
 /// Keys idle longer than this are not synced: their buckets refill locally
 /// and catch up on the shared level at their next use's sync.
 const ACTIVE: Duration = Duration::from_secs(10);
+/// The most a level read from Redis may say either way (tokens, or debt):
+/// far past any burst (at most 2^24) and any debt a sync can run up, and
+/// small enough that the wait for a token is a finite `Duration`.
+const MAX_DEBT: f64 = 1e12;
 
 /// The shared bucket: refill by Redis's clock, take `ARGV[3]`, store, and
 /// return the level as text (a Lua number reply would be truncated to an
@@ -167,8 +171,11 @@ async fn sync_once(
     let levels: Vec<String> = pipe.query_async(c).await?;
     let now = Instant::now();
     for (r, level) in reports.iter().zip(levels) {
-        let Ok(level) = level.parse::<f64>() else {
-            continue;
+        // Whatever Redis says ("-inf", "nan", 1e308) stays a level a
+        // bucket can hold: no wait computed from it may overflow.
+        let level = match level.parse::<f64>() {
+            Ok(l) if l.is_finite() => l.clamp(-MAX_DEBT, MAX_DEBT),
+            _ => continue,
         };
         limits.limits[r.limit].table.with(r.key, |e| {
             // What was taken since this report was made is still local.

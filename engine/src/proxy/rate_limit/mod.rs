@@ -96,7 +96,7 @@ impl Limit {
                 };
                 let key = t.hash(2, v.as_bytes());
                 t.take(key, rate, burst, now, || {
-                    global.then(|| v.as_bytes().into())
+                    global.then(|| header_key_name(v.as_bytes()))
                 })
             }
         }
@@ -143,5 +143,44 @@ impl RateLimits {
             l.check(req, now)?;
         }
         Ok(())
+    }
+}
+
+/// The name of a header value's global bucket (kept in the table entry and
+/// in the Redis key): the value itself when short and printable, so an
+/// operator can read it in Redis; else `sha256:` and its digest in hex, so
+/// a header value of up to `limits.max_header_bytes` costs 71 bytes per key
+/// here and in every sync, not its own length.
+fn header_key_name(value: &[u8]) -> Box<[u8]> {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    const SHORT: usize = 64;
+    if value.len() <= SHORT && value.iter().all(|b| b.is_ascii_graphic()) {
+        return value.into();
+    }
+    let mut name = String::with_capacity(7 + 64);
+    name.push_str("sha256:");
+    for b in Sha256::digest(value) {
+        let _ = write!(name, "{b:02x}");
+    }
+    name.into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_key_name;
+
+    #[test]
+    fn a_header_value_names_its_bucket_in_bounded_bytes() {
+        assert_eq!(&*header_key_name(b"tenant-42"), b"tenant-42");
+        let long = vec![b'a'; 32 * 1024];
+        let name = header_key_name(&long);
+        assert_eq!(name.len(), 7 + 64);
+        assert!(name.starts_with(b"sha256:"));
+        // Stable across processes (the replicas must agree), and distinct.
+        assert_eq!(name, header_key_name(&long));
+        assert_ne!(name, header_key_name(&long[1..]));
+        // Not printable: hashed too (a Redis key stays plain text).
+        assert!(header_key_name(b"a b").starts_with(b"sha256:"));
     }
 }
