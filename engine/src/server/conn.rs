@@ -260,7 +260,7 @@ where
         Ok(h1::Busy::Idle) => Some(io),
         Ok(h1::Busy::Closed) => None,
         Ok(h1::Busy::Upgrade(upgrade)) => {
-            upgrade.hand_over(io);
+            upgrade.hand_over(Holding { io, _ctx: ctx });
             None
         }
         Err(e) => {
@@ -292,7 +292,7 @@ where
         );
         match served.await {
             Ok(None) => {}
-            Ok(Some(upgrade)) => upgrade.hand_over(io),
+            Ok(Some(upgrade)) => upgrade.hand_over(Holding { io, _ctx: ctx }),
             Err(e) => h1_failed(&ctx, &e),
         }
     }
@@ -342,6 +342,56 @@ fn h1_failed(ctx: &ConnCtx, e: &h1::ConnError) {
         tracing::debug!(client = %ctx.client, error = %e, "connection ended with an error");
     } else {
         tracing::warn!(client = %ctx.client, error = %e, "connection ended with an error");
+    }
+}
+
+/// An upgraded connection's socket, with its connection's context: the
+/// tunnel outlives the connection task, and the context holds the
+/// connection's place under its listener's limits (`server::conn_limit`),
+/// which must last as long as the socket is open (else a client could open
+/// WebSockets past `max_connections` until the process ran out of fds).
+struct Holding<I> {
+    io: I,
+    _ctx: Arc<ConnCtx>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Holding<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Holding<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

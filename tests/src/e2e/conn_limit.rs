@@ -28,13 +28,23 @@ async fn proxy_with(limit: ConnLimit) -> (Proxy, Origin) {
 /// `Some` with the connection kept open if it was answered, `None` if the
 /// proxy closed it without an answer.
 async fn try_request(proxy: SocketAddr, from: [u8; 4]) -> Option<TcpStream> {
+    try_send(proxy, from, REQUEST, b"HTTP/1.1 200").await
+}
+
+/// Like [`try_request`] for any `request` whose answer starts with `expect`.
+async fn try_send(
+    proxy: SocketAddr,
+    from: [u8; 4],
+    request: &[u8],
+    expect: &[u8],
+) -> Option<TcpStream> {
     let socket = TcpSocket::new_v4().expect("socket");
     socket
         .bind(SocketAddr::from((from, 0)))
         .expect("bind a loopback source");
     let mut s = socket.connect(proxy).await.expect("connect");
     // A refused connection may already be closed (write fails with a reset).
-    if s.write_all(REQUEST).await.is_err() {
+    if s.write_all(request).await.is_err() {
         return None;
     }
     let mut buf = [0u8; 512];
@@ -43,7 +53,7 @@ async fn try_request(proxy: SocketAddr, from: [u8; 4]) -> Option<TcpStream> {
         .expect("an answer or a close");
     match n {
         Ok(n) if n > 0 => {
-            assert!(buf.starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+            assert!(buf.starts_with(expect), "{:?}", &buf[..n]);
             Some(s)
         }
         _ => None,
@@ -136,4 +146,47 @@ async fn in_backlog_mode_connections_wait_and_are_all_served() {
         assert_eq!(raw.read_response().await.status, 200);
     }
     assert_eq!(origin.request_count(), 3);
+}
+
+/// An upgraded connection (a WebSocket tunnel) keeps its place under the
+/// limits while it is open: the connection task ends at the 101, the socket
+/// does not, and before the fix the slot went with the task.
+#[tokio::test]
+async fn an_open_websocket_keeps_its_connection_slot() {
+    let origin = Origin::http1()
+        .route("/ws", super::upgrade::websocket_echo)
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
+    let mut c = config(&[origin.addr()]);
+    c.listeners[0].conn_limit = ConnLimit {
+        max_connections_per_client: Some(1),
+        ..ConnLimit::default()
+    };
+    let proxy = Proxy::start(&c).await;
+    let from = [127, 0, 0, 3];
+    let mut tunnel = None;
+    for _ in 0..200 {
+        tunnel = try_send(
+            proxy.addr(),
+            from,
+            super::upgrade::HANDSHAKE,
+            b"HTTP/1.1 101",
+        )
+        .await;
+        if tunnel.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let tunnel = tunnel.expect("the WebSocket handshake is answered");
+    for _ in 0..3 {
+        assert!(
+            try_request(proxy.addr(), from).await.is_none(),
+            "the open tunnel holds the client's only slot"
+        );
+    }
+    // Closing the tunnel gives the slot back.
+    drop(tunnel);
+    let _next = served(proxy.addr(), from).await;
 }

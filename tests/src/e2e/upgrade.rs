@@ -12,7 +12,7 @@ use sluice_e2e::harness::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The client's WebSocket handshake for `/ws` (RFC 6455's example key).
-const HANDSHAKE: &[u8] =
+pub(crate) const HANDSHAKE: &[u8] =
     b"GET /ws HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
