@@ -109,6 +109,8 @@ impl Replay {
     pub fn body(&self) -> ReqBody {
         let mut kept = self.shared.lock();
         kept.generation = kept.generation.wrapping_add(1);
+        // Not the last try's wait on the client: this one sends first.
+        kept.source.set_try_waiting(false);
         ReqBody::Replay(ReplayBody {
             shared: self.shared.clone(),
             generation: kept.generation,
@@ -167,7 +169,14 @@ impl ReplayBody {
         }
         let item = match Pin::new(&mut kept.source).poll_frame(cx) {
             Poll::Ready(item) => item,
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // The source marks only the start of a wait, which may
+                // have been an earlier try's.
+                if kept.source.waits_on_client() {
+                    kept.source.set_try_waiting(true);
+                }
+                return Poll::Pending;
+            }
         };
         match &item {
             Some(Ok(frame)) => {
@@ -360,6 +369,30 @@ mod tests {
         assert!(replay.replayable());
         let mut second = replay.body();
         assert_eq!(next(&mut second).await.as_deref(), Some(&b"123456789"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_new_try_does_not_start_in_the_last_ones_wait_on_the_client() {
+        use crate::body::{BodyLimits, Phase};
+        let (mut tx, src) = source();
+        let mut src = src.timed(BodyLimits::idle(std::time::Duration::from_secs(60)));
+        let progress = src.progress().expect("timed");
+        let replay = Replay::new(src, 1024);
+        let cx = &mut Context::from_waker(std::task::Waker::noop());
+        let mut first = replay.body();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"hello"))));
+        assert_eq!(next(&mut first).await.as_deref(), Some(&b"hello"[..]));
+        assert!(Pin::new(&mut first).poll_frame(cx).is_pending());
+        assert_eq!(progress.phase(cx), Phase::Client);
+        let mut second = replay.body();
+        assert_eq!(
+            progress.phase(cx),
+            Phase::Sending,
+            "the kept frames go first"
+        );
+        assert_eq!(next(&mut second).await.as_deref(), Some(&b"hello"[..]));
+        assert!(Pin::new(&mut second).poll_frame(cx).is_pending());
+        assert_eq!(progress.phase(cx), Phase::Client, "then the client's move");
     }
 
     #[test]
