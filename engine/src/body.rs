@@ -115,6 +115,30 @@ impl ReqBody {
     }
 }
 
+impl ReqBody {
+    /// For a body kept for retries (`proxy::replay`), whose phase a new try
+    /// inherits from the last: `waiting` says whether the try at hand waits
+    /// on the client (a try starts by sending the frames kept, the backend's
+    /// move). Only `Client` and `Sending` swap; `Sent` and `Failed` stay.
+    pub(crate) fn set_try_waiting(&self, waiting: bool) {
+        if let ReqBody::Timed(TimedBody {
+            progress: Some(p), ..
+        }) = self
+        {
+            let mut s = p.state.lock();
+            let phase = match (s.0, waiting) {
+                (Phase::Sending, true) => Phase::Client,
+                (Phase::Client, false) => Phase::Sending,
+                _ => return,
+            };
+            s.0 = phase;
+            if let Some(w) = s.1.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
 impl Body for ReqBody {
     type Data = Bytes;
     /// Boxed only when a body fails (a cold path); hyper's client takes any

@@ -40,10 +40,15 @@ struct Kept {
     source: ReqBody,
     /// What was taken from `source` so far, while it fits in `limit`.
     frames: Vec<Kept1>,
+    /// Frames taken from `source` so far (`frames.len()` until spoiled): a
+    /// handle reads `source` itself only once it has sent as many.
+    taken: usize,
     kept_bytes: usize,
     limit: usize,
     /// Past `limit`, or the client's body failed: no more tries.
     spoiled: bool,
+    /// The client's body failed: what it yields next is no body's rest.
+    failed: bool,
     /// `source` has ended.
     ended: bool,
     /// The current try; other handles are superseded.
@@ -61,6 +66,13 @@ enum Kept1 {
 #[error("request body superseded by a retry")]
 pub struct Superseded;
 
+/// What a handle yields when the frames it has still to send were dropped
+/// (the buffer outgrew its limit, or the client's body failed) after its
+/// try began: never a body with a hole in it.
+#[derive(Debug, thiserror::Error)]
+#[error("request body no longer kept for this try")]
+pub struct Lost;
+
 impl Replay {
     /// Keeps up to `limit` bytes of `body` (already timed) for replays.
     pub fn new(body: ReqBody, limit: usize) -> Replay {
@@ -68,9 +80,11 @@ impl Replay {
             shared: Arc::new(Mutex::new(Kept {
                 source: body,
                 frames: Vec::new(),
+                taken: 0,
                 kept_bytes: 0,
                 limit,
                 spoiled: false,
+                failed: false,
                 ended: false,
                 generation: 0,
             })),
@@ -82,11 +96,21 @@ impl Replay {
         !self.shared.lock().spoiled
     }
 
+    /// Ends the current try: its handle is superseded and takes nothing
+    /// more from the client (call it as soon as the try is over, so that a
+    /// backend still reading its body between tries cannot spoil the next).
+    pub fn retire(&self) {
+        let mut kept = self.shared.lock();
+        kept.generation = kept.generation.wrapping_add(1);
+    }
+
     /// The body for the next try, from its first byte. Earlier handles are
     /// superseded.
     pub fn body(&self) -> ReqBody {
         let mut kept = self.shared.lock();
         kept.generation = kept.generation.wrapping_add(1);
+        // Not the last try's wait on the client: this one sends first.
+        kept.source.set_try_waiting(false);
         ReqBody::Replay(ReplayBody {
             shared: self.shared.clone(),
             generation: kept.generation,
@@ -108,7 +132,7 @@ impl ReplayBody {
     /// Whether the client has the next move (see `ReqBody::waits_on_client`).
     pub fn waits_on_client(&self) -> bool {
         let kept = self.shared.lock();
-        self.next >= kept.frames.len() && kept.source.waits_on_client()
+        self.next >= kept.taken && kept.source.waits_on_client()
     }
 
     /// The client's body's progress (see `ReqBody::progress`).
@@ -125,34 +149,55 @@ impl ReplayBody {
         if kept.generation != self.generation {
             return Poll::Ready(Some(Err(Superseded.into())));
         }
-        if !kept.spoiled && self.next < kept.frames.len() {
-            let frame = match &kept.frames[self.next] {
+        if self.next < kept.taken {
+            // Behind the client's body: from the kept frames, or not at all.
+            let Some(kept1) = kept.frames.get(self.next).filter(|_| !kept.spoiled) else {
+                return Poll::Ready(Some(Err(Lost.into())));
+            };
+            let frame = match kept1 {
                 Kept1::Data(d) => Frame::data(d.clone()),
                 Kept1::Trailers(t) => Frame::trailers(t.clone()),
             };
             self.next += 1;
             return Poll::Ready(Some(Ok(frame)));
         }
+        if kept.failed {
+            return Poll::Ready(Some(Err(Lost.into())));
+        }
         if kept.ended {
             return Poll::Ready(None);
         }
         let item = match Pin::new(&mut kept.source).poll_frame(cx) {
             Poll::Ready(item) => item,
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // The source marks only the start of a wait, which may
+                // have been an earlier try's.
+                if kept.source.waits_on_client() {
+                    kept.source.set_try_waiting(true);
+                }
+                return Poll::Pending;
+            }
         };
         match &item {
-            Some(Ok(frame)) => kept.keep(frame),
-            Some(Err(_)) => kept.spoil(),
+            Some(Ok(frame)) => {
+                kept.taken += 1;
+                kept.keep(frame);
+            }
+            Some(Err(_)) => {
+                kept.failed = true;
+                kept.spoil();
+            }
             None => kept.ended = true,
         }
-        self.next = kept.frames.len();
+        self.next = kept.taken;
         Poll::Ready(item)
     }
 
     pub fn is_end_stream(&self) -> bool {
         let kept = self.shared.lock();
-        (kept.spoiled || self.next >= kept.frames.len())
-            && (kept.ended || kept.source.is_end_stream())
+        // A handle behind a spoiled buffer is not at its end: it has an
+        // error to yield.
+        self.next >= kept.taken && !kept.failed && (kept.ended || kept.source.is_end_stream())
     }
 
     /// What this try has still to send: the kept frames from `next`, then
@@ -192,6 +237,8 @@ impl Kept {
             let size = t.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
             (Kept1::Trailers(t.clone()), size)
         } else {
+            // A kind of frame it cannot copy: the body cannot be sent again.
+            self.spoil();
             return;
         };
         self.kept_bytes = self.kept_bytes.saturating_add(size);
@@ -270,6 +317,82 @@ mod tests {
         assert!(!replay.replayable());
         tx.finish();
         assert_eq!(next(&mut first).await, None);
+    }
+
+    async fn fails(body: &mut ReqBody) -> bool {
+        let item = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
+        matches!(item, Some(Err(_)))
+    }
+
+    #[tokio::test]
+    async fn a_try_behind_a_buffer_spoiled_since_it_began_fails_not_sends_the_tail() {
+        let (mut tx, src) = source();
+        let replay = Replay::new(src, 8);
+        let mut first = replay.body();
+        // The first try's backend answered, and (on a task of its own)
+        // read on past the buffer's limit before the next try began.
+        tx.send(Ok(Frame::data(Bytes::from_static(b"hello "))));
+        assert_eq!(next(&mut first).await.as_deref(), Some(&b"hello "[..]));
+        tx.send(Ok(Frame::data(Bytes::from_static(b"world"))));
+        assert_eq!(next(&mut first).await.as_deref(), Some(&b"world"[..]));
+        assert!(!replay.replayable());
+        // A try from the first byte: the client's tail would look like a
+        // whole body.
+        let mut second = replay.body();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"tail"))));
+        tx.finish();
+        assert!(!second.is_end_stream());
+        assert!(fails(&mut second).await, "never the tail alone");
+    }
+
+    #[tokio::test]
+    async fn a_try_after_the_client_body_failed_fails_not_ends_clean() {
+        let (mut tx, src) = source();
+        let replay = Replay::new(src, 1024);
+        let mut first = replay.body();
+        tx.send(Err(crate::http1::decode::BodyError::Incomplete));
+        assert!(fails(&mut first).await);
+        assert!(!replay.replayable());
+        let mut second = replay.body();
+        assert!(!second.is_end_stream());
+        assert!(fails(&mut second).await, "an empty body is no body");
+    }
+
+    #[tokio::test]
+    async fn a_retired_try_takes_nothing_more_from_the_client() {
+        let (mut tx, src) = source();
+        let replay = Replay::new(src, 8);
+        let mut first = replay.body();
+        replay.retire();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"123456789"))));
+        assert!(fails(&mut first).await);
+        assert!(replay.replayable());
+        let mut second = replay.body();
+        assert_eq!(next(&mut second).await.as_deref(), Some(&b"123456789"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_new_try_does_not_start_in_the_last_ones_wait_on_the_client() {
+        use crate::body::{BodyLimits, Phase};
+        let (mut tx, src) = source();
+        let mut src = src.timed(BodyLimits::idle(std::time::Duration::from_secs(60)));
+        let progress = src.progress().expect("timed");
+        let replay = Replay::new(src, 1024);
+        let cx = &mut Context::from_waker(std::task::Waker::noop());
+        let mut first = replay.body();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"hello"))));
+        assert_eq!(next(&mut first).await.as_deref(), Some(&b"hello"[..]));
+        assert!(Pin::new(&mut first).poll_frame(cx).is_pending());
+        assert_eq!(progress.phase(cx), Phase::Client);
+        let mut second = replay.body();
+        assert_eq!(
+            progress.phase(cx),
+            Phase::Sending,
+            "the kept frames go first"
+        );
+        assert_eq!(next(&mut second).await.as_deref(), Some(&b"hello"[..]));
+        assert!(Pin::new(&mut second).poll_frame(cx).is_pending());
+        assert_eq!(progress.phase(cx), Phase::Client, "then the client's move");
     }
 
     #[test]

@@ -85,9 +85,18 @@ pub(super) async fn retrying(
                 tracing::info!(group = %t.group.name, backend = %went_to.addr, error = %e, tried, "retrying on another backend")
             }
         }
+        // The try is over: its body stops reading the client's now, not
+        // after the backoff (hyper's HTTP/2 client pipes it on a task of its
+        // own, which could otherwise spoil the kept body meanwhile).
+        if let Some(r) = &replay {
+            r.retire();
+        }
+        tokio::time::sleep(backoff::delay(tried, p.backoff_base, p.backoff_max)).await;
+        if !replay.as_ref().is_none_or(Replay::replayable) {
+            return outcome;
+        }
         // A retried response is dropped here, unsent (its connection closes).
         drop(outcome);
-        tokio::time::sleep(backoff::delay(tried, p.backoff_base, p.backoff_max)).await;
         backend = next;
         tried += 1;
     }
