@@ -168,13 +168,6 @@ pub async fn connect(
         drop(in_flight);
         backend = next.ok_or(ErrorKind::NoBackend)?;
         in_flight = backend.begin();
-        if !in_flight.admitted() {
-            // The second pick was refused too (the same drained backend
-            // from a snapshot not yet republished, or another half-open one
-            // full of trials): a 503 rather than a request a drain may not
-            // have counted, or a trial past the cap.
-            return Err(ErrorKind::NoBackend.into());
-        }
         reshape(t, parts, &backend)?;
     }
     let e = match forward::checkout(t.pool, t.group, &backend, t.timeouts).await {
