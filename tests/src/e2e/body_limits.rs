@@ -9,13 +9,13 @@
 //! bounds a request to its response head (504), never blaming the backend.
 
 use super::admin::with_admin;
-use super::slow_client::body_length;
+use super::slow_client::{body_length, ejectable_after};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use sluice::Config;
-use sluice::config::{Passive, RouteConfig, UpstreamProtocol};
+use sluice::config::{RouteConfig, UpstreamProtocol};
 use sluice_e2e::harness::client::{H1, H2, RawConn};
 use sluice_e2e::harness::control::Admin;
 use sluice_e2e::harness::origin::{Body, Origin, OriginBuilder, reply};
@@ -85,13 +85,7 @@ impl http_body::Body for Stall {
 /// can stop a trickle).
 fn setup(backend: SocketAddr) -> Config {
     let mut c = with_admin(&[backend]);
-    c.upstreams[0].passive = Passive {
-        consecutive_5xx: EJECT_AFTER,
-        ejection: Duration::from_secs(3600),
-        max_ejection: Duration::from_secs(3600),
-        max_ejected_percent: 100,
-        ..Passive::default()
-    };
+    c.upstreams[0].passive = ejectable_after(EJECT_AFTER);
     c.limits.max_request_body = LIMIT;
     c.limits.min_body_rate = 1000;
     c.limits.min_body_rate_grace = Duration::from_millis(200);

@@ -83,18 +83,25 @@ async fn read_then_hang(req: Request<Incoming>) -> Response<Body> {
     std::future::pending().await
 }
 
+/// Passive health that ejects a backend after `failures` in a row, for an
+/// hour, with the cap letting the whole group go: a test's one backend is
+/// ejected exactly when it is blamed that often.
+pub(crate) fn ejectable_after(failures: u32) -> Passive {
+    Passive {
+        consecutive_5xx: failures,
+        ejection: Duration::from_secs(3600),
+        max_ejection: Duration::from_secs(3600),
+        max_ejected_percent: 100,
+        ..Passive::default()
+    }
+}
+
 /// One backend, ejectable (the cap lets the whole group go), both sides'
 /// timeouts short, and the admin API to read the backend's state.
 fn setup(backend: SocketAddr, upstream: UpstreamProtocol) -> Config {
     let mut c = with_admin(&[backend]);
     c.upstreams[0].protocol = upstream;
-    c.upstreams[0].passive = Passive {
-        consecutive_5xx: EJECT_AFTER,
-        ejection: Duration::from_secs(3600),
-        max_ejection: Duration::from_secs(3600),
-        max_ejected_percent: 100,
-        ..Passive::default()
-    };
+    c.upstreams[0].passive = ejectable_after(EJECT_AFTER);
     c.timeouts.client_body = SHORT;
     c.timeouts.upstream_response = BACKEND;
     c
