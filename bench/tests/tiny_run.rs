@@ -41,6 +41,8 @@ fn options(bin: PathBuf, out: &std::path::Path) -> Options {
         direct: true,
         sluice_bin: Some(bin),
         sluice_bin_b: None,
+        sluice_extra_config: None,
+        sluice_extra_config_b: None,
         origin_bin: PathBuf::from(env!("CARGO_BIN_EXE_bench-origin")),
         rounds: Some(1),
         duration: Some(Duration::from_secs(1)),
