@@ -65,7 +65,10 @@ impl ExtraConfig {
 
 /// The quick flags' configuration as TOML (one worker, round robin).
 fn generated(ctx: &PeerCtx) -> String {
-    let mut t = format!("workers = 1\n\n[[listener]]\naddress = \"{}\"\n", ctx.listen);
+    let mut t = format!(
+        "workers = 1\n\n[[listener]]\naddress = \"{}\"\n",
+        ctx.listen
+    );
     if let Some(tls) = ctx.tls_listen {
         t.push_str(&format!(
             "\n[[listener]]\naddress = \"{tls}\"\n[[listener.tls]]\ncert = {}\nkey = {}\n",
@@ -78,7 +81,9 @@ fn generated(ctx: &PeerCtx) -> String {
         "\n[upstream.{GROUP}]\nbackends = [\"{o1}\", \"{o2}\"]\nbalance = \"round-robin\"\n"
     ));
     if let Some(level) = ctx.gzip_level {
-        t.push_str(&format!("\n[compression]\nenabled = true\nlevel = {level}\n"));
+        t.push_str(&format!(
+            "\n[compression]\nenabled = true\nlevel = {level}\n"
+        ));
     }
     t
 }
@@ -159,7 +164,10 @@ mod tests {
             listeners[1]["tls"][0]["cert"].as_str(),
             Some("/tmp/x/cert.pem")
         );
-        assert_eq!(listeners[1]["tls"][0]["key"].as_str(), Some("/tmp/x/key.pem"));
+        assert_eq!(
+            listeners[1]["tls"][0]["key"].as_str(),
+            Some("/tmp/x/key.pem")
+        );
         let group = &t["upstream"][GROUP];
         assert_eq!(
             group["backends"],
@@ -194,10 +202,16 @@ mod tests {
 
     #[test]
     fn an_extra_config_for_another_group_or_not_toml_is_refused() {
-        let err = ExtraConfig::parse(Path::new("x.toml"), "[upstream.api.passive]\nconsecutive_5xx = 0\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("x.toml") && err.contains("[upstream.api]"), "{err}");
+        let err = ExtraConfig::parse(
+            Path::new("x.toml"),
+            "[upstream.api.passive]\nconsecutive_5xx = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("x.toml") && err.contains("[upstream.api]"),
+            "{err}"
+        );
         let err = ExtraConfig::parse(Path::new("y.toml"), "upstream = 1\n")
             .unwrap_err()
             .to_string();
