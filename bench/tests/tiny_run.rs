@@ -160,3 +160,27 @@ fn an_extra_config_b_runs_the_same_binary_as_b() {
         "{md}"
     );
 }
+
+/// A fragment Sluice refuses (an unknown key) fails the cell with Sluice's
+/// reason, even in a gzip scenario (where a quick-flags run of an old
+/// build that cannot start is "not supported yet").
+#[test]
+fn a_fragment_sluice_refuses_fails_the_cell() {
+    let Some(bin) = sluice_bin() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let fragment = out.path().join("bogus.toml");
+    std::fs::write(&fragment, "[upstream.default]\nbogus_key = 1\n").unwrap();
+    let opts = Options {
+        direct: false,
+        sluice_extra_config: Some(fragment),
+        scenarios: Some(vec!["gzip-1".into()]),
+        ..options(bin, out.path())
+    };
+    let written = run(&opts).expect("the run completes");
+    let md = std::fs::read_to_string(&written.markdown).unwrap();
+    let status = &written.status[&("gzip-1".to_string(), "sluice".to_string())];
+    assert!(
+        matches!(status, Status::Failed(why) if why.contains("bogus_key")),
+        "{status:?}\n{md}"
+    );
+}
