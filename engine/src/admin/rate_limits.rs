@@ -73,9 +73,11 @@ pub fn view(state: &State) -> serde_json::Value {
             }
         })
         .collect();
-    let syncing = state.config.global_limits.as_ref().filter(|_| {
-        rl.limits.iter().any(|l| l.config.global)
-    });
+    let syncing = state
+        .config
+        .global_limits
+        .as_ref()
+        .filter(|_| rl.limits.iter().any(|l| l.config.global));
     let global = syncing.map(|g| GlobalView {
         state: rl.sync.state(),
         syncs: rl.sync.successes.load(Ordering::Relaxed),

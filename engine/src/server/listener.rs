@@ -297,7 +297,9 @@ mod tests {
         }
         assert!(!waiting.is_finished());
         assert_eq!(limiter.open(), 0, "a waiting worker holds no slot");
-        let _client = tokio::net::TcpStream::connect(b_addr).await.expect("connect");
+        let _client = tokio::net::TcpStream::connect(b_addr)
+            .await
+            .expect("connect");
         let accepted = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             b.accept_reserved(&limiter),

@@ -40,6 +40,19 @@ fn example_config(dir: &Path, origin: SocketAddr, redis: &RedisServer) -> PathBu
     path
 }
 
+/// A Redis, an origin, and the example config pointing at both (in a
+/// temporary directory that lives as long as the returned guard).
+async fn setup() -> (RedisServer, Origin, tempfile::TempDir, PathBuf) {
+    let redis = RedisServer::start().await;
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = example_config(dir.path(), origin.addr(), &redis);
+    (redis, origin, dir, config)
+}
+
 struct Replica {
     process: Sluice,
     addr: SocketAddr,
@@ -138,13 +151,7 @@ async fn shared_budget(a: &Replica, b: &Replica, key: &str, burst: usize) -> usi
 
 #[tokio::test]
 async fn two_processes_share_one_budget_and_fall_back_to_local_limits_without_redis() {
-    let mut redis = RedisServer::start().await;
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = example_config(dir.path(), origin.addr(), &redis);
+    let (mut redis, origin, _dir, config) = setup().await;
     let a = Replica::start(&config).await;
     let b = Replica::start(&config).await;
 
@@ -187,9 +194,17 @@ async fn two_processes_share_one_budget_and_fall_back_to_local_limits_without_re
             "logged once per outage:\n{log}"
         );
     }
-    assert_eq!(a.load("alice", 3).await, 0, "A's local bucket is still empty");
+    assert_eq!(
+        a.load("alice", 3).await,
+        0,
+        "A's local bucket is still empty"
+    );
     assert_eq!(a.load("bob", burst + 3).await, burst);
-    assert_eq!(b.load("bob", burst + 3).await, burst, "B's own, not what A left");
+    assert_eq!(
+        b.load("bob", burst + 3).await,
+        burst,
+        "B's own, not what A left"
+    );
 
     // Redis back (empty): the budget is shared again.
     redis.restart().await;
@@ -211,20 +226,17 @@ async fn two_processes_share_one_budget_and_fall_back_to_local_limits_without_re
 /// the sync's failures show in `GET /rate_limits` as they rise.
 #[tokio::test]
 async fn with_no_redis_at_all_limits_are_local_and_the_failures_show() {
-    let mut redis = RedisServer::start().await;
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = example_config(dir.path(), origin.addr(), &redis);
+    let (mut redis, origin, _dir, config) = setup().await;
     redis.kill();
     let a = Replica::start(&config).await;
     a.wait("falling_back_to_local", 1).await;
     let first = a.global().await["sync_failures"].as_u64().expect("count");
     a.wait("falling_back_to_local", 2).await;
     let g = a.global().await;
-    assert!(g["sync_failures"].as_u64().expect("count") >= first + 2, "{g}");
+    assert!(
+        g["sync_failures"].as_u64().expect("count") >= first + 2,
+        "{g}"
+    );
     assert_eq!(g["syncs"], 0, "{g}");
     assert_eq!(g["fallbacks"], 1, "{g}");
     let burst = a.rate_limits().await["limits"][0]["burst"]

@@ -106,7 +106,11 @@ async fn other_spellings_of_a_limited_path_take_from_its_bucket() {
     c.rate_limits = vec![l];
     let proxy = Proxy::start(&c).await;
     assert_eq!(get(proxy.addr(), "//login", "").await.0, 200);
-    assert_eq!(origin.last_request().uri.path(), "//login", "forwarded as sent");
+    assert_eq!(
+        origin.last_request().uri.path(),
+        "//login",
+        "forwarded as sent"
+    );
     assert_eq!(get(proxy.addr(), "/%6Cogin", "").await.0, 200);
     for spelling in [
         "/login",
