@@ -226,7 +226,7 @@ async fn two_processes_share_one_budget_and_fall_back_to_local_limits_without_re
 /// the sync's failures show in `GET /rate_limits` as they rise.
 #[tokio::test]
 async fn with_no_redis_at_all_limits_are_local_and_the_failures_show() {
-    let (mut redis, origin, _dir, config) = setup().await;
+    let (mut redis, _origin, _dir, config) = setup().await;
     redis.kill();
     let a = Replica::start(&config).await;
     a.wait("falling_back_to_local", 1).await;
