@@ -5,8 +5,10 @@
 //! decided here.
 //!
 //! Two retries are always on, both safe by construction:
-//! - **pick again**: the chosen backend left rotation between the pick and
-//!   the request's start, or a connection to it could not be made (the
+//! - **pick again**: the chosen backend refused the request at its start
+//!   (it left rotation since the pick, or it is half-open with its trials
+//!   taken: another that admits it is picked, and with none a 503, never a
+//!   send past the refusal), or a connection to it could not be made (the
 //!   request never left): one other backend of the group is tried, any method.
 //! - **replay on a fresh connection**: a reused HTTP/1.1 connection that the
 //!   backend closed just as we sent (the keep-alive race) brought nothing
