@@ -91,13 +91,20 @@ impl Ring {
     }
 
     pub fn pick(&self, hash: u64) -> Option<usize> {
-        if self.points.is_empty() {
-            return None;
-        }
-        let hash = hash & !INDEX_MASK;
-        let i = self.points.partition_point(|&p| p < hash);
-        let p = self.points[if i == self.points.len() { 0 } else { i }];
-        Some((p & INDEX_MASK) as usize)
+        self.owners(hash).next()
+    }
+
+    /// The backends in the order a key meets them going round the ring from
+    /// its point: its owner first, then each next distinct one (consistent
+    /// hashing's failover), once round at most. A backend comes again only
+    /// where its points are not adjacent; the caller skips what it has seen.
+    pub fn owners(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let n = self.points.len();
+        let start = self.points.partition_point(|&p| p < hash & !INDEX_MASK);
+        let mut last = None;
+        (0..n)
+            .map(move |k| (self.points[(start + k) % n] & INDEX_MASK) as usize)
+            .filter(move |&i| last.replace(i) != Some(i))
     }
 }
 
@@ -203,6 +210,27 @@ mod tests {
         }
         // About a quarter should move to the new backend.
         assert!((1500..3500).contains(&moved), "moved {moved}");
+    }
+
+    #[test]
+    fn a_key_fails_over_to_where_it_goes_without_its_owner() {
+        // Walking on from the owner finds the backend the key would have on
+        // a ring without it: consistent hashing's failover.
+        let b = test_backends(&[1, 1, 1, 1]);
+        let r = ring(&b);
+        let without_0 = ring(&b[1..]);
+        for k in 0..2_000u32 {
+            let h = stable_hash(&k.to_le_bytes());
+            let owners: Vec<usize> = r.owners(h).collect();
+            assert_eq!(owners[0], r.pick(h).unwrap());
+            let next = owners.iter().copied().find(|&i| i != 0).unwrap();
+            assert_eq!(next, without_0.pick(h).unwrap() + 1, "key {k}");
+            let mut distinct = owners.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct, vec![0, 1, 2, 3], "once round reaches all");
+        }
+        assert_eq!(Ring::new(&[], &[], 1).owners(0).count(), 0);
     }
 
     #[test]

@@ -30,10 +30,18 @@ impl LeastConn {
         }
     }
 
-    pub fn pick(&self, backends: &[Arc<Backend>]) -> usize {
+    /// The least loaded of the backends `ok` allows (`None` if it allows
+    /// none). The request path's pick allows all, and the check compiles away.
+    pub fn pick_where(
+        &self,
+        backends: &[Arc<Backend>],
+        ok: impl Fn(&Backend) -> bool,
+    ) -> Option<usize> {
         let n = backends.len();
+        if n == 0 {
+            return None;
+        }
         let start = self.start.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best = start;
         // Compare load/weight without division: a/wa < b/wb  <=>  a*wb < b*wa.
         let load = |i: usize| {
             (
@@ -41,17 +49,18 @@ impl LeastConn {
                 u64::from(self.weights.get(i).copied().unwrap_or(1).max(1)),
             )
         };
-        let (mut best_load, mut best_w) = load(start);
-        for k in 1..n {
+        let mut best: Option<(usize, u64, u64)> = None;
+        for k in 0..n {
             let i = (start + k) % n;
+            if !ok(&backends[i]) {
+                continue;
+            }
             let (l, w) = load(i);
-            if l * best_w < best_load * w {
-                best = i;
-                best_load = l;
-                best_w = w;
+            if best.is_none_or(|(_, best_load, best_w)| l * best_w < best_load * w) {
+                best = Some((i, l, w));
             }
         }
-        best
+        best.map(|(i, _, _)| i)
     }
 }
 
@@ -68,15 +77,23 @@ mod tests {
         b[2].begin_leak();
         let lc = LeastConn::new(&[1, 1, 1]);
         for _ in 0..5 {
-            assert_eq!(lc.pick(&b), 1);
+            assert_eq!(lc.pick_where(&b, |_| true).unwrap(), 1);
         }
+        // Picking again without it: the least loaded of the others.
+        let not_1 = |x: &Backend| x.id != b[1].id;
+        for _ in 0..5 {
+            assert_eq!(lc.pick_where(&b, not_1), Some(2));
+        }
+        assert_eq!(lc.pick_where(&b, |_| false), None);
     }
 
     #[test]
     fn ties_rotate() {
         let b = test_backends(&[1, 1, 1]);
         let lc = LeastConn::new(&[1, 1, 1]);
-        let picks: Vec<_> = (0..3).map(|_| lc.pick(&b)).collect();
+        let picks: Vec<_> = (0..3)
+            .map(|_| lc.pick_where(&b, |_| true).unwrap())
+            .collect();
         assert_eq!(picks, vec![0, 1, 2]);
     }
 }

@@ -14,15 +14,45 @@ use crate::upstream::backend::Backend;
 use std::sync::Arc;
 
 pub fn pick(backends: &[Arc<Backend>], weights: &[u32]) -> usize {
-    let n = backends.len();
-    if n == 1 {
+    if backends.len() == 1 {
         return 0;
     }
+    let (a, b) = two(backends.len());
+    better(backends, weights, a, b)
+}
+
+/// [`pick`] among the backends `ok` allows: the better of the two sampled
+/// if both are, the one that is, else `None` (the caller scans).
+pub fn pick_where(
+    backends: &[Arc<Backend>],
+    weights: &[u32],
+    ok: impl Fn(&Backend) -> bool,
+) -> Option<usize> {
+    match backends.len() {
+        0 => return None,
+        1 => return ok(&backends[0]).then_some(0),
+        _ => {}
+    }
+    let (a, b) = two(backends.len());
+    match (ok(&backends[a]), ok(&backends[b])) {
+        (true, true) => Some(better(backends, weights, a, b)),
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        (false, false) => None,
+    }
+}
+
+/// Two distinct indices below `n` (at least 2).
+fn two(n: usize) -> (usize, usize) {
     let a = fastrand::usize(..n);
     let mut b = fastrand::usize(..n - 1);
     if b >= a {
         b += 1;
     }
+    (a, b)
+}
+
+fn better(backends: &[Arc<Backend>], weights: &[u32], a: usize, b: usize) -> usize {
     let (ba, bb) = (&backends[a], &backends[b]);
     let w = |i: usize| u64::from(weights.get(i).copied().unwrap_or(1).max(1));
     // (la + 1) / wa against (lb + 1) / wb, without division.

@@ -89,10 +89,15 @@ impl BodyError {
 }
 
 /// The kind for a request whose body failed with `err` on its way to a
-/// backend: the [`BodyError`] in its cause chain (our HTTP/1 server's), or
-/// else the client went away (an HTTP/2 stream reset, say).
+/// backend: the [`BodyError`] in its cause chain (our HTTP/1 server's);
+/// a replayed body's [`Lost`](crate::proxy::replay::Lost), which says
+/// whose doing it was; or else the client went away (an HTTP/2 stream
+/// reset, say).
 pub fn client_body_kind(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
-    find_cause::<BodyError>(err).map_or(ErrorKind::ClientAborted, |e| e.kind())
+    if let Some(e) = find_cause::<BodyError>(err) {
+        return e.kind();
+    }
+    find_cause::<crate::proxy::replay::Lost>(err).map_or(ErrorKind::ClientAborted, |l| l.kind())
 }
 
 /// One step of decoding.

@@ -157,7 +157,7 @@ async fn proxy(
         headers: req.headers(),
         client: conn.client,
     };
-    let backend = group.pick(&key, None).ok_or(ErrorKind::NoBackend)?;
+    let backend = group.pick(&key, &[]).ok_or(ErrorKind::NoBackend)?;
 
     // 4. Headers for the backend.
     let downstream_h1 = req.version() <= Version::HTTP_11;

@@ -12,7 +12,7 @@
 //! own) can never take frames meant for the next.
 
 use crate::body::{Progress, ReqBody};
-use crate::error::BoxError;
+use crate::error::{BoxError, ErrorKind};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
@@ -47,8 +47,9 @@ struct Kept {
     limit: usize,
     /// Past `limit`, or the client's body failed: no more tries.
     spoiled: bool,
-    /// The client's body failed: what it yields next is no body's rest.
-    failed: bool,
+    /// The client's body failed (how: `http1::decode::client_body_kind`):
+    /// what it yields next is no body's rest.
+    failed: Option<ErrorKind>,
     /// `source` has ended.
     ended: bool,
     /// The current try; other handles are superseded.
@@ -67,11 +68,29 @@ enum Kept1 {
 pub struct Superseded;
 
 /// What a handle yields when the frames it has still to send were dropped
-/// (the buffer outgrew its limit, or the client's body failed) after its
-/// try began: never a body with a hole in it.
-#[derive(Debug, thiserror::Error)]
-#[error("request body no longer kept for this try")]
-pub struct Lost;
+/// after its try began: never a body with a hole in it. Which side lost
+/// them decides the request's error (`http1::decode::client_body_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Lost {
+    /// The client's body failed so (a 413, a 408, the client gone): the
+    /// request fails as it would have without retries.
+    #[error("request body failed on the client's side")]
+    Client(ErrorKind),
+    /// The replay buffer outgrew its limit: the proxy's doing, not the
+    /// client's. The retry loop never starts a try behind a spoiled
+    /// buffer, so this is a broken invariant, a 500.
+    #[error("request body no longer kept for this try: past the replay buffer")]
+    Buffer,
+}
+
+impl Lost {
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            Lost::Client(kind) => kind,
+            Lost::Buffer => ErrorKind::Internal,
+        }
+    }
+}
 
 impl Replay {
     /// Keeps up to `limit` bytes of `body` (already timed) for replays.
@@ -84,7 +103,7 @@ impl Replay {
                 kept_bytes: 0,
                 limit,
                 spoiled: false,
-                failed: false,
+                failed: None,
                 ended: false,
                 generation: 0,
             })),
@@ -94,6 +113,12 @@ impl Replay {
     /// Whether the whole body sent so far can be sent again.
     pub fn replayable(&self) -> bool {
         !self.shared.lock().spoiled
+    }
+
+    /// How the client's body failed, if it did: what the request's answer
+    /// is then, rather than a backend's (`retry::policy`).
+    pub fn client_failed(&self) -> Option<ErrorKind> {
+        self.shared.lock().failed
     }
 
     /// Ends the current try: its handle is superseded and takes nothing
@@ -152,7 +177,7 @@ impl ReplayBody {
         if self.next < kept.taken {
             // Behind the client's body: from the kept frames, or not at all.
             let Some(kept1) = kept.frames.get(self.next).filter(|_| !kept.spoiled) else {
-                return Poll::Ready(Some(Err(Lost.into())));
+                return Poll::Ready(Some(Err(kept.lost().into())));
             };
             let frame = match kept1 {
                 Kept1::Data(d) => Frame::data(d.clone()),
@@ -161,8 +186,8 @@ impl ReplayBody {
             self.next += 1;
             return Poll::Ready(Some(Ok(frame)));
         }
-        if kept.failed {
-            return Poll::Ready(Some(Err(Lost.into())));
+        if kept.failed.is_some() {
+            return Poll::Ready(Some(Err(kept.lost().into())));
         }
         if kept.ended {
             return Poll::Ready(None);
@@ -183,8 +208,8 @@ impl ReplayBody {
                 kept.taken += 1;
                 kept.keep(frame);
             }
-            Some(Err(_)) => {
-                kept.failed = true;
+            Some(Err(e)) => {
+                kept.failed = Some(crate::http1::decode::client_body_kind(&**e));
                 kept.spoil();
             }
             None => kept.ended = true,
@@ -197,7 +222,9 @@ impl ReplayBody {
         let kept = self.shared.lock();
         // A handle behind a spoiled buffer is not at its end: it has an
         // error to yield.
-        self.next >= kept.taken && !kept.failed && (kept.ended || kept.source.is_end_stream())
+        self.next >= kept.taken
+            && kept.failed.is_none()
+            && (kept.ended || kept.source.is_end_stream())
     }
 
     /// What this try has still to send: the kept frames from `next`, then
@@ -227,6 +254,11 @@ impl ReplayBody {
 }
 
 impl Kept {
+    /// Why frames a handle still needs are gone.
+    fn lost(&self) -> Lost {
+        self.failed.map_or(Lost::Buffer, Lost::Client)
+    }
+
     fn keep(&mut self, frame: &Frame<Bytes>) {
         if self.spoiled {
             return;
@@ -324,6 +356,31 @@ mod tests {
         matches!(item, Some(Err(_)))
     }
 
+    /// The kind of the request's error when `body` fails as it is sent.
+    async fn failure(body: &mut ReqBody) -> Option<ErrorKind> {
+        match poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+            Some(Err(e)) => Some(crate::http1::decode::client_body_kind(&*e)),
+            _ => None,
+        }
+    }
+
+    /// Issue 15, finding 13: a try that met the client's failure through
+    /// the buffer (`Lost`) failed as `ClientAborted` whatever the client
+    /// did; and a buffer past its limit read as the client aborting too.
+    #[tokio::test]
+    async fn a_try_behind_the_clients_failure_fails_as_the_client_did() {
+        let (mut tx, src) = source();
+        let replay = Replay::new(src, 1024);
+        let mut first = replay.body();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"hello"))));
+        assert_eq!(next(&mut first).await.as_deref(), Some(&b"hello"[..]));
+        tx.send(Err(crate::http1::decode::BodyError::TooLarge));
+        assert_eq!(failure(&mut first).await, Some(ErrorKind::BodyTooLarge));
+        assert_eq!(replay.client_failed(), Some(ErrorKind::BodyTooLarge));
+        let mut second = replay.body();
+        assert_eq!(failure(&mut second).await, Some(ErrorKind::BodyTooLarge));
+    }
+
     #[tokio::test]
     async fn a_try_behind_a_buffer_spoiled_since_it_began_fails_not_sends_the_tail() {
         let (mut tx, src) = source();
@@ -342,7 +399,12 @@ mod tests {
         tx.send(Ok(Frame::data(Bytes::from_static(b"tail"))));
         tx.finish();
         assert!(!second.is_end_stream());
-        assert!(fails(&mut second).await, "never the tail alone");
+        assert_eq!(
+            failure(&mut second).await,
+            Some(ErrorKind::Internal),
+            "never the tail alone; and the buffer is ours, not the client's doing"
+        );
+        assert_eq!(replay.client_failed(), None);
     }
 
     #[tokio::test]

@@ -5,8 +5,10 @@
 //! decided here.
 //!
 //! Two retries are always on, both safe by construction:
-//! - **pick again**: the chosen backend left rotation between the pick and
-//!   the request's start, or a connection to it could not be made (the
+//! - **pick again**: the chosen backend refused the request at its start
+//!   (it left rotation since the pick, or it is half-open with its trials
+//!   taken: another that admits it is picked, and with none a 503, never a
+//!   send past the refusal), or a connection to it could not be made (the
 //!   request never left): one other backend of the group is tried, any method.
 //! - **replay on a fresh connection**: a reused HTTP/1.1 connection that the
 //!   backend closed just as we sent (the keep-alive race) brought nothing
@@ -147,27 +149,18 @@ async fn once(
     })
 }
 
-/// Starts the request on `backend` (the first pick), picking again once if
-/// it left rotation meanwhile or cannot be connected to. `parts` are shaped
+/// Starts the request on `backend` (the first pick), picking again if it
+/// refuses the request ([`admit`]), and once if it cannot be connected to. `parts` are shaped
 /// for whichever backend is chosen (HTTP/2 backends name it in the target).
 pub async fn connect(
     t: &Target<'_>,
-    mut backend: Arc<Backend>,
+    backend: Arc<Backend>,
     parts: &mut request::Parts,
 ) -> Result<Attempt, ProxyError> {
-    let mut in_flight = backend.begin();
-    if !in_flight.admitted() {
-        // Drained between our pick and `begin`: whoever waits for its
-        // in-flight requests (DELETE, DNS removal) may not have counted this
-        // one, so pick again from the newer snapshot (see `Backend::in_rotation`).
-        // Or half-open with its trials taken (`upstream::breaker`): pick
-        // again without it (the snapshot still offers it). The pick sees
-        // this request still counted (least-conn, p2c).
-        let exclude = in_flight.trial_refused().then_some(backend.id);
-        let next = pick(t, parts, exclude);
-        drop(in_flight);
-        backend = next.ok_or(ErrorKind::NoBackend)?;
-        in_flight = backend.begin();
+    let first = backend.id;
+    let in_flight = admit(backend, |refused| pick(t, parts, refused))?;
+    let backend = in_flight.backend().clone();
+    if backend.id != first {
         reshape(t, parts, &backend)?;
     }
     let e = match forward::checkout(t.pool, t.group, &backend, t.timeouts).await {
@@ -186,7 +179,7 @@ pub async fn connect(
     }
     // The pick sees the failed attempt still counted against its backend
     // (least-conn, p2c), which makes another backend likelier.
-    let next = pick(t, parts, Some(backend.id));
+    let next = pick(t, parts, &[backend.id]);
     drop(in_flight);
     let Some(next) = next else {
         return Err(e);
@@ -209,9 +202,42 @@ pub async fn connect(
     })
 }
 
-/// A backend from the group's current snapshot, never `exclude`, keyed by
-/// the request as it now stands.
-fn pick(t: &Target<'_>, parts: &request::Parts, exclude: Option<u64>) -> Option<Arc<Backend>> {
+/// Backends refused in a row before a request is a 503 (see [`admit`]).
+const MAX_REFUSED: usize = 3;
+
+/// The request counted in flight on `backend` (the first pick) if it
+/// admits it, else on another that `pick` offers without those that
+/// refused. A backend refuses when it left rotation between the pick and
+/// `begin` (whoever waits for its in-flight requests, a drain or DNS
+/// removal, may not have counted this one: see `Backend::in_rotation`) or
+/// when it is half-open with its trials taken (`upstream::breaker`). The
+/// picks skip what is out of rotation or full, so a refusal here is a race
+/// lost; after [`MAX_REFUSED`] in a row, or when nothing else can take the
+/// request, a 503: never a request sent past a drain or a trial cap.
+fn admit(
+    backend: Arc<Backend>,
+    mut pick: impl FnMut(&[u64]) -> Option<Arc<Backend>>,
+) -> Result<InFlight, ProxyError> {
+    let mut in_flight = backend.begin();
+    let mut refused = [0; MAX_REFUSED];
+    let mut n = 0;
+    while !in_flight.admitted() {
+        if n == MAX_REFUSED {
+            return Err(ErrorKind::NoBackend.into());
+        }
+        refused[n] = in_flight.backend().id;
+        n += 1;
+        // The pick sees this request still counted (least-conn, p2c).
+        let next = pick(&refused[..n]);
+        drop(in_flight);
+        in_flight = next.ok_or(ErrorKind::NoBackend)?.begin();
+    }
+    Ok(in_flight)
+}
+
+/// A backend from the group's current snapshot, never one of `exclude`,
+/// keyed by the request as it now stands.
+fn pick(t: &Target<'_>, parts: &request::Parts, exclude: &[u64]) -> Option<Arc<Backend>> {
     let key = PickKey {
         headers: &parts.headers,
         client: t.client,
@@ -289,6 +315,41 @@ mod tests {
             false,
             &Method::GET
         ));
+    }
+
+    /// Finding 7 of issue 15: a second backend that refuses too was sent
+    /// the request anyway (past a drain that may not count it, or past a
+    /// trial cap). Now the next one is tried, and with none a 503.
+    #[test]
+    fn a_request_refused_again_is_never_sent_past_the_refusal() {
+        use crate::upstream::backend::test_backends;
+        let b = test_backends(&[1, 1, 1]);
+        b[0].set_in_rotation(false);
+        b[1].set_in_rotation(false);
+        // Drained, then drained too, then nothing: a 503, not a send.
+        let mut list = vec![b[1].clone()].into_iter();
+        let e = admit(b[0].clone(), |_| list.next()).expect_err("refused twice");
+        assert_eq!(e.kind(), ErrorKind::NoBackend);
+        // Drained, drained, then one that takes it.
+        let mut seen = Vec::new();
+        let mut list = vec![b[1].clone(), b[2].clone()].into_iter();
+        let in_flight = admit(b[0].clone(), |refused| {
+            seen.push(refused.to_vec());
+            list.next()
+        })
+        .expect("the third admits it");
+        assert_eq!(in_flight.backend().id, b[2].id);
+        assert_eq!(seen, vec![vec![b[0].id], vec![b[0].id, b[1].id]]);
+        assert_eq!(b[0].in_flight() + b[1].in_flight(), 0, "refusals end");
+        // Refused every time: bounded.
+        let mut picks = 0;
+        let e = admit(b[0].clone(), |_| {
+            picks += 1;
+            Some(b[1].clone())
+        })
+        .expect_err("never admitted");
+        assert_eq!(e.kind(), ErrorKind::NoBackend);
+        assert_eq!(picks, MAX_REFUSED);
     }
 
     #[test]

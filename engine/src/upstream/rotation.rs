@@ -82,7 +82,7 @@ impl Rotation {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 backends: Vec::new(),
                 half_open: Vec::new(),
-                selector: Selector::build(&policy, &[], &[], 1),
+                selector: Selector::build(&policy, &[], &[], 1, &[]),
             }),
             policy,
             passive,
@@ -194,7 +194,7 @@ impl Rotation {
                 members.in_rotation(now, self.slow_start),
             )
         };
-        let selector = Selector::build(&self.policy, &r.backends, &r.weights, r.unit);
+        let selector = Selector::build(&self.policy, &r.backends, &r.weights, r.unit, &r.half_open);
         self.snapshot.store(Arc::new(Snapshot {
             backends: r.backends,
             half_open: r.half_open,

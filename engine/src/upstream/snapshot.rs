@@ -22,18 +22,10 @@ use tokio::time::Instant;
 pub struct Snapshot {
     /// Backends in rotation (closed), in a stable order (by address).
     pub backends: Vec<Arc<Backend>>,
-    /// Half-open backends: no policy sees them; a pick offers them a trial
-    /// first while they have room (`Group::pick`). Usually empty.
+    /// Half-open backends, offered to their bounded trials only (see
+    /// [`Snapshot::pick`]). Usually empty.
     pub half_open: Vec<Arc<Backend>>,
     pub selector: Selector,
-}
-
-impl Snapshot {
-    pub fn pick(&self, key: &PickKey<'_>) -> Option<&Arc<Backend>> {
-        self.selector
-            .pick(&self.backends, key)
-            .map(|i| &self.backends[i])
-    }
 }
 
 /// A backend refused because its group is at [`MAX_GROUP_BACKENDS`].
@@ -126,20 +118,12 @@ impl Group {
         self.rotation.load()
     }
 
-    /// A backend from the current snapshot for `key`, never `exclude`. The
-    /// snapshot guard lives only for this call, never across an await.
-    /// A half-open backend with room for a trial comes first (its
-    /// `begin` enforces the bound; refused, the caller picks again without
-    /// it); otherwise the policy picks among the closed ones.
+    /// A backend from the current snapshot for `key`, never one of
+    /// `exclude` (see [`Snapshot::pick`]). The snapshot guard lives only for
+    /// this call, never across an await.
     #[inline]
-    pub fn pick(&self, key: &PickKey<'_>, exclude: Option<u64>) -> Option<Arc<Backend>> {
-        let snap = self.load();
-        if !snap.half_open.is_empty()
-            && let Some(b) = trial(&snap.half_open, exclude)
-        {
-            return Some(b);
-        }
-        snap.pick(key).filter(|b| Some(b.id) != exclude).cloned()
+    pub fn pick(&self, key: &PickKey<'_>, exclude: &[u64]) -> Option<Arc<Backend>> {
+        self.load().pick(key, exclude).cloned()
     }
 
     /// Sets the backends that come from the config file. Registered (admin
@@ -346,15 +330,6 @@ impl Group {
     }
 }
 
-/// The first half-open backend with room for a trial, never `exclude`.
-#[cold]
-fn trial(half_open: &[Arc<Backend>], exclude: Option<u64>) -> Option<Arc<Backend>> {
-    half_open
-        .iter()
-        .find(|b| Some(b.id) != exclude && b.trial_room())
-        .cloned()
-}
-
 /// Makes the config members of `members` those of `list`, in O(n log n):
 /// members whose weight changed are replaced.
 fn set_configured(members: &mut Members, list: &[(BackendAddr, u32)]) {
@@ -371,6 +346,8 @@ fn set_configured(members: &mut Members, list: &[(BackendAddr, u32)]) {
         }
     }
 }
+
+mod pick;
 
 #[cfg(test)]
 mod tests;

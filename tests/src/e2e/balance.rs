@@ -126,6 +126,41 @@ async fn hash_on_header_is_stable_and_adding_a_backend_only_moves_keys_to_it() {
     );
 }
 
+/// Issue 15, finding 7: a key whose backend refused the connection was a
+/// 502, since picking again without that backend found the same key's
+/// owner and nothing else. Now it goes on round the ring, to where it goes
+/// on a ring without that backend (consistent hashing's failover).
+#[tokio::test]
+async fn a_hash_key_whose_backend_is_down_goes_where_it_would_without_it() {
+    let origins = [named("a").await, named("b").await];
+    let addrs: Vec<_> = origins.iter().map(Origin::addr).collect();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let hashed = |backends: &[std::net::SocketAddr]| {
+        let mut cfg = config(backends);
+        cfg.upstreams[0].policy =
+            Policy::Hash(HashOn::Header(http::HeaderName::from_static("x-user")));
+        cfg
+    };
+    let with_dead = Proxy::start(&hashed(&[addrs[0], addrs[1], dead])).await;
+    let without = Proxy::start(&hashed(&addrs)).await;
+    let (mut to_dead, mut to_live) = (
+        H1::connect(with_dead.addr()).await,
+        H1::connect(without.addr()).await,
+    );
+    for i in 0..100 {
+        let k = format!("user-{i}");
+        // `who` asserts a 200: no key fails for the dead backend.
+        assert_eq!(
+            who(&mut to_dead, Some(&k)).await,
+            who(&mut to_live, Some(&k)).await,
+            "key {k}"
+        );
+    }
+}
+
 /// Sends requests one at a time; a request that lands on the stuck backend
 /// stays in flight (held by its task), one that lands elsewhere completes.
 /// Returns how many landed on the stuck backend.

@@ -139,6 +139,9 @@ async fn thousands_of_backends_alone_in_a_child_process() {
             )
         })
         .collect();
+    // A new connection: building that JSON can outlast the keep-alive idle
+    // timeout on a loaded machine, which would close the old one.
+    let mut client = H1::connect(proxy.addr()).await;
     for _ in 0..5 {
         get(&mut client, "/big", Some(k)).await;
     }

@@ -8,6 +8,10 @@
 //! The window is ten slots of `ttl / 10`; a slot's balance is dropped once
 //! it is a whole `ttl` old. Units are thousandths of a retry, so ratios
 //! below 1 need no floating point on the request path.
+//!
+//! A retry is withdrawn before its backoff and spent when it is sent
+//! ([`Withdrawal::spend`]): one given up meanwhile (the client went away
+//! during the backoff, or its body can no longer be replayed) goes back.
 
 use crate::config::RetryBudgetConfig;
 use parking_lot::Mutex;
@@ -24,7 +28,8 @@ pub struct RetryBudget {
     pub config: RetryBudgetConfig,
     /// What each request adds: `ratio` retries, in thousandths.
     deposit: i64,
-    /// Always available within a window: `min_per_second × ttl` retries.
+    /// Always available within a window: `min_per_second × ttl` retries
+    /// (a sub-second part of `ttl` included).
     reserve: i64,
     slot_len: Duration,
     /// # Concurrency
@@ -43,6 +48,8 @@ struct Window {
     /// Balance per slot: deposits minus withdrawals made in it.
     slots: [i64; SLOTS],
     current: usize,
+    /// Slots moved on since the start: a [`Withdrawal`] knows its slot by it.
+    epoch: u64,
     /// When the current slot began.
     since: Instant,
 }
@@ -52,13 +59,14 @@ impl RetryBudget {
         RetryBudget {
             config,
             deposit: (config.ratio * RETRY as f64).round() as i64,
-            reserve: i64::from(config.min_per_second)
-                .saturating_mul(config.ttl.as_secs() as i64)
-                .saturating_mul(RETRY),
+            // `as` saturates: a floor past i64 is no floor at all.
+            reserve: (f64::from(config.min_per_second) * config.ttl.as_secs_f64() * RETRY as f64)
+                .round() as i64,
             slot_len: config.ttl / SLOTS as u32,
             window: Mutex::new(Window {
                 slots: [0; SLOTS],
                 current: 0,
+                epoch: 0,
                 since: Instant::now(),
             }),
             retries: AtomicU64::new(0),
@@ -74,9 +82,11 @@ impl RetryBudget {
         w.slots[c] = w.slots[c].saturating_add(self.deposit);
     }
 
-    /// Takes one retry if the budget has it; counts the retry, or the refusal.
-    pub fn withdraw(&self) -> bool {
-        let allowed = {
+    /// Takes one retry if the budget has it (else counts the refusal). The
+    /// retry counts as sent once [`Withdrawal::spend`] says so; dropped
+    /// before that, it goes back to the budget.
+    pub fn withdraw(&self) -> Option<Withdrawal<'_>> {
+        let epoch = {
             let mut w = self.window.lock();
             self.advance(&mut w);
             let balance = w
@@ -84,18 +94,31 @@ impl RetryBudget {
                 .iter()
                 .fold(self.reserve, |sum, s| sum.saturating_add(*s));
             let c = w.current;
-            if balance >= RETRY {
+            (balance >= RETRY).then(|| {
                 w.slots[c] -= RETRY;
-            }
-            balance >= RETRY
+                w.epoch
+            })
         };
-        let counter = if allowed {
-            &self.retries
-        } else {
-            &self.exhausted
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        allowed
+        if epoch.is_none() {
+            self.exhausted.fetch_add(1, Ordering::Relaxed);
+        }
+        epoch.map(|epoch| Withdrawal {
+            budget: self,
+            epoch,
+            spent: false,
+        })
+    }
+
+    /// Puts back a retry withdrawn in slot `epoch`, unless that slot has
+    /// expired meanwhile (its withdrawal with it).
+    fn refund(&self, epoch: u64) {
+        let mut w = self.window.lock();
+        self.advance(&mut w);
+        let age = w.epoch - epoch;
+        if age < SLOTS as u64 {
+            let slot = (w.current + SLOTS - age as usize) % SLOTS;
+            w.slots[slot] += RETRY;
+        }
     }
 
     /// Retries sent so far.
@@ -120,7 +143,34 @@ impl RetryBudget {
             w.current = (w.current + 1) % SLOTS;
             w.slots[w.current] = 0;
         }
+        w.epoch += n as u64;
         w.since += self.slot_len * n.min(u32::MAX as usize) as u32;
+    }
+}
+
+/// One retry taken from a [`RetryBudget`], not yet sent.
+#[derive(Debug)]
+#[must_use = "dropped unspent, the retry goes back to the budget"]
+pub struct Withdrawal<'a> {
+    budget: &'a RetryBudget,
+    /// The slot it was taken from.
+    epoch: u64,
+    spent: bool,
+}
+
+impl Withdrawal<'_> {
+    /// The retry is being sent: it stays withdrawn, and counts.
+    pub fn spend(mut self) {
+        self.spent = true;
+        self.budget.retries.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Withdrawal<'_> {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.budget.refund(self.epoch);
+        }
     }
 }
 
@@ -136,9 +186,14 @@ mod tests {
         })
     }
 
+    /// Withdraws and sends one retry; whether the budget had it.
+    fn retry(b: &RetryBudget) -> bool {
+        b.withdraw().map(Withdrawal::spend).is_some()
+    }
+
     fn drain(b: &RetryBudget) -> u64 {
         let mut n = 0;
-        while b.withdraw() {
+        while retry(b) {
             n += 1;
             assert!(n < 1_000_000, "the budget never runs out");
         }
@@ -153,7 +208,7 @@ mod tests {
         assert_eq!(b.exhausted(), 1);
         // Spent for a whole ttl, then whole again.
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(!b.withdraw());
+        assert!(!retry(&b));
         tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!(drain(&b), 100);
     }
@@ -161,7 +216,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn requests_add_ratio_retries_each() {
         let b = budget(0.2, 0, 10);
-        assert!(!b.withdraw());
+        assert!(!retry(&b));
         for _ in 0..1000 {
             b.deposit();
         }
@@ -175,12 +230,12 @@ mod tests {
         b.deposit();
         tokio::time::advance(Duration::from_millis(950)).await;
         // Still within the ttl: one retry for two requests.
-        assert!(b.withdraw());
-        assert!(!b.withdraw());
+        assert!(retry(&b));
+        assert!(!retry(&b));
         b.deposit();
         b.deposit();
         tokio::time::advance(Duration::from_millis(1100)).await;
-        assert!(!b.withdraw(), "the deposits are more than a ttl old");
+        assert!(!retry(&b), "the deposits are more than a ttl old");
     }
 
     #[tokio::test(start_paused = true)]
@@ -193,7 +248,7 @@ mod tests {
             b.deposit();
             tries += 1;
             for _ in 0..2 {
-                if b.withdraw() {
+                if retry(&b) {
                     tries += 1;
                 }
             }
@@ -204,10 +259,53 @@ mod tests {
         assert_eq!(b.retries() + 200, tries);
     }
 
+    /// Issue 15, finding 13: the floor was `min_per_second × ttl` in whole
+    /// seconds of `ttl`, so 1.5 s gave 10 retries at 10 a second, not 15.
+    #[tokio::test(start_paused = true)]
+    async fn the_floor_counts_a_sub_second_ttl() {
+        let b = RetryBudget::new(RetryBudgetConfig {
+            ratio: 0.0,
+            min_per_second: 10,
+            ttl: Duration::from_millis(1500),
+        });
+        assert_eq!(drain(&b), 15);
+        let b = RetryBudget::new(RetryBudgetConfig {
+            ratio: 0.0,
+            min_per_second: 3,
+            ttl: Duration::from_millis(2500),
+        });
+        assert_eq!(drain(&b), 7, "7.5 retries: 7 whole ones");
+    }
+
+    /// Issue 15, finding 13: a retry was spent before its backoff, so a
+    /// client gone during the backoff still cost the group a retry.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_given_up_before_it_is_sent_goes_back() {
+        let b = budget(0.0, 1, 10);
+        let w = b.withdraw().expect("the floor has ten");
+        for _ in 0..9 {
+            b.withdraw().expect("nine more").spend();
+        }
+        assert!(b.withdraw().is_none(), "ten taken");
+        drop(w);
+        assert_eq!(b.retries(), 9, "the one given up was never sent");
+        assert!(retry(&b), "and it is back");
+        assert!(!retry(&b));
+        // Given up after its slot expired: nothing to put back.
+        let b = budget(1.0, 0, 1);
+        b.deposit();
+        let w = b.withdraw().expect("one deposited");
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        drop(w);
+        b.deposit();
+        assert!(retry(&b));
+        assert!(!retry(&b), "an expired withdrawal is not refunded");
+    }
+
     #[test]
     fn a_zero_ratio_leaves_only_the_floor() {
         let b = budget(0.0, 0, 1);
         b.deposit();
-        assert!(!b.withdraw());
+        assert!(!retry(&b));
     }
 }

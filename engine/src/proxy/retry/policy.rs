@@ -68,12 +68,17 @@ pub(super) async fn retrying(
         };
         let replayable = replay.as_ref().is_none_or(Replay::replayable);
         if !retry_after(p, tried, decision, replayable) {
+            if !replayable && retry_after(p, tried, decision, true) {
+                // Not retried only because the body cannot go again.
+                return given_up(outcome, replay.as_ref());
+            }
             return outcome;
         }
-        if !budget.withdraw() {
+        // Put back if the retry is not sent (see `budget`).
+        let Some(withdrawal) = budget.withdraw() else {
             tracing::warn!(group = %t.group.name, backend = %went_to.addr, tried, "retry budget exhausted: not retrying");
             return outcome;
-        }
+        };
         let Some(next) = pick_other(t, &parts, went_to.id) else {
             return outcome;
         };
@@ -93,12 +98,27 @@ pub(super) async fn retrying(
         }
         tokio::time::sleep(backoff::delay(tried, p.backoff_base, p.backoff_max)).await;
         if !replay.as_ref().is_none_or(Replay::replayable) {
-            return outcome;
+            return given_up(outcome, replay.as_ref());
         }
         // A retried response is dropped here, unsent (its connection closes).
         drop(outcome);
+        withdrawal.spend();
         backend = next;
         tried += 1;
+    }
+}
+
+/// The answer when a retry was wanted but the body cannot go again: the
+/// client's own error if its body failed (its 413 or 408, say: the
+/// backend's answer was to be retried, and the client is why it is not),
+/// else the last try's outcome (the body outgrew the replay buffer).
+fn given_up(
+    outcome: Result<Answered, ProxyError>,
+    replay: Option<&Replay>,
+) -> Result<Answered, ProxyError> {
+    match replay.and_then(Replay::client_failed) {
+        Some(kind) => Err(ProxyError::new(kind)),
+        None => outcome,
     }
 }
 
@@ -128,13 +148,10 @@ async fn attempt(
     }
 }
 
-/// Another backend than `failed` when the group has one: a balancer may land
-/// on the excluded one again (round robin's turn, a hash), so a few picks,
-/// then any backend at all.
+/// Another backend than `failed` when the group has one (the pick finds
+/// one when any other can take the request), else `failed` itself again.
 fn pick_other(t: &Target<'_>, parts: &request::Parts, failed: u64) -> Option<Arc<Backend>> {
-    (0..3)
-        .find_map(|_| pick(t, parts, Some(failed)))
-        .or_else(|| pick(t, parts, None))
+    pick(t, parts, &[failed]).or_else(|| pick(t, parts, &[]))
 }
 
 /// The request head again, for one try (its extensions are not needed
@@ -168,6 +185,52 @@ mod tests {
         assert!(allows(&p, &Method::POST) && !allows(&p, &Method::GET));
         p.methods = RetryMethods::All;
         assert!(allows(&p, &Method::PATCH));
+    }
+
+    /// Issue 15, finding 13: a retry given up because the client's body
+    /// failed answered with the last backend's answer; the client's own
+    /// failure (a 413 here) is the answer. A body past the replay buffer
+    /// still gets the backend's.
+    #[tokio::test]
+    async fn a_retry_given_up_for_the_clients_body_answers_with_the_clients_error() {
+        use crate::http1::Framing;
+        use crate::http1::decode::{BodyError, Decoder};
+        use bytes::Bytes;
+        use http_body::{Body, Frame};
+        let source = || {
+            crate::http1::body::channel(Decoder::new(Framing::Chunked, 1 << 20)).expect("a body")
+        };
+        let backend = || Err(ProxyError::new(ErrorKind::UpstreamReset).retry(Retry::MaybeSent));
+        let read = |r: &Replay| {
+            let mut body = r.body();
+            async move {
+                while let Some(Ok(_)) =
+                    std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+                {
+                }
+            }
+        };
+
+        let (mut tx, rx) = source();
+        let replay = Replay::new(ReqBody::H1(rx), 1024);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"abc"))));
+        tx.send(Err(BodyError::TooLarge));
+        read(&replay).await;
+        let e = given_up(backend(), Some(&replay)).err().expect("an error");
+        assert_eq!(e.kind(), ErrorKind::BodyTooLarge);
+
+        let (mut tx, rx) = source();
+        let replay = Replay::new(ReqBody::H1(rx), 2);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"abc"))));
+        tx.finish();
+        read(&replay).await;
+        assert!(!replay.replayable());
+        let e = given_up(backend(), Some(&replay)).err().expect("an error");
+        assert_eq!(
+            e.kind(),
+            ErrorKind::UpstreamReset,
+            "the buffer's limit, not the client"
+        );
     }
 
     #[test]

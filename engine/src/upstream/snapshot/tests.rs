@@ -56,7 +56,7 @@ fn add_is_idempotent_and_remove_works() {
     assert_eq!(g.add_backend(addr(1), 1, Origin::Registered), Ok(false));
     assert!(g.remove_backend(addr(1)));
     assert!(!g.remove_backend(addr(1)));
-    assert!(g.load().pick(&key(&http::HeaderMap::new())).is_none());
+    assert!(g.load().pick(&key(&http::HeaderMap::new()), &[]).is_none());
 }
 
 #[test]
@@ -200,7 +200,7 @@ fn a_group_at_the_caps_builds_ejects_and_picks() {
         assert_eq!(snap.backends.len(), MAX_GROUP_BACKENDS - 1);
         let h = http::HeaderMap::new();
         for _ in 0..10_000 {
-            assert_ne!(snap.pick(&key(&h)).unwrap().addr, victim.addr);
+            assert_ne!(snap.pick(&key(&h), &[]).unwrap().addr, victim.addr);
         }
         // Full: the admin API gets a typed refusal.
         assert_eq!(
@@ -226,10 +226,147 @@ fn round_robin_over_the_group_gives_each_its_weight() {
     let snap = g.load();
     let mut seen = HashMap::new();
     for _ in 0..6 * 100 {
-        *seen.entry(snap.pick(&key(&h)).unwrap().addr).or_insert(0) += 1;
+        *seen
+            .entry(snap.pick(&key(&h), &[]).unwrap().addr)
+            .or_insert(0) += 1;
     }
     assert_eq!(
         (seen[&addr(1)], seen[&addr(2)], seen[&addr(3)]),
         (300, 100, 200)
     );
+}
+
+fn keyed(k: u32) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert("x-key", k.to_string().parse().unwrap());
+    h
+}
+
+fn group_with(policy: Policy, ports: &[u16]) -> Group {
+    let mut c = config(ports);
+    c.policy = policy;
+    group_of(&c)
+}
+
+fn hashed() -> Policy {
+    Policy::Hash(crate::balance::HashOn::Header(
+        http::HeaderName::from_static("x-key"),
+    ))
+}
+
+/// Where each of 2,000 keys goes now.
+fn placement(g: &Group) -> Vec<BackendAddr> {
+    (0..2_000)
+        .map(|k| g.pick(&key(&keyed(k)), &[]).unwrap().addr)
+        .collect()
+}
+
+/// Ejects `b` and lets its cool-down pass: half-open.
+fn half_open(g: &Group, b: &Backend) {
+    fail(g, b);
+    g.settle();
+    g.readmit_expired(Instant::now() + Duration::from_secs(3600));
+    g.settle();
+    assert_eq!(g.load().half_open.len(), 1);
+}
+
+/// Finding 7 of issue 15: picking again without a backend only filtered
+/// the policy's choice, so a hash key whose owner refused found nothing
+/// (and round robin, least-conn and p2c often nothing either). Now every
+/// policy finds another backend, the hash one the next round the ring.
+#[test]
+fn picking_again_finds_another_backend_under_every_policy() {
+    for policy in [Policy::RoundRobin, Policy::LeastConn, Policy::P2c, hashed()] {
+        let g = group_with(policy.clone(), &[1, 2, 3]);
+        for k in 0..300 {
+            let h = keyed(k);
+            let first = g.pick(&key(&h), &[]).unwrap();
+            let next = g.pick(&key(&h), &[first.id]);
+            let next = next.unwrap_or_else(|| panic!("{policy:?}: key {k} found none"));
+            assert_ne!(next.id, first.id, "{policy:?}");
+            let third = g.pick(&key(&h), &[first.id, next.id]).unwrap();
+            assert!(third.id != first.id && third.id != next.id, "{policy:?}");
+            assert!(g.pick(&key(&h), &[first.id, next.id, third.id]).is_none());
+        }
+    }
+}
+
+/// The snapshot still offers a backend a drain or an ejection took out of
+/// rotation (it is republished just after): picking again skips it, and
+/// under a hash policy a key goes where it will go once republished.
+#[test]
+fn picking_again_skips_what_left_rotation_since_the_snapshot() {
+    for policy in [Policy::RoundRobin, Policy::LeastConn, Policy::P2c, hashed()] {
+        let g = group_with(policy.clone(), &[1, 2, 3]);
+        let (b1, b2) = (g.member(addr(1)).unwrap(), g.member(addr(2)).unwrap());
+        b2.set_in_rotation(false);
+        for k in 0..300 {
+            let next = g.pick(&key(&keyed(k)), &[b1.id]);
+            assert_eq!(next.map(|b| b.addr), Some(addr(3)), "{policy:?}");
+        }
+    }
+    let g = group_with(hashed(), &[1, 2, 3]);
+    let before = placement(&g);
+    let b2 = g.member(addr(2)).unwrap();
+    b2.set_in_rotation(false);
+    let stale: Vec<_> = (0..2_000)
+        .map(|k| g.pick(&key(&keyed(k)), &[b2.id]).unwrap().addr)
+        .collect();
+    g.drain(addr(2));
+    let after = placement(&g);
+    assert_eq!(
+        stale, after,
+        "the keys of the drained one fail over as the ring will"
+    );
+    let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+    let owned = before.iter().filter(|&&b| b == addr(2)).count();
+    assert_eq!(moved, owned, "only its own keys move");
+}
+
+/// Finding 10 of issue 15: under a hash policy every key was offered a
+/// half-open backend's trials. Now only the keys it owns try it (while it
+/// has room: else they go on round the ring as if it were out); every
+/// other key stays where it was.
+#[test]
+fn a_half_open_backend_is_tried_only_by_the_keys_it_owns() {
+    let g = group_with(hashed(), &[1, 2, 3, 4]);
+    let closed = placement(&g);
+    let b1 = g.member(addr(1)).unwrap();
+    fail(&g, &b1);
+    g.settle();
+    let ejected = placement(&g);
+    g.readmit_expired(Instant::now() + Duration::from_secs(3600));
+    g.settle();
+    assert_eq!(g.load().half_open.len(), 1);
+    assert_eq!(placement(&g), closed, "its own keys try it; no other does");
+    assert!(closed.contains(&addr(1)));
+    // Its trials taken: its keys go where they went while it was out.
+    for _ in 0..g.passive.half_open_trials {
+        b1.begin_leak();
+    }
+    assert!(!b1.trial_room());
+    assert_eq!(placement(&g), ejected);
+    // Picking again without it (its trial refused) likewise.
+    let again: Vec<_> = (0..2_000)
+        .map(|k| g.pick(&key(&keyed(k)), &[b1.id]).unwrap().addr)
+        .collect();
+    assert_eq!(again, ejected);
+}
+
+/// Under the other policies (and a request without the hash key) any
+/// request may be a half-open backend's trial, within its room.
+#[test]
+fn other_policies_offer_the_trial_to_any_request() {
+    for policy in [Policy::RoundRobin, hashed()] {
+        let g = group_with(policy, &[1, 2, 3, 4]);
+        let b1 = g.member(addr(1)).unwrap();
+        half_open(&g, &b1);
+        let none = http::HeaderMap::new();
+        assert_eq!(g.pick(&key(&none), &[]).unwrap().addr, addr(1));
+        assert_ne!(g.pick(&key(&none), &[b1.id]).unwrap().addr, addr(1));
+        b1.begin_leak();
+        for _ in 0..10 {
+            assert_ne!(g.pick(&key(&none), &[]).unwrap().addr, addr(1));
+        }
+    }
 }
