@@ -210,7 +210,11 @@ async fn draining_the_backend_moves_the_client_with_a_new_cookie() {
 async fn a_backend_that_cannot_be_reached_hands_the_client_over_with_a_new_cookie() {
     let (a, b) = (named("a").await, named("b").await);
     let (a_addr, b_addr) = (a.addr(), b.addr());
-    let proxy = Proxy::start(&sticky(&[a_addr, b_addr], None)).await;
+    let mut cfg = sticky(&[a_addr, b_addr], None);
+    // A fresh connection per request: the stop below is then a refused
+    // connect, not the keep-alive race of a pooled connection.
+    cfg.upstreams[0].max_idle_per_backend = 0;
+    let proxy = Proxy::start(&cfg).await;
     let mut client = H1::connect(proxy.addr()).await;
     let first = get(&mut client, None).await;
     let old = set_value(&first).expect("a cookie");
