@@ -184,12 +184,16 @@ pub enum ConfigError {
         "{at}: {value:?} is not a cookie name; expected 1 to 256 letters, digits or !#$%&'*+-.^_`|~"
     )]
     CookieName { at: At, value: String },
-    #[error("{at}: {value:?} is not a cookie path; expected '/' then up to 255 visible characters but ';'")]
+    #[error(
+        "{at}: {value:?} is not a cookie path; expected '/' then up to 255 visible characters but ';'"
+    )]
     CookiePath { at: At, value: String },
     #[error("{at}: unknown value {value:?}; expected lax, strict or none")]
     SameSite { at: At, value: String },
     /// Browsers drop a `SameSite=None` cookie that is not `Secure`.
-    #[error("{at}: same_site = \"none\" needs secure = true (browsers drop a SameSite=None cookie without Secure)")]
+    #[error(
+        "{at}: same_site = \"none\" needs secure = true (browsers drop a SameSite=None cookie without Secure)"
+    )]
     SameSiteNone { at: At },
     /// A `__Secure-` or `__Host-` name the browser would refuse (RFC 6265bis §4.1.3).
     #[error("{at}: a cookie named {prefix}… needs secure = true{}", if *.prefix == "__Host-" { " and path = \"/\"" } else { "" })]

@@ -195,8 +195,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sticky.key");
         std::fs::write(&path, "  fedcba9876543210fedcba\n").expect("write");
-        let c = check(&format!("secret_file = {:?}\n", path.display().to_string()))
-            .expect("valid");
+        let c = check(&format!("secret_file = {:?}\n", path.display().to_string())).expect("valid");
         let s = c.upstreams[0].sticky.as_ref().expect("sticky");
         assert_eq!(
             s.secret.as_ref().map(|k| k.0.as_slice()),
@@ -207,10 +206,26 @@ mod tests {
     #[test]
     fn mistakes_are_refused_naming_the_field() {
         for (sticky, at, says) in [
-            ("cookie = \"a b\"", "upstream.api.sticky.cookie", "not a cookie name"),
-            ("cookie = \"\"", "upstream.api.sticky.cookie", "not a cookie name"),
-            ("cookie = \"a;b\"", "upstream.api.sticky.cookie", "not a cookie name"),
-            ("secret = \"short\"", "upstream.api.sticky.secret", "at least 16 bytes"),
+            (
+                "cookie = \"a b\"",
+                "upstream.api.sticky.cookie",
+                "not a cookie name",
+            ),
+            (
+                "cookie = \"\"",
+                "upstream.api.sticky.cookie",
+                "not a cookie name",
+            ),
+            (
+                "cookie = \"a;b\"",
+                "upstream.api.sticky.cookie",
+                "not a cookie name",
+            ),
+            (
+                "secret = \"short\"",
+                "upstream.api.sticky.secret",
+                "at least 16 bytes",
+            ),
             (
                 "secret = \"0123456789abcdef\"\nsecret_file = \"/x\"",
                 "upstream.api.sticky.secret_file",
@@ -221,12 +236,36 @@ mod tests {
                 "upstream.api.sticky.secret_file",
                 "cannot read",
             ),
-            ("same_site = \"loose\"", "upstream.api.sticky.same_site", "expected lax"),
-            ("same_site = \"none\"", "upstream.api.sticky.same_site", "needs secure = true"),
-            ("path = \"app\"", "upstream.api.sticky.path", "not a cookie path"),
-            ("path = \"/a;b\"", "upstream.api.sticky.path", "not a cookie path"),
-            ("max_age = \"0s\"", "upstream.api.sticky.max_age", "greater than zero"),
-            ("max_age = \"forever\"", "upstream.api.sticky.max_age", "invalid duration"),
+            (
+                "same_site = \"loose\"",
+                "upstream.api.sticky.same_site",
+                "expected lax",
+            ),
+            (
+                "same_site = \"none\"",
+                "upstream.api.sticky.same_site",
+                "needs secure = true",
+            ),
+            (
+                "path = \"app\"",
+                "upstream.api.sticky.path",
+                "not a cookie path",
+            ),
+            (
+                "path = \"/a;b\"",
+                "upstream.api.sticky.path",
+                "not a cookie path",
+            ),
+            (
+                "max_age = \"0s\"",
+                "upstream.api.sticky.max_age",
+                "greater than zero",
+            ),
+            (
+                "max_age = \"forever\"",
+                "upstream.api.sticky.max_age",
+                "invalid duration",
+            ),
             (
                 "cookie = \"__Host-s\"\nsecure = true\npath = \"/a\"",
                 "upstream.api.sticky.cookie",
@@ -241,7 +280,11 @@ mod tests {
         ] {
             let e = check(sticky).expect_err(sticky);
             let text = e.to_string();
-            assert!(field(&e).starts_with(at), "{sticky}: {} ({text})", field(&e));
+            assert!(
+                field(&e).starts_with(at),
+                "{sticky}: {} ({text})",
+                field(&e)
+            );
             assert!(text.contains(says), "{sticky}: {text}");
         }
         check("cookie = \"__Host-s\"\nsecure = true").expect("a __Host- cookie done right");

@@ -49,8 +49,11 @@ fn lines(h: &HeaderMap) -> Vec<&str> {
 
 #[test]
 fn pairs_are_found_by_exact_name_with_whitespace_and_quotes() {
-    let got: Vec<&[u8]> =
-        values_named(b"a=1; srv=x ;srv=\"y\";xsrv=z; SRV=w;srv;=q; srv = v", b"srv").collect();
+    let got: Vec<&[u8]> = values_named(
+        b"a=1; srv=x ;srv=\"y\";xsrv=z; SRV=w;srv;=q; srv = v",
+        b"srv",
+    )
+    .collect();
     assert_eq!(got, [&b"x"[..], b"y", b"v"]);
 }
 
@@ -146,14 +149,24 @@ fn a_cookie_is_set_only_when_the_answering_backend_is_not_the_cookies() {
     let set = h[SET_COOKIE].to_str().expect("ascii");
     assert_eq!(
         set,
-        format!("srv={}; Path=/; HttpOnly; SameSite=Lax; Secure", value(&g, 2))
+        format!(
+            "srv={}; Path=/; HttpOnly; SameSite=Lax; Secure",
+            value(&g, 2)
+        )
     );
     assert_eq!(h[CACHE_CONTROL], "private", "shared caches keep out");
 
     let mut h = HeaderMap::new();
     h.insert(SET_COOKIE, HeaderValue::from_static("app=1"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=60, No-Store"));
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("max-age=60, No-Store"),
+    );
     answer(&s, None, &b1, false, &mut h);
     assert_eq!(h.get_all(SET_COOKIE).iter().count(), 2, "the app's kept");
-    assert_eq!(h.get_all(CACHE_CONTROL).iter().count(), 1, "already kept out");
+    assert_eq!(
+        h.get_all(CACHE_CONTROL).iter().count(),
+        1,
+        "already kept out"
+    );
 }
