@@ -2,19 +2,24 @@
 //! cookie with its attributes, the client then stays on that backend, the
 //! backend never sees the cookie (but sees the others byte for byte), a
 //! forged cookie falls back to the policy and gets a fresh one, and a
-//! backend that leaves rotation (drained) or fails to connect moves the
-//! client to another backend with a new cookie. HTTP/1.1, HTTP/2 and TLS.
+//! backend that leaves rotation (drained), fails to connect, or is
+//! half-open with its trial taken moves the client to another backend with
+//! a new cookie. HTTP/1.1, HTTP/2 and TLS.
 
 use http::Request;
 use hyper_util::rt::TokioIo;
-use sluice::config::{AdminConfig, CertConfig, SameSite, Secret, StickyConfig};
+use sluice::config::{AdminConfig, CertConfig, Passive, SameSite, Secret, StickyConfig};
 use sluice_e2e::harness::certs::TestCerts;
 use sluice_e2e::harness::client::{H1, H2, Reply, collect, tls_connect};
 use sluice_e2e::harness::control::Admin;
 use sluice_e2e::harness::origin::{Origin, reply};
 use sluice_e2e::harness::proxy::{Proxy, config};
-use sluice_e2e::harness::within;
+use sluice_e2e::harness::{eventually, within};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 const NAME: &str = "sluice_sticky";
 
@@ -52,17 +57,19 @@ async fn stays(client: &mut H1, value: &str, home: &str) {
     assert_eq!(r.header("set-cookie"), None);
 }
 
-async fn get(client: &mut H1, cookie: Option<&str>) -> Reply {
+/// `GET /` with `cookie`, whatever the status.
+async fn send(client: &mut H1, cookie: Option<&str>) -> Reply {
     let mut req = Request::get("/").header("host", "lb.test");
     if let Some(c) = cookie {
         req = req.header("cookie", c);
     }
-    let r = collect(
-        client
-            .send(req.body(reply::empty()).expect("request"))
-            .await,
-    )
-    .await;
+    let req = req.body(reply::empty()).expect("request");
+    collect(client.send(req).await).await
+}
+
+/// `GET /` with `cookie`, answered 200.
+async fn get(client: &mut H1, cookie: Option<&str>) -> Reply {
+    let r = send(client, cookie).await;
     assert_eq!(r.status, 200);
     r
 }
@@ -251,7 +258,7 @@ async fn a_backend_that_cannot_be_reached_hands_the_client_over_with_a_new_cooki
     // Its listener closes with its task, soon after the drop.
     within("the stopped backend to refuse connections", async {
         while tokio::net::TcpStream::connect(gone_addr).await.is_ok() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
     .await;
@@ -309,4 +316,100 @@ async fn a_tls_listener_makes_the_cookie_secure() {
             "{alpn:?}: {line}"
         );
     }
+}
+
+/// What a [`switchable`] origin answers: a status, and whether to hold
+/// each request until the test adds a permit.
+struct Switch {
+    status: AtomicU16,
+    hold: AtomicBool,
+    gate: Semaphore,
+}
+
+async fn switchable(name: &'static str, sw: Arc<Switch>) -> Origin {
+    Origin::http1()
+        .name(name)
+        .route("/", move |req| {
+            let sw = sw.clone();
+            async move {
+                if sw.hold.load(Ordering::SeqCst) {
+                    sw.gate.acquire().await.expect("gate").forget();
+                }
+                reply::text(sw.status.load(Ordering::SeqCst), name)(req).await
+            }
+        })
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn a_half_open_backend_with_its_trial_taken_is_not_used_for_its_cookie() {
+    let switches: Vec<Arc<Switch>> = (0..2)
+        .map(|_| {
+            Arc::new(Switch {
+                status: AtomicU16::new(200),
+                hold: AtomicBool::new(false),
+                gate: Semaphore::new(0),
+            })
+        })
+        .collect();
+    let origins = [
+        switchable("a", switches[0].clone()).await,
+        switchable("b", switches[1].clone()).await,
+    ];
+    let addrs: Vec<_> = origins.iter().map(Origin::addr).collect();
+    let mut cfg = sticky(&addrs, None);
+    cfg.upstreams[0].passive = Passive {
+        consecutive_5xx: 1,
+        ejection: Duration::from_millis(200),
+        max_ejected_percent: 50,
+        half_open_trials: 1,
+        half_open_successes: 1,
+        ..Passive::default()
+    };
+    let proxy = Proxy::start(&cfg).await;
+    let admin = Admin::of(proxy.server());
+    let mut client = H1::connect(proxy.addr()).await;
+    let first = get(&mut client, None).await;
+    let cookie = format!("{NAME}={}", set_value(&first).expect("a cookie"));
+    let home = usize::from(origin_of(&first) != "a");
+    let (x, y) = (&origins[home], &origins[1 - home]);
+    let sw = &switches[home];
+
+    // Its cookie's backend fails once: ejected, then half-open.
+    sw.status.store(500, Ordering::SeqCst);
+    let r = send(&mut client, Some(&cookie)).await;
+    assert_eq!(
+        (r.status.as_u16(), origin_of(&r)),
+        (500, x.name().to_owned())
+    );
+    admin.wait_state(x.addr(), "half-open").await;
+
+    // One trial at a time: a request with the cookie takes it and is held...
+    sw.status.store(200, Ordering::SeqCst);
+    sw.hold.store(true, Ordering::SeqCst);
+    let seen = x.request_count();
+    let addr = proxy.addr();
+    let held = cookie.clone();
+    let trial = tokio::spawn(async move {
+        let mut c = H1::connect(addr).await;
+        get(&mut c, Some(&held)).await
+    });
+    eventually("the trial to reach its backend", || {
+        x.request_count() == seen + 1
+    })
+    .await;
+    // ...so the next is refused by the breaker, picks again, and the
+    // backend that answers gets the cookie.
+    let r = get(&mut client, Some(&cookie)).await;
+    assert_eq!(origin_of(&r), y.name());
+    let moved = set_value(&r).expect("a cookie for the backend that answered");
+    assert_eq!(x.request_count(), seen + 1, "the trial cap held");
+
+    // The trial ends well; its client keeps its cookie.
+    sw.gate.add_permits(1);
+    let t = within("the trial", trial).await.expect("trial task");
+    assert_eq!(origin_of(&t), x.name());
+    assert_eq!(t.header("set-cookie"), None);
+    stays(&mut client, &moved, y.name()).await;
 }
