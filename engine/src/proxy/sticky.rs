@@ -137,13 +137,17 @@ fn without(line: &[u8], name: &[u8]) -> Option<Vec<u8>> {
     for pair in kept {
         if out.is_empty() {
             // The first pair kept loses the space that followed a removed
-            // one (a field value must not start with whitespace).
+            // one (an HTTP/2 field value must not start with whitespace,
+            // RFC 9113 §8.2.1; RFC 6265 trims it from the pair anyway).
             out.extend_from_slice(pair.trim_ascii_start());
         } else {
             out.push(b';');
             out.extend_from_slice(pair);
         }
     }
+    // Nor end with it: the space before a removed last pair goes too.
+    let end = out.trim_ascii_end().len();
+    out.truncate(end);
     Some(out)
 }
 
