@@ -15,7 +15,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated peers: sluice, nginx, haproxy, caddy, and the optional
-    /// pingora (default: sluice,nginx,haproxy,caddy; with --sluice-bin-b: sluice).
+    /// pingora (default: sluice,nginx,haproxy,caddy; in an A/B: sluice).
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
     /// Add Pingora (built from crates.io: bench/pingora) to the peers.
@@ -30,6 +30,15 @@ struct Args {
     /// Alone it compares the two builds only (no other peer, no direct run).
     #[arg(long)]
     sluice_bin_b: Option<PathBuf>,
+    /// A TOML fragment merged into the config generated for `sluice` (A):
+    /// tables merge, [[arrays]] append, other values replace. Every Sluice
+    /// then runs from a generated config file (see bench/README.md).
+    #[arg(long)]
+    sluice_extra_config: Option<PathBuf>,
+    /// The same for `sluice-b`. Without --sluice-bin-b this is an A/B of one
+    /// binary with two configurations (e.g. bench/configs/rate-limit-on.toml).
+    #[arg(long)]
+    sluice_extra_config_b: Option<PathBuf>,
     /// Path to bench-origin (default: next to this binary).
     #[arg(long)]
     origin_bin: Option<PathBuf>,
@@ -72,7 +81,7 @@ fn main() {
         std::process::exit(sluice_bench::services::cli(std::env::args_os().skip(1)));
     }
     let a = Args::parse();
-    let ab = a.sluice_bin_b.is_some();
+    let ab = a.sluice_bin_b.is_some() || a.sluice_extra_config_b.is_some();
     let mut peers = a.peers.clone().unwrap_or_else(|| {
         let default: &[&str] = if ab {
             &["sluice"]
@@ -100,6 +109,8 @@ fn main() {
         direct,
         sluice_bin: a.sluice_bin,
         sluice_bin_b: a.sluice_bin_b,
+        sluice_extra_config: a.sluice_extra_config,
+        sluice_extra_config_b: a.sluice_extra_config_b,
         origin_bin,
         rounds: a.rounds,
         duration: a.duration.map(Duration::from_secs),

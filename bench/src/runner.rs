@@ -11,6 +11,7 @@ use crate::idle;
 use crate::install;
 use crate::load::{Generator, LoadSpec};
 use crate::measure::{self, Cores};
+use crate::peers::sluice_config::ExtraConfig;
 use crate::peers::{self, CertFiles, Peer, PeerCtx, direct::Direct};
 use crate::pin::{Pinning, which};
 use crate::probe::{self, free_port};
@@ -34,6 +35,11 @@ pub struct Options {
     /// A second Sluice binary, run as the peer `sluice-b` beside `sluice`
     /// in every round: the A/B mode (report: B ÷ A with its spread).
     pub sluice_bin_b: Option<PathBuf>,
+    /// A TOML fragment merged into the config generated for `sluice` (A).
+    pub sluice_extra_config: Option<PathBuf>,
+    /// The same for `sluice-b`; without `sluice_bin_b`, B is A's binary:
+    /// one build, two configurations (see `peers::sluice_config`).
+    pub sluice_extra_config_b: Option<PathBuf>,
     pub origin_bin: PathBuf,
     pub rounds: Option<usize>,
     pub duration: Option<Duration>,
@@ -51,12 +57,46 @@ pub struct Options {
     pub out_dir: PathBuf,
 }
 
+impl Options {
+    /// Whether `sluice-b` runs beside `sluice`: a second binary, or a
+    /// second configuration of the same one.
+    pub fn ab(&self) -> bool {
+        self.sluice_bin_b.is_some() || self.sluice_extra_config_b.is_some()
+    }
+}
+
+/// The two sides' extra configs, read and checked before anything starts.
+/// `None` when neither side has one (both then run from the quick flags).
+type Extras = Option<(Option<ExtraConfig>, Option<ExtraConfig>)>;
+
+fn load_extras(opts: &Options, notes: &mut Vec<String>) -> Result<Extras> {
+    let load = |p: &Option<PathBuf>| p.as_deref().map(ExtraConfig::load).transpose();
+    let (a, b) = (
+        load(&opts.sluice_extra_config)?,
+        load(&opts.sluice_extra_config_b)?,
+    );
+    if a.is_none() && b.is_none() {
+        return Ok(None);
+    }
+    for (name, extra) in [("sluice", &a), (AB_PEER, &b)] {
+        if let Some(e) = extra {
+            notes.push(format!(
+                "{name}: extra config `{}` merged into its generated config file (see Generated configurations).",
+                e.path.display()
+            ));
+        }
+    }
+    notes.push("With an extra config, every Sluice runs from a generated config file (the quick flags' settings as TOML), so that A and B differ by the fragment only.".into());
+    Ok(Some((a, b)))
+}
+
 pub fn run(opts: &Options) -> Result<report::Written> {
     let started = time::OffsetDateTime::now_utc();
     let loadavg_before = measure::loadavg();
     let pin = Pinning::for_run(opts.pin);
     let mut notes: Vec<String> = Vec::new();
     let mut install_log: Vec<String> = Vec::new();
+    let extras = load_extras(opts, &mut notes)?;
 
     // 1. Tools and peers.
     let want_apt: Vec<(&str, &str)> = {
@@ -136,7 +176,7 @@ pub fn run(opts: &Options) -> Result<report::Written> {
     let mut peer_list: Vec<Box<dyn Peer>> = Vec::new();
     let mut skipped_peers: Vec<(String, String)> = Vec::new();
     let mut names = opts.peers.clone();
-    if opts.sluice_bin_b.is_some() {
+    if opts.ab() {
         // B right after A, so that they run back to back in every round.
         if !names.iter().any(|n| n == "sluice") {
             names.insert(0, "sluice".into());
@@ -148,7 +188,16 @@ pub fn run(opts: &Options) -> Result<report::Written> {
         names.insert(at, AB_PEER.into());
     }
     for name in &names {
-        match resolve_peer(name, opts, &mut install_log, &mut notes) {
+        // Without --sluice-bin-b, B is A's binary (resolved just before).
+        let a_bin = peer_list
+            .iter()
+            .find(|p| p.name() == "sluice")
+            .map(|p| PathBuf::from(p.program()));
+        let sides = Sides {
+            a_bin,
+            extras: extras.clone(),
+        };
+        match resolve_peer(name, opts, &sides, &mut install_log, &mut notes) {
             Ok(p) => peer_list.push(p),
             Err(why) => skipped_peers.push((name.clone(), why)),
         }
@@ -247,7 +296,11 @@ pub fn run(opts: &Options) -> Result<report::Written> {
                     }
                     Err(MeasureError::Unsupported(why)) => cell.status = Status::Unsupported(why),
                     Err(MeasureError::Failed(why)) => {
+                        // An old build may lack TLS or gzip; a run from a
+                        // generated file is a build that has them (a
+                        // fragment that breaks the start is a failure).
                         cell.status = if p.name().starts_with("sluice")
+                            && extras.is_none()
                             && (s.needs_tls() || s.gzip_level().is_some())
                         {
                             Status::Unsupported(format!("not supported yet ({why})"))
@@ -304,6 +357,7 @@ pub fn run(opts: &Options) -> Result<report::Written> {
 fn resolve_peer(
     name: &str,
     opts: &Options,
+    sides: &Sides,
     install_log: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) -> std::result::Result<Box<dyn Peer>, String> {
@@ -326,14 +380,19 @@ fn resolve_peer(
                     peers::sluice::Sluice::new(bin).built_at(rev)
                 }
             };
-            Ok(Box::new(sluice))
+            Ok(Box::new(sides.shape(sluice, false)))
         }
         AB_PEER => {
-            let bin = opts.sluice_bin_b.as_deref().ok_or("no --sluice-bin-b")?;
-            Ok(Box::new(peers::sluice::Sluice::b(given(
-                bin,
-                "given with --sluice-bin-b",
-            )?)))
+            let bin = match (&opts.sluice_bin_b, &sides.a_bin) {
+                (Some(bin), _) => given(bin, "given with --sluice-bin-b")?,
+                (None, Some(a)) => {
+                    notes.push(format!("{name}: `{}` (A's binary)", a.display()));
+                    a.clone()
+                }
+                (None, None) => return Err("A (`sluice`) could not be resolved".into()),
+            };
+            let b = peers::sluice::Sluice::b(bin);
+            Ok(Box::new(sides.shape(b, true)))
         }
         "pingora" => {
             let bin = if opts.install {
@@ -351,6 +410,26 @@ fn resolve_peer(
             Some(p) => Err(format!("`{}` not installed", p.program())),
             None => Err("unknown peer".into()),
         },
+    }
+}
+
+/// What the Sluice sides share: A's binary (B's too without
+/// `--sluice-bin-b`) and the extra configs.
+struct Sides {
+    a_bin: Option<PathBuf>,
+    extras: Extras,
+}
+
+impl Sides {
+    /// A side (`b`: `sluice-b`) on the quick flags, or on a generated
+    /// config file with its own fragment when the run has any.
+    fn shape(&self, sluice: peers::sluice::Sluice, b: bool) -> peers::sluice::Sluice {
+        match &self.extras {
+            None => sluice,
+            Some((extra_a, extra_b)) => {
+                sluice.with_config_file(if b { extra_b } else { extra_a }.clone())
+            }
+        }
     }
 }
 

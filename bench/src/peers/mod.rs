@@ -12,6 +12,7 @@ pub mod haproxy;
 pub mod nginx;
 pub mod pingora;
 pub mod sluice;
+pub mod sluice_config;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,12 +1,16 @@
 //! Sluice, started with its quick flags (no config file): the command line
 //! *is* the configuration, and that is what the report prints. In an A/B
 //! run a second binary runs as the peer `sluice-b` with the same flags.
+//! When a run gives an extra config (`--sluice-extra-config[-b]`), both
+//! sides run from a generated config file instead ([`super::sluice_config`]),
+//! so that A and B differ by the fragment only; the report prints the file.
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::sluice_config::{self, ExtraConfig};
 use super::{Peer, PeerCtx};
-use crate::error::Result;
+use crate::error::{IoContext, Result};
 use crate::pin::Pinning;
 use crate::report::AB_PEER;
 
@@ -15,6 +19,9 @@ pub struct Sluice {
     name: &'static str,
     /// The commit it was built from, when the harness built it.
     rev: Option<String>,
+    /// `None`: the quick flags; `Some`: a generated config file, with this
+    /// fragment merged in if any.
+    file: Option<Option<ExtraConfig>>,
 }
 
 impl Sluice {
@@ -24,6 +31,7 @@ impl Sluice {
             bin,
             name: "sluice",
             rev: None,
+            file: None,
         }
     }
 
@@ -41,7 +49,21 @@ impl Sluice {
             bin,
             name: AB_PEER,
             rev: None,
+            file: None,
         }
+    }
+
+    /// Runs from a generated config file with `extra` merged in (or none).
+    pub fn with_config_file(self, extra: Option<ExtraConfig>) -> Self {
+        Self {
+            file: Some(extra),
+            ..self
+        }
+    }
+
+    /// The fragment merged into its config, if any.
+    fn extra(&self) -> Option<&ExtraConfig> {
+        self.file.as_ref().and_then(Option::as_ref)
     }
 
     /// Its configuration, the one a user would write for this job: one
@@ -65,18 +87,39 @@ impl Peer for Sluice {
     }
 
     fn version(&self) -> String {
-        match &self.rev {
+        let build = match &self.rev {
             Some(rev) => format!("sluice {rev} ({})", self.bin.display()),
             None => format!("sluice {}", self.bin.display()),
+        };
+        match self.extra() {
+            Some(extra) => format!("{build}, extra config {}", extra.path.display()),
+            None => build,
         }
     }
 
     fn configure(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<(String, Command)> {
-        Ok(super::flags_only(
+        let Some(extra) = &self.file else {
+            return Ok(super::flags_only(
+                self.name,
+                &self.bin,
+                &Self::args(ctx),
+                pin,
+            ));
+        };
+        let text = sluice_config::render(ctx, extra.as_ref());
+        let path = ctx.dir.join("sluice.toml");
+        std::fs::write(&path, &text).ctx(|| format!("writing {}", path.display()))?;
+        let mut cmd = pin.proxy_command(&self.bin.display().to_string());
+        cmd.arg("--config").arg(&path);
+        let merged = match extra {
+            Some(e) => format!("extra config {} merged in", e.path.display()),
+            None => "no extra config".to_string(),
+        };
+        let shown = format!(
+            "{} --config {}\n# generated, {merged}:\n{text}",
             self.name,
-            &self.bin,
-            &Self::args(ctx),
-            pin,
-        ))
+            path.display()
+        );
+        Ok((shown, cmd))
     }
 }

@@ -159,7 +159,7 @@ pub fn ab_section(o: &mut String, r: &Report, sums: &BTreeMap<(usize, usize), Su
     let _ = writeln!(o, "## A/B: {AB_PEER} ÷ sluice, same sitting\n");
     let _ = writeln!(
         o,
-        "A is `sluice`, B is `{AB_PEER}` (their binaries are under Versions). The two run back to back in every round, A B in one round and B A in the next, so neither always goes first. The ratio is B ÷ A per round: below 1.00 B spends less. **B cheaper**: every round below 1.00; **B costlier**: every round above; **within noise**: the rounds fall on both sides.\n"
+        "A is `sluice`, B is `{AB_PEER}` (their binaries and extra configs are under Versions, their configurations under Generated configurations). The two run back to back in every round, A B in one round and B A in the next, so neither always goes first. The ratio is B ÷ A per round: below 1.00 B spends less. **B cheaper**: every round below 1.00; **B costlier**: every round above; **within noise**: the rounds fall on both sides.\n"
     );
     let _ = writeln!(
         o,

@@ -8,6 +8,7 @@
 //! | GET | `/healthz` | liveness: the process answers |
 //! | GET | `/readyz` | readiness: bound, configured, not shutting down |
 //! | GET | `/backends` | every group and backend with state, reason, checks, counters |
+//! | GET | `/rate_limits` | every rate limit and its keys; the global limits' Redis sync: state, failures, outages, last error |
 //! | POST | `/backends` | `{"group","address","weight"}` registers (idempotent) |
 //! | DELETE | `/backends/{address}` | drains in-flight requests, then unregisters |
 //! | POST | `/backends/{address}/drain` | out of rotation, in-flight requests finish |
@@ -23,6 +24,7 @@
 
 pub mod error;
 pub mod guard;
+pub mod rate_limits;
 pub mod state_file;
 
 pub use error::AdminError;
@@ -165,6 +167,10 @@ async fn route(
             )
         }),
         (&Method::GET, ["backends"]) => Ok(json(StatusCode::OK, &list(&shared.state.load()))),
+        (&Method::GET, ["rate_limits"]) => Ok(json(
+            StatusCode::OK,
+            &rate_limits::view(&shared.state.load()),
+        )),
         (&Method::POST, ["backends"]) => {
             let body: Register = read_json(req, timeout).await?;
             let addr = shared.own.check(parse_addr(&body.address)?)?;
@@ -237,7 +243,7 @@ async fn route(
             path,
             hint: "; use POST (or GET, as the classic registration clients do)",
         }),
-        (_, ["healthz" | "readyz" | "backends" | "reload"])
+        (_, ["healthz" | "readyz" | "backends" | "rate_limits" | "reload"])
         | (_, ["backends", _] | ["backends", _, "drain"]) => Err(AdminError::MethodNotAllowed {
             method,
             path,

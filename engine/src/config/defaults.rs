@@ -171,6 +171,11 @@ pub const COMPRESSION_TYPES: &[&str] = &[
 /// entry is about 64 bytes, so 65,536 keys cost about 4 MiB per limit; past
 /// it, refilled buckets are dropped first, then the least recently seen.
 pub const RATE_LIMIT_MAX_KEYS: usize = 65_536;
+/// A `key = "client"` limit's bucket per IPv4 address: an IPv4 host has one.
+pub const RATE_LIMIT_IPV4_PREFIX: u8 = 32;
+/// A `key = "client"` limit's bucket per IPv6 /64: the block one host, or
+/// one LAN, is given (RFC 6177), within which it may pick any address.
+pub const RATE_LIMIT_IPV6_PREFIX: u8 = 64;
 /// Largest `max_keys` a rate limit may ask for (about 64 MiB).
 pub const RATE_LIMIT_MAX_KEYS_CAP: usize = 1 << 20;
 /// How often a replica syncs its global rate limits with Redis: the longer,

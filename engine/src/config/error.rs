@@ -212,6 +212,8 @@ pub enum ConfigError {
     },
     #[error("{at}: {value:?} is not a rate limit key; expected client, route or header:NAME")]
     RateKey { at: At, value: String },
+    #[error("{at}: ipv4_prefix and ipv6_prefix apply to key = \"client\" only")]
+    PrefixWithoutClientKey { at: At },
     #[error("{at}: a rate_limit named {name:?} comes earlier")]
     DuplicateRateLimit { at: At, name: String },
     #[error("{at}: global = true needs a [global_limits] table with the Redis address")]
@@ -266,6 +268,7 @@ impl ConfigError {
             | ConfigError::RateKey { at, .. }
             | ConfigError::DuplicateRateLimit { at, .. }
             | ConfigError::GlobalWithoutRedis { at }
+            | ConfigError::PrefixWithoutClientKey { at }
             | ConfigError::RedisUrl { at, .. }
             | ConfigError::OnLimit { at, .. }
             | ConfigError::Cidr { at, .. }

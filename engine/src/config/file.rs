@@ -56,6 +56,9 @@ pub struct RateLimitFile {
     pub global: bool,
     /// Most keys remembered (memory bound).
     pub max_keys: Option<Spanned<usize>>,
+    /// `key = "client"` only: prefix lengths that name a client's bucket.
+    pub ipv4_prefix: Option<Spanned<u8>>,
+    pub ipv6_prefix: Option<Spanned<u8>>,
 }
 
 /// `[global_limits]`: the Redis that global rate limits sync through.

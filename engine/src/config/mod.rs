@@ -206,13 +206,33 @@ pub enum OnLimit {
 /// What a rate limit's buckets are keyed by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RateKey {
-    /// The client's IP address.
-    Client,
+    /// The client's network: its IP address cut to a prefix length.
+    Client(ClientPrefix),
     /// The matched route: one bucket per route.
     Route,
     /// A request header's value; requests without it are not limited by
     /// this rule.
     Header(http::HeaderName),
+}
+
+/// How much of a client's address names its bucket: one host commonly
+/// holds a whole IPv6 /64 (SLAAC, privacy addresses), so a bucket per /128
+/// would be a bucket per request for a client that rotates them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientPrefix {
+    /// 1 ..= 32; default 32 (one bucket per address).
+    pub v4: u8,
+    /// 1 ..= 128; default 64 (one bucket per /64).
+    pub v6: u8,
+}
+
+impl Default for ClientPrefix {
+    fn default() -> ClientPrefix {
+        ClientPrefix {
+            v4: defaults::RATE_LIMIT_IPV4_PREFIX,
+            v6: defaults::RATE_LIMIT_IPV6_PREFIX,
+        }
+    }
 }
 
 /// One `[[rate_limit]]`.

@@ -108,7 +108,8 @@ impl Validator<'_> {
             Some(p) if !p.get_ref().starts_with('/') => Err(ConfigError::RelativePath {
                 at: self.at(p.span(), format_args!("{field}.path")),
             }),
-            p => Ok(p.map(Spanned::into_inner)),
+            // Matched against normalised request paths (`proxy::path`).
+            p => Ok(p.map(|p| crate::proxy::path::normalize(p.get_ref()).into_owned())),
         }
     }
 

@@ -4,7 +4,8 @@
 //! 1. [`limits`]: request target and header count (414, 431), Host (400)
 //!    then [`max_forwards`]: TRACE or OPTIONS with `Max-Forwards: 0` is
 //!    answered here
-//! 2. [`route`]: host and path → upstream group (404); a body whose length
+//! 2. [`route`]: host and path (in [`path`]'s normal form) → upstream
+//!    group (404); a body whose length
 //!    is over the route's size limit stops here (413), and the body is
 //!    held to its limits as it streams (`crate::body::BodyLimits`); then
 //!    [`rate_limit`]: token buckets per client, route or header (429)
@@ -33,6 +34,7 @@ pub mod compress;
 pub mod forward;
 pub mod headers;
 pub mod max_forwards;
+pub mod path;
 pub mod rate_limit;
 pub mod replay;
 pub mod respond;
@@ -120,14 +122,17 @@ async fn proxy(
 
     // 2. Route.
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
+    // Routes and rate limits match one normal form of the path (`path`);
+    // the request goes on as sent.
+    let path = path::normalize(route_path(req.method(), req.uri()));
     let route = state
         .router
-        .lookup(host_str, route_path(req.method(), req.uri()))
+        .lookup(host_str, &path)
         .ok_or(ErrorKind::NoRoute)?;
     if !state.rate_limits.is_empty() {
         let r = rate_limit::Request {
             host: host_str,
-            path: req.uri().path(),
+            path: &path,
             route: route.index,
             client: conn.client.0.ip(),
             headers: req.headers(),

@@ -112,7 +112,8 @@ impl Router {
         self.lookup(host, path).map(|r| r.group)
     }
 
-    /// The matching route's group and per-route settings.
+    /// The matching route's group and per-route settings. `path` is in
+    /// `proxy::path::normalize`'s form, as the configured prefixes are.
     pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<RouteMatch<'_>> {
         let host = host.map(normalize_host);
         self.routes

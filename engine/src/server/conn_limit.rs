@@ -9,7 +9,9 @@
 //! closed at once; with `"backlog"` the accept loops stop accepting while
 //! the listener is full, so new connections wait in the kernel's accept
 //! queue (up to `backlog`, then the kernel drops their SYNs and clients
-//! retry). The per-client limit always refuses: an address is known only
+//! retry). A worker reserves its slot only once a connection is queued on
+//! its socket (`Acceptor::accept_reserved`), so a worker waiting on an
+//! empty socket never holds a slot another worker's connection needs. The per-client limit always refuses: an address is known only
 //! once its connection is accepted. Limits changed by a reload apply from
 //! the next connection; the per-client count covers connections accepted
 //! while that limit was set.
@@ -106,8 +108,8 @@ impl ConnLimiter {
         Some(Permit(self.clone()))
     }
 
-    /// For `backlog` mode, before accepting: waits until a slot is free and
-    /// reserves it.
+    /// For `backlog` mode, once a connection is queued: waits until a slot
+    /// is free and reserves it.
     pub async fn wait_for_room(self: &Arc<Self>) -> Permit {
         loop {
             let notified = self.room.notified();

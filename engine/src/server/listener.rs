@@ -12,11 +12,13 @@
 //! on. Between the probe and the bind is a window of microseconds in which
 //! another process could still bind; the probe stops the mistake, not a race.
 
+use super::conn_limit::{ConnLimiter, Permit};
 use crate::addr::ListenAddr;
 use crate::config::{CertConfig, Config, ListenerConfig};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 
 /// Why a listener could not be bound; every message names the address.
@@ -218,6 +220,34 @@ impl Acceptor {
         }
     }
 
+    /// For `on_limit = "backlog"`: waits until a connection is queued on
+    /// this socket, then for a slot of `limiter`, and accepts it with the
+    /// slot. A slot is held only between finding a connection and taking
+    /// it, never while waiting: with one SO_REUSEPORT socket per worker, a
+    /// worker holding the last slot while it waits on its own empty socket
+    /// would strand a connection the kernel queued on another worker's
+    /// (review finding 8). Readiness that another worker's accept consumed
+    /// (sockets cloned with `reuse_port = false`) gives the slot back and
+    /// waits again. Cancel-safe: nothing is reserved across an `.await`.
+    pub async fn accept_reserved(
+        &self,
+        limiter: &Arc<ConnLimiter>,
+    ) -> io::Result<(tokio::net::TcpStream, SocketAddr, Permit)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            let permit = limiter.wait_for_room().await;
+            match ready.try_io(|l| Acceptor::accept_now(l.get_ref())) {
+                Ok(Ok((stream, peer))) => {
+                    return Ok((tokio::net::TcpStream::from_std(stream)?, peer, permit));
+                }
+                Ok(Err(e)) => return Err(e),
+                // Nothing queued after all: the slot goes back (waking a
+                // worker waiting for it) and this one waits for readiness.
+                Err(_) => drop(permit),
+            }
+        }
+    }
+
     /// One `accept4`, the stream non-blocking from the start (no extra
     /// `fcntl`); TCP_NODELAY comes from the listener.
     pub fn accept_now(l: &socket2::Socket) -> io::Result<(std::net::TcpStream, SocketAddr)> {
@@ -237,6 +267,51 @@ impl Acceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ConnLimit, OnLimit};
+
+    fn acceptor() -> (Acceptor, SocketAddr) {
+        let socket = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        (Acceptor::new(socket).expect("acceptor"), addr)
+    }
+
+    /// Finding 8: two workers' sockets, one slot. Worker A waits first;
+    /// the kernel queues the connection on B's socket. Reserving before
+    /// accepting left A holding the slot on an empty socket and B waiting
+    /// for it: the connection was never accepted.
+    #[tokio::test]
+    async fn a_worker_waiting_on_an_empty_socket_holds_no_slot() {
+        let limiter = ConnLimiter::new(ConnLimit {
+            max_connections: Some(1),
+            max_connections_per_client: None,
+            on_limit: OnLimit::Backlog,
+        });
+        let (a, _) = acceptor();
+        let (b, b_addr) = acceptor();
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { a.accept_reserved(&limiter).await.map(|(_, peer, _)| peer) }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        assert_eq!(limiter.open(), 0, "a waiting worker holds no slot");
+        let _client = tokio::net::TcpStream::connect(b_addr)
+            .await
+            .expect("connect");
+        let accepted = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            b.accept_reserved(&limiter),
+        )
+        .await
+        .expect("B accepts the connection queued on its socket")
+        .expect("accept");
+        assert_eq!(limiter.open(), 1);
+        drop(accepted);
+        assert_eq!(limiter.open(), 0);
+        waiting.abort();
+    }
 
     #[test]
     fn a_held_port_is_in_use_unless_the_listener_shares_it() {

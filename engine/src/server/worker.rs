@@ -267,11 +267,9 @@ async fn accept_loop(
     let mut drain = spawner.drain.clone();
     let mut tls = tls_rx.borrow_and_update().clone();
     let mut last = LastClient::default();
-    // In `backlog` mode, the slot taken before accepting (see `conn_limit`).
-    let mut reserved: Option<Permit> = None;
     loop {
         let backlog = limiter.backlog();
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, reserved) = tokio::select! {
             biased;
             _ = draining(&mut drain) => return,
             changed = tls_rx.changed() => {
@@ -283,12 +281,8 @@ async fn accept_loop(
                 tls = tls_rx.borrow_and_update().clone();
                 continue;
             }
-            p = limiter.wait_for_room(), if backlog && reserved.is_none() => {
-                reserved = Some(p);
-                continue;
-            }
-            r = listener.accept(), if !backlog || reserved.is_some() => match r {
-                Ok(pair) => pair,
+            r = next(&listener, &limiter, backlog) => match r {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -297,10 +291,26 @@ async fn accept_loop(
                 }
             },
         };
-        match limiter.admit(peer.ip(), reserved.take()) {
+        match limiter.admit(peer.ip(), reserved) {
             Some(permit) => serve(stream, peer, tls.clone(), &spawner, &mut last, permit),
             None => tracing::debug!(client = %peer, "connection limit reached; closed"),
         }
+    }
+}
+
+/// The next connection; in `backlog` mode with the slot it takes, reserved
+/// only once a connection is there (`Acceptor::accept_reserved`).
+async fn next(
+    listener: &Acceptor,
+    limiter: &Arc<ConnLimiter>,
+    backlog: bool,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr, Option<Permit>)> {
+    if backlog {
+        let (stream, peer, permit) = listener.accept_reserved(limiter).await?;
+        Ok((stream, peer, Some(permit)))
+    } else {
+        let (stream, peer) = listener.accept().await?;
+        Ok((stream, peer, None))
     }
 }
 

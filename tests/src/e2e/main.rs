@@ -14,6 +14,7 @@ mod disconnect;
 mod discovery;
 mod drain;
 mod errors;
+mod global_limits;
 mod grpc;
 mod gzip;
 mod h1;

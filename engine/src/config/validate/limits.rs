@@ -24,10 +24,35 @@ impl Validator<'_> {
                     name,
                 });
             }
-            let key = parse_key(r.key.get_ref()).ok_or_else(|| ConfigError::RateKey {
+            let mut key = parse_key(r.key.get_ref()).ok_or_else(|| ConfigError::RateKey {
                 at: self.at(r.key.span(), format_args!("{field}.key")),
                 value: r.key.get_ref().clone(),
             })?;
+            match &mut key {
+                RateKey::Client(prefix) => {
+                    prefix.v4 = self.bounded(
+                        r.ipv4_prefix,
+                        &format!("{field}.ipv4_prefix"),
+                        1,
+                        32,
+                        defaults::RATE_LIMIT_IPV4_PREFIX,
+                    )?;
+                    prefix.v6 = self.bounded(
+                        r.ipv6_prefix,
+                        &format!("{field}.ipv6_prefix"),
+                        1,
+                        128,
+                        defaults::RATE_LIMIT_IPV6_PREFIX,
+                    )?;
+                }
+                _ => {
+                    if let Some(p) = r.ipv4_prefix.as_ref().or(r.ipv6_prefix.as_ref()) {
+                        return Err(ConfigError::PrefixWithoutClientKey {
+                            at: self.at(p.span(), format_args!("{field}.ipv4_prefix")),
+                        });
+                    }
+                }
+            }
             let rate = *r.rate.get_ref();
             // A token per 1000 s at the slowest; a million per second at most.
             if !(0.001..=1e6).contains(&rate) {
@@ -135,7 +160,7 @@ impl Validator<'_> {
 /// `client`, `route` or `header:NAME`.
 fn parse_key(s: &str) -> Option<RateKey> {
     match s {
-        "client" => Some(RateKey::Client),
+        "client" => Some(RateKey::Client(Default::default())),
         "route" => Some(RateKey::Route),
         _ => {
             let name = s.strip_prefix("header:")?;
@@ -175,6 +200,7 @@ sync_interval = "50ms"
 name = "per-client"
 key = "client"
 rate = 2.5
+ipv6_prefix = 56
 
 [[rate_limit]]
 name = "api-keys"
@@ -197,7 +223,11 @@ max_keys = 10
         };
         assert_eq!(
             (a.key.clone(), a.burst, a.global),
-            (RateKey::Client, 3, false)
+            (
+                RateKey::Client(crate::config::ClientPrefix { v4: 32, v6: 56 }),
+                3,
+                false
+            )
         );
         assert_eq!(a.max_keys, crate::config::defaults::RATE_LIMIT_MAX_KEYS);
         assert!(matches!(&b.key, RateKey::Header(h) if h == "x-api-key"));
@@ -231,6 +261,19 @@ max_keys = 10
             "[[rate_limit]]\nname = \"x\"\nkey = \"client\"\nrate = 1\n[[rate_limit]]\nname = \"x\"\nkey = \"route\"\nrate = 1",
             "rate_limit[1].name",
         );
+        bad(
+            "[[rate_limit]]\nname = \"x\"\nkey = \"client\"\nrate = 1\nipv6_prefix = 129",
+            "rate_limit[0].ipv6_prefix",
+        );
+        bad(
+            "[[rate_limit]]\nname = \"x\"\nkey = \"client\"\nrate = 1\nipv4_prefix = 0",
+            "rate_limit[0].ipv4_prefix",
+        );
+        let e = bad(
+            "[[rate_limit]]\nname = \"x\"\nkey = \"route\"\nrate = 1\nipv6_prefix = 48",
+            "rate_limit[0]",
+        );
+        assert!(matches!(e, ConfigError::PrefixWithoutClientKey { .. }));
         bad(
             "[global_limits]\nredis = \"127.0.0.1:6379\"",
             "global_limits.redis",

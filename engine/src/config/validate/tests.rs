@@ -233,6 +233,15 @@ fn the_shipped_example_validates() {
 }
 
 #[test]
+fn the_global_rate_limit_example_validates() {
+    let text = include_str!("../../../examples/global-rate-limit.toml");
+    let c = check(text).expect("engine/examples/global-rate-limit.toml must stay valid");
+    assert!(c.global_limits.is_some());
+    assert!(c.rate_limits.iter().all(|l| l.global));
+    assert!(c.admin.is_some());
+}
+
+#[test]
 fn outlier_breaker_and_slow_start_keys_validate() {
     let base = "[[listener]]\naddress = \"127.0.0.1:8080\"\n[forwarding]\nbackend_header = true\n";
     let text = format!(

@@ -19,16 +19,18 @@
 //!
 //! # Redis unreachable
 //! A sync that fails or takes longer than `timeout` is counted
-//! ([`Sync::failures`]) and logged (once when Redis goes away, once when it
-//! is back); the limits go on as local limits, each replica enforcing the
+//! ([`Sync::failures`], [`Sync::fallbacks`] per outage, the last error kept
+//! for `GET /rate_limits`) and logged (once when Redis goes away, once when
+//! it is back); the limits go on as local limits, each replica enforcing the
 //! full rate on its own, and the consumption of the failed interval is not
 //! sent. Requests are never blocked or failed because of Redis.
 
 use super::{Limit, RateLimits};
 use crate::config::GlobalLimits;
-use std::sync::atomic::{AtomicU64, Ordering};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// Keys idle longer than this are not synced: their buckets refill locally
@@ -62,7 +64,8 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 return tostring(tokens)
 ";
 
-/// The sync task's counters, shared with whoever reports them.
+/// The sync task's state and counters, shared with whoever reports them
+/// (the admin API's `GET /rate_limits`).
 #[derive(Debug, Default)]
 pub struct Sync {
     /// Syncs that failed or timed out (Redis unreachable).
@@ -73,6 +76,81 @@ pub struct Sync {
     pub failures: AtomicU64,
     /// Syncs that succeeded (same ordering).
     pub successes: AtomicU64,
+    /// Outages: times a sync failed after the previous one had not (the
+    /// first sync counts as following a good one). Same ordering.
+    pub fallbacks: AtomicU64,
+    /// Whether the last sync failed, so the limits run locally now.
+    ///
+    /// # Concurrency
+    /// Written by the sync task after the counters, read by the admin API:
+    /// `Relaxed`, a report may pair it with counters one sync older.
+    pub fallback: AtomicBool,
+    /// The last failure's text and time.
+    ///
+    /// # Concurrency
+    /// A `parking_lot::Mutex` written by the sync task on a failure and
+    /// read by the admin API, each held for a copy: never across `.await`.
+    last_error: Mutex<Option<SyncError>>,
+}
+
+/// A failed sync, as the admin API reports it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SyncError {
+    pub error: String,
+    pub at_unix_ms: u64,
+}
+
+/// Where the sync stands, for the admin API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// No sync has finished yet.
+    Starting,
+    /// The last sync succeeded: the limits are shared.
+    Connected,
+    /// The last sync failed: each replica enforces its limits alone.
+    FallingBackToLocal,
+}
+
+impl Sync {
+    pub fn state(&self) -> SyncState {
+        if self.fallback.load(Ordering::Relaxed) {
+            SyncState::FallingBackToLocal
+        } else if self.successes.load(Ordering::Relaxed) > 0 {
+            SyncState::Connected
+        } else {
+            SyncState::Starting
+        }
+    }
+
+    pub fn last_error(&self) -> Option<SyncError> {
+        self.last_error.lock().clone()
+    }
+
+    /// Records one sync's outcome; whether it changed the state (Redis
+    /// went away or came back).
+    fn record(&self, result: Result<(), String>) -> bool {
+        let was_down = self.fallback.load(Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                self.successes.fetch_add(1, Ordering::Relaxed);
+                self.fallback.store(false, Ordering::Relaxed);
+                was_down
+            }
+            Err(error) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock() = Some(SyncError {
+                    error,
+                    at_unix_ms: crate::upstream::member::unix_ms(SystemTime::now()),
+                });
+                if !was_down {
+                    self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                }
+                self.fallback.store(true, Ordering::Relaxed);
+                !was_down
+            }
+        }
+    }
 }
 
 /// Starts the sync task for the global limits of `limits` on the current
@@ -95,7 +173,6 @@ pub fn spawn(limits: &Arc<RateLimits>, config: &GlobalLimits) {
 
 async fn run(limits: Weak<RateLimits>, client: redis::Client, config: GlobalLimits) {
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-    let mut up = true;
     let script = redis::Script::new(SCRIPT);
     let mut tick = tokio::time::interval(config.sync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -104,29 +181,28 @@ async fn run(limits: Weak<RateLimits>, client: redis::Client, config: GlobalLimi
         let Some(limits) = limits.upgrade() else {
             return;
         };
-        let result = tokio::time::timeout(
+        let result = match tokio::time::timeout(
             config.timeout,
             sync_once(&limits, &client, &mut conn, &script),
         )
-        .await;
-        let ok = matches!(result, Ok(Ok(())));
-        if ok {
-            limits.sync.successes.fetch_add(1, Ordering::Relaxed);
-        } else {
-            limits.sync.failures.fetch_add(1, Ordering::Relaxed);
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", config.timeout)),
+        };
+        if result.is_err() {
             // A fresh connection (and script load) on the next tick.
             conn = None;
         }
-        if ok != up {
-            up = ok;
-            if ok {
-                tracing::info!("global rate limits: Redis answers again; counts shared");
-            } else {
-                let error = match &result {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {:?}", config.timeout),
-                };
-                tracing::warn!(%error, "global rate limits: Redis unreachable; falling back to local limits");
+        let error = result.as_ref().err().cloned();
+        if limits.sync.record(result) {
+            match error {
+                None => tracing::info!("global rate limits: Redis answers again; counts shared"),
+                Some(error) => tracing::warn!(
+                    %error,
+                    "global rate limits: Redis unreachable; falling back to local limits"
+                ),
             }
         }
     }
@@ -215,4 +291,30 @@ fn collect(
         reports.push(Report { limit: i, key });
         e.taken = 0;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_one_fallback_and_keeps_its_last_error() {
+        let s = Sync::default();
+        assert_eq!(s.state(), SyncState::Starting);
+        // Redis down from the start: the first failure is an outage.
+        assert!(s.record(Err("refused".into())));
+        assert!(!s.record(Err("still refused".into())));
+        assert_eq!(s.state(), SyncState::FallingBackToLocal);
+        assert_eq!(s.fallbacks.load(Ordering::Relaxed), 1);
+        assert_eq!(s.failures.load(Ordering::Relaxed), 2);
+        assert_eq!(s.last_error().expect("kept").error, "still refused");
+        // Back: one change, then quiet.
+        assert!(s.record(Ok(())));
+        assert!(!s.record(Ok(())));
+        assert_eq!(s.state(), SyncState::Connected);
+        // A second outage is counted as such; the last error stays visible.
+        assert!(s.record(Err("timeout".into())));
+        assert_eq!(s.fallbacks.load(Ordering::Relaxed), 2);
+        assert_eq!(s.successes.load(Ordering::Relaxed), 2);
+    }
 }

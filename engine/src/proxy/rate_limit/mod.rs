@@ -14,7 +14,7 @@ pub mod global;
 pub mod table;
 
 use super::route::HostMatch;
-use crate::config::{Config, RateKey, RateLimitConfig};
+use crate::config::{ClientPrefix, Config, RateKey, RateLimitConfig};
 use http::HeaderMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -72,14 +72,14 @@ impl Limit {
         let global = c.global;
         let t = &self.table;
         match &c.key {
-            RateKey::Client => {
-                let ip = req.client;
-                let key = match ip {
+            RateKey::Client(prefix) => {
+                let net = ClientNet::of(req.client, *prefix);
+                let key = match net.addr {
                     IpAddr::V4(a) => t.hash(0, &a.octets()),
                     IpAddr::V6(a) => t.hash(0, &a.octets()),
                 };
                 t.take(key, rate, burst, now, || {
-                    global.then(|| ip.to_string().into_bytes().into())
+                    global.then(|| net.to_string().into_bytes().into())
                 })
             }
             RateKey::Route => {
@@ -146,6 +146,51 @@ impl RateLimits {
     }
 }
 
+/// A client's network: its address with the bits past the prefix length
+/// cleared (an IPv4-mapped IPv6 address counts as the IPv4 one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ClientNet {
+    addr: IpAddr,
+    /// The prefix length; the full one (32 or 128) for a single address.
+    len: u8,
+}
+
+impl ClientNet {
+    fn of(ip: IpAddr, prefix: ClientPrefix) -> ClientNet {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => {
+                let len = prefix.v4.min(32);
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                ClientNet {
+                    addr: IpAddr::V4((u32::from(a) & mask).into()),
+                    len,
+                }
+            }
+            IpAddr::V6(a) => {
+                let len = prefix.v6.min(128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                ClientNet {
+                    addr: IpAddr::V6((u128::from(a) & mask).into()),
+                    len,
+                }
+            }
+        }
+    }
+}
+
+/// The global bucket's name: the address alone for a full prefix (as
+/// before prefixes existed, so Redis keys stay), else `network/len`.
+impl std::fmt::Display for ClientNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.len == full {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.len)
+        }
+    }
+}
+
 /// The name of a header value's global bucket (kept in the table entry and
 /// in the Redis key): the value itself when short and printable, so an
 /// operator can read it in Redis; else `sha256:` and its digest in hex, so
@@ -168,7 +213,29 @@ fn header_key_name(value: &[u8]) -> Box<[u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::header_key_name;
+    use super::{ClientNet, header_key_name};
+    use crate::config::ClientPrefix;
+    use std::net::IpAddr;
+
+    fn net(ip: &str, v4: u8, v6: u8) -> String {
+        let ip: IpAddr = ip.parse().expect("ip");
+        ClientNet::of(ip, ClientPrefix { v4, v6 }).to_string()
+    }
+
+    #[test]
+    fn a_client_is_its_network_at_the_prefix_length() {
+        // One IPv6 host picks any address of its /64: one bucket.
+        assert_eq!(net("2001:db8:1:2:aaaa::1", 32, 64), "2001:db8:1:2::/64");
+        assert_eq!(net("2001:db8:1:2:bbbb::9", 32, 64), "2001:db8:1:2::/64");
+        assert_eq!(net("2001:db8:1:3::1", 32, 64), "2001:db8:1:3::/64");
+        assert_eq!(net("2001:db8:1:2::1", 32, 128), "2001:db8:1:2::1");
+        assert_eq!(net("2001:db8:1:2::1", 32, 1), "::/1");
+        assert_eq!(net("192.0.2.77", 32, 64), "192.0.2.77");
+        assert_eq!(net("192.0.2.77", 24, 64), "192.0.2.0/24");
+        assert_eq!(net("192.0.2.77", 1, 64), "128.0.0.0/1");
+        // An IPv4 client on a dual-stack socket is an IPv4 client.
+        assert_eq!(net("::ffff:192.0.2.77", 32, 64), "192.0.2.77");
+    }
 
     #[test]
     fn a_header_value_names_its_bucket_in_bounded_bytes() {
