@@ -16,7 +16,8 @@
 //!         → compress::ClientGzip::capture; a declared body over
 //!         the size limit (413); the body held to its limits as it streams
 //!         (body::BodyLimits: silence and minimum rate 408, size 413)
-//!       3 pick: balance over upstream::Group::load() (503)
+//!       3 pick: balance over upstream::Group::load() (503); a sticky group's
+//!         cookie first (proxy::sticky::take: verified, stripped, looked up)
 //!       4 proxy::headers::for_upstream → proxy::forward::shape_request
 //!       5 proxy::retry::connect: upstream::pool checkout | connect; pick again once
 //!         if the request never left (502/504); 5 and 6 under the route's deadline
@@ -26,7 +27,8 @@
 //!         when proxy::retry says so; passive health records the outcome
 //!       5-6 again on another backend (proxy::retry::forward) when the route has
 //!         [route.retry]: body replayed from proxy::replay, backoff, group budget
-//!       7 101 → proxy::tunnel (bytes both ways)
+//!       7 proxy::sticky::answer (a fresh cookie unless the client's named the
+//!         backend that answered); 101 → proxy::tunnel (bytes both ways)
 //!         else proxy::headers::outbound → proxy::compress → proxy::body (streams;
 //!         cut when the backend stalls past timeouts.upstream_body; the HTTP/1.1
 //!         connection returns to the pool at the body's end)

@@ -131,6 +131,16 @@ pub const MAX_GROUP_BACKENDS: usize = 100_000;
 /// Kubernetes headless Services, Consul DNS).
 pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The sticky cookie's name (`[upstream.NAME.sticky] cookie`).
+pub const STICKY_COOKIE: &str = "sluice_sticky";
+/// The sticky cookie's `Path`.
+pub const STICKY_PATH: &str = "/";
+/// The shortest configured sticky `secret`, in bytes: a cookie carries an
+/// HMAC of the key, and a short key can be guessed offline from one.
+pub const STICKY_MIN_SECRET: usize = 16;
+/// Longest sticky cookie name and path: they go in every `Set-Cookie`.
+pub const STICKY_MAX_ATTR: usize = 256;
+
 /// Response compression is off unless asked for, like nginx's `gzip off`:
 /// it costs CPU on every compressed response. A route's `compress` overrides it.
 pub const COMPRESSION_ENABLED: bool = false;

@@ -175,6 +175,29 @@ pub enum ConfigError {
         #[source]
         source: TokenFileError,
     },
+    #[error("{at}: give secret or secret_file, not both")]
+    SecretTwice { at: At },
+    /// A sticky secret short enough to guess from a cookie.
+    #[error("{at}: must be at least {min} bytes (e.g. the output of `openssl rand -hex 32`)")]
+    ShortSecret { at: At, min: usize },
+    #[error(
+        "{at}: {value:?} is not a cookie name; expected 1 to 256 letters, digits or !#$%&'*+-.^_`|~"
+    )]
+    CookieName { at: At, value: String },
+    #[error(
+        "{at}: {value:?} is not a cookie path; expected '/' then up to 255 visible characters but ';'"
+    )]
+    CookiePath { at: At, value: String },
+    #[error("{at}: unknown value {value:?}; expected lax, strict or none")]
+    SameSite { at: At, value: String },
+    /// Browsers drop a `SameSite=None` cookie that is not `Secure`.
+    #[error(
+        "{at}: same_site = \"none\" needs secure = true (browsers drop a SameSite=None cookie without Secure)"
+    )]
+    SameSiteNone { at: At },
+    /// A `__Secure-` or `__Host-` name the browser would refuse (RFC 6265bis §4.1.3).
+    #[error("{at}: a cookie named {prefix}… needs secure = true{}", if *.prefix == "__Host-" { " and path = \"/\"" } else { "" })]
+    CookiePrefix { at: At, prefix: &'static str },
     #[error("{at}: {value:?} is not a host name")]
     AllowedHost { at: At, value: String },
     #[error("{at}: {value:?} is not an origin; expected scheme://host or scheme://host:port")]
@@ -251,6 +274,13 @@ impl ConfigError {
             | ConfigError::Cidr { at, .. }
             | ConfigError::TokenTwice { at }
             | ConfigError::TokenFile { at, .. }
+            | ConfigError::SecretTwice { at }
+            | ConfigError::ShortSecret { at, .. }
+            | ConfigError::CookieName { at, .. }
+            | ConfigError::CookiePath { at, .. }
+            | ConfigError::SameSite { at, .. }
+            | ConfigError::SameSiteNone { at }
+            | ConfigError::CookiePrefix { at, .. }
             | ConfigError::AllowedHost { at, .. }
             | ConfigError::AllowedOrigin { at, .. }
             | ConfigError::Backend { at, .. } => Some(at),

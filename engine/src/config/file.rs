@@ -282,6 +282,27 @@ pub struct UpstreamFile {
     /// `X-Sluice-Backend` on this group's responses (overrides `forwarding.backend_header`).
     pub backend_header: Option<bool>,
     pub retry_budget: Option<RetryBudgetFile>,
+    pub sticky: Option<StickyFile>,
+}
+
+/// `[upstream.NAME.sticky]`: a cookie keeps each client on its backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyFile {
+    /// The cookie's name (default `sluice_sticky`).
+    pub cookie: Option<Spanned<String>>,
+    /// HMAC key, at least 16 bytes; or `secret_file`. Neither: a random
+    /// key per process.
+    pub secret: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    /// `lax` (default), `strict` or `none` (needs `secure = true`).
+    pub same_site: Option<Spanned<String>>,
+    /// Absent: a session cookie.
+    pub max_age: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub http_only: Option<bool>,
+    /// `Secure` on plain listeners too (TLS in front of the proxy).
+    pub secure: Option<bool>,
 }
 
 /// `[upstream.NAME.retry_budget]`: what caps the retries of every route to

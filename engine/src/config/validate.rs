@@ -525,6 +525,7 @@ mod admin;
 mod health;
 mod limits;
 mod retry;
+mod sticky;
 #[cfg(test)]
 mod tests;
 mod upstream;

@@ -9,7 +9,9 @@
 //!    is over the route's size limit stops here (413), and the body is
 //!    held to its limits as it streams (`crate::body::BodyLimits`); then
 //!    [`rate_limit`]: token buckets per client, route or header (429)
-//! 3. pick: a backend from the group's snapshot (503)
+//! 3. pick: a backend from the group's snapshot (503); first, for a group
+//!    with a sticky cookie, the backend the client's cookie names, if in
+//!    rotation ([`sticky::take`], which strips the cookie)
 //! 4. [`headers::inbound`]: hop-by-hop strip, `X-Forwarded-*`, `Forwarded`,
 //!    `Via`; [`forward::shape_request`] for the backend's protocol
 //! 5. [`retry::connect`]: a connection to the backend, picking again once
@@ -20,7 +22,9 @@
 //!    [`retry::forward`] repeats 5 and 6 on another backend for a failed
 //!    try, the body replayed from [`replay`]'s buffer
 //! 7. a 101 becomes a [`tunnel`]; anything else gets [`headers::outbound`],
-//!    [`compress`], and its body streams through [`body`]
+//!    [`compress`], and its body streams through [`body`]; a sticky
+//!    group's client gets a cookie for the backend that answered, unless
+//!    its own named that one ([`sticky::answer`])
 //!
 //! Any error becomes a response in [`respond`]; a panic becomes a 500 for
 //! this request only.
@@ -36,6 +40,7 @@ pub mod replay;
 pub mod respond;
 pub mod retry;
 pub mod route;
+pub mod sticky;
 pub mod tunnel;
 
 use crate::balance::PickKey;
@@ -152,12 +157,22 @@ async fn proxy(
         req.headers(),
     );
 
-    // 3. Pick.
-    let key = PickKey {
-        headers: req.headers(),
-        client: conn.client,
+    // 3. Pick: the sticky cookie's backend, else the group's policy.
+    let stuck = match &group.sticky {
+        Some(s) => sticky::take(s, group, req.headers_mut()),
+        None => None,
     };
-    let backend = group.pick(&key, &[]).ok_or(ErrorKind::NoBackend)?;
+    let stuck_id = stuck.as_ref().map(|b| b.id);
+    let backend = match stuck {
+        Some(b) => b,
+        None => {
+            let key = PickKey {
+                headers: req.headers(),
+                client: conn.client,
+            };
+            group.pick(&key, &[]).ok_or(ErrorKind::NoBackend)?
+        }
+    };
 
     // 4. Headers for the backend.
     let downstream_h1 = req.version() <= Version::HTTP_11;
@@ -213,10 +228,14 @@ async fn proxy(
             .map_err(|_| ProxyError::new(ErrorKind::RequestDeadline))??,
     };
     let retry::Answered {
-        response: resp,
+        response: mut resp,
         backend,
         in_flight,
     } = answered;
+    if let Some(s) = &group.sticky {
+        let tls = conn.proto == "https";
+        sticky::answer(s, stuck_id, &backend, tls, resp.headers_mut());
+    }
 
     // 7. The response.
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {

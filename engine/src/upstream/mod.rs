@@ -14,6 +14,7 @@ pub mod pool;
 pub mod rotation;
 pub mod slow_start;
 pub mod snapshot;
+pub mod sticky;
 pub mod ticker;
 
 pub use backend::Backend;

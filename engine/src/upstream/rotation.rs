@@ -15,6 +15,7 @@
 use super::backend::Backend;
 use super::members::Members;
 use super::snapshot::Snapshot;
+use super::sticky::Sticky;
 use crate::balance::{Policy, Selector};
 use crate::config::Passive;
 use arc_swap::ArcSwap;
@@ -30,6 +31,8 @@ pub struct Rotation {
     policy: Policy,
     passive: Passive,
     slow_start: Duration,
+    /// Sticky ids for each snapshot, when the group has a sticky cookie.
+    sticky: Option<Arc<Sticky>>,
     /// # Concurrency
     /// The source of truth for writers (admin API, config, DNS, health
     /// checks, the rebuild thread). A `parking_lot::Mutex`, held only for
@@ -77,14 +80,17 @@ impl Rotation {
         passive: Passive,
         slow_start: Duration,
         members: Members,
+        sticky: Option<Arc<Sticky>>,
     ) -> Rotation {
         let rotation = Rotation {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 backends: Vec::new(),
                 half_open: Vec::new(),
                 selector: Selector::build(&policy, &[], &[], 1, &[]),
+                sticky: None,
             }),
             policy,
+            sticky,
             passive,
             slow_start,
             members: Mutex::new(members),
@@ -195,10 +201,16 @@ impl Rotation {
             )
         };
         let selector = Selector::build(&self.policy, &r.backends, &r.weights, r.unit, &r.half_open);
+        // One HMAC per backend (about a microsecond), sticky groups only.
+        let sticky = self
+            .sticky
+            .as_ref()
+            .map(|s| s.table(r.backends.iter().chain(&r.half_open)));
         self.snapshot.store(Arc::new(Snapshot {
             backends: r.backends,
             half_open: r.half_open,
             selector,
+            sticky,
         }));
         *published = Some(generation);
     }

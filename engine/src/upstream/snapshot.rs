@@ -26,6 +26,9 @@ pub struct Snapshot {
     /// [`Snapshot::pick`]). Usually empty.
     pub half_open: Vec<Arc<Backend>>,
     pub selector: Selector,
+    /// `backends` and `half_open` by sticky id, for a group with
+    /// `[upstream.NAME.sticky]` (`upstream::sticky`).
+    pub sticky: Option<super::sticky::Table>,
 }
 
 /// A backend refused because its group is at [`MAX_GROUP_BACKENDS`].
@@ -60,6 +63,8 @@ pub struct Group {
     /// The members and the snapshot (see `upstream::rotation` for who
     /// writes what, and where).
     rotation: Arc<Rotation>,
+    /// The sticky cookie, when the group has one (`proxy::sticky`).
+    pub sticky: Option<Arc<super::sticky::Sticky>>,
     /// Caps the retries of every route to this group (`proxy::retry`);
     /// kept across a reload that leaves its settings as they were.
     pub retry_budget: Arc<crate::proxy::retry::RetryBudget>,
@@ -76,6 +81,10 @@ impl Group {
                 t,
                 config.protocol,
             )?),
+            None => None,
+        };
+        let sticky = match &config.sticky {
+            Some(c) => Some(Arc::new(super::sticky::Sticky::new(&config.name, c)?)),
             None => None,
         };
         let mut members = previous
@@ -108,7 +117,9 @@ impl Group {
                 config.passive,
                 config.slow_start,
                 members,
+                sticky.clone(),
             )),
+            sticky,
         })
     }
 

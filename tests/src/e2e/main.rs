@@ -42,6 +42,7 @@ mod retry;
 mod routing;
 mod slow_client;
 mod smuggling;
+mod sticky;
 mod streaming;
 mod timeouts;
 mod tls;

@@ -100,6 +100,16 @@ impl Origin {
         }
     }
 
+    /// An HTTP/1.1 origin called `name` that answers `200 ok` to
+    /// everything: balancing tests tell who answered by `x-origin`.
+    pub async fn named(name: &str) -> Origin {
+        Origin::http1()
+            .name(name)
+            .route("/", reply::text(200, "ok"))
+            .start()
+            .await
+    }
+
     /// An HTTP/2 origin with prior knowledge over plain TCP.
     pub fn h2c() -> OriginBuilder {
         OriginBuilder {

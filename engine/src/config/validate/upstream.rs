@@ -129,7 +129,12 @@ impl Validator<'_> {
             None => RetryBudgetConfig::default(),
             Some(b) => self.retry_budget(&field, b)?,
         };
+        let sticky = match u.sticky {
+            None => None,
+            Some(s) => Some(self.sticky(&field, s)?),
+        };
         Ok(UpstreamConfig {
+            sticky,
             health,
             heartbeat,
             passive,
