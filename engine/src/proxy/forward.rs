@@ -129,7 +129,7 @@ pub async fn send(
             let progress = body.progress();
             let answer = sender.send_request(Request::from_parts(parts, body));
             let resp = h2_answer(timeout, progress.as_deref(), answer).await?;
-            Ok(resp.map(Upstream::Hyper))
+            Ok(resp.map(|b| Upstream::Hyper(b, progress)))
         }
         Conn::H1 { mut conn, reused } => {
             let first = h1::exchange(&mut conn, &parts, body, timeout, Some(interim)).await;
