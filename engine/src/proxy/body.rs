@@ -113,10 +113,14 @@ pub struct UpstreamBody {
     /// The clock is held: the backend waits on the client's upload; it
     /// restarts in full when the move comes back to the backend.
     held: bool,
+    /// The head was no failure (not a 5xx, which passive health has heard
+    /// of already): the body's end is the outcome.
+    ok: bool,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Upstream, in_flight: InFlight, stall: Duration) -> UpstreamBody {
+    /// `ok`: the head was not a 5xx (see `ok`).
+    pub fn new(inner: Upstream, in_flight: InFlight, stall: Duration, ok: bool) -> UpstreamBody {
         let mut body = UpstreamBody {
             inner,
             in_flight: Some(in_flight),
@@ -124,6 +128,7 @@ impl UpstreamBody {
             timer: None,
             waiting: false,
             held: false,
+            ok,
         };
         if body.is_end_stream() {
             body.end(None);
@@ -137,6 +142,10 @@ impl UpstreamBody {
         let Some(mut in_flight) = self.in_flight.take() else {
             return;
         };
+        if !self.ok {
+            // A 5xx: counted once, at its head.
+            return;
+        }
         match failed {
             None => in_flight.succeed(),
             Some(true) => in_flight.backend().record_late_failure(),

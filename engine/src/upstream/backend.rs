@@ -288,10 +288,12 @@ impl InFlight {
         !self.admission.admitted()
     }
 
-    /// The response came in full (or the connection was upgraded): for a
-    /// trial, a success, and its place is free. One branch otherwise.
+    /// The response came in full (or the connection was upgraded): a
+    /// success, which ends the backend's streaks (`proxy::forward` records
+    /// only failures at the head); for a trial, its place is free.
     #[inline]
     pub fn succeed(&mut self) {
+        self.backend.streaks.success();
         if let Some(period) = self.admission.trial() {
             self.admission = Admission::FREE;
             self.backend.gate.release(period);
