@@ -1,9 +1,11 @@
 //! The circuit breaker half of the per-backend state machine: a backend
 //! ejected by outlier detection is *open* (out of rotation) for a cool-down
 //! that doubles with each opening, up to a cap; then *half-open*, taking at
-//! most `half_open_trials` requests at once; `half_open_successes`
-//! successful trials close it (back in rotation), one failed trial opens it
-//! again with the next, longer cool-down.
+//! most `half_open_trials` trial requests at once (requests begun before
+//! the ejection are no trials and take no place); `half_open_successes`
+//! successful trials (whole responses) close it (back in rotation), one
+//! failed trial opens it again with the next, longer cool-down, and so does
+//! a trial unfinished after `half_open_timeout` (`Member::trial_overdue`).
 //!
 //! [`Gate`] is the part the workers touch (atomics, on the `Backend`);
 //! [`Breaker`] is the part the machine keeps under the group's member lock.
