@@ -341,9 +341,10 @@ fn a_half_open_backend_is_tried_only_by_the_keys_it_owns() {
     assert_eq!(placement(&g), closed, "its own keys try it; no other does");
     assert!(closed.contains(&addr(1)));
     // Its trials taken: its keys go where they went while it was out.
-    for _ in 0..g.passive.half_open_trials {
-        b1.begin_leak();
-    }
+    let trials: Vec<_> = (0..g.passive.half_open_trials)
+        .map(|_| b1.begin())
+        .collect();
+    assert!(trials.iter().all(|t| t.admitted()));
     assert!(!b1.trial_room());
     assert_eq!(placement(&g), ejected);
     // Picking again without it (its trial refused) likewise.
@@ -364,10 +365,12 @@ fn other_policies_offer_the_trial_to_any_request() {
         let none = http::HeaderMap::new();
         assert_eq!(g.pick(&key(&none), &[]).unwrap().addr, addr(1));
         assert_ne!(g.pick(&key(&none), &[b1.id]).unwrap().addr, addr(1));
-        b1.begin_leak();
+        let trial = b1.begin();
+        assert!(trial.admitted());
         for _ in 0..10 {
             assert_ne!(g.pick(&key(&none), &[]).unwrap().addr, addr(1));
         }
+        drop(trial);
     }
 }
 
