@@ -374,7 +374,9 @@ pin_project_lite::pin_project! {
     /// answering it), restarted whenever the move comes back to it, and
     /// stopped while the client's body is awaited. So an upload is never
     /// timed against the backend, and a backend that stalls on a request
-    /// already sent still gets its 504.
+    /// already sent still gets its 504. [`BackendClock::total`] is the
+    /// same clock with one `limit` for all stretches together (a retried
+    /// try's `per_try_timeout`).
     pub struct BackendClock {
         #[pin]
         sleep: Sleep,
@@ -383,7 +385,14 @@ pin_project_lite::pin_project! {
         // stretch is timed from `new` (no timer reset for a request that
         // goes out at once, which is most of them).
         seen: Option<Phase>,
+        // `total` only: the time left when the client took the move.
+        left: Option<Duration>,
     }
+}
+
+/// Whether the backend has the next move in `phase`.
+fn backends_move(phase: Phase) -> bool {
+    matches!(phase, Phase::Sending | Phase::Sent)
 }
 
 impl BackendClock {
@@ -392,16 +401,39 @@ impl BackendClock {
             sleep: tokio::time::sleep(limit),
             limit,
             seen: None,
+            left: None,
         }
     }
 
-    /// Ready once the backend has had its `limit` in the current stretch.
+    /// `limit` for the backend's moves together: paused while the client
+    /// has the move, resumed (not restarted) when the move comes back.
+    pub fn total(limit: Duration) -> BackendClock {
+        BackendClock {
+            left: Some(limit),
+            ..BackendClock::new(limit)
+        }
+    }
+
+    /// Ready once the backend has had its `limit` in the current stretch
+    /// (with [`BackendClock::total`], in all its stretches).
     pub fn poll_expired(self: Pin<&mut Self>, phase: Phase, cx: &mut Context<'_>) -> Poll<()> {
         let mut me = self.project();
-        if me.seen.is_some_and(|seen| seen != phase)
-            && matches!(phase, Phase::Sending | Phase::Sent)
-        {
-            me.sleep.as_mut().reset(Instant::now() + *me.limit);
+        let (was, now) = (me.seen.is_none_or(backends_move), backends_move(phase));
+        match me.left {
+            None if me.seen.is_some_and(|seen| seen != phase) && now => {
+                me.sleep.as_mut().reset(Instant::now() + *me.limit);
+            }
+            None => {}
+            Some(left) if was && !now => {
+                *left = me
+                    .sleep
+                    .deadline()
+                    .saturating_duration_since(Instant::now());
+            }
+            Some(left) if !was && now => {
+                me.sleep.as_mut().reset(Instant::now() + *left);
+            }
+            Some(_) => {}
         }
         *me.seen = Some(phase);
         match phase {
@@ -548,6 +580,24 @@ mod tests {
         // The request is out: the backend has its full limit to answer.
         assert!(clock.as_mut().poll_expired(Phase::Sent, cx).is_pending());
         tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(clock.as_mut().poll_expired(Phase::Sent, cx).is_pending());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(clock.as_mut().poll_expired(Phase::Sent, cx).is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_total_clock_pauses_for_the_client_and_resumes_where_it_was() {
+        let mut clock = std::pin::pin!(BackendClock::total(Duration::from_secs(5)));
+        let cx = &mut Context::from_waker(Waker::noop());
+        assert!(clock.as_mut().poll_expired(Phase::Sending, cx).is_pending());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // A slow uploader: a minute of it costs the backend nothing.
+        assert!(clock.as_mut().poll_expired(Phase::Client, cx).is_pending());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(clock.as_mut().poll_expired(Phase::Client, cx).is_pending());
+        // Back to the backend: 3 s are left, not a fresh 5.
+        assert!(clock.as_mut().poll_expired(Phase::Sending, cx).is_pending());
+        tokio::time::advance(Duration::from_secs(2)).await;
         assert!(clock.as_mut().poll_expired(Phase::Sent, cx).is_pending());
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(clock.as_mut().poll_expired(Phase::Sent, cx).is_ready());

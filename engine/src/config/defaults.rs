@@ -104,6 +104,12 @@ pub const HALF_OPEN_TRIALS: u32 = 1;
 /// Three successful trials close the breaker: one could be luck, and a
 /// recovered backend is not held out long (trials follow each other).
 pub const HALF_OPEN_SUCCESSES: u32 = 3;
+/// A trial still unfinished after 60 s counts as failed and re-opens the
+/// breaker: the default `upstream_response` (a backend that has not even
+/// answered by then gets a 504 anyway), and long enough for an ordinary
+/// response body. A trial that is a long stream (SSE) re-opens a backend
+/// rather than keep it half-open, taking nothing else, forever.
+pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Off, HAProxy's default: a ramp delays the use of a new backend, worth it
 /// only where backends start cold (caches, JIT). Never applied at startup.
 pub const SLOW_START: Duration = Duration::ZERO;

@@ -142,6 +142,8 @@ pub struct PassiveFile {
     /// Trial requests at once while half-open, and the successes that close.
     pub half_open_trials: Option<u32>,
     pub half_open_successes: Option<u32>,
+    /// A trial unfinished after this long counts as failed.
+    pub half_open_timeout: Option<Spanned<String>>,
     /// First ejection period; it doubles on each repeated ejection.
     pub ejection: Option<Spanned<String>>,
     pub max_ejection: Option<Spanned<String>>,

@@ -137,6 +137,8 @@ pub struct Passive {
     pub half_open_trials: u32,
     /// Successful trials that close the breaker.
     pub half_open_successes: u32,
+    /// A trial unfinished after this long counts as failed (re-opens).
+    pub half_open_timeout: Duration,
 }
 
 impl Default for Passive {
@@ -153,6 +155,7 @@ impl Default for Passive {
             max_ejected_percent: defaults::PASSIVE_MAX_EJECTED_PERCENT,
             half_open_trials: defaults::HALF_OPEN_TRIALS,
             half_open_successes: defaults::HALF_OPEN_SUCCESSES,
+            half_open_timeout: defaults::HALF_OPEN_TIMEOUT,
         }
     }
 }

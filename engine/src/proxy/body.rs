@@ -2,6 +2,7 @@
 //! through as `Bytes` (reference-counted, not copied), and nothing is boxed.
 
 use super::compress::GzipBody;
+use crate::body::{Phase, Progress};
 use crate::error::{BoxError, ErrorKind, ProxyError};
 use crate::upstream::backend::InFlight;
 use crate::upstream::h1;
@@ -10,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -68,18 +70,36 @@ pub enum Upstream {
     /// Our HTTP/1.1 client ([`crate::upstream::h1`]); the connection goes
     /// back to the pool at the body's end.
     H1(h1::ResponseBody),
-    /// hyper's HTTP/2 client.
-    Hyper(Incoming),
+    /// hyper's HTTP/2 client, and the phase of the request body it may
+    /// still be sending (`None`: no body to wait on).
+    Hyper(Incoming, Option<Arc<Progress>>),
+}
+
+impl Upstream {
+    /// Who has the next move in sending the request: the client while the
+    /// rest of its body is awaited (a full-duplex exchange: an echo streams
+    /// its answer while the upload still arrives); `cx` is woken when it
+    /// changes.
+    fn upload_phase(&self, cx: &Context<'_>) -> Phase {
+        match self {
+            Upstream::H1(b) => b.upload_phase(),
+            Upstream::Hyper(_, p) => p.as_ref().map_or(Phase::Sent, |p| p.phase(cx)),
+        }
+    }
 }
 
 /// The backend's response body, which also ends the request's in-flight
-/// count when it is done, and cuts the response when the backend stalls:
+/// count when it is done (a half-open backend's trial succeeds only here,
+/// with the whole response), and cuts the response when the backend stalls:
 /// nothing for `stall` while the client wants the next bytes fails the body
-/// ([`ErrorKind::UpstreamBodyTimeout`], counted against the backend), so
-/// the client connection ends (HTTP/1.1: closed after the partial body;
-/// HTTP/2: the stream is reset) and the backend's is dropped. The clock
-/// runs only from a poll that finds nothing: a client slow to read is
-/// never held against the backend.
+/// ([`ErrorKind::UpstreamBodyTimeout`]), so the client connection ends
+/// (HTTP/1.1: closed after the partial body; HTTP/2: the stream is reset)
+/// and the backend's is dropped. The clock runs only while the backend has
+/// the next move: from a poll that finds nothing (a client slow to read is
+/// never held against the backend), and never while the backend waits on
+/// the client's upload ([`Phase::Client`]). A stall or a reset mid-body is
+/// the backend's failure (`Backend::record_late_failure`), unless the
+/// client had the move or its body had failed.
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: Upstream,
@@ -90,22 +110,53 @@ pub struct UpstreamBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// Polled, and the backend sent nothing yet.
     waiting: bool,
+    /// The clock is held: the backend waits on the client's upload; it
+    /// restarts in full when the move comes back to the backend.
+    held: bool,
+    /// The head was no failure (not a 5xx, which passive health has heard
+    /// of already): the body's end is the outcome.
+    ok: bool,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Upstream, in_flight: InFlight, stall: Duration) -> UpstreamBody {
+    /// `ok`: the head was not a 5xx (see `ok`).
+    pub fn new(inner: Upstream, in_flight: InFlight, stall: Duration, ok: bool) -> UpstreamBody {
         let mut body = UpstreamBody {
             inner,
             in_flight: Some(in_flight),
             stall,
             timer: None,
             waiting: false,
+            held: false,
+            ok,
         };
         if body.is_end_stream() {
-            body.in_flight = None;
+            body.end(None);
         }
         body
     }
+
+    /// The body is over: in full (`None`), or with the backend's failure
+    /// (`Some(true)`) or not its fault (`Some(false)`).
+    fn end(&mut self, failed: Option<bool>) {
+        let Some(mut in_flight) = self.in_flight.take() else {
+            return;
+        };
+        if !self.ok {
+            // A 5xx: counted once, at its head.
+            return;
+        }
+        match failed {
+            None => in_flight.succeed(),
+            Some(true) => in_flight.backend().record_late_failure(),
+            Some(false) => {}
+        }
+    }
+}
+
+/// Whether a failure now is the backend's: it had the move.
+fn backend_moves(phase: Phase) -> bool {
+    matches!(phase, Phase::Sending | Phase::Sent)
 }
 
 impl Body for UpstreamBody {
@@ -120,14 +171,23 @@ impl Body for UpstreamBody {
         let this = &mut *self;
         let polled = match &mut this.inner {
             Upstream::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Upstream::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Upstream::Hyper(b, _) => Pin::new(b).poll_frame(cx).map_err(Into::into),
         };
         let Poll::Ready(frame) = polled else {
             return this.wait(cx);
         };
         this.waiting = false;
-        if frame.as_ref().is_none_or(|f| f.is_err()) || this.is_end_stream() {
-            this.in_flight = None;
+        match &frame {
+            Some(Err(e)) if this.in_flight.is_some() => {
+                let blame = backend_moves(this.inner.upload_phase(cx));
+                if blame && let Some(f) = &this.in_flight {
+                    tracing::warn!(backend = %f.backend().addr, error = %e, "response body failed: the backend broke it off");
+                }
+                this.end(Some(blame));
+            }
+            None => this.end(None),
+            Some(_) if this.is_end_stream() => this.end(None),
+            Some(_) => {}
         }
         Poll::Ready(frame)
     }
@@ -139,28 +199,37 @@ impl Body for UpstreamBody {
         }
         match &self.inner {
             Upstream::H1(b) => b.is_end_stream(),
-            Upstream::Hyper(b) => b.is_end_stream(),
+            Upstream::Hyper(b, _) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Upstream::H1(b) => b.size_hint(),
-            Upstream::Hyper(b) => b.size_hint(),
+            Upstream::Hyper(b, _) => b.size_hint(),
         }
     }
 }
 
 impl UpstreamBody {
     /// The backend has nothing for the client: (re)start its clock on the
-    /// first empty poll, and cut the body once the clock runs out.
+    /// first empty poll, or when the move comes back to it from the
+    /// client's upload, and cut the body once the clock runs out.
     fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.in_flight.is_none() {
             // Already cut (or over): the inner body is not read again.
             return Poll::Ready(None);
         }
-        if !self.waiting {
+        let phase = self.inner.upload_phase(cx);
+        if phase == Phase::Client {
+            // The backend waits on us (woken by the client's next bytes,
+            // or by the phase's change).
+            self.held = true;
+            return Poll::Pending;
+        }
+        if !self.waiting || self.held {
             self.waiting = true;
+            self.held = false;
             let deadline = Instant::now() + self.stall;
             match &mut self.timer {
                 Some(t) => t.as_mut().reset(deadline),
@@ -171,13 +240,13 @@ impl UpstreamBody {
             ready!(t.as_mut().poll(cx));
         }
         let err = ProxyError::new(ErrorKind::UpstreamBodyTimeout);
-        if let Some(in_flight) = self.in_flight.take() {
+        if let Some(in_flight) = &self.in_flight {
             let backend = in_flight.backend();
             tracing::warn!(backend = %backend.addr, stall = ?self.stall, error = %err, "response body cut: the backend stalled");
-            // Counted on the backend's failures and streak; the group
-            // ejects it when its next outcome is recorded.
-            backend.record_late_failure();
         }
+        // A backend left waiting by a client body that failed is not to
+        // blame for its silence.
+        self.end(Some(backend_moves(phase)));
         Poll::Ready(Some(Err(err.into())))
     }
 }

@@ -129,7 +129,7 @@ pub async fn send(
             let progress = body.progress();
             let answer = sender.send_request(Request::from_parts(parts, body));
             let resp = h2_answer(timeout, progress.as_deref(), answer).await?;
-            Ok(resp.map(Upstream::Hyper))
+            Ok(resp.map(|b| Upstream::Hyper(b, progress)))
         }
         Conn::H1 { mut conn, reused } => {
             let first = h1::exchange(&mut conn, &parts, body, timeout, Some(interim)).await;
@@ -286,11 +286,16 @@ pub fn shape_request(
 }
 
 /// Passive health after the response head: a 5xx counts against the
-/// backend (a 502/503/504 as a gateway error too), anything else is a
-/// success (`upstream::outlier`).
+/// backend (a 502/503/504 as a gateway error too), at once. Anything else
+/// is a success only once the whole response came (`InFlight::succeed`,
+/// from `proxy::body`): a body the backend breaks off is a failure, and
+/// must not follow a success that ended the streak it belongs to.
 #[inline]
 pub fn record_status(group: &Group, backend: &Backend, status: http::StatusCode) {
-    group.record_outcome(backend, Outcome::of_status(status.as_u16()));
+    let outcome = Outcome::of_status(status.as_u16());
+    if outcome != Outcome::Success {
+        group.record_outcome(backend, outcome);
+    }
 }
 
 /// A failed attempt: one log line naming the backend and the cause, and,

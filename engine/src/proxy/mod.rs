@@ -261,7 +261,8 @@ async fn proxy(
             .headers
             .insert(X_SLUICE_BACKEND, backend.header.clone());
     }
-    let body = UpstreamBody::new(body, in_flight, state.timeouts.upstream_body);
+    let ok = !parts.status.is_server_error();
+    let body = UpstreamBody::new(body, in_flight, state.timeouts.upstream_body, ok);
     let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))
 }

@@ -37,7 +37,7 @@ pub fn start(
     client: Option<OnUpgrade>,
     resp: Response<Upstream>,
     via: &HeaderValue,
-    in_flight: InFlight,
+    mut in_flight: InFlight,
     idle: Duration,
 ) -> Result<Response<RespBody>, ProxyError> {
     let Some(client) = client else {
@@ -51,7 +51,7 @@ pub fn start(
         Upstream::H1(b) => b
             .into_upgraded()
             .ok_or_else(|| ProxyError::new(ErrorKind::UpstreamReset))?,
-        Upstream::Hyper(_) => {
+        Upstream::Hyper(..) => {
             return Err(ProxyError::with_source(
                 ErrorKind::UpstreamProtocol,
                 "101 over HTTP/2",
@@ -66,6 +66,8 @@ pub fn start(
         parts.headers.insert(header::UPGRADE, u);
     }
     headers::outbound(&mut parts.headers, via);
+    // The upgrade is the whole answer: a trial that got this far succeeded.
+    in_flight.succeed();
     tokio::spawn(copy_both_ways(client, backend, in_flight, idle));
     Ok(Response::from_parts(parts, RespBody::Full(None)))
 }

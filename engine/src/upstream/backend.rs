@@ -9,12 +9,14 @@
 //! visible with them, so they are `Relaxed`: a counter read is a recent
 //! value, never a torn one.
 
-use super::breaker::Gate;
+use super::breaker::{Admission, Gate};
 use super::outlier::{Outcome, StreakCounts, Streaks};
+use super::rotation::Rotation;
 use crate::addr::BackendAddr;
 use crate::config::Passive;
-use std::sync::Arc;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -68,6 +70,18 @@ pub struct Backend {
     /// while holding the group's member lock (`AcqRel`), so an ask made
     /// after that is seen by the next one.
     asked: AtomicBool,
+    /// The group whose state machine this backend answers to now, for the
+    /// outcomes heard where the group is out of reach: a response body that
+    /// failed after its head, a trial that ended (`InFlight`). Set by the
+    /// group when it publishes a snapshot with this backend; a reload moves
+    /// a backend to the new group, and its late outcomes with it.
+    ///
+    /// # Concurrency
+    /// A `parking_lot` mutex, held only to read or swap the `Weak` (never
+    /// across an `.await`, never while taking another lock): by the group's
+    /// publish (cold, under its member lock) and by those late outcomes
+    /// (cold). A plain request never takes it.
+    owner: Mutex<Weak<Rotation>>,
     /// This backend's address as an `X-Sluice-Backend` value, made once
     /// (cloning it is a reference count, not a copy).
     pub header: http::HeaderValue,
@@ -90,6 +104,7 @@ impl Backend {
             gate: Gate::default(),
             in_rotation: AtomicBool::new(true),
             asked: AtomicBool::new(false),
+            owner: Mutex::new(Weak::new()),
             header: http::HeaderValue::try_from(addr.to_string())
                 .unwrap_or(http::HeaderValue::from_static("?")),
         }
@@ -126,23 +141,46 @@ impl Backend {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// A failure seen where the group is out of reach: a response body that
-    /// stalled after its head was already recorded (`proxy::body`). It is
-    /// counted (error rate, totals) and grows the 5xx streak, so the next
-    /// outcome recorded through the group asks for the ejection once the
-    /// streak is at its threshold (thresholds are compared with `>=`).
+    /// A failure after the response head was recorded (`proxy::body`: the
+    /// body stalled, or the backend reset it): a gateway-class failure (the
+    /// client gets a cut response), through the same path as any other
+    /// outcome (`Group::record_outcome`), so that it ejects at a streak's
+    /// threshold and a half-open trial that fails mid-body re-opens the
+    /// breaker. Counted only when the group is gone (a reload dropped it).
+    #[cold]
     pub fn record_late_failure(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        let _ = self.streaks.failure(false, false);
+        const LATE: Outcome = Outcome::Failure {
+            gateway: true,
+            connect: false,
+        };
+        let owner = self.owner.lock().upgrade();
+        match owner {
+            Some(group) => group.record_outcome(self, LATE),
+            None => {
+                self.record(LATE, &Passive::default());
+            }
+        }
     }
 
-    /// Records one attempt's outcome: counts, streaks and trials. Returns
-    /// whether the state machine must look at this backend (a streak at
-    /// its threshold, a failed trial, enough successful ones).
+    /// Makes `group` the one this backend answers to (see `owner`).
+    pub(super) fn set_owner(&self, group: &Weak<Rotation>) {
+        let mut owner = self.owner.lock();
+        if !owner.ptr_eq(group) {
+            *owner = group.clone();
+        }
+    }
+
+    /// Records one attempt's outcome: counts, streaks and failed trials.
+    /// Returns whether the state machine must look at this backend (a
+    /// streak at its threshold, a failed trial). A trial's success is not
+    /// known before its whole response came: `InFlight::succeed`.
     #[inline]
     pub fn record(&self, outcome: Outcome, p: &Passive) -> bool {
         match outcome {
-            Outcome::Success => self.streaks.success() && self.record_trial_success(p),
+            Outcome::Success => {
+                self.streaks.success();
+                false
+            }
             Outcome::Failure { gateway, connect } => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 let (counts, half_open) = self.streaks.failure(gateway, connect);
@@ -155,9 +193,19 @@ impl Backend {
         }
     }
 
+    /// A trial of `period` answered in full: counted, and the machine asked
+    /// once the period has its successes.
     #[cold]
-    fn record_trial_success(&self, p: &Passive) -> bool {
-        self.gate.succeeded() >= p.half_open_successes
+    fn trial_succeeded(&self, period: u32) {
+        let Some(n) = self.gate.succeeded(period) else {
+            return;
+        };
+        let owner = self.owner.lock().upgrade();
+        if let Some(group) = owner
+            && n >= group.passive().half_open_successes
+        {
+            group.ask(self);
+        }
     }
 
     pub fn streaks(&self) -> StreakCounts {
@@ -173,7 +221,7 @@ impl Backend {
     /// Whether a half-open backend could take a trial now (a hint; `begin`
     /// decides).
     pub fn trial_room(&self) -> bool {
-        self.gate.has_room(self.in_flight.load(Ordering::Relaxed))
+        self.gate.has_room()
     }
 
     /// Asks the group's state machine to look at this backend; `true` for
@@ -189,13 +237,14 @@ impl Backend {
     }
 
     /// Counts a request as in flight until the returned guard is dropped.
-    /// While half-open, at most the breaker's trial cap are admitted (see
-    /// [`InFlight::admitted`]): the count before ours bounds them.
+    /// While half-open, at most the breaker's trial cap are admitted as
+    /// trials (see [`InFlight::admitted`]); requests begun before count
+    /// for nothing there.
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight {
-            admitted: self.gate.admit(before),
+            admission: self.gate.admit(),
             backend: self.clone(),
             start: Instant::now(),
         }
@@ -218,8 +267,8 @@ impl Backend {
 pub struct InFlight {
     backend: Arc<Backend>,
     start: Instant,
-    /// Whether the breaker let this request through (always, unless half-open).
-    admitted: bool,
+    /// What the breaker made of this request (see [`Admission`]).
+    admission: Admission,
 }
 
 impl InFlight {
@@ -231,17 +280,35 @@ impl InFlight {
     /// `Backend::in_rotation`), and within the trial cap if half-open.
     /// Otherwise drop it and pick again.
     pub fn admitted(&self) -> bool {
-        self.admitted && self.backend.in_rotation()
+        self.admission.admitted() && self.backend.in_rotation()
     }
 
     /// Whether the breaker refused it: a half-open backend at its trial cap.
     pub fn trial_refused(&self) -> bool {
-        !self.admitted
+        !self.admission.admitted()
+    }
+
+    /// The response came in full (or the connection was upgraded): a
+    /// success, which ends the backend's streaks (`proxy::forward` records
+    /// only failures at the head); for a trial, its place is free.
+    #[inline]
+    pub fn succeed(&mut self) {
+        self.backend.streaks.success();
+        if let Some(period) = self.admission.trial() {
+            self.admission = Admission::FREE;
+            self.backend.gate.release(period);
+            self.backend.trial_succeeded(period);
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if let Some(period) = self.admission.trial() {
+            // Ended without a verdict (failed: already recorded; or the
+            // client went away): only its place is freed.
+            self.backend.gate.release(period);
+        }
         self.backend
             .observe(self.start.elapsed().as_micros() as u64);
         // `Release`: see `in_flight`.

@@ -10,7 +10,8 @@
 //!     │ streak / error rate (within max_ejected_percent)
 //!     ▼
 //!  Ejected ──cool-down──► HalfOpen ──N trial successes──► Healthy (ramps)
-//!  (open)  ◄──a failed trial (next, longer cool-down)──┘
+//!  (open)  ◄──a failed trial, or one unfinished past half_open_timeout──┘
+//!          (next, longer cool-down)
 //!  any ──admin drain / gone from DNS──► Draining ──registered / back──► Healthy
 //! ```
 //!
@@ -94,6 +95,9 @@ pub struct Member {
     ok_streak: u32,
     bad_streak: u32,
     breaker: Breaker,
+    /// While half-open with trials in flight: since when none of them has
+    /// succeeded, and the period's successes then (`trial_overdue`).
+    trial_watch: Option<(Instant, u32)>,
     errors: ErrorWindow,
     ramp: Ramp,
 }
@@ -145,6 +149,7 @@ impl Member {
             ok_streak: 0,
             bad_streak: 0,
             breaker: Breaker::default(),
+            trial_watch: None,
             errors: ErrorWindow::default(),
             ramp,
         }
@@ -265,6 +270,7 @@ impl Member {
     }
 
     pub fn half_open(&mut self, p: &Passive) {
+        self.trial_watch = None;
         self.backend.gate.half_open(p.half_open_trials);
         self.backend.reset_streaks(true);
         let (k, n) = (p.half_open_trials, p.half_open_successes);
@@ -272,6 +278,33 @@ impl Member {
             MemberState::HalfOpen,
             format!("cool-down over; {n} successful trials close it, {k} at a time"),
         );
+    }
+
+    /// Whether a half-open backend has had trials in flight for
+    /// `half_open_timeout` with none of them succeeding: an unfinished trial
+    /// counts as failed (else one that never ends keeps the backend
+    /// half-open, and out of rotation, forever). Called by the tick, so
+    /// known to within a tick; a watch restarts whenever no trial is in
+    /// flight or one succeeds.
+    pub fn trial_overdue(&mut self, p: &Passive, now: Instant) -> bool {
+        if self.state != MemberState::HalfOpen {
+            return false;
+        }
+        let gate = &self.backend.gate;
+        let successes = gate.successes();
+        match self.trial_watch {
+            _ if gate.trials_in_flight() == 0 => {
+                self.trial_watch = None;
+                false
+            }
+            Some((since, seen)) if seen == successes => {
+                now.saturating_duration_since(since) >= p.half_open_timeout
+            }
+            _ => {
+                self.trial_watch = Some((now, successes));
+                false
+            }
+        }
     }
 
     /// Samples the error window (in rotation only); the cause when its

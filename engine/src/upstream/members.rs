@@ -97,16 +97,20 @@ impl Members {
     }
 
     /// The machine's clock: breakers whose cool-down is over go half-open,
-    /// error windows are sampled (and eject past their threshold, within
+    /// a half-open one whose trial is overdue opens again, error windows
+    /// are sampled (and eject past their threshold, within
     /// the cap), and a slow-start step that moved bumps the generation so
     /// the snapshot follows. O(n).
     pub fn tick(&mut self, now: Instant, p: &Passive, slow_start: Duration) {
         let mut cooled = Vec::new();
         let mut over = Vec::new();
+        let mut overdue = Vec::new();
         let mut ramp_moved = false;
         for m in self.map.values_mut() {
             if m.cooled(now) {
                 cooled.push(m.backend.addr);
+            } else if m.trial_overdue(p, now) {
+                overdue.push(m.backend.addr);
             } else if let Some(cause) = m.sample_errors(p, now) {
                 over.push((m.backend.addr, cause));
             }
@@ -114,6 +118,11 @@ impl Members {
         }
         for addr in cooled {
             self.update(addr, |m| m.half_open(p));
+        }
+        for addr in overdue {
+            let ms = p.half_open_timeout.as_millis();
+            let cause = format!("a trial request did not finish within {ms}ms");
+            self.update(addr, |m| m.eject(p, cause, now));
         }
         for (addr, cause) in over {
             if self.room_to_eject(p.max_ejected_percent) {

@@ -14,6 +14,7 @@
 
 use super::backend::Backend;
 use super::members::Members;
+use super::outlier::Outcome;
 use super::snapshot::Snapshot;
 use super::sticky::Sticky;
 use crate::balance::{Policy, Selector};
@@ -71,6 +72,8 @@ pub struct Rotation {
     /// (`AcqRel`) by [`Rotation::settle`], under `published`, before it looks
     /// for asks: an ask it misses sets this again and queues another settle.
     asked: AtomicBool,
+    /// This rotation, as its backends name it (`Backend::set_owner`).
+    me: Weak<Rotation>,
 }
 
 impl Rotation {
@@ -81,8 +84,8 @@ impl Rotation {
         slow_start: Duration,
         members: Members,
         sticky: Option<Arc<Sticky>>,
-    ) -> Rotation {
-        let rotation = Rotation {
+    ) -> Arc<Rotation> {
+        let rotation = Arc::new_cyclic(|me| Rotation {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 backends: Vec::new(),
                 half_open: Vec::new(),
@@ -97,9 +100,23 @@ impl Rotation {
             published: Mutex::new(None),
             queued: AtomicBool::new(false),
             asked: AtomicBool::new(false),
-        };
+            me: me.clone(),
+        });
         rotation.publish();
         rotation
+    }
+
+    pub fn passive(&self) -> &Passive {
+        &self.passive
+    }
+
+    /// Passive check, on the worker that saw the outcome (see
+    /// `Group::record_outcome`). O(1), no lock.
+    #[inline]
+    pub fn record_outcome(self: &Arc<Self>, backend: &Backend, outcome: Outcome) {
+        if backend.record(outcome, &self.passive) {
+            self.ask(backend);
+        }
     }
 
     #[inline]
@@ -193,6 +210,11 @@ impl Rotation {
             let members = self.members.lock();
             if *published == Some(members.generation()) {
                 return;
+            }
+            // Late outcomes of these backends come here (a member joined,
+            // or a reload moved them over). O(n), like the build below.
+            for m in members.iter() {
+                m.backend.set_owner(&self.me);
             }
             let now = Instant::now();
             (

@@ -112,13 +112,13 @@ impl Group {
                 Some(p) if p.retry_budget.config == config.retry_budget => p.retry_budget.clone(),
                 _ => Arc::new(crate::proxy::retry::RetryBudget::new(config.retry_budget)),
             },
-            rotation: Arc::new(Rotation::new(
+            rotation: Rotation::new(
                 config.policy.clone(),
                 config.passive,
                 config.slow_start,
                 members,
                 sticky.clone(),
-            )),
+            ),
             sticky,
         })
     }
@@ -267,9 +267,7 @@ impl Group {
     /// the group queued for the rebuild thread. No lock, no rebuild here.
     #[inline]
     pub fn record_outcome(&self, backend: &Backend, outcome: Outcome) {
-        if backend.record(outcome, &self.passive) {
-            self.rotation.ask(backend);
-        }
+        self.rotation.record_outcome(backend, outcome);
     }
 
     /// The machine's clock: cool-downs, error windows, slow-start steps
@@ -284,13 +282,14 @@ impl Group {
     }
 
     /// How often [`Group::tick`] should run: a tenth of the error window
-    /// and of the slow-start ramp, a quarter of the first cool-down, at most
-    /// a second, at least 10 ms.
+    /// and of the slow-start ramp, a quarter of the first cool-down and of
+    /// the half-open timeout, at most a second, at least 10 ms.
     pub fn tick_interval(&self) -> std::time::Duration {
         use std::time::Duration;
         let mut t = Duration::from_secs(1)
             .min(self.passive.error_rate_window / super::outlier::WINDOW_SAMPLES)
-            .min(self.passive.ejection / 4);
+            .min(self.passive.ejection / 4)
+            .min(self.passive.half_open_timeout / 4);
         if !self.slow_start.is_zero() {
             t = t.min(self.slow_start / super::slow_start::RAMP_STEPS);
         }

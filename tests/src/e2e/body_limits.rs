@@ -342,7 +342,11 @@ async fn h2_bodies_over_the_limit_to_an_h2c_backend_get_413_and_never_blame_it()
 #[tokio::test]
 async fn a_backend_stalling_mid_body_has_the_response_cut_and_is_counted() {
     let origin = origin().await;
-    let proxy = Proxy::start(&setup(origin.addr())).await;
+    // Two stalls in a row would now eject it (a stall is a failure like
+    // any other): one more allowed, to see both counted in rotation.
+    let mut c = setup(origin.addr());
+    c.upstreams[0].passive = ejectable_after(EJECT_AFTER + 1);
+    let proxy = Proxy::start(&c).await;
     // HTTP/1.1: the head, the part sent, then the close.
     let mut raw = RawConn::connect(proxy.addr()).await;
     raw.send(b"GET /stall HTTP/1.1\r\nHost: a.test\r\n\r\n")

@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_security;
+mod backend_blame;
 mod balance;
 mod body_limits;
 mod breaker;

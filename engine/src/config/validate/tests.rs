@@ -249,7 +249,7 @@ fn outlier_breaker_and_slow_start_keys_validate() {
          [upstream.a.passive]\nfailures = 7\nconsecutive_gateway_errors = 2\n\
          consecutive_connect_failures = 3\nerror_rate_percent = 85\n\
          error_rate_window = \"20s\"\nerror_rate_min_requests = 0\n\
-         half_open_trials = 2\nhalf_open_successes = 4\n\
+         half_open_trials = 2\nhalf_open_successes = 4\nhalf_open_timeout = \"45s\"\n\
          [upstream.b]\nbackends = [\"127.0.0.1:9002\"]\nslow_start = \"0s\"\nbackend_header = false\n\
          [upstream.b.passive]\nfailures = 7\nconsecutive_5xx = 9\n\
          [[route]]\nupstream = \"a\"\n"
@@ -265,6 +265,11 @@ fn outlier_breaker_and_slow_start_keys_validate() {
     assert_eq!(
         (a.passive.half_open_trials, a.passive.half_open_successes),
         (2, 4)
+    );
+    assert_eq!(a.passive.half_open_timeout, Duration::from_secs(45));
+    assert_eq!(
+        b.passive.half_open_timeout,
+        crate::config::defaults::HALF_OPEN_TIMEOUT
     );
     assert_eq!(a.slow_start, Duration::from_secs(30));
     assert!(a.backend_header, "the global switch");

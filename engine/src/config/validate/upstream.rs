@@ -205,6 +205,11 @@ impl Validator<'_> {
                 .half_open_successes
                 .unwrap_or(d.half_open_successes)
                 .max(1),
+            half_open_timeout: self.duration(
+                p.half_open_timeout,
+                &format!("{field}.passive.half_open_timeout"),
+                d.half_open_timeout,
+            )?,
         })
     }
 }

@@ -2,14 +2,17 @@
 //! as far as the route's policy, the body kept and the group's budget allow.
 
 use super::{Answered, Target, backoff, is_idempotent, once, pick, reshape};
-use crate::body::ReqBody;
+use crate::body::{BackendClock, Phase, ReqBody};
 use crate::config::{RetryMethods, RetryPolicy};
 use crate::error::{ErrorKind, ProxyError, Retry, Side};
 use crate::proxy::forward;
 use crate::proxy::replay::Replay;
 use crate::upstream::Backend;
 use http::{Method, Request, StatusCode, request};
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Poll, ready};
 
 /// Whether the route may send a request with this method twice.
 pub(super) fn allows(p: &RetryPolicy, method: &Method) -> bool {
@@ -122,22 +125,42 @@ fn given_up(
     }
 }
 
-/// One try, within the per-try timeout if there is one.
+/// One try, within the per-try timeout if there is one. That timeout is
+/// the backend's: it runs on the backend's clock only ([`BackendClock`]:
+/// never while the try waits on the client's upload, whose pace is the
+/// client's own limits' business), so a slow uploader never makes a healthy
+/// backend look slow.
 async fn attempt(
     t: &Target<'_>,
     p: &RetryPolicy,
     backend: &Arc<Backend>,
     mut parts: request::Parts,
-    body: ReqBody,
+    mut body: ReqBody,
 ) -> Result<Answered, ProxyError> {
     // HTTP/2 targets name their backend.
     reshape(t, &mut parts, backend)?;
     let Some(limit) = p.per_try_timeout else {
         return once(t, backend.clone(), parts, body).await;
     };
-    match tokio::time::timeout(limit, once(t, backend.clone(), parts, body)).await {
+    // The body's phase (one small allocation, kept across tries, for a
+    // route with a per-try timeout and a body); none: always the backend's.
+    let progress = body.progress();
+    let mut answer = pin!(once(t, backend.clone(), parts, body));
+    let mut clock = pin!(BackendClock::total(limit));
+    let timed = poll_fn(|cx| {
+        if let Poll::Ready(r) = answer.as_mut().poll(cx) {
+            return Poll::Ready(Ok(r));
+        }
+        // Read after the try's poll (which may have moved it, on this
+        // task); a change made later wakes us (`Progress::phase`).
+        let phase = progress.as_deref().map_or(Phase::Sent, |p| p.phase(cx));
+        ready!(clock.as_mut().poll_expired(phase, cx));
+        Poll::Ready(Err(()))
+    })
+    .await;
+    match timed {
         Ok(answer) => answer,
-        Err(_) => {
+        Err(()) => {
             // Ended before any response byte: the try may have reached
             // the backend, as a reset would.
             let e = ProxyError::with_source(ErrorKind::UpstreamTimeout, "per-try timeout")

@@ -470,6 +470,9 @@ pub struct ResponseBody {
     /// The rest of the request body, when the backend answered before it
     /// was all sent: it goes on streaming while the response is read.
     upload: Option<Box<Upload>>,
+    /// That rest failed on the client's side (with this kind): the backend
+    /// may wait for bytes that never come, and is not to blame.
+    upload_failed: Option<ErrorKind>,
 }
 
 impl ResponseBody {
@@ -483,6 +486,7 @@ impl ResponseBody {
             reusable: head.reusable,
             back: Some(back),
             upload,
+            upload_failed: None,
         };
         if head.status != StatusCode::SWITCHING_PROTOCOLS && body.reading.is_done() {
             body.finish();
@@ -492,6 +496,17 @@ impl ResponseBody {
         *resp.version_mut() = head.version;
         *resp.headers_mut() = head.headers;
         resp
+    }
+
+    /// Who has the next move in sending the request (see [`Phase`]): the
+    /// client while the rest of its body is awaited, else the backend.
+    /// What the response body's stall clock reads (`proxy::body`).
+    pub fn upload_phase(&self) -> Phase {
+        match (&self.upload, self.upload_failed) {
+            (Some(up), _) => up.phase(),
+            (None, Some(kind)) => Phase::Failed(kind),
+            (None, None) => Phase::Sent,
+        }
     }
 
     /// The connection after a 101 (for the tunnel); `None` if already gone.
@@ -544,6 +559,9 @@ impl Body for ResponseBody {
         {
             // All sent, or it never will be (the client's body or the write
             // broke): either way the response can still be read.
+            if let Err(e) = &sent {
+                this.upload_failed = Some(crate::http1::decode::client_body_kind(&**e));
+            }
             if sent.is_err() || up.write_error.is_some() {
                 this.reusable = false;
             }

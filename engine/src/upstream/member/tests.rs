@@ -79,16 +79,19 @@ fn consecutive_5xx_open_then_half_open_then_close_after_n_trials() {
     m.half_open(&p);
     assert_eq!(m.state, MemberState::HalfOpen);
 
-    // One trial at a time.
+    // One trial at a time; a trial succeeds with its whole response, not
+    // with its head (`InFlight::succeed`).
     let b = m.backend.clone();
-    let t1 = b.begin();
+    let mut t1 = b.begin();
     assert!(t1.admitted());
     assert!(!b.begin().admitted(), "a second trial at once is refused");
-    assert!(!b.record(Outcome::Success, &p), "1 of 2 successes: no ask");
-    drop(t1);
-    let t2 = b.begin();
-    assert!(t2.admitted());
-    assert!(b.record(Outcome::Success, &p), "2 of 2: ask to close");
+    assert!(!b.record(Outcome::Success, &p), "a head is no verdict");
+    t1.succeed();
+    m.on_ask(&p, true, now);
+    assert_eq!(m.state, MemberState::HalfOpen, "1 of 2 successes");
+    let mut t2 = b.begin();
+    assert!(t2.admitted(), "the first trial's place is free");
+    t2.succeed();
     m.on_ask(&p, true, now);
     assert_eq!(m.state, MemberState::Healthy);
     assert_eq!(m.reason, "2 trial requests succeeded");
@@ -128,6 +131,62 @@ fn a_failed_trial_reopens_with_a_longer_cooldown() {
     m.eject(&p, "again", now);
     assert!(m.reason.ends_with("25s"), "capped: {}", m.reason);
     assert_eq!(m.view(Duration::ZERO, now).breaker.trial_failures, 1);
+}
+
+#[test]
+fn a_request_begun_before_the_ejection_takes_no_trial_place() {
+    let (mut m, p, now) = (member(), passive(), Instant::now());
+    let b = m.backend.clone();
+    // A long stream (SSE) started while the backend was healthy.
+    let stream = b.begin();
+    record(&m, &p, FAIL, 3);
+    m.on_ask(&p, true, now);
+    m.half_open(&p);
+    assert!(b.trial_room());
+    let trial = b.begin();
+    assert!(trial.admitted(), "the old stream is not a trial");
+    assert!(!b.begin().admitted(), "one trial at a time still");
+    drop(trial);
+    assert!(b.begin().admitted(), "the trial's end frees its place");
+    drop(stream);
+}
+
+#[test]
+fn a_trial_unfinished_past_the_half_open_timeout_reopens() {
+    let (mut m, now) = (member(), Instant::now());
+    let p = Passive {
+        half_open_timeout: Duration::from_secs(30),
+        ..passive()
+    };
+    record(&m, &p, FAIL, 3);
+    m.on_ask(&p, true, now);
+    m.half_open(&p);
+    let b = m.backend.clone();
+    assert!(
+        !m.trial_overdue(&p, now + Duration::from_secs(60)),
+        "no trial: no clock"
+    );
+    let stuck = b.begin();
+    assert!(stuck.admitted());
+    let t0 = now + Duration::from_secs(60);
+    assert!(!m.trial_overdue(&p, t0));
+    assert!(!m.trial_overdue(&p, t0 + Duration::from_secs(29)));
+    assert!(m.trial_overdue(&p, t0 + Duration::from_secs(30)));
+
+    let mut members = super::super::members::Members::default();
+    members.insert(m);
+    members.tick(t0 + Duration::from_secs(31), &p, Duration::ZERO);
+    let m = members.get(b.addr).expect("member");
+    assert_eq!(m.state, MemberState::Ejected);
+    assert!(
+        m.reason
+            .starts_with("a trial request did not finish within 30000ms"),
+        "{}",
+        m.reason
+    );
+    // It ends at last: it changes nothing for the next period.
+    drop(stuck);
+    assert_eq!(b.gate.trials_in_flight(), 0);
 }
 
 #[test]

@@ -341,9 +341,10 @@ fn a_half_open_backend_is_tried_only_by_the_keys_it_owns() {
     assert_eq!(placement(&g), closed, "its own keys try it; no other does");
     assert!(closed.contains(&addr(1)));
     // Its trials taken: its keys go where they went while it was out.
-    for _ in 0..g.passive.half_open_trials {
-        b1.begin_leak();
-    }
+    let trials: Vec<_> = (0..g.passive.half_open_trials)
+        .map(|_| b1.begin())
+        .collect();
+    assert!(trials.iter().all(|t| t.admitted()));
     assert!(!b1.trial_room());
     assert_eq!(placement(&g), ejected);
     // Picking again without it (its trial refused) likewise.
@@ -364,9 +365,63 @@ fn other_policies_offer_the_trial_to_any_request() {
         let none = http::HeaderMap::new();
         assert_eq!(g.pick(&key(&none), &[]).unwrap().addr, addr(1));
         assert_ne!(g.pick(&key(&none), &[b1.id]).unwrap().addr, addr(1));
-        b1.begin_leak();
+        let trial = b1.begin();
+        assert!(trial.admitted());
         for _ in 0..10 {
             assert_ne!(g.pick(&key(&none), &[]).unwrap().addr, addr(1));
         }
+        drop(trial);
     }
+}
+
+/// A failure after the response head (a stall or a reset mid-body) goes
+/// through the group like any other outcome: a streak of them ejects.
+#[test]
+fn late_failures_eject_through_the_group() {
+    let g = group(&[1, 2]);
+    let b1 = g.member(addr(1)).unwrap();
+    for _ in 0..g.passive.consecutive_5xx {
+        b1.record_late_failure();
+    }
+    g.settle();
+    assert_eq!(g.load().backends.len(), 1, "ejected");
+    assert_eq!(g.load().backends[0].addr, addr(2));
+    let v = g.views();
+    let m = v.iter().find(|m| m.address == addr(1).to_string()).unwrap();
+    assert_eq!(m.state, MemberState::Ejected);
+    assert!(
+        m.reason.starts_with("2 consecutive failures"),
+        "{}",
+        m.reason
+    );
+}
+
+/// A half-open trial whose head was a success but whose body then failed
+/// re-opens the breaker; the backend's late failures reach the group that
+/// holds it after a reload.
+#[test]
+fn a_trial_failing_mid_body_reopens_in_the_group_of_the_latest_reload() {
+    let old = group(&[1, 2]);
+    let g = Group::new(&config(&[1, 2]), Some(&old)).unwrap();
+    drop(old);
+    let b1 = g.member(addr(1)).unwrap();
+    fail(&g, &b1);
+    g.settle();
+    g.readmit_expired(Instant::now() + Duration::from_secs(3600));
+    g.settle();
+    assert_eq!(g.load().half_open.len(), 1);
+    let trial = b1.begin();
+    assert!(trial.admitted());
+    g.record_outcome(&b1, Outcome::Success);
+    b1.record_late_failure();
+    drop(trial);
+    g.settle();
+    let v = g.views();
+    let m = v.iter().find(|m| m.address == addr(1).to_string()).unwrap();
+    assert_eq!(m.state, MemberState::Ejected, "{}", m.reason);
+    assert_eq!(m.reason, "a trial request failed; ejected for 20s");
+    assert_eq!(
+        (m.breaker.trial_successes, m.breaker.trial_failures),
+        (0, 1)
+    );
 }
