@@ -15,6 +15,9 @@ use std::sync::Arc;
 
 /// Virtual nodes per unit of weight: enough for an even spread over few backends.
 const VNODES_PER_WEIGHT: u64 = 160;
+/// Ring points a key's walk looks at before it scans the backends in order
+/// (`Ring::pick_where`).
+const RING_WALK: usize = 256;
 /// The most points a ring holds: 8 bytes each, so 8 MiB. Within the caps
 /// (`config::defaults::MAX_GROUP_BACKENDS`) that is still 10 per backend;
 /// unbounded, 60 backends at weight 10,000 made a 200 MB ring.
@@ -94,10 +97,40 @@ impl Ring {
         if self.points.is_empty() {
             return None;
         }
+        let p = self.points[self.start(hash)];
+        Some((p & INDEX_MASK) as usize)
+    }
+
+    /// The point a key lands on: the first at or after its hash, wrapping.
+    fn start(&self, hash: u64) -> usize {
         let hash = hash & !INDEX_MASK;
         let i = self.points.partition_point(|&p| p < hash);
-        let p = self.points[if i == self.points.len() { 0 } else { i }];
-        Some((p & INDEX_MASK) as usize)
+        if i == self.points.len() { 0 } else { i }
+    }
+
+    /// The first backend clockwise from the key's point that `ok` accepts
+    /// (bounded loads: see `Selector::pick_where`). The walk looks at
+    /// [`RING_WALK`] points at most (points interleave, so that is most
+    /// backends of a group of a few dozen), then scans the backends in
+    /// order from the key's own: O(n) at worst, never the whole ring.
+    pub fn pick_where(
+        &self,
+        hash: u64,
+        backends: &[Arc<Backend>],
+        ok: impl Fn(&Backend) -> bool,
+    ) -> Option<usize> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let start = self.start(hash);
+        let len = self.points.len();
+        let owner = |k: usize| (self.points[(start + k) % len] & INDEX_MASK) as usize;
+        let accepted = |i: usize| backends.get(i).is_some_and(|b| ok(b));
+        if let Some(i) = (0..len.min(RING_WALK)).map(owner).find(|&i| accepted(i)) {
+            return Some(i);
+        }
+        let n = backends.len();
+        (0..n).map(|k| (owner(0) + k) % n).find(|&i| accepted(i))
     }
 }
 
@@ -203,6 +236,24 @@ mod tests {
         }
         // About a quarter should move to the new backend.
         assert!((1500..3500).contains(&moved), "moved {moved}");
+    }
+
+    #[test]
+    fn a_full_backends_keys_spill_to_the_same_successor() {
+        let b = test_backends(&[1, 1, 1, 1]);
+        let r = ring(&b);
+        for key in 0..200u64 {
+            let h = stable_hash(&key.to_le_bytes());
+            let own = r.pick(h).expect("a pick");
+            assert_eq!(r.pick_where(h, &b, |_| true), Some(own));
+            let full = b[own].id;
+            let spill = r.pick_where(h, &b, |x| x.id != full).expect("a spill");
+            assert_ne!(spill, own);
+            assert_eq!(r.pick_where(h, &b, |x| x.id != full), Some(spill));
+            let last = b[3].id;
+            assert_eq!(r.pick_where(h, &b, |x| x.id == last), Some(3));
+            assert_eq!(r.pick_where(h, &b, |_| false), None);
+        }
     }
 
     #[test]

@@ -31,9 +31,19 @@ impl LeastConn {
     }
 
     pub fn pick(&self, backends: &[Arc<Backend>]) -> usize {
+        self.pick_where(backends, |_| true).unwrap_or(0)
+    }
+
+    /// The least loaded of the backends `ok` accepts (all of them for
+    /// [`LeastConn::pick`], where the filter compiles away).
+    #[inline]
+    pub fn pick_where(
+        &self,
+        backends: &[Arc<Backend>],
+        ok: impl Fn(&Backend) -> bool,
+    ) -> Option<usize> {
         let n = backends.len();
         let start = self.start.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best = start;
         // Compare load/weight without division: a/wa < b/wb  <=>  a*wb < b*wa.
         let load = |i: usize| {
             (
@@ -41,17 +51,18 @@ impl LeastConn {
                 u64::from(self.weights.get(i).copied().unwrap_or(1).max(1)),
             )
         };
-        let (mut best_load, mut best_w) = load(start);
-        for k in 1..n {
+        let mut best: Option<(usize, u64, u64)> = None;
+        for k in 0..n {
             let i = (start + k) % n;
+            if !ok(&backends[i]) {
+                continue;
+            }
             let (l, w) = load(i);
-            if l * best_w < best_load * w {
-                best = i;
-                best_load = l;
-                best_w = w;
+            if best.is_none_or(|(_, bl, bw)| l * bw < bl * w) {
+                best = Some((i, l, w));
             }
         }
-        best
+        best.map(|(i, _, _)| i)
     }
 }
 
@@ -70,6 +81,20 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(lc.pick(&b), 1);
         }
+    }
+
+    #[test]
+    fn skips_the_backends_the_filter_refuses() {
+        let b = test_backends(&[1, 1, 1]);
+        b[0].begin_leak();
+        b[1].begin_leak();
+        let lc = LeastConn::new(&[1, 1, 1]);
+        let refused = b[2].id;
+        for _ in 0..6 {
+            let i = lc.pick_where(&b, |x| x.id != refused).expect("a pick");
+            assert_ne!(i, 2, "the idle one is refused");
+        }
+        assert_eq!(lc.pick_where(&b, |_| false), None);
     }
 
     #[test]

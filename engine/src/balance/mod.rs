@@ -83,4 +83,44 @@ impl Selector {
             },
         }
     }
+
+    /// [`Selector::pick`] among the backends `ok` accepts (those below the
+    /// group's request limit, `upstream::queue`), or `None` when it accepts
+    /// none. Round robin and p2c take their choice, or else the next
+    /// accepted backend after it; least-conn scans the accepted ones; a
+    /// hashed key goes clockwise on the ring to the first accepted backend
+    /// (consistent hashing with bounded loads, as HAProxy's
+    /// `hash-balance-factor`): a key whose backend is full spills to the
+    /// same successors each time, and returns when it has room. O(n) at
+    /// worst, only when the first choice is refused.
+    pub fn pick_where(
+        &self,
+        backends: &[Arc<Backend>],
+        key: &PickKey<'_>,
+        ok: impl Fn(&Backend) -> bool,
+    ) -> Option<usize> {
+        if backends.is_empty() {
+            return None;
+        }
+        let first = match self {
+            Selector::RoundRobin(rr) => rr.pick()?,
+            Selector::LeastConn(lc) => return lc.pick_where(backends, ok),
+            Selector::P2c(weights) => p2c::pick(backends, weights),
+            Selector::Hash(on, ring, rr) => match on.key_hash(key) {
+                Some(h) => return ring.pick_where(h, backends, ok),
+                None => rr.pick()?,
+            },
+        };
+        next_where(backends, first, ok)
+    }
+}
+
+/// The first backend from `start` on (wrapping) that `ok` accepts.
+fn next_where(
+    backends: &[Arc<Backend>],
+    start: usize,
+    ok: impl Fn(&Backend) -> bool,
+) -> Option<usize> {
+    let n = backends.len();
+    (0..n).map(|k| (start + k) % n).find(|&i| ok(&backends[i]))
 }

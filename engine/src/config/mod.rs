@@ -441,6 +441,19 @@ pub struct UpstreamConfig {
     pub slow_start: Duration,
     /// Name the chosen backend in `X-Sluice-Backend` on responses.
     pub backend_header: bool,
+    /// Requests per backend at most, and the queue for the rest; `None`:
+    /// no limit (`upstream::queue`).
+    pub limit: Option<LimitConfig>,
+}
+
+/// `max_requests_per_backend` and its queue (`upstream::queue`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitConfig {
+    /// At least 1.
+    pub per_backend: u32,
+    /// 0: a request that finds every backend full is refused at once.
+    pub max_queue: usize,
+    pub queue_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -523,6 +536,7 @@ impl Config {
                 retry_budget: RetryBudgetConfig::default(),
                 slow_start: defaults::SLOW_START,
                 backend_header: false,
+                limit: None,
             }],
             access_log: false,
             admin: None,

@@ -21,6 +21,7 @@
 //! the group's [`RetryBudget`] allows. Never once any byte of the response
 //! has gone to the client: [`forward`] returns before that.
 
+mod admit;
 mod backoff;
 pub mod budget;
 mod policy;
@@ -152,10 +153,15 @@ async fn once(
 /// for whichever backend is chosen (HTTP/2 backends name it in the target).
 pub async fn connect(
     t: &Target<'_>,
-    mut backend: Arc<Backend>,
+    backend: Arc<Backend>,
     parts: &mut request::Parts,
 ) -> Result<Attempt, ProxyError> {
-    let mut in_flight = backend.begin();
+    let first = backend.id;
+    let (mut backend, mut in_flight) = admit::begin(t, backend, parts, None).await?;
+    if backend.id != first {
+        // The first was at the group's request limit: another took it.
+        reshape(t, parts, &backend)?;
+    }
     if !in_flight.admitted() {
         // Drained between our pick and `begin`: whoever waits for its
         // in-flight requests (DELETE, DNS removal) may not have counted this
@@ -166,8 +172,8 @@ pub async fn connect(
         let exclude = in_flight.trial_refused().then_some(backend.id);
         let next = pick(t, parts, exclude);
         drop(in_flight);
-        backend = next.ok_or(ErrorKind::NoBackend)?;
-        in_flight = backend.begin();
+        let next = next.ok_or(ErrorKind::NoBackend)?;
+        (backend, in_flight) = admit::begin(t, next, parts, exclude).await?;
         reshape(t, parts, &backend)?;
     }
     let e = match forward::checkout(t.pool, t.group, &backend, t.timeouts).await {
@@ -191,7 +197,13 @@ pub async fn connect(
     let Some(next) = next else {
         return Err(e);
     };
-    let in_flight = next.begin();
+    // At the group's limit this may wait in its queue; a refusal there is
+    // the request's answer (a 503 saying why), an empty group the failure's.
+    let (next, in_flight) = match admit::begin(t, next, parts, Some(backend.id)).await {
+        Ok(got) => got,
+        Err(refused) if refused.kind() == ErrorKind::NoBackend => return Err(e),
+        Err(refused) => return Err(refused),
+    };
     if !in_flight.admitted() {
         // Drained since the pick (see `Backend::in_rotation`): a drain may
         // already have counted its requests, so do not send one. (Or a

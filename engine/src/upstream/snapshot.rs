@@ -9,6 +9,7 @@ use super::backend::Backend;
 use super::member::{Member, MemberState, MemberView, Origin};
 use super::members::Members;
 use super::outlier::Outcome;
+use super::queue::{Limit, Queue};
 use super::rotation::Rotation;
 use crate::addr::BackendAddr;
 use crate::balance::{PickKey, Selector};
@@ -71,6 +72,11 @@ pub struct Group {
     /// Caps the retries of every route to this group (`proxy::retry`);
     /// kept across a reload that leaves its settings as they were.
     pub retry_budget: Arc<crate::proxy::retry::RetryBudget>,
+    /// `max_requests_per_backend` and the queue for the rest; `None` (the
+    /// default) costs a request one branch. The queue is kept across a
+    /// reload that leaves `max_queue` and `queue_timeout` as they were, so
+    /// its waiters are not stranded.
+    pub limit: Option<Limit>,
 }
 
 impl Group {
@@ -107,6 +113,13 @@ impl Group {
             backend_header: config.backend_header,
             dns: config.dns.clone(),
             resolve_interval: config.resolve_interval,
+            limit: config.limit.map(|l| Limit {
+                per_backend: l.per_backend,
+                queue: match previous.and_then(|p| p.limit.as_ref()) {
+                    Some(p) if p.queue.same(l.max_queue, l.queue_timeout) => p.queue.clone(),
+                    _ => Arc::new(Queue::new(l.max_queue, l.queue_timeout)),
+                },
+            }),
             retry_budget: match previous {
                 Some(p) if p.retry_budget.config == config.retry_budget => p.retry_budget.clone(),
                 _ => Arc::new(crate::proxy::retry::RetryBudget::new(config.retry_budget)),
@@ -131,9 +144,15 @@ impl Group {
     /// A half-open backend with room for a trial comes first (its
     /// `begin` enforces the bound; refused, the caller picks again without
     /// it); otherwise the policy picks among the closed ones.
+    ///
+    /// With a request limit, backends at it are skipped (see
+    /// [`Group::pick_limited`]).
     #[inline]
     pub fn pick(&self, key: &PickKey<'_>, exclude: Option<u64>) -> Option<Arc<Backend>> {
         let snap = self.load();
+        if let Some(limit) = &self.limit {
+            return pick_limited(&snap, key, exclude, limit.per_backend);
+        }
         if !snap.half_open.is_empty()
             && let Some(b) = trial(&snap.half_open, exclude)
         {
@@ -344,6 +363,34 @@ impl Group {
     fn settle(&self) {
         self.rotation.settle();
     }
+}
+
+/// [`Group::pick`] in a group whose backends take at most `limit` requests:
+/// a half-open backend with room for a trial and below the limit, else the
+/// policy's choice among those below it (`Selector::pick_where`), never
+/// `exclude`. When every one is full, one of them anyway, so that the
+/// caller's `Backend::try_begin` fails and the request queues: `None`
+/// still means there is no backend at all.
+#[cold]
+fn pick_limited(
+    snap: &Snapshot,
+    key: &PickKey<'_>,
+    exclude: Option<u64>,
+    limit: u32,
+) -> Option<Arc<Backend>> {
+    let usable = |b: &Backend| Some(b.id) != exclude;
+    if let Some(b) = snap
+        .half_open
+        .iter()
+        .find(|b| usable(b) && b.trial_room() && b.has_room(limit))
+    {
+        return Some(b.clone());
+    }
+    snap.selector
+        .pick_where(&snap.backends, key, |b| usable(b) && b.has_room(limit))
+        .map(|i| &snap.backends[i])
+        .or_else(|| snap.backends.iter().find(|b| usable(b)))
+        .cloned()
 }
 
 /// The first half-open backend with room for a trial, never `exclude`.
