@@ -8,7 +8,8 @@
 //!    is over the route's size limit stops here (413), and the body is
 //!    held to its limits as it streams (`crate::body::BodyLimits`); then
 //!    [`rate_limit`]: token buckets per client, route or header (429)
-//! 3. pick: a backend from the group's snapshot (503)
+//! 3. pick: a backend from the group's snapshot (503); with a request
+//!    limit, one below it (when none is, 5 waits in `upstream::queue`, 503)
 //! 4. [`headers::inbound`]: hop-by-hop strip, `X-Forwarded-*`, `Forwarded`,
 //!    `Via`; [`forward::shape_request`] for the backend's protocol
 //! 5. [`retry::connect`]: a connection to the backend, picking again once

@@ -70,7 +70,12 @@ impl Holding {
     }
 }
 
-fn limited(backends: &[SocketAddr], per_backend: u32, max_queue: usize, timeout: Duration) -> Config {
+fn limited(
+    backends: &[SocketAddr],
+    per_backend: u32,
+    max_queue: usize,
+    timeout: Duration,
+) -> Config {
     let mut c = config(backends);
     c.upstreams[0].limit = Some(LimitConfig {
         per_backend,
@@ -85,7 +90,12 @@ const NEVER: Duration = Duration::from_secs(600);
 
 fn stats(proxy: &Proxy) -> QueueStats {
     let state = proxy.server().shared().state.load();
-    state.groups[0].limit.as_ref().expect("a limit").queue.stats()
+    state.groups[0]
+        .limit
+        .as_ref()
+        .expect("a limit")
+        .queue
+        .stats()
 }
 
 fn get(proxy: &Proxy, path: &'static str) -> JoinHandle<Reply> {
@@ -99,17 +109,27 @@ async fn a_request_past_the_limit_waits_and_is_served_in_order_when_a_slot_frees
     let proxy = Proxy::start(&limited(&[b.addr()], 1, 8, NEVER)).await;
 
     let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || b.origin.request_count() == 1).await;
+    eventually("the first request at the backend", || {
+        b.origin.request_count() == 1
+    })
+    .await;
     let second = get(&proxy, "/2");
     eventually("the second request queued", || stats(&proxy).queued == 1).await;
     let third = get(&proxy, "/3");
     eventually("the third request queued", || stats(&proxy).queued == 2).await;
-    assert_eq!(b.origin.request_count(), 1, "only one request at the backend");
+    assert_eq!(
+        b.origin.request_count(),
+        1,
+        "only one request at the backend"
+    );
 
     b.gate.add_permits(1);
     let r = first.await.expect("first");
     assert_eq!((r.status.as_u16(), r.text()), (200, "/1"));
-    eventually("the second request at the backend", || b.origin.request_count() == 2).await;
+    eventually("the second request at the backend", || {
+        b.origin.request_count() == 2
+    })
+    .await;
     assert_eq!(stats(&proxy).queued, 1);
     b.gate.add_permits(1);
     let r = second.await.expect("second");
@@ -136,7 +156,10 @@ async fn a_request_past_a_full_queue_gets_503_at_once() {
     let proxy = Proxy::start(&limited(&[b.addr()], 1, 1, NEVER)).await;
 
     let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || b.origin.request_count() == 1).await;
+    eventually("the first request at the backend", || {
+        b.origin.request_count() == 1
+    })
+    .await;
     let second = get(&proxy, "/2");
     eventually("the second request queued", || stats(&proxy).queued == 1).await;
 
@@ -157,7 +180,10 @@ async fn without_a_queue_a_full_group_refuses_at_once() {
     let b = Holding::start(Arc::new(Semaphore::new(0))).await;
     let proxy = Proxy::start(&limited(&[b.addr()], 1, 0, NEVER)).await;
     let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || b.origin.request_count() == 1).await;
+    eventually("the first request at the backend", || {
+        b.origin.request_count() == 1
+    })
+    .await;
     let r = H1::connect(proxy.addr()).await.get("/2").await;
     assert_eq!(r.status.as_u16(), 503);
     assert_eq!(r.header("x-sluice-error"), Some("backend queue full"));
@@ -171,7 +197,10 @@ async fn a_request_queued_past_the_timeout_gets_503_and_leaves() {
     let proxy = Proxy::start(&limited(&[b.addr()], 1, 8, Duration::from_millis(200))).await;
 
     let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || b.origin.request_count() == 1).await;
+    eventually("the first request at the backend", || {
+        b.origin.request_count() == 1
+    })
+    .await;
     let r = H1::connect(proxy.addr()).await.get("/2").await;
     assert_eq!(r.status.as_u16(), 503);
     assert_eq!(r.header("x-sluice-error"), Some("backend queue timeout"));
@@ -182,7 +211,11 @@ async fn a_request_queued_past_the_timeout_gets_503_and_leaves() {
     assert_eq!(first.await.expect("first").status.as_u16(), 200);
     let r = H1::connect(proxy.addr()).await.get("/3").await;
     assert_eq!((r.status.as_u16(), r.text()), (200, "/3"));
-    assert_eq!(b.paths(), ["/1", "/3"], "the timed-out request never reached it");
+    assert_eq!(
+        b.paths(),
+        ["/1", "/3"],
+        "the timed-out request never reached it"
+    );
 }
 
 #[tokio::test]
@@ -191,9 +224,13 @@ async fn a_client_that_leaves_the_queue_strands_no_slot() {
     let proxy = Proxy::start(&limited(&[b.addr()], 1, 1, NEVER)).await;
 
     let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || b.origin.request_count() == 1).await;
+    eventually("the first request at the backend", || {
+        b.origin.request_count() == 1
+    })
+    .await;
     let mut gone = RawConn::connect(proxy.addr()).await;
-    gone.send(b"GET /gone HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    gone.send(b"GET /gone HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await;
     eventually("the request queued", || stats(&proxy).queued == 1).await;
     drop(gone);
     eventually("the queue emptied", || stats(&proxy).queued == 0).await;
@@ -232,9 +269,18 @@ async fn a_burst_never_puts_more_than_the_limit_on_a_backend() {
         gate.add_permits(50);
         for c in clients {
             let r = c.await.expect("client");
-            assert_eq!(r.status.as_u16(), 200, "{policy}: {:?}", r.header("x-sluice-error"));
+            assert_eq!(
+                r.status.as_u16(),
+                200,
+                "{policy}: {:?}",
+                r.header("x-sluice-error")
+            );
         }
-        assert_eq!(a.origin.request_count() + b.origin.request_count(), 50, "{policy}");
+        assert_eq!(
+            a.origin.request_count() + b.origin.request_count(),
+            50,
+            "{policy}"
+        );
         assert_eq!(a.peak.load(Ordering::SeqCst), 2, "{policy}");
         assert_eq!(b.peak.load(Ordering::SeqCst), 2, "{policy}");
         assert_eq!(stats(&proxy).queued, 0, "{policy}");
@@ -248,8 +294,19 @@ async fn get_backends_shows_the_queue_counters_of_limited_groups_only() {
     cfg.admin = Some(AdminConfig::new(([127, 0, 0, 1], 0).into()));
     let proxy = Proxy::start(&cfg).await;
     let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || b.origin.request_count() == 1).await;
-    assert_eq!(H1::connect(proxy.addr()).await.get("/2").await.status.as_u16(), 503);
+    eventually("the first request at the backend", || {
+        b.origin.request_count() == 1
+    })
+    .await;
+    assert_eq!(
+        H1::connect(proxy.addr())
+            .await
+            .get("/2")
+            .await
+            .status
+            .as_u16(),
+        503
+    );
 
     let r = Admin::of(proxy.server()).get("/backends").await;
     let g = &r.json["groups"][0];

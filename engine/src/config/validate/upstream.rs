@@ -192,7 +192,9 @@ impl Validator<'_> {
             }
             return Ok(None);
         }
-        let max_queue_value = max_queue.as_ref().map_or(defaults::MAX_QUEUE, |v| *v.get_ref());
+        let max_queue_value = max_queue
+            .as_ref()
+            .map_or(defaults::MAX_QUEUE, |v| *v.get_ref());
         if max_queue_value > defaults::MAX_MAX_QUEUE {
             let span = max_queue.map(|v| v.span()).unwrap_or_default();
             return Err(ConfigError::OutOfRange {

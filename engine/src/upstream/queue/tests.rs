@@ -167,7 +167,10 @@ async fn a_woken_waiter_that_is_gone_passes_the_wakeup_on() {
     assert_eq!(s.queue.stats().queued, 2);
     drop(held); // rings the head, which never runs again
     drop(head);
-    second.await.expect("task").expect("the wakeup was passed on");
+    second
+        .await
+        .expect("task")
+        .expect("the wakeup was passed on");
     assert_eq!(s.queue.stats().queued, 0);
 }
 
@@ -181,11 +184,14 @@ async fn an_empty_group_is_refused_without_waiting() {
         .err()
         .expect("refused");
     assert_eq!(e.kind(), ErrorKind::NoBackend);
-    assert_eq!(s.queue.stats(), QueueStats {
-        queued: 0,
-        queue_timeouts: 0,
-        queue_full: 0
-    });
+    assert_eq!(
+        s.queue.stats(),
+        QueueStats {
+            queued: 0,
+            queue_timeouts: 0,
+            queue_full: 0
+        }
+    );
 }
 
 /// Many tasks on several threads, two slots: never more than two held,

@@ -37,15 +37,25 @@ fn queue_keys_are_read() {
     let l = group("max_requests_per_backend = 1\nmax_queue = 0\nqueue_timeout = \"250ms\"")
         .expect("valid")
         .expect("a limit");
-    assert_eq!((l.max_queue, l.queue_timeout), (0, Duration::from_millis(250)));
+    assert_eq!(
+        (l.max_queue, l.queue_timeout),
+        (0, Duration::from_millis(250))
+    );
 }
 
 #[test]
 fn queue_keys_without_a_limit_are_refused() {
-    for keys in ["max_queue = 10", "queue_timeout = \"1s\"", "max_requests_per_backend = 0\nmax_queue = 3"] {
+    for keys in [
+        "max_queue = 10",
+        "queue_timeout = \"1s\"",
+        "max_requests_per_backend = 0\nmax_queue = 3",
+    ] {
         let e = group(keys).expect_err(keys);
         assert!(matches!(e, ConfigError::NeedsLimit { .. }), "{keys}: {e}");
-        assert!(e.to_string().contains("needs max_requests_per_backend"), "{e}");
+        assert!(
+            e.to_string().contains("needs max_requests_per_backend"),
+            "{e}"
+        );
     }
     let e = group("max_queue = 10").expect_err("orphan");
     assert!(e.to_string().contains("upstream.api.max_queue"), "{e}");
@@ -54,9 +64,17 @@ fn queue_keys_without_a_limit_are_refused() {
 #[test]
 fn values_past_their_caps_are_refused() {
     let e = group("max_requests_per_backend = 1000001").expect_err("too large");
-    assert!(e.to_string().contains("upstream.api.max_requests_per_backend: must be between 0 and 1000000"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("upstream.api.max_requests_per_backend: must be between 0 and 1000000"),
+        "{e}"
+    );
     let e = group("max_requests_per_backend = 1\nmax_queue = 100001").expect_err("too large");
-    assert!(e.to_string().contains("upstream.api.max_queue: must be between 0 and 100000"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("upstream.api.max_queue: must be between 0 and 100000"),
+        "{e}"
+    );
     let e = group("max_requests_per_backend = 1\nqueue_timeout = \"0s\"").expect_err("zero");
     assert!(e.to_string().contains("upstream.api.queue_timeout"), "{e}");
     let e = group("max_requests_per_backend = -1").expect_err("negative");
