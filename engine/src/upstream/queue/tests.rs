@@ -181,8 +181,7 @@ async fn an_empty_group_is_refused_without_waiting() {
         .queue
         .admit(|| Err::<Option<()>, _>(ErrorKind::NoBackend.into()))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(e.kind(), ErrorKind::NoBackend);
     assert_eq!(
         s.queue.stats(),
