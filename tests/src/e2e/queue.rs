@@ -98,6 +98,29 @@ fn stats(proxy: &Proxy) -> QueueStats {
         .stats()
 }
 
+/// A backend of limit 1 holding `GET /1` (the handle answers once the gate
+/// lets it go), behind a proxy (admin API on) whose group queues
+/// `max_queue` requests for `timeout`.
+async fn one_busy(max_queue: usize, timeout: Duration) -> (Holding, Proxy, JoinHandle<Reply>) {
+    let b = Holding::start(Arc::new(Semaphore::new(0))).await;
+    let mut cfg = limited(&[b.addr()], 1, max_queue, timeout);
+    cfg.admin = Some(AdminConfig::new(([127, 0, 0, 1], 0).into()));
+    let proxy = Proxy::start(&cfg).await;
+    let first = get(&proxy, "/1");
+    eventually("the first request at the backend", || {
+        b.origin.request_count() == 1
+    })
+    .await;
+    (b, proxy, first)
+}
+
+/// `GET path` answered 503 by the proxy: its `x-sluice-error`.
+async fn refused(proxy: &Proxy, path: &str) -> String {
+    let r = H1::connect(proxy.addr()).await.get(path).await;
+    assert_eq!(r.status.as_u16(), 503, "{}", r.text());
+    r.header("x-sluice-error").unwrap_or_default().to_owned()
+}
+
 fn get(proxy: &Proxy, path: &'static str) -> JoinHandle<Reply> {
     let addr = proxy.addr();
     tokio::spawn(async move { H1::connect(addr).await.get(path).await })
@@ -105,14 +128,7 @@ fn get(proxy: &Proxy, path: &'static str) -> JoinHandle<Reply> {
 
 #[tokio::test]
 async fn a_request_past_the_limit_waits_and_is_served_in_order_when_a_slot_frees() {
-    let b = Holding::start(Arc::new(Semaphore::new(0))).await;
-    let proxy = Proxy::start(&limited(&[b.addr()], 1, 8, NEVER)).await;
-
-    let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || {
-        b.origin.request_count() == 1
-    })
-    .await;
+    let (b, proxy, first) = one_busy(8, NEVER).await;
     let second = get(&proxy, "/2");
     eventually("the second request queued", || stats(&proxy).queued == 1).await;
     let third = get(&proxy, "/3");
@@ -152,21 +168,12 @@ async fn a_request_past_the_limit_waits_and_is_served_in_order_when_a_slot_frees
 
 #[tokio::test]
 async fn a_request_past_a_full_queue_gets_503_at_once() {
-    let b = Holding::start(Arc::new(Semaphore::new(0))).await;
-    let proxy = Proxy::start(&limited(&[b.addr()], 1, 1, NEVER)).await;
-
-    let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || {
-        b.origin.request_count() == 1
-    })
-    .await;
+    let (b, proxy, first) = one_busy(1, NEVER).await;
     let second = get(&proxy, "/2");
     eventually("the second request queued", || stats(&proxy).queued == 1).await;
 
     // The queue never times out here: only a refusal at once can answer.
-    let r = H1::connect(proxy.addr()).await.get("/3").await;
-    assert_eq!(r.status.as_u16(), 503);
-    assert_eq!(r.header("x-sluice-error"), Some("backend queue full"));
+    assert_eq!(refused(&proxy, "/3").await, "backend queue full");
     assert_eq!(stats(&proxy).queue_full, 1);
 
     b.gate.add_permits(2);
@@ -177,33 +184,16 @@ async fn a_request_past_a_full_queue_gets_503_at_once() {
 
 #[tokio::test]
 async fn without_a_queue_a_full_group_refuses_at_once() {
-    let b = Holding::start(Arc::new(Semaphore::new(0))).await;
-    let proxy = Proxy::start(&limited(&[b.addr()], 1, 0, NEVER)).await;
-    let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || {
-        b.origin.request_count() == 1
-    })
-    .await;
-    let r = H1::connect(proxy.addr()).await.get("/2").await;
-    assert_eq!(r.status.as_u16(), 503);
-    assert_eq!(r.header("x-sluice-error"), Some("backend queue full"));
+    let (b, proxy, first) = one_busy(0, NEVER).await;
+    assert_eq!(refused(&proxy, "/2").await, "backend queue full");
     b.gate.add_permits(1);
     assert_eq!(first.await.expect("first").status.as_u16(), 200);
 }
 
 #[tokio::test]
 async fn a_request_queued_past_the_timeout_gets_503_and_leaves() {
-    let b = Holding::start(Arc::new(Semaphore::new(0))).await;
-    let proxy = Proxy::start(&limited(&[b.addr()], 1, 8, Duration::from_millis(200))).await;
-
-    let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || {
-        b.origin.request_count() == 1
-    })
-    .await;
-    let r = H1::connect(proxy.addr()).await.get("/2").await;
-    assert_eq!(r.status.as_u16(), 503);
-    assert_eq!(r.header("x-sluice-error"), Some("backend queue timeout"));
+    let (b, proxy, first) = one_busy(8, Duration::from_millis(200)).await;
+    assert_eq!(refused(&proxy, "/2").await, "backend queue timeout");
     let s = stats(&proxy);
     assert_eq!((s.queued, s.queue_timeouts, s.queue_full), (0, 1, 0));
 
@@ -220,14 +210,7 @@ async fn a_request_queued_past_the_timeout_gets_503_and_leaves() {
 
 #[tokio::test]
 async fn a_client_that_leaves_the_queue_strands_no_slot() {
-    let b = Holding::start(Arc::new(Semaphore::new(0))).await;
-    let proxy = Proxy::start(&limited(&[b.addr()], 1, 1, NEVER)).await;
-
-    let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || {
-        b.origin.request_count() == 1
-    })
-    .await;
+    let (b, proxy, first) = one_busy(1, NEVER).await;
     let mut gone = RawConn::connect(proxy.addr()).await;
     gone.send(b"GET /gone HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .await;
@@ -289,15 +272,7 @@ async fn a_burst_never_puts_more_than_the_limit_on_a_backend() {
 
 #[tokio::test]
 async fn get_backends_shows_the_queue_counters_of_limited_groups_only() {
-    let b = Holding::start(Arc::new(Semaphore::new(0))).await;
-    let mut cfg = limited(&[b.addr()], 1, 0, NEVER);
-    cfg.admin = Some(AdminConfig::new(([127, 0, 0, 1], 0).into()));
-    let proxy = Proxy::start(&cfg).await;
-    let first = get(&proxy, "/1");
-    eventually("the first request at the backend", || {
-        b.origin.request_count() == 1
-    })
-    .await;
+    let (b, proxy, first) = one_busy(0, NEVER).await;
     assert_eq!(
         H1::connect(proxy.addr())
             .await

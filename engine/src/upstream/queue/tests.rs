@@ -43,6 +43,12 @@ async fn take(s: &Arc<Slots>) -> Result<Held, ProxyError> {
     s.queue.admit(|| try_take(s)).await
 }
 
+/// A task that waits for a slot and gives it back at once.
+fn waiter(s: &Arc<Slots>) -> tokio::task::JoinHandle<Result<(), ProxyError>> {
+    let s = s.clone();
+    tokio::spawn(async move { take(&s).await.map(drop) })
+}
+
 /// Lets spawned tasks run until they block.
 async fn settle() {
     for _ in 0..10 {
@@ -91,10 +97,7 @@ async fn waiters_are_served_in_arrival_order_as_slots_free() {
 async fn a_full_queue_refuses_at_once_and_counts_it() {
     let s = slots(1, 1, 60_000);
     let _held = take(&s).await.expect("a slot");
-    let waiter = {
-        let s = s.clone();
-        tokio::spawn(async move { take(&s).await.map(drop) })
-    };
+    let waiter = waiter(&s);
     settle().await;
     let e = take(&s).await.err().expect("refused");
     assert_eq!(e.kind(), ErrorKind::QueueFull);
@@ -131,20 +134,14 @@ async fn a_waiter_past_the_timeout_is_refused_and_leaves() {
 async fn a_cancelled_waiter_leaves_the_queue() {
     let s = slots(1, 1, 60_000);
     let held = take(&s).await.expect("a slot");
-    let gone = {
-        let s = s.clone();
-        tokio::spawn(async move { take(&s).await.map(drop) })
-    };
+    let gone = waiter(&s);
     settle().await;
     assert_eq!(s.queue.stats().queued, 1);
     gone.abort();
     settle().await;
     assert_eq!(s.queue.stats().queued, 0);
     // Its place is free again, and freeing a slot wakes nobody stale.
-    let next = {
-        let s = s.clone();
-        tokio::spawn(async move { take(&s).await.map(drop) })
-    };
+    let next = waiter(&s);
     settle().await;
     drop(held);
     next.await.expect("task").expect("served");
@@ -159,10 +156,7 @@ async fn a_woken_waiter_that_is_gone_passes_the_wakeup_on() {
     let mut head = Box::pin(take(&s));
     // Polled once: queued, waiting.
     assert!(head.as_mut().now_or_never().is_none());
-    let second = {
-        let s = s.clone();
-        tokio::spawn(async move { take(&s).await.map(drop) })
-    };
+    let second = waiter(&s);
     settle().await;
     assert_eq!(s.queue.stats().queued, 2);
     drop(held); // rings the head, which never runs again
