@@ -115,19 +115,20 @@ pub async fn forward(
         Some(p) if p.attempts > 1 && policy::allows(p, &parts.method) => {
             Box::pin(policy::retrying(t, p, backend, parts, body)).await
         }
-        _ => once(t, backend, parts, body).await,
+        _ => once(t, backend, None, parts, body).await,
     }
 }
 
 /// One try: a connection (picking again once if the request never left),
-/// the request, the response head.
+/// the request, the response head. `avoid`: see [`connect`].
 async fn once(
     t: &Target<'_>,
     backend: Arc<Backend>,
+    avoid: Option<u64>,
     mut parts: request::Parts,
     body: ReqBody,
 ) -> Result<Answered, ProxyError> {
-    let attempt = connect(t, backend, &mut parts).await?;
+    let attempt = connect(t, backend, avoid, &mut parts).await?;
     let backend = attempt.backend;
     let response = forward::send(
         attempt.conn,
@@ -151,13 +152,17 @@ async fn once(
 /// Starts the request on `backend` (the first pick), picking again once if
 /// it left rotation meanwhile or cannot be connected to. `parts` are shaped
 /// for whichever backend is chosen (HTTP/2 backends name it in the target).
+/// At the group's request limit a full `backend` gives way to another with
+/// room, never `avoid` (the backend a retry is moving away from), or the
+/// request waits for one in the group's queue.
 pub async fn connect(
     t: &Target<'_>,
     backend: Arc<Backend>,
+    avoid: Option<u64>,
     parts: &mut request::Parts,
 ) -> Result<Attempt, ProxyError> {
     let first = backend.id;
-    let (mut backend, mut in_flight) = admit::begin(t, backend, parts, None).await?;
+    let (mut backend, mut in_flight) = admit::begin(t, backend, parts, avoid).await?;
     if backend.id != first {
         // The first was at the group's request limit: another took it.
         reshape(t, parts, &backend)?;

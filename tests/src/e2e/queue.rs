@@ -8,7 +8,7 @@ use http::Request;
 use hyper::body::Incoming;
 use sluice::Config;
 use sluice::balance::Policy;
-use sluice::config::{AdminConfig, LimitConfig};
+use sluice::config::{AdminConfig, LimitConfig, RetryPolicy};
 use sluice::upstream::queue::QueueStats;
 use sluice_e2e::harness::client::{H1, RawConn, Reply};
 use sluice_e2e::harness::control::Admin;
@@ -296,4 +296,45 @@ async fn get_backends_shows_the_queue_counters_of_limited_groups_only() {
     let proxy = Proxy::start(&plain).await;
     let r = Admin::of(proxy.server()).get("/backends").await;
     assert!(r.json["groups"][0].get("queued").is_none(), "{}", r.text);
+}
+
+/// A retry goes through the same admission: a route retrying 503s on a
+/// group where one backend answers 503 and the other is at its limit
+/// waits for the full one instead of passing its limit.
+#[tokio::test]
+async fn a_retry_waits_for_a_slot_like_a_first_try() {
+    let b = Holding::start(Arc::new(Semaphore::new(0))).await;
+    let failing = Origin::http1()
+        .route("/", reply::text(503, "busy"))
+        .start()
+        .await;
+    let mut cfg = limited(&[b.addr(), failing.addr()], 1, 8, NEVER);
+    cfg.routes[0].retry = Some(Arc::new(RetryPolicy {
+        attempts: 2,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(1),
+        ..RetryPolicy::default()
+    }));
+    cfg.upstreams[0].passive.consecutive_5xx = 0;
+    let proxy = Proxy::start(&cfg).await;
+
+    // Wherever it goes first, the first request ends up held at `b`.
+    let first = get(&proxy, "/1");
+    eventually("the first request held", || {
+        b.now.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The second finds `b` full, gets a 503 from the other, and its retry
+    // must wait for `b`.
+    let second = get(&proxy, "/2");
+    eventually("the retry queued", || stats(&proxy).queued == 1).await;
+    assert_eq!(b.origin.request_count(), 1);
+
+    b.gate.add_permits(2);
+    let r = first.await.expect("first");
+    assert_eq!((r.status.as_u16(), r.text()), (200, "/1"));
+    let r = second.await.expect("second");
+    assert_eq!((r.status.as_u16(), r.text()), (200, "/2"));
+    assert_eq!(b.paths(), ["/1", "/2"]);
+    assert_eq!(b.peak.load(Ordering::SeqCst), 1);
 }
