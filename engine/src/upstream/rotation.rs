@@ -14,6 +14,7 @@
 
 use super::backend::Backend;
 use super::members::Members;
+use super::queue::Queue;
 use super::snapshot::Snapshot;
 use crate::balance::{Policy, Selector};
 use crate::config::Passive;
@@ -68,6 +69,11 @@ pub struct Rotation {
     /// (`AcqRel`) by [`Rotation::settle`], under `published`, before it looks
     /// for asks: an ask it misses sets this again and queues another settle.
     asked: AtomicBool,
+    /// The group's request queue, if it limits requests per backend: a new
+    /// snapshot may bring a backend with room (one added, or back in
+    /// rotation), so each publish wakes the queue's head as a freed slot
+    /// does (`upstream::queue`).
+    queue: Option<Arc<Queue>>,
 }
 
 impl Rotation {
@@ -77,6 +83,7 @@ impl Rotation {
         passive: Passive,
         slow_start: Duration,
         members: Members,
+        queue: Option<Arc<Queue>>,
     ) -> Rotation {
         let rotation = Rotation {
             snapshot: ArcSwap::from_pointee(Snapshot {
@@ -91,6 +98,7 @@ impl Rotation {
             published: Mutex::new(None),
             queued: AtomicBool::new(false),
             asked: AtomicBool::new(false),
+            queue,
         };
         rotation.publish();
         rotation
@@ -201,6 +209,9 @@ impl Rotation {
             selector,
         }));
         *published = Some(generation);
+        if let Some(q) = &self.queue {
+            q.slot_freed();
+        }
     }
 
     /// Queues a settle on the rebuild thread, unless one is queued already.

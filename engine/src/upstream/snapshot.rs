@@ -101,6 +101,14 @@ impl Group {
             // once (HAProxy: slow start never applies at startup).
             members.update_all(Member::skip_ramp);
         }
+        let limit = config.limit.map(|l| Limit {
+            per_backend: l.per_backend,
+            queue: match previous.and_then(|p| p.limit.as_ref()) {
+                Some(p) if p.queue.same(l.max_queue, l.queue_timeout) => p.queue.clone(),
+                _ => Arc::new(Queue::new(l.max_queue, l.queue_timeout)),
+            },
+        });
+        let queue = limit.as_ref().map(|l| l.queue.clone());
         Ok(Group {
             name: config.name.clone(),
             protocol: config.protocol,
@@ -113,13 +121,7 @@ impl Group {
             backend_header: config.backend_header,
             dns: config.dns.clone(),
             resolve_interval: config.resolve_interval,
-            limit: config.limit.map(|l| Limit {
-                per_backend: l.per_backend,
-                queue: match previous.and_then(|p| p.limit.as_ref()) {
-                    Some(p) if p.queue.same(l.max_queue, l.queue_timeout) => p.queue.clone(),
-                    _ => Arc::new(Queue::new(l.max_queue, l.queue_timeout)),
-                },
-            }),
+            limit,
             retry_budget: match previous {
                 Some(p) if p.retry_budget.config == config.retry_budget => p.retry_budget.clone(),
                 _ => Arc::new(crate::proxy::retry::RetryBudget::new(config.retry_budget)),
@@ -129,6 +131,7 @@ impl Group {
                 config.passive,
                 config.slow_start,
                 members,
+                queue,
             )),
         })
     }
@@ -146,7 +149,7 @@ impl Group {
     /// it); otherwise the policy picks among the closed ones.
     ///
     /// With a request limit, backends at it are skipped (see
-    /// [`Group::pick_limited`]).
+    /// `pick_limited`).
     #[inline]
     pub fn pick(&self, key: &PickKey<'_>, exclude: Option<u64>) -> Option<Arc<Backend>> {
         let snap = self.load();

@@ -338,3 +338,25 @@ async fn a_retry_waits_for_a_slot_like_a_first_try() {
     assert_eq!(b.paths(), ["/1", "/2"]);
     assert_eq!(b.peak.load(Ordering::SeqCst), 1);
 }
+
+/// A backend that joins the group while requests wait serves them at
+/// once: a new snapshot wakes the queue as a freed slot does.
+#[tokio::test]
+async fn a_backend_added_while_requests_wait_serves_them() {
+    let (b, proxy, first) = one_busy(8, NEVER).await;
+    let second = get(&proxy, "/2");
+    eventually("the second request queued", || stats(&proxy).queued == 1).await;
+
+    let c = Holding::start(Arc::new(Semaphore::new(100))).await;
+    let r = Admin::of(proxy.server())
+        .register("default", c.addr())
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text);
+    let r = second.await.expect("second");
+    assert_eq!((r.status.as_u16(), r.text()), (200, "/2"));
+    assert_eq!(c.paths(), ["/2"]);
+    assert_eq!(b.paths(), ["/1"], "the held backend never took more");
+
+    b.gate.add_permits(1);
+    assert_eq!(first.await.expect("first").status.as_u16(), 200);
+}
