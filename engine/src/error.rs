@@ -79,6 +79,12 @@ pub enum ErrorKind {
     /// to connecting or to picking again, and a backend slow to answer is
     /// counted by `timeouts.upstream_response` already.
     RequestDeadline,
+    /// Every backend of the group is at `max_requests_per_backend` and its
+    /// queue is full (or it has none: `max_queue = 0`).
+    QueueFull,
+    /// The request waited `queue_timeout` in its group's queue without a
+    /// backend slot freeing for it (HAProxy's `timeout queue`).
+    QueueTimeout,
     /// A bug: a panic or a broken invariant while handling the request.
     Internal,
 }
@@ -88,7 +94,9 @@ impl ErrorKind {
     pub const fn status(self) -> StatusCode {
         match self {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
-            ErrorKind::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::NoBackend | ErrorKind::QueueFull | ErrorKind::QueueTimeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
             ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::AmbiguousFraming | ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
@@ -131,6 +139,8 @@ impl ErrorKind {
             | ErrorKind::RequestDeadline
             | ErrorKind::UpstreamClosedAwaitingClient => Side::Downstream,
             ErrorKind::NoBackend
+            | ErrorKind::QueueFull
+            | ErrorKind::QueueTimeout
             | ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout
             | ErrorKind::UpstreamTls
@@ -169,6 +179,8 @@ impl ErrorKind {
             ErrorKind::BodyTooLarge => "request body too large",
             ErrorKind::UpstreamBodyTimeout => "backend response body timed out",
             ErrorKind::RequestDeadline => "request deadline exceeded",
+            ErrorKind::QueueFull => "backend queue full",
+            ErrorKind::QueueTimeout => "backend queue timeout",
             ErrorKind::Internal => "internal error",
         }
     }
@@ -298,6 +310,8 @@ mod tests {
             (ErrorKind::BodyTooLarge, 413),
             (ErrorKind::UpstreamBodyTimeout, 504),
             (ErrorKind::RequestDeadline, 504),
+            (ErrorKind::QueueFull, 503),
+            (ErrorKind::QueueTimeout, 503),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {

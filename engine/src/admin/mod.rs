@@ -342,6 +342,10 @@ struct GroupView {
     /// (`[route.retry]`), and the ones its retry budget refused.
     retries: u64,
     retry_budget_exhausted: u64,
+    /// With `max_requests_per_backend`: requests waiting now, those that
+    /// waited past `queue_timeout`, and those refused with a full queue.
+    #[serde(flatten)]
+    queue: Option<crate::upstream::queue::QueueStats>,
 }
 
 fn list(state: &State) -> serde_json::Value {
@@ -353,6 +357,7 @@ fn list(state: &State) -> serde_json::Value {
             backends: g.views(),
             retries: g.retry_budget.retries(),
             retry_budget_exhausted: g.retry_budget.exhausted(),
+            queue: g.limit.as_ref().map(|l| l.queue.stats()),
         })
         .collect();
     serde_json::json!({ "groups": groups })

@@ -113,6 +113,21 @@ pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Off, HAProxy's default: a ramp delays the use of a new backend, worth it
 /// only where backends start cold (caches, JIT). Never applied at startup.
 pub const SLOW_START: Duration = Duration::ZERO;
+/// No limit of requests in flight per backend (`max_requests_per_backend`
+/// 0), as HAProxy's `maxconn` unset: without a limit there is no queue.
+pub const MAX_REQUESTS_PER_BACKEND: u32 = 0;
+/// The most a backend's limit may be set to: past it the limit means nothing.
+pub const MAX_MAX_REQUESTS_PER_BACKEND: u32 = 1_000_000;
+/// Requests a limited group's queue holds at most: enough to absorb a burst,
+/// bounded so a flood gets 503s instead of piling up requests (and their
+/// connections) behind a saturated group. Each waiter costs about 100
+/// bytes beside the request it holds.
+pub const MAX_QUEUE: usize = 1024;
+/// The most `max_queue` may be (memory bound: see [`MAX_QUEUE`]).
+pub const MAX_MAX_QUEUE: usize = 100_000;
+/// How long a request waits for a backend slot before a 503, HAProxy's
+/// `timeout queue` (its default is `timeout connect`, often 5 s).
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `X-Sluice-Backend` is off: it tells clients the inside of the network.
 pub const BACKEND_HEADER: bool = false;
 /// The breaker's first cool-down lasts 10 s and doubles on each opening, up to 5 min.

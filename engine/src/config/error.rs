@@ -64,6 +64,10 @@ pub enum ConfigError {
     },
     #[error("{at}: must be between {min} and {max}")]
     OutOfRange { at: At, min: u64, max: u64 },
+    /// `max_queue` or `queue_timeout` in a group without a request limit:
+    /// nothing would ever wait.
+    #[error("{at}: needs max_requests_per_backend (without a limit nothing ever queues)")]
+    NeedsLimit { at: At },
     /// A retry status outside 500..=599 (or 429): only a failed answer is
     /// worth another backend.
     #[error("{at}: {status} is not a status worth retrying (429 or 500..=599)")]
@@ -239,6 +243,7 @@ impl ConfigError {
             | ConfigError::NothingToDo => None,
             ConfigError::Shape { at, .. }
             | ConfigError::OutOfRange { at, .. }
+            | ConfigError::NeedsLimit { at }
             | ConfigError::RetryStatus { at, .. }
             | ConfigError::Method { at, .. }
             | ConfigError::RetryMethodsTwice { at }

@@ -285,6 +285,12 @@ pub struct UpstreamFile {
     pub backend_header: Option<bool>,
     pub retry_budget: Option<RetryBudgetFile>,
     pub sticky: Option<StickyFile>,
+    /// Requests in flight to one backend at most; 0 (default): no limit.
+    pub max_requests_per_backend: Option<Spanned<u32>>,
+    /// Requests that wait for a slot when every backend is full; 0: none.
+    pub max_queue: Option<Spanned<usize>>,
+    /// The longest a request waits in that queue, then 503.
+    pub queue_timeout: Option<Spanned<String>>,
 }
 
 /// `[upstream.NAME.sticky]`: a cookie keeps each client on its backend.

@@ -466,6 +466,9 @@ pub struct UpstreamConfig {
     pub backend_header: bool,
     /// Sticky sessions by cookie (`[upstream.NAME.sticky]`); none by default.
     pub sticky: Option<StickyConfig>,
+    /// Requests per backend at most, and the queue for the rest; `None`:
+    /// no limit (`upstream::queue`).
+    pub limit: Option<LimitConfig>,
 }
 
 /// `[upstream.NAME.sticky]`: a cookie the proxy sets that keeps a client on
@@ -505,6 +508,16 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(..)")
     }
+}
+
+/// `max_requests_per_backend` and its queue (`upstream::queue`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitConfig {
+    /// At least 1.
+    pub per_backend: u32,
+    /// 0: a request that finds every backend full is refused at once.
+    pub max_queue: usize,
+    pub queue_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -588,6 +601,7 @@ impl Config {
                 slow_start: defaults::SLOW_START,
                 backend_header: false,
                 sticky: None,
+                limit: None,
             }],
             access_log: false,
             admin: None,

@@ -12,6 +12,8 @@
 //! 3. pick: a backend from the group's snapshot (503); first, for a group
 //!    with a sticky cookie, the backend the client's cookie names, if in
 //!    rotation ([`sticky::take`], which strips the cookie)
+//!    With a request limit, one below it (when none is, the request waits
+//!    in `upstream::queue`, 503)
 //! 4. [`headers::inbound`]: hop-by-hop strip, `X-Forwarded-*`, `Forwarded`,
 //!    `Via`; [`forward::shape_request`] for the backend's protocol
 //! 5. [`retry::connect`]: a connection to the backend, picking again once

@@ -23,6 +23,7 @@
 //! the group's [`RetryBudget`] allows. Never once any byte of the response
 //! has gone to the client: [`forward`] returns before that.
 
+mod admit;
 mod backoff;
 pub mod budget;
 mod policy;
@@ -116,19 +117,20 @@ pub async fn forward(
         Some(p) if p.attempts > 1 && policy::allows(p, &parts.method) => {
             Box::pin(policy::retrying(t, p, backend, parts, body)).await
         }
-        _ => once(t, backend, parts, body).await,
+        _ => once(t, backend, None, parts, body).await,
     }
 }
 
 /// One try: a connection (picking again once if the request never left),
-/// the request, the response head.
+/// the request, the response head. `avoid`: see [`connect`].
 async fn once(
     t: &Target<'_>,
     backend: Arc<Backend>,
+    avoid: Option<u64>,
     mut parts: request::Parts,
     body: ReqBody,
 ) -> Result<Answered, ProxyError> {
-    let attempt = connect(t, backend, &mut parts).await?;
+    let attempt = connect(t, backend, avoid, &mut parts).await?;
     let backend = attempt.backend;
     let response = forward::send(
         attempt.conn,
@@ -152,13 +154,20 @@ async fn once(
 /// Starts the request on `backend` (the first pick), picking again if it
 /// refuses the request ([`admit`]), and once if it cannot be connected to. `parts` are shaped
 /// for whichever backend is chosen (HTTP/2 backends name it in the target).
+/// At the group's request limit a full `backend` gives way to another with
+/// room, never `avoid` (the backend a retry is moving away from), or the
+/// request waits for one in the group's queue.
 pub async fn connect(
     t: &Target<'_>,
     backend: Arc<Backend>,
+    avoid: Option<u64>,
     parts: &mut request::Parts,
 ) -> Result<Attempt, ProxyError> {
     let first = backend.id;
-    let in_flight = admit(backend, |refused| pick(t, parts, refused))?;
+    let in_flight = match &t.group.limit {
+        None => admit(backend, |refused| pick(t, parts, refused))?,
+        Some(limit) => admit::limited(t, limit, backend, parts, avoid).await?,
+    };
     let backend = in_flight.backend().clone();
     if backend.id != first {
         reshape(t, parts, &backend)?;
@@ -184,7 +193,17 @@ pub async fn connect(
     let Some(next) = next else {
         return Err(e);
     };
-    let in_flight = next.begin();
+    // At the group's limit this may wait in its queue; a refusal there is
+    // the request's answer (a 503 saying why), an empty group the failure's.
+    let in_flight = match &t.group.limit {
+        None => next.begin(),
+        Some(limit) => match admit::limited(t, limit, next, parts, Some(backend.id)).await {
+            Ok(in_flight) => in_flight,
+            Err(refused) if refused.kind() == ErrorKind::NoBackend => return Err(e),
+            Err(refused) => return Err(refused),
+        },
+    };
+    let next = in_flight.backend().clone();
     if !in_flight.admitted() {
         // Drained since the pick (see `Backend::in_rotation`): a drain may
         // already have counted its requests, so do not send one. (Or a

@@ -11,6 +11,7 @@
 
 use super::breaker::{Admission, Gate};
 use super::outlier::{Outcome, StreakCounts, Streaks};
+use super::queue::Queue;
 use super::rotation::Rotation;
 use crate::addr::BackendAddr;
 use crate::config::Passive;
@@ -32,7 +33,10 @@ pub struct Backend {
     /// Decremented `Release`: the decrement is not part of that handshake
     /// (it can only make a drain's wait end, never start), but a drain that
     /// reads 0 (a `SeqCst` load, so an acquire) and reports the backend
-    /// drained must see everything the finished requests did first.
+    /// drained must see everything the finished requests did first. In a
+    /// group with a request limit both are `SeqCst`, the increment a CAS
+    /// that never passes the limit ([`Backend::try_begin`]), the decrement
+    /// half of the queue's wakeup handshake (`upstream::queue`).
     in_flight: AtomicU32,
     /// Latency EWMA in microseconds (α = 1/8, like TCP's SRTT). `Relaxed`,
     /// updated by load-then-store: a racing update may be lost (see `observe`).
@@ -247,7 +251,34 @@ impl Backend {
             admission: self.gate.admit(),
             backend: self.clone(),
             start: Instant::now(),
+            queue: None,
         }
+    }
+
+    /// [`Backend::begin`] in a group whose backends take at most `limit`
+    /// requests at once: `None` when this one is full (nothing counted).
+    /// The guard wakes `queue` when it ends.
+    pub fn try_begin(self: &Arc<Self>, limit: u32, queue: &Arc<Queue>) -> Option<InFlight> {
+        // `SeqCst`: the `in_rotation` handshake, as in `begin`.
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Some(InFlight {
+            admission: self.gate.admit(),
+            backend: self.clone(),
+            start: Instant::now(),
+            queue: Some(queue.clone()),
+        })
+    }
+
+    /// Whether this backend is below `limit` requests in flight (a hint
+    /// for picks; [`Backend::try_begin`] decides).
+    #[inline]
+    pub fn has_room(&self, limit: u32) -> bool {
+        self.in_flight() < limit
     }
 
     fn observe(&self, micros: u64) {
@@ -269,6 +300,9 @@ pub struct InFlight {
     start: Instant,
     /// What the breaker made of this request (see [`Admission`]).
     admission: Admission,
+    /// The group's queue, in a group with a request limit: woken when this
+    /// request ends, since its slot is free.
+    queue: Option<Arc<Queue>>,
 }
 
 impl InFlight {
@@ -311,8 +345,17 @@ impl Drop for InFlight {
         }
         self.backend
             .observe(self.start.elapsed().as_micros() as u64);
-        // `Release`: see `in_flight`.
-        self.backend.in_flight.fetch_sub(1, Ordering::Release);
+        match &self.queue {
+            // `Release`: see `in_flight`.
+            None => {
+                self.backend.in_flight.fetch_sub(1, Ordering::Release);
+            }
+            // `SeqCst`, then the queue: see `upstream::queue`.
+            Some(queue) => {
+                self.backend.in_flight.fetch_sub(1, Ordering::SeqCst);
+                queue.slot_freed();
+            }
+        }
     }
 }
 

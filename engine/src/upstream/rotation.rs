@@ -15,6 +15,7 @@
 use super::backend::Backend;
 use super::members::Members;
 use super::outlier::Outcome;
+use super::queue::Queue;
 use super::snapshot::Snapshot;
 use super::sticky::Sticky;
 use crate::balance::{Policy, Selector};
@@ -74,6 +75,11 @@ pub struct Rotation {
     asked: AtomicBool,
     /// This rotation, as its backends name it (`Backend::set_owner`).
     me: Weak<Rotation>,
+    /// The group's request queue, if it limits requests per backend: a new
+    /// snapshot may bring a backend with room (one added, or back in
+    /// rotation), so each publish wakes the queue's head as a freed slot
+    /// does (`upstream::queue`).
+    queue: Option<Arc<Queue>>,
 }
 
 impl Rotation {
@@ -84,6 +90,7 @@ impl Rotation {
         slow_start: Duration,
         members: Members,
         sticky: Option<Arc<Sticky>>,
+        queue: Option<Arc<Queue>>,
     ) -> Arc<Rotation> {
         let rotation = Arc::new_cyclic(|me| Rotation {
             snapshot: ArcSwap::from_pointee(Snapshot {
@@ -101,6 +108,7 @@ impl Rotation {
             queued: AtomicBool::new(false),
             asked: AtomicBool::new(false),
             me: me.clone(),
+            queue,
         });
         rotation.publish();
         rotation
@@ -235,6 +243,9 @@ impl Rotation {
             sticky,
         }));
         *published = Some(generation);
+        if let Some(q) = &self.queue {
+            q.slot_freed();
+        }
     }
 
     /// Queues a settle on the rebuild thread, unless one is queued already.

@@ -9,6 +9,7 @@ use super::backend::Backend;
 use super::member::{Member, MemberState, MemberView, Origin};
 use super::members::Members;
 use super::outlier::Outcome;
+use super::queue::{Limit, Queue};
 use super::rotation::Rotation;
 use crate::addr::BackendAddr;
 use crate::balance::{PickKey, Selector};
@@ -68,6 +69,11 @@ pub struct Group {
     /// Caps the retries of every route to this group (`proxy::retry`);
     /// kept across a reload that leaves its settings as they were.
     pub retry_budget: Arc<crate::proxy::retry::RetryBudget>,
+    /// `max_requests_per_backend` and the queue for the rest; `None` (the
+    /// default) costs a request one branch. The queue is kept across a
+    /// reload that leaves `max_queue` and `queue_timeout` as they were, so
+    /// its waiters are not stranded.
+    pub limit: Option<Limit>,
 }
 
 impl Group {
@@ -96,6 +102,14 @@ impl Group {
             // once (HAProxy: slow start never applies at startup).
             members.update_all(Member::skip_ramp);
         }
+        let limit = config.limit.map(|l| Limit {
+            per_backend: l.per_backend,
+            queue: match previous.and_then(|p| p.limit.as_ref()) {
+                Some(p) if p.queue.same(l.max_queue, l.queue_timeout) => p.queue.clone(),
+                _ => Arc::new(Queue::new(l.max_queue, l.queue_timeout)),
+            },
+        });
+        let queue = limit.as_ref().map(|l| l.queue.clone());
         Ok(Group {
             name: config.name.clone(),
             protocol: config.protocol,
@@ -108,6 +122,7 @@ impl Group {
             backend_header: config.backend_header,
             dns: config.dns.clone(),
             resolve_interval: config.resolve_interval,
+            limit,
             retry_budget: match previous {
                 Some(p) if p.retry_budget.config == config.retry_budget => p.retry_budget.clone(),
                 _ => Arc::new(crate::proxy::retry::RetryBudget::new(config.retry_budget)),
@@ -118,6 +133,7 @@ impl Group {
                 config.slow_start,
                 members,
                 sticky.clone(),
+                queue,
             ),
             sticky,
         })
@@ -130,11 +146,16 @@ impl Group {
     }
 
     /// A backend from the current snapshot for `key`, never one of
-    /// `exclude` (see [`Snapshot::pick`]). The snapshot guard lives only for
-    /// this call, never across an await.
+    /// `exclude` (see [`Snapshot::pick`]); with a request limit, one below
+    /// it if any is ([`Snapshot::pick_limited`]). The snapshot guard lives
+    /// only for this call, never across an await.
     #[inline]
     pub fn pick(&self, key: &PickKey<'_>, exclude: &[u64]) -> Option<Arc<Backend>> {
-        self.load().pick(key, exclude).cloned()
+        let snap = self.load();
+        match &self.limit {
+            None => snap.pick(key, exclude).cloned(),
+            Some(limit) => snap.pick_limited(key, exclude, limit.per_backend).cloned(),
+        }
     }
 
     /// Sets the backends that come from the config file. Registered (admin

@@ -35,6 +35,7 @@ mod limits;
 mod listeners;
 mod pipelining;
 mod pool;
+mod queue;
 mod rate_limit;
 mod release_binary;
 mod reload;

@@ -133,8 +133,15 @@ impl Validator<'_> {
             None => None,
             Some(s) => Some(self.sticky(&field, s)?),
         };
+        let limit = self.limit(
+            &field,
+            u.max_requests_per_backend,
+            u.max_queue,
+            u.queue_timeout,
+        )?;
         Ok(UpstreamConfig {
             sticky,
+            limit,
             health,
             heartbeat,
             passive,
@@ -156,6 +163,60 @@ impl Validator<'_> {
                 .unwrap_or(defaults::MAX_IDLE_PER_BACKEND),
             name,
         })
+    }
+
+    /// `max_requests_per_backend`, `max_queue`, `queue_timeout`: the queue
+    /// keys mean nothing without a limit, so they are refused alone.
+    fn limit(
+        &self,
+        field: &str,
+        per_backend: Option<Spanned<u32>>,
+        max_queue: Option<Spanned<usize>>,
+        timeout: Option<Spanned<String>>,
+    ) -> Result<Option<LimitConfig>, ConfigError> {
+        let limit = per_backend
+            .as_ref()
+            .map_or(defaults::MAX_REQUESTS_PER_BACKEND, |v| *v.get_ref());
+        if limit > defaults::MAX_MAX_REQUESTS_PER_BACKEND {
+            let span = per_backend.map(|v| v.span()).unwrap_or_default();
+            return Err(ConfigError::OutOfRange {
+                at: self.at(span, format!("{field}.max_requests_per_backend")),
+                min: 0,
+                max: defaults::MAX_MAX_REQUESTS_PER_BACKEND.into(),
+            });
+        }
+        if limit == 0 {
+            let orphan = max_queue
+                .as_ref()
+                .map(|v| (v.span(), "max_queue"))
+                .or(timeout.as_ref().map(|v| (v.span(), "queue_timeout")));
+            if let Some((span, key)) = orphan {
+                return Err(ConfigError::NeedsLimit {
+                    at: self.at(span, format!("{field}.{key}")),
+                });
+            }
+            return Ok(None);
+        }
+        let max_queue_value = max_queue
+            .as_ref()
+            .map_or(defaults::MAX_QUEUE, |v| *v.get_ref());
+        if max_queue_value > defaults::MAX_MAX_QUEUE {
+            let span = max_queue.map(|v| v.span()).unwrap_or_default();
+            return Err(ConfigError::OutOfRange {
+                at: self.at(span, format!("{field}.max_queue")),
+                min: 0,
+                max: defaults::MAX_MAX_QUEUE as u64,
+            });
+        }
+        Ok(Some(LimitConfig {
+            per_backend: limit,
+            max_queue: max_queue_value,
+            queue_timeout: self.duration(
+                timeout,
+                &format!("{field}.queue_timeout"),
+                defaults::QUEUE_TIMEOUT,
+            )?,
+        }))
     }
 
     /// `[upstream.NAME.passive]`: outlier detection and the breaker.
@@ -213,3 +274,6 @@ impl Validator<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -62,9 +62,12 @@ pub(super) async fn retrying(
     let replay =
         (!http_body::Body::is_end_stream(&body)).then(|| Replay::new(body, p.replay_buffer));
     let mut tried = 1;
+    // The backend the last try failed on: a retry's admission never moves
+    // to it when the one picked is at the group's limit (`retry::connect`).
+    let mut avoid = None;
     loop {
         let body = replay.as_ref().map_or(ReqBody::Empty, Replay::body);
-        let outcome = attempt(t, p, &backend, copy(&parts), body).await;
+        let outcome = attempt(t, p, &backend, avoid, copy(&parts), body).await;
         let (went_to, decision) = match &outcome {
             Ok(a) => (&a.backend, Outcome::Status(a.response.status())),
             Err(e) => (&backend, Outcome::Failed(e)),
@@ -104,6 +107,7 @@ pub(super) async fn retrying(
             return given_up(outcome, replay.as_ref());
         }
         // A retried response is dropped here, unsent (its connection closes).
+        avoid = (next.id != went_to.id).then_some(went_to.id);
         drop(outcome);
         withdrawal.spend();
         backend = next;
@@ -134,18 +138,19 @@ async fn attempt(
     t: &Target<'_>,
     p: &RetryPolicy,
     backend: &Arc<Backend>,
+    avoid: Option<u64>,
     mut parts: request::Parts,
     mut body: ReqBody,
 ) -> Result<Answered, ProxyError> {
     // HTTP/2 targets name their backend.
     reshape(t, &mut parts, backend)?;
     let Some(limit) = p.per_try_timeout else {
-        return once(t, backend.clone(), parts, body).await;
+        return once(t, backend.clone(), avoid, parts, body).await;
     };
     // The body's phase (one small allocation, kept across tries, for a
     // route with a per-try timeout and a body); none: always the backend's.
     let progress = body.progress();
-    let mut answer = pin!(once(t, backend.clone(), parts, body));
+    let mut answer = pin!(once(t, backend.clone(), avoid, parts, body));
     let mut clock = pin!(BackendClock::total(limit));
     let timed = poll_fn(|cx| {
         if let Poll::Ready(r) = answer.as_mut().poll(cx) {

@@ -24,20 +24,56 @@ use std::sync::Arc;
 impl Snapshot {
     /// A backend for `key`, never one of `exclude`; `None` when no backend
     /// of this snapshot can take it.
+    #[inline]
     pub fn pick(&self, key: &PickKey<'_>, exclude: &[u64]) -> Option<&Arc<Backend>> {
+        self.pick_in(key, exclude, None)
+    }
+
+    /// [`Snapshot::pick`] in a group whose backends take at most `limit`
+    /// requests (`upstream::queue`): the same choice among the backends
+    /// below it (a hashed key goes on round the ring to the first with room:
+    /// consistent hashing with bounded loads, as HAProxy's
+    /// `hash-balance-factor`). When every one is full, one of them anyway,
+    /// so that the caller's `Backend::try_begin` fails and the request
+    /// queues: `None` still means no backend can take it at all.
+    #[cold]
+    pub fn pick_limited(
+        &self,
+        key: &PickKey<'_>,
+        exclude: &[u64],
+        limit: u32,
+    ) -> Option<&Arc<Backend>> {
+        self.pick_in(key, exclude, Some(limit)).or_else(|| {
+            self.backends
+                .iter()
+                .find(|b| allowed(b, exclude))
+                .or_else(|| trial(&self.half_open, exclude, None))
+        })
+    }
+
+    /// The pick, with `limit` (requests in flight per backend) when the
+    /// group has one; `pick` passes `None` and the checks fold away.
+    #[inline]
+    fn pick_in(
+        &self,
+        key: &PickKey<'_>,
+        exclude: &[u64],
+        limit: Option<u32>,
+    ) -> Option<&Arc<Backend>> {
         if let Some((ring, hash)) = self.selector.keyed(key) {
-            return self.on_ring(ring, hash, exclude);
+            return self.on_ring(ring, hash, exclude, limit);
         }
         if !self.half_open.is_empty()
-            && let Some(b) = trial(&self.half_open, exclude)
+            && let Some(b) = trial(&self.half_open, exclude, limit)
         {
             return Some(b);
         }
-        let i = if exclude.is_empty() {
+        let i = if exclude.is_empty() && limit.is_none() {
             self.selector.pick(&self.backends)?
         } else {
-            self.selector
-                .pick_where(&self.backends, |b| allowed(b, exclude))?
+            self.selector.pick_where(&self.backends, |b| {
+                allowed(b, exclude) && has_room(b, limit)
+            })?
         };
         self.backends.get(i)
     }
@@ -45,17 +81,28 @@ impl Snapshot {
     /// The key's owner on the ring, or the next closed backend round it
     /// that can take the request. The ring's indices past the closed
     /// backends are the half-open ones (`Selector::build`). O(1) but for a
-    /// refused or half-open owner, then as far round as the next allowed
-    /// backend (the whole ring at worst, only when none is allowed).
-    fn on_ring(&self, ring: &Ring, hash: u64, exclude: &[u64]) -> Option<&Arc<Backend>> {
+    /// refused, full or half-open owner, then as far round as the next
+    /// allowed backend (the whole ring at worst, only when none is allowed).
+    fn on_ring(
+        &self,
+        ring: &Ring,
+        hash: u64,
+        exclude: &[u64],
+        limit: Option<u32>,
+    ) -> Option<&Arc<Backend>> {
         let mut owners = ring.owners(hash);
         let owner = owners.next()?;
         match self.backends.get(owner) {
-            Some(b) if exclude.is_empty() || allowed(b, exclude) => return Some(b),
+            Some(b)
+                if (exclude.is_empty() && limit.is_none())
+                    || (allowed(b, exclude) && has_room(b, limit)) =>
+            {
+                return Some(b);
+            }
             Some(_) => {}
             None => {
                 let b = self.half_open.get(owner - self.backends.len())?;
-                if !exclude.contains(&b.id) && b.trial_room() {
+                if !exclude.contains(&b.id) && b.trial_room() && has_room(b, limit) {
                     return Some(b);
                 }
             }
@@ -67,8 +114,14 @@ impl Snapshot {
         // a trial for it.
         owners
             .filter_map(|i| self.backends.get(i))
-            .find(|b| allowed(b, exclude))
+            .find(|b| allowed(b, exclude) && has_room(b, limit))
     }
+}
+
+/// Whether `b` is below the group's request limit, if it has one.
+#[inline]
+fn has_room(b: &Backend, limit: Option<u32>) -> bool {
+    limit.is_none_or(|l| b.has_room(l))
 }
 
 /// Whether picking again may choose `b`: not excluded, and still in
@@ -77,10 +130,15 @@ fn allowed(b: &Backend, exclude: &[u64]) -> bool {
     !exclude.contains(&b.id) && b.in_rotation()
 }
 
-/// The first half-open backend with room for a trial, never one of `exclude`.
+/// The first half-open backend with room for a trial (and below `limit`),
+/// never one of `exclude`.
 #[cold]
-fn trial<'a>(half_open: &'a [Arc<Backend>], exclude: &[u64]) -> Option<&'a Arc<Backend>> {
+fn trial<'a>(
+    half_open: &'a [Arc<Backend>],
+    exclude: &[u64],
+    limit: Option<u32>,
+) -> Option<&'a Arc<Backend>> {
     half_open
         .iter()
-        .find(|b| !exclude.contains(&b.id) && b.trial_room())
+        .find(|b| !exclude.contains(&b.id) && b.trial_room() && has_room(b, limit))
 }
