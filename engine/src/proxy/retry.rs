@@ -121,8 +121,9 @@ pub async fn forward(
     }
 }
 
-/// One try: a connection (picking again once if the request never left),
-/// the request, the response head. `avoid`: see [`connect`].
+/// One try: a backend's admission, a connection (picking again once if
+/// the request never left), the request, the response head. `avoid`: see
+/// [`admission`].
 async fn once(
     t: &Target<'_>,
     backend: Arc<Backend>,
@@ -130,7 +131,19 @@ async fn once(
     mut parts: request::Parts,
     body: ReqBody,
 ) -> Result<Answered, ProxyError> {
-    let attempt = connect(t, backend, avoid, &mut parts).await?;
+    let in_flight = admission(t, backend, avoid, &mut parts).await?;
+    admitted(t, in_flight, parts, body).await
+}
+
+/// A try admitted on its backend: the connection, the request, the
+/// response head.
+async fn admitted(
+    t: &Target<'_>,
+    in_flight: InFlight,
+    mut parts: request::Parts,
+    body: ReqBody,
+) -> Result<Answered, ProxyError> {
+    let attempt = connect(t, in_flight, &mut parts).await?;
     let backend = attempt.backend;
     let response = forward::send(
         attempt.conn,
@@ -151,27 +164,38 @@ async fn once(
     })
 }
 
-/// Starts the request on `backend` (the first pick), picking again if it
-/// refuses the request ([`admit`]), and once if it cannot be connected to. `parts` are shaped
-/// for whichever backend is chosen (HTTP/2 backends name it in the target).
-/// At the group's request limit a full `backend` gives way to another with
-/// room, never `avoid` (the backend a retry is moving away from), or the
-/// request waits for one in the group's queue.
-pub async fn connect(
+/// The request counted in flight on `backend` (the first pick), or on
+/// another when it refuses the request ([`admit`]). At the group's request
+/// limit a full `backend` gives way to another with room, or the request
+/// waits for one in the group's queue; `avoid` (the backend a retry is
+/// moving away from) is taken there only when no other has room. `parts`
+/// are shaped for whichever backend is chosen (HTTP/2 backends name it in
+/// the target).
+pub async fn admission(
     t: &Target<'_>,
     backend: Arc<Backend>,
     avoid: Option<u64>,
     parts: &mut request::Parts,
-) -> Result<Attempt, ProxyError> {
+) -> Result<InFlight, ProxyError> {
     let first = backend.id;
     let in_flight = match &t.group.limit {
         None => admit(backend, |refused| pick(t, parts, refused))?,
         Some(limit) => admit::limited(t, limit, backend, parts, avoid).await?,
     };
-    let backend = in_flight.backend().clone();
-    if backend.id != first {
-        reshape(t, parts, &backend)?;
+    if in_flight.backend().id != first {
+        reshape(t, parts, in_flight.backend())?;
     }
+    Ok(in_flight)
+}
+
+/// A connection to the admitted backend, picking again once if it cannot
+/// be connected to.
+pub async fn connect(
+    t: &Target<'_>,
+    in_flight: InFlight,
+    parts: &mut request::Parts,
+) -> Result<Attempt, ProxyError> {
+    let backend = in_flight.backend().clone();
     let e = match forward::checkout(t.pool, t.group, &backend, t.timeouts).await {
         Ok(conn) => {
             return Ok(Attempt {

@@ -147,14 +147,30 @@ impl Queue {
         }
     }
 
+    /// Wakes the waiter behind the head (the head stays).
+    fn wake_second(&self, w: &mut Waiters) {
+        let Some(&key) = w.map.keys().nth(1) else {
+            return;
+        };
+        if let Some(slot) = w.map.remove(&key) {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            slot.woken.store(true, Ordering::Relaxed);
+            slot.notify.notify_one();
+        }
+    }
+
     /// A slot from `try_admit` (which picks a backend with room and counts
     /// the request on it): at once if it has one and nobody waits, else
     /// after waiting in the queue. `try_admit` answers `Ok(None)` when
     /// every backend is full, and an error when waiting is pointless (no
     /// backend at all). Refusals: [`ErrorKind::QueueFull`] at once,
-    /// [`ErrorKind::QueueTimeout`] after `timeout`.
+    /// [`ErrorKind::QueueTimeout`] after `timeout`. A `selective` waiter
+    /// (one whose `try_admit` avoids some backends) that cannot use a
+    /// wakeup passes it on before it goes back to the front, since the slot
+    /// may be one the next waiter can use.
     pub async fn admit<T>(
         &self,
+        selective: bool,
         mut try_admit: impl FnMut() -> Result<Option<T>, ProxyError>,
     ) -> Result<T, ProxyError> {
         if !self.has_waiters()
@@ -179,27 +195,57 @@ impl Queue {
         };
         let deadline = Instant::now() + self.timeout;
         let mut front = false;
+        let mut join = true;
         loop {
-            if ticket.enqueue(front) {
+            if join && ticket.enqueue(front) {
                 // At the head: a slot may have freed before we were seen.
                 if let Some(t) = ticket.try_with(&mut try_admit)? {
                     return Ok(t);
                 }
             }
-            let rung = tokio::time::timeout_at(deadline, ticket.slot.notify.notified()).await;
+            let until = deadline.min(Instant::now() + RECHECK);
+            let rung = tokio::time::timeout_at(until, ticket.slot.notify.notified()).await;
             if rung.is_err() {
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
-                return Err(ErrorKind::QueueTimeout.into());
+                if until == deadline {
+                    self.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Err(ErrorKind::QueueTimeout.into());
+                }
+                // No wakeup for a while: the head looks for itself (see
+                // `RECHECK`); the others keep their places.
+                join = false;
+                if ticket.is_head() {
+                    if let Some(t) = ticket.try_with(&mut try_admit)? {
+                        return Ok(t);
+                    }
+                    if selective {
+                        self.wake_second(&mut self.waiters.lock());
+                    }
+                }
+                continue;
             }
             ticket.slot.woken.store(false, Ordering::Relaxed);
             if let Some(t) = ticket.try_with(&mut try_admit)? {
                 return Ok(t);
             }
+            if selective {
+                // The slot may be on a backend this waiter avoids.
+                self.wake_one(&mut self.waiters.lock());
+            }
             // Someone else took the slot: back to the front.
             front = true;
+            join = true;
         }
     }
 }
+
+/// How long the head of a queue waits for a wakeup before it looks for a
+/// slot itself. Wakeups come from the group's in-flight guards, and a guard
+/// rings the queue it began under: after a reload that replaced the queue
+/// (new `max_queue` or `queue_timeout`) or turned the limit on, the slots
+/// free under guards that ring the old queue or none, and without this the
+/// new queue's waiters would sit until `queue_timeout`. One pick per
+/// interval for the whole queue, only while requests wait.
+const RECHECK: Duration = Duration::from_millis(50);
 
 /// One request's place: in the queue, or woken and on its way. Dropping it
 /// (served, timed out, refused, or its client gone) leaves the queue and
@@ -209,7 +255,8 @@ struct Ticket<'q> {
     slot: Arc<Slot>,
     /// Its key in the queue while queued.
     key: Option<u64>,
-    /// It got a slot: the next waiter is woken in case more are free.
+    /// It got a slot (the next waiter is woken in case more are free) or an
+    /// error (the next is woken to get it too).
     admitted: bool,
 }
 
@@ -231,10 +278,19 @@ impl Ticket<'_> {
         w.map.first_key_value().map(|(k, _)| *k) == Some(key)
     }
 
+    /// Whether it is queued, at the head.
+    fn is_head(&self) -> bool {
+        let w = self.queue.waiters.lock();
+        self.key.is_some() && w.map.first_key_value().map(|(k, _)| *k) == self.key
+    }
+
     fn try_with<T>(
         &mut self,
         try_admit: &mut impl FnMut() -> Result<Option<T>, ProxyError>,
     ) -> Result<Option<T>, ProxyError> {
+        // An error (no backend at all) is the next waiter's answer too: it
+        // is woken to find it at once rather than at its timeout.
+        self.admitted = true;
         let got = try_admit()?;
         self.admitted = got.is_some();
         Ok(got)

@@ -360,3 +360,47 @@ async fn a_backend_added_while_requests_wait_serves_them() {
     b.gate.add_permits(1);
     assert_eq!(first.await.expect("first").status.as_u16(), 200);
 }
+
+/// A wait in the group's queue is not the backend's time: a request that
+/// waits longer than its route's per-try timeout is served when the slot
+/// frees, not failed with a 504 (nor its backend blamed) while it waits.
+#[tokio::test]
+async fn a_wait_in_the_queue_does_not_run_out_the_per_try_timeout() {
+    let b = Holding::start(Arc::new(Semaphore::new(0))).await;
+    let mut cfg = limited(&[b.addr()], 1, 8, NEVER);
+    cfg.routes[0].retry = Some(Arc::new(RetryPolicy {
+        attempts: 2,
+        per_try_timeout: Some(Duration::from_millis(100)),
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(1),
+        ..RetryPolicy::default()
+    }));
+    let proxy = Proxy::start(&cfg).await;
+    // A POST is not retried, so no per-try timeout: it holds the slot.
+    let addr = proxy.addr();
+    let first = tokio::spawn(async move {
+        let req = Request::post("/1")
+            .header("host", "test.local")
+            .body(sluice_e2e::harness::origin::reply::empty())
+            .expect("request");
+        sluice_e2e::harness::client::collect(H1::connect(addr).await.send(req).await).await
+    });
+    eventually("the first request held", || {
+        b.now.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let second = get(&proxy, "/2");
+    eventually("the second request queued", || stats(&proxy).queued == 1).await;
+    // Several per-try timeouts long.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stats(&proxy).queued, 1, "still waiting, not failed");
+    b.gate.add_permits(2);
+    let r = first.await.expect("first");
+    assert_eq!((r.status.as_u16(), r.text()), (200, "/1"));
+    let r = second.await.expect("second");
+    assert_eq!((r.status.as_u16(), r.text()), (200, "/2"));
+    assert_eq!(b.paths(), ["/1", "/2"]);
+    let state = proxy.server().shared().state.load();
+    let backend = &state.groups[0].load().backends[0];
+    assert_eq!(backend.failures(), 0, "the backend is not blamed");
+}

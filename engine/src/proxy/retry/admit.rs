@@ -78,9 +78,11 @@ async fn queued(
     parts: &request::Parts,
     exclude: &[u64],
 ) -> Result<InFlight, ProxyError> {
+    // A waiter that avoids backends passes on a wakeup it cannot use (the
+    // slot may be on a backend it avoids), so it never holds up the queue.
     let got = limit
         .queue
-        .admit(|| {
+        .admit(!exclude.is_empty(), || {
             let b = pick(t, parts, exclude).ok_or(ErrorKind::NoBackend)?;
             Ok(b.try_begin(limit.per_backend, &limit.queue))
         })

@@ -1,7 +1,7 @@
 //! A route's `[route.retry]`: a failed try goes again on another backend,
 //! as far as the route's policy, the body kept and the group's budget allow.
 
-use super::{Answered, Target, backoff, is_idempotent, once, pick, reshape};
+use super::{Answered, Target, admission, admitted, backoff, is_idempotent, once, pick, reshape};
 use crate::body::{BackendClock, Phase, ReqBody};
 use crate::config::{RetryMethods, RetryPolicy};
 use crate::error::{ErrorKind, ProxyError, Retry, Side};
@@ -147,10 +147,14 @@ async fn attempt(
     let Some(limit) = p.per_try_timeout else {
         return once(t, backend.clone(), avoid, parts, body).await;
     };
+    // Admitted first: a wait in the group's queue is no backend's time (it
+    // has its own bound, `queue_timeout`, and its own 503).
+    let in_flight = admission(t, backend.clone(), avoid, &mut parts).await?;
+    let backend = in_flight.backend().clone();
     // The body's phase (one small allocation, kept across tries, for a
     // route with a per-try timeout and a body); none: always the backend's.
     let progress = body.progress();
-    let mut answer = pin!(once(t, backend.clone(), avoid, parts, body));
+    let mut answer = pin!(admitted(t, in_flight, parts, body));
     let mut clock = pin!(BackendClock::total(limit));
     let timed = poll_fn(|cx| {
         if let Poll::Ready(r) = answer.as_mut().poll(cx) {
@@ -170,7 +174,7 @@ async fn attempt(
             // the backend, as a reset would.
             let e = ProxyError::with_source(ErrorKind::UpstreamTimeout, "per-try timeout")
                 .retry(Retry::MaybeSent);
-            forward::record_failure(t.group, backend, &e);
+            forward::record_failure(t.group, &backend, &e);
             Err(e)
         }
     }

@@ -40,7 +40,7 @@ fn try_take(s: &Arc<Slots>) -> Result<Option<Held>, ProxyError> {
 }
 
 async fn take(s: &Arc<Slots>) -> Result<Held, ProxyError> {
-    s.queue.admit(|| try_take(s)).await
+    s.queue.admit(false, || try_take(s)).await
 }
 
 /// A task that waits for a slot and gives it back at once.
@@ -173,7 +173,7 @@ async fn an_empty_group_is_refused_without_waiting() {
     let s = slots(1, 4, 60_000);
     let e = s
         .queue
-        .admit(|| Err::<Option<()>, _>(ErrorKind::NoBackend.into()))
+        .admit(false, || Err::<Option<()>, _>(ErrorKind::NoBackend.into()))
         .await
         .expect_err("refused");
     assert_eq!(e.kind(), ErrorKind::NoBackend);
@@ -213,4 +213,44 @@ async fn a_burst_never_holds_more_than_the_limit_and_is_all_served() {
     assert_eq!(s.used.load(Ordering::SeqCst), 0);
     assert_eq!(s.queue.stats().queued, 0);
     assert_eq!(s.queue.queued.load(Ordering::SeqCst), 0);
+}
+
+/// A head that cannot use the freed slot (it avoids the backend the slot
+/// is on, as a retry avoids the backend that failed it) passes the wakeup
+/// on: the waiter behind it is served, not held up until the timeout.
+#[tokio::test(start_paused = true)]
+async fn a_selective_head_passes_on_a_slot_it_cannot_use() {
+    let s = slots(1, 8, 60_000);
+    let held = take(&s).await.expect("a slot");
+    let picky = {
+        let s = s.clone();
+        tokio::spawn(async move { s.queue.admit(true, || Ok::<Option<()>, _>(None)).await })
+    };
+    settle().await;
+    let next = waiter(&s);
+    settle().await;
+    assert_eq!(s.queue.stats().queued, 2);
+    drop(held);
+    settle().await;
+    assert!(next.is_finished(), "the waiter behind was served");
+    next.await.expect("task").expect("served");
+    assert!(!picky.is_finished(), "the picky head still waits");
+    picky.abort();
+}
+
+/// A queue whose slots free without ringing it (the guards began under a
+/// queue a reload replaced) still serves its head: the head looks for a
+/// slot itself after a while.
+#[tokio::test(start_paused = true)]
+async fn a_slot_freed_without_a_wakeup_is_found_by_the_head() {
+    let s = slots(1, 8, 60_000);
+    // Taken, and later freed, behind the queue's back.
+    s.used.fetch_add(1, Ordering::SeqCst);
+    let w = waiter(&s);
+    settle().await;
+    s.used.fetch_sub(1, Ordering::SeqCst);
+    tokio::time::sleep(RECHECK * 2).await;
+    settle().await;
+    assert!(w.is_finished(), "the head found the slot");
+    w.await.expect("task").expect("served");
 }
