@@ -36,6 +36,12 @@ fn heartbeat_ok(backends: &str, replica: std::net::SocketAddr) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_demo_stack_serves_through_the_proxy_and_stops_cleanly() {
+    // Warnings and errors in the test's output: a replica that fails to
+    // start (it only logs) shows why when the wait below runs out.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let options = Options {
         listen: ([127, 0, 0, 1], 0).into(),
