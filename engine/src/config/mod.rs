@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod error;
 pub mod file;
 pub mod pem;
+mod sticky;
 pub mod validate;
 pub mod values;
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{At, ConfigError};
+pub use sticky::{SameSite, Secret, StickyConfig};
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -469,45 +471,6 @@ pub struct UpstreamConfig {
     /// Requests per backend at most, and the queue for the rest; `None`:
     /// no limit (`upstream::queue`).
     pub limit: Option<LimitConfig>,
-}
-
-/// `[upstream.NAME.sticky]`: a cookie the proxy sets that keeps a client on
-/// the backend that answered it while that backend is in rotation
-/// (`upstream::sticky`, `proxy::sticky`).
-#[derive(Clone, Debug)]
-pub struct StickyConfig {
-    /// The cookie's name (an RFC 6265 token).
-    pub cookie: String,
-    /// The HMAC key; `None` takes the process's random key, so replicas
-    /// (and restarts) do not share stickiness.
-    pub secret: Option<Secret>,
-    pub same_site: SameSite,
-    /// `Max-Age` in seconds; `None` is a session cookie.
-    pub max_age: Option<u64>,
-    pub path: String,
-    pub http_only: bool,
-    /// `Secure` on every listener; otherwise only on TLS listeners.
-    pub secure: bool,
-}
-
-/// The cookie's `SameSite` attribute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SameSite {
-    Lax,
-    Strict,
-    /// Only with `Secure` (validation refuses it otherwise: browsers drop
-    /// such a cookie).
-    None,
-}
-
-/// Key bytes that never appear in `Debug` output (configs get logged).
-#[derive(Clone)]
-pub struct Secret(pub Vec<u8>);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
 }
 
 /// `max_requests_per_backend` and its queue (`upstream::queue`).

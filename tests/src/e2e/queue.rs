@@ -121,6 +121,17 @@ async fn refused(proxy: &Proxy, path: &str) -> String {
     r.header("x-sluice-error").unwrap_or_default().to_owned()
 }
 
+/// Lets `b` answer the held `GET /1` and the waiting `GET /2`: both 200,
+/// in that order at the backend.
+async fn release_both_in_order(b: &Holding, first: JoinHandle<Reply>, second: JoinHandle<Reply>) {
+    b.gate.add_permits(2);
+    let r = first.await.expect("first");
+    assert_eq!((r.status.as_u16(), r.text()), (200, "/1"));
+    let r = second.await.expect("second");
+    assert_eq!((r.status.as_u16(), r.text()), (200, "/2"));
+    assert_eq!(b.paths(), ["/1", "/2"]);
+}
+
 fn get(proxy: &Proxy, path: &'static str) -> JoinHandle<Reply> {
     let addr = proxy.addr();
     tokio::spawn(async move { H1::connect(addr).await.get(path).await })
@@ -330,12 +341,7 @@ async fn a_retry_waits_for_a_slot_like_a_first_try() {
     eventually("the retry queued", || stats(&proxy).queued == 1).await;
     assert_eq!(b.origin.request_count(), 1);
 
-    b.gate.add_permits(2);
-    let r = first.await.expect("first");
-    assert_eq!((r.status.as_u16(), r.text()), (200, "/1"));
-    let r = second.await.expect("second");
-    assert_eq!((r.status.as_u16(), r.text()), (200, "/2"));
-    assert_eq!(b.paths(), ["/1", "/2"]);
+    release_both_in_order(&b, first, second).await;
     assert_eq!(b.peak.load(Ordering::SeqCst), 1);
 }
 
@@ -394,12 +400,7 @@ async fn a_wait_in_the_queue_does_not_run_out_the_per_try_timeout() {
     // Several per-try timeouts long.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(stats(&proxy).queued, 1, "still waiting, not failed");
-    b.gate.add_permits(2);
-    let r = first.await.expect("first");
-    assert_eq!((r.status.as_u16(), r.text()), (200, "/1"));
-    let r = second.await.expect("second");
-    assert_eq!((r.status.as_u16(), r.text()), (200, "/2"));
-    assert_eq!(b.paths(), ["/1", "/2"]);
+    release_both_in_order(&b, first, second).await;
     let state = proxy.server().shared().state.load();
     let backend = &state.groups[0].load().backends[0];
     assert_eq!(backend.failures(), 0, "the backend is not blamed");
