@@ -11,6 +11,7 @@
 
 use crate::error::{BoxError, ErrorKind};
 use crate::http1::decode::{BodyError, client_body_kind};
+use crate::observe::Trail;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use parking_lot::Mutex;
@@ -89,7 +90,18 @@ impl ReqBody {
             waited: Duration::ZERO,
             wait_start: None,
             progress: None,
+            trail: None,
         })
+    }
+
+    /// This body's bytes, as the client sends them, added to `trail`'s
+    /// count (what the access log and metrics report as bytes in). Only a
+    /// timed body counts: any other has none from the client to count.
+    pub fn counted(mut self, trail: &Arc<Trail>) -> ReqBody {
+        if let ReqBody::Timed(t) = &mut self {
+            t.trail = Some(trail.clone());
+        }
+        self
     }
 
     /// Whether the body waits on the client for its next bytes (it was
@@ -234,6 +246,8 @@ pub struct TimedBody {
     /// When the current wait began (only with a rate).
     wait_start: Option<Instant>,
     progress: Option<Arc<Progress>>,
+    /// The request's record, told of every chunk (see [`ReqBody::counted`]).
+    trail: Option<Arc<Trail>>,
 }
 
 impl TimedBody {
@@ -256,6 +270,9 @@ impl TimedBody {
             && let Some(d) = f.data_ref()
         {
             self.received += d.len() as u64;
+            if let Some(t) = &self.trail {
+                t.add_bytes_in(d.len() as u64);
+            }
             if self.limits.max_bytes != 0 && self.received > self.limits.max_bytes {
                 return self.fail(BodyError::TooLarge);
             }

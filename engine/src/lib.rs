@@ -53,6 +53,7 @@ pub mod error;
 pub mod http1;
 pub mod interim;
 pub mod lifecycle;
+pub mod observe;
 pub mod proxy;
 pub mod server;
 pub mod state;

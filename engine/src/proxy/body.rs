@@ -1,9 +1,12 @@
 //! Body types of the request path. Bodies are never collected: frames pass
-//! through as `Bytes` (reference-counted, not copied), and nothing is boxed.
+//! through as `Bytes` (reference-counted, not copied), and nothing is boxed
+//! but the request's record ([`Observed`]).
 
 use super::compress::GzipBody;
 use crate::body::{Phase, Progress};
 use crate::error::{BoxError, ErrorKind, ProxyError};
+use crate::observe::Exchange;
+use crate::state::State;
 use crate::upstream::backend::InFlight;
 use crate::upstream::h1;
 use bytes::Bytes;
@@ -24,11 +27,62 @@ pub enum RespBody {
     Gzip(GzipBody<UpstreamBody>),
     /// A response the proxy makes itself (errors).
     Full(Option<Bytes>),
+    /// Any of those, counted into the request's record, which is finished
+    /// when this body is dropped (`proxy::handle` wraps every response).
+    Observed(Box<Observed>),
 }
 
 impl RespBody {
     pub fn full(bytes: impl Into<Bytes>) -> RespBody {
         RespBody::Full(Some(bytes.into()))
+    }
+
+    /// `self`, finishing `exchange` when the client has had it, or when
+    /// either side gave it up (the body dropped unfinished).
+    pub fn observed(self, exchange: Exchange, state: Arc<State>) -> RespBody {
+        RespBody::Observed(Box::new(Observed {
+            body: self,
+            exchange,
+            state,
+            ended: false,
+        }))
+    }
+}
+
+/// A response body on its way to the client, and the request's record.
+#[derive(Debug)]
+pub struct Observed {
+    body: RespBody,
+    exchange: Exchange,
+    /// The state the request was served under: its routes name the route
+    /// index in the record, its settings say where the record goes.
+    state: Arc<State>,
+    /// The body's last frame was polled.
+    ended: bool,
+}
+
+impl Observed {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let item = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        match &item {
+            Some(Ok(f)) => {
+                if let Some(d) = f.data_ref() {
+                    self.exchange.bytes_out += d.len() as u64;
+                }
+            }
+            Some(Err(_)) => {}
+            None => self.ended = true,
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        let e = &mut self.exchange;
+        e.completed = self.ended || self.body.is_end_stream();
+        e.duration = e.started.elapsed();
+        crate::observe::finish(&self.state, e);
     }
 }
 
@@ -44,6 +98,7 @@ impl Body for RespBody {
             RespBody::Upstream(b) => Pin::new(b).poll_frame(cx),
             RespBody::Gzip(b) => Pin::new(b).poll_frame(cx),
             RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RespBody::Observed(o) => o.poll_frame(cx),
         }
     }
 
@@ -52,6 +107,7 @@ impl Body for RespBody {
             RespBody::Upstream(b) => b.is_end_stream(),
             RespBody::Gzip(b) => b.is_end_stream(),
             RespBody::Full(b) => b.is_none(),
+            RespBody::Observed(o) => o.body.is_end_stream(),
         }
     }
 
@@ -60,6 +116,7 @@ impl Body for RespBody {
             RespBody::Upstream(b) => b.size_hint(),
             RespBody::Gzip(b) => b.size_hint(),
             RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RespBody::Observed(o) => o.body.size_hint(),
         }
     }
 }

@@ -29,7 +29,10 @@
 //!    its own named that one ([`sticky::answer`])
 //!
 //! Any error becomes a response in [`respond`]; a panic becomes a 500 for
-//! this request only.
+//! this request only. Around the stages, `handle` keeps the request's
+//! record (`crate::observe`): its id (`X-Request-Id`, kept or made, sent
+//! both ways), and the facts the stages add to its `Trail`; the record is
+//! finished when the response body is.
 
 pub mod body;
 pub mod compress;
@@ -49,6 +52,7 @@ use crate::balance::PickKey;
 use crate::body::{BodyLimits, ReqBody};
 use crate::context::ConnCtx;
 use crate::error::{ErrorKind, ProxyError};
+use crate::observe::{Exchange, Trail, request_id};
 use crate::state::State;
 use body::{RespBody, UpstreamBody};
 use futures_util::FutureExt;
@@ -57,6 +61,7 @@ use http_body::Body;
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// Names the chosen backend on responses, when the group opts in
@@ -66,13 +71,34 @@ const X_SLUICE_BACKEND: header::HeaderName = header::HeaderName::from_static("x-
 /// The service for every request on every downstream connection.
 pub async fn handle(
     conn: Arc<ConnCtx>,
-    req: Request<ReqBody>,
+    mut req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
     let state = conn.worker.shared.state.load_full();
-    let log = state
-        .access_log
-        .then(|| (Instant::now(), req.method().clone(), req.uri().clone()));
-    let resp = match AssertUnwindSafe(proxy(&conn, &state, req))
+    // The request's id goes to the backend and back to the client.
+    let request_id = request_id::take(req.headers());
+    req.headers_mut()
+        .insert(request_id::X_REQUEST_ID, request_id.clone());
+    let trail = Arc::new(Trail::default());
+    let mut exchange = Exchange {
+        trail: trail.clone(),
+        started: Instant::now(),
+        started_wall: SystemTime::now(),
+        client: conn.client,
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        host: req.headers().get(header::HOST).cloned().or_else(|| {
+            let a = req.uri().authority()?;
+            HeaderValue::from_str(a.as_str()).ok()
+        }),
+        version: req.version(),
+        request_id,
+        status: 0,
+        error: None,
+        bytes_out: 0,
+        completed: false,
+        duration: Duration::ZERO,
+    };
+    let mut resp = match AssertUnwindSafe(proxy(&conn, &state, &trail, req))
         .catch_unwind()
         .await
     {
@@ -88,23 +114,18 @@ pub async fn handle(
             respond::error(&ProxyError::new(ErrorKind::Internal))
         }
     };
-    if let Some((start, method, uri)) = log {
-        tracing::info!(
-            target: "sluice::access",
-            client = %conn.client,
-            %method,
-            %uri,
-            status = resp.status().as_u16(),
-            micros = start.elapsed().as_micros() as u64,
-        );
-    }
-    Ok(resp)
+    exchange.status = resp.status().as_u16();
+    exchange.error = resp.headers().get(respond::X_SLUICE_ERROR).cloned();
+    resp.headers_mut()
+        .insert(request_id::X_REQUEST_ID, exchange.request_id.clone());
+    Ok(resp.map(|b| b.observed(exchange, state)))
 }
 
 /// The stages of one request, in order.
 async fn proxy(
     conn: &ConnCtx,
     state: &State,
+    trail: &Arc<Trail>,
     mut req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, ProxyError> {
     // 1. Limits. The HTTP/1 server already refused ambiguous framing
@@ -131,6 +152,7 @@ async fn proxy(
         .router
         .lookup(host_str, &path)
         .ok_or(ErrorKind::NoRoute)?;
+    trail.set_route(route.index);
     if !state.rate_limits.is_empty() {
         let r = rate_limit::Request {
             host: host_str,
@@ -206,6 +228,7 @@ async fn proxy(
             grace: state.limits.min_body_rate_grace,
             max_bytes: max_body,
         })
+        .counted(trail)
     };
 
     // 5-6. A connection (picking again once if the request never left),
@@ -220,6 +243,7 @@ async fn proxy(
         pool: &conn.worker.pool,
         timeouts: &state.timeouts,
         interim: &conn.interim,
+        trail,
     };
     let policy = route.retry.filter(|_| client_upgrade.is_none());
     let stages = retry::forward(&target, policy, backend, parts, body);

@@ -38,11 +38,13 @@ use crate::body::ReqBody;
 use crate::config::{RetryPolicy, Timeouts, UpstreamProtocol};
 use crate::error::{ErrorKind, ProxyError, Retry};
 use crate::interim::InterimQueue;
+use crate::observe::Trail;
 use crate::upstream::backend::InFlight;
 use crate::upstream::pool::Pool;
 use crate::upstream::{Backend, Group};
 use http::{HeaderValue, Method, Request, Response, request};
 use std::sync::Arc;
+use tokio::time::Instant;
 
 /// RFC 9110 §9.2.2.
 pub fn is_idempotent(m: &Method) -> bool {
@@ -92,6 +94,8 @@ pub struct Target<'a> {
     pub timeouts: &'a Timeouts,
     /// The client connection's queue for a backend's 1xx.
     pub interim: &'a InterimQueue,
+    /// The request's record: each try's backend and times.
+    pub trail: &'a Trail,
 }
 
 /// A backend's response head, the backend, and its in-flight count (which
@@ -143,8 +147,13 @@ async fn admitted(
     mut parts: request::Parts,
     body: ReqBody,
 ) -> Result<Answered, ProxyError> {
+    let start = Instant::now();
+    t.trail.begin_try(in_flight.backend());
     let attempt = connect(t, in_flight, &mut parts).await?;
     let backend = attempt.backend;
+    t.trail.set_backend(&backend);
+    let sent = Instant::now();
+    t.trail.connected(sent - start);
     let response = forward::send(
         attempt.conn,
         Request::from_parts(parts, body),
@@ -156,6 +165,7 @@ async fn admitted(
     )
     .await
     .inspect_err(|e| forward::record_failure(t.group, &backend, e))?;
+    t.trail.answered(sent.elapsed());
     forward::record_status(t.group, &backend, response.status());
     Ok(Answered {
         response,

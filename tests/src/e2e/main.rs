@@ -39,6 +39,7 @@ mod queue;
 mod rate_limit;
 mod release_binary;
 mod reload;
+mod request_id;
 mod reload_listeners;
 mod retry;
 mod routing;

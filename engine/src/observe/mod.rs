@@ -1,0 +1,29 @@
+//! What the proxy tells about each request: one [`Exchange`] per request,
+//! begun by `proxy::handle`, filled by the stages as they learn its facts
+//! (the route, each try's backend and times, the body bytes), and finished
+//! when the client has its response body, or gave up on it. Everything
+//! that reports on requests (the access log, metrics, spans) reads the
+//! finished exchange, so the request path has one place to hand facts to
+//! and the reporters have one place to read them from.
+
+pub mod exchange;
+pub mod request_id;
+
+pub use exchange::{Exchange, Trail};
+
+use crate::state::State;
+
+/// Hands a finished exchange to what reports on requests.
+pub fn finish(state: &State, e: &Exchange) {
+    if state.access_log {
+        tracing::info!(
+            target: "sluice::access",
+            client = %e.client,
+            method = %e.method,
+            uri = %e.uri,
+            status = e.status,
+            request_id = ?e.request_id,
+            micros = e.duration.as_micros() as u64,
+        );
+    }
+}
