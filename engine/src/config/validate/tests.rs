@@ -498,3 +498,4 @@ fn a_weight_past_the_cap_names_its_backend() {
 }
 
 mod admin;
+mod upstream_tls;
