@@ -33,6 +33,9 @@ pub struct ConnCtx {
     /// The connection's slot of its listener's limits
     /// (`server::conn_limit`); its client's share is given back on drop.
     pub permit: Option<Permit>,
+    /// What the client's verified TLS certificate says, as the backends'
+    /// field value (`server::client_cert`); made once per connection.
+    pub client_cert: Option<http::HeaderValue>,
 }
 
 impl Drop for ConnCtx {
@@ -63,6 +66,7 @@ impl ConnCtx {
             proto,
             interim: InterimQueue::default(),
             permit: None,
+            client_cert: None,
         }
     }
 }

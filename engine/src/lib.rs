@@ -111,11 +111,6 @@ impl Server {
         let mut running = server::reload::Listeners::new(commands);
         let mut per_worker: Vec<Vec<_>> = (0..runtimes).map(|_| Vec::new()).collect();
         for (i, l) in listeners.into_iter().enumerate() {
-            let tls = if l.tls.is_empty() {
-                None
-            } else {
-                Some(server::tls::acceptor(&l.tls)?)
-            };
             let id = running.next_id();
             // `bind` binds `config.listeners` in order; a hand-made `Bound`
             // beyond them is tracked by its bound address.
@@ -130,8 +125,17 @@ impl Server {
                         share_port: false,
                         backlog: config::defaults::BACKLOG,
                         tls: l.tls.clone(),
+                        client_auth: None,
                         conn_limit: config::ConnLimit::default(),
                     });
+            let tls = if listener_config.tls.is_empty() {
+                None
+            } else {
+                Some(server::tls::acceptor(
+                    &listener_config.tls,
+                    listener_config.client_auth.as_ref(),
+                )?)
+            };
             let limiter = server::conn_limit::ConnLimiter::new(listener_config.conn_limit);
             running.track(server::reload::Active {
                 id,

@@ -190,6 +190,7 @@ fn add_flag_listeners(cli: &Cli, config: &mut Config) -> Result<(), ConfigError>
             share_port: false,
             backlog: defaults::BACKLOG,
             tls: cert.into_iter().collect(),
+            client_auth: None,
             conn_limit: Default::default(),
         });
     }

@@ -63,6 +63,10 @@ pub const MAX_IDLE_PER_BACKEND: usize = 128;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The name this proxy uses in `Via`.
 pub const VIA_NAME: &str = "sluice";
+/// The field naming a client's verified certificate to backends: Envoy's
+/// (`Hash=…;Subject="…"`), which backends behind Envoy already read.
+pub const CLIENT_CERT_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-forwarded-client-cert");
 /// The upstream group used by quick flags and by `/register`.
 pub const DEFAULT_GROUP: &str = "default";
 

@@ -181,6 +181,14 @@ pub enum ConfigError {
     TlsTrustTwice { at: At, other: &'static str },
     #[error("{at}: client_cert and client_key go together")]
     ClientCertHalf { at: At },
+    #[error("{at}: unknown value {value:?}; expected require or request")]
+    ClientAuth { at: At, value: String },
+    /// `client_auth` without the CA to verify with, or client
+    /// certificates on a listener without TLS.
+    #[error("{at}: needs {what}")]
+    ClientAuthNeeds { at: At, what: &'static str },
+    #[error("{at}: {value:?} is not a header field name")]
+    HeaderName { at: At, value: String },
     /// An upstream TLS setting on a group that does not use TLS.
     #[error("{at}: needs tls = true (or protocol = \"h2\")")]
     TlsKeyWithoutTls { at: At },
@@ -268,6 +276,9 @@ impl ConfigError {
             | ConfigError::ServerName { at, .. }
             | ConfigError::TlsTrustTwice { at, .. }
             | ConfigError::ClientCertHalf { at }
+            | ConfigError::ClientAuth { at, .. }
+            | ConfigError::ClientAuthNeeds { at, .. }
+            | ConfigError::HeaderName { at, .. }
             | ConfigError::TlsKeyWithoutTls { at }
             | ConfigError::NoListener { at }
             | ConfigError::DuplicateListener { at, .. }

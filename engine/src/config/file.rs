@@ -170,6 +170,10 @@ pub struct ListenerFile {
     pub max_connections_per_client: Option<Spanned<usize>>,
     /// `refuse` (default) or `backlog`.
     pub on_limit: Option<Spanned<String>>,
+    /// CA certificates that client certificates are verified against.
+    pub client_ca: Option<Spanned<String>>,
+    /// `require` (default with `client_ca`) or `request`.
+    pub client_auth: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +223,8 @@ pub struct ForwardingFile {
     /// `X-Sluice-Backend` naming the chosen backend, for every group.
     #[serde(default)]
     pub backend_header: bool,
+    /// The field naming a client's verified certificate to backends.
+    pub client_cert_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

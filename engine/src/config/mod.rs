@@ -182,8 +182,19 @@ pub struct ListenerConfig {
     pub share_port: bool,
     pub backlog: i32,
     pub tls: Vec<CertConfig>,
+    /// Client certificates asked of TLS clients (`server::tls`).
+    pub client_auth: Option<ClientAuth>,
     /// Connection limits (`server::conn_limit`).
     pub conn_limit: ConnLimit,
+}
+
+/// A TLS listener's client certificates: verified against `ca_file`;
+/// without one, `required` refuses the handshake, else the connection is
+/// served as one without a certificate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientAuth {
+    pub ca_file: PathBuf,
+    pub required: bool,
 }
 
 /// A listener's connection limits; none by default.
@@ -309,6 +320,9 @@ pub struct Timeouts {
 pub struct Forwarding {
     pub trust_forwarded_headers: bool,
     pub via: String,
+    /// The field that tells backends about a client's verified certificate
+    /// (`proxy::headers`); removed from what clients send.
+    pub client_cert_header: http::HeaderName,
 }
 
 #[derive(Clone, Debug)]
@@ -538,6 +552,7 @@ impl Default for Forwarding {
         Forwarding {
             trust_forwarded_headers: false,
             via: defaults::VIA_NAME.to_owned(),
+            client_cert_header: defaults::CLIENT_CERT_HEADER,
         }
     }
 }
@@ -555,6 +570,7 @@ impl Config {
                 share_port: false,
                 backlog: defaults::BACKLOG,
                 tls: Vec::new(),
+                client_auth: None,
                 conn_limit: ConnLimit::default(),
             }],
             limits: Limits::default(),

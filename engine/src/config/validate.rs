@@ -259,6 +259,7 @@ impl Validator<'_> {
                     .forwarding
                     .via
                     .unwrap_or_else(|| defaults::VIA_NAME.to_owned()),
+                client_cert_header: self.client_cert_header(f.forwarding.client_cert_header)?,
             },
             routes,
             upstreams,
@@ -330,12 +331,15 @@ impl Validator<'_> {
                 check_cert(&cert, cert_at, key_at)?;
                 tls.push(cert);
             }
+            let client_auth =
+                self.client_auth(&field, !tls.is_empty(), l.client_ca, l.client_auth)?;
             listeners.push(ListenerConfig {
                 address,
                 reuse_port,
                 share_port,
                 backlog,
                 tls,
+                client_auth,
                 conn_limit: self.conn_limit(
                     &field,
                     l.max_connections,
@@ -522,6 +526,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 mod admin;
+mod client_auth;
 mod health;
 mod limits;
 mod retry;

@@ -201,7 +201,7 @@ fn acceptor(l: &ListenerConfig) -> Result<Option<TlsAcceptor>, ReloadError> {
     if l.tls.is_empty() {
         return Ok(None);
     }
-    crate::server::tls::acceptor(&l.tls)
+    crate::server::tls::acceptor(&l.tls, l.client_auth.as_ref())
         .map(Some)
         .map_err(|source| ReloadError::Tls {
             address: l.address,
@@ -221,6 +221,7 @@ mod tests {
             share_port: false,
             backlog: 16,
             tls: Vec::new(),
+            client_auth: None,
             conn_limit: Default::default(),
         }
     }

@@ -104,6 +104,10 @@ pub struct Inbound<'a> {
     pub trust_forwarded: bool,
     /// `Via` value for this hop, e.g. `1.1 sluice`.
     pub via: &'a HeaderValue,
+    /// The field naming a verified client certificate, and this
+    /// connection's value for it (`server::client_cert`), if any.
+    pub client_cert_header: &'a HeaderName,
+    pub client_cert: Option<&'a HeaderValue>,
 }
 
 /// The request stage: hop-by-hop fields stripped, [`inbound`] applied,
@@ -124,6 +128,18 @@ pub fn for_upstream(headers: &mut HeaderMap, ctx: &Inbound<'_>, keep_upgrade: bo
 
 /// Rewrites a client's request headers for the backend.
 pub fn inbound(headers: &mut HeaderMap, ctx: &Inbound<'_>) {
+    // Only we say what certificate a client showed: a client's own claim
+    // is removed, unless an earlier proxy we trust made it.
+    match ctx.client_cert {
+        Some(v) => {
+            headers.insert(ctx.client_cert_header.clone(), v.clone());
+        }
+        None if !ctx.trust_forwarded => {
+            headers.remove(ctx.client_cert_header);
+        }
+        None => {}
+    }
+
     // X-Forwarded-For: append the client to the list, or start a new one.
     let prior_xff = ctx.trust_forwarded && headers.contains_key(&X_FORWARDED_FOR);
     if prior_xff {
@@ -341,6 +357,8 @@ mod tests {
         C.get_or_init(|| ClientStrings::new(ClientAddr(([10, 1, 2, 3], 5555).into())))
     }
 
+    static XFCC: HeaderName = crate::config::defaults::CLIENT_CERT_HEADER;
+
     fn ctx<'a>(trust: bool, host: Option<&'a HeaderValue>, via: &'a HeaderValue) -> Inbound<'a> {
         Inbound {
             client: client(),
@@ -348,6 +366,34 @@ mod tests {
             host,
             trust_forwarded: trust,
             via,
+            client_cert_header: &XFCC,
+            client_cert: None,
+        }
+    }
+
+    #[test]
+    fn only_the_proxy_says_what_certificate_a_client_showed() {
+        let via = HeaderValue::from_static("1.1 sluice");
+        let forged = || map(&[("x-forwarded-client-cert", "Hash=forged")]);
+        // No certificate: the client's claim goes.
+        let mut h = forged();
+        inbound(&mut h, &ctx(false, None, &via));
+        assert!(!h.contains_key("x-forwarded-client-cert"));
+        // Behind a trusted proxy, its claim stays.
+        let mut h = forged();
+        inbound(&mut h, &ctx(true, None, &via));
+        assert_eq!(h["x-forwarded-client-cert"], "Hash=forged");
+        // A verified certificate replaces any claim, trusted or not.
+        let ours = HeaderValue::from_static("Hash=00;Subject=\"CN=a\"");
+        for trust in [false, true] {
+            let mut h = forged();
+            let c = Inbound {
+                client_cert: Some(&ours),
+                ..ctx(trust, None, &via)
+            };
+            inbound(&mut h, &c);
+            assert_eq!(h.get_all("x-forwarded-client-cert").iter().count(), 1);
+            assert_eq!(h["x-forwarded-client-cert"], ours);
         }
     }
 
@@ -520,6 +566,8 @@ mod tests {
             host: None,
             trust_forwarded: false,
             via: &via,
+            client_cert_header: &XFCC,
+            client_cert: None,
         };
         inbound(&mut h, &c);
         assert_eq!(h["x-forwarded-for"], "::1");

@@ -215,6 +215,8 @@ async fn proxy(
             host: host.as_ref(),
             trust_forwarded: state.forwarding.trust_forwarded_headers,
             via,
+            client_cert_header: &state.forwarding.client_cert_header,
+            client_cert: conn.client_cert.as_ref(),
         },
         client_upgrade.is_some(),
     );

@@ -6,6 +6,7 @@
 //! [`idle`] is the per-worker clock idle connections wait on.
 //! [`reload`] starts and stops listeners on running workers.
 
+pub mod client_cert;
 pub mod coalesce;
 pub mod conn;
 pub mod conn_limit;

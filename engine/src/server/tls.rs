@@ -1,9 +1,11 @@
 //! TLS termination with rustls: PEM chains and keys, ALPN `h2` then
-//! `http/1.1`, and the certificate chosen by SNI when several are configured.
+//! `http/1.1`, the certificate chosen by SNI when several are configured,
+//! and client certificates when the listener asks for them (what a
+//! verified one says goes to backends: `server::client_cert`).
 
-use crate::config::CertConfig;
 use crate::config::pem::{self, PemError};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use crate::config::{CertConfig, ClientAuth};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::io;
@@ -19,6 +21,8 @@ pub enum TlsError {
     NoCertificate,
     #[error("TLS settings: {0}")]
     Settings(#[source] rustls::Error),
+    #[error("client certificate verifier: {0}")]
+    ClientVerifier(#[source] rustls::server::VerifierBuilderError),
 }
 
 /// For callers that speak `io::Error` (`Server::start`): `InvalidData`,
@@ -30,8 +34,14 @@ impl From<TlsError> for io::Error {
 }
 
 /// Builds the acceptor for a listener; the first certificate is the default.
-/// Every key must match its certificate ([`pem::load_pair`]).
-pub fn acceptor(certs: &[CertConfig]) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+/// Every key must match its certificate ([`pem::load_pair`]). With
+/// `client_auth`, clients are asked for a certificate, verified against
+/// its CA file; a bad one is always refused at the handshake, a missing
+/// one only when it is required.
+pub fn acceptor(
+    certs: &[CertConfig],
+    client_auth: Option<&ClientAuth>,
+) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     let provider = pem::provider();
     let mut resolver = SniResolver {
         by_name: HashMap::new(),
@@ -49,11 +59,24 @@ pub fn acceptor(certs: &[CertConfig]) -> Result<tokio_rustls::TlsAcceptor, TlsEr
     if resolver.default.is_none() {
         return Err(TlsError::NoCertificate);
     }
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(TlsError::Settings)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(TlsError::Settings)?;
+    let builder = match client_auth {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let mut roots = rustls::RootCertStore::empty();
+            pem::add_ca_file(&mut roots, &c.ca_file)?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if c.required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(TlsError::ClientVerifier)?)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

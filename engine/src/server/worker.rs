@@ -7,6 +7,7 @@
 //! [`WorkerCommand`]s, and each accept loop has its own stop signal besides
 //! the global drain.
 
+use super::client_cert;
 use super::conn::{self, ServerBuilder};
 use super::conn_limit::{ConnLimiter, Permit};
 use super::listener::Acceptor;
@@ -379,12 +380,11 @@ fn serve(
         proto,
     );
     ctx.permit = Some(permit);
-    let ctx = Arc::new(ctx);
     let builder = spawner.builder.clone();
     let _alive = spawner.alive.clone();
     match tls {
         None => {
-            tokio::spawn(plain_task(stream, ctx, builder, _alive));
+            tokio::spawn(plain_task(stream, Arc::new(ctx), builder, _alive));
         }
         // A task of its own type: a task is as large as its largest state,
         // and the TLS one (handshake, rustls session) is much larger than
@@ -393,7 +393,10 @@ fn serve(
             let header_timeout = spawner.header_timeout;
             let conn = async move {
                 match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => conn::serve_tls(tls_stream, ctx, builder).await,
+                    Ok(Ok(tls_stream)) => {
+                        ctx.client_cert = client_cert::field(tls_stream.get_ref().1);
+                        conn::serve_tls(tls_stream, Arc::new(ctx), builder).await
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
                     }

@@ -9,6 +9,7 @@ mod balance;
 mod body_limits;
 mod breaker;
 mod churn;
+mod client_certs;
 mod conformance;
 mod conn_limit;
 mod disconnect;

@@ -72,6 +72,28 @@ impl TestCerts {
         Arc::new(config)
     }
 
+    /// A client config that trusts only the test CA, offers `alpn`, and
+    /// shows `cert` (DER) with its PKCS#8 `key` when asked for one.
+    pub fn client_config_with_cert(
+        &self,
+        alpn: &[&[u8]],
+        cert: CertificateDer<'static>,
+        key: Vec<u8>,
+    ) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).expect("add test CA");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![cert], key)
+            .expect("client certificate");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
     /// A client config that trusts only the test CA and offers `alpn`.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();

@@ -498,4 +498,5 @@ fn a_weight_past_the_cap_names_its_backend() {
 }
 
 mod admin;
+mod client_auth;
 mod upstream_tls;
