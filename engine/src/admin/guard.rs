@@ -15,7 +15,8 @@
 //!    `/unregister` by any method) from a peer outside
 //!    `admin.allowed_sources` (loopback by default): 403.
 //! 4. The bearer token, when one is set, on everything but the probes
-//!    (`GET /healthz`, `GET /readyz`): 401.
+//!    (`GET /healthz`, `GET /readyz`) and the status page (`GET /status`,
+//!    `GET /`: a constant with no data; its script sends the token): 401.
 //! 5. A change that carries a body or a `Content-Type` must say
 //!    `application/json`: 415. A form or `text/plain` POST is what a page
 //!    can send cross-site without a CORS preflight.
@@ -54,9 +55,10 @@ pub fn check<B: Body>(admin: &AdminConfig, conn: Conn, req: &Request<B>) -> Resu
     if changes || registers {
         source(admin, conn.peer.ip())?;
     }
-    let probe = req.method() == Method::GET && matches!(req.uri().path(), "/healthz" | "/readyz");
+    let public = req.method() == Method::GET
+        && matches!(req.uri().path(), "/healthz" | "/readyz" | "/status" | "/");
     if let Some(token) = admin.token.as_deref()
-        && !probe
+        && !public
     {
         bearer(req.headers(), token)?;
     }
@@ -328,6 +330,23 @@ mod tests {
             assert_eq!(check(&a, conn(), &r).is_ok(), ok, "{auth}");
         }
         assert!(check(&a, conn(), &req(Method::GET, &[h], "")).is_err());
+        // The status page is a constant: served without the token (its
+        // script sends one to /backends); a look-alike path is not.
+        let at = |method: Method, path: &str| {
+            let r = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "localhost")
+                .body(Full::new(bytes::Bytes::new()))
+                .unwrap();
+            check(&a, conn(), &r).is_ok()
+        };
+        assert!(at(Method::GET, "/status"));
+        assert!(at(Method::GET, "/"));
+        assert!(at(Method::GET, "/healthz"));
+        assert!(!at(Method::GET, "/status/x"));
+        assert!(!at(Method::GET, "/backends"));
+        assert!(!at(Method::POST, "/status"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(!constant_time_eq(b"x", b""));
         assert!(constant_time_eq(b"", b""));
