@@ -4,8 +4,9 @@
 //! reload, renders names from the JSON as text, asks for the bearer token
 //! when one is set, and fits a phone's width.
 //!
-//! `SLUICE_STATUS_SCREENSHOT=path` saves the live page's screenshot there
-//! (the README's `engine/docs/status-page.png` is made that way).
+//! `SLUICE_STATUS_SCREENSHOT=dir/name.png` saves the live page's screenshot
+//! there, and the phone layout's as `dir/name-phone.png` (the README's
+//! `engine/docs/status-page.png` is made that way).
 
 use super::admin::with_admin;
 use http::{Method, Request};
@@ -16,6 +17,7 @@ use sluice_e2e::harness::control::Admin;
 use sluice_e2e::harness::origin::{Origin, reply};
 use sluice_e2e::harness::proxy::Proxy;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -41,6 +43,14 @@ async fn raw(admin: &Admin, method: Method, path: &str, headers: &[(&str, &str)]
     }
     let req = req.body(reply::empty()).expect("request");
     collect(H1::connect(admin.addr).await.send(req).await).await
+}
+
+/// Where `SLUICE_STATUS_SCREENSHOT` asks for a screenshot, with `suffix`
+/// before the extension (`status-page.png` → `status-page-phone.png`).
+fn screenshot_path(suffix: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("SLUICE_STATUS_SCREENSHOT")?);
+    let stem = path.file_stem()?.to_string_lossy().into_owned();
+    Some(path.with_file_name(format!("{stem}{suffix}.png")))
 }
 
 fn url(admin: &Admin, path: &str) -> String {
@@ -143,7 +153,7 @@ async fn the_page_shows_the_backends_and_follows_a_drain_and_traffic_live() {
     let (a, b) = (Origin::named("a").await, Origin::named("b").await);
     let proxy = Proxy::start(&with_admin(&[a.addr(), b.addr()])).await;
     let admin = Admin::of(proxy.server());
-    let Some(browser) = Browser::start(1280, 720).await else {
+    let Some(browser) = Browser::start(1280, 480).await else {
         return;
     };
     browser.goto(&url(&admin, "/status")).await;
@@ -182,10 +192,9 @@ async fn the_page_shows_the_backends_and_follows_a_drain_and_traffic_live() {
         "row.requests >= 5 && row.rate > 0",
     )
     .await;
-    if let Some(path) = std::env::var_os("SLUICE_STATUS_SCREENSHOT") {
-        browser.save_screenshot(std::path::Path::new(&path)).await;
-    } else {
-        browser.screenshot().await;
+    match screenshot_path("") {
+        Some(path) => browser.save_screenshot(&path).await,
+        None => drop(browser.screenshot().await),
     }
     stop.store(true, Ordering::Relaxed);
     load.await.expect("load task");
@@ -226,6 +235,9 @@ async fn the_page_shows_the_backends_and_follows_a_drain_and_traffic_live() {
         )
         .await;
     assert!(fits.as_u64().is_some_and(|w| w <= 400), "{fits}");
+    if let Some(path) = screenshot_path("-phone") {
+        browser.save_screenshot(&path).await;
+    }
 }
 
 #[tokio::test]
