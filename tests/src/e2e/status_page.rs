@@ -135,17 +135,27 @@ async fn the_page_is_served_with_a_strict_policy_and_without_the_token() {
         )
         .await;
     assert_eq!(post.status, 405, "{}", post.text);
-    // Another site's page cannot load it either (the guard's Origin check).
-    let cross = admin
-        .send(
-            Method::GET,
-            "/status",
-            None,
-            None,
-            &[("sec-fetch-site", "cross-site")],
-        )
-        .await;
-    assert_eq!(cross.status, 403);
+    // Another site may link to it (a top-level navigation), but not frame
+    // or fetch it (the guard's Fetch Metadata check).
+    let from_elsewhere = |dest: &'static str| {
+        [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", dest),
+        ]
+    };
+    let link = raw(&admin, Method::GET, "/status", &from_elsewhere("document")).await;
+    assert_eq!(link.status, 200);
+    let frame = raw(&admin, Method::GET, "/status", &from_elsewhere("iframe")).await;
+    assert_eq!(frame.status, 403, "{}", frame.text());
+    let fetch = raw(
+        &admin,
+        Method::GET,
+        "/status",
+        &[("sec-fetch-site", "cross-site")],
+    )
+    .await;
+    assert_eq!(fetch.status, 403);
 }
 
 #[tokio::test]
