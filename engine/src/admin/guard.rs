@@ -368,18 +368,37 @@ mod tests {
             for (k, v) in headers {
                 r = r.header(*k, *v);
             }
-            check(&admin(), conn(), &r.body(Full::new(bytes::Bytes::new())).unwrap())
+            check(
+                &admin(),
+                conn(),
+                &r.body(Full::new(bytes::Bytes::new())).unwrap(),
+            )
         };
-        let link = [("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")];
+        let link = [
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+        ];
         assert!(at("/status", &link).is_ok());
         assert!(at("/", &link).is_ok());
         // The same navigation to anything else, a frame, or a fetch: 403.
-        assert!(matches!(at("/backends", &link), Err(AdminError::CrossSite(_))));
-        assert!(matches!(at("/register?port=1", &link), Err(AdminError::CrossSite(_))));
+        assert!(matches!(
+            at("/backends", &link),
+            Err(AdminError::CrossSite(_))
+        ));
+        assert!(matches!(
+            at("/register?port=1", &link),
+            Err(AdminError::CrossSite(_))
+        ));
         let frame = [("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "iframe")];
-        assert!(matches!(at("/status", &frame), Err(AdminError::CrossSite(_))));
+        assert!(matches!(
+            at("/status", &frame),
+            Err(AdminError::CrossSite(_))
+        ));
         let fetch = [("sec-fetch-mode", "no-cors"), ("sec-fetch-dest", "empty")];
-        assert!(matches!(at("/status", &fetch), Err(AdminError::CrossSite(_))));
+        assert!(matches!(
+            at("/status", &fetch),
+            Err(AdminError::CrossSite(_))
+        ));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(!constant_time_eq(b"x", b""));
         assert!(constant_time_eq(b"", b""));

@@ -64,8 +64,7 @@ fn sha256_source(text: &str) -> String {
 
 /// Standard base64 with padding (RFC 4648 §4), for the 32-byte digests above.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -202,7 +201,10 @@ mod tests {
     fn the_page_has_no_markup_the_policy_would_block_or_the_data_could_reach() {
         let html = std::str::from_utf8(&PAGE.html).expect("utf-8");
         assert!(!html.contains("{{"), "a placeholder left in the page");
-        assert!(html.contains(r#"<meta name="viewport""#), "readable on a phone");
+        assert!(
+            html.contains(r#"<meta name="viewport""#),
+            "readable on a phone"
+        );
         let lower = TEMPLATE.to_ascii_lowercase();
         // Inline handlers and style attributes would need 'unsafe-hashes',
         // and a remote resource would not load offline.
@@ -221,7 +223,10 @@ mod tests {
             "document.write",
             "eval(",
         ] {
-            assert!(!SCRIPT.to_ascii_lowercase().contains(sink), "{sink} in the script");
+            assert!(
+                !SCRIPT.to_ascii_lowercase().contains(sink),
+                "{sink} in the script"
+            );
         }
     }
 

@@ -11,7 +11,7 @@
 use super::admin::with_admin;
 use http::{Method, Request};
 use serde_json::{Value, json};
-use sluice_e2e::harness::browser::Browser;
+use sluice_e2e::harness::browser::{BROWSER_STEP, Browser};
 use sluice_e2e::harness::client::{H1, Reply, collect};
 use sluice_e2e::harness::control::Admin;
 use sluice_e2e::harness::origin::{Origin, reply};
@@ -181,7 +181,13 @@ async fn the_page_shows_the_backends_and_follows_a_drain_and_traffic_live() {
     let drained = wait_row(&browser, b.addr(), "draining", "row.state === 'draining'").await;
     let reason = admin.member(b.addr()).await.expect("b")["reason"].clone();
     assert_eq!(drained["reason"], reason, "the reason from the JSON");
-    wait_row(&browser, a.addr(), "still in rotation", "row.state === 'healthy'").await;
+    wait_row(
+        &browser,
+        a.addr(),
+        "still in rotation",
+        "row.state === 'healthy'",
+    )
+    .await;
 
     // Traffic while the page watches: its count and rate move.
     let stop = Arc::new(AtomicBool::new(false));
@@ -209,19 +215,26 @@ async fn the_page_shows_the_backends_and_follows_a_drain_and_traffic_live() {
     stop.store(true, Ordering::Relaxed);
     load.await.expect("load task");
 
-    // Once traffic stops, the page shows exactly the API's totals, and the
-    // drained backend got none of it.
-    let total = admin.member(a.addr()).await.expect("a")["requests"]
-        .as_u64()
-        .expect("requests");
-    assert!(total >= 5);
-    wait_row(
-        &browser,
-        a.addr(),
-        "the final count",
-        &format!("row.requests === {total}"),
-    )
-    .await;
+    // Once traffic stops, the page shows exactly the API's total (read
+    // again each time: the last request may be counted a moment after its
+    // response reached the client), and the drained backend got none of it.
+    let deadline = tokio::time::Instant::now() + BROWSER_STEP;
+    loop {
+        let total = admin.member(a.addr()).await.expect("a")["requests"].as_u64();
+        let shown = rows(&browser)
+            .await
+            .into_iter()
+            .find(|r| r["address"] == a.addr().to_string())
+            .and_then(|r| r["requests"].as_u64());
+        if total.is_some_and(|t| t >= 5) && shown == total {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page shows {shown:?} requests, the API {total:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let b_row = wait_row(&browser, b.addr(), "no traffic", "row.requests === 0").await;
     assert_eq!(b_row["state"], "draining");
     assert_eq!(
@@ -298,7 +311,10 @@ async fn the_page_asks_for_the_bearer_token_and_keeps_it_for_the_tab() {
     let asked = browser
         .wait_for("the token form", form_shown, json!([]))
         .await;
-    assert!(asked.as_str().is_some_and(|m| m.contains("needs")), "{asked}");
+    assert!(
+        asked.as_str().is_some_and(|m| m.contains("needs")),
+        "{asked}"
+    );
     assert!(rows(&browser).await.is_empty());
 
     browser.type_into("#token", "wrong").await;
@@ -316,7 +332,13 @@ async fn the_page_asks_for_the_bearer_token_and_keeps_it_for_the_tab() {
 
     browser.type_into("#token", "s3cret-token").await;
     browser.click("#use-token").await;
-    wait_row(&browser, a.addr(), "shown with the token", "row.state === 'healthy'").await;
+    wait_row(
+        &browser,
+        a.addr(),
+        "shown with the token",
+        "row.state === 'healthy'",
+    )
+    .await;
     assert_eq!(
         browser
             .eval("return document.getElementById('auth').hidden;", json!([]))
@@ -326,5 +348,11 @@ async fn the_page_asks_for_the_bearer_token_and_keeps_it_for_the_tab() {
 
     // A reload in the same tab keeps the token (sessionStorage).
     browser.goto(&url(&admin, "/status")).await;
-    wait_row(&browser, a.addr(), "shown after a reload", "row.state === 'healthy'").await;
+    wait_row(
+        &browser,
+        a.addr(),
+        "shown after a reload",
+        "row.state === 'healthy'",
+    )
+    .await;
 }

@@ -185,8 +185,8 @@ impl Browser {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, BoxError> {
-        let tcp = tokio::time::timeout(BROWSER_STEP, tokio::net::TcpStream::connect(self.addr))
-            .await??;
+        let tcp =
+            tokio::time::timeout(BROWSER_STEP, tokio::net::TcpStream::connect(self.addr)).await??;
         let mut c = H1::handshake(hyper_util::rt::TokioIo::new(tcp)).await;
         let req = Request::builder()
             .method(method)
@@ -197,8 +197,8 @@ impl Browser {
             Some(b) => reply::full(b.to_string()),
             None => reply::empty(),
         })?;
-        let r = tokio::time::timeout(BROWSER_STEP, async { collect(c.send(req).await).await })
-            .await?;
+        let r =
+            tokio::time::timeout(BROWSER_STEP, async { collect(c.send(req).await).await }).await?;
         Ok(serde_json::from_slice(&r.body)?)
     }
 
