@@ -113,7 +113,8 @@
     cell(row, 'state', label(1)).append(badge);
     cell(row, 'reason', label(2), str(b.reason));
     const since = cell(row, 'since', label(3), fmtAgo(num(b.since_unix_ms)));
-    if (b.since_unix_ms) since.title = new Date(num(b.since_unix_ms)).toISOString();
+    const at = new Date(num(b.since_unix_ms));
+    if (b.since_unix_ms && !Number.isNaN(at.getTime())) since.title = at.toISOString();
     cell(row, 'in-flight num', label(4), num(b.in_flight), num(b.in_flight));
     cell(row, 'rate num', label(5), fmtRate(rate), rate === null ? null : rate.toFixed(3));
     const err = cell(row, 'errors num', label(6), fmtPercent(errors), errors === null ? null : errors.toFixed(3));
