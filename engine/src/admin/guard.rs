@@ -10,12 +10,16 @@
 //! 2. `Origin` (every endpoint): present and not in `admin.allowed_origins`
 //!    (empty by default: the API serves no pages): 403. Without an
 //!    `Origin`, `Sec-Fetch-Site: cross-site` or `same-site` (a no-cors GET
-//!    from another page): 403.
+//!    from another page): 403, except a top-level navigation to the status
+//!    page (`Sec-Fetch-Mode: navigate`, `Sec-Fetch-Dest: document`): a link
+//!    from an operators' wiki opens a constant page that changes nothing
+//!    (framing it stays refused: its destination is not `document`).
 //! 3. A change (any method but GET and HEAD, and `/register` or
 //!    `/unregister` by any method) from a peer outside
 //!    `admin.allowed_sources` (loopback by default): 403.
 //! 4. The bearer token, when one is set, on everything but the probes
-//!    (`GET /healthz`, `GET /readyz`): 401.
+//!    (`GET /healthz`, `GET /readyz`) and the status page (`GET /status`,
+//!    `GET /`: a constant with no data; its script sends the token): 401.
 //! 5. A change that carries a body or a `Content-Type` must say
 //!    `application/json`: 415. A form or `text/plain` POST is what a page
 //!    can send cross-site without a CORS preflight.
@@ -39,7 +43,8 @@ pub struct Conn {
 /// Checks 1–5 of the module doc for `req`.
 pub fn check<B: Body>(admin: &AdminConfig, conn: Conn, req: &Request<B>) -> Result<(), AdminError> {
     host(admin, conn, req)?;
-    origin(admin, req.headers())?;
+    let page = req.method() == Method::GET && matches!(req.uri().path(), "/status" | "/");
+    origin(admin, req.headers(), page)?;
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
     // `GET /register?port=N` is the classic registration call (kept for the
     // clients that speak it): a change all the same, so it is held to the
@@ -57,6 +62,7 @@ pub fn check<B: Body>(admin: &AdminConfig, conn: Conn, req: &Request<B>) -> Resu
     let probe = req.method() == Method::GET && matches!(req.uri().path(), "/healthz" | "/readyz");
     if let Some(token) = admin.token.as_deref()
         && !probe
+        && !page
     {
         bearer(req.headers(), token)?;
     }
@@ -114,7 +120,8 @@ fn host_part(authority: &str) -> &str {
     }
 }
 
-fn origin(admin: &AdminConfig, headers: &HeaderMap) -> Result<(), AdminError> {
+/// Check 2; `page`: the request is a GET of the status page.
+fn origin(admin: &AdminConfig, headers: &HeaderMap, page: bool) -> Result<(), AdminError> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = String::from_utf8_lossy(origin.as_bytes()).to_ascii_lowercase();
         return if admin.allowed_origins.contains(&origin) {
@@ -122,6 +129,10 @@ fn origin(admin: &AdminConfig, headers: &HeaderMap) -> Result<(), AdminError> {
         } else {
             Err(AdminError::CrossOrigin(origin))
         };
+    }
+    let is = |name: &str, value: &[u8]| headers.get(name).is_some_and(|v| v.as_bytes() == value);
+    if page && is("sec-fetch-mode", b"navigate") && is("sec-fetch-dest", b"document") {
+        return Ok(());
     }
     match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
         Some(site @ (b"cross-site" | b"same-site")) => Err(AdminError::CrossSite(
@@ -328,6 +339,66 @@ mod tests {
             assert_eq!(check(&a, conn(), &r).is_ok(), ok, "{auth}");
         }
         assert!(check(&a, conn(), &req(Method::GET, &[h], "")).is_err());
+        // The status page is a constant: served without the token (its
+        // script sends one to /backends); a look-alike path is not.
+        let at = |method: Method, path: &str| {
+            let r = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "localhost")
+                .body(Full::new(bytes::Bytes::new()))
+                .unwrap();
+            check(&a, conn(), &r).is_ok()
+        };
+        assert!(at(Method::GET, "/status"));
+        assert!(at(Method::GET, "/"));
+        assert!(at(Method::GET, "/healthz"));
+        assert!(!at(Method::GET, "/status/x"));
+        assert!(!at(Method::GET, "/backends"));
+        assert!(!at(Method::POST, "/status"));
+    }
+
+    #[test]
+    fn another_site_may_link_to_the_status_page_but_not_frame_or_fetch_it() {
+        let at = |path: &str, headers: &[(&str, &str)]| {
+            let mut r = Request::builder()
+                .uri(path)
+                .header("host", "localhost")
+                .header("sec-fetch-site", "cross-site");
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            check(
+                &admin(),
+                conn(),
+                &r.body(Full::new(bytes::Bytes::new())).unwrap(),
+            )
+        };
+        let link = [
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+        ];
+        assert!(at("/status", &link).is_ok());
+        assert!(at("/", &link).is_ok());
+        // The same navigation to anything else, a frame, or a fetch: 403.
+        assert!(matches!(
+            at("/backends", &link),
+            Err(AdminError::CrossSite(_))
+        ));
+        assert!(matches!(
+            at("/register?port=1", &link),
+            Err(AdminError::CrossSite(_))
+        ));
+        let frame = [("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "iframe")];
+        assert!(matches!(
+            at("/status", &frame),
+            Err(AdminError::CrossSite(_))
+        ));
+        let fetch = [("sec-fetch-mode", "no-cors"), ("sec-fetch-dest", "empty")];
+        assert!(matches!(
+            at("/status", &fetch),
+            Err(AdminError::CrossSite(_))
+        ));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(!constant_time_eq(b"x", b""));
         assert!(constant_time_eq(b"", b""));

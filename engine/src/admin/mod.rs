@@ -5,6 +5,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
+//! | GET | `/status` (and `/`, redirected) | the status page: [`status_page`] |
 //! | GET | `/healthz` | liveness: the process answers |
 //! | GET | `/readyz` | readiness: bound, configured, not shutting down |
 //! | GET | `/backends` | every group and backend with state, reason, checks, counters |
@@ -26,6 +27,7 @@ pub mod error;
 pub mod guard;
 pub mod rate_limits;
 pub mod state_file;
+pub mod status_page;
 
 pub use error::AdminError;
 
@@ -166,6 +168,8 @@ async fn route(
                 &serde_json::json!({"ready": false}),
             )
         }),
+        (&Method::GET, ["status"]) => Ok(status_page::page()),
+        (&Method::GET, [""]) => Ok(status_page::redirect()),
         (&Method::GET, ["backends"]) => Ok(json(StatusCode::OK, &list(&shared.state.load()))),
         (&Method::GET, ["rate_limits"]) => Ok(json(
             StatusCode::OK,
@@ -243,7 +247,7 @@ async fn route(
             path,
             hint: "; use POST (or GET, as the classic registration clients do)",
         }),
-        (_, ["healthz" | "readyz" | "backends" | "rate_limits" | "reload"])
+        (_, ["healthz" | "readyz" | "backends" | "rate_limits" | "reload" | "status" | ""])
         | (_, ["backends", _] | ["backends", _, "drain"]) => Err(AdminError::MethodNotAllowed {
             method,
             path,

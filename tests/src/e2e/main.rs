@@ -46,6 +46,7 @@ mod retry;
 mod routing;
 mod slow_client;
 mod smuggling;
+mod status_page;
 mod sticky;
 mod streaming;
 mod timeouts;

@@ -2,6 +2,7 @@
 //! with a deadline ([`eventually`]) and every network step is bounded
 //! ([`within`]), so a broken proxy fails a test instead of hanging the suite.
 
+pub mod browser;
 pub mod certs;
 pub mod client;
 pub mod control;
