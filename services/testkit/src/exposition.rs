@@ -109,7 +109,11 @@ fn sample(line: &str) -> Result<Sample, String> {
         "-Inf" => f64::NEG_INFINITY,
         v => v.parse().map_err(|_| bad())?,
     };
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
         return Err(bad());
     }
     Ok(Sample {

@@ -11,7 +11,10 @@ const ROUTES: [&str; 2] = ["entry", "stats"];
 fn scrape(registry: &Registry) -> Exposition {
     let reply: http::Response<String> = response(registry);
     assert_eq!(reply.status(), StatusCode::OK);
-    assert_eq!(reply.headers()[http::header::CONTENT_TYPE], super::CONTENT_TYPE);
+    assert_eq!(
+        reply.headers()[http::header::CONTENT_TYPE],
+        super::CONTENT_TYPE
+    );
     Exposition::parse(reply.body()).expect("the exposition parses")
 }
 
@@ -62,7 +65,10 @@ fn unknown_routes_and_methods_share_fixed_series() {
     let count = "http_request_duration_seconds_count";
     assert_eq!(e.count(count), 1);
     assert_eq!(
-        e.sum(count, &[("method", "other"), ("route", UNMATCHED), ("status", "4xx")]),
+        e.sum(
+            count,
+            &[("method", "other"), ("route", UNMATCHED), ("status", "4xx")]
+        ),
         Some(1000.0)
     );
 }
