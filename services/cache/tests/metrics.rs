@@ -92,19 +92,7 @@ async fn requests_hits_misses_entries_and_bytes_match_what_was_sent() {
 
 #[tokio::test]
 async fn evictions_are_the_stores_own_count() {
-    let c = Cache::start(Config {
-        max_bytes: 64 * 1024,
-        max_entry_bytes: 8 * 1024,
-        ..Config::default()
-    })
-    .await;
-    let body = vec![b'x'; 4096];
-    for i in 0..64 {
-        let stored = c
-            .put(&format!("/?key=k{i}"), 3600, "text/plain", &body)
-            .await;
-        assert_eq!(stored.status, 200);
-    }
+    let c = support::filled_past_the_bound().await;
     let stats = c.stats().await;
     let e = scrape(&c).await;
     let evicted = e.value("cache_evictions_total").unwrap();
@@ -112,7 +100,7 @@ async fn evictions_are_the_stores_own_count() {
     assert!(evicted >= stats["evictions"].as_f64().unwrap());
     assert_eq!(
         e.value("cache_entries").unwrap() + evicted,
-        64.0,
+        support::FILL_PUTS as f64,
         "every put is either there or was evicted"
     );
     c.stop().await.unwrap();

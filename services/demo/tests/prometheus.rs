@@ -11,12 +11,14 @@
 //! `targets` (with `assert_up: false` while its `/metrics` is not there
 //! yet, as for the proxy's admin listener).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sluice_demo::{Options, Stack};
+use sluice_demo::Stack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Set to `1` to let the test pass (loudly) without a `prometheus` binary.
@@ -233,22 +235,9 @@ async fn a_real_prometheus_scrapes_every_service_and_answers_promql() {
              (or set {ALLOW_SKIP}=1 to skip this test)"
         );
     };
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_max_level(tracing::Level::WARN)
-        .try_init();
+    support::show_warnings();
     let dir = tempfile::tempdir().unwrap();
-    let options = Options {
-        listen: ([127, 0, 0, 1], 0).into(),
-        admin: ([127, 0, 0, 1], 0).into(),
-        admin_token: None,
-        data: dir.path().join("data"),
-        replicas: 2,
-        database: None,
-        sessions: sluice_app::SharedStore::Sql,
-        store: sluice_cache::StoreConfig::Memory,
-        job_interval: Duration::from_secs(60),
-    };
+    let options = support::options(dir.path().join("data"));
     let stack = Stack::start(&options).await.expect("stack starts");
 
     let targets = [
