@@ -85,3 +85,29 @@ fn statuses_past_599_count_as_5xx() {
     assert_eq!(e.sum(count, &[("status", "5xx")]), Some(1.0));
     assert_eq!(e.sum(count, &[("status", "1xx")]), Some(1.0));
 }
+
+#[test]
+fn buckets_are_cumulative_and_the_sum_is_the_total_time() {
+    let mut registry = Registry::default();
+    let metrics = HttpMetrics::register(&mut registry, &ROUTES);
+    // On a bound (counted in it), past the last bound (only +Inf), and a
+    // millisecond: 0.0025 + 60 + 0.001 seconds in all.
+    for elapsed in [
+        Duration::from_micros(2500),
+        Duration::from_secs(60),
+        Duration::from_millis(1),
+    ] {
+        metrics.observe(0, &Method::GET, StatusCode::OK, elapsed);
+    }
+    let e = scrape(&registry);
+    let bucket = |le| e.sum("http_request_duration_seconds_bucket", &[("le", le)]);
+    assert_eq!(bucket("0.0005"), Some(0.0));
+    assert_eq!(bucket("0.001"), Some(1.0));
+    assert_eq!(bucket("0.0025"), Some(2.0));
+    assert_eq!(bucket("10.0"), Some(2.0));
+    assert_eq!(bucket("+Inf"), Some(3.0));
+    assert_eq!(e.value("http_request_duration_seconds_count"), None);
+    assert_eq!(e.sum("http_request_duration_seconds_count", &[]), Some(3.0));
+    let sum = e.sum("http_request_duration_seconds_sum", &[]).unwrap();
+    assert!((sum - 60.0035).abs() < 1e-9, "{sum}");
+}
