@@ -10,6 +10,7 @@
 //! GET  /ping           liveness (the proxy's heartbeat)
 //! GET  /ready          database and cache reachable, not shutting down
 //! GET  /stats          counters, log shipping included
+//! GET  /metrics        Prometheus exposition (crate::stats lists the families)
 //! ```
 
 use std::sync::Arc;
@@ -58,7 +59,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if let Ok(id) = HeaderValue::from_str(&app.instance) {
         response.headers_mut().insert("x-instance-id", id);
     }
-    if !matches!(path.as_str(), "/ping" | "/ready" | "/stats") {
+    // Health checks and scrapes would drown the log service.
+    if !matches!(path.as_str(), "/ping" | "/ready" | "/stats" | "/metrics") {
         app.logs
             .info(format!("{method} {path} {}", response.status().as_u16()));
     }
@@ -98,7 +100,29 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiE
         ["ping"] => Ok(text(StatusCode::OK, "pong\n")),
         ["ready"] => Ok(ready(app).await),
         ["stats"] => Ok(json(StatusCode::OK, &stats(app))),
+        ["metrics"] => Ok(sluice_service_common::metrics::response(&app.metrics)),
         _ => Err(ApiError::NoRoute),
+    }
+}
+
+/// The request histogram's `route` names, in [`route_index`]'s order.
+pub const ROUTES: [&str; 8] = [
+    "root", "posts", "post", "login", "ping", "ready", "stats", "metrics",
+];
+
+/// The index in [`ROUTES`] of a path, as [`route`] splits it, whatever the
+/// method or the post id (past the end: unmatched).
+pub fn route_index(path: &str) -> usize {
+    let mut segments = path.trim_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some(""), None, _) => 0,
+        (Some("posts"), None, _) => 1,
+        (Some("posts"), Some(_), None) => 2,
+        (Some(name), None, _) => ROUTES[3..]
+            .iter()
+            .position(|r| *r == name)
+            .map_or(ROUTES.len(), |i| i + 3),
+        _ => ROUTES.len(),
     }
 }
 

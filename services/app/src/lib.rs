@@ -24,6 +24,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use sluice_service_common::HttpMetrics;
+use sluice_service_common::metrics::prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -65,6 +67,9 @@ pub struct App {
     pub leases: Leases,
     pub logs: LogShip,
     pub stats: Arc<Stats>,
+    /// `GET /metrics`: the request histogram and `stats`' counters. Filled
+    /// before the `App` is shared, only read after.
+    pub metrics: Registry,
     /// Set when shutdown begins: `/ready` answers 503 from then on.
     pub shutting_down: AtomicBool,
 }
@@ -116,6 +121,9 @@ pub async fn run(
         Store::Redis(url) => Leases::Redis(RedisLease(redis(url).await?)),
     };
     let stats = Arc::new(Stats::default());
+    let mut metrics = Registry::default();
+    let http = HttpMetrics::register(&mut metrics, &api::ROUTES);
+    stats.register(&mut metrics);
     let cache = config
         .cache
         .as_ref()
@@ -132,6 +140,7 @@ pub async fn run(
         leases,
         logs,
         stats,
+        metrics,
         shutting_down: AtomicBool::new(false),
     });
     tracing::info!(
@@ -149,6 +158,7 @@ pub async fn run(
         let app = Arc::clone(&app);
         move |request| api::handle(Arc::clone(&app), request)
     };
+    let handler = sluice_service_common::measured(handler, http, api::route_index);
     let mut stop = stop_rx.clone();
     let stopped = async move {
         let _ = stop.wait_for(|stop| *stop).await;

@@ -10,9 +10,9 @@
 //! | `POST /purge`                     | remove expired entries now; `{"purged":N}` |
 //! | `GET /stats`                      | JSON counters                          |
 //! | `GET /ping`, `GET /ready`         | liveness; readiness (503 if the store does not answer) |
+//! | `GET /metrics`                    | Prometheus exposition ([`crate::metrics`]) |
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use sluice_service_common::{BodyBudget, Reservation};
 
 use crate::error::ApiError;
+use crate::metrics::CacheMetrics;
 use crate::parse;
 use crate::store::{Entry, Store};
 
@@ -41,10 +42,9 @@ pub struct Api<S> {
     body_timeout: Duration,
     /// Bytes of entry bodies being received or stored right now.
     uploads: BodyBudget,
-    /// Reads answered from the store / not; this replica's own counts (with
-    /// Redis, the store's numbers are global but these are per replica).
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// Hits and misses (this replica's own counts: with Redis, the store's
+    /// numbers are global but these are per replica) and `GET /metrics`.
+    metrics: CacheMetrics,
 }
 
 #[derive(serde::Serialize)]
@@ -59,14 +59,13 @@ struct Stats {
 }
 
 impl<S: Store> Api<S> {
-    pub fn new(store: Arc<S>, limits: &crate::Config) -> Self {
+    pub fn new(store: Arc<S>, limits: &crate::Config, metrics: CacheMetrics) -> Self {
         Self {
             store,
             max_entry_bytes: limits.max_entry_bytes,
             body_timeout: limits.body_timeout,
             uploads: BodyBudget::new(limits.max_inflight_body_bytes),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -127,6 +126,10 @@ impl<S: Store> Api<S> {
                 "GET" | "HEAD" => Ok(self.ready().await),
                 _ => Err(ApiError::Method { allow: "GET, HEAD" }),
             },
+            "/metrics" => match method {
+                "GET" | "HEAD" => Ok(self.scrape().await),
+                _ => Err(ApiError::Method { allow: "GET, HEAD" }),
+            },
             _ => Err(ApiError::NoRoute),
         }
     }
@@ -134,10 +137,10 @@ impl<S: Store> Api<S> {
     async fn get(&self, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let key = parse::key(request.uri().query())?;
         let Some(entry) = self.store.get(&key).await? else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.metrics.misses.inc();
             return Err(ApiError::NotFound);
         };
-        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.metrics.hits.inc();
         let content_type = entry
             .content_type
             .unwrap_or(HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
@@ -194,11 +197,28 @@ impl<S: Store> Api<S> {
             store: self.store.kind(),
             entries: usage.entries,
             bytes: usage.bytes,
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self.metrics.hits.get(),
+            misses: self.metrics.misses.get(),
             evictions: usage.evictions,
             expirations: usage.expirations,
         }))
+    }
+
+    /// The store's numbers are read now (bounded by the readiness
+    /// timeout: a dead Redis makes `cache_store_up` 0, not a hung scrape).
+    async fn scrape(&self) -> Response<Body> {
+        let usage = match tokio::time::timeout(READY_TIMEOUT, self.store.usage()).await {
+            Ok(Ok(usage)) => Some(usage),
+            Ok(Err(error)) => {
+                tracing::debug!(
+                    error = &error as &dyn std::error::Error,
+                    "store usage for /metrics"
+                );
+                None
+            }
+            Err(_) => None,
+        };
+        self.metrics.scrape(usage)
     }
 
     async fn ready(&self) -> Response<Body> {

@@ -10,6 +10,7 @@
 //!     → store::Store ── memory (moka: byte bound, per-entry TTL, exact deadline)
 //!                    └─ redis  (SET … PX: shared by replicas, Redis owns the TTL)
 //! purge (background: removes expired entries only)
+//! metrics (`GET /metrics`: every request timed by route; store numbers read at scrape time)
 //! ```
 //!
 //! The binary (`main.rs`) only parses flags, binds, and calls [`run`]; tests
@@ -27,6 +28,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod memory;
+pub mod metrics;
 pub mod parse;
 pub mod purge;
 pub mod redis;
@@ -83,11 +85,14 @@ async fn serve_with<S: Store>(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let purger = purge::spawn(Arc::clone(&store), config.purge_interval, stop_rx);
-    let api = Arc::new(api::Api::new(store, config));
+    let metrics = metrics::CacheMetrics::new();
+    let http = Arc::clone(&metrics.http);
+    let api = Arc::new(api::Api::new(store, config, metrics));
     let handler = move |request| {
         let api = Arc::clone(&api);
         async move { api.handle(request).await }
     };
+    let handler = sluice_service_common::measured(handler, http, metrics::route);
     let limits = sluice_service_common::Limits {
         grace: DRAIN_GRACE,
         header_timeout: config.header_timeout,

@@ -198,19 +198,7 @@ async fn concurrent_writers_and_readers() {
 #[tokio::test]
 async fn memory_bound_evicts() {
     let max_bytes = 64 * 1024;
-    let c = Cache::start(Config {
-        max_bytes,
-        max_entry_bytes: 8 * 1024,
-        ..Config::default()
-    })
-    .await;
-    let body = vec![b'x'; 4096];
-    for i in 0..64 {
-        let stored = c
-            .put(&format!("/?key=k{i}"), 3600, "text/plain", &body)
-            .await;
-        assert_eq!(stored.status, 200);
-    }
+    let c = support::filled_past_the_bound().await;
     let stats = c.stats().await;
     assert!(stats["evictions"].as_u64().unwrap() > 0, "{stats}");
     assert!(stats["bytes"].as_u64().unwrap() <= max_bytes, "{stats}");

@@ -18,11 +18,13 @@
 pub mod binary;
 pub mod budget;
 pub mod duration;
+pub mod metrics;
 pub mod serve;
 pub mod signal;
 
 pub use binary::{EXIT_USAGE, LogFormat, Logging, Stream};
 pub use budget::{BodyBudget, Reservation};
 pub use duration::{DurationError, MAX_DURATION, parse_duration};
+pub use metrics::{HttpMetrics, measured};
 pub use serve::{Handler, Limits, serve, serve_with};
 pub use signal::shutdown_signal;

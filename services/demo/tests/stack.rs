@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use sluice_demo::{Options, Stack};
+mod support;
+
+use sluice_demo::Stack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -36,24 +38,9 @@ fn heartbeat_ok(backends: &str, replica: std::net::SocketAddr) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_demo_stack_serves_through_the_proxy_and_stops_cleanly() {
-    // Warnings and errors in the test's output: a replica that fails to
-    // start (it only logs) shows why when the wait below runs out.
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_max_level(tracing::Level::WARN)
-        .try_init();
+    support::show_warnings();
     let dir = tempfile::tempdir().unwrap();
-    let options = Options {
-        listen: ([127, 0, 0, 1], 0).into(),
-        admin: ([127, 0, 0, 1], 0).into(),
-        admin_token: None,
-        data: dir.path().to_owned(),
-        replicas: 2,
-        database: None,
-        sessions: sluice_app::SharedStore::Sql,
-        store: sluice_cache::StoreConfig::Memory,
-        job_interval: Duration::from_secs(60),
-    };
+    let options = support::options(dir.path().to_owned());
     let stack = Stack::start(&options).await.expect("stack starts");
     assert!(
         stack

@@ -8,6 +8,7 @@
 //! | `GET /ping`        | 200 always (liveness)                               |
 //! | `GET /ready`       | 200 once recovered and the WAL is writable, else 503|
 //! | `GET /stats`       | 200 counters                                        |
+//! | `GET /metrics`     | 200 Prometheus exposition ([`crate::stats`])        |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -35,6 +36,7 @@ pub enum Route {
     Ping,
     Ready,
     Stats,
+    Metrics,
 }
 
 impl Route {
@@ -45,6 +47,7 @@ impl Route {
             "/ping" => (Route::Ping, Method::GET),
             "/ready" => (Route::Ready, Method::GET),
             "/stats" => (Route::Stats, Method::GET),
+            "/metrics" => (Route::Metrics, Method::GET),
             _ => return Err(Error::NotFound),
         };
         if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {
@@ -70,6 +73,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         Ok(Route::Ping) => Ok(text(StatusCode::OK, "pong\n")),
         Ok(Route::Ready) => Ok(ready(&app)),
         Ok(Route::Stats) => Ok(stats(&app)),
+        Ok(Route::Metrics) => Ok(metrics(&app)),
         Err(e) => Err(e),
     };
     result.unwrap_or_else(|e| error_response(&app, &e))
@@ -196,6 +200,32 @@ fn ready(app: &App) -> Response<Body> {
         Err(Unavailable::WalFailed) => text(StatusCode::SERVICE_UNAVAILABLE, "wal failed\n"),
         Err(Unavailable::ShuttingDown) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
     }
+}
+
+/// The request histogram's `route` names, in [`route_index`]'s order.
+pub const ROUTES: [&str; 6] = ["ingest", "logs", "ping", "ready", "stats", "metrics"];
+
+/// The index in [`ROUTES`] of a path, whatever the method (past the end:
+/// unmatched).
+pub fn route_index(path: &str) -> usize {
+    match path {
+        "/" => 0,
+        "/logs" => 1,
+        "/ping" => 2,
+        "/ready" => 3,
+        "/stats" => 4,
+        "/metrics" => 5,
+        _ => ROUTES.len(),
+    }
+}
+
+fn metrics(app: &App) -> Response<Body> {
+    let (buffered, buffered_bytes) = {
+        let p = app.pending.lock();
+        (p.buffer.len(), p.buffer.bytes())
+    };
+    app.stats.set_buffer(buffered, buffered_bytes);
+    sluice_service_common::metrics::response(&app.metrics)
 }
 
 fn stats(app: &App) -> Response<Body> {

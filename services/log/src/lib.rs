@@ -66,7 +66,8 @@ use std::thread;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use sluice_service_common::Limits;
+use sluice_service_common::metrics::prometheus_client::registry::Registry;
+use sluice_service_common::{HttpMetrics, Limits};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
@@ -104,6 +105,9 @@ pub struct App {
     uploads: sluice_service_common::BodyBudget,
     pending: SharedPending,
     stats: Arc<Stats>,
+    /// `GET /metrics`: the request histogram and `stats`' families.
+    /// Filled before the `App` is shared, only read after.
+    metrics: Registry,
     /// Set once recovery has finished.
     wal: OnceLock<WalHandle>,
     /// Recovery finished and not shutting down.
@@ -255,6 +259,10 @@ pub async fn run(
         Ok(addr) => tracing::info!(%addr, "listening"),
         Err(error) => tracing::warn!(%error, "no local address"),
     }
+    let stats = Arc::new(Stats::default());
+    let mut metrics = Registry::default();
+    let http = HttpMetrics::register(&mut metrics, &api::ROUTES);
+    stats.register(&mut metrics);
     let app = Arc::new(App {
         pending: Arc::new(Mutex::new(Pending {
             buffer: ReorderBuffer::new(config.reorder_window)
@@ -264,7 +272,8 @@ pub async fn run(
         })),
         uploads: sluice_service_common::BodyBudget::new(config.max_inflight_body_bytes),
         config,
-        stats: Arc::new(Stats::default()),
+        stats,
+        metrics,
         wal: OnceLock::new(),
         ready: AtomicBool::new(false),
         wal_failed: Arc::new(AtomicBool::new(false)),
@@ -300,6 +309,7 @@ pub async fn run(
         let app = app.clone();
         move |req| api::handle(app.clone(), req)
     };
+    let handler = sluice_service_common::measured(handler, http, api::route_index);
     let limits = Limits {
         grace: SHUTDOWN_GRACE,
         header_timeout: app.config.header_timeout,

@@ -295,6 +295,8 @@ pub struct WalWriter {
     segment_limit: u64,
     segments: Segments,
     buf: Vec<u8>,
+    /// The last fsync's duration, for `log_fsync_duration_seconds`.
+    last_fsync: std::time::Duration,
 }
 
 impl WalWriter {
@@ -314,6 +316,7 @@ impl WalWriter {
             segment_limit,
             segments,
             buf: Vec::new(),
+            last_fsync: std::time::Duration::ZERO,
         })
     }
 
@@ -331,6 +334,11 @@ impl WalWriter {
             segs.push(first);
         }
         Ok(file)
+    }
+
+    /// How long the last [`append`](Self::append)'s fsync took.
+    pub fn last_fsync(&self) -> std::time::Duration {
+        self.last_fsync
     }
 
     /// One past the last seq handed out.
@@ -355,7 +363,9 @@ impl WalWriter {
             seq += batch.len() as u64;
         }
         self.file.write_all(&self.buf)?;
+        let started = std::time::Instant::now();
         self.file.sync_data()?;
+        self.last_fsync = started.elapsed();
         self.len += self.buf.len() as u64;
         self.next_seq = seq;
         Ok(ranges)
@@ -459,6 +469,7 @@ pub fn spawn_writer(
                         stats.record_commit(
                             group.len(),
                             ranges.iter().map(|r| r.end - r.start).sum(),
+                            writer.last_fsync(),
                         );
                         let mut committed = Vec::new();
                         let mut replies = Vec::with_capacity(group.len());

@@ -1,4 +1,6 @@
 //! What two or more services' test suites share: real servers started on a
-//! free loopback port for one test and stopped after it. Dev-dependency only.
+//! free loopback port for one test and stopped after it, and a parser of
+//! the services' `GET /metrics`. Dev-dependency only.
 
+pub mod exposition;
 pub mod redis_server;

@@ -10,6 +10,7 @@ mod consistency;
 mod jobs;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod postgres_path;
 mod redis_path;
 mod sessions;

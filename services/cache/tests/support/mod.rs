@@ -188,6 +188,28 @@ pub fn encode_key(key: &[u8]) -> String {
         .collect()
 }
 
+/// How many 4 KiB entries [`filled_past_the_bound`] puts.
+pub const FILL_PUTS: usize = 64;
+
+/// A memory cache bounded at 64 KiB after [`FILL_PUTS`] puts of 4 KiB
+/// (256 KiB in all, each answered 200): past the bound, so it has evicted.
+pub async fn filled_past_the_bound() -> Cache {
+    let c = Cache::start(Config {
+        max_bytes: 64 * 1024,
+        max_entry_bytes: 8 * 1024,
+        ..Config::default()
+    })
+    .await;
+    let body = vec![b'x'; 4096];
+    for i in 0..FILL_PUTS {
+        let stored = c
+            .put(&format!("/?key=k{i}"), 3600, "text/plain", &body)
+            .await;
+        assert_eq!(stored.status, 200);
+    }
+    c
+}
+
 /// Many writers replace one key while many readers read it: every read is a
 /// miss or exactly one of the written values (never a torn or mixed body,
 /// never another content type), and the final value is one of them.
