@@ -93,6 +93,13 @@ impl Server {
         config: &Config,
         resolver: Arc<dyn upstream::discovery::Resolver>,
     ) -> io::Result<Server> {
+        // The default instance id names the first listener's bound port.
+        let mut config = std::borrow::Cow::Borrowed(config);
+        if config.instance_id.is_none() {
+            let port = bound.addrs().first().map_or(0, |a| a.0.port());
+            config.to_mut().instance_id = Some(state::default_instance_id(port));
+        }
+        let config = &*config;
         let shared = Arc::new(Shared::new(State::new(config, None)?, resolver));
         let mut bound = bound;
         let listeners = std::mem::take(&mut bound.listeners);

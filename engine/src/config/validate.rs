@@ -247,6 +247,7 @@ impl Validator<'_> {
             })?,
         };
 
+        let (instance_id, instance_header) = self.instance(f.instance_id, f.instance_header)?;
         Ok(Config {
             workers,
             runtime,
@@ -262,7 +263,9 @@ impl Validator<'_> {
             },
             routes,
             upstreams,
-            access_log: f.access_log,
+            access_log: self.access_log(f.access_log)?,
+            instance_id,
+            instance_header,
             admin,
             compression: self.compression(f.compression)?,
             global_limits: f.global_limits.map(|g| self.global_limits(g)).transpose()?,
@@ -521,6 +524,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+mod access_log;
 mod admin;
 mod health;
 mod limits;

@@ -497,4 +497,5 @@ fn a_weight_past_the_cap_names_its_backend() {
     );
 }
 
+mod access_log;
 mod admin;
