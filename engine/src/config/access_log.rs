@@ -12,11 +12,36 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// `access_log = true|false` or an `[access_log]` table.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum AccessLogFile {
     Switch(bool),
     Table(AccessLogTable),
+}
+
+/// By hand, not `untagged`: the table is read from the TOML deserializer
+/// itself, so its `Spanned` values keep their place in the file and its
+/// errors name their key.
+impl<'de> Deserialize<'de> for AccessLogFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AccessLogFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or an [access_log] table")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<AccessLogFile, E> {
+                Ok(AccessLogFile::Switch(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<AccessLogFile, A::Error> {
+                AccessLogTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(AccessLogFile::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
