@@ -218,6 +218,11 @@ impl Server {
         for w in self.workers {
             let _ = w.await;
         }
+        // The last requests' lines, before the process exits.
+        let log = self.shared.state.load().access_log.clone();
+        if let Some(log) = log {
+            log.written(std::time::Duration::from_secs(2)).await;
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::config::{AccessLogConfig, LogFormat};
 use crate::state::State;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -80,12 +80,8 @@ pub struct AccessLog {
     settings: AccessLogConfig,
     instance: Arc<str>,
     lines: SyncSender<String>,
-    /// Asks the writer to reopen its file (logrotate).
-    ///
-    /// # Concurrency
-    /// Set by a reload, taken (`swap`) by the writer: `Relaxed`, it only
-    /// has to be seen eventually, and carries no other data.
-    reopen: Arc<AtomicBool>,
+    /// The writer's reopen request and idle count.
+    flags: Arc<log_writer::Flags>,
     ship: Option<SyncSender<(SystemTime, String)>>,
     pub counters: Arc<Counters>,
 }
@@ -114,9 +110,9 @@ impl AccessLog {
             return p.clone();
         }
         let counters = previous.map(|p| p.counters.clone()).unwrap_or_default();
-        let reopen = Arc::new(AtomicBool::new(false));
+        let flags = Arc::new(log_writer::Flags::default());
         let (lines, rx) = mpsc::sync_channel(settings.queue);
-        log_writer::spawn(rx, open, reopen.clone(), counters.clone());
+        log_writer::spawn(rx, open, flags.clone(), counters.clone());
         let ship = settings.ship.as_ref().map(|s| {
             let (tx, rx) = mpsc::sync_channel(s.queue);
             let source = s.source.clone().unwrap_or_else(|| instance.to_string());
@@ -127,7 +123,7 @@ impl AccessLog {
             settings: settings.clone(),
             instance: instance.clone(),
             lines,
-            reopen,
+            flags,
             ship,
             counters,
         })
@@ -172,7 +168,20 @@ impl AccessLog {
 
     /// Asks the writer to reopen its file (after logrotate moved it).
     pub fn reopen(&self) {
-        self.reopen.store(true, Ordering::Relaxed);
+        self.flags.reopen.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits, at most `limit`, until the writer has been idle once since
+    /// now: called after the workers stopped, so that the lines of the
+    /// last requests are in the file before the process exits.
+    pub async fn written(&self, limit: std::time::Duration) {
+        let start = self.flags.idle.load(Ordering::Relaxed);
+        let _ = tokio::time::timeout(limit, async {
+            while self.flags.idle.load(Ordering::Relaxed) == start {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
     }
 }
 

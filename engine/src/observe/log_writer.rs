@@ -9,7 +9,7 @@ use super::access_log::Counters;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -41,41 +41,97 @@ pub fn opener(path: Option<PathBuf>) -> Open {
 
 /// Starts the writer on a thread of its own. If no thread can be made,
 /// the queue's receiver is dropped and every line counts as dropped.
-pub fn spawn(rx: Receiver<String>, open: Open, reopen: Arc<AtomicBool>, counters: Arc<Counters>) {
+pub fn spawn(rx: Receiver<String>, open: Open, flags: Arc<Flags>, counters: Arc<Counters>) {
     let spawned = std::thread::Builder::new()
         .name("sluice-access-log".into())
-        .spawn(move || run(rx, open, &reopen, &counters));
+        .spawn(move || run(rx, open, &flags, &counters));
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the access log writer; lines are dropped");
     }
 }
 
-/// The writer's loop, until every sender is gone and the queue is empty.
-pub fn run(rx: Receiver<String>, mut open: Open, reopen: &AtomicBool, counters: &Counters) {
-    let mut out: Option<BufWriter<Box<dyn Write + Send>>> = None;
-    let mut open_at = Instant::now();
-    loop {
-        if reopen.swap(false, Ordering::Relaxed) {
+/// What the rest of the proxy tells the writer, and sees of it.
+#[derive(Debug, Default)]
+pub struct Flags {
+    /// Asks the writer to reopen its file (logrotate).
+    ///
+    /// # Concurrency
+    /// Set by a reload, taken (`swap`) by the writer: `Relaxed`, it only
+    /// has to be seen eventually, and carries no other data.
+    pub reopen: AtomicBool,
+    /// Times the writer found the queue empty for a whole [`FLUSH_EVERY`]
+    /// with everything before flushed: a shutdown that sees it move knows
+    /// the lines of finished requests are written.
+    ///
+    /// # Concurrency
+    /// Added to by the writer, read by the shutdown: `Relaxed` counts.
+    pub idle: AtomicU64,
+}
+
+/// The destination: open, or when to try again.
+struct Dest {
+    open: Open,
+    out: Option<BufWriter<Box<dyn Write + Send>>>,
+    open_at: Instant,
+}
+
+impl Dest {
+    /// Reopens if asked, then opens if nothing is open and it is time.
+    fn ensure(&mut self, flags: &Flags) {
+        if flags.reopen.swap(false, Ordering::Relaxed) {
             // Flushed before closing: nothing is lost by a reopen.
-            if let Some(mut w) = out.take() {
+            if let Some(mut w) = self.out.take() {
                 let _ = w.flush();
             }
-            open_at = Instant::now();
+            self.open_at = Instant::now();
         }
-        if out.is_none() && Instant::now() >= open_at {
-            match open() {
-                Ok(w) => out = Some(BufWriter::with_capacity(64 << 10, w)),
+        if self.out.is_none() && Instant::now() >= self.open_at {
+            match (self.open)() {
+                Ok(w) => self.out = Some(BufWriter::with_capacity(64 << 10, w)),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot open the access log; its lines are lost until it opens");
-                    open_at = Instant::now() + RETRY_OPEN;
+                    self.open_at = Instant::now() + RETRY_OPEN;
                 }
             }
         }
+    }
+
+    /// Writes and flushes `batch`; `false` when it is lost.
+    fn write(&mut self, batch: &[String]) -> bool {
+        let ok = self.out.as_mut().is_some_and(|w| {
+            batch
+                .iter()
+                .try_for_each(|l| w.write_all(l.as_bytes()))
+                .and_then(|()| w.flush())
+                .is_ok()
+        });
+        if !ok && self.out.take().is_some() {
+            tracing::error!("access log write failed; opening it again in a second");
+            self.open_at = Instant::now() + RETRY_OPEN;
+        }
+        ok
+    }
+}
+
+/// The writer's loop, until every sender is gone and the queue is empty.
+pub fn run(rx: Receiver<String>, open: Open, flags: &Flags, counters: &Counters) {
+    let mut dest = Dest {
+        open,
+        out: None,
+        open_at: Instant::now(),
+    };
+    loop {
+        // Before the first wait too: a destination that blocks on open
+        // (a FIFO with no reader) takes nothing off the queue.
+        dest.ensure(flags);
         let first = match rx.recv_timeout(FLUSH_EVERY) {
             Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Timeout) => {
+                flags.idle.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             Err(RecvTimeoutError::Disconnected) => {
-                if let Some(mut w) = out.take() {
+                if let Some(mut w) = dest.out.take() {
                     let _ = w.flush();
                 }
                 return;
@@ -88,22 +144,13 @@ pub fn run(rx: Receiver<String>, mut open: Open, reopen: &AtomicBool, counters: 
                 Err(_) => break,
             }
         }
+        // A reopen asked while this thread waited applies to this batch.
+        dest.ensure(flags);
         let n = batch.len() as u64;
-        let written = out.as_mut().is_some_and(|w| {
-            batch
-                .iter()
-                .try_for_each(|l| w.write_all(l.as_bytes()))
-                .and_then(|()| w.flush())
-                .is_ok()
-        });
-        if written {
+        if dest.write(&batch) {
             counters.written.fetch_add(n, Ordering::Relaxed);
         } else {
             counters.write_errors.fetch_add(n, Ordering::Relaxed);
-            if out.take().is_some() {
-                tracing::error!("access log write failed; reopening it");
-                open_at = Instant::now() + RETRY_OPEN;
-            }
         }
     }
 }
