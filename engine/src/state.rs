@@ -5,12 +5,12 @@
 
 use crate::addr::OwnAddrs;
 use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
+use crate::observe::access_log::AccessLog;
 use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::route::Router;
 use crate::upstream::Group;
 use crate::upstream::discovery::Resolver;
 use arc_swap::ArcSwap;
-use crate::observe::access_log::AccessLog;
 use http::{HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +58,9 @@ impl State {
         let instance: Arc<str> = match (&config.instance_id, previous) {
             (Some(id), _) => id.as_str().into(),
             (None, Some(p)) => p.instance.clone(),
-            (None, None) => default_instance_id(config.listeners.first().map_or(0, |l| l.address.port())).into(),
+            (None, None) => {
+                default_instance_id(config.listeners.first().map_or(0, |l| l.address.port())).into()
+            }
         };
         let instance_header = match &config.instance_header {
             Some(name) => Some((
@@ -68,9 +70,10 @@ impl State {
             )),
             None => None,
         };
-        let access_log = config.access_log.as_ref().map(|a| {
-            AccessLog::start(a, &instance, previous.and_then(|p| p.access_log.as_ref()))
-        });
+        let access_log = config
+            .access_log
+            .as_ref()
+            .map(|a| AccessLog::start(a, &instance, previous.and_then(|p| p.access_log.as_ref())));
         Ok(State {
             router: Router::new(&config.routes),
             groups,

@@ -15,7 +15,8 @@ use toml::Spanned;
 #[derive(Debug)]
 pub enum AccessLogFile {
     Switch(bool),
-    Table(AccessLogTable),
+    /// Boxed: large, and read once.
+    Table(Box<AccessLogTable>),
 }
 
 /// By hand, not `untagged`: the table is read from the TOML deserializer
@@ -37,7 +38,7 @@ impl<'de> Deserialize<'de> for AccessLogFile {
                 map: A,
             ) -> Result<AccessLogFile, A::Error> {
                 AccessLogTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(AccessLogFile::Table)
+                    .map(|t| AccessLogFile::Table(Box::new(t)))
             }
         }
         d.deserialize_any(V)
@@ -130,4 +131,3 @@ pub fn instance_id_ok(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b';'))
 }
-

@@ -86,7 +86,13 @@ pub fn combined(e: &Exchange, instance: &str) -> String {
     escape(&mut s, e.method.as_str().as_bytes());
     s.push(' ');
     escape(&mut s, target(e).as_bytes());
-    let _ = write!(s, " {}\" {} {} \"", protocol(e.version), e.status, e.bytes_out);
+    let _ = write!(
+        s,
+        " {}\" {} {} \"",
+        protocol(e.version),
+        e.status,
+        e.bytes_out
+    );
     quoted_or_dash(&mut s, e.referer.as_ref());
     s.push_str("\" \"");
     quoted_or_dash(&mut s, e.user_agent.as_ref());

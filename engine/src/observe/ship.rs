@@ -122,7 +122,10 @@ pub fn run(
                     backoff = MIN_BACKOFF;
                 }
                 Err(e) => {
-                    counters.drop_one(&counters.ship_failures, "access log shipping failed; retrying");
+                    counters.drop_one(
+                        &counters.ship_failures,
+                        "access log shipping failed; retrying",
+                    );
                     tracing::debug!(error = %e, "access log POST failed");
                     retry_at = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);

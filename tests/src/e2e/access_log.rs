@@ -118,7 +118,10 @@ async fn json_lines_match_the_requests_field_by_field() {
         assert!(v["upstream_header_ms"].is_number(), "{v}");
         assert!(v["upstream_connect_ms"].is_number(), "{v}");
         let t = v["time"].as_str().unwrap();
-        assert!(t.len() == 24 && t.ends_with('Z') && &t[19..20] == ".", "{t}");
+        assert!(
+            t.len() == 24 && t.ends_with('Z') && &t[19..20] == ".",
+            "{t}"
+        );
     }
     assert_eq!(v[0]["request_id"], "req-1");
     assert_eq!(v[0]["user_agent"], "t/1");
@@ -192,7 +195,7 @@ async fn retries_and_error_reasons_are_in_the_line() {
 fn parse_combined(line: &str) -> (Vec<String>, Vec<(String, String)>) {
     let mut rest = line;
     let mut fields = Vec::new();
-    let mut take = |rest: &mut &str| -> String {
+    let take = |rest: &mut &str| -> String {
         *rest = rest.trim_start_matches(' ');
         let (open, close) = match rest.as_bytes()[0] {
             b'"' => ("\"", '"'),
@@ -234,7 +237,9 @@ async fn combined_lines_parse_and_client_bytes_cannot_forge_fields() {
     // Quotes, a backslash, a tab and a non-ASCII byte, shaped to end the
     // field early and add a status and a second line's worth of fields.
     let mut raw = b"GET /c?q=1 HTTP/1.1\r\nHost: c.test\r\nReferer: http://r/\\x\r\n".to_vec();
-    raw.extend_from_slice(b"User-Agent: ua\" 500 0 \"-\" \"x\" rt=9\tok\xff\r\nX-Request-Id: c-1\r\n\r\n");
+    raw.extend_from_slice(
+        b"User-Agent: ua\" 500 0 \"-\" \"x\" rt=9\tok\xff\r\nX-Request-Id: c-1\r\n\r\n",
+    );
     let mut conn = RawConn::connect(proxy.addr()).await;
     conn.send(&raw).await;
     let r = conn.read_response().await;
@@ -249,13 +254,26 @@ async fn combined_lines_parse_and_client_bytes_cannot_forge_fields() {
     assert_eq!(f[5], "200");
     assert_eq!(f[6], "5");
     assert_eq!(f[7], "http://r/\\x5Cx");
-    assert_eq!(f[8], "ua\\x22 500 0 \\x22-\\x22 \\x22x\\x22 rt=9\\x09ok\\xFF");
+    assert_eq!(
+        f[8],
+        "ua\\x22 500 0 \\x22-\\x22 \\x22x\\x22 rt=9\\x09ok\\xFF"
+    );
     let keys: Vec<&str> = extras.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         keys,
         [
-            "host", "request_id", "rt", "upstream", "uct", "uht", "retries", "error", "bytes_in",
-            "completed", "route", "instance"
+            "host",
+            "request_id",
+            "rt",
+            "upstream",
+            "uct",
+            "uht",
+            "retries",
+            "error",
+            "bytes_in",
+            "completed",
+            "route",
+            "instance"
         ],
         "{}",
         l[0]
@@ -264,7 +282,10 @@ async fn combined_lines_parse_and_client_bytes_cannot_forge_fields() {
     assert_eq!(get("host"), "c.test");
     assert_eq!(get("request_id"), "c-1");
     assert_eq!(get("upstream"), origin.addr().to_string());
-    assert_eq!((get("retries"), get("error"), get("bytes_in")), ("0", "-", "0"));
+    assert_eq!(
+        (get("retries"), get("error"), get("bytes_in")),
+        ("0", "-", "0")
+    );
     assert_eq!((get("completed"), get("route")), ("1", "0"));
     assert_eq!(get("instance"), r.header("x-sluice-instance").unwrap());
     for k in ["rt", "uct", "uht"] {
@@ -277,7 +298,10 @@ async fn combined_lines_parse_and_client_bytes_cannot_forge_fields() {
 async fn a_blocked_writer_drops_and_counts_exactly_and_requests_complete() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(made.success());
     let origin = Origin::http1()
         .route("/", reply::text(200, "ok"))
@@ -303,7 +327,11 @@ async fn a_blocked_writer_drops_and_counts_exactly_and_requests_complete() {
     })
     .await;
     let c = counters(&proxy).await;
-    assert_eq!((c["dropped"].as_u64(), c["written"].as_u64()), (Some(16), Some(0)), "{c}");
+    assert_eq!(
+        (c["dropped"].as_u64(), c["written"].as_u64()),
+        (Some(16), Some(0)),
+        "{c}"
+    );
 
     // A reader comes: the 4 queued lines arrive, the first 4 requests'.
     let read = std::thread::spawn(move || {
@@ -316,7 +344,12 @@ async fn a_blocked_writer_drops_and_counts_exactly_and_requests_complete() {
         .unwrap();
     let mut paths: Vec<String> = got
         .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["path"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     paths.sort();
     assert_eq!(paths, ["/0", "/1", "/2", "/3"]);
@@ -391,18 +424,27 @@ async fn a_reload_reopens_the_file_logrotate_moved() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    eventually("every line written", || lines(&moved).len() + lines(&log).len() == sent).await;
+    eventually("every line written", || {
+        lines(&moved).len() + lines(&log).len() == sent
+    })
+    .await;
     let n = |l: &String| -> usize {
         let v: Value = serde_json::from_str(l).unwrap();
         v["path"].as_str().unwrap()[1..].parse().unwrap()
     };
-    let (old, new): (Vec<usize>, Vec<usize>) =
-        (lines(&moved).iter().map(n).collect(), lines(&log).iter().map(n).collect());
+    let (old, new): (Vec<usize>, Vec<usize>) = (
+        lines(&moved).iter().map(n).collect(),
+        lines(&log).iter().map(n).collect(),
+    );
     assert!(old.contains(&0) && old.contains(&1), "{old:?}");
     assert!(!new.is_empty());
     let mut all: Vec<usize> = old.iter().chain(&new).copied().collect();
     all.sort_unstable();
-    assert_eq!(all, (0..sent).collect::<Vec<_>>(), "old {old:?} new {new:?}");
+    assert_eq!(
+        all,
+        (0..sent).collect::<Vec<_>>(),
+        "old {old:?} new {new:?}"
+    );
     let c = counters(&proxy).await;
     assert_eq!(c["dropped"].as_u64(), Some(0));
     assert_eq!(c["write_errors"].as_u64(), Some(0));
@@ -480,12 +522,18 @@ async fn entries_reach_the_log_service_in_order_with_their_request_ids() {
     // One connection: each request starts after the one before has ended.
     let mut conn = RawConn::connect(proxy.addr()).await;
     for id in &ids {
-        conn.send(format!("GET /s HTTP/1.1\r\nHost: s.test\r\nX-Request-Id: {id}\r\n\r\n").as_bytes())
-            .await;
+        conn.send(
+            format!("GET /s HTTP/1.1\r\nHost: s.test\r\nX-Request-Id: {id}\r\n\r\n").as_bytes(),
+        )
+        .await;
         assert_eq!(conn.read_response().await.status, 200);
     }
     let query = || async {
-        let r = send(log_addr, "GET /logs HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n").await;
+        let r = send(
+            log_addr,
+            "GET /logs HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.head);
         serde_json::from_slice::<Vec<Value>>(&r.body).unwrap()
     };
@@ -535,7 +583,11 @@ async fn a_dead_log_service_costs_entries_not_requests() {
     let ship = shipping(&file, dead, 2, Duration::from_secs(600), 1);
     let proxy = Proxy::start(&logging(&[origin.addr()], ship)).await;
     for i in 0..10 {
-        let r = send(proxy.addr(), &format!("GET /{i} HTTP/1.1\r\nHost: d.test\r\n\r\n")).await;
+        let r = send(
+            proxy.addr(),
+            &format!("GET /{i} HTTP/1.1\r\nHost: d.test\r\n\r\n"),
+        )
+        .await;
         assert_eq!(r.status, 200);
     }
     eventually("8 entries dropped", || {

@@ -28,7 +28,12 @@ impl Validator<'_> {
                 "json" => LogFormat::Json,
                 "combined" => LogFormat::Combined,
                 other => {
-                    return Err(self.observe(v, "access_log.format", other, "expected json or combined"));
+                    return Err(self.observe(
+                        v,
+                        "access_log.format",
+                        other,
+                        "expected json or combined",
+                    ));
                 }
             },
         };
@@ -41,7 +46,13 @@ impl Validator<'_> {
         let log = AccessLogConfig {
             format,
             path,
-            queue: self.bounded(t.queue, "access_log.queue", 1, 1 << 24, defaults::ACCESS_LOG_QUEUE)?,
+            queue: self.bounded(
+                t.queue,
+                "access_log.queue",
+                1,
+                1 << 24,
+                defaults::ACCESS_LOG_QUEUE,
+            )?,
             ship: t.ship.map(|s| self.ship(s)).transpose()?,
         };
         Ok(enabled.then_some(log))
@@ -49,7 +60,14 @@ impl Validator<'_> {
 
     fn ship(&self, s: ShipFile) -> Result<ShipConfig, ConfigError> {
         let url = s.url.get_ref();
-        let bad = || self.observe(&s.url, "access_log.ship.url", url, "expected http://host:port/path");
+        let bad = || {
+            self.observe(
+                &s.url,
+                "access_log.ship.url",
+                url,
+                "expected http://host:port/path",
+            )
+        };
         let rest = url.strip_prefix("http://").ok_or_else(bad)?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -81,17 +99,40 @@ impl Validator<'_> {
         };
         let source = match s.source {
             Some(v) if !instance_id_ok(v.get_ref()) => {
-                return Err(self.observe(&v, "access_log.ship.source", v.get_ref(), "expected printable ASCII without quotes, backslash or ;"));
+                return Err(self.observe(
+                    &v,
+                    "access_log.ship.source",
+                    v.get_ref(),
+                    "expected printable ASCII without quotes, backslash or ;",
+                ));
             }
             v => v.map(Spanned::into_inner),
         };
         Ok(ShipConfig {
             authority: authority.to_owned(),
             path: path.to_owned(),
-            batch: self.bounded(s.batch, "access_log.ship.batch", 1, 10_000, defaults::SHIP_BATCH)?,
+            batch: self.bounded(
+                s.batch,
+                "access_log.ship.batch",
+                1,
+                10_000,
+                defaults::SHIP_BATCH,
+            )?,
             interval,
-            queue: self.bounded(s.queue, "access_log.ship.queue", 1, 1 << 24, defaults::ACCESS_LOG_QUEUE)?,
-            pending: self.bounded(s.pending, "access_log.ship.pending", 1, 1024, defaults::SHIP_PENDING)?,
+            queue: self.bounded(
+                s.queue,
+                "access_log.ship.queue",
+                1,
+                1 << 24,
+                defaults::ACCESS_LOG_QUEUE,
+            )?,
+            pending: self.bounded(
+                s.pending,
+                "access_log.ship.pending",
+                1,
+                1024,
+                defaults::SHIP_PENDING,
+            )?,
             source,
         })
     }
@@ -104,7 +145,12 @@ impl Validator<'_> {
     ) -> Result<(Option<String>, Option<HeaderName>), ConfigError> {
         let id = match id {
             Some(v) if !instance_id_ok(v.get_ref()) => {
-                return Err(self.observe(&v, "instance_id", v.get_ref(), "expected printable ASCII without quotes, backslash or ;"));
+                return Err(self.observe(
+                    &v,
+                    "instance_id",
+                    v.get_ref(),
+                    "expected printable ASCII without quotes, backslash or ;",
+                ));
             }
             v => v.map(Spanned::into_inner),
         };

@@ -84,7 +84,9 @@ fn a_blocked_writer_costs_lines_not_time_and_drops_are_counted_exactly() {
     assert_eq!(Counters::get(&log.counters.dropped), 6);
     assert_eq!(Counters::get(&log.counters.written), 0);
     release.send(()).unwrap();
-    wait_for("4 lines written", || Counters::get(&log.counters.written) == 4);
+    wait_for("4 lines written", || {
+        Counters::get(&log.counters.written) == 4
+    });
     let text = String::from_utf8(sink.0.lock().clone()).unwrap();
     assert_eq!(text.lines().count(), 4);
     for l in text.lines() {
