@@ -59,6 +59,21 @@ async fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     l
 }
 
+/// An origin answering every request `status` with `body`.
+async fn answering(status: u16, body: &'static str) -> Origin {
+    Origin::http1()
+        .route("/", reply::text(status, body))
+        .start()
+        .await
+}
+
+/// A temporary directory (removed when dropped) and a log file in it.
+fn log_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    (dir, path)
+}
+
 async fn counters(proxy: &Proxy) -> Value {
     let r = Admin::of(proxy.server()).get("/access_log").await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -67,12 +82,8 @@ async fn counters(proxy: &Proxy) -> Value {
 
 #[tokio::test]
 async fn json_lines_match_the_requests_field_by_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("access.log");
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "hello"))
-        .start()
-        .await;
+    let (_dir, path) = log_dir();
+    let origin = answering(200, "hello").await;
     let proxy = Proxy::start(&logging(&[origin.addr()], to_file(&path, LogFormat::Json))).await;
     let get = send(
         proxy.addr(),
@@ -129,16 +140,9 @@ async fn json_lines_match_the_requests_field_by_field() {
 
 #[tokio::test]
 async fn retries_and_error_reasons_are_in_the_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("access.log");
-    let down = Origin::http1()
-        .route("/", reply::text(503, "down"))
-        .start()
-        .await;
-    let up = Origin::http1()
-        .route("/", reply::text(200, "up"))
-        .start()
-        .await;
+    let (_dir, path) = log_dir();
+    let down = answering(503, "down").await;
+    let up = answering(200, "up").await;
     let mut c = logging(&[down.addr(), up.addr()], to_file(&path, LogFormat::Json));
     c.routes[0].retry = Some(Arc::new(RetryPolicy {
         attempts: 2,
@@ -174,8 +178,7 @@ async fn retries_and_error_reasons_are_in_the_line() {
         l.local_addr().unwrap()
     };
     for (backends, status) in [(vec![], 503), (vec![dead], 502)] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.log");
+        let (_dir, path) = log_dir();
         let proxy = Proxy::start(&logging(&backends, to_file(&path, LogFormat::Json))).await;
         let r = send(proxy.addr(), "GET /e HTTP/1.1\r\nHost: e.test\r\n\r\n").await;
         assert_eq!(r.status, status, "{}", r.head);
@@ -223,12 +226,8 @@ fn parse_combined(line: &str) -> (Vec<String>, Vec<(String, String)>) {
 
 #[tokio::test]
 async fn combined_lines_parse_and_client_bytes_cannot_forge_fields() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("access.log");
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "hello"))
-        .start()
-        .await;
+    let (_dir, path) = log_dir();
+    let origin = answering(200, "hello").await;
     let proxy = Proxy::start(&logging(
         &[origin.addr()],
         to_file(&path, LogFormat::Combined),
@@ -303,10 +302,7 @@ async fn a_blocked_writer_drops_and_counts_exactly_and_requests_complete() {
         .status()
         .unwrap();
     assert!(made.success());
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = answering(200, "ok").await;
     // A FIFO with no reader: the writer's open blocks, nothing is read
     // off the queue of 4.
     let mut log = to_file(&fifo, LogFormat::Json);
@@ -388,10 +384,7 @@ async fn a_reload_reopens_the_file_logrotate_moved() {
     let log = dir.path().join("access.log");
     let moved: PathBuf = dir.path().join("access.log.1");
     let conf = dir.path().join("sluice.toml");
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = answering(200, "ok").await;
     std::fs::write(&conf, reload_config(origin.addr(), &log)).unwrap();
     let proxy = Proxy::start(&sluice::Config::load(&conf).unwrap()).await;
     let get = |i: usize| {
@@ -453,10 +446,7 @@ async fn a_reload_reopens_the_file_logrotate_moved() {
 #[tokio::test]
 async fn each_instance_names_itself_on_answers_and_errors() {
     for id in ["alpha:1", "beta"] {
-        let origin = Origin::http1()
-            .route("/", reply::text(200, "ok"))
-            .start()
-            .await;
+        let origin = answering(200, "ok").await;
         for backends in [vec![origin.addr()], vec![]] {
             let mut c = config(&backends);
             c.instance_id = Some(id.to_owned());
@@ -509,10 +499,7 @@ async fn entries_reach_the_log_service_in_order_with_their_request_ids() {
             let _ = stopped.await;
         },
     ));
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = answering(200, "ok").await;
     let file = dir.path().join("access.log");
     let ship = shipping(&file, log_addr, 5, Duration::from_millis(50), 16);
     let mut c = logging(&[origin.addr()], ship);
@@ -571,15 +558,11 @@ async fn a_dead_log_service_costs_entries_not_requests() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = answering(200, "ok").await;
     // Batches of 2 (sealed only when full: the interval is long), one kept
     // for retry: of 10 entries, the last batch waits for the service and
     // the 8 before it are dropped, oldest first.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("access.log");
+    let (_dir, file) = log_dir();
     let ship = shipping(&file, dead, 2, Duration::from_secs(600), 1);
     let proxy = Proxy::start(&logging(&[origin.addr()], ship)).await;
     for i in 0..10 {
