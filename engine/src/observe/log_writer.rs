@@ -34,9 +34,24 @@ pub fn opener(path: Option<PathBuf>) -> Open {
                     .create(true)
                     .open(p)?,
             )),
-            None => Ok(Box::new(io::stdout())),
+            None => Ok(Box::new(Stdout)),
         }
     })
+}
+
+/// Stdout, each write whole under its lock: a batch of lines never
+/// interleaves with `tracing`'s own lines, which go to stdout too.
+struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::stdout().lock().write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().lock().flush()
+    }
 }
 
 /// Starts the writer on a thread of its own. If no thread can be made,

@@ -464,123 +464,73 @@ async fn each_instance_names_itself_on_answers_and_errors() {
     assert_eq!(r.header("x-sluice-instance"), None, "{}", r.head);
 }
 
-fn shipping(
-    file: &Path,
-    url_addr: SocketAddr,
-    batch: usize,
-    interval: Duration,
-    pending: usize,
-) -> AccessLogConfig {
-    AccessLogConfig {
-        path: Some(file.to_owned()),
-        ship: Some(ShipConfig {
-            authority: url_addr.to_string(),
-            path: "/".into(),
-            batch,
-            interval,
-            queue: 1000,
-            pending,
-            source: None,
-        }),
-        ..AccessLogConfig::default()
-    }
-}
-
+/// The real binary: `kill -HUP` (what logrotate's `postrotate` sends)
+/// reopens the file, and `--access-log` writes JSON lines to stdout.
 #[tokio::test]
-async fn entries_reach_the_log_service_in_order_with_their_request_ids() {
+async fn the_binary_reopens_on_sighup_and_logs_to_stdout_with_the_flag() {
+    use sluice_e2e::harness::process::{Sluice, signal};
     let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let log_addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(sluice_log::run(
-        listener,
-        sluice_log::Config::new(dir.path()),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (log, moved) = (
+        dir.path().join("access.log"),
+        dir.path().join("access.log.1"),
+    );
+    let conf = dir.path().join("sluice.toml");
     let origin = answering(200, "ok").await;
-    let file = dir.path().join("access.log");
-    let ship = shipping(&file, log_addr, 5, Duration::from_millis(50), 16);
-    let mut c = logging(&[origin.addr()], ship);
-    c.instance_id = Some("ship-1".into());
-    let proxy = Proxy::start(&c).await;
-    let ids: Vec<String> = (0..12).map(|i| format!("ship-{i:02}")).collect();
-    // One connection: each request starts after the one before has ended.
-    let mut conn = RawConn::connect(proxy.addr()).await;
-    for id in &ids {
-        conn.send(
-            format!("GET /s HTTP/1.1\r\nHost: s.test\r\nX-Request-Id: {id}\r\n\r\n").as_bytes(),
-        )
-        .await;
-        assert_eq!(conn.read_response().await.status, 200);
-    }
-    let query = || async {
-        let r = send(
-            log_addr,
-            "GET /logs HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.head);
-        serde_json::from_slice::<Vec<Value>>(&r.body).unwrap()
+    std::fs::write(&conf, reload_config(origin.addr(), &log)).unwrap();
+    let sluice = Sluice::start(&conf);
+    let (addr, _admin) = sluice.serving().await;
+    let get = |i: usize| async move {
+        let r = send(addr, &format!("GET /{i} HTTP/1.1\r\nHost: h.test\r\n\r\n")).await;
+        assert_eq!(r.status, 200);
     };
-    let mut got = Vec::new();
-    for _ in 0..500 {
-        got = query().await;
-        if got.len() >= ids.len() {
-            break;
-        }
+    get(0).await;
+    wait_lines(&log, 1).await;
+    std::fs::rename(&log, &moved).unwrap();
+    signal(sluice.child.id(), "HUP");
+    let mut sent = 1;
+    while lines(&log).is_empty() && sent < 200 {
+        get(sent).await;
+        sent += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seen: Vec<String> = got
-        .iter()
-        .map(|e| {
-            assert_eq!(e["source"], "ship-1", "{e}");
-            assert_eq!(e["level"], "INFO");
-            let line: Value = serde_json::from_str(e["message"].as_str().unwrap()).unwrap();
-            assert_eq!(line["instance"], "ship-1");
-            assert_eq!(line["status"], 200);
-            line["request_id"].as_str().unwrap().to_owned()
-        })
-        .collect();
-    assert_eq!(seen, ids);
-    let c = counters(&proxy).await;
-    assert_eq!(c["shipped"].as_u64(), Some(12), "{c}");
-    assert_eq!(c["ship_dropped"].as_u64(), Some(0), "{c}");
-    proxy.shutdown().await;
-    let _ = stop.send(());
-    service.await.unwrap().unwrap();
-}
-
-#[tokio::test]
-async fn a_dead_log_service_costs_entries_not_requests() {
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let origin = answering(200, "ok").await;
-    // Batches of 2 (sealed only when full: the interval is long), one kept
-    // for retry: of 10 entries, the last batch waits for the service and
-    // the 8 before it are dropped, oldest first.
-    let (_dir, file) = log_dir();
-    let ship = shipping(&file, dead, 2, Duration::from_secs(600), 1);
-    let proxy = Proxy::start(&logging(&[origin.addr()], ship)).await;
-    for i in 0..10 {
-        let r = send(
-            proxy.addr(),
-            &format!("GET /{i} HTTP/1.1\r\nHost: d.test\r\n\r\n"),
-        )
-        .await;
-        assert_eq!(r.status, 200);
-    }
-    eventually("8 entries dropped", || {
-        let state = proxy.server().shared().state.load();
-        let c = &state.access_log.as_ref().unwrap().counters;
-        sluice::observe::access_log::Counters::get(&c.ship_dropped) >= 8
+    assert!(!lines(&log).is_empty(), "a new file after SIGHUP");
+    eventually("every line written", || {
+        lines(&moved).len() + lines(&log).len() == sent
     })
     .await;
-    let c = counters(&proxy).await;
-    assert_eq!(c["ship_dropped"].as_u64(), Some(8), "{c}");
-    assert_eq!(c["shipped"].as_u64(), Some(0), "{c}");
-    assert!(c["ship_failures"].as_u64() >= Some(1), "{c}");
+
+    // The old switch: JSON lines on stdout, among tracing's own lines.
+    let stdout_conf = dir.path().join("stdout.toml");
+    let text = reload_config(origin.addr(), &log)
+        .replace("[access_log]\nformat = \"json\"\n", "")
+        .replace(&format!("path = \"{}\"\n", log.display()), "");
+    std::fs::write(&stdout_conf, text).unwrap();
+    let sluice = Sluice::start_with(
+        &stdout_conf,
+        &[
+            "--access-log".into(),
+            "--instance-id".into(),
+            "flag-1".into(),
+        ],
+    );
+    let (addr, _admin) = sluice.serving().await;
+    let r = send(
+        addr,
+        "GET /out HTTP/1.1\r\nHost: o.test\r\nX-Request-Id: out-1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.header("x-sluice-instance"), Some("flag-1"));
+    eventually("the line on stdout", || {
+        sluice.log().contains("\"request_id\":\"out-1\"")
+    })
+    .await;
+    let log_text = sluice.log();
+    let line = log_text.lines().find(|l| l.contains("out-1")).unwrap();
+    let v: Value = serde_json::from_str(line).expect("a JSON line");
+    assert_eq!(
+        (v["path"].as_str(), v["instance"].as_str()),
+        (Some("/out"), Some("flag-1"))
+    );
 }
+
+mod ship;
