@@ -93,6 +93,13 @@ impl Server {
         config: &Config,
         resolver: Arc<dyn upstream::discovery::Resolver>,
     ) -> io::Result<Server> {
+        // The default instance id names the first listener's bound port.
+        let mut config = std::borrow::Cow::Borrowed(config);
+        if config.instance_id.is_none() {
+            let port = bound.addrs().first().map_or(0, |a| a.0.port());
+            config.to_mut().instance_id = Some(state::default_instance_id(port));
+        }
+        let config = &*config;
         let shared = Arc::new(Shared::new(State::new(config, None)?, resolver));
         let mut bound = bound;
         let listeners = std::mem::take(&mut bound.listeners);
@@ -214,6 +221,11 @@ impl Server {
         let _ = self.drain.send(true);
         for w in self.workers {
             let _ = w.await;
+        }
+        // The last requests' lines, before the process exits.
+        let log = self.shared.state.load().access_log.clone();
+        if let Some(log) = log {
+            log.written(std::time::Duration::from_secs(2)).await;
         }
     }
 }

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use sluice::Config;
 use sluice::config::validate::{check_cert, same_address};
 use sluice::config::{At, CertConfig, ConfigError, ListenerConfig, defaults};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,9 +50,14 @@ struct Cli {
     cert: Option<PathBuf>,
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Log one line per request.
+    /// Log one line per request: JSON lines to stdout, unless the file's
+    /// `[access_log]` says otherwise.
     #[arg(long)]
     access_log: bool,
+    /// This proxy's name on responses (`x-sluice-instance`) and in log
+    /// lines (default: the host name and the first listener's port).
+    #[arg(long)]
+    instance_id: Option<String>,
     /// Compress responses with gzip at this level (1 fastest .. 9 smallest).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9))]
     gzip: Option<u32>,
@@ -76,7 +82,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Colours only for a person at a terminal, never into files or pipes.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -316,8 +324,18 @@ fn apply_upstream_flags(cli: &Cli, config: &mut Config) -> Result<(), ConfigErro
                 })?;
         }
     }
-    if cli.access_log {
-        config.access_log = true;
+    if cli.access_log && config.access_log.is_none() {
+        config.access_log = Some(sluice::config::AccessLogConfig::default());
+    }
+    if let Some(id) = &cli.instance_id {
+        if !sluice::config::access_log::instance_id_ok(id) {
+            return Err(ConfigError::Observe {
+                at: At::Flag("--instance-id"),
+                value: id.clone(),
+                problem: "expected printable ASCII without quotes, backslash or ;",
+            });
+        }
+        config.instance_id = Some(id.clone());
     }
     if let Some(level) = cli.gzip {
         config.compression.enabled = true;

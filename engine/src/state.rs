@@ -5,12 +5,13 @@
 
 use crate::addr::OwnAddrs;
 use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
+use crate::observe::access_log::AccessLog;
 use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::route::Router;
 use crate::upstream::Group;
 use crate::upstream::discovery::Resolver;
 use arc_swap::ArcSwap;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,7 +27,12 @@ pub struct State {
     pub via_h10: HeaderValue,
     pub via_h1: HeaderValue,
     pub via_h2: HeaderValue,
-    pub access_log: bool,
+    /// Where each request's line goes (`observe::access_log`); `None`: off.
+    pub access_log: Option<Arc<AccessLog>>,
+    /// This proxy's name (`instance_id`), in log lines.
+    pub instance: Arc<str>,
+    /// The header naming this proxy on every response, when on.
+    pub instance_header: Option<(HeaderName, HeaderValue)>,
     /// Request rate limits; buckets of unchanged limits survive a reload.
     pub rate_limits: Arc<RateLimits>,
     pub config: Config,
@@ -47,6 +53,27 @@ impl State {
             HeaderValue::from_str(&format!("{v} {}", config.forwarding.via))
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
         };
+        // The id set at start (`Server::start`) outlives reloads of a file
+        // that does not name one.
+        let instance: Arc<str> = match (&config.instance_id, previous) {
+            (Some(id), _) => id.as_str().into(),
+            (None, Some(p)) => p.instance.clone(),
+            (None, None) => {
+                default_instance_id(config.listeners.first().map_or(0, |l| l.address.port())).into()
+            }
+        };
+        let instance_header = match &config.instance_header {
+            Some(name) => Some((
+                name.clone(),
+                HeaderValue::from_str(&instance)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            )),
+            None => None,
+        };
+        let access_log = config
+            .access_log
+            .as_ref()
+            .map(|a| AccessLog::start(a, &instance, previous.and_then(|p| p.access_log.as_ref())));
         Ok(State {
             router: Router::new(&config.routes),
             groups,
@@ -56,7 +83,9 @@ impl State {
             via_h10: via("1.0")?,
             via_h1: via("1.1")?,
             via_h2: via("2")?,
-            access_log: config.access_log,
+            access_log,
+            instance,
+            instance_header,
             rate_limits: Arc::new(RateLimits::new(config, previous.map(|p| &*p.rate_limits))),
             config: config.clone(),
         })
@@ -71,6 +100,18 @@ impl State {
         self.group(crate::config::defaults::DEFAULT_GROUP)
             .or_else(|| self.groups.first())
     }
+}
+
+/// The host name and `port`: `web-3:8080`. The host name is the kernel's
+/// (`/proc/sys/kernel/hostname`), else `$HOSTNAME`, else `sluice`.
+pub fn default_instance_id(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| crate::config::access_log::instance_id_ok(h))
+        .unwrap_or_else(|| "sluice".to_owned());
+    format!("{host}:{port}")
 }
 
 /// What all workers and the admin API share.

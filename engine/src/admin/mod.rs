@@ -10,6 +10,7 @@
 //! | GET | `/readyz` | readiness: bound, configured, not shutting down |
 //! | GET | `/backends` | every group and backend with state, reason, checks, counters |
 //! | GET | `/rate_limits` | every rate limit and its keys; the global limits' Redis sync: state, failures, outages, last error |
+//! | GET | `/access_log` | the instance id, the access log's settings and its counters: written, dropped (`access_log_dropped`), write errors, shipped, ship drops and failures |
 //! | POST | `/backends` | `{"group","address","weight"}` registers (idempotent) |
 //! | DELETE | `/backends/{address}` | drains in-flight requests, then unregisters |
 //! | POST | `/backends/{address}/drain` | out of rotation, in-flight requests finish |
@@ -175,6 +176,10 @@ async fn route(
             StatusCode::OK,
             &rate_limits::view(&shared.state.load()),
         )),
+        (&Method::GET, ["access_log"]) => Ok(json(
+            StatusCode::OK,
+            &crate::observe::access_log::view(&shared.state.load()),
+        )),
         (&Method::POST, ["backends"]) => {
             let body: Register = read_json(req, timeout).await?;
             let addr = shared.own.check(parse_addr(&body.address)?)?;
@@ -247,7 +252,13 @@ async fn route(
             path,
             hint: "; use POST (or GET, as the classic registration clients do)",
         }),
-        (_, ["healthz" | "readyz" | "backends" | "rate_limits" | "reload" | "status" | ""])
+        (
+            _,
+            [
+                "healthz" | "readyz" | "backends" | "rate_limits" | "access_log" | "reload"
+                | "status" | "",
+            ],
+        )
         | (_, ["backends", _] | ["backends", _, "drain"]) => Err(AdminError::MethodNotAllowed {
             method,
             path,

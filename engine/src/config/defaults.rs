@@ -2,6 +2,20 @@
 
 use std::time::Duration;
 
+/// Access log lines (and shipped entries) waiting for their writer: at a
+/// few hundred bytes a line, 8192 is a few MiB at most, and more than a
+/// second of lines at 5k requests/s while a disk or the log service stalls.
+pub const ACCESS_LOG_QUEUE: usize = 8192;
+/// Entries per POST to the log service: well under its body limit.
+pub const SHIP_BATCH: usize = 500;
+/// Longest an entry waits for its batch to fill before it is sent.
+pub const SHIP_INTERVAL: Duration = Duration::from_secs(1);
+/// Batches kept for retry while the log service fails (with `SHIP_BATCH`,
+/// 8000 entries); past that the oldest is dropped and counted.
+pub const SHIP_PENDING: usize = 16;
+/// The response header naming the instance that answered.
+pub const INSTANCE_HEADER: &str = "x-sluice-instance";
+
 /// Largest request header block (request line + fields). Like nginx's
 /// `large_client_header_buffers 4 8k` budget, with room for big cookies.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;

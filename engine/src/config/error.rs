@@ -245,6 +245,13 @@ pub enum ConfigError {
     RedisUrl { at: At, value: String },
     #[error("{at}: unknown value {value:?}; expected refuse or backlog")]
     OnLimit { at: At, value: String },
+    /// An access log or instance setting (`config::access_log`).
+    #[error("{at}: {value:?}: {problem}")]
+    Observe {
+        at: At,
+        value: String,
+        problem: &'static str,
+    },
     #[error("--backend and --lb need a group named \"default\" in the config")]
     NoDefaultGroup,
     #[error("nothing to do: give --config FILE, or --listen ADDR with --backend ADDR")]
@@ -313,6 +320,7 @@ impl ConfigError {
             | ConfigError::CookiePrefix { at, .. }
             | ConfigError::AllowedHost { at, .. }
             | ConfigError::AllowedOrigin { at, .. }
+            | ConfigError::Observe { at, .. }
             | ConfigError::Backend { at, .. } => Some(at),
         }
     }

@@ -24,8 +24,12 @@ pub struct FileConfig {
     pub route: Vec<RouteFile>,
     #[serde(default)]
     pub upstream: BTreeMap<String, UpstreamFile>,
-    #[serde(default)]
-    pub access_log: bool,
+    /// `true`, or an `[access_log]` table (`config::access_log`).
+    pub access_log: Option<super::access_log::AccessLogFile>,
+    /// This proxy's name on responses and in log lines; default host:port.
+    pub instance_id: Option<Spanned<String>>,
+    /// The response header that carries it; `""` turns it off.
+    pub instance_header: Option<Spanned<String>>,
     pub admin: Option<AdminFile>,
     #[serde(default)]
     pub compression: CompressionFile,

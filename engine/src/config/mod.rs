@@ -5,6 +5,7 @@
 //!
 //! Precedence: built-in defaults ([`defaults`]) < config file < command-line flags.
 
+pub mod access_log;
 pub mod defaults;
 pub mod error;
 pub mod file;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use access_log::{AccessLogConfig, LogFormat, ShipConfig};
 pub use error::{At, ConfigError};
 pub use sticky::{SameSite, Secret, StickyConfig};
 
@@ -34,7 +36,12 @@ pub struct Config {
     pub forwarding: Forwarding,
     pub routes: Vec<RouteConfig>,
     pub upstreams: Vec<UpstreamConfig>,
-    pub access_log: bool,
+    /// `None`: no access log.
+    pub access_log: Option<AccessLogConfig>,
+    /// `None`: the host name and the first listener's bound port, set at start.
+    pub instance_id: Option<String>,
+    /// The response header naming this instance; `None`: not sent.
+    pub instance_header: Option<http::HeaderName>,
     pub admin: Option<AdminConfig>,
     pub compression: Compression,
     /// Token-bucket request limits, checked in this order.
@@ -603,7 +610,9 @@ impl Config {
                 sticky: None,
                 limit: None,
             }],
-            access_log: false,
+            access_log: None,
+            instance_id: None,
+            instance_header: Some(http::HeaderName::from_static(defaults::INSTANCE_HEADER)),
             admin: None,
             compression: Compression::default(),
             rate_limits: Vec::new(),

@@ -247,6 +247,7 @@ impl Validator<'_> {
             })?,
         };
 
+        let (instance_id, instance_header) = self.instance(f.instance_id, f.instance_header)?;
         Ok(Config {
             workers,
             runtime,
@@ -263,7 +264,9 @@ impl Validator<'_> {
             },
             routes,
             upstreams,
-            access_log: f.access_log,
+            access_log: self.access_log(f.access_log)?,
+            instance_id,
+            instance_header,
             admin,
             compression: self.compression(f.compression)?,
             global_limits: f.global_limits.map(|g| self.global_limits(g)).transpose()?,
@@ -525,6 +528,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+mod access_log;
 mod admin;
 mod client_auth;
 mod health;

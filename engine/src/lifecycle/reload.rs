@@ -128,6 +128,11 @@ impl Reloader {
     pub async fn reload(&self) -> Result<Changes, ReloadError> {
         let mut listeners = self.listeners.lock().await;
         let current = self.shared.state.load_full();
+        // Every reload reopens the access log file, a rejected one too:
+        // SIGHUP after logrotate must never keep writing to the moved file.
+        if let Some(log) = &current.access_log {
+            log.reopen();
+        }
         let path = current
             .config
             .source

@@ -139,6 +139,9 @@ pub struct Exchange {
     pub uri: Uri,
     /// `Host` or `:authority`, as the client sent it.
     pub host: Option<HeaderValue>,
+    /// `Referer` and `User-Agent`, for the combined log format.
+    pub referer: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
     pub version: Version,
     /// Kept from the client or made here (`request_id`).
     pub request_id: HeaderValue,

@@ -6,8 +6,12 @@
 //! finished exchange, so the request path has one place to hand facts to
 //! and the reporters have one place to read them from.
 
+pub mod access_log;
 pub mod exchange;
+pub mod log_line;
+pub mod log_writer;
 pub mod request_id;
+pub mod ship;
 
 pub use exchange::{Exchange, Trail};
 
@@ -15,15 +19,5 @@ use crate::state::State;
 
 /// Hands a finished exchange to what reports on requests.
 pub fn finish(state: &State, e: &Exchange) {
-    if state.access_log {
-        tracing::info!(
-            target: "sluice::access",
-            client = %e.client,
-            method = %e.method,
-            uri = %e.uri,
-            status = e.status,
-            request_id = ?e.request_id,
-            micros = e.duration.as_micros() as u64,
-        );
-    }
+    access_log::record(state, e);
 }

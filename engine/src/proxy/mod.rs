@@ -90,6 +90,8 @@ pub async fn handle(
             let a = req.uri().authority()?;
             HeaderValue::from_str(a.as_str()).ok()
         }),
+        referer: req.headers().get(header::REFERER).cloned(),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
         version: req.version(),
         request_id,
         status: 0,
@@ -118,6 +120,9 @@ pub async fn handle(
     exchange.error = resp.headers().get(respond::X_SLUICE_ERROR).cloned();
     resp.headers_mut()
         .insert(request_id::X_REQUEST_ID, exchange.request_id.clone());
+    if let Some((name, value)) = &state.instance_header {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
     Ok(resp.map(|b| b.observed(exchange, state)))
 }
 

@@ -206,7 +206,7 @@ impl Stack {
         let mut admin_config = sluice::config::AdminConfig::new(options.admin);
         admin_config.token = Some(admin_token.clone());
         proxy_config.admin = Some(admin_config);
-        proxy_config.access_log = false;
+        proxy_config.access_log = None;
         let bound = sluice::bind(&proxy_config).map_err(DemoError::Proxy)?;
         let server = sluice::Server::start(bound, &proxy_config).map_err(DemoError::Proxy)?;
         let proxy = server.addrs().first().map_or(options.listen, |a| a.0);

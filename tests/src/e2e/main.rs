@@ -2,6 +2,7 @@
 //! Every test binds loopback port 0, runs origins and the proxy in-process,
 //! and bounds every step (see `sluice_e2e::harness`).
 
+mod access_log;
 mod admin;
 mod admin_security;
 mod backend_blame;

@@ -497,6 +497,7 @@ fn a_weight_past_the_cap_names_its_backend() {
     );
 }
 
+mod access_log;
 mod admin;
 mod client_auth;
 mod upstream_tls;
