@@ -29,6 +29,9 @@ pub struct State {
     pub access_log: bool,
     /// Request rate limits; buckets of unchanged limits survive a reload.
     pub rate_limits: Arc<RateLimits>,
+    /// The counters behind `/metrics`; those of unchanged routes and
+    /// groups, and the process's, survive a reload.
+    pub metrics: crate::observe::metrics::Metrics,
     pub config: Config,
 }
 
@@ -58,6 +61,7 @@ impl State {
             via_h2: via("2")?,
             access_log: config.access_log,
             rate_limits: Arc::new(RateLimits::new(config, previous.map(|p| &*p.rate_limits))),
+            metrics: crate::observe::metrics::Metrics::new(config, previous.map(|p| &p.metrics)),
             config: config.clone(),
         })
     }

@@ -226,6 +226,8 @@ pub enum ConfigError {
     RedisUrl { at: At, value: String },
     #[error("{at}: unknown value {value:?}; expected refuse or backlog")]
     OnLimit { at: At, value: String },
+    #[error("{at}: {value:?} is not a route name; expected 1 to 128 printable ASCII characters")]
+    RouteName { at: At, value: String },
     #[error("--backend and --lb need a group named \"default\" in the config")]
     NoDefaultGroup,
     #[error("nothing to do: give --config FILE, or --listen ADDR with --backend ADDR")]
@@ -265,6 +267,7 @@ impl ConfigError {
             | ConfigError::HostPort { at, .. }
             | ConfigError::RelativePath { at }
             | ConfigError::RouteHost { at }
+            | ConfigError::RouteName { at, .. }
             | ConfigError::HealthMethod { at, .. }
             | ConfigError::HealthHost { at, .. }
             | ConfigError::ExpectBody { at, .. }

@@ -41,8 +41,25 @@ pub struct Config {
     pub rate_limits: Vec<RateLimitConfig>,
     /// Where `global` rate limits share their counts.
     pub global_limits: Option<GlobalLimits>,
+    /// `[metrics]`: the counters behind the admin API's `/metrics`.
+    pub metrics: MetricsConfig,
     /// The file this config came from, read again on reload.
     pub source: Option<PathBuf>,
+}
+
+/// `[metrics]` (see `observe::metrics`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Count each request at its finish; off, `/metrics` still shows what
+    /// is read at scrape time (backends, pools, connections) but no
+    /// request's counts.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig { enabled: true }
+    }
 }
 
 /// The admin API and its trust boundary (`admin::guard` enforces it).
@@ -313,6 +330,9 @@ pub struct Forwarding {
 
 #[derive(Clone, Debug)]
 pub struct RouteConfig {
+    /// The `route` label of its metrics; `None`: host and path as given
+    /// (`observe::metrics::route_name`).
+    pub name: Option<String>,
     pub host: Option<String>,
     pub path: String,
     /// Index into [`Config::upstreams`].
@@ -540,6 +560,7 @@ impl Config {
             timeouts: Timeouts::default(),
             forwarding: Forwarding::default(),
             routes: vec![RouteConfig {
+                name: None,
                 host: None,
                 path: "/".to_owned(),
                 upstream: 0,
@@ -567,6 +588,7 @@ impl Config {
                 limit: None,
             }],
             access_log: false,
+            metrics: MetricsConfig::default(),
             admin: None,
             compression: Compression::default(),
             rate_limits: Vec::new(),

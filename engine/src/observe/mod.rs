@@ -7,6 +7,7 @@
 //! and the reporters have one place to read them from.
 
 pub mod exchange;
+pub mod metrics;
 pub mod request_id;
 
 pub use exchange::{Exchange, Trail};
@@ -15,6 +16,9 @@ use crate::state::State;
 
 /// Hands a finished exchange to what reports on requests.
 pub fn finish(state: &State, e: &Exchange) {
+    if state.metrics.enabled {
+        state.metrics.record(e);
+    }
     if state.access_log {
         tracing::info!(
             target: "sluice::access",
