@@ -441,3 +441,47 @@ async fn the_readme_and_the_dashboard_name_exactly_what_the_proxy_exports() {
     let unknown: Vec<_> = used.difference(&samples).collect();
     assert!(unknown.is_empty(), "the dashboard queries {unknown:?}");
 }
+
+#[tokio::test]
+async fn gzip_input_and_output_bytes_are_counted() {
+    let body: Vec<u8> = (0..64)
+        .flat_map(|i| format!("line {i:04} of a compressible text body\n").into_bytes())
+        .collect();
+    let plain = body.len() as f64;
+    let origin = Origin::http1()
+        .route("/", move |_| {
+            let mut r = http::Response::new(reply::full(body.clone()));
+            r.headers_mut()
+                .insert("content-type", "text/plain".parse().expect("ct"));
+            std::future::ready(r)
+        })
+        .start()
+        .await;
+    let mut c = with_admin(&[origin.addr()]);
+    c.compression.enabled = true;
+    let proxy = Proxy::start(&c).await;
+    let admin = Admin::of(proxy.server());
+    let mut client = H1::connect(proxy.addr()).await;
+    let mut sent = 0.0;
+    for _ in 0..2 {
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "a.test")
+            .header("accept-encoding", "gzip")
+            .body(reply::empty())
+            .expect("request");
+        let r = collect(client.send(req).await).await;
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        sent += r.body.len() as f64;
+    }
+    assert!(sent < plain, "{sent} bytes of gzip for {plain} of text");
+    let e = scrape_until(&admin, "two gzip responses", |e| {
+        e.value("sluice_compression_input_bytes_total", &[]) == 2.0 * plain
+    })
+    .await;
+    assert_eq!(e.value("sluice_compression_output_bytes_total", &[]), sent);
+    assert_eq!(
+        e.value("sluice_route_response_bytes_total", &[("route", "/")]),
+        sent
+    );
+}

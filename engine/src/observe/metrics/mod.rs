@@ -155,3 +155,6 @@ impl Metrics {
         &self.groups
     }
 }
+
+#[cfg(test)]
+mod tests;
