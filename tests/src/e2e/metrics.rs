@@ -485,3 +485,35 @@ async fn gzip_input_and_output_bytes_are_counted() {
         sent
     );
 }
+
+#[tokio::test]
+async fn heads_refused_before_routing_are_counted_by_reason() {
+    let origin = Origin::named("a").await;
+    let proxy = Proxy::start(&with_admin(&[origin.addr()])).await;
+    let admin = Admin::of(proxy.server());
+    for _ in 0..2 {
+        let mut raw = RawConn::connect(proxy.addr()).await;
+        let big = "x".repeat(128 * 1024);
+        let req = format!("GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: {big}\r\n\r\n");
+        raw.send(req.as_bytes()).await;
+        let r = raw.read_response().await;
+        assert_eq!(r.status, 431);
+    }
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(b"GET / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await;
+    assert_eq!(raw.read_response().await.status, 400);
+    let e = scrape_until(&admin, "3 refused heads", |e| {
+        e.value(
+            "sluice_proxy_errors_total",
+            &[("reason", "ambiguous message framing")],
+        ) == 1.0
+    })
+    .await;
+    let reason = |r| e.value("sluice_proxy_errors_total", &[("reason", r)]);
+    assert_eq!(reason("request header fields too large"), 2.0);
+    assert!(
+        e.find(&format!("{DURATION}_count"), &[]).is_empty(),
+        "no request was routed"
+    );
+}
