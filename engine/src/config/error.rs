@@ -226,7 +226,9 @@ pub enum ConfigError {
     RedisUrl { at: At, value: String },
     #[error("{at}: unknown value {value:?}; expected refuse or backlog")]
     OnLimit { at: At, value: String },
-    #[error("{at}: {value:?} is not a route name; expected 1 to 128 printable ASCII characters")]
+    #[error(
+        "{at}: {value:?} is not a route name; expected 1 to 128 printable ASCII characters, the first not '_'"
+    )]
     RouteName { at: At, value: String },
     #[error("--backend and --lb need a group named \"default\" in the config")]
     NoDefaultGroup,

@@ -381,7 +381,9 @@ impl Validator<'_> {
         let name = match r.name {
             None => None,
             Some(n) => {
+                // `_` starts the names the proxy uses itself (`_unmatched`).
                 let ok = (1..=128).contains(&n.get_ref().len())
+                    && !n.get_ref().starts_with('_')
                     && n.get_ref()
                         .bytes()
                         .all(|b| b.is_ascii_graphic() || b == b' ');

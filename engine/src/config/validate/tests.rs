@@ -508,7 +508,7 @@ fn route_names_and_the_metrics_switch() {
     let c = check(&format!("{named}\n[metrics]\nenabled = false\n")).unwrap();
     assert_eq!(c.routes[0].name.as_deref(), Some("api v2"));
     assert!(!c.metrics.enabled);
-    for bad in ["", "tab\there", &"x".repeat(129)] {
+    for bad in ["", "tab\there", "_unmatched", &"x".repeat(129)] {
         let text = GOOD.replace(
             "path = \"/api\"",
             &format!("path = \"/api\"\nname = {bad:?}"),

@@ -11,7 +11,9 @@ use crate::server::conn_limit::ConnLimiter;
 use crate::state::State;
 use crate::upstream::member::MemberState;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -58,6 +60,26 @@ pub fn render(state: Arc<State>, listeners: Vec<Listener>) -> String {
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
+/// A label value escaped as the text format wants (`\\`, `\"`, `\n`):
+/// prometheus-client writes values as given, and group and rate limit
+/// names are whatever TOML allows.
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One family: its descriptor, then a series per label set.
 fn family<'a, V>(
     enc: &mut DescriptorEncoder<'_>,
@@ -72,6 +94,7 @@ fn family<'a, V>(
         if labels.is_empty() {
             each(&mut m, v)?;
         } else {
+            let labels: Vec<_> = labels.iter().map(|&(k, v)| (k, Escaped(v))).collect();
             each(&mut m.encode_family(&labels)?, v)?;
         }
     }

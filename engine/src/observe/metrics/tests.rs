@@ -19,6 +19,23 @@ fn config(routes: &[(Option<&str>, Option<&str>, &str)]) -> Config {
 }
 
 #[test]
+fn label_values_are_escaped_in_the_exposition() {
+    let mut c = config(&[(Some("r \"1\""), None, "/")]);
+    c.upstreams[0].name = "we\"ird\\grp\nx".to_owned();
+    let state = crate::state::State::new(&c, None).expect("state");
+    let text = scrape::render(Arc::new(state), Vec::new());
+    assert!(
+        text.contains(r#"sluice_retries_total{group="we\"ird\\grp\nx"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"sluice_route_request_bytes_total{route="r \"1\""} 0"#),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
 fn the_default_name_is_host_and_path_as_configured() {
     let c = config(&[
         (None, Some("example.com"), "/api"),
