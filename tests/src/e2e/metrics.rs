@@ -517,3 +517,43 @@ async fn heads_refused_before_routing_are_counted_by_reason() {
         "no request was routed"
     );
 }
+
+#[tokio::test]
+async fn queue_depth_in_flight_and_connections_in_use_while_a_backend_is_full() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let origin = Origin::http1()
+        .route("/", reply::gated(gate.clone(), "done"))
+        .start()
+        .await;
+    let mut c = with_admin(&[origin.addr()]);
+    c.upstreams[0].limit = Some(sluice::config::LimitConfig {
+        per_backend: 1,
+        max_queue: 10,
+        queue_timeout: Duration::from_secs(600),
+    });
+    let proxy = Proxy::start(&c).await;
+    let admin = Admin::of(proxy.server());
+    let addr = proxy.addr();
+    let waiting: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { H1::connect(addr).await.get("/").await.status }))
+        .collect();
+    let b = origin.addr().to_string();
+    let backend = [("group", "default"), ("backend", b.as_str())];
+    let e = scrape_until(&admin, "one at the backend, two queued", |e| {
+        e.value("sluice_queue_depth", &[("group", "default")]) == 2.0
+    })
+    .await;
+    assert_eq!(e.value("sluice_backend_in_flight", &backend), 1.0);
+    let mut in_use = backend.to_vec();
+    in_use.push(("state", "in_use"));
+    assert_eq!(e.value("sluice_upstream_pool_connections", &in_use), 1.0);
+    gate.add_permits(3);
+    for w in waiting {
+        assert_eq!(w.await.expect("request"), 200);
+    }
+    scrape_until(&admin, "the queue empty", |e| {
+        e.value("sluice_queue_depth", &[("group", "default")]) == 0.0
+            && e.value("sluice_backend_in_flight", &backend) == 0.0
+    })
+    .await;
+}
