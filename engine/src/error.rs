@@ -40,6 +40,11 @@ pub enum ErrorKind {
     ConnectTimeout,
     /// The upstream TLS handshake failed.
     UpstreamTls,
+    /// The backend's certificate is not one its group trusts (unknown
+    /// issuer, wrong name, expired, not the pinned one): the handshake was
+    /// refused on our side, which the operator fixes in the group's trust
+    /// settings or the backend's certificate.
+    UpstreamCertificate,
     /// The backend closed or reset the connection before a full response.
     UpstreamReset,
     /// The backend closed or reset the connection after part of the request
@@ -102,6 +107,7 @@ impl ErrorKind {
             ErrorKind::AmbiguousFraming | ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::ConnectFailed
             | ErrorKind::UpstreamTls
+            | ErrorKind::UpstreamCertificate
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamClosedAwaitingClient
             | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
@@ -144,6 +150,7 @@ impl ErrorKind {
             | ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout
             | ErrorKind::UpstreamTls
+            | ErrorKind::UpstreamCertificate
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol
             | ErrorKind::UpstreamTimeout
@@ -164,6 +171,7 @@ impl ErrorKind {
             ErrorKind::ConnectFailed => "backend connection failed",
             ErrorKind::ConnectTimeout => "backend connect timed out",
             ErrorKind::UpstreamTls => "backend TLS handshake failed",
+            ErrorKind::UpstreamCertificate => "backend certificate not trusted",
             ErrorKind::UpstreamReset => "backend closed the connection",
             ErrorKind::UpstreamClosedAwaitingClient => {
                 "backend closed the connection awaiting the request body"
@@ -297,6 +305,7 @@ mod tests {
             (ErrorKind::ConnectFailed, 502),
             (ErrorKind::ConnectTimeout, 504),
             (ErrorKind::UpstreamTls, 502),
+            (ErrorKind::UpstreamCertificate, 502),
             (ErrorKind::UpstreamReset, 502),
             (ErrorKind::UpstreamClosedAwaitingClient, 502),
             (ErrorKind::UpstreamProtocol, 502),

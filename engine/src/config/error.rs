@@ -173,6 +173,17 @@ pub enum ConfigError {
     },
     #[error("{at}: give token or token_file, not both")]
     TokenTwice { at: At },
+    /// Two ways to trust a backend's certificate, which would contradict
+    /// each other (`ca_file`, `pinned_cert`, `insecure_skip_verify`).
+    #[error(
+        "{at}: give one of ca_file, pinned_cert or insecure_skip_verify = true, not {other} as well"
+    )]
+    TlsTrustTwice { at: At, other: &'static str },
+    #[error("{at}: client_cert and client_key go together")]
+    ClientCertHalf { at: At },
+    /// An upstream TLS setting on a group that does not use TLS.
+    #[error("{at}: needs tls = true (or protocol = \"h2\")")]
+    TlsKeyWithoutTls { at: At },
     #[error("{at}: {source}")]
     TokenFile {
         at: At,
@@ -259,6 +270,9 @@ impl ConfigError {
             | ConfigError::NoSuchFile { at, .. }
             | ConfigError::Pem { at, .. }
             | ConfigError::ServerName { at, .. }
+            | ConfigError::TlsTrustTwice { at, .. }
+            | ConfigError::ClientCertHalf { at }
+            | ConfigError::TlsKeyWithoutTls { at }
             | ConfigError::NoListener { at }
             | ConfigError::DuplicateListener { at, .. }
             | ConfigError::ShareWithoutReusePort { at }

@@ -283,8 +283,16 @@ pub struct UpstreamFile {
     /// Use TLS to the backends (implied by `protocol = "h2"`).
     #[serde(default)]
     pub tls: bool,
+    /// Extra trust anchors beside the bundled roots.
     pub ca_file: Option<Spanned<String>>,
+    /// Trust exactly these certificates (a self-signed backend's).
+    pub pinned_cert: Option<Spanned<String>>,
+    /// Accept any backend certificate (logged as a warning).
+    pub insecure_skip_verify: Option<Spanned<bool>>,
     pub server_name: Option<Spanned<String>>,
+    /// A client certificate chain and key for backends that require one.
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
     pub max_idle_per_backend: Option<usize>,
     /// How often backends given by name are resolved again.
     pub resolve_interval: Option<Spanned<String>>,

@@ -453,9 +453,30 @@ pub struct DnsBackend {
 
 #[derive(Clone, Debug)]
 pub struct UpstreamTls {
-    pub ca_file: Option<PathBuf>,
+    /// How the backends' certificates are trusted.
+    pub verify: UpstreamVerify,
     /// SNI and certificate name; defaults to the backend's IP.
     pub server_name: Option<String>,
+    /// A certificate chain and its key to present to backends that ask
+    /// for one (mTLS to the backend).
+    pub client_cert: Option<ClientCert>,
+}
+
+/// How a TLS group trusts its backends (`upstream::verify`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum UpstreamVerify {
+    /// The web PKI: the bundled Mozilla roots, plus `ca_file`'s.
+    Roots { ca_file: Option<PathBuf> },
+    /// Exactly the certificates of this PEM file (`pinned_cert`).
+    Pinned(PathBuf),
+    /// No certificate check (`insecure_skip_verify = true`).
+    Insecure,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Clone, Debug)]

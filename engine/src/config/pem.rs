@@ -1,6 +1,7 @@
 //! The PEM files a config names, read and checked the way the proxy will use
 //! them: a listener's certificate chain and key ([`CertChain`], [`read_key`],
-//! [`certified_key`]) and an upstream group's extra CA ([`add_ca_file`]).
+//! [`certified_key`]), an upstream group's extra CA ([`add_ca_file`]) or
+//! pinned certificates ([`read_pins`]), and its client certificate.
 //! Validation (`sluice check`, start and reload) and the TLS setup
 //! (`server::tls`, `upstream::connect`) call the same functions, so a file
 //! that passes `check` is one the proxy can serve with: a pair whose key
@@ -182,6 +183,23 @@ pub fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), PemErro
         })?;
     }
     Ok(())
+}
+
+/// The certificates of a `pinned_cert` file, each checked to be an X.509
+/// certificate a server could present (`upstream::verify::PinnedLeaf`
+/// compares the backend's leaf with them byte for byte).
+pub fn read_pins(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let chain = read_certs(path)?;
+    for (index, der) in chain.certs.iter().enumerate() {
+        rustls::server::ParsedCertificate::try_from(der).map_err(|source| {
+            PemError::BadCertificate {
+                path: path.to_owned(),
+                index,
+                source,
+            }
+        })?;
+    }
+    Ok(chain.certs)
 }
 
 /// The crypto provider every TLS config of the proxy is built with.

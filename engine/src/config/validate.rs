@@ -552,3 +552,4 @@ mod sticky;
 #[cfg(test)]
 mod tests;
 mod upstream;
+mod upstream_tls;

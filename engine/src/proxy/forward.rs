@@ -215,6 +215,8 @@ fn upstream_kind(e: &hyper::Error) -> ErrorKind {
         // Our side of the request failed: the client's body broke off, or
         // broke its own framing.
         crate::http1::decode::client_body_kind(e)
+    } else if crate::upstream::connect::is_tls_alert(e) {
+        ErrorKind::UpstreamTls
     } else {
         ErrorKind::UpstreamReset
     }
@@ -316,7 +318,10 @@ fn failure_outcome(err: &ProxyError) -> Outcome {
         gateway: matches!(err.status().as_u16(), 502..=504),
         connect: matches!(
             err.kind(),
-            ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout | ErrorKind::UpstreamTls
+            ErrorKind::ConnectFailed
+                | ErrorKind::ConnectTimeout
+                | ErrorKind::UpstreamTls
+                | ErrorKind::UpstreamCertificate
         ),
     }
 }

@@ -1,10 +1,13 @@
 //! Opening a connection to a backend: TCP (no Nagle, bounded by the connect
-//! timeout) and, for TLS groups, a verified rustls handshake.
+//! timeout) and, for TLS groups, a rustls handshake that trusts the backend
+//! as the group says (`upstream::verify`).
 
+use super::verify::{Accept, LeafVerifier};
 use crate::addr::BackendAddr;
-use crate::config::{UpstreamProtocol, UpstreamTls};
+use crate::config::{UpstreamProtocol, UpstreamTls, UpstreamVerify};
 use crate::error::{ErrorKind, ProxyError, Retry};
 use rustls::pki_types::ServerName;
+use rustls::sign::SingleCertAndKey;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,21 +39,50 @@ impl std::fmt::Debug for TlsConnector {
 }
 
 impl TlsConnector {
-    /// Verifies certificates against the web PKI roots, plus `ca_file` if given.
+    /// The group's client config: trust as `cfg.verify` says (see
+    /// `upstream::verify`), its client certificate if any, and the ALPN of
+    /// its protocol.
     pub fn new(cfg: &UpstreamTls, protocol: UpstreamProtocol) -> io::Result<TlsConnector> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = &cfg.ca_file {
-            // The same reading `sluice check` did (`config::pem`).
-            crate::config::pem::add_ca_file(&mut roots, path)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        }
+        let invalid = |e| io::Error::new(io::ErrorKind::InvalidData, e);
         let provider = crate::config::pem::provider();
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        let algorithms = provider.signature_verification_algorithms;
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(io::Error::other)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .map_err(io::Error::other)?;
+        let builder = match &cfg.verify {
+            UpstreamVerify::Roots { ca_file } => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                if let Some(path) = ca_file {
+                    // The same reading `sluice check` did (`config::pem`).
+                    crate::config::pem::add_ca_file(&mut roots, path).map_err(invalid)?;
+                }
+                builder.with_root_certificates(roots)
+            }
+            UpstreamVerify::Pinned(path) => {
+                let pins = crate::config::pem::read_pins(path).map_err(invalid)?;
+                let verifier = LeafVerifier::new(Accept::Pinned(pins), algorithms);
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+            }
+            UpstreamVerify::Insecure => {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(LeafVerifier::new(
+                        Accept::Any,
+                        algorithms,
+                    )))
+            }
+        };
+        let mut config = match &cfg.client_cert {
+            None => builder.with_no_client_auth(),
+            Some(c) => {
+                let key =
+                    crate::config::pem::load_pair(&provider, &c.cert, &c.key).map_err(invalid)?;
+                builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(key)))
+            }
+        };
         config.alpn_protocols = match protocol {
             UpstreamProtocol::H2 => vec![b"h2".to_vec()],
             UpstreamProtocol::Http1 | UpstreamProtocol::H2c => vec![b"http/1.1".to_vec()],
@@ -89,15 +121,46 @@ pub async fn connect(
             .server_name
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(addr.0.ip().into()));
-        let stream = tls.inner.connect(name, tcp).await.map_err(|e| {
-            ProxyError::with_source(ErrorKind::UpstreamTls, e).retry(Retry::NotSent)
-        })?;
+        let stream =
+            tls.inner.connect(name, tcp).await.map_err(|e| {
+                ProxyError::with_source(handshake_failure(&e), e).retry(Retry::NotSent)
+            })?;
         Ok(UpstreamIo::Tls(Box::new(stream)))
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(ProxyError::new(ErrorKind::ConnectTimeout).retry(Retry::NotSent)),
     }
+}
+
+/// Which side of a failed handshake said no: our check of the backend's
+/// certificate, or anything else (the backend's alert, refusing our client
+/// certificate among them; no common version or ALPN; a reset).
+fn handshake_failure(e: &io::Error) -> ErrorKind {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_)) => ErrorKind::UpstreamCertificate,
+        _ => ErrorKind::UpstreamTls,
+    }
+}
+
+/// Whether `e` carries a TLS alert from the backend. A TLS 1.3 server
+/// refuses a client certificate (missing, unknown CA) after our side of the
+/// handshake is done, so its refusal arrives with the first read: it is a
+/// failed handshake all the same (`ErrorKind::UpstreamTls`), not a reset.
+pub fn is_tls_alert(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(_)) = tls {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 impl UpstreamIo {

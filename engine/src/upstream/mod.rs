@@ -17,6 +17,7 @@ pub mod slow_start;
 pub mod snapshot;
 pub mod sticky;
 pub mod ticker;
+pub mod verify;
 
 pub use backend::Backend;
 pub use snapshot::{Group, GroupFull, Snapshot};

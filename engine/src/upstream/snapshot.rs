@@ -82,6 +82,17 @@ impl Group {
     /// Its first snapshot is built here, in O(n log n), before any request
     /// can see the group.
     pub fn new(config: &UpstreamConfig, previous: Option<&Group>) -> std::io::Result<Group> {
+        if let Some(t) = &config.tls
+            && t.verify == crate::config::UpstreamVerify::Insecure
+        {
+            // Built at start and on every reload: the warning repeats as
+            // long as the setting stays.
+            tracing::warn!(
+                group = %config.name,
+                "insecure_skip_verify: this group's backend certificates are not checked; \
+                 anyone on the path can pose as its backends"
+            );
+        }
         let tls = match &config.tls {
             Some(t) => Some(crate::upstream::connect::TlsConnector::new(
                 t,

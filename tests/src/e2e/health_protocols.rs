@@ -5,7 +5,7 @@
 use super::admin::with_admin;
 use super::health::checks as fast;
 use http::{StatusCode, Version};
-use sluice::config::{HealthCheck, UpstreamConfig, UpstreamProtocol, UpstreamTls};
+use sluice::config::{HealthCheck, UpstreamConfig, UpstreamProtocol, UpstreamTls, UpstreamVerify};
 use sluice_e2e::harness::certs::TestCerts;
 use sluice_e2e::harness::client::H1;
 use sluice_e2e::harness::control::Admin;
@@ -153,8 +153,9 @@ async fn checks_of_an_h2_group_speak_h2_over_tls() {
         |u| {
             u.protocol = UpstreamProtocol::H2;
             u.tls = Some(UpstreamTls {
-                ca_file: Some(ca),
+                verify: UpstreamVerify::Roots { ca_file: Some(ca) },
                 server_name: Some("localhost".into()),
+                client_cert: None,
             });
         },
         Version::HTTP_2,
@@ -171,15 +172,19 @@ async fn a_tls_check_names_the_tls_failure() {
     c.upstreams[0].health = Some(fast(1, 1));
     c.upstreams[0].protocol = UpstreamProtocol::H2;
     c.upstreams[0].tls = Some(UpstreamTls {
-        ca_file: None,
+        verify: UpstreamVerify::Roots { ca_file: None },
         server_name: Some("localhost".into()),
+        client_cert: None,
     });
     let proxy = Proxy::start(&c).await;
     let m = Admin::of(proxy.server())
         .wait_state(a.addr(), "unhealthy")
         .await;
     let reason = m["reason"].as_str().expect("reason");
-    assert!(reason.contains("backend TLS handshake failed"), "{reason}");
+    assert!(
+        reason.contains("backend certificate not trusted"),
+        "{reason}"
+    );
 }
 
 /// Refused, timed out, unexpected status: each detail names its failure.

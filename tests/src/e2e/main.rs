@@ -52,3 +52,4 @@ mod timeouts;
 mod tls;
 mod tls_files;
 mod upgrade;
+mod upstream_tls;

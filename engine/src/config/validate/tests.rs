@@ -498,6 +498,7 @@ fn a_weight_past_the_cap_names_its_backend() {
 }
 
 mod admin;
+mod upstream_tls;
 
 #[test]
 fn route_names_and_the_metrics_switch() {

@@ -37,31 +37,7 @@ impl Validator<'_> {
                 }
             },
         };
-        let tls = if u.tls || protocol == UpstreamProtocol::H2 {
-            if let Some(ca) = &u.ca_file {
-                self.existing_file(ca, format_args!("{field}.ca_file"))?;
-                // Read as `upstream::connect` will, into a scratch store.
-                pem::add_ca_file(&mut rustls::RootCertStore::empty(), Path::new(ca.get_ref()))
-                    .map_err(|source| ConfigError::Pem {
-                        at: self.at(ca.span(), format_args!("{field}.ca_file")),
-                        source: Box::new(source),
-                    })?;
-            }
-            if let Some(name) = &u.server_name
-                && rustls::pki_types::ServerName::try_from(name.get_ref().as_str()).is_err()
-            {
-                return Err(ConfigError::ServerName {
-                    at: self.at(name.span(), format_args!("{field}.server_name")),
-                    name: name.get_ref().clone(),
-                });
-            }
-            Some(UpstreamTls {
-                ca_file: u.ca_file.map(|c| c.into_inner().into()),
-                server_name: u.server_name.map(Spanned::into_inner),
-            })
-        } else {
-            None
-        };
+        let tls = self.upstream_tls(&field, &u, protocol)?;
         let (list, span) = match &u.backends {
             Some(b) => (b.get_ref().as_slice(), b.span()),
             None => (&[][..], 0..0),

@@ -127,7 +127,7 @@ impl BackendStats {
 }
 
 /// Every [`ErrorKind`], in the order of [`reason_index`].
-const KINDS: [ErrorKind; 25] = [
+const KINDS: [ErrorKind; 26] = [
     ErrorKind::NoRoute,
     ErrorKind::NoBackend,
     ErrorKind::UriTooLong,
@@ -137,6 +137,7 @@ const KINDS: [ErrorKind; 25] = [
     ErrorKind::ConnectFailed,
     ErrorKind::ConnectTimeout,
     ErrorKind::UpstreamTls,
+    ErrorKind::UpstreamCertificate,
     ErrorKind::UpstreamReset,
     ErrorKind::UpstreamClosedAwaitingClient,
     ErrorKind::UpstreamProtocol,
@@ -170,22 +171,23 @@ const fn kind_index(k: ErrorKind) -> usize {
         ErrorKind::ConnectFailed => 6,
         ErrorKind::ConnectTimeout => 7,
         ErrorKind::UpstreamTls => 8,
-        ErrorKind::UpstreamReset => 9,
-        ErrorKind::UpstreamClosedAwaitingClient => 10,
-        ErrorKind::UpstreamProtocol => 11,
-        ErrorKind::UpstreamTimeout => 12,
-        ErrorKind::ClientAborted => 13,
-        ErrorKind::MalformedBody => 14,
-        ErrorKind::ClientTimeout => 15,
-        ErrorKind::ClientBodyTimeout => 16,
-        ErrorKind::RateLimited => 17,
-        ErrorKind::ClientBodyTooSlow => 18,
-        ErrorKind::BodyTooLarge => 19,
-        ErrorKind::UpstreamBodyTimeout => 20,
-        ErrorKind::RequestDeadline => 21,
-        ErrorKind::QueueFull => 22,
-        ErrorKind::QueueTimeout => 23,
-        ErrorKind::Internal => 24,
+        ErrorKind::UpstreamCertificate => 9,
+        ErrorKind::UpstreamReset => 10,
+        ErrorKind::UpstreamClosedAwaitingClient => 11,
+        ErrorKind::UpstreamProtocol => 12,
+        ErrorKind::UpstreamTimeout => 13,
+        ErrorKind::ClientAborted => 14,
+        ErrorKind::MalformedBody => 15,
+        ErrorKind::ClientTimeout => 16,
+        ErrorKind::ClientBodyTimeout => 17,
+        ErrorKind::RateLimited => 18,
+        ErrorKind::ClientBodyTooSlow => 19,
+        ErrorKind::BodyTooLarge => 20,
+        ErrorKind::UpstreamBodyTimeout => 21,
+        ErrorKind::RequestDeadline => 22,
+        ErrorKind::QueueFull => 23,
+        ErrorKind::QueueTimeout => 24,
+        ErrorKind::Internal => 25,
     }
 }
 

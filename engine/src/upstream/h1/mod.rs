@@ -400,6 +400,9 @@ impl Exchange<'_> {
                     return Poll::Ready(Err(self.fail(self.closed_kind(), err)));
                 }
                 Ok(_) => self.received = true,
+                Err(e) if crate::upstream::connect::is_tls_alert(&e) => {
+                    return Poll::Ready(Err(self.fail(ErrorKind::UpstreamTls, e)));
+                }
                 Err(e) => return Poll::Ready(Err(self.fail(self.closed_kind(), e))),
             }
         }
