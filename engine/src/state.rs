@@ -35,6 +35,9 @@ pub struct State {
     pub instance_header: Option<(HeaderName, HeaderValue)>,
     /// Request rate limits; buckets of unchanged limits survive a reload.
     pub rate_limits: Arc<RateLimits>,
+    /// The counters behind `/metrics`; those of unchanged routes and
+    /// groups, and the process's, survive a reload.
+    pub metrics: crate::observe::metrics::Metrics,
     pub config: Config,
 }
 
@@ -87,6 +90,7 @@ impl State {
             instance,
             instance_header,
             rate_limits: Arc::new(RateLimits::new(config, previous.map(|p| &*p.rate_limits))),
+            metrics: crate::observe::metrics::Metrics::new(config, previous.map(|p| &p.metrics)),
             config: config.clone(),
         })
     }

@@ -9,6 +9,7 @@
 //! | GET | `/healthz` | liveness: the process answers |
 //! | GET | `/readyz` | readiness: bound, configured, not shutting down |
 //! | GET | `/backends` | every group and backend with state, reason, checks, counters |
+//! | GET | `/metrics` | Prometheus metrics, OpenMetrics text (`observe::metrics`); the bearer token applies |
 //! | GET | `/rate_limits` | every rate limit and its keys; the global limits' Redis sync: state, failures, outages, last error |
 //! | GET | `/access_log` | the instance id, the access log's settings and its counters: written, dropped (`access_log_dropped`), write errors, shipped, ship drops and failures |
 //! | POST | `/backends` | `{"group","address","weight"}` registers (idempotent) |
@@ -172,6 +173,7 @@ async fn route(
         (&Method::GET, ["status"]) => Ok(status_page::page()),
         (&Method::GET, [""]) => Ok(status_page::redirect()),
         (&Method::GET, ["backends"]) => Ok(json(StatusCode::OK, &list(&shared.state.load()))),
+        (&Method::GET, ["metrics"]) => Ok(metrics(reloader)),
         (&Method::GET, ["rate_limits"]) => Ok(json(
             StatusCode::OK,
             &rate_limits::view(&shared.state.load()),
@@ -255,8 +257,8 @@ async fn route(
         (
             _,
             [
-                "healthz" | "readyz" | "backends" | "rate_limits" | "access_log" | "reload"
-                | "status" | "",
+                "healthz" | "readyz" | "backends" | "metrics" | "rate_limits" | "access_log"
+                | "reload" | "status" | "",
             ],
         )
         | (_, ["backends", _] | ["backends", _, "drain"]) => Err(AdminError::MethodNotAllowed {
@@ -430,6 +432,18 @@ fn caller_port(req: &Request<Incoming>, conn: Conn) -> Result<std::net::SocketAd
         conn.peer.ip().to_canonical(),
         port,
     ))
+}
+
+/// `GET /metrics`: read now, from the state and the running listeners.
+fn metrics(reloader: &Reloader) -> AdminResponse {
+    let state = reloader.shared().state.load_full();
+    let body = crate::observe::metrics::scrape::render(state, reloader.metered_listeners());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(crate::observe::metrics::scrape::CONTENT_TYPE),
+    );
+    r
 }
 
 fn json(status: StatusCode, value: &impl Serialize) -> AdminResponse {

@@ -252,6 +252,10 @@ pub enum ConfigError {
         value: String,
         problem: &'static str,
     },
+    #[error(
+        "{at}: {value:?} is not a route name; expected 1 to 128 printable ASCII characters, the first not '_'"
+    )]
+    RouteName { at: At, value: String },
     #[error("--backend and --lb need a group named \"default\" in the config")]
     NoDefaultGroup,
     #[error("nothing to do: give --config FILE, or --listen ADDR with --backend ADDR")]
@@ -297,6 +301,7 @@ impl ConfigError {
             | ConfigError::HostPort { at, .. }
             | ConfigError::RelativePath { at }
             | ConfigError::RouteHost { at }
+            | ConfigError::RouteName { at, .. }
             | ConfigError::HealthMethod { at, .. }
             | ConfigError::HealthHost { at, .. }
             | ConfigError::ExpectBody { at, .. }

@@ -38,6 +38,16 @@ pub struct FileConfig {
     pub rate_limit: Vec<RateLimitFile>,
     /// Where `global = true` limits share their counts.
     pub global_limits: Option<GlobalLimitsFile>,
+    #[serde(default)]
+    pub metrics: MetricsFile,
+}
+
+/// `[metrics]`: Prometheus counters for `GET /metrics` on the admin listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// Count each request (default true).
+    pub enabled: Option<bool>,
 }
 
 /// `[[rate_limit]]`: one token bucket per key.
@@ -234,6 +244,8 @@ pub struct ForwardingFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
+    /// The `route` label of its metrics; default: host and path as given.
+    pub name: Option<Spanned<String>>,
     /// Exact host or `*.example.com`; absent matches every host.
     pub host: Option<Spanned<String>>,
     /// Path prefix; absent means `/`.

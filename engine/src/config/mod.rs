@@ -48,8 +48,25 @@ pub struct Config {
     pub rate_limits: Vec<RateLimitConfig>,
     /// Where `global` rate limits share their counts.
     pub global_limits: Option<GlobalLimits>,
+    /// `[metrics]`: the counters behind the admin API's `/metrics`.
+    pub metrics: MetricsConfig,
     /// The file this config came from, read again on reload.
     pub source: Option<PathBuf>,
+}
+
+/// `[metrics]` (see `observe::metrics`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Count each request at its finish; off, `/metrics` still shows what
+    /// is read at scrape time (backends, pools, connections) but no
+    /// request's counts.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig { enabled: true }
+    }
 }
 
 /// The admin API and its trust boundary (`admin::guard` enforces it).
@@ -334,6 +351,9 @@ pub struct Forwarding {
 
 #[derive(Clone, Debug)]
 pub struct RouteConfig {
+    /// The `route` label of its metrics; `None`: host and path as given
+    /// (`observe::metrics::route_name`).
+    pub name: Option<String>,
     pub host: Option<String>,
     pub path: String,
     /// Index into [`Config::upstreams`].
@@ -584,6 +604,7 @@ impl Config {
             timeouts: Timeouts::default(),
             forwarding: Forwarding::default(),
             routes: vec![RouteConfig {
+                name: None,
                 host: None,
                 path: "/".to_owned(),
                 upstream: 0,
@@ -613,6 +634,7 @@ impl Config {
             access_log: None,
             instance_id: None,
             instance_header: Some(http::HeaderName::from_static(defaults::INSTANCE_HEADER)),
+            metrics: MetricsConfig::default(),
             admin: None,
             compression: Compression::default(),
             rate_limits: Vec::new(),

@@ -229,6 +229,7 @@ impl Validator<'_> {
         if routes.is_empty() && upstreams.len() == 1 {
             // One group and no routes: everything goes to it.
             routes.push(RouteConfig {
+                name: None,
                 host: None,
                 path: "/".into(),
                 upstream: 0,
@@ -271,6 +272,9 @@ impl Validator<'_> {
             compression: self.compression(f.compression)?,
             global_limits: f.global_limits.map(|g| self.global_limits(g)).transpose()?,
             rate_limits: self.rate_limits(f.rate_limit, f_has_global)?,
+            metrics: MetricsConfig {
+                enabled: f.metrics.enabled.unwrap_or(true),
+            },
             source: Some(self.path.to_owned()),
         })
     }
@@ -381,7 +385,26 @@ impl Validator<'_> {
             Some(retry) => Some(Arc::new(self.retry(&field, retry)?)),
             None => None,
         };
+        let name = match r.name {
+            None => None,
+            Some(n) => {
+                // `_` starts the names the proxy uses itself (`_unmatched`).
+                let ok = (1..=128).contains(&n.get_ref().len())
+                    && !n.get_ref().starts_with('_')
+                    && n.get_ref()
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() || b == b' ');
+                if !ok {
+                    return Err(ConfigError::RouteName {
+                        at: self.at(n.span(), format!("{field}.name")),
+                        value: n.into_inner(),
+                    });
+                }
+                Some(n.into_inner())
+            }
+        };
         Ok(RouteConfig {
+            name,
             host,
             path,
             upstream,

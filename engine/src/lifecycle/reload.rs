@@ -18,6 +18,7 @@
 
 use crate::addr::ListenAddr;
 use crate::config::{Config, ConfigError, ListenerConfig};
+use crate::server::conn_limit::ConnLimiter;
 use crate::server::listener::{BindError, bind_listener};
 use crate::server::reload::{Changes, Listeners, Staged};
 use crate::server::tls::TlsError;
@@ -83,6 +84,10 @@ pub struct Reloader {
     /// The bound listener addresses, for readers that cannot await
     /// (`Server::addrs`). Written only while `listeners` is held.
     addrs: parking_lot::Mutex<Vec<ListenAddr>>,
+    /// The running listeners as `/metrics` reads them (address, TLS, and
+    /// the connection counts of their limiter). Like `addrs`: written only
+    /// while `listeners` is held, read by scrapes without awaiting.
+    metered: parking_lot::Mutex<Vec<(ListenAddr, bool, Arc<ConnLimiter>)>>,
     /// Applied to every reloaded config after the file is read: the binary
     /// puts its command-line flags here (listeners, backends, settings), so a
     /// reload never closes a flag's listener or drops its backends. Cloned
@@ -104,6 +109,7 @@ impl Reloader {
         Reloader {
             shared,
             addrs: parking_lot::Mutex::new(listeners.addrs()),
+            metered: parking_lot::Mutex::new(listeners.metered()),
             listeners: tokio::sync::Mutex::new(listeners),
             overlay: parking_lot::Mutex::new(None),
         }
@@ -117,6 +123,19 @@ impl Reloader {
     /// The bound addresses of the running listeners, in config order.
     pub fn listen_addrs(&self) -> Vec<ListenAddr> {
         self.addrs.lock().clone()
+    }
+
+    /// The running listeners for `/metrics`.
+    pub fn metered_listeners(&self) -> Vec<crate::observe::metrics::scrape::Listener> {
+        self.metered
+            .lock()
+            .iter()
+            .map(|(a, tls, l)| crate::observe::metrics::scrape::Listener {
+                address: a.to_string(),
+                tls: *tls,
+                limiter: l.clone(),
+            })
+            .collect()
     }
 
     /// Sets what every reload applies on top of the file (flags win).
@@ -151,6 +170,7 @@ impl Reloader {
         self.shared.state.store(Arc::new(next));
         let changes = listeners.commit(staged).await;
         *self.addrs.lock() = changes.listeners.clone();
+        *self.metered.lock() = listeners.metered();
         self.shared
             .own
             .set_listeners(changes.listeners.iter().copied());

@@ -151,6 +151,9 @@ pub struct Exchange {
     pub error: Option<HeaderValue>,
     /// Response body bytes sent on (after compression).
     pub bytes_out: u64,
+    /// A gzip-compressed response: the body bytes that went into gzip
+    /// (`bytes_out` is what came out). Set when finished.
+    pub gzip_in: Option<u64>,
     /// The client had the whole response body (not cut by either side).
     pub completed: bool,
     /// Set when finished: from the head to the body's end or abandonment.

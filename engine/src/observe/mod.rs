@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod exchange;
 pub mod log_line;
 pub mod log_writer;
+pub mod metrics;
 pub mod request_id;
 pub mod ship;
 
@@ -19,5 +20,8 @@ use crate::state::State;
 
 /// Hands a finished exchange to what reports on requests.
 pub fn finish(state: &State, e: &Exchange) {
+    if state.metrics.enabled {
+        state.metrics.record(e);
+    }
     access_log::record(state, e);
 }

@@ -82,6 +82,9 @@ impl Drop for Observed {
         let e = &mut self.exchange;
         e.completed = self.ended || self.body.is_end_stream();
         e.duration = e.started.elapsed();
+        if let RespBody::Gzip(g) = &self.body {
+            e.gzip_in = Some(g.input_bytes());
+        }
         crate::observe::finish(&self.state, e);
     }
 }

@@ -415,6 +415,8 @@ pub struct GzipBody<B> {
     unflushed: usize,
     /// Upstream trailers, sent after our gzip trailer.
     trailers: Option<HeaderMap>,
+    /// Input bytes so far (`sluice_compression_input_bytes_total`).
+    input: u64,
 }
 
 impl<B> GzipBody<B> {
@@ -429,7 +431,13 @@ impl<B> GzipBody<B> {
             out,
             unflushed: 0,
             trailers: None,
+            input: 0,
         }
+    }
+
+    /// Response body bytes compressed so far.
+    pub fn input_bytes(&self) -> u64 {
+        self.input
     }
 
     /// Compresses `input` into `out` and flushes (sync or finish).
@@ -469,6 +477,7 @@ impl<B> GzipBody<B> {
     /// Compresses one frame without flushing; `Some` with the output when
     /// [`FLUSH_AFTER`] forced a flush (or compression failed).
     fn compress_frame(&mut self, data: &[u8]) -> Option<Bytes> {
+        self.input += data.len() as u64;
         self.crc.update(data);
         self.unflushed += data.len();
         let flush = if self.unflushed >= FLUSH_AFTER {
@@ -499,6 +508,7 @@ impl<B> GzipBody<B> {
     /// The last frame's data (if any), the end of the deflate stream and the
     /// gzip trailer (CRC-32, size mod 2³²).
     fn finish(&mut self, data: &[u8]) -> Bytes {
+        self.input += data.len() as u64;
         self.crc.update(data);
         if let Err(e) = self.deflate(data, FlushCompress::Finish) {
             return self.fail(e);

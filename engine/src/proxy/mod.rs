@@ -97,6 +97,7 @@ pub async fn handle(
         status: 0,
         error: None,
         bytes_out: 0,
+        gzip_in: None,
         completed: false,
         duration: Duration::ZERO,
     };

@@ -150,6 +150,7 @@ mod tests {
             &routes
                 .iter()
                 .map(|(h, p, u)| RouteConfig {
+                    name: None,
                     host: h.map(str::to_owned),
                     path: (*p).to_owned(),
                     upstream: *u,

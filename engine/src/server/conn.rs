@@ -336,8 +336,17 @@ fn h1_request(
     })
 }
 
-/// Logs why an HTTP/1 connection ended with an error.
+/// Logs why an HTTP/1 connection ended with an error, and counts the
+/// refusal it answered, if any (`sluice_proxy_errors_total`): a head
+/// refused here never reaches `proxy::handle` and its record.
 fn h1_failed(ctx: &ConnCtx, e: &h1::ConnError) {
+    if let Some(refusal) = e.refusal() {
+        let state = ctx.worker.shared.state.load();
+        if state.metrics.enabled {
+            let reason = refusal.kind().reason();
+            state.metrics.process.refused(reason.as_bytes());
+        }
+    }
     if e.is_client() {
         tracing::debug!(client = %ctx.client, error = %e, "connection ended with an error");
     } else {

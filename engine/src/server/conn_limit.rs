@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
 /// Shards of the per-client counts (no global lock on accept).
@@ -51,6 +51,25 @@ pub struct ConnLimiter {
     per_client: Box<[Mutex<HashMap<IpAddr, usize>>]>,
     /// Wakes a `backlog` accept loop when a connection closes.
     room: Notify,
+    /// For `/metrics`: connections of `open` serving HTTP/2 now, and
+    /// connections admitted and refused since the listener started.
+    ///
+    /// # Concurrency
+    /// Statistics, `Relaxed`: bumped once per connection (HTTP/2: twice
+    /// more, see [`H2Open`]), read by the scrape.
+    h2: AtomicUsize,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// One connection's share of the listener's HTTP/2 count, given back on drop.
+#[derive(Debug)]
+pub struct H2Open(Arc<ConnLimiter>);
+
+impl Drop for H2Open {
+    fn drop(&mut self) {
+        self.0.h2.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A slot of `max_connections`; dropping it gives the slot back. Once
@@ -60,6 +79,12 @@ pub struct ConnLimiter {
 pub struct Permit(Arc<ConnLimiter>);
 
 impl Permit {
+    /// The connection speaks HTTP/2 until the guard is dropped.
+    pub fn h2(&self) -> H2Open {
+        self.0.h2.fetch_add(1, Ordering::Relaxed);
+        H2Open(self.0.clone())
+    }
+
     /// Gives back `client`'s share.
     pub fn release_client(&self, client: IpAddr) {
         let mut shard = self.0.shard(client).lock();
@@ -79,6 +104,9 @@ impl ConnLimiter {
             open: AtomicUsize::new(0),
             per_client: (0..SHARDS).map(|_| Mutex::default()).collect(),
             room: Notify::new(),
+            h2: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -95,6 +123,21 @@ impl ConnLimiter {
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections of [`ConnLimiter::open`] serving HTTP/2.
+    pub fn open_h2(&self) -> usize {
+        self.h2.load(Ordering::Relaxed)
+    }
+
+    /// Connections admitted since the listener started.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed at once by a limit since the listener started.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Reserves a slot of `max_connections`, or `None` when full.
@@ -126,6 +169,17 @@ impl ConnLimiter {
     /// or `None` to close the connection at once. `reserved` is the slot
     /// `wait_for_room` took.
     pub fn admit(self: &Arc<Self>, client: IpAddr, reserved: Option<Permit>) -> Option<Permit> {
+        let admitted = self.admit_counted(client, reserved);
+        let n = if admitted.is_some() {
+            &self.accepted
+        } else {
+            &self.refused
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        admitted
+    }
+
+    fn admit_counted(self: &Arc<Self>, client: IpAddr, reserved: Option<Permit>) -> Option<Permit> {
         let limit = self.limit();
         let permit = match reserved {
             Some(p) => p,

@@ -85,7 +85,7 @@ pub enum ConnError {
 impl ConnError {
     /// The error the client is answered with before the connection closes,
     /// if it is one the client can still be told about.
-    fn refusal(&self) -> Option<ProxyError> {
+    pub fn refusal(&self) -> Option<ProxyError> {
         match self {
             ConnError::Parse(p) => Some(ProxyError::from(*p)),
             ConnError::HeadTimeout => Some(ProxyError::new(ErrorKind::ClientTimeout)),

@@ -53,6 +53,8 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = ctx.client;
+    // Counted as HTTP/2 in its listener's connections until this returns.
+    let _h2 = ctx.permit.as_ref().map(|p| p.h2());
     let streams = Arc::new(Streams::new());
     let svc = {
         let streams = streams.clone();

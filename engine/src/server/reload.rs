@@ -146,6 +146,15 @@ impl Listeners {
         self.active.iter().map(|a| a.local).collect()
     }
 
+    /// Each running listener's address, whether it serves TLS, and its
+    /// limiter (which counts its connections), for `/metrics`.
+    pub fn metered(&self) -> Vec<(ListenAddr, bool, Arc<ConnLimiter>)> {
+        self.active
+            .iter()
+            .map(|a| (a.local, !a.config.tls.is_empty(), a.limiter.clone()))
+            .collect()
+    }
+
     /// How `new` relates to the running listeners.
     pub fn plan(&self, new: &[ListenerConfig]) -> Plan {
         let running: Vec<_> = self

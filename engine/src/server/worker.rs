@@ -152,6 +152,8 @@ async fn run(spec: WorkerSpec) {
         shared: spec.shared.clone(),
         pool: Arc::new(Pool::new(state.timeouts.upstream_idle)),
     });
+    // The scrape counts this pool's idle connections (`observe::metrics`).
+    state.metrics.process.add_pool(Arc::downgrade(&worker.pool));
     // Every connection task holds a clone of `alive`; when the last one is
     // dropped, `recv()` returns None and the worker knows it has drained.
     let (alive, mut drained) = mpsc::channel::<()>(1);

@@ -89,6 +89,9 @@ pub struct Backend {
     /// This backend's address as an `X-Sluice-Backend` value, made once
     /// (cloning it is a reference count, not a copy).
     pub header: http::HeaderValue,
+    /// Its requests and bytes for `/metrics` (relaxed atomics; see
+    /// `observe::metrics::stats`).
+    pub stats: crate::observe::metrics::BackendStats,
 }
 
 /// `Relaxed`: ids need only be unique, which any atomic increment gives.
@@ -111,6 +114,7 @@ impl Backend {
             owner: Mutex::new(Weak::new()),
             header: http::HeaderValue::try_from(addr.to_string())
                 .unwrap_or(http::HeaderValue::from_static("?")),
+            stats: Default::default(),
         }
     }
 

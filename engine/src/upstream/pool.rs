@@ -191,6 +191,31 @@ impl Pool {
         self.h1.lock().get(&backend).map_or(0, Vec::len)
     }
 
+    /// For `/metrics`: `each(backend, idle HTTP/1.1 connections, HTTP/2
+    /// connections up)` for every backend this pool holds connections of
+    /// (cold: each lock held for one pass over its map).
+    pub fn count_connections(&self, mut each: impl FnMut(u64, usize, usize)) {
+        let idle: Vec<(u64, usize)> = self
+            .h1
+            .lock()
+            .iter()
+            .map(|(&id, s)| (id, s.len()))
+            .collect();
+        for (id, n) in idle {
+            each(id, n, 0);
+        }
+        let up: Vec<u64> = self
+            .h2
+            .lock()
+            .iter()
+            .filter(|(_, slot)| matches!(slot, H2Slot::Ready(s) if !s.is_closed()))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in up {
+            each(id, 0, 1);
+        }
+    }
+
     /// Drops connections idle too long or closed by their backend.
     pub fn reap(&self) {
         let now = Instant::now();

@@ -361,6 +361,16 @@ impl Group {
             .collect()
     }
 
+    /// Every member and its state, for `/metrics` (cold: one lock, no view).
+    pub fn member_states(&self) -> Vec<(Arc<Backend>, MemberState)> {
+        self.rotation.settle();
+        self.rotation
+            .members()
+            .iter()
+            .map(|m| (m.backend.clone(), m.state))
+            .collect()
+    }
+
     pub fn member(&self, addr: BackendAddr) -> Option<Arc<Backend>> {
         self.rotation.members().get(addr).map(|m| m.backend.clone())
     }

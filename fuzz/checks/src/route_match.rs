@@ -48,6 +48,7 @@ const REQUEST_PATHS: &[&str] = &["/", "/api", "/api/v2/x", "/apix", "/static/a.c
 
 fn fixed() -> Vec<RouteConfig> {
     let r = |host: Option<&str>, path: &str, upstream| RouteConfig {
+        name: None,
         host: host.map(str::to_owned),
         path: path.to_owned(),
         upstream,
@@ -85,6 +86,7 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
     let mut configs = Vec::new();
     for i in 0..u.int_in_range(0..=8)? {
         configs.push(RouteConfig {
+            name: None,
             host: if u.arbitrary()? {
                 Some(text(u, HOSTS)?)
             } else {

@@ -92,6 +92,7 @@ fn setup(backend: SocketAddr) -> Config {
     c.timeouts.client_body = Duration::from_secs(5);
     c.timeouts.upstream_body = Duration::from_millis(300);
     c.routes.push(RouteConfig {
+        name: None,
         host: None,
         path: "/free".into(),
         upstream: 0,
@@ -103,6 +104,7 @@ fn setup(backend: SocketAddr) -> Config {
     // A deadline far shorter than the backend's own response timeout.
     c.timeouts.upstream_response = Duration::from_secs(3600);
     c.routes.push(RouteConfig {
+        name: None,
         host: None,
         path: "/hang".into(),
         upstream: 0,

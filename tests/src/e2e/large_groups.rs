@@ -83,6 +83,7 @@ async fn thousands_of_backends_alone_in_a_child_process() {
     unrelated.backends = vec![(BackendAddr(other.addr()), 1)];
     c.upstreams.push(unrelated);
     c.routes.push(RouteConfig {
+        name: None,
         host: None,
         path: "/other".into(),
         upstream: 1,

@@ -35,6 +35,7 @@ mod large_groups;
 mod lifecycle;
 mod limits;
 mod listeners;
+mod metrics;
 mod pipelining;
 mod pool;
 mod queue;

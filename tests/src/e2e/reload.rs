@@ -11,7 +11,7 @@ use sluice_e2e::harness::proxy::Proxy;
 use std::net::SocketAddr;
 use std::path::Path;
 
-fn base(a: SocketAddr) -> String {
+pub(super) fn base(a: SocketAddr) -> String {
     format!(
         r#"workers = 1
 

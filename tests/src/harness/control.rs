@@ -20,7 +20,8 @@ pub struct AdminReply {
     pub status: u16,
     pub content_type: Option<String>,
     pub headers: http::HeaderMap,
-    /// The parsed body; `Null` when the body is empty.
+    /// The parsed body; `Null` when the body is empty or not JSON by its
+    /// `Content-Type`.
     pub json: Value,
     pub text: String,
 }
@@ -105,6 +106,12 @@ impl Admin {
         let text = r.text().to_owned();
         let content_type = r.header("content-type").map(str::to_owned);
         let json = if text.trim().is_empty() {
+            Value::Null
+        } else if content_type
+            .as_deref()
+            .is_some_and(|t| !t.starts_with("application/json"))
+        {
+            // `/metrics` answers text; `text` has it.
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}) in {text:?}"))

@@ -501,3 +501,23 @@ mod access_log;
 mod admin;
 mod client_auth;
 mod upstream_tls;
+
+#[test]
+fn route_names_and_the_metrics_switch() {
+    let c = check(GOOD).unwrap();
+    assert_eq!(c.routes[0].name, None, "the label is then host and path");
+    assert!(c.metrics.enabled, "metrics are on by default");
+    let named = GOOD.replace("path = \"/api\"", "path = \"/api\"\nname = \"api v2\"");
+    let c = check(&format!("{named}\n[metrics]\nenabled = false\n")).unwrap();
+    assert_eq!(c.routes[0].name.as_deref(), Some("api v2"));
+    assert!(!c.metrics.enabled);
+    for bad in ["", "tab\there", "_unmatched", &"x".repeat(129)] {
+        let text = GOOD.replace(
+            "path = \"/api\"",
+            &format!("path = \"/api\"\nname = {bad:?}"),
+        );
+        let err = check(&text).unwrap_err().to_string();
+        assert!(err.contains("route[0].name: "), "{err}");
+        assert!(err.contains("is not a route name"), "{err}");
+    }
+}

@@ -18,6 +18,7 @@ use crate::config::{ClientPrefix, Config, RateKey, RateLimitConfig};
 use http::HeaderMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use table::Table;
 use tokio::time::Instant;
@@ -29,6 +30,9 @@ pub struct Limit {
     /// `config.host` as routes match hosts.
     host: HostMatch,
     pub table: Table,
+    /// Requests this limit refused (`sluice_rate_limited_total`); kept
+    /// across a reload with the limit. `Relaxed`: a statistic.
+    pub limited: AtomicU64,
 }
 
 /// What a request offers as keys.
@@ -47,6 +51,7 @@ impl Limit {
         let host = HostMatch::new(config.host.as_deref());
         Limit {
             table: Table::new(config.max_keys),
+            limited: AtomicU64::new(0),
             host,
             config,
         }
@@ -140,7 +145,8 @@ impl RateLimits {
     pub fn check(&self, req: &Request<'_>) -> Result<(), Duration> {
         let now = Instant::now();
         for l in &self.limits {
-            l.check(req, now)?;
+            l.check(req, now)
+                .inspect_err(|_| _ = l.limited.fetch_add(1, Ordering::Relaxed))?;
         }
         Ok(())
     }
