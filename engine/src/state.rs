@@ -5,6 +5,7 @@
 
 use crate::addr::OwnAddrs;
 use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
+use crate::observe::trace::Tracer;
 use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::route::Router;
 use crate::upstream::Group;
@@ -29,6 +30,8 @@ pub struct State {
     pub access_log: bool,
     /// Request rate limits; buckets of unchanged limits survive a reload.
     pub rate_limits: Arc<RateLimits>,
+    /// `[tracing]`; its span exporter outlives reloads that keep it.
+    pub tracer: Tracer,
     pub config: Config,
 }
 
@@ -58,6 +61,7 @@ impl State {
             via_h2: via("2")?,
             access_log: config.access_log,
             rate_limits: Arc::new(RateLimits::new(config, previous.map(|p| &*p.rate_limits))),
+            tracer: Tracer::new(&config.tracing, previous.map(|p| &p.tracer)),
             config: config.clone(),
         })
     }

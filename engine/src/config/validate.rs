@@ -247,6 +247,7 @@ impl Validator<'_> {
             })?,
         };
 
+        let tracing = self.tracing(f.tracing, &listeners)?;
         Ok(Config {
             workers,
             runtime,
@@ -266,6 +267,7 @@ impl Validator<'_> {
             admin,
             compression: self.compression(f.compression)?,
             global_limits: f.global_limits.map(|g| self.global_limits(g)).transpose()?,
+            tracing,
             rate_limits: self.rate_limits(f.rate_limit, f_has_global)?,
             source: Some(self.path.to_owned()),
         })
@@ -528,5 +530,6 @@ mod retry;
 mod sticky;
 #[cfg(test)]
 mod tests;
+mod tracing;
 mod upstream;
 mod upstream_tls;

@@ -148,6 +148,8 @@ pub struct Exchange {
     pub error: Option<HeaderValue>,
     /// Response body bytes sent on (after compression).
     pub bytes_out: u64,
+    /// The request's span, when it is sampled and spans are exported.
+    pub span: Option<super::trace::Span>,
     /// The client had the whole response body (not cut by either side).
     pub completed: bool,
     /// Set when finished: from the head to the body's end or abandonment.

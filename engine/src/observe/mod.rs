@@ -7,7 +7,9 @@
 //! and the reporters have one place to read them from.
 
 pub mod exchange;
+pub mod otlp;
 pub mod request_id;
+pub mod trace;
 
 pub use exchange::{Exchange, Trail};
 
@@ -25,5 +27,8 @@ pub fn finish(state: &State, e: &Exchange) {
             request_id = ?e.request_id,
             micros = e.duration.as_micros() as u64,
         );
+    }
+    if let Some(span) = &e.span {
+        state.tracer.finish(span, e, state);
     }
 }
