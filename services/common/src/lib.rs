@@ -20,6 +20,7 @@ pub mod budget;
 pub mod duration;
 pub mod serve;
 pub mod signal;
+pub mod trace;
 
 pub use binary::{EXIT_USAGE, LogFormat, Logging, Stream};
 pub use budget::{BodyBudget, Reservation};

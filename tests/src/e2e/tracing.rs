@@ -136,7 +136,10 @@ async fn get(proxy: SocketAddr, path: &str, traceparent: Option<&str>) -> u16 {
 
 fn seen_traceparent(origin: &Origin) -> TraceParent {
     let seen = origin.last_request();
-    let tp = seen.headers.get("traceparent").expect("the backend got a traceparent");
+    let tp = seen
+        .headers
+        .get("traceparent")
+        .expect("the backend got a traceparent");
     TraceParent::parse(tp.as_bytes()).expect("a valid traceparent")
 }
 
@@ -178,7 +181,10 @@ async fn the_backend_continues_the_clients_trace_under_the_proxys_span() {
     let span = &spans[0];
     assert_eq!(span.trace_id, client.trace_id.0);
     assert_eq!(span.parent_span_id, client.parent_id.0);
-    assert_eq!(span.span_id, sent.parent_id.0, "the backend's parent is the proxy's span");
+    assert_eq!(
+        span.span_id, sent.parent_id.0,
+        "the backend's parent is the proxy's span"
+    );
     assert_eq!(span.kind, SpanKind::Server as i32);
     assert_eq!(span.trace_state, "v=1");
     assert!(span.end_time_unix_nano >= span.start_time_unix_nano && span.start_time_unix_nano > 0);
@@ -194,20 +200,36 @@ async fn the_backend_continues_the_clients_trace_under_the_proxys_span() {
         Some(&Value::IntValue(200))
     );
     assert_eq!(span.status.as_ref().map(|s| s.code), None);
-    let resource = receiver.got.lock()[0].resource_spans[0].resource.clone().expect("resource");
-    let names: Vec<_> = resource.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    let resource = receiver.got.lock()[0].resource_spans[0]
+        .resource
+        .clone()
+        .expect("resource");
+    let names: Vec<_> = resource
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
     assert_eq!(names, ["service.name", "service.instance.id"]);
 
     // A 5xx is an error span.
     assert_eq!(get(proxy.addr(), "/fail", Some(CLIENT)).await, 503);
     let spans = receiver.wait_for(2).await;
-    assert_eq!(attr(&spans[1], "http.response.status_code"), Some(&Value::IntValue(503)));
-    assert_eq!(spans[1].status.as_ref().map(|s| s.code), Some(SpanStatus::Error as i32));
+    assert_eq!(
+        attr(&spans[1], "http.response.status_code"),
+        Some(&Value::IntValue(503))
+    );
+    assert_eq!(
+        spans[1].status.as_ref().map(|s| s.code),
+        Some(SpanStatus::Error as i32)
+    );
 }
 
 #[tokio::test]
 async fn without_a_traceparent_the_backend_gets_a_new_valid_one() {
-    let origin = Origin::http1().route("/", reply::text(200, "ok")).start().await;
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
     // No [tracing] table: propagation is on, export off.
     let proxy = Proxy::start(&config(&[origin.addr()])).await;
     assert_eq!(get(proxy.addr(), "/", None).await, 200);
@@ -217,7 +239,10 @@ async fn without_a_traceparent_the_backend_gets_a_new_valid_one() {
     assert_ne!(first.trace_id, second.trace_id);
     assert!(first.sampled(), "the default ratio samples every new trace");
     // An invalid one is replaced the same way; never a 400.
-    assert_eq!(get(proxy.addr(), "/", Some("00-BAD-00f067aa0ba902b7-01")).await, 200);
+    assert_eq!(
+        get(proxy.addr(), "/", Some("00-BAD-00f067aa0ba902b7-01")).await,
+        200
+    );
     let third = seen_traceparent(&origin);
     assert_ne!(third.trace_id, second.trace_id);
     assert!(origin.last_request().headers.get("tracestate").is_none());
@@ -229,7 +254,10 @@ async fn without_a_traceparent_the_backend_gets_a_new_valid_one() {
 #[tokio::test]
 async fn ratio_zero_exports_only_sampled_parents() {
     let receiver = Receiver::start(Answer::Ok).await;
-    let origin = Origin::http1().route("/", reply::text(200, "ok")).start().await;
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
     let mut cfg = config(&[origin.addr()]);
     cfg.tracing = tracing_to(receiver.addr, 0.0);
     let proxy = Proxy::start(&cfg).await;
@@ -245,12 +273,21 @@ async fn ratio_zero_exports_only_sampled_parents() {
     assert_eq!(get(proxy.addr(), "/", Some(CLIENT)).await, 200);
     let spans = receiver.wait_for(1).await;
     assert_eq!(spans.len(), 1);
-    assert_eq!(spans[0].trace_id, TraceParent::parse(CLIENT.as_bytes()).expect("ok").trace_id.0);
+    assert_eq!(
+        spans[0].trace_id,
+        TraceParent::parse(CLIENT.as_bytes())
+            .expect("ok")
+            .trace_id
+            .0
+    );
 }
 
 /// Requests through a proxy exporting to `endpoint`; all must succeed.
 async fn requests_succeed(endpoint: SocketAddr, n: usize, max_queue: usize, batch: usize) {
-    let origin = Origin::http1().route("/", reply::text(200, "ok")).start().await;
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
     let mut cfg = config(&[origin.addr()]);
     cfg.tracing = tracing_to(endpoint, 1.0);
     if let Some(o) = cfg.tracing.otlp.as_mut() {
@@ -272,7 +309,11 @@ async fn grows(counter: &std::sync::atomic::AtomicU64, before: u64, n: u64) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("counter at {}, expected {}", counter.load(Ordering::Relaxed), before + n);
+    panic!(
+        "counter at {}, expected {}",
+        counter.load(Ordering::Relaxed),
+        before + n
+    );
 }
 
 #[tokio::test]
@@ -306,5 +347,9 @@ async fn a_stuck_receiver_fills_the_queue_and_spans_are_dropped() {
     // One span is in the stuck export, at most 4 wait; the others go.
     requests_succeed(receiver.addr, 50, 4, 1).await;
     grows(&stats().dropped, dropped, 45).await;
-    assert_eq!(receiver.got.lock().len(), 1, "one export in flight, never more");
+    assert_eq!(
+        receiver.got.lock().len(),
+        1,
+        "one export in flight, never more"
+    );
 }

@@ -13,3 +13,4 @@ mod logs;
 mod postgres_path;
 mod redis_path;
 mod sessions;
+mod tracing;
