@@ -6,6 +6,7 @@
 use crate::addr::OwnAddrs;
 use crate::config::{AdminConfig, Config, Forwarding, Limits, Timeouts};
 use crate::observe::access_log::AccessLog;
+use crate::observe::trace::Tracer;
 use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::route::Router;
 use crate::upstream::Group;
@@ -38,6 +39,8 @@ pub struct State {
     /// The counters behind `/metrics`; those of unchanged routes and
     /// groups, and the process's, survive a reload.
     pub metrics: crate::observe::metrics::Metrics,
+    /// `[tracing]`; its span exporter outlives reloads that keep it.
+    pub tracer: Tracer,
     pub config: Config,
 }
 
@@ -91,6 +94,7 @@ impl State {
             instance_header,
             rate_limits: Arc::new(RateLimits::new(config, previous.map(|p| &*p.rate_limits))),
             metrics: crate::observe::metrics::Metrics::new(config, previous.map(|p| &p.metrics)),
+            tracer: Tracer::new(&config.tracing, previous.map(|p| &p.tracer)),
             config: config.clone(),
         })
     }

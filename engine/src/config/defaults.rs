@@ -249,3 +249,23 @@ pub const MAX_RETRY_REPLAY_BUFFER: usize = 16 * 1024 * 1024;
 pub const RETRY_BUDGET_RATIO: f64 = 0.2;
 pub const RETRY_BUDGET_MIN_PER_SECOND: u32 = 10;
 pub const RETRY_BUDGET_TTL: Duration = Duration::from_secs(10);
+
+/// Share of new traces (no sampled parent) whose spans are exported:
+/// all, OpenTelemetry's default (`parentbased_always_on`).
+pub const TRACE_SAMPLE_RATIO: f64 = 1.0;
+/// `service.name` of the proxy's spans.
+pub const TRACE_SERVICE_NAME: &str = "sluice";
+/// Spans in one OTLP export request (OpenTelemetry's
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
+pub const TRACE_BATCH_SIZE: usize = 512;
+/// Longest a finished span waits for its batch to fill.
+pub const TRACE_BATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Finished spans waiting for the exporter; past it new spans are dropped
+/// and counted (OpenTelemetry's `OTEL_BSP_MAX_QUEUE_SIZE`).
+pub const TRACE_MAX_QUEUE: usize = 2048;
+/// Longest one export request may take, connect included; past it the
+/// batch is lost and counted (OpenTelemetry's `OTEL_EXPORTER_OTLP_TIMEOUT`).
+pub const TRACE_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest `batch_size` and `max_queue`: bounds the exporter's memory
+/// (each span holds at most a request target, a host and a tracestate).
+pub const TRACE_MAX_BOUND: usize = 1 << 20;

@@ -243,6 +243,12 @@ pub enum ConfigError {
     GlobalWithoutRedis { at: At },
     #[error("{at}: {value:?} is not a Redis URL; expected redis://host:port[/db]")]
     RedisUrl { at: At, value: String },
+    #[error("{at}: {value:?} is not an OTLP/HTTP endpoint; expected http://host:port[/prefix]")]
+    OtlpEndpoint { at: At, value: String },
+    #[error("{at}: must be a number from 0 to 1")]
+    Ratio { at: At },
+    #[error("{at}: must not be empty")]
+    Empty { at: At },
     #[error("{at}: unknown value {value:?}; expected refuse or backlog")]
     OnLimit { at: At, value: String },
     /// An access log or instance setting (`config::access_log`).
@@ -312,6 +318,9 @@ impl ConfigError {
             | ConfigError::GlobalWithoutRedis { at }
             | ConfigError::PrefixWithoutClientKey { at }
             | ConfigError::RedisUrl { at, .. }
+            | ConfigError::OtlpEndpoint { at, .. }
+            | ConfigError::Ratio { at }
+            | ConfigError::Empty { at }
             | ConfigError::OnLimit { at, .. }
             | ConfigError::Cidr { at, .. }
             | ConfigError::TokenTwice { at }

@@ -40,6 +40,9 @@ pub struct FileConfig {
     pub global_limits: Option<GlobalLimitsFile>,
     #[serde(default)]
     pub metrics: MetricsFile,
+    /// W3C trace context and OTLP span export (`observe::trace`).
+    #[serde(default)]
+    pub tracing: TracingFile,
 }
 
 /// `[metrics]`: Prometheus counters for `GET /metrics` on the admin listener.
@@ -48,6 +51,24 @@ pub struct FileConfig {
 pub struct MetricsFile {
     /// Count each request (default true).
     pub enabled: Option<bool>,
+}
+
+/// `[tracing]`: trace context propagation and span export.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingFile {
+    /// Read and send `traceparent`/`tracestate` (default true).
+    pub enabled: Option<bool>,
+    /// `http://host:port[/prefix]`; spans go to `<endpoint>/v1/traces`.
+    pub otlp_endpoint: Option<Spanned<String>>,
+    /// Share of new traces sampled, 0 to 1.
+    pub sample_ratio: Option<Spanned<f64>>,
+    pub service_name: Option<Spanned<String>>,
+    pub service_instance_id: Option<Spanned<String>>,
+    pub batch_size: Option<Spanned<usize>>,
+    pub batch_interval: Option<Spanned<String>>,
+    pub max_queue: Option<Spanned<usize>>,
+    pub export_timeout: Option<Spanned<String>>,
 }
 
 /// `[[rate_limit]]`: one token bucket per key.

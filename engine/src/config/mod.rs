@@ -50,6 +50,7 @@ pub struct Config {
     pub global_limits: Option<GlobalLimits>,
     /// `[metrics]`: the counters behind the admin API's `/metrics`.
     pub metrics: MetricsConfig,
+    pub tracing: TracingConfig,
     /// The file this config came from, read again on reload.
     pub source: Option<PathBuf>,
 }
@@ -302,6 +303,43 @@ pub struct GlobalLimits {
     pub sync_interval: Duration,
     /// Longest wait for Redis on one sync; past it the replica runs on local limits.
     pub timeout: Duration,
+}
+
+/// `[tracing]`: W3C trace context and OTLP span export (`observe::trace`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracingConfig {
+    /// Read `traceparent`/`tracestate` and send them on; off leaves both
+    /// headers as the client sent them.
+    pub enabled: bool,
+    /// Where spans go; `None`: the proxy is no span and exports nothing.
+    pub otlp: Option<OtlpConfig>,
+    /// Share of new traces sampled (a parent's sampled flag wins).
+    pub sample_ratio: f64,
+}
+
+/// Where and how spans are exported (`observe::otlp`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// `host:port` of the receiver, as given.
+    pub authority: String,
+    /// `/prefix/v1/traces`.
+    pub path: String,
+    pub service_name: String,
+    pub service_instance_id: String,
+    pub batch_size: usize,
+    pub batch_interval: Duration,
+    pub max_queue: usize,
+    pub export_timeout: Duration,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            enabled: true,
+            otlp: None,
+            sample_ratio: defaults::TRACE_SAMPLE_RATIO,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -639,6 +677,7 @@ impl Config {
             compression: Compression::default(),
             rate_limits: Vec::new(),
             global_limits: None,
+            tracing: TracingConfig::default(),
             source: None,
         }
     }

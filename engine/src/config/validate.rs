@@ -249,6 +249,7 @@ impl Validator<'_> {
         };
 
         let (instance_id, instance_header) = self.instance(f.instance_id, f.instance_header)?;
+        let tracing = self.tracing(f.tracing, &listeners)?;
         Ok(Config {
             workers,
             runtime,
@@ -271,6 +272,7 @@ impl Validator<'_> {
             admin,
             compression: self.compression(f.compression)?,
             global_limits: f.global_limits.map(|g| self.global_limits(g)).transpose()?,
+            tracing,
             rate_limits: self.rate_limits(f.rate_limit, f_has_global)?,
             metrics: MetricsConfig {
                 enabled: f.metrics.enabled.unwrap_or(true),
@@ -560,5 +562,6 @@ mod retry;
 mod sticky;
 #[cfg(test)]
 mod tests;
+mod tracing;
 mod upstream;
 mod upstream_tls;

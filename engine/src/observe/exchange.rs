@@ -154,6 +154,8 @@ pub struct Exchange {
     /// A gzip-compressed response: the body bytes that went into gzip
     /// (`bytes_out` is what came out). Set when finished.
     pub gzip_in: Option<u64>,
+    /// The request's span, when it is sampled and spans are exported.
+    pub span: Option<super::trace::Span>,
     /// The client had the whole response body (not cut by either side).
     pub completed: bool,
     /// Set when finished: from the head to the body's end or abandonment.

@@ -11,8 +11,10 @@ pub mod exchange;
 pub mod log_line;
 pub mod log_writer;
 pub mod metrics;
+pub mod otlp;
 pub mod request_id;
 pub mod ship;
+pub mod trace;
 
 pub use exchange::{Exchange, Trail};
 
@@ -24,4 +26,7 @@ pub fn finish(state: &State, e: &Exchange) {
         state.metrics.record(e);
     }
     access_log::record(state, e);
+    if let Some(span) = &e.span {
+        state.tracer.finish(span, e, state);
+    }
 }

@@ -74,6 +74,8 @@ pub async fn handle(
     mut req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
     let state = conn.worker.shared.state.load_full();
+    // The trace context: the client's or a new one, and the backend's.
+    let span = state.tracer.start(&mut req);
     // The request's id goes to the backend and back to the client.
     let request_id = request_id::take(req.headers());
     req.headers_mut()
@@ -100,6 +102,7 @@ pub async fn handle(
         gzip_in: None,
         completed: false,
         duration: Duration::ZERO,
+        span,
     };
     let mut resp = match AssertUnwindSafe(proxy(&conn, &state, &trail, req))
         .catch_unwind()

@@ -104,12 +104,15 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
     }
     let before = headers.clone();
     let via = HeaderValue::from_static("1.1 sluice");
+    let xfcc = sluice::config::defaults::CLIENT_CERT_HEADER;
     let ctx = Inbound {
         client: &client,
         proto,
         host: host.as_ref(),
         trust_forwarded: trust,
         via: &via,
+        client_cert_header: &xfcc,
+        client_cert: None,
     };
     inbound(&mut headers, &ctx);
 

@@ -180,12 +180,15 @@ fn one(u: &mut Unstructured<'_>) -> Result<()> {
     // --- inbound: the forwarding headers.
     let before = headers.clone();
     let via_count = before.get_all(header::VIA).iter().count();
+    let xfcc = sluice::config::defaults::CLIENT_CERT_HEADER;
     let ctx = Inbound {
         client: &client,
         proto,
         host: host.as_ref(),
         trust_forwarded: trust,
         via: &via,
+        client_cert_header: &xfcc,
+        client_cert: None,
     };
     inbound(&mut headers, &ctx);
     let ip_text = ip.to_string();

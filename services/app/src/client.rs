@@ -138,6 +138,10 @@ impl Client {
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
+        // The request being served, if any, continues its trace here.
+        if let Some(tp) = sluice_service_common::trace::outgoing() {
+            builder = builder.header(sluice_tracecontext::TRACEPARENT, tp);
+        }
         builder
             .body(Full::new(body))
             .map_err(|source| ClientError::Request {

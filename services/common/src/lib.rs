@@ -21,6 +21,7 @@ pub mod duration;
 pub mod metrics;
 pub mod serve;
 pub mod signal;
+pub mod trace;
 
 pub use binary::{EXIT_USAGE, LogFormat, Logging, Stream};
 pub use budget::{BodyBudget, Reservation};

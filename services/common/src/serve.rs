@@ -208,7 +208,8 @@ async fn connection<H: Handler>(
             // Before the notify, so the connection's task sees it with it.
             let open = streams.open(request.version() == Version::HTTP_2);
             started.notify_one();
-            let response = handler.handle(request);
+            let trace = crate::trace::child_of(request.headers());
+            let response = crate::trace::scope(trace, handler.handle(request));
             // Open until the response is sent (or the stream is reset).
             async move { Ok::<_, Infallible>(response.await.map(|body| Tracked::new(body, open))) }
         })

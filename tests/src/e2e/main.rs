@@ -54,5 +54,6 @@ mod streaming;
 mod timeouts;
 mod tls;
 mod tls_files;
+mod tracing;
 mod upgrade;
 mod upstream_tls;

@@ -230,6 +230,16 @@ fn the_shipped_example_validates() {
     assert_eq!(api.passive.consecutive_5xx, 5);
     assert_eq!(api.passive.half_open_successes, 3);
     assert_eq!(api.slow_start, Duration::ZERO);
+    assert!(c.tracing.enabled && c.tracing.otlp.is_none());
+    // Its [tracing] keys as documented, with the endpoint uncommented.
+    let exporting = text.replace("# otlp_endpoint", "otlp_endpoint");
+    let otlp = check(&exporting)
+        .expect("valid")
+        .tracing
+        .otlp
+        .expect("otlp");
+    assert_eq!(otlp.path, "/v1/traces");
+    assert_eq!((otlp.batch_size, otlp.max_queue), (512, 2048));
 }
 
 #[test]

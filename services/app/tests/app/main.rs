@@ -14,3 +14,4 @@ mod metrics;
 mod postgres_path;
 mod redis_path;
 mod sessions;
+mod tracing;
