@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod client;
 pub mod control;
+pub mod deploy;
 pub mod isolate;
 pub mod memory;
 pub mod origin;

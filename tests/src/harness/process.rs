@@ -168,8 +168,17 @@ impl Sluice {
 
     /// `sluice <args>`, logging at `info` without colour.
     pub fn run<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Sluice {
+        Sluice::run_env(args, &[])
+    }
+
+    /// `sluice <args>` with these environment variables set too.
+    pub fn run_env<S: AsRef<OsStr>>(
+        args: impl IntoIterator<Item = S>,
+        vars: &[(&str, &str)],
+    ) -> Sluice {
         let mut child = Command::new(sluice_bin())
             .args(args)
+            .envs(vars.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
