@@ -3,8 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use sluice::Config;
-use sluice::config::validate::{check_cert, same_address};
 use sluice::config::env::EnvOverlay;
+use sluice::config::validate::{check_cert, same_address};
 use sluice::config::{At, CertConfig, ConfigError, ListenerConfig, defaults};
 use std::net::SocketAddr;
 use std::path::PathBuf;

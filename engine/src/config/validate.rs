@@ -54,7 +54,11 @@ fn syntax(text: &str, path: &Path, e: toml::de::Error) -> ConfigError {
     }
 }
 
-fn parse_with(text: &str, path: &Path, layered: Option<&Layered<'_>>) -> Result<Config, ConfigError> {
+fn parse_with(
+    text: &str,
+    path: &Path,
+    layered: Option<&Layered<'_>>,
+) -> Result<Config, ConfigError> {
     let de = toml::Deserializer::parse(text).map_err(|e| syntax(text, path, e))?;
     let v = Validator {
         text,

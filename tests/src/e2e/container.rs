@@ -11,9 +11,9 @@
 //! flags. Without podman the test fails unless `SLUICE_TEST_SKIP_CONTAINER`
 //! is set.
 
+use sluice_e2e::harness::STEP;
 use sluice_e2e::harness::control::Admin;
 use sluice_e2e::harness::deploy::{deploy_path, run, tool_or_skip};
-use sluice_e2e::harness::STEP;
 use sluice_e2e::harness::process::sluice_bin;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,12 @@ use std::process::Command;
 
 const DEFAULT_FLAGS: &str = "--storage-driver=vfs --cgroup-manager=cgroupfs --runtime=runc";
 /// Limits the runtime may set inside a CI container (it may not raise them).
-const ULIMITS: [&str; 4] = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"];
+const ULIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=4096:4096",
+];
 /// What the base image must hold: the image's shell and healthcheck tools.
 const TOOLS: [&str; 7] = ["sh", "bash", "head", "grep", "mkdir", "chown", "sleep"];
 
@@ -99,7 +104,13 @@ fn base_rootfs(root: &Path) {
     for f in files.iter().chain([&sluice_bin()]) {
         let (_, out) = run(Command::new("ldd").arg(f));
         for line in out.lines() {
-            let lib = line.split("=>").last().unwrap().split_whitespace().next().unwrap_or("");
+            let lib = line
+                .split("=>")
+                .last()
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
             if lib.starts_with('/') {
                 libs.push(PathBuf::from(lib));
             }
@@ -141,7 +152,12 @@ async fn the_image_serves_readyz_passes_its_healthcheck_and_runs_unprivileged() 
     let rootfs = work.path().join("rootfs");
     base_rootfs(&rootfs);
     let tar = work.path().join("base.tar");
-    let (ok, out) = run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg("."));
+    let (ok, out) = run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
     assert!(ok, "tar: {out}");
     let base = format!("localhost/sluice-test-base:{tag}");
     podman.ok(&["import", tar.to_str().unwrap(), &base]);
@@ -155,7 +171,13 @@ async fn the_image_serves_readyz_passes_its_healthcheck_and_runs_unprivileged() 
     // HEALTHCHECK is a Docker-format field: OCI images drop it.
     let mut build = vec!["build", "--format", "docker", "--build-arg"];
     let base_arg = format!("BASE={base}");
-    build.extend([base_arg.as_str(), "-f", dockerfile.to_str().unwrap(), "-t", &image]);
+    build.extend([
+        base_arg.as_str(),
+        "-f",
+        dockerfile.to_str().unwrap(),
+        "-t",
+        &image,
+    ]);
     build.extend(ULIMITS);
     build.push(context.to_str().unwrap());
     podman.ok(&build);

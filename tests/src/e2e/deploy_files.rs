@@ -8,8 +8,8 @@
 use serde_json::Value;
 use sluice::config::validate::parse;
 use sluice_e2e::harness::deploy::{
-    const_port, deploy_path, dockerfile_instructions, run, shipped_binaries,
-    tool_or_skip, yaml_docs,
+    const_port, deploy_path, dockerfile_instructions, run, shipped_binaries, tool_or_skip,
+    yaml_docs,
 };
 use sluice_e2e::harness::process::sluice_bin;
 use std::collections::BTreeSet;
@@ -20,9 +20,18 @@ use std::time::Duration;
 /// The ports the services listen on by default (their `DEFAULT_LISTEN`).
 fn service_ports() -> [(&'static str, u16); 3] {
     [
-        ("app", const_port("services/app/src/config.rs", "DEFAULT_LISTEN")),
-        ("cache", const_port("services/cache/src/config.rs", "DEFAULT_LISTEN")),
-        ("log", const_port("services/log/src/config.rs", "DEFAULT_LISTEN")),
+        (
+            "app",
+            const_port("services/app/src/config.rs", "DEFAULT_LISTEN"),
+        ),
+        (
+            "cache",
+            const_port("services/cache/src/config.rs", "DEFAULT_LISTEN"),
+        ),
+        (
+            "log",
+            const_port("services/log/src/config.rs", "DEFAULT_LISTEN"),
+        ),
     ]
 }
 
@@ -43,9 +52,16 @@ fn stages(path: &Path) -> Vec<(String, Vec<String>)> {
 fn runtime_contract(body: &[String]) -> Vec<String> {
     body.iter()
         .filter(|i| {
-            ["USER ", "EXPOSE ", "HEALTHCHECK ", "ENTRYPOINT ", "STOPSIGNAL ", "WORKDIR "]
-                .iter()
-                .any(|k| i.starts_with(k))
+            [
+                "USER ",
+                "EXPOSE ",
+                "HEALTHCHECK ",
+                "ENTRYPOINT ",
+                "STOPSIGNAL ",
+                "WORKDIR ",
+            ]
+            .iter()
+            .any(|k| i.starts_with(k))
         })
         .cloned()
         .collect()
@@ -62,14 +78,26 @@ fn the_dockerfile_builds_locked_in_one_stage_and_ships_only_the_binaries_as_non_
         .iter()
         .find(|i| i.contains("cargo build"))
         .expect("a cargo build");
-    assert!(cargo.contains("--release") && cargo.contains("--locked"), "{cargo}");
+    assert!(
+        cargo.contains("--release") && cargo.contains("--locked"),
+        "{cargo}"
+    );
     // Every shipped binary is built and copied out, and nothing else is.
     for bin in shipped_binaries() {
-        assert!(cargo.contains(&format!("--bin {bin} ")), "{bin} not built: {cargo}");
-        assert!(cargo.contains(&format!("target/release/{bin} ")), "{bin} not copied: {cargo}");
+        assert!(
+            cargo.contains(&format!("--bin {bin} ")),
+            "{bin} not built: {cargo}"
+        );
+        assert!(
+            cargo.contains(&format!("target/release/{bin} ")),
+            "{bin} not copied: {cargo}"
+        );
     }
     let (runtime_from, runtime) = &stages[1];
-    assert!(runtime_from.contains("-slim"), "a small runtime base: {runtime_from}");
+    assert!(
+        runtime_from.contains("-slim"),
+        "a small runtime base: {runtime_from}"
+    );
     let copies: Vec<&String> = runtime.iter().filter(|i| i.starts_with("COPY")).collect();
     assert_eq!(
         copies,
@@ -100,8 +128,16 @@ fn the_dockerfile_builds_locked_in_one_stage_and_ships_only_the_binaries_as_non_
     ]);
     wanted.extend(service_ports().map(|(_, p)| p));
     assert_eq!(expose, wanted);
-    assert!(runtime.iter().any(|i| i.starts_with("HEALTHCHECK ") && i.contains("/readyz")));
-    assert!(runtime.iter().any(|i| i == "ENTRYPOINT [\"/usr/local/bin/sluice\"]"));
+    assert!(
+        runtime
+            .iter()
+            .any(|i| i.starts_with("HEALTHCHECK ") && i.contains("/readyz"))
+    );
+    assert!(
+        runtime
+            .iter()
+            .any(|i| i == "ENTRYPOINT [\"/usr/local/bin/sluice\"]")
+    );
 
     // The prebuilt variant is the same runtime over outside binaries.
     let prebuilt = stages_of_prebuilt();
@@ -140,18 +176,29 @@ fn the_compose_stack_has_every_piece_healthchecked_in_order_with_file_secrets() 
     let doc = yaml_docs(&[deploy_path("compose.yaml")]).remove(0);
     let services = doc["services"].as_object().expect("services");
     let replicas = |name: &str| services[name]["deploy"]["replicas"].as_u64().unwrap_or(1);
-    for name in ["proxy-a", "proxy-b", "app", "cache", "log", "redis", "postgres"] {
+    for name in [
+        "proxy-a", "proxy-b", "app", "cache", "log", "redis", "postgres",
+    ] {
         let s = &services[name];
-        assert!(s["healthcheck"]["test"].is_array(), "{name} has no healthcheck");
+        assert!(
+            s["healthcheck"]["test"].is_array(),
+            "{name} has no healthcheck"
+        );
         // Every dependency waits for health, not for a start.
         for (dep, cond) in s["depends_on"].as_object().into_iter().flatten() {
-            assert!(services.contains_key(dep), "{name} depends on unknown {dep}");
+            assert!(
+                services.contains_key(dep),
+                "{name} depends on unknown {dep}"
+            );
             assert_eq!(cond["condition"], "service_healthy", "{name} → {dep}");
         }
         // Secrets are declared at the top level, as files.
         for secret in s["secrets"].as_array().into_iter().flatten() {
             let secret = secret.as_str().unwrap();
-            assert!(doc["secrets"][secret]["file"].is_string(), "{name}: {secret}");
+            assert!(
+                doc["secrets"][secret]["file"].is_string(),
+                "{name}: {secret}"
+            );
         }
     }
     assert_eq!((replicas("app"), replicas("cache")), (3, 2));
@@ -170,9 +217,16 @@ fn the_compose_stack_has_every_piece_healthchecked_in_order_with_file_secrets() 
         );
         let probe = s["healthcheck"]["test"].to_string();
         let admin = config.admin.as_ref().unwrap().address.port();
-        assert!(probe.contains(&format!("/{admin} ")) && probe.contains("/readyz"), "{probe}");
+        assert!(
+            probe.contains(&format!("/{admin} ")) && probe.contains("/readyz"),
+            "{probe}"
+        );
     }
-    let app = config.upstreams.iter().find(|u| u.name == "default").unwrap();
+    let app = config
+        .upstreams
+        .iter()
+        .find(|u| u.name == "default")
+        .unwrap();
     let (app_port, cache_port, log_port) = (
         service_ports()[0].1,
         service_ports()[1].1,
@@ -183,12 +237,32 @@ fn the_compose_stack_has_every_piece_healthchecked_in_order_with_file_secrets() 
         ("app", app_port)
     );
     // Each service listens on its default port on every interface.
-    let env = |name: &str, var: &str| services[name]["environment"][var].as_str().unwrap().to_owned();
-    assert_eq!(env("app", "SLUICE_APP_LISTEN"), format!("0.0.0.0:{app_port}"));
-    assert_eq!(env("cache", "SLUICE_CACHE_LISTEN"), format!("0.0.0.0:{cache_port}"));
-    assert_eq!(env("log", "SLUICE_LOG_LISTEN"), format!("0.0.0.0:{log_port}"));
-    assert_eq!(env("app", "SLUICE_APP_CACHE"), format!("http://cache:{cache_port}"));
-    assert_eq!(env("app", "SLUICE_APP_LOG"), format!("http://log:{log_port}"));
+    let env = |name: &str, var: &str| {
+        services[name]["environment"][var]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        env("app", "SLUICE_APP_LISTEN"),
+        format!("0.0.0.0:{app_port}")
+    );
+    assert_eq!(
+        env("cache", "SLUICE_CACHE_LISTEN"),
+        format!("0.0.0.0:{cache_port}")
+    );
+    assert_eq!(
+        env("log", "SLUICE_LOG_LISTEN"),
+        format!("0.0.0.0:{log_port}")
+    );
+    assert_eq!(
+        env("app", "SLUICE_APP_CACHE"),
+        format!("http://cache:{cache_port}")
+    );
+    assert_eq!(
+        env("app", "SLUICE_APP_LOG"),
+        format!("http://log:{log_port}")
+    );
 }
 
 const HARDENING: &[&str] = &[
@@ -236,8 +310,11 @@ fn the_systemd_unit_is_hardened_waits_for_the_drain_and_verifies() {
     let bin = sluice_bin();
     let verify = |text: &str| {
         let path = dir.path().join("sluice.service");
-        std::fs::write(&path, text.replace("/usr/local/bin/sluice", bin.to_str().unwrap()))
-            .unwrap();
+        std::fs::write(
+            &path,
+            text.replace("/usr/local/bin/sluice", bin.to_str().unwrap()),
+        )
+        .unwrap();
         run(Command::new("systemd-analyze").arg("verify").arg(&path))
     };
     let (ok, out) = verify(&unit);

@@ -90,8 +90,11 @@ async fn a_variable_beats_the_file_and_still_does_after_a_reload() {
 
     // The file changes (a header on); the reload reads it again and sets
     // the variable in it again: still the variable's backend.
-    std::fs::write(&path, file("access_log = true\n[forwarding]\nbackend_header = true\n"))
-        .expect("rewrite config");
+    std::fs::write(
+        &path,
+        file("access_log = true\n[forwarding]\nbackend_header = true\n"),
+    )
+    .expect("rewrite config");
     signal(sluice.child.id(), "HUP");
     within("the reload to take effect", async {
         loop {
@@ -149,7 +152,10 @@ async fn a_flag_beats_its_variable() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let sluice = Sluice::run_env(
         ["--gzip", "5"],
-        &[("SLUICE_CONFIG", path.to_str().unwrap()), ("SLUICE_GZIP", "99")],
+        &[
+            ("SLUICE_CONFIG", path.to_str().unwrap()),
+            ("SLUICE_GZIP", "99"),
+        ],
     );
     let addr = sluice.listening().await;
     assert_eq!(get(addr).await.0, 200);

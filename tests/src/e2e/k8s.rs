@@ -53,8 +53,11 @@ fn every_manifest_is_valid_against_the_pinned_schemas_and_listed() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     let text = std::fs::read_to_string(deploy_path("k8s/proxy-deployment.yaml")).unwrap();
-    std::fs::write(&bad, text.replace("terminationGracePeriodSeconds", "terminationGracePeriod"))
-        .unwrap();
+    std::fs::write(
+        &bad,
+        text.replace("terminationGracePeriodSeconds", "terminationGracePeriod"),
+    )
+    .unwrap();
     assert!(!validate(&[bad]).0, "a misspelt field passed");
 
     let kustomization = yaml_docs(&[deploy_path("k8s/kustomization.yaml")]).remove(0);
@@ -68,7 +71,10 @@ fn every_manifest_is_valid_against_the_pinned_schemas_and_listed() {
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
         .collect();
-    assert_eq!(listed, present, "kustomization.yaml resources vs deploy/k8s/*.yaml");
+    assert_eq!(
+        listed, present,
+        "kustomization.yaml resources vs deploy/k8s/*.yaml"
+    );
 }
 
 /// The manifests, with lookups by kind and name.
@@ -126,7 +132,10 @@ fn port_of(c: &Value, port: &Value) -> u16 {
 /// A probe's path and port.
 fn probe(c: &Value, which: &str) -> (String, u16) {
     let get = &c[which]["httpGet"];
-    (get["path"].as_str().unwrap().to_owned(), port_of(c, &get["port"]))
+    (
+        get["path"].as_str().unwrap().to_owned(),
+        port_of(c, &get["port"]),
+    )
 }
 
 /// The value of an env entry given inline.
@@ -162,9 +171,27 @@ fn services_probes_ports_and_grace_match_their_code() {
     }
     let m = Manifests::load();
     for (name, var, dir, drain_file, drain) in [
-        ("app", "SLUICE_APP_LISTEN", "app", "services/app/src/config.rs", "DEFAULT_DRAIN_GRACE"),
-        ("cache", "SLUICE_CACHE_LISTEN", "cache", "services/cache/src/lib.rs", "DRAIN_GRACE"),
-        ("log", "SLUICE_LOG_LISTEN", "log", "services/log/src/lib.rs", "SHUTDOWN_GRACE"),
+        (
+            "app",
+            "SLUICE_APP_LISTEN",
+            "app",
+            "services/app/src/config.rs",
+            "DEFAULT_DRAIN_GRACE",
+        ),
+        (
+            "cache",
+            "SLUICE_CACHE_LISTEN",
+            "cache",
+            "services/cache/src/lib.rs",
+            "DRAIN_GRACE",
+        ),
+        (
+            "log",
+            "SLUICE_LOG_LISTEN",
+            "log",
+            "services/log/src/lib.rs",
+            "SHUTDOWN_GRACE",
+        ),
     ] {
         let d = m.get("Deployment", name);
         let c = container(d);
@@ -172,10 +199,24 @@ fn services_probes_ports_and_grace_match_their_code() {
         assert_eq!(env(c, var), format!("0.0.0.0:{port}"), "{name}");
         // The routes of each service's API (`/ping` liveness, `/ready` readiness).
         let api = source(&format!("services/{dir}/src/api.rs"));
-        assert!(api.contains("\"ping\"") || api.contains("\"/ping\""), "{name}: /ping");
-        assert!(api.contains("\"ready\"") || api.contains("\"/ready\""), "{name}: /ready");
-        assert_eq!(probe(c, "livenessProbe"), ("/ping".to_owned(), port), "{name}");
-        assert_eq!(probe(c, "readinessProbe"), ("/ready".to_owned(), port), "{name}");
+        assert!(
+            api.contains("\"ping\"") || api.contains("\"/ping\""),
+            "{name}: /ping"
+        );
+        assert!(
+            api.contains("\"ready\"") || api.contains("\"/ready\""),
+            "{name}: /ready"
+        );
+        assert_eq!(
+            probe(c, "livenessProbe"),
+            ("/ping".to_owned(), port),
+            "{name}"
+        );
+        assert_eq!(
+            probe(c, "readinessProbe"),
+            ("/ready".to_owned(), port),
+            "{name}"
+        );
         assert_grace(d, Duration::from_secs(const_secs(drain_file, drain)));
         // Its Service sends to that port.
         let svc = m.get("Service", name);
@@ -204,17 +245,36 @@ fn the_proxy_discovers_the_headless_service_and_waits_for_its_drain() {
 
     // The apps: a name the proxy resolves, which is the headless Service's
     // DNS name, on the port the Service and the app pods use.
-    let group = config.upstreams.iter().find(|u| u.name == "default").unwrap();
+    let group = config
+        .upstreams
+        .iter()
+        .find(|u| u.name == "default")
+        .unwrap();
     let (host, port) = (&group.dns[0].host, group.dns[0].port);
     let svc = m
         .of_kind("Service")
-        .find(|s| format!("{}.{}.svc.cluster.local", s["metadata"]["name"].as_str().unwrap(), m.namespace) == *host)
+        .find(|s| {
+            format!(
+                "{}.{}.svc.cluster.local",
+                s["metadata"]["name"].as_str().unwrap(),
+                m.namespace
+            ) == *host
+        })
         .unwrap_or_else(|| panic!("{host} is no Service's DNS name"));
     assert_eq!(svc["spec"]["clusterIP"], "None", "{host}: not headless");
-    assert_eq!(svc["spec"]["ports"][0]["port"].as_u64(), Some(u64::from(port)));
+    assert_eq!(
+        svc["spec"]["ports"][0]["port"].as_u64(),
+        Some(u64::from(port))
+    );
     let app = m.get("Deployment", svc["metadata"]["name"].as_str().unwrap());
-    assert_eq!(svc["spec"]["selector"], app["spec"]["selector"]["matchLabels"]);
-    assert_eq!(port_of(container(app), &svc["spec"]["ports"][0]["targetPort"]), port);
+    assert_eq!(
+        svc["spec"]["selector"],
+        app["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        port_of(container(app), &svc["spec"]["ports"][0]["targetPort"]),
+        port
+    );
 
     // The env ConfigMap points at the mounted file and the mounted secret.
     let env = &m.get("ConfigMap", "sluice-proxy-env")["data"];
@@ -245,11 +305,12 @@ fn every_reference_resolves_and_every_container_is_bounded() {
     }
     let m = Manifests::load();
     let secret = m.get("Secret", "sluice-secrets");
-    let has_key = |name: &str, key: &str| {
-        name == "sluice-secrets" && secret["stringData"][key].is_string()
-    };
-    let workloads: Vec<&Value> =
-        m.of_kind("Deployment").chain(m.of_kind("StatefulSet")).collect();
+    let has_key =
+        |name: &str, key: &str| name == "sluice-secrets" && secret["stringData"][key].is_string();
+    let workloads: Vec<&Value> = m
+        .of_kind("Deployment")
+        .chain(m.of_kind("StatefulSet"))
+        .collect();
     for w in &workloads {
         let name = &w["metadata"]["name"];
         let spec = &w["spec"]["template"]["spec"];

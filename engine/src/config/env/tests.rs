@@ -75,7 +75,10 @@ fn values_are_toml_typed_and_strings_otherwise() {
         ("SLUICE_LIMITS__MAX_HEADERS", "50"),
         ("SLUICE_ACCESS_LOG", "true"),
         ("SLUICE_COMPRESSION__TYPES", r#"["text/*", "+json"]"#),
-        ("SLUICE_UPSTREAM__NEW", r#"{ backends = ["127.0.0.1:9003"], balance = "p2c" }"#),
+        (
+            "SLUICE_UPSTREAM__NEW",
+            r#"{ backends = ["127.0.0.1:9003"], balance = "p2c" }"#,
+        ),
     ])
     .unwrap();
     assert_eq!(c.limits.max_headers, 50);
@@ -128,8 +131,11 @@ fn a_bad_value_is_an_error_naming_the_variable() {
     let e = load(&[("SLUICE_LIMITS__MAX_HEADERS", "[1]")]).unwrap_err();
     assert_eq!(var_of(&e), "SLUICE_LIMITS__MAX_HEADERS", "{e}");
     // Inside a table a variable set whole.
-    let e = load(&[("SLUICE_UPSTREAM__NEW", r#"{ backends = ["x"], balance = "nope" }"#)])
-        .unwrap_err();
+    let e = load(&[(
+        "SLUICE_UPSTREAM__NEW",
+        r#"{ backends = ["x"], balance = "nope" }"#,
+    )])
+    .unwrap_err();
     assert_eq!(var_of(&e), "SLUICE_UPSTREAM__NEW", "{e}");
 }
 
@@ -146,12 +152,16 @@ fn a_level_under_a_value_or_an_empty_level_is_refused() {
 
 #[test]
 fn a_file_mistake_still_names_the_files_line() {
-    let text = "[[listener]]\naddress = \"127.0.0.1:8080\"\n\n[upstream.default]\nbalance = \"nope\"\n";
+    let text =
+        "[[listener]]\naddress = \"127.0.0.1:8080\"\n\n[upstream.default]\nbalance = \"nope\"\n";
     let env = overlay(&[("SLUICE_TIMEOUTS__UPSTREAM_CONNECT", "2s")]).unwrap();
     let e = parse_layered(text, Path::new("f.toml"), &env).unwrap_err();
     match e.at() {
         Some(At::File {
-            line, column, field, ..
+            line,
+            column,
+            field,
+            ..
         }) => {
             assert_eq!((*line, field.as_str()), (5, "upstream.default.balance"));
             assert_eq!(*column, 1);
