@@ -5,20 +5,12 @@
 
 use sluice_e2e::harness::client::RawConn;
 use sluice_e2e::harness::control::Admin;
-use sluice_e2e::harness::origin::{Origin, reply};
-use sluice_e2e::harness::process::{Sluice, signal, sluice_bin, wait_exit};
+use sluice_e2e::harness::origin::Origin;
+use sluice_e2e::harness::process::{Sluice, run_to_exit_env, signal, sluice_bin};
 use sluice_e2e::harness::within;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-async fn text_origin(name: &'static str) -> Origin {
-    Origin::http1()
-        .name(name)
-        .route("/", reply::text(200, name))
-        .start()
-        .await
-}
 
 /// `GET /` through the proxy: status, body and `X-Sluice-Backend`.
 async fn get(addr: SocketAddr) -> (u16, String, Option<String>) {
@@ -32,7 +24,7 @@ async fn get(addr: SocketAddr) -> (u16, String, Option<String>) {
 
 #[tokio::test]
 async fn the_environment_alone_configures_a_serving_proxy() {
-    let origin = text_origin("env-origin").await;
+    let origin = Origin::echoing_name("env-origin").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret-token\n").expect("write token");
@@ -65,7 +57,10 @@ async fn admin_addr(sluice: &Sluice) -> SocketAddr {
 
 #[tokio::test]
 async fn a_variable_beats_the_file_and_still_does_after_a_reload() {
-    let (a, b) = (text_origin("file").await, text_origin("env").await);
+    let (a, b) = (
+        Origin::echoing_name("file").await,
+        Origin::echoing_name("env").await,
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sluice.toml");
     let file = |extra: &str| {
@@ -112,17 +107,14 @@ async fn a_variable_beats_the_file_and_still_does_after_a_reload() {
 
 #[tokio::test]
 async fn a_misspelt_variable_stops_the_start_naming_it() {
-    let mut child = Command::new(sluice_bin())
-        .env("SLUICE_LISTENER__0__ADDRESS", "127.0.0.1:0")
-        .env("SLUICE_TIMEOUTS__UPSTREAM_CONECT", "2s")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice");
-    let status = wait_exit(&mut child).await;
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = run_to_exit_env(
+        std::iter::empty::<&str>(),
+        &[
+            ("SLUICE_LISTENER__0__ADDRESS", "127.0.0.1:0"),
+            ("SLUICE_TIMEOUTS__UPSTREAM_CONECT", "2s"),
+        ],
+    )
+    .await;
     assert_eq!(status.code(), Some(64), "{stderr}");
     assert!(
         stderr.contains("SLUICE_TIMEOUTS__UPSTREAM_CONECT") && stderr.contains("unknown field"),
@@ -132,7 +124,7 @@ async fn a_misspelt_variable_stops_the_start_naming_it() {
 
 #[tokio::test]
 async fn a_flag_beats_its_variable() {
-    let origin = text_origin("flag").await;
+    let origin = Origin::echoing_name("flag").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sluice.toml");
     std::fs::write(
@@ -159,13 +151,14 @@ async fn a_flag_beats_its_variable() {
     );
     let addr = sluice.listening().await;
     assert_eq!(get(addr).await.0, 200);
-    let mut refused = Command::new(sluice_bin())
-        .env("SLUICE_CONFIG", &path)
-        .env("SLUICE_GZIP", "99")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sluice");
-    assert_eq!(wait_exit(&mut refused).await.code(), Some(2));
+    let (status, stderr) = run_to_exit_env(
+        std::iter::empty::<&str>(),
+        &[
+            ("SLUICE_CONFIG", path.to_str().unwrap()),
+            ("SLUICE_GZIP", "99"),
+        ],
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("99"), "{stderr}");
 }
