@@ -70,6 +70,18 @@ fn runtime_contract(body: &[String]) -> Vec<String> {
 #[test]
 fn the_dockerfile_builds_locked_in_one_stage_and_ships_only_the_binaries_as_non_root() {
     let path = deploy_path("Dockerfile");
+    // The builder's Rust is the toolchain file's.
+    let toolchain = sluice_e2e::harness::deploy::source("rust-toolchain.toml");
+    let channel = toolchain
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .expect("a channel")
+        .trim_matches('"');
+    let args = dockerfile_instructions(&path);
+    assert!(
+        args.contains(&format!("ARG RUST_VERSION={channel}")),
+        "{args:?}"
+    );
     let stages = stages(&path);
     assert_eq!(stages.len(), 2, "a builder and a runtime stage: {stages:?}");
     let (builder_from, build) = &stages[0];

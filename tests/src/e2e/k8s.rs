@@ -75,6 +75,17 @@ fn every_manifest_is_valid_against_the_pinned_schemas_and_listed() {
         listed, present,
         "kustomization.yaml resources vs deploy/k8s/*.yaml"
     );
+
+    // kustomize itself builds it, where kubectl is at hand (not required).
+    if run(Command::new("sh").args(["-c", "command -v kubectl"])).0 {
+        let (ok, out) = run(Command::new("kubectl")
+            .arg("kustomize")
+            .arg(deploy_path("k8s")));
+        assert!(ok, "kubectl kustomize: {out}");
+        let docs = out.lines().filter(|l| l.starts_with("kind: ")).count();
+        assert_eq!(docs, yaml_docs(&files).len(), "{out}");
+        assert!(out.contains("image: localhost/sluice:latest"), "{out}");
+    }
 }
 
 /// The manifests, with lookups by kind and name.
