@@ -357,13 +357,15 @@ impl<'a> Layered<'a> {
     /// TOML value that is not a string, sets its text as a string instead
     /// and says so (the caller validates again). Each variable once.
     pub fn retry_as_string(&mut self, at: &At, doc: &mut Table) -> bool {
-        let At::Env { var, .. } = at else {
+        let At::Env { var, field } = at else {
             return false;
         };
+        // Only the variable's own value: an error inside a table it set is
+        // better told as it is than as "a string is not a table".
         let Some(a) = self
             .applied
             .iter_mut()
-            .find(|a| &a.var == var && a.typed && !a.field.is_empty())
+            .find(|a| &a.var == var && a.typed && &a.field == field)
         else {
             return false;
         };

@@ -137,6 +137,10 @@ fn a_bad_value_is_an_error_naming_the_variable() {
     )])
     .unwrap_err();
     assert_eq!(var_of(&e), "SLUICE_UPSTREAM__NEW", "{e}");
+    // A type error inside the table is told as it is, not as "a string".
+    let e = load(&[("SLUICE_UPSTREAM__NEW", "{ backends = 5 }")]).unwrap_err();
+    assert_eq!(var_of(&e), "SLUICE_UPSTREAM__NEW", "{e}");
+    assert!(e.to_string().contains("upstream.new.backends"), "{e}");
 }
 
 #[test]
