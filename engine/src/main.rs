@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use sluice::Config;
+use sluice::config::env::EnvOverlay;
 use sluice::config::validate::{check_cert, same_address};
 use sluice::config::{At, CertConfig, ConfigError, ListenerConfig, defaults};
 use std::io::IsTerminal;
@@ -26,43 +27,43 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// TOML config file (see engine/examples/sluice.toml).
-    #[arg(long, short)]
+    #[arg(long, short, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
-    /// Plain HTTP listener (HTTP/1.1 and h2c); repeatable.
-    #[arg(long)]
+    /// Plain HTTP listener (HTTP/1.1 and h2c); repeatable (comma-separated in the variable).
+    #[arg(long, env = "SLUICE_LISTEN", value_delimiter = ',')]
     listen: Vec<SocketAddr>,
-    /// Backend host:port of the default group; repeatable.
-    #[arg(long)]
+    /// Backend host:port of the default group; repeatable (comma-separated in the variable).
+    #[arg(long, env = "SLUICE_BACKEND", value_delimiter = ',')]
     backend: Vec<String>,
     /// round-robin | least-conn | p2c | hash:header:NAME | hash:cookie:NAME | hash:client
-    #[arg(long)]
+    #[arg(long, env = "SLUICE_LB")]
     lb: Option<String>,
     /// Worker threads (default: the number of cores).
-    #[arg(long)]
+    #[arg(long, env = "SLUICE_WORKERS")]
     workers: Option<usize>,
     /// thread-per-core (default) | work-stealing
-    #[arg(long)]
+    #[arg(long, env = "SLUICE_RUNTIME")]
     runtime: Option<String>,
     /// TLS listener (h2 and http/1.1 by ALPN); needs --cert and --key.
-    #[arg(long, requires_all = ["cert", "key"])]
+    #[arg(long, env = "SLUICE_TLS_LISTEN", requires_all = ["cert", "key"])]
     tls_listen: Option<SocketAddr>,
-    #[arg(long)]
+    #[arg(long, env = "SLUICE_CERT")]
     cert: Option<PathBuf>,
-    #[arg(long)]
+    #[arg(long, env = "SLUICE_KEY")]
     key: Option<PathBuf>,
     /// Log one line per request: JSON lines to stdout, unless the file's
     /// `[access_log]` says otherwise.
-    #[arg(long)]
+    #[arg(long, env = "SLUICE_ACCESS_LOG", value_parser = clap::builder::BoolishValueParser::new())]
     access_log: bool,
     /// This proxy's name on responses (`x-sluice-instance`) and in log
     /// lines (default: the host name and the first listener's port).
-    #[arg(long)]
+    #[arg(long, env = "SLUICE_INSTANCE_ID")]
     instance_id: Option<String>,
     /// Compress responses with gzip at this level (1 fastest .. 9 smallest).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9))]
+    #[arg(long, env = "SLUICE_GZIP", value_parser = clap::value_parser!(u32).range(1..=9))]
     gzip: Option<u32>,
     /// Admin API listener (register/unregister backends, health, reload).
-    #[arg(long)]
+    #[arg(long, env = "SLUICE_ADMIN")]
     admin: Option<SocketAddr>,
     /// Bearer token required by the admin API (overrides the file's).
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
@@ -74,9 +75,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug, Clone)]
 enum Command {
-    /// Validate a config file and exit.
+    /// Validate a config file (with the SLUICE_<SECTION>__<KEY> variables) and exit.
     Check {
-        #[arg(long, short)]
+        #[arg(long, short, env = "SLUICE_CONFIG")]
         config: PathBuf,
     },
 }
@@ -90,8 +91,17 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    let flags = flag_vars();
+    let skip: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let env = match EnvOverlay::from_env(&skip) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     if let Some(Command::Check { config }) = &cli.command {
-        return match Config::load(config) {
+        return match Config::load_with_env(config, &env) {
             Ok(_) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
@@ -102,7 +112,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let config = match build_config(&cli) {
+    let config = match build_config(&cli, &env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sluice: {e}");
@@ -137,7 +147,9 @@ fn main() -> ExitCode {
         if let Some(addr) = server.admin_addr() {
             tracing::info!(address = %addr, "admin API listening");
         }
-        // A reload re-reads only the file; the flags are applied again on top.
+        // A reload re-reads only the file; the environment's overlay and the
+        // flags are applied again on top (the environment cannot change).
+        server.reloader().set_env(env);
         let flags = cli.clone();
         server
             .reloader()
@@ -205,10 +217,32 @@ fn add_flag_listeners(cli: &Cli, config: &mut Config) -> Result<(), ConfigError>
     Ok(())
 }
 
-/// Config file first, then quick flags on top (flags win).
-fn build_config(cli: &Cli) -> Result<Config, ConfigError> {
+/// The variables clap reads for the flags, which the overlay leaves alone.
+fn flag_vars() -> Vec<String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let subs = cmd.get_subcommands().flat_map(|s| s.get_arguments());
+    cmd.get_arguments()
+        .chain(subs)
+        .filter_map(|arg| arg.get_env()?.to_str().map(str::to_owned))
+        .collect()
+}
+
+/// Config file first, then its `SLUICE_<SECTION>__<KEY>` overlay, then quick
+/// flags on top (flags win). Without a file the variables apply to an empty
+/// one, which must then be whole (a listener among the variables).
+fn build_config(cli: &Cli, env: &EnvOverlay) -> Result<Config, ConfigError> {
     let mut config = match &cli.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::load_with_env(path, env)?,
+        None if !env.is_empty() => {
+            let mut c = sluice::config::validate::parse_layered(
+                "",
+                std::path::Path::new("(no config file)"),
+                env,
+            )?;
+            c.source = None;
+            c
+        }
         None => {
             if cli.listen.is_empty() && cli.tls_listen.is_none() {
                 return Err(ConfigError::NothingToDo);

@@ -21,6 +21,9 @@ pub enum At {
     },
     /// A command-line flag (`--listen`, `--lb`).
     Flag(&'static str),
+    /// A `SLUICE_<SECTION>__<KEY>` variable (`config::env`), with the
+    /// field it set or one inside it.
+    Env { var: String, field: String },
 }
 
 impl fmt::Display for At {
@@ -33,6 +36,7 @@ impl fmt::Display for At {
                 field,
             } => write!(f, "{}:{line}:{column}: {field}", path.display()),
             At::Flag(flag) => f.write_str(flag),
+            At::Env { var, field } => write!(f, "environment {var}: {field}"),
         }
     }
 }
@@ -266,6 +270,12 @@ pub enum ConfigError {
     NoDefaultGroup,
     #[error("nothing to do: give --config FILE, or --listen ADDR with --backend ADDR")]
     NothingToDo,
+    /// A `SLUICE_<SECTION>__<KEY>` variable that names no settable key.
+    #[error("environment {var}: {problem}")]
+    Env {
+        var: String,
+        problem: super::env::EnvError,
+    },
 }
 
 impl ConfigError {
@@ -276,7 +286,8 @@ impl ConfigError {
             ConfigError::Read { .. }
             | ConfigError::Syntax { .. }
             | ConfigError::NoDefaultGroup
-            | ConfigError::NothingToDo => None,
+            | ConfigError::NothingToDo
+            | ConfigError::Env { .. } => None,
             ConfigError::Shape { at, .. }
             | ConfigError::OutOfRange { at, .. }
             | ConfigError::NeedsLimit { at }

@@ -3,10 +3,13 @@
 //! [`error`]; the PEM files it names are read and checked by [`pem`]) and
 //! the runtime model below, which is all the hot path sees.
 //!
-//! Precedence: built-in defaults ([`defaults`]) < config file < command-line flags.
+//! Precedence: built-in defaults ([`defaults`]) < config file <
+//! `SLUICE_<SECTION>__<KEY>` variables ([`env`]) < command-line flags (and
+//! their own `SLUICE_*` variables).
 
 pub mod access_log;
 pub mod defaults;
+pub mod env;
 pub mod error;
 pub mod file;
 pub mod pem;
@@ -689,5 +692,15 @@ impl Config {
             source,
         })?;
         validate::parse(&text, path)
+    }
+
+    /// As [`Config::load`], with the environment's overlay applied to the
+    /// file before validation.
+    pub fn load_with_env(path: &Path, env: &env::EnvOverlay) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        validate::parse_layered(&text, path, env)
     }
 }

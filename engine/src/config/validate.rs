@@ -1,6 +1,7 @@
 //! `FileConfig` → [`Config`]: every rule is checked here, once, and a failure
 //! names the file, line, column, field and problem.
 
+use super::env::{EnvOverlay, Layered};
 use super::error::At;
 use super::file::{CompressionFile, FileConfig, ListenerFile, RouteFile};
 use super::values::{media_pattern_ok, parse_duration};
@@ -11,27 +12,70 @@ use toml::Spanned;
 
 /// Parses and validates `text`, read from `path` (used only in messages).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let syntax = |e: toml::de::Error| {
-        let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
-        ConfigError::Syntax {
+    parse_with(text, path, None)
+}
+
+/// As [`parse`], with the `SLUICE_<SECTION>__<KEY>` variables of `env`
+/// set in the parsed file first (`config::env`); an error names the
+/// variable when it is in a value one set, else the file's line.
+pub fn parse_layered(text: &str, path: &Path, env: &EnvOverlay) -> Result<Config, ConfigError> {
+    if env.is_empty() {
+        return parse(text, path);
+    }
+    let mut doc: toml::Table = toml::from_str(text).map_err(|e| syntax(text, path, e))?;
+    let applied = env.apply(&mut doc)?;
+    let mut layered = Layered::new(text, path, applied);
+    loop {
+        // A Table always serializes; the error arm is for form's sake.
+        let merged = toml::to_string(&doc).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            line,
-            column,
-            source: Box::new(e),
+            line: 0,
+            column: 0,
+            source: Box::new(<toml::de::Error as serde::de::Error>::custom(e)),
+        })?;
+        match parse_with(&merged, path, Some(&layered)) {
+            Err(ConfigError::Shape { at, source }) => {
+                if !layered.retry_as_string(&at, &mut doc) {
+                    return Err(ConfigError::Shape { at, source });
+                }
+            }
+            other => return other,
         }
+    }
+}
+
+fn syntax(text: &str, path: &Path, e: toml::de::Error) -> ConfigError {
+    let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        line,
+        column,
+        source: Box::new(e),
+    }
+}
+
+fn parse_with(
+    text: &str,
+    path: &Path,
+    layered: Option<&Layered<'_>>,
+) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| syntax(text, path, e))?;
+    let v = Validator {
+        text,
+        path,
+        layered,
     };
-    let de = toml::Deserializer::parse(text).map_err(syntax)?;
     // The path of every key walked, so that a type error names its field.
     let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = field_path(e.path());
         let source = e.into_inner();
         let span = source.span().unwrap_or(0..0);
         ConfigError::Shape {
-            at: at(text, path, span, field),
+            at: v.at(span, field),
             source: Box::new(source),
         }
     })?;
-    Validator { text, path }.config(file)
+    v.config(file)
 }
 
 /// `listener[0].address`: serde's path without the wrapper keys that
@@ -73,12 +117,18 @@ fn at(text: &str, path: &Path, span: Range<usize>, field: impl fmt::Display) -> 
 struct Validator<'a> {
     text: &'a str,
     path: &'a Path,
+    /// Set when `text` is the file with variables applied: then places are
+    /// told by the variables and the file's own text.
+    layered: Option<&'a Layered<'a>>,
 }
 
 impl Validator<'_> {
     /// Where the value at `span`, the field `field`, is in the file.
     fn at(&self, span: Range<usize>, field: impl fmt::Display) -> At {
-        at(self.text, self.path, span, field)
+        match self.layered {
+            Some(l) => l.at(&field.to_string()),
+            None => at(self.text, self.path, span, field),
+        }
     }
 
     /// A route's or a limit's `host`: exact or `*.suffix`, lowercased.

@@ -3,7 +3,8 @@
 //!
 //! Everything that can fail happens before anything changes:
 //!
-//! 1. read, parse and validate the file, then apply the binary's flags on
+//! 1. read and parse the file, set the environment's `SLUICE_*__*` keys in
+//!    it ([`Reloader::set_env`]), validate, then apply the binary's flags on
 //!    top ([`Reloader::set_overlay`]);
 //! 2. bind every new listener (as at start: one SO_REUSEPORT socket per
 //!    worker runtime, "address in use" unless `share_port`) and build every
@@ -17,6 +18,7 @@
 //! started (a restart changes them).
 
 use crate::addr::ListenAddr;
+use crate::config::env::EnvOverlay;
 use crate::config::{Config, ConfigError, ListenerConfig};
 use crate::server::conn_limit::ConnLimiter;
 use crate::server::listener::{BindError, bind_listener};
@@ -93,6 +95,9 @@ pub struct Reloader {
     /// reload never closes a flag's listener or drops its backends. Cloned
     /// out before it runs: the lock is never held across the call.
     overlay: parking_lot::Mutex<Option<Arc<Overlay>>>,
+    /// The `SLUICE_<SECTION>__<KEY>` variables, applied to the file before
+    /// validation; set once by the binary, cloned out of the lock.
+    env: parking_lot::Mutex<Arc<EnvOverlay>>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -112,6 +117,7 @@ impl Reloader {
             metered: parking_lot::Mutex::new(listeners.metered()),
             listeners: tokio::sync::Mutex::new(listeners),
             overlay: parking_lot::Mutex::new(None),
+            env: parking_lot::Mutex::new(Arc::default()),
         }
     }
 
@@ -143,6 +149,11 @@ impl Reloader {
         *self.overlay.lock() = Some(Arc::from(overlay));
     }
 
+    /// Sets the environment's overlay every reload applies to the file.
+    pub fn set_env(&self, env: EnvOverlay) {
+        *self.env.lock() = Arc::new(env);
+    }
+
     /// Reads the config file again and swaps it in (see the module doc).
     pub async fn reload(&self) -> Result<Changes, ReloadError> {
         let mut listeners = self.listeners.lock().await;
@@ -157,7 +168,8 @@ impl Reloader {
             .source
             .clone()
             .ok_or(ReloadError::NoConfigFile)?;
-        let mut config = Config::load(&path)?;
+        let env = self.env.lock().clone();
+        let mut config = Config::load_with_env(&path, &env)?;
         config.workers = current.config.workers;
         config.runtime = current.config.runtime;
         let overlay = self.overlay.lock().clone();

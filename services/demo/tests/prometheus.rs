@@ -3,7 +3,7 @@
 //! API return the series the requests sent must have produced.
 //!
 //! The `prometheus` binary must be installed (`.ci/run` installs it). When
-//! it is not, the test fails, unless `SLUICE_ALLOW_NO_PROMETHEUS=1` says
+//! it is not, the test fails, unless `SLUICE_TEST_ALLOW_NO_PROMETHEUS=1` says
 //! that skipping is acceptable on this machine; then it says so loudly.
 //!
 //! To check one more series, add a line to `expectations` (a query and the
@@ -22,7 +22,7 @@ use sluice_demo::Stack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Set to `1` to let the test pass (loudly) without a `prometheus` binary.
-const ALLOW_SKIP: &str = "SLUICE_ALLOW_NO_PROMETHEUS";
+const ALLOW_SKIP: &str = "SLUICE_TEST_ALLOW_NO_PROMETHEUS";
 /// How long the expected series get to show up (1 s scrapes; a busy
 /// machine starts Prometheus slowly).
 const WAIT: Duration = Duration::from_secs(90);

@@ -52,15 +52,6 @@ async fn streaming_origin() -> (Origin, mpsc::Sender<Bytes>) {
     (origin, tx)
 }
 
-/// An origin that answers every request with its own name.
-async fn text_origin(name: &'static str) -> Origin {
-    Origin::http1()
-        .name(name)
-        .route("/", reply::text(200, name))
-        .start()
-        .await
-}
-
 /// Waits until a reload has made `backend` a member of the proxy.
 async fn wait_for_member(admin: &Admin, backend: SocketAddr) {
     within("the reload to take effect", async {
@@ -195,8 +186,8 @@ fn dechunk(mut wire: &[u8]) -> String {
 
 #[tokio::test]
 async fn sighup_reloads_the_config_file() {
-    let a = text_origin("a").await;
-    let b = text_origin("b").await;
+    let a = Origin::echoing_name("a").await;
+    let b = Origin::echoing_name("b").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_config(dir.path(), a.addr());
     let sluice = Sluice::start(&path);
@@ -222,9 +213,9 @@ async fn sighup_reloads_the_config_file() {
 
 #[tokio::test]
 async fn a_reload_keeps_the_backends_given_by_flags() {
-    let a = text_origin("a").await;
-    let b = text_origin("b").await;
-    let c = text_origin("c").await;
+    let a = Origin::echoing_name("a").await;
+    let b = Origin::echoing_name("b").await;
+    let c = Origin::echoing_name("c").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_config(dir.path(), a.addr());
     let sluice = Sluice::start_with(&path, &["--backend".into(), b.addr().to_string()]);

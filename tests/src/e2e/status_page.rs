@@ -4,7 +4,7 @@
 //! reload, renders names from the JSON as text, asks for the bearer token
 //! when one is set, and fits a phone's width.
 //!
-//! `SLUICE_STATUS_SCREENSHOT=dir/name.png` saves the live page's screenshot
+//! `SLUICE_TEST_STATUS_SCREENSHOT=dir/name.png` saves the live page's screenshot
 //! there, and the phone layout's as `dir/name-phone.png` (the README's
 //! `engine/docs/status-page.png` is made that way).
 
@@ -45,10 +45,10 @@ async fn raw(admin: &Admin, method: Method, path: &str, headers: &[(&str, &str)]
     collect(H1::connect(admin.addr).await.send(req).await).await
 }
 
-/// Where `SLUICE_STATUS_SCREENSHOT` asks for a screenshot, with `suffix`
+/// Where `SLUICE_TEST_STATUS_SCREENSHOT` asks for a screenshot, with `suffix`
 /// before the extension (`status-page.png` → `status-page-phone.png`).
 fn screenshot_path(suffix: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var_os("SLUICE_STATUS_SCREENSHOT")?);
+    let path = PathBuf::from(std::env::var_os("SLUICE_TEST_STATUS_SCREENSHOT")?);
     let stem = path.file_stem()?.to_string_lossy().into_owned();
     Some(path.with_file_name(format!("{stem}{suffix}.png")))
 }

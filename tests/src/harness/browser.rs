@@ -7,7 +7,7 @@
 //! hopes.
 //!
 //! Without the two programs a browser test fails, naming the packages to
-//! install, unless `SLUICE_SKIP_BROWSER_TESTS=1` explicitly allows it to
+//! install, unless `SLUICE_TEST_SKIP_BROWSER=1` explicitly allows it to
 //! skip ([`Browser::start`] returns `None`).
 
 use super::BoxError;
@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Set to `1` to let browser tests pass without Chromium (they print why).
-pub const SKIP_ENV: &str = "SLUICE_SKIP_BROWSER_TESTS";
+pub const SKIP_ENV: &str = "SLUICE_TEST_SKIP_BROWSER";
 
 /// The longest one browser step may take. Longer than the harness's
 /// [`STEP`](super::STEP): Chromium starting on a loaded 2-core machine is

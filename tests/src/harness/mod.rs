@@ -6,6 +6,7 @@ pub mod browser;
 pub mod certs;
 pub mod client;
 pub mod control;
+pub mod deploy;
 pub mod exposition;
 pub mod isolate;
 pub mod memory;

@@ -91,6 +91,16 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// An HTTP/1.1 origin that answers every request with its own name
+    /// as the body.
+    pub async fn echoing_name(name: &'static str) -> Origin {
+        Origin::http1()
+            .name(name)
+            .route("/", reply::text(200, name))
+            .start()
+            .await
+    }
+
     /// An HTTP/1.1 origin (keep-alive, upgrades allowed).
     pub fn http1() -> OriginBuilder {
         OriginBuilder {

@@ -116,8 +116,17 @@ pub async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 pub async fn run_to_exit<S: AsRef<OsStr>>(
     args: impl IntoIterator<Item = S>,
 ) -> (std::process::ExitStatus, String) {
+    run_to_exit_env(args, &[]).await
+}
+
+/// As [`run_to_exit`], with these environment variables set too.
+pub async fn run_to_exit_env<S: AsRef<OsStr>>(
+    args: impl IntoIterator<Item = S>,
+    vars: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(sluice_bin())
         .args(args)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -168,8 +177,17 @@ impl Sluice {
 
     /// `sluice <args>`, logging at `info` without colour.
     pub fn run<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Sluice {
+        Sluice::run_env(args, &[])
+    }
+
+    /// `sluice <args>` with these environment variables set too.
+    pub fn run_env<S: AsRef<OsStr>>(
+        args: impl IntoIterator<Item = S>,
+        vars: &[(&str, &str)],
+    ) -> Sluice {
         let mut child = Command::new(sluice_bin())
             .args(args)
+            .envs(vars.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
