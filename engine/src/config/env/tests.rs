@@ -82,7 +82,7 @@ fn values_are_toml_typed_and_strings_otherwise() {
     ])
     .unwrap();
     assert_eq!(c.limits.max_headers, 50);
-    assert!(c.access_log);
+    assert!(c.access_log.is_some());
     assert!(matches!(group(&c, "new").policy, Policy::P2c));
     assert_eq!(group(&c, "new").backends.len(), 1);
 }
