@@ -225,7 +225,7 @@ async fn proxy(
             trust_forwarded: state.forwarding.trust_forwarded_headers,
             via,
             client_cert_header: &state.forwarding.client_cert_header,
-            client_cert: conn.client_cert.as_ref(),
+            client_cert: conn.client_cert.as_deref(),
         },
         client_upgrade.is_some(),
     );

@@ -396,7 +396,7 @@ fn serve(
             let conn = async move {
                 match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
-                        ctx.client_cert = client_cert::field(tls_stream.get_ref().1);
+                        ctx.client_cert = client_cert::field(tls_stream.get_ref().1).map(Box::new);
                         conn::serve_tls(tls_stream, Arc::new(ctx), builder).await
                     }
                     Ok(Err(e)) => {

@@ -8,8 +8,7 @@
 //!
 //! To check one more series, add a line to `expectations` (a query and the
 //! least value it must reach); to scrape one more target, add it to
-//! `targets` (with `assert_up: false` while its `/metrics` is not there
-//! yet, as for the proxy's admin listener).
+//! `targets` (`assert_up: false` scrapes it without waiting for it).
 
 mod support;
 
@@ -259,13 +258,12 @@ async fn a_real_prometheus_scrapes_every_service_and_answers_promql() {
             token: None,
             assert_up: true,
         },
-        // The engine's own /metrics comes from another branch: scraped,
-        // not asserted yet.
+        // The proxy's own /metrics, on its admin listener, behind its token.
         Target {
             job: "proxy",
             addrs: vec![stack.admin],
             token: Some(stack.admin_token.clone()),
-            assert_up: false,
+            assert_up: true,
         },
     ];
     let prometheus = start_prometheus(&binary, dir.path(), &targets);
@@ -347,6 +345,15 @@ async fn a_real_prometheus_scrapes_every_service_and_answers_promql() {
         Expectation {
             query: format!("sum({count}{{job=\"log\",route=\"ingest\",status=\"2xx\"}})"),
             at_least: 1.0,
+        },
+        // The proxy counted the reads it forwarded, all 2xx.
+        Expectation {
+            query: "sum(sluice_http_request_duration_seconds_count{job=\"proxy\",method=\"GET\",status_class=\"2xx\"})".into(),
+            at_least: f64::from(reads),
+        },
+        Expectation {
+            query: "sum(sluice_backend_requests_total{job=\"proxy\"})".into(),
+            at_least: f64::from(reads),
         },
     ]);
 
