@@ -18,10 +18,14 @@ pub fn sluice_bin() -> Option<PathBuf> {
 
 fn find_or_build() -> Option<PathBuf> {
     let target = install::target_dir();
+    // The newer of the two: a release binary left from an earlier bench
+    // run may predate the config keys the fragments use.
     ["release/sluice", "debug/sluice"]
         .iter()
         .map(|p| target.join(p))
-        .find(|p| p.is_file())
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, p)| p)
         .or_else(|| {
             install::cargo_build(
                 "sluice",
