@@ -19,6 +19,19 @@ use crate::config::DatabaseConfig;
 
 /// How long SQLite waits for another replica's write lock before `BUSY`.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries at starting on a SQLite file another replica holds locked
+/// (`Db::connect`): about 10 s of backoff in all.
+const SQLITE_START_ATTEMPTS: u32 = 20;
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), with their extended codes.
+fn sqlite_busy(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(d) = e else {
+        return false;
+    };
+    d.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
 /// How long a request waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Arbitrary key of the PostgreSQL advisory lock that serialises migrations.
@@ -55,8 +68,27 @@ macro_rules! on_pool {
 pub(crate) use on_pool;
 
 impl Db {
-    /// Connects and migrates. Safe when several replicas start at once.
+    /// Connects and migrates. Safe when several replicas start at once:
+    /// on PostgreSQL the migration holds an advisory lock; on SQLite a
+    /// replica that meets another's lock where SQLite does not wait for it
+    /// (setting WAL mode on a new file, or two deferred transactions that
+    /// both want to write: `database is locked` at once, whatever
+    /// `busy_timeout` says) tries again, a bounded number of times.
     pub async fn connect(config: &DatabaseConfig) -> Result<Db, sqlx::Error> {
+        let mut attempt = 1;
+        loop {
+            match Db::connect_once(config).await {
+                Err(e) if attempt < SQLITE_START_ATTEMPTS && sqlite_busy(&e) => {
+                    tracing::debug!(attempt, error = %e, "the database is locked at start; trying again");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn connect_once(config: &DatabaseConfig) -> Result<Db, sqlx::Error> {
         let db = match config {
             DatabaseConfig::Sqlite(path) => Db::Sqlite(open_sqlite(path).await?),
             DatabaseConfig::Postgres(url) => Db::Postgres(
@@ -148,4 +180,40 @@ pub fn now_ms() -> i64 {
 /// A duration in whole milliseconds, saturating.
 pub fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replicas starting together on one new SQLite file (the demo stack
+    /// starts them at once): every one connects and migrates. A replica
+    /// failed with `database is locked` before the retry.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn replicas_starting_at_once_on_a_new_sqlite_file_all_connect() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = DatabaseConfig::Sqlite(dir.path().join("blog.db"));
+            let starts: Vec<_> = (0..8)
+                .map(|_| {
+                    let config = config.clone();
+                    tokio::spawn(async move { Db::connect(&config).await })
+                })
+                .collect();
+            for s in starts {
+                let db = s
+                    .await
+                    .expect("task")
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+                db.ping().await.expect("ping");
+                db.close().await;
+            }
+        }
+    }
+
+    #[test]
+    fn only_busy_and_locked_are_retried() {
+        assert!(!sqlite_busy(&sqlx::Error::RowNotFound));
+        assert!(!sqlite_busy(&sqlx::Error::PoolTimedOut));
+    }
 }
