@@ -18,6 +18,14 @@ use std::time::{Duration, Instant};
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Most lines written between two flushes.
 const MAX_BATCH: usize = 1024;
+/// After a batch that emptied the queue, the writer sleeps this long before
+/// it waits on the queue again, so that lines gather meanwhile and the
+/// requests that queue them find no writer parked on the queue: a parked
+/// writer costs every request a futex wake and the writer a context switch
+/// per line (perf/findings/2026-12-02-observe-cost.md: 1.7-1.8x the CPU of
+/// a small request). A line is still in the file within about this plus
+/// the batch's write.
+const GATHER: Duration = Duration::from_millis(50);
 /// How often a destination that failed to open is tried again.
 const RETRY_OPEN: Duration = Duration::from_secs(1);
 
@@ -159,6 +167,7 @@ pub fn run(rx: Receiver<String>, open: Open, flags: &Flags, counters: &Counters)
                 Err(_) => break,
             }
         }
+        let drained = batch.len() < MAX_BATCH;
         // A reopen asked while this thread waited applies to this batch.
         dest.ensure(flags);
         let n = batch.len() as u64;
@@ -166,6 +175,9 @@ pub fn run(rx: Receiver<String>, open: Open, flags: &Flags, counters: &Counters)
             counters.written.fetch_add(n, Ordering::Relaxed);
         } else {
             counters.write_errors.fetch_add(n, Ordering::Relaxed);
+        }
+        if drained {
+            std::thread::sleep(GATHER);
         }
     }
 }
