@@ -12,8 +12,11 @@ pub mod defaults;
 pub mod env;
 pub mod error;
 pub mod file;
+mod observe;
 pub mod pem;
+mod rate_limit;
 mod sticky;
+mod tls;
 pub mod validate;
 pub mod values;
 
@@ -26,7 +29,10 @@ use std::time::Duration;
 
 pub use access_log::{AccessLogConfig, LogFormat, ShipConfig};
 pub use error::{At, ConfigError};
+pub use observe::{MetricsConfig, OtlpConfig, TracingConfig};
+pub use rate_limit::{ClientPrefix, GlobalLimits, RateKey, RateLimitConfig};
 pub use sticky::{SameSite, Secret, StickyConfig};
+pub use tls::{ClientAuth, ClientCert, UpstreamTls, UpstreamVerify};
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -56,21 +62,6 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// The file this config came from, read again on reload.
     pub source: Option<PathBuf>,
-}
-
-/// `[metrics]` (see `observe::metrics`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MetricsConfig {
-    /// Count each request at its finish; off, `/metrics` still shows what
-    /// is read at scrape time (backends, pools, connections) but no
-    /// request's counts.
-    pub enabled: bool,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> MetricsConfig {
-        MetricsConfig { enabled: true }
-    }
 }
 
 /// The admin API and its trust boundary (`admin::guard` enforces it).
@@ -216,15 +207,6 @@ pub struct ListenerConfig {
     pub conn_limit: ConnLimit,
 }
 
-/// A TLS listener's client certificates: verified against `ca_file`;
-/// without one, `required` refuses the handshake, else the connection is
-/// served as one without a certificate.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClientAuth {
-    pub ca_file: PathBuf,
-    pub required: bool,
-}
-
 /// A listener's connection limits; none by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnLimit {
@@ -245,104 +227,6 @@ pub enum OnLimit {
     /// `max_connections`; a client's address is only known once accepted,
     /// so the per-client limit always refuses).
     Backlog,
-}
-
-/// What a rate limit's buckets are keyed by.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RateKey {
-    /// The client's network: its IP address cut to a prefix length.
-    Client(ClientPrefix),
-    /// The matched route: one bucket per route.
-    Route,
-    /// A request header's value; requests without it are not limited by
-    /// this rule.
-    Header(http::HeaderName),
-}
-
-/// How much of a client's address names its bucket: one host commonly
-/// holds a whole IPv6 /64 (SLAAC, privacy addresses), so a bucket per /128
-/// would be a bucket per request for a client that rotates them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientPrefix {
-    /// 1 ..= 32; default 32 (one bucket per address).
-    pub v4: u8,
-    /// 1 ..= 128; default 64 (one bucket per /64).
-    pub v6: u8,
-}
-
-impl Default for ClientPrefix {
-    fn default() -> ClientPrefix {
-        ClientPrefix {
-            v4: defaults::RATE_LIMIT_IPV4_PREFIX,
-            v6: defaults::RATE_LIMIT_IPV6_PREFIX,
-        }
-    }
-}
-
-/// One `[[rate_limit]]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RateLimitConfig {
-    pub name: String,
-    pub key: RateKey,
-    /// Tokens per second.
-    pub rate: f64,
-    /// Bucket size.
-    pub burst: u32,
-    /// Lowercase exact host or `*.suffix`; `None` matches every host.
-    pub host: Option<String>,
-    /// Path prefix; `None` matches every path.
-    pub path: Option<String>,
-    /// Synced through [`Config::global_limits`].
-    pub global: bool,
-    /// Most keys remembered; beyond it idle, then oldest, keys are dropped.
-    pub max_keys: usize,
-}
-
-/// The Redis that global rate limits sync through (`proxy::rate_limit::global`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GlobalLimits {
-    pub redis: String,
-    /// How often each replica sends what it took and learns the shared level.
-    pub sync_interval: Duration,
-    /// Longest wait for Redis on one sync; past it the replica runs on local limits.
-    pub timeout: Duration,
-}
-
-/// `[tracing]`: W3C trace context and OTLP span export (`observe::trace`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct TracingConfig {
-    /// Read `traceparent`/`tracestate` and send them on; off leaves both
-    /// headers as the client sent them.
-    pub enabled: bool,
-    /// Where spans go; `None`: the proxy is no span and exports nothing.
-    pub otlp: Option<OtlpConfig>,
-    /// Share of new traces sampled (a parent's sampled flag wins).
-    pub sample_ratio: f64,
-}
-
-/// Where and how spans are exported (`observe::otlp`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OtlpConfig {
-    /// `host:port` of the receiver, as given.
-    pub authority: String,
-    /// `/prefix/v1/traces`.
-    pub path: String,
-    pub service_name: String,
-    pub service_instance_id: String,
-    pub batch_size: usize,
-    pub batch_interval: Duration,
-    pub max_queue: usize,
-    pub export_timeout: Duration,
-}
-
-impl Default for TracingConfig {
-    fn default() -> Self {
-        TracingConfig {
-            enabled: true,
-            otlp: None,
-            sample_ratio: defaults::TRACE_SAMPLE_RATIO,
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -511,34 +395,6 @@ pub struct DnsBackend {
     pub host: String,
     pub port: u16,
     pub weight: u32,
-}
-
-#[derive(Clone, Debug)]
-pub struct UpstreamTls {
-    /// How the backends' certificates are trusted.
-    pub verify: UpstreamVerify,
-    /// SNI and certificate name; defaults to the backend's IP.
-    pub server_name: Option<String>,
-    /// A certificate chain and its key to present to backends that ask
-    /// for one (mTLS to the backend).
-    pub client_cert: Option<ClientCert>,
-}
-
-/// How a TLS group trusts its backends (`upstream::verify`).
-#[derive(Clone, Debug, PartialEq)]
-pub enum UpstreamVerify {
-    /// The web PKI: the bundled Mozilla roots, plus `ca_file`'s.
-    Roots { ca_file: Option<PathBuf> },
-    /// Exactly the certificates of this PEM file (`pinned_cert`).
-    Pinned(PathBuf),
-    /// No certificate check (`insecure_skip_verify = true`).
-    Insecure,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClientCert {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 #[derive(Clone, Debug)]
