@@ -147,6 +147,8 @@ pub struct Config {
     /// The author seeded at start (`INSERT … ON CONFLICT DO NOTHING`).
     pub author: String,
     pub password: String,
+    /// Insert the welcome posts into an empty blog at start (`seed`).
+    pub seed_posts: bool,
     pub cache_max_age: Duration,
     pub job_interval: Duration,
     pub lease_ttl: Duration,
@@ -172,6 +174,7 @@ impl Config {
             instance_id: None,
             author: "admin".to_owned(),
             password: "sluice".to_owned(),
+            seed_posts: false,
             cache_max_age: DEFAULT_CACHE_MAX_AGE,
             job_interval: DEFAULT_JOB_INTERVAL,
             lease_ttl: DEFAULT_LEASE_TTL,
@@ -285,6 +288,10 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub password: String,
+    /// Start an empty blog with a few welcome posts by the seeded author
+    /// (only when it has no posts at all; the demo turns it on).
+    #[arg(long, env = "SLUICE_APP_SEED_POSTS")]
+    pub seed_posts: bool,
     /// `max-age` of cached reads: e.g. 500ms, 30s, 5m.
     #[arg(long, env = "SLUICE_APP_CACHE_MAX_AGE", default_value = "30s", value_parser = parse_duration)]
     pub cache_max_age: Duration,
@@ -330,6 +337,7 @@ impl Cli {
             instance_id: self.instance_id.clone(),
             author: self.author.clone(),
             password: self.password.clone(),
+            seed_posts: self.seed_posts,
             cache_max_age: self.cache_max_age,
             job_interval: self.job_interval,
             lease_ttl: self.lease_ttl,

@@ -34,8 +34,9 @@ fn sqlite_busy(e: &sqlx::Error) -> bool {
 }
 /// How long a request waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Arbitrary key of the PostgreSQL advisory lock that serialises migrations.
-const MIGRATION_LOCK: i64 = 0x511C3;
+/// Arbitrary key of the PostgreSQL advisory lock that serialises migrations
+/// (and the welcome posts' seeding, `seed`).
+pub(crate) const MIGRATION_LOCK: i64 = 0x511C3;
 
 /// Tables shared by both databases (everything but `posts`).
 const COMMON_DDL: &[&str] = &[

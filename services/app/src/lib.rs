@@ -41,6 +41,7 @@ pub mod logship;
 pub mod pages;
 pub mod posts;
 pub mod register;
+pub mod seed;
 pub mod sessions;
 pub mod stats;
 
@@ -112,6 +113,14 @@ pub async fn run(
     sessions::seed_author(&db, &config.author, &config.password)
         .await
         .map_err(StartError::Database)?;
+    if config.seed_posts {
+        let n = seed::seed_posts(&db, &config.author)
+            .await
+            .map_err(StartError::Database)?;
+        if n > 0 {
+            tracing::info!(posts = n, "the blog was empty: seeded the welcome posts");
+        }
+    }
     let sessions = match &config.sessions {
         Store::Sql => Sessions::Sql(SqlSessions(db.clone())),
         Store::Redis(url) => Sessions::Redis(RedisSessions(redis(url).await?)),

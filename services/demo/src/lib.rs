@@ -224,6 +224,8 @@ impl Stack {
             admin: url(admin),
             admin_token: sluice_app::AdminToken::new(&admin_token),
             job_interval: options.job_interval,
+            // A newcomer sees content at once; the banner's curl answers 200.
+            seed_posts: true,
             ..sluice_app::Config::new(database)
         }
         .validate()

@@ -74,6 +74,19 @@ async fn the_demo_stack_serves_through_the_proxy_and_stops_cleanly() {
         reply.to_ascii_lowercase().contains("x-instance-id: app-"),
         "{reply}"
     );
+    // The blog starts with the welcome posts: the banner's `curl /posts/1`
+    // answers 200 with the first one.
+    assert!(stack.banner().contains("/posts/1"), "{}", stack.banner());
+    let first = get_with(stack.proxy, "/posts/1", "accept: application/json\r\n").await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        first.contains(sluice_app::seed::WELCOME_POSTS[0].0),
+        "{first}"
+    );
+    let list = get(stack.proxy, "/posts").await;
+    for (title, _) in sluice_app::seed::WELCOME_POSTS {
+        assert!(list.contains(title), "{title} not in {list}");
+    }
     tokio::time::timeout(Duration::from_secs(60), stack.stop())
         .await
         .expect("the stack stops");
