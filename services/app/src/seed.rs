@@ -38,27 +38,45 @@ pub const WELCOME_POSTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// In the open write transaction `$tx`: counts the posts and, if there are
+/// none, inserts [`WELCOME_POSTS`] and commits. Evaluates to the count
+/// inserted. A macro because the two databases' transactions are different
+/// types.
+macro_rules! insert_unless_any {
+    ($tx:ident, $author:expr) => {{
+        let mut $tx = $tx;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM posts")
+            .fetch_one(&mut *$tx)
+            .await?;
+        if n > 0 {
+            return Ok(0);
+        }
+        for (title, body) in WELCOME_POSTS {
+            sqlx::query(
+                "INSERT INTO posts (title, body, author, publish_at, published, created_at, updated_at) \
+                 VALUES ($1, $2, $3, NULL, 1, $4, $4)",
+            )
+            .bind(title)
+            .bind(body)
+            .bind($author)
+            .bind(now_ms())
+            .execute(&mut *$tx)
+            .await?;
+        }
+        $tx.commit().await?;
+        Ok(WELCOME_POSTS.len() as u64)
+    }};
+}
+
 /// Inserts [`WELCOME_POSTS`] by `author` if the blog has no posts at all.
 /// Returns how many were inserted (0 when there were posts already).
 pub async fn seed_posts(db: &Db, author: &str) -> Result<u64, sqlx::Error> {
-    const COUNT: &str = "SELECT COUNT(*) FROM posts";
-    const INSERT: &str = "INSERT INTO posts (title, body, author, publish_at, published, created_at, updated_at) \
-         VALUES ($1, $2, $3, NULL, 1, $4, $4)";
-    let now = now_ms();
     match db {
         Db::Sqlite(p) => {
             // IMMEDIATE takes the write lock before the count: a second
             // replica's transaction waits (busy_timeout), then counts 3.
-            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            let (n,): (i64,) = sqlx::query_as(COUNT).fetch_one(&mut *tx).await?;
-            if n > 0 {
-                return Ok(0);
-            }
-            for (title, body) in WELCOME_POSTS {
-                let q = sqlx::query(INSERT).bind(title).bind(body).bind(author);
-                q.bind(now).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
+            let tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            insert_unless_any!(tx, author)
         }
         Db::Postgres(p) => {
             let mut tx = p.begin().await?;
@@ -66,18 +84,9 @@ pub async fn seed_posts(db: &Db, author: &str) -> Result<u64, sqlx::Error> {
                 .bind(MIGRATION_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            let (n,): (i64,) = sqlx::query_as(COUNT).fetch_one(&mut *tx).await?;
-            if n > 0 {
-                return Ok(0);
-            }
-            for (title, body) in WELCOME_POSTS {
-                let q = sqlx::query(INSERT).bind(title).bind(body).bind(author);
-                q.bind(now).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
+            insert_unless_any!(tx, author)
         }
     }
-    Ok(WELCOME_POSTS.len() as u64)
 }
 
 #[cfg(test)]
