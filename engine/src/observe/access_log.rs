@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Writes `e`'s line, when the state has an access log.
 pub fn record(state: &State, e: &Exchange) {
     if let Some(log) = &state.access_log {
-        log.record(e);
+        log.record(e, state.metrics.route_name_of(e.trail.route()));
     }
 }
 
@@ -131,15 +131,17 @@ impl AccessLog {
 
     /// Formats `e`'s line and queues it for the writer and the shipper;
     /// drops and counts what does not fit.
-    pub fn record(&self, e: &Exchange) {
+    /// `route`: the matched route's name (`[[route]] name`, else its host
+    /// and path), `None` when no route matched.
+    pub fn record(&self, e: &Exchange, route: Option<&str>) {
         let line = match self.settings.format {
-            LogFormat::Json => log_line::json(e, &self.instance),
-            LogFormat::Combined => log_line::combined(e, &self.instance),
+            LogFormat::Json => log_line::json(e, route, &self.instance),
+            LogFormat::Combined => log_line::combined(e, route, &self.instance),
         };
         if let Some(ship) = &self.ship {
             let json = match self.settings.format {
                 LogFormat::Json => line.clone(),
-                LogFormat::Combined => log_line::json(e, &self.instance),
+                LogFormat::Combined => log_line::json(e, route, &self.instance),
             };
             self.offer_ship(ship, e.started_wall, json);
         }

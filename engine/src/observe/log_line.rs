@@ -33,13 +33,13 @@ struct Fields<'a> {
     request_id: Cow<'a, str>,
     error: Option<Cow<'a, str>>,
     completed: bool,
-    route: Option<usize>,
+    route: Option<&'a str>,
     referer: Option<Cow<'a, str>>,
     user_agent: Option<Cow<'a, str>>,
 }
 
 /// A JSON object and a newline.
-pub fn json(e: &Exchange, instance: &str) -> String {
+pub fn json(e: &Exchange, route: Option<&str>, instance: &str) -> String {
     let time = rfc3339_millis(e.started_wall);
     let f = Fields {
         time: &time,
@@ -60,7 +60,7 @@ pub fn json(e: &Exchange, instance: &str) -> String {
         request_id: lossy(&e.request_id),
         error: e.error.as_ref().map(lossy),
         completed: e.completed,
-        route: e.trail.route(),
+        route,
         referer: e.referer.as_ref().map(lossy),
         user_agent: e.user_agent.as_ref().map(lossy),
     };
@@ -75,10 +75,10 @@ pub fn json(e: &Exchange, instance: &str) -> String {
 /// `CLIENT_IP - - [02/Dec/2026:17:20:36 +0000] "GET /p?q HTTP/1.1" 200 1234
 /// "REFERER" "USER_AGENT" host="HOST" request_id="ID" rt=0.012
 /// upstream="IP:PORT" uct=0.001 uht=0.010 retries=0 error="REASON"
-/// bytes_in=0 completed=1 route=0 instance="ID"`
+/// bytes_in=0 completed=1 route="NAME" instance="ID"`
 ///
 /// Times are seconds with millisecond precision; a missing value is `-`.
-pub fn combined(e: &Exchange, instance: &str) -> String {
+pub fn combined(e: &Exchange, route: Option<&str>, instance: &str) -> String {
     let mut s = String::with_capacity(256);
     let _ = write!(s, "{} - - [", e.client.0.ip());
     clf_time(&mut s, e.started_wall);
@@ -119,9 +119,11 @@ pub fn combined(e: &Exchange, instance: &str) -> String {
         e.trail.bytes_in(),
         u8::from(e.completed)
     );
-    match e.trail.route() {
+    match route {
         Some(r) => {
-            let _ = write!(s, "{r}");
+            s.push('"');
+            escape(&mut s, r.as_bytes());
+            s.push('"');
         }
         None => s.push('-'),
     }

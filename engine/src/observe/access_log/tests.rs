@@ -81,7 +81,7 @@ fn a_blocked_writer_costs_lines_not_time_and_drops_are_counted_exactly() {
     // The writer is stuck opening: the queue takes 4, the other 6 are dropped,
     // and each record returns at once.
     for _ in 0..10 {
-        log.record(&e);
+        log.record(&e, None);
     }
     assert_eq!(Counters::get(&log.counters.dropped), 6);
     assert_eq!(Counters::get(&log.counters.written), 0);
@@ -102,7 +102,7 @@ fn a_blocked_writer_costs_lines_not_time_and_drops_are_counted_exactly() {
 #[test]
 fn json_lines_escape_what_the_client_sent() {
     let e = exchange("/p?q=%22x", b"h\"ost\\\t", b"a\"b\tc\xff");
-    let line = log_line::json(&e, "web:80");
+    let line = log_line::json(&e, Some("api"), "web:80");
     assert_eq!(line.matches('\n').count(), 1);
     assert!(line.ends_with('\n'));
     let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
@@ -116,19 +116,20 @@ fn json_lines_escape_what_the_client_sent() {
     assert_eq!(v["upstream"], serde_json::Value::Null);
     assert_eq!(v["request_id"], "rid-1");
     assert_eq!(v["completed"], true);
+    assert_eq!(v["route"], "api");
 }
 
 #[test]
 fn combined_lines_keep_every_client_byte_inside_its_quotes() {
     let e = exchange("/p", b"h\"ost x=\"1", b"evil\" status=\"999\t\xc3\xa9");
-    let line = log_line::combined(&e, "web:80");
+    let line = log_line::combined(&e, Some("a\"pi"), "web:80");
     assert_eq!(line.matches('\n').count(), 1, "{line}");
     assert_eq!(
         line,
         "10.0.0.7 - - [02/Dec/2026:17:20:36 +0000] \"GET /p HTTP/1.1\" 200 5 \"-\" \
          \"evil\\x22 status=\\x22999\\x09\\xC3\\xA9\" host=\"h\\x22ost x=\\x221\" \
          request_id=\"rid-1\" rt=0.002 upstream=- uct=- uht=- retries=0 error=\"-\" \
-         bytes_in=0 completed=1 route=- instance=\"web:80\"\n"
+         bytes_in=0 completed=1 route=\"a\\x22pi\" instance=\"web:80\"\n"
     );
     // Every `"` left is one of the format's own: an even number.
     assert_eq!(line.matches('"').count() % 2, 0);

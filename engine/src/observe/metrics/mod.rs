@@ -151,6 +151,14 @@ impl Metrics {
         out
     }
 
+    /// The label of route `index` (what [`route_name`] made of it), for
+    /// the access log: `None` when no route matched.
+    pub fn route_name_of(&self, index: Option<usize>) -> Option<&str> {
+        index
+            .and_then(|i| self.routes.get(i))
+            .map(|r| r.stats.name.as_str())
+    }
+
     pub fn groups(&self) -> &[Arc<GroupStats>] {
         &self.groups
     }
