@@ -113,12 +113,13 @@ pub fn page() -> AdminResponse {
     r
 }
 
-/// `GET /`: a browser pointed at the admin port lands on the page.
+/// `GET /`: a browser pointed at the admin port lands on the page. The
+/// location is relative so that it also works under a path prefix.
 pub fn redirect() -> AdminResponse {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::FOUND;
     r.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static("/status"));
+        .insert(header::LOCATION, HeaderValue::from_static("status"));
     r
 }
 
@@ -234,6 +235,6 @@ mod tests {
     fn the_root_redirects_to_the_page() {
         let r = redirect();
         assert_eq!(r.status(), StatusCode::FOUND);
-        assert_eq!(r.headers()[header::LOCATION], "/status");
+        assert_eq!(r.headers()[header::LOCATION], "status");
     }
 }

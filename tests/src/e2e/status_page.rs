@@ -124,7 +124,7 @@ async fn the_page_is_served_with_a_strict_policy_and_without_the_token() {
     assert_eq!(data.status, 401, "{}", data.text);
     let root = raw(&admin, Method::GET, "/", &[]).await;
     assert_eq!(root.status, 302);
-    assert_eq!(root.header("location"), Some("/status"));
+    assert_eq!(root.header("location"), Some("status"));
     let post = admin
         .send(
             Method::POST,

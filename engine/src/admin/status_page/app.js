@@ -207,7 +207,9 @@
     if (memoryToken) headers.Authorization = 'Bearer ' + memoryToken;
     let again = true;
     try {
-      const r = await fetch('/backends', {
+      // Relative: behind a reverse proxy that mounts the admin API under a
+      // prefix, the page at PREFIX/status reads PREFIX/backends.
+      const r = await fetch('backends', {
         headers, cache: 'no-store', credentials: 'omit', redirect: 'error', signal: control.signal,
       });
       if (r.status === 401) {
