@@ -80,14 +80,8 @@ impl Plan {
         Ok(Plan {
             bin_dir,
             data,
-            listen: [
-                ([127, 0, 0, 1], 8080).into(),
-                ([127, 0, 0, 1], 8081).into(),
-            ],
-            admin: [
-                ([127, 0, 0, 1], 9090).into(),
-                ([127, 0, 0, 1], 9091).into(),
-            ],
+            listen: [([127, 0, 0, 1], 8080).into(), ([127, 0, 0, 1], 8081).into()],
+            admin: [([127, 0, 0, 1], 9090).into(), ([127, 0, 0, 1], 9091).into()],
             redis: None,
             postgres: None,
             start_shared: true,

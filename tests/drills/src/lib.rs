@@ -101,7 +101,10 @@ pub async fn run(settings: &Settings, only: &[String]) -> Result<Vec<Report>, St
     if reports.iter().any(Report::failed) {
         // Keep the processes' logs and data for the diagnosis.
         let kept = data.keep();
-        summary = format!("\nA drill failed: the processes' logs are in {}/logs.\n", kept.display());
+        summary = format!(
+            "\nA drill failed: the processes' logs are in {}/logs.\n",
+            kept.display()
+        );
     }
     report::write_summary(&settings.report_dir, &reports, &summary)?;
     Ok(reports)

@@ -91,7 +91,9 @@ pub async fn exchange(
     headers: &str,
     body: &str,
 ) -> Result<Reply, Failure> {
-    let mut s = TcpStream::connect(addr).await.map_err(|_| Failure::Connect)?;
+    let mut s = TcpStream::connect(addr)
+        .await
+        .map_err(|_| Failure::Connect)?;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nhost: localhost\r\naccept: application/json\r\n{headers}\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -248,7 +250,12 @@ async fn worker(
                 let title = format!("drill w{w} n{n}");
                 let body = format!(r#"{{"title":"{title}","body":"written under load"}}"#);
                 let r = targets
-                    .send("POST", "/posts", &format!("{session}content-type: application/json\r\n"), &body)
+                    .send(
+                        "POST",
+                        "/posts",
+                        &format!("{session}content-type: application/json\r\n"),
+                        &body,
+                    )
                     .await;
                 let result = r.and_then(|reply| {
                     check(&reply, 201)?;
@@ -261,29 +268,42 @@ async fn worker(
             // Read back an acknowledged write: it must be there.
             1 if !record.writes.is_empty() => {
                 let pick = record.writes[(n as usize / 5) % record.writes.len()].clone();
-                let r = targets.send("GET", &format!("/posts/{}", pick.id), "", "").await;
-                (true, r.and_then(|reply| {
-                    check(&reply, 200)?;
-                    body_has(&reply, &pick.title)
-                }))
+                let r = targets
+                    .send("GET", &format!("/posts/{}", pick.id), "", "")
+                    .await;
+                (
+                    true,
+                    r.and_then(|reply| {
+                        check(&reply, 200)?;
+                        body_has(&reply, &pick.title)
+                    }),
+                )
             }
             2 => {
                 let r = targets.send("GET", "/posts", "", "").await;
-                (true, r.and_then(|reply| {
-                    check(&reply, 200)?;
-                    if reply.body.trim_start().starts_with('[') {
-                        Ok(())
-                    } else {
-                        Err(Failure::WrongBody)
-                    }
-                }))
+                (
+                    true,
+                    r.and_then(|reply| {
+                        check(&reply, 200)?;
+                        if reply.body.trim_start().starts_with('[') {
+                            Ok(())
+                        } else {
+                            Err(Failure::WrongBody)
+                        }
+                    }),
+                )
             }
             _ => {
-                let r = targets.send("GET", &format!("/posts/{seed_id}"), "", "").await;
-                (true, r.and_then(|reply| {
-                    check(&reply, 200)?;
-                    body_has(&reply, &format!("\"id\":{seed_id}"))
-                }))
+                let r = targets
+                    .send("GET", &format!("/posts/{seed_id}"), "", "")
+                    .await;
+                (
+                    true,
+                    r.and_then(|reply| {
+                        check(&reply, 200)?;
+                        body_has(&reply, &format!("\"id\":{seed_id}"))
+                    }),
+                )
             }
         };
         record.outcomes.push(Outcome {
@@ -302,7 +322,10 @@ fn check(reply: &Reply, want: u16) -> Result<(), Failure> {
         401 => Err(Failure::LoggedOut),
         s @ 500..=599 => Err(Failure::Status5xx(
             s,
-            reply.sluice_error.clone().unwrap_or_else(|| "backend".into()),
+            reply
+                .sluice_error
+                .clone()
+                .unwrap_or_else(|| "backend".into()),
         )),
         s => Err(Failure::Status(s)),
     }

@@ -13,7 +13,10 @@ use clap::Parser;
 use sluice_drills::Settings;
 
 #[derive(Debug, clap::Parser)]
-#[command(name = "sluice-drills", about = "Kill and restart pieces of the multi-process stack under load; report")]
+#[command(
+    name = "sluice-drills",
+    about = "Kill and restart pieces of the multi-process stack under load; report"
+)]
 struct Cli {
     /// Where the reports go.
     #[arg(long, default_value = "perf/drills")]
@@ -47,7 +50,10 @@ fn main() -> ExitCode {
     } else {
         Settings::long(bin_dir, cli.report_dir.clone())
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sluice-drills: {e}");

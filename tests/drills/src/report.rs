@@ -38,6 +38,8 @@ pub struct Report {
     pub failures: BTreeMap<String, u64>,
     /// Idempotent failures inside the first health interval after a disruption.
     pub excused: BTreeMap<String, u64>,
+    /// When each counted failure started, in ms since the load started.
+    pub failure_times: BTreeMap<String, Vec<u64>>,
     /// From the first disruption to the last failed request of any kind.
     pub recover_ms: Option<u64>,
     pub checks: Vec<Check>,
@@ -99,7 +101,11 @@ impl Report {
         s.push_str("\n| check | result | detail |\n|---|---|---|\n");
         for c in &self.checks {
             let ok = if c.passed { "pass" } else { "FAIL" };
-            s.push_str(&format!("| {} | {ok} | {} |\n", c.name, c.detail.replace('|', "/")));
+            s.push_str(&format!(
+                "| {} | {ok} | {} |\n",
+                c.name,
+                c.detail.replace('|', "/")
+            ));
         }
         s
     }

@@ -27,11 +27,8 @@ pub async fn check(
     writes_too: bool,
 ) -> Report {
     let mut report = Report::new(name, t.steps.clone());
-    let in_grace = |at: tokio::time::Instant| {
-        t.disruptions
-            .iter()
-            .any(|d| at >= *d && at < *d + grace)
-    };
+    let in_grace =
+        |at: tokio::time::Instant| t.disruptions.iter().any(|d| at >= *d && at < *d + grace);
     let mut counted: BTreeMap<String, u64> = BTreeMap::new();
     let mut excused: BTreeMap<String, u64> = BTreeMap::new();
     let mut failed_idempotent = 0u64;
@@ -47,7 +44,11 @@ pub async fn check(
         }
         let Err(f) = &o.result else { continue };
         last_failure = Some(o.at);
-        let kind = format!("{} {}", if o.idempotent { "GET" } else { "POST" }, f.label());
+        let kind = format!(
+            "{} {}",
+            if o.idempotent { "GET" } else { "POST" },
+            f.label()
+        );
         if *f == Failure::LoggedOut {
             logged_out += 1;
         }
@@ -55,6 +56,12 @@ pub async fn check(
             *excused.entry(kind).or_default() += 1;
             continue;
         }
+        let since = o.at.saturating_duration_since(t.origin).as_millis();
+        report
+            .failure_times
+            .entry(kind.clone())
+            .or_default()
+            .push(u64::try_from(since).unwrap_or(u64::MAX));
         *counted.entry(kind).or_default() += 1;
         if o.idempotent {
             failed_idempotent += 1;
@@ -74,7 +81,10 @@ pub async fn check(
     report.checks.push(Check::new(
         "zero failed idempotent requests after the first health interval",
         failed_idempotent == 0,
-        format!("{failed_idempotent} failed (grace {} ms after each disruption)", grace.as_millis()),
+        format!(
+            "{failed_idempotent} failed (grace {} ms after each disruption)",
+            grace.as_millis()
+        ),
     ));
     if writes_too {
         report.checks.push(Check::new(
@@ -84,14 +94,20 @@ pub async fn check(
         ));
     }
     for e in &t.errors {
-        report.checks.push(Check::new("the drill's steps ran", false, e.clone()));
+        report
+            .checks
+            .push(Check::new("the drill's steps ran", false, e.clone()));
     }
 
     // Acknowledged writes: readable through the proxies, and in PostgreSQL.
     report.acked_writes = record.writes.len() as u64;
     let mut missing = Vec::new();
     for w in &record.writes {
-        let ok = match stack.targets.send("GET", &format!("/posts/{}", w.id), "", "").await {
+        let ok = match stack
+            .targets
+            .send("GET", &format!("/posts/{}", w.id), "", "")
+            .await
+        {
             Ok(reply) => reply.status == 200 && reply.body.contains(&w.title),
             Err(_) => false,
         };
@@ -102,12 +118,21 @@ pub async fn check(
     let in_db = match &stack.cluster.postgres {
         Some(pg) => pg
             .query("SELECT id FROM posts")
-            .map(|rows| rows.iter().filter_map(|r| r.first()?.parse::<i64>().ok()).collect::<BTreeSet<_>>())
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.first()?.parse::<i64>().ok())
+                    .collect::<BTreeSet<_>>()
+            })
             .map_err(|e| e.to_string()),
         None => Err("no PostgreSQL".into()),
     };
     let lost_in_db: Vec<i64> = match &in_db {
-        Ok(ids) => record.writes.iter().map(|w| w.id).filter(|id| !ids.contains(id)).collect(),
+        Ok(ids) => record
+            .writes
+            .iter()
+            .map(|w| w.id)
+            .filter(|id| !ids.contains(id))
+            .collect(),
         Err(_) => Vec::new(),
     };
     report.checks.push(Check::new(
@@ -129,7 +154,10 @@ pub async fn check(
         .send(
             "POST",
             "/posts",
-            &format!("cookie: {}\r\ncontent-type: application/json\r\n", stack.cookie),
+            &format!(
+                "cookie: {}\r\ncontent-type: application/json\r\n",
+                stack.cookie
+            ),
             r#"{"title":"after the drill","body":"the session still works"}"#,
         )
         .await;
@@ -158,7 +186,9 @@ fn job_check(stack: &Stack, settings: &Settings, t: &Timeline) -> Check {
     let Some(pg) = &stack.cluster.postgres else {
         return Check::new(NAME, false, "no PostgreSQL to read job_runs from".into());
     };
-    let interval = i64::try_from(settings.job_interval.as_millis()).unwrap_or(1).max(1);
+    let interval = i64::try_from(settings.job_interval.as_millis())
+        .unwrap_or(1)
+        .max(1);
     // Whole periods only, and not the last one: it may not have ticked yet.
     let (first, last) = (t.start_ms / interval + 1, t.end_ms / interval - 2);
     let sql = format!(
@@ -176,7 +206,11 @@ fn job_check(stack: &Stack, settings: &Settings, t: &Timeline) -> Check {
                 }
             }
             let missing: Vec<i64> = (first..=last).filter(|p| !seen.contains_key(p)).collect();
-            let twice: Vec<i64> = seen.iter().filter(|(_, n)| **n > 1).map(|(p, _)| *p).collect();
+            let twice: Vec<i64> = seen
+                .iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|(p, _)| *p)
+                .collect();
             let instances: BTreeSet<&str> = rows
                 .iter()
                 .filter_map(|r| r.get(2))
@@ -228,7 +262,12 @@ async fn log_check(stack: &Stack) -> Check {
     let short: Vec<String> = shipped
         .iter()
         .filter(|(inst, n)| on_disk.get(*inst).copied().unwrap_or(0) < **n)
-        .map(|(inst, n)| format!("{inst}: {n} acknowledged, {} on disk", on_disk.get(inst).copied().unwrap_or(0)))
+        .map(|(inst, n)| {
+            format!(
+                "{inst}: {n} acknowledged, {} on disk",
+                on_disk.get(inst).copied().unwrap_or(0)
+            )
+        })
         .collect();
     Check::new(
         NAME,
@@ -248,7 +287,11 @@ fn count_log_lines(dir: &std::path::Path) -> Result<BTreeMap<String, u64>, Strin
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for entry in entries.flatten() {
         let path = entry.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         if !path.is_file() || name.contains("wal") || name.contains("checkpoint") {
             continue;
         }

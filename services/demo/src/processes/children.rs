@@ -4,8 +4,8 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -176,7 +176,10 @@ impl Cluster {
                 ),
             }
         }
-        self.database = match (&plan.postgres, Postgres::bin_dir().filter(|_| plan.start_shared)) {
+        self.database = match (
+            &plan.postgres,
+            Postgres::bin_dir().filter(|_| plan.start_shared),
+        ) {
             (Some(url), _) => url.clone(),
             (None, Some(bin)) => {
                 let port = free_port().map_err(LaunchError::io("a port for postgres"))?;
@@ -190,7 +193,10 @@ impl Cluster {
                 self.notes.push(
                     "no PostgreSQL (--postgres URL, or install postgresql): posts in SQLite under the data dir".into(),
                 );
-                format!("sqlite://{}", plan.data.join("app").join("blog.db").display())
+                format!(
+                    "sqlite://{}",
+                    plan.data.join("app").join("blog.db").display()
+                )
             }
         };
         Ok(())
@@ -207,12 +213,19 @@ impl Cluster {
         self.add(log, Probe::Http(self.log, "/ready"), None)?;
 
         for i in 1..=plan.caches {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port().map_err(LaunchError::io("a cache port"))?));
+            let addr = SocketAddr::from((
+                [127, 0, 0, 1],
+                free_port().map_err(LaunchError::io("a cache port"))?,
+            ));
             let mut cache = Spec::new(&format!("cache-{i}"), &bin("sluice-cache"));
             cache.arg("--listen");
             cache.arg(addr.to_string());
             cache.arg("--store");
-            cache.arg(self.redis.as_ref().map_or("memory".into(), |r| format!("{r}/0")));
+            cache.arg(
+                self.redis
+                    .as_ref()
+                    .map_or("memory".into(), |r| format!("{r}/0")),
+            );
             self.add(cache, Probe::Http(addr, "/ready"), None)?;
             self.caches.push(addr);
         }
@@ -220,12 +233,18 @@ impl Cluster {
         let token_file = plan.data.join("admin-token");
         write_private(&token_file, &plan.admin_token)?;
         for i in 1..=plan.apps {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port().map_err(LaunchError::io("an app port"))?));
+            let addr = SocketAddr::from((
+                [127, 0, 0, 1],
+                free_port().map_err(LaunchError::io("an app port"))?,
+            ));
             let mut app = Spec::new(&format!("app-{i}"), &bin("sluice-app"));
             app.arg("--listen");
             app.arg(addr.to_string());
             app.env("SLUICE_APP_DATABASE", &self.database);
-            let sessions = self.redis.as_ref().map_or("sql".into(), |r| format!("{r}/1"));
+            let sessions = self
+                .redis
+                .as_ref()
+                .map_or("sql".into(), |r| format!("{r}/1"));
             app.env("SLUICE_APP_SESSIONS", sessions);
             // The lease lives with the job's `job_runs` rows in the
             // database: a Redis outage does not stop the job.
@@ -250,8 +269,11 @@ impl Cluster {
         }
 
         let config = plan.data.join("sluice.toml");
-        std::fs::write(&config, proxy_config(&self.apps, &token_file, plan.health_interval))
-            .map_err(LaunchError::io(format!("writing {}", config.display())))?;
+        std::fs::write(
+            &config,
+            proxy_config(&self.apps, &token_file, plan.health_interval),
+        )
+        .map_err(LaunchError::io(format!("writing {}", config.display())))?;
         self.takeover = help_has(&bin("sluice"), "--takeover");
         for i in 0..2 {
             let mut proxy = Spec::new(&format!("proxy-{}", i + 1), &bin("sluice"));
@@ -269,7 +291,12 @@ impl Cluster {
         Ok(())
     }
 
-    fn add(&mut self, spec: Spec, probe: Probe, instance: Option<String>) -> Result<(), LaunchError> {
+    fn add(
+        &mut self,
+        spec: Spec,
+        probe: Probe,
+        instance: Option<String>,
+    ) -> Result<(), LaunchError> {
         self.children.push(Child {
             spec,
             probe,
@@ -277,7 +304,11 @@ impl Cluster {
             generation: 0,
             process: None,
         });
-        let name = self.children.last().map(|c| c.spec.name.clone()).unwrap_or_default();
+        let name = self
+            .children
+            .last()
+            .map(|c| c.spec.name.clone())
+            .unwrap_or_default();
         self.start_child(&name)
     }
 
@@ -305,7 +336,11 @@ impl Cluster {
         for c in &self.children {
             if let Some(base) = &c.instance {
                 for g in 0..c.generation {
-                    out.push(if g == 0 { base.clone() } else { format!("{base}.{g}") });
+                    out.push(if g == 0 {
+                        base.clone()
+                    } else {
+                        format!("{base}.{g}")
+                    });
                 }
             }
         }
@@ -494,7 +529,9 @@ fn spawn(
         .append(true)
         .open(log)
         .map_err(LaunchError::io(format!("opening {}", log.display())))?;
-    let err = out.try_clone().map_err(LaunchError::io("dup of a log file"))?;
+    let err = out
+        .try_clone()
+        .map_err(LaunchError::io("dup of a log file"))?;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args).args(extra);
     if let Some(id) = instance {

@@ -50,7 +50,9 @@ impl Redis {
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         let mut reply = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+        s.write_all(b"PING\r\n").is_ok()
+            && s.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
     }
 }
 
@@ -153,14 +155,27 @@ impl Postgres {
         spec.arg(self.cluster());
         spec.args(["-p", &self.port.to_string(), "-k"]);
         spec.arg(&self.data);
-        spec.args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]);
+        spec.args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
+        ]);
         spec
     }
 
     /// Whether it accepts connections (`pg_isready`).
     pub fn ready(&self) -> bool {
         Command::new(self.bin.join("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-p", &self.port.to_string()])
+            .args([
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &self.port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -187,7 +202,16 @@ impl Postgres {
             .ok_or_else(|| LaunchError::Postgres("psql not found".into()))?;
         let out = Command::new(psql)
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", "postgres", "-At", "-v", "ON_ERROR_STOP=1", "-c"])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+            ])
             .arg(sql)
             .stdin(Stdio::null())
             .output()
@@ -212,10 +236,8 @@ fn grant_traverse(dir: &Path) {
         if let Ok(meta) = std::fs::metadata(parent) {
             let mode = meta.permissions().mode();
             if mode & 0o001 == 0 {
-                let _ = std::fs::set_permissions(
-                    parent,
-                    std::fs::Permissions::from_mode(mode | 0o001),
-                );
+                let _ =
+                    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode | 0o001));
             }
         }
     }
