@@ -183,7 +183,7 @@ impl Cluster {
             (Some(url), _) => url.clone(),
             (None, Some(bin)) => {
                 let port = free_port().map_err(LaunchError::io("a port for postgres"))?;
-                let pg = Postgres::init(bin, &plan.data.join("postgres"), port)?;
+                let pg = Postgres::init(bin, &plan.data, port)?;
                 let url = pg.url();
                 self.add(pg.spec(), Probe::Postgres(Box::new(pg.clone())), None)?;
                 self.postgres = Some(pg);

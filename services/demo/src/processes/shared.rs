@@ -83,13 +83,13 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Makes the cluster under `data` (once: kept across restarts).
-    pub fn init(bin: PathBuf, data: &Path, port: u16) -> Result<Postgres, LaunchError> {
+    /// Makes the cluster under `root/postgres` (once: kept across restarts).
+    pub fn init(bin: PathBuf, root: &Path, port: u16) -> Result<Postgres, LaunchError> {
+        let data = &root.join("postgres");
         let as_postgres = is_root();
         if as_postgres {
-            // The data dir's parents may be closed to other users (a temp
-            // dir, /root): the cluster gets a dir of its own that the
-            // `postgres` user owns.
+            // The cluster gets a dir of its own that the `postgres` user
+            // owns, under a data dir it can enter.
             std::fs::create_dir_all(data).map_err(LaunchError::io("creating the postgres dir"))?;
             let status = Command::new("chown")
                 .args(["-R", "postgres:"])
@@ -99,7 +99,7 @@ impl Postgres {
             if !status.success() {
                 return Err(LaunchError::Postgres(format!("chown failed: {status}")));
             }
-            grant_traverse(data);
+            grant_traverse(root)?;
         }
         let pg = Postgres {
             bin,
@@ -228,19 +228,31 @@ impl Postgres {
     }
 }
 
-/// Lets other users through `dir`'s parents up to `/` (`o+x` only where
-/// missing: no listing, no writing).
-fn grant_traverse(dir: &Path) {
+/// Lets the `postgres` user through to `dir`: `o+x` (enter, not list) on
+/// the launcher's own data dir (`root`, a 0700 temp dir for the drills),
+/// and an error naming the first directory above it that others cannot
+/// enter (changing those is not ours to do).
+fn grant_traverse(root: &Path) -> Result<(), LaunchError> {
     use std::os::unix::fs::PermissionsExt;
-    for parent in dir.ancestors().skip(1) {
-        if let Ok(meta) = std::fs::metadata(parent) {
-            let mode = meta.permissions().mode();
-            if mode & 0o001 == 0 {
-                let _ =
-                    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode | 0o001));
-            }
+    if let Ok(meta) = std::fs::metadata(root) {
+        let mode = meta.permissions().mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode | 0o001))
+                .map_err(LaunchError::io(format!("chmod o+x {}", root.display())))?;
         }
     }
+    for parent in root.ancestors().skip(1) {
+        let closed = std::fs::metadata(parent)
+            .map(|m| m.permissions().mode() & 0o001 == 0)
+            .unwrap_or(true);
+        if closed {
+            return Err(LaunchError::Postgres(format!(
+                "the postgres user cannot enter {} (no o+x): use a --data dir it can reach, or --postgres URL",
+                parent.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn is_root() -> bool {
