@@ -91,7 +91,10 @@ fn processes(cli: &Cli) -> ExitCode {
     };
     // Watch the signals before the (blocking) start: a Ctrl-C meanwhile
     // stops what has started.
-    let signal = runtime.block_on(async { shutdown_signal() });
+    let signal = {
+        let _in_runtime = runtime.enter();
+        shutdown_signal()
+    };
     let cluster = match Cluster::start(plan) {
         Ok(cluster) => cluster,
         Err(error) => return failed(&error),

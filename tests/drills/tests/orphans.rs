@@ -8,9 +8,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Processes whose command line mentions `needle` (every child of the
-/// launcher has its data dir in its arguments, the apps aside: they are
-/// found by their log file's directory through their parent group).
+/// Processes whose command line mentions `needle`, or that hold a file
+/// under it open (every child writes to `{data}/logs/NAME.log`).
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -20,7 +19,15 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
         let cmdline = entry.path().join("cmdline");
         if let Ok(bytes) = std::fs::read(&cmdline) {
             let text = String::from_utf8_lossy(&bytes).replace('\0', " ");
-            if text.contains(needle) {
+            let holds = std::fs::read_dir(entry.path().join("fd"))
+                .map(|fds| {
+                    fds.flatten().any(|fd| {
+                        std::fs::read_link(fd.path())
+                            .is_ok_and(|target| target.to_string_lossy().contains(needle))
+                    })
+                })
+                .unwrap_or(false);
+            if text.contains(needle) || holds {
                 found.push(text);
             }
         }
@@ -60,8 +67,8 @@ fn killing_the_launcher_with_sigkill_stops_every_child() {
     }
     assert!(up, "the stack never came up");
     let running = processes_mentioning(&data_arg);
-    // log, two caches, two proxies, redis and postgres name the data dir.
-    assert!(running.len() >= 5, "children: {running:#?}");
+    // log, two caches, three apps, two proxies, redis and postgres.
+    assert!(running.len() >= 10, "children: {running:#?}");
     launcher.kill().expect("SIGKILL the launcher");
     let _ = launcher.wait();
     let deadline = Instant::now() + Duration::from_secs(20);
