@@ -168,3 +168,53 @@ pub fn random_token() -> std::io::Result<String> {
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// Both proxies' config: the apps as static backends with active health
+/// checks, retries of idempotent requests on another app, and a retry
+/// budget that covers one replica's share of the load while it is detected.
+pub(crate) fn proxy_config(apps: &[SocketAddr], token_file: &Path, health: Duration) -> String {
+    let backends: Vec<String> = apps.iter().map(|a| format!("\"{a}\"")).collect();
+    let interval = health.as_millis().max(100);
+    format!(
+        "# Written by sluice-demo --processes; both proxy replicas read it\n\
+         # (listener and admin addresses come from SLUICE_LISTENER__0__ADDRESS\n\
+         # and SLUICE_ADMIN__ADDRESS).\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\n\n\
+         [admin]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{token}\"\n\n\
+         [timeouts]\nshutdown_grace = \"10s\"\n\n\
+         [[route]]\nupstream = \"default\"\n\n\
+         [route.retry]\nattempts = 3\nstatuses = [502, 503, 504]\n\n\
+         [upstream.default]\nbackends = [{backends}]\nbalance = \"round-robin\"\n\n\
+         [upstream.default.health]\npath = \"/ping\"\ninterval = \"{interval}ms\"\ntimeout = \"{timeout}ms\"\nrise = 1\nfall = 2\n\n\
+         [upstream.default.retry_budget]\nratio = 1.0\nmin_per_second = 100\nttl = \"10s\"\n",
+        token = token_file.display(),
+        backends = backends.join(", "),
+        timeout = (interval / 2).max(50),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The generated file is a valid proxy config: the apps are the
+    /// group's backends, checked by `/ping`, with GET retries on.
+    #[test]
+    fn the_proxy_config_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("admin-token");
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
+        let apps: Vec<SocketAddr> = vec![
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7002".parse().unwrap(),
+            "127.0.0.1:7003".parse().unwrap(),
+        ];
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(&file, proxy_config(&apps, &token, Duration::from_secs(1))).unwrap();
+        let config = sluice::Config::load(&file).expect("the proxy accepts it");
+        let backends = format!("{:?}", config.upstreams[0]);
+        for app in &apps {
+            assert!(backends.contains(&app.to_string()), "{backends}");
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::shared::{Postgres, Redis};
-use super::{LaunchError, Plan, fix_port, free_port, http_status};
+use super::{LaunchError, Plan, fix_port, free_port, http_status, proxy_config};
 
 /// How long a child gets to become ready.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -595,28 +595,4 @@ fn help_has(binary: &Path, flag: &str) -> bool {
         .arg("--help")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
-}
-
-/// Both proxies' config: the apps as static backends with active health
-/// checks, retries of idempotent requests on another app, and a retry
-/// budget that covers one replica's share of the load while it is detected.
-fn proxy_config(apps: &[SocketAddr], token_file: &Path, health: Duration) -> String {
-    let backends: Vec<String> = apps.iter().map(|a| format!("\"{a}\"")).collect();
-    let interval = health.as_millis().max(100);
-    format!(
-        "# Written by sluice-demo --processes; both proxy replicas read it\n\
-         # (listener and admin addresses come from SLUICE_LISTENER__0__ADDRESS\n\
-         # and SLUICE_ADMIN__ADDRESS).\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\n\n\
-         [admin]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{token}\"\n\n\
-         [timeouts]\nshutdown_grace = \"10s\"\n\n\
-         [[route]]\nupstream = \"default\"\n\n\
-         [route.retry]\nattempts = 3\nstatuses = [502, 503, 504]\n\n\
-         [upstream.default]\nbackends = [{backends}]\nbalance = \"round-robin\"\n\n\
-         [upstream.default.health]\npath = \"/ping\"\ninterval = \"{interval}ms\"\ntimeout = \"{timeout}ms\"\nrise = 1\nfall = 2\n\n\
-         [upstream.default.retry_budget]\nratio = 1.0\nmin_per_second = 100\nttl = \"10s\"\n",
-        token = token_file.display(),
-        backends = backends.join(", "),
-        timeout = (interval / 2).max(50),
-    )
 }
