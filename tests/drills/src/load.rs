@@ -65,6 +65,8 @@ impl Failure {
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub at: Instant,
+    /// When the answer (or the failure) came.
+    pub done: Instant,
     pub idempotent: bool,
     pub result: Result<(), Failure>,
 }
@@ -308,6 +310,7 @@ async fn worker(
         };
         record.outcomes.push(Outcome {
             at,
+            done: Instant::now(),
             idempotent,
             result,
         });

@@ -27,8 +27,15 @@ pub async fn check(
     writes_too: bool,
 ) -> Report {
     let mut report = Report::new(name, t.steps.clone());
-    let in_grace =
-        |at: tokio::time::Instant| t.disruptions.iter().any(|d| at >= *d && at < *d + grace);
+    // A request in flight when a piece died (begun before, failed after)
+    // is the disruption's, as are those begun within the grace.
+    // Planned disruptions (no grace) excuse nothing.
+    let in_grace = |o: &crate::load::Outcome| {
+        !grace.is_zero()
+            && t.disruptions
+                .iter()
+                .any(|d| o.done >= *d && o.at < *d + grace)
+    };
     let mut counted: BTreeMap<String, u64> = BTreeMap::new();
     let mut excused: BTreeMap<String, u64> = BTreeMap::new();
     let mut failed_idempotent = 0u64;
@@ -52,7 +59,7 @@ pub async fn check(
         if *f == Failure::LoggedOut {
             logged_out += 1;
         }
-        if o.idempotent && in_grace(o.at) {
+        if o.idempotent && in_grace(o) {
             *excused.entry(kind).or_default() += 1;
             continue;
         }
