@@ -99,10 +99,21 @@ pub async fn run(settings: &Settings, only: &[String]) -> Result<Vec<Report>, St
     stack.stop().await;
     let mut summary = String::new();
     if reports.iter().any(Report::failed) {
-        // Keep the processes' logs and data for the diagnosis.
-        let kept = data.keep();
+        // Keep the processes' logs (not the databases) for the diagnosis.
+        let kept = tempfile::Builder::new()
+            .prefix("sluice-drills-logs-")
+            .tempdir()
+            .map(tempfile::TempDir::keep)
+            .map_err(|e| format!("temp dir: {e}"))?;
+        let logs = data.path().join("logs");
+        for entry in std::fs::read_dir(&logs)
+            .map_err(|e| format!("{}: {e}", logs.display()))?
+            .flatten()
+        {
+            let _ = std::fs::copy(entry.path(), kept.join(entry.file_name()));
+        }
         summary = format!(
-            "\nA drill failed: the processes' logs are in {}/logs.\n",
+            "\nA drill failed: the processes' logs are in {}.\n",
             kept.display()
         );
     }
