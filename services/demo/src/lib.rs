@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod processes;
+
 /// Flags of `sluice-demo`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
