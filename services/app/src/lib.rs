@@ -85,12 +85,31 @@ impl<T> Drop for Owned<T> {
     }
 }
 
-async fn redis(url: &str) -> Result<redis::aio::ConnectionManager, StartError> {
+/// A Redis connection for sessions or the lease that fails fast while Redis
+/// is down and reconnects as soon as it is back. The crate's defaults (no
+/// connect or response timeout, six reconnects with backoff, about 12.6 s)
+/// made requests hang through an outage and then fail with `broken pipe`
+/// long after Redis had returned (found by the `redis-kill` drill).
+async fn redis(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<redis::aio::ConnectionManager, StartError> {
     let client = redis::Client::open(url).map_err(StartError::Redis)?;
-    redis::aio::ConnectionManager::new(client)
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_number_of_retries(REDIS_RECONNECTS)
+        .set_max_delay(REDIS_MAX_RECONNECT_DELAY_MS);
+    redis::aio::ConnectionManager::new_with_config(client, config)
         .await
         .map_err(StartError::Redis)
 }
+
+/// Reconnect attempts after a failed Redis command; the next command
+/// starts a new round, so a short bound only shortens the wait.
+const REDIS_RECONNECTS: usize = 1;
+/// Longest pause between reconnect attempts, in milliseconds.
+const REDIS_MAX_RECONNECT_DELAY_MS: u64 = 200;
 
 /// Serves one replica on an already-bound `listener` until `shutdown`
 /// completes, then unregisters, drains and returns.
@@ -123,11 +142,13 @@ pub async fn run(
     }
     let sessions = match &config.sessions {
         Store::Sql => Sessions::Sql(SqlSessions(db.clone())),
-        Store::Redis(url) => Sessions::Redis(RedisSessions(redis(url).await?)),
+        Store::Redis(url) => {
+            Sessions::Redis(RedisSessions(redis(url, config.service_timeout).await?))
+        }
     };
     let leases = match &config.lease {
         Store::Sql => Leases::Sql(SqlLease(db.clone())),
-        Store::Redis(url) => Leases::Redis(RedisLease(redis(url).await?)),
+        Store::Redis(url) => Leases::Redis(RedisLease(redis(url, config.service_timeout).await?)),
     };
     let stats = Arc::new(Stats::default());
     let mut metrics = Registry::default();
