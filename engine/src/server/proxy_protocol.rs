@@ -128,11 +128,11 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Result<Need, PpError>> {
 fn parse_v1(buf: &[u8]) -> Result<Parsed, Result<Need, PpError>> {
     let window = &buf[..buf.len().min(MAX_V1_LEN)];
     let Some(cr) = window.windows(2).position(|w| w == b"\r\n") else {
-        // A lone CR or LF is never a line end; outside the final
-        // position it is an error now rather than after 107 bytes.
+        // A lone CR or LF is never a line end: an error now rather than
+        // after 107 bytes (a CR last may still get its LF).
         let bare = window.iter().position(|&b| b == b'\r' || b == b'\n');
         return match bare {
-            Some(i) if i + 1 < window.len() => Err(Err(PpError::V1Syntax)),
+            Some(i) if i + 1 < window.len() || window[i] == b'\n' => Err(Err(PpError::V1Syntax)),
             _ if window.len() >= MAX_V1_LEN => Err(Err(PpError::V1TooLong)),
             _ => Err(Ok(Need(window.len() + 1))),
         };

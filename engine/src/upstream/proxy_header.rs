@@ -41,17 +41,19 @@ impl Header {
         };
         match version {
             SendVersion::V1 => {
-                let family = if src.is_ipv4() { "TCP4" } else { "TCP6" };
                 let mut w = &mut h.buf[..];
-                // 104 bytes at most: it fits, so the write cannot fail.
-                let _ = write!(
-                    w,
-                    "PROXY {family} {} {} {} {}\r\n",
-                    src.ip(),
-                    dst.ip(),
-                    src.port(),
-                    dst.port()
-                );
+                // 104 bytes at most: it fits, so the writes cannot fail.
+                let _ = match (src.ip(), dst.ip()) {
+                    (IpAddr::V4(s), IpAddr::V4(d)) => write!(w, "PROXY TCP4 {s} {d} "),
+                    (s, d) => {
+                        let _ = write!(w, "PROXY TCP6 ");
+                        let _ = hex_groups(&mut w, s);
+                        let _ = write!(w, " ");
+                        let _ = hex_groups(&mut w, d);
+                        write!(w, " ")
+                    }
+                };
+                let _ = write!(w, "{} {}\r\n", src.port(), dst.port());
                 h.len = 108 - w.len();
             }
             SendVersion::V2 => {
@@ -104,6 +106,17 @@ impl Header {
         self.buf[16..16 + block.len()].copy_from_slice(block);
         self.len = 16 + block.len();
     }
+}
+
+/// An IPv6 address as eight hex groups: the spec's form (std's `Display`
+/// writes a mapped IPv4 address as a dotted quad, which v1 does not allow).
+fn hex_groups(w: &mut impl Write, ip: IpAddr) -> std::io::Result<()> {
+    let s = to_v6(ip).segments();
+    write!(
+        w,
+        "{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}",
+        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+    )
 }
 
 fn same_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {

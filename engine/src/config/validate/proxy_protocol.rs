@@ -151,7 +151,7 @@ mod tests {
             )
         };
         let c = parse(&text("v2"), Path::new("t.toml")).expect("valid");
-        assert!(c.upstreams.values().all(|u| u.proxy_protocol.is_some()));
+        assert!(c.upstreams.iter().all(|u| u.proxy_protocol.is_some()));
         let err = parse(&text("any"), Path::new("t.toml")).expect_err("any is not sendable");
         assert!(err.to_string().contains("expected off, v1 or v2"), "{err}");
     }
