@@ -329,6 +329,44 @@ mod tests {
         );
     }
 
+    /// A PROXY listener: the slot at accept, the carried client after its
+    /// header, released by that client; refusals counted by reason.
+    #[test]
+    fn proxy_listeners_count_the_carried_client() {
+        use crate::server::proxy_protocol::PpError;
+        let l = limiter(Some(2), Some(1));
+        let carried: IpAddr = [192, 0, 2, 7].into();
+        let slot = l.admit_slot(None).expect("a slot");
+        let permit = l.admit_client(slot, carried).expect("first from 192.0.2.7");
+        let slot = l.admit_slot(None).expect("a second slot");
+        assert!(l.admit_client(slot, carried).is_none(), "per-client limit");
+        assert_eq!((l.accepted(), l.refused(), l.open()), (1, 1, 1));
+        permit.release_client(carried);
+        drop(permit);
+        assert_eq!(l.open(), 0);
+        assert!(l.admit(carried, None).is_some(), "its share was given back");
+
+        l.proxy_refused(&Refused::Untrusted);
+        l.proxy_refused(&Refused::Header(PpError::V1Syntax));
+        l.proxy_refused(&Refused::Header(PpError::V1Syntax));
+        let counts: Vec<_> = l.proxy_refusals().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(counts, [("untrusted", 1), ("v1_syntax", 2)]);
+        // Every reason a refusal can have is in the fixed label set.
+        for e in [
+            PpError::Missing,
+            PpError::WrongVersion,
+            PpError::V1TooLong,
+            PpError::V2Version,
+            PpError::V2Command,
+            PpError::V2Family,
+            PpError::V2AddressTooShort,
+            PpError::V2TooLong,
+            PpError::V2Tlv,
+        ] {
+            assert!(Refused::REASONS.contains(&e.reason()), "{e:?}");
+        }
+    }
+
     #[tokio::test]
     async fn backlog_mode_waits_for_a_closed_connection() {
         let l = limiter(Some(1), None);
