@@ -31,7 +31,6 @@ mod policy;
 pub use budget::RetryBudget;
 pub use policy::{Outcome, retry_after};
 
-use crate::upstream::proxy_header::Header;
 use super::body::Upstream;
 use super::forward::{self, Conn};
 use crate::balance::PickKey;
@@ -42,6 +41,7 @@ use crate::interim::InterimQueue;
 use crate::observe::Trail;
 use crate::upstream::backend::InFlight;
 use crate::upstream::pool::Pool;
+use crate::upstream::proxy_header::Header;
 use crate::upstream::{Backend, Group};
 use http::{HeaderValue, Method, Request, Response, request};
 use std::sync::Arc;

@@ -231,7 +231,8 @@ impl Listeners {
                 }
             }
             old.limiter.set(new[n].conn_limit);
-            old.limiter.set_proxy_protocol(new[n].proxy_protocol.clone());
+            old.limiter
+                .set_proxy_protocol(new[n].proxy_protocol.clone());
             next[n] = Some(Active {
                 id: old.id,
                 config: new[n].clone(),

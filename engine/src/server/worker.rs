@@ -349,7 +349,15 @@ fn admit(
         match limiter.admit(peer.ip(), reserved) {
             Some(permit) => {
                 let server = accepted.server();
-                serve(accepted.stream, peer, server, tls.clone(), spawner, last, permit)
+                serve(
+                    accepted.stream,
+                    peer,
+                    server,
+                    tls.clone(),
+                    spawner,
+                    last,
+                    permit,
+                )
             }
             None => tracing::debug!(client = %peer, "connection limit reached; closed"),
         }
@@ -381,7 +389,15 @@ fn admit(
             tracing::debug!(client = %client, peer = %peer, "connection limit reached; closed");
             return;
         };
-        serve(stream, client, server, tls, &spawner, &mut LastClient::default(), permit);
+        serve(
+            stream,
+            client,
+            server,
+            tls,
+            &spawner,
+            &mut LastClient::default(),
+            permit,
+        );
     };
     tokio::spawn(Alive { conn, _alive });
 }

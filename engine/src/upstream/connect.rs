@@ -113,8 +113,7 @@ pub async fn connect(
     proxy: Option<&Header>,
 ) -> Result<UpstreamIo, ProxyError> {
     let fut = async {
-        let failed =
-            |e| ProxyError::with_source(ErrorKind::ConnectFailed, e).retry(Retry::NotSent);
+        let failed = |e| ProxyError::with_source(ErrorKind::ConnectFailed, e).retry(Retry::NotSent);
         let mut tcp = TcpStream::connect(addr.0).await.map_err(failed)?;
         tcp.set_nodelay(true)
             .map_err(|e| ProxyError::with_source(ErrorKind::ConnectFailed, e))?;

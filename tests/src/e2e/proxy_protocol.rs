@@ -5,6 +5,7 @@
 //! of its own (never pooled), and LOCAL on health checks. The in-test
 //! backend parses what it receives with the engine's own parser.
 
+use parking_lot::Mutex;
 use sluice::addr::Cidr;
 use sluice::balance::{HashOn, Policy as Balance};
 use sluice::config::{CertConfig, HealthCheck};
@@ -16,7 +17,7 @@ use sluice_e2e::harness::client::{H1, RawConn, tls_connect_over};
 use sluice_e2e::harness::origin::{Origin, reply};
 use sluice_e2e::harness::proxy::{Proxy, config};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -95,7 +96,10 @@ async fn answer_to(proxy: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 
 fn forwarded_for(origin: &Origin) -> String {
     let seen = origin.last_request();
-    let v = seen.headers.get("x-forwarded-for").expect("x-forwarded-for");
+    let v = seen
+        .headers
+        .get("x-forwarded-for")
+        .expect("x-forwarded-for");
     v.to_str().unwrap().to_owned()
 }
 
@@ -109,10 +113,7 @@ async fn v1_and_v2_from_a_trusted_source_carry_the_client() {
     for (header, client) in [
         (v1("192.0.2.7:51000", "10.0.0.1:443"), "192.0.2.7"),
         (v2("198.51.100.9:4000", "10.0.0.1:443"), "198.51.100.9"),
-        (
-            v1("[2001:db8::5]:1234", "[2001:db8::1]:443"),
-            "2001:db8::5",
-        ),
+        (v1("[2001:db8::5]:1234", "[2001:db8::1]:443"), "2001:db8::5"),
     ] {
         // The request in the same segment as the header: it is the request.
         let answer = answer_to(proxy.addr(), &[header.as_slice(), GET].concat()).await;
@@ -286,7 +287,7 @@ async fn read_header(
             Err(Err(e)) => panic!("backend got a bad header: {e}"),
         }
     };
-    let mut r = record.lock().unwrap();
+    let mut r = record.lock();
     r.push(BackendConn {
         header,
         requests: 0,
@@ -316,7 +317,7 @@ async fn h2c_proxy_reading_backend() -> (SocketAddr, Seen) {
                     return;
                 };
                 let service = service_fn(move |_req| {
-                    record.lock().unwrap()[index].requests += 1;
+                    record.lock()[index].requests += 1;
                     let body = http_body_util::Full::new(bytes::Bytes::from(source(header)));
                     async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
                 });
@@ -352,7 +353,7 @@ async fn proxy_reading_backend() -> (SocketAddr, Seen) {
                     head.push(byte[0]);
                     if head.ends_with(b"\r\n\r\n") {
                         head.clear();
-                        record.lock().unwrap()[index].requests += 1;
+                        record.lock()[index].requests += 1;
                         let body = source(header);
                         let resp = format!(
                             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
@@ -406,10 +407,13 @@ async fn headers_out_name_each_client_on_a_connection_of_its_own() {
                 assert_eq!(r.body_str(), client, "{version:?}");
             }
         }
-        let seen = seen.lock().unwrap().clone();
+        let seen = seen.lock().clone();
         assert_eq!(seen.len(), 4, "{version:?}: {seen:?}");
         for conn in &seen {
-            assert_eq!(conn.requests, 1, "{version:?}: a connection reused: {seen:?}");
+            assert_eq!(
+                conn.requests, 1,
+                "{version:?}: a connection reused: {seen:?}"
+            );
             let (_, dst) = conn.header.expect("a PROXY header, not LOCAL");
             assert_eq!(dst, "10.9.9.9:443".parse().unwrap());
         }
@@ -436,7 +440,7 @@ async fn a_plain_listener_sends_the_socket_addresses() {
     let r = raw.read_response().await;
     let client: SocketAddr = r.body_str().parse().expect("an address");
     assert_eq!(client.ip(), IpAddr::from([127, 0, 0, 1]));
-    let seen = seen.lock().unwrap().clone();
+    let seen = seen.lock().clone();
     let (_, dst) = seen.last().unwrap().header.expect("header");
     assert_eq!(dst, proxy.addr());
 }
@@ -453,7 +457,6 @@ async fn health_checks_send_local() {
     let _proxy = Proxy::start(&c).await;
     sluice_e2e::harness::eventually("a health check", || {
         seen.lock()
-            .unwrap()
             .iter()
             .any(|c| c.header.is_none() && c.requests == 1)
     })

@@ -113,13 +113,17 @@ mod tests {
 
     #[test]
     fn listener_keys() {
-        let c = listener("proxy_protocol = \"any\"\nproxy_protocol_trusted = [\"10.0.0.0/8\", \"::1\"]")
-            .expect("valid");
+        let c = listener(
+            "proxy_protocol = \"any\"\nproxy_protocol_trusted = [\"10.0.0.0/8\", \"::1\"]",
+        )
+        .expect("valid");
         let p = c.listeners[0].proxy_protocol.as_ref().expect("policy");
         assert_eq!(p.trusted.len(), 2);
-        assert!(listener("proxy_protocol = \"off\"").unwrap().listeners[0]
-            .proxy_protocol
-            .is_none());
+        assert!(
+            listener("proxy_protocol = \"off\"").unwrap().listeners[0]
+                .proxy_protocol
+                .is_none()
+        );
         for (extra, says) in [
             ("proxy_protocol = \"v3\"", "expected off, v1, v2 or any"),
             ("proxy_protocol = \"v1\"", "needs proxy_protocol_trusted"),

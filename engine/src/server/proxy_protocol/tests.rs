@@ -62,25 +62,30 @@ fn v1_spec_lines() {
 #[test]
 fn v1_refusals() {
     for bad in [
-        &b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"[..],         // bare LF
-        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX\r\n",          // lone CR
-        b"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",            // two spaces
-        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",            // trailing space
-        b"PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n",            // leading zero
-        b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",            // leading zero port
-        b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",         // port range
-        b"PROXY TCP4 1.2.3.4 5.6.7.8 +1 2\r\n",            // sign
-        b"PROXY TCP4 ::1 ::1 1 2\r\n",                     // family mismatch
-        b"PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",             // family mismatch
-        b"PROXY TCP6 ::ffff:1.2.3.4 ::1 1 2\r\n",          // dotted quad in v6
-        b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n",            // zone
-        b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",               // a field short
-        b"PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",             // protocol
-        b"PROXY UNKNOWNX\r\n",                             // not UNKNOWN
-        b"PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n",             // case
-        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\x00\r\n",         // junk
+        &b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"[..],  // bare LF
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX\r\n",  // lone CR
+        b"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",    // two spaces
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",    // trailing space
+        b"PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n",    // leading zero
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",    // leading zero port
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", // port range
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 +1 2\r\n",    // sign
+        b"PROXY TCP4 ::1 ::1 1 2\r\n",             // family mismatch
+        b"PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",     // family mismatch
+        b"PROXY TCP6 ::ffff:1.2.3.4 ::1 1 2\r\n",  // dotted quad in v6
+        b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n",    // zone
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",       // a field short
+        b"PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",     // protocol
+        b"PROXY UNKNOWNX\r\n",                     // not UNKNOWN
+        b"PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n",     // case
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\x00\r\n", // junk
     ] {
-        assert_eq!(refused(bad), PpError::V1Syntax, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            refused(bad),
+            PpError::V1Syntax,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
     let long = [b"PROXY UNKNOWN ".as_slice(), &[b'a'; 100]].concat();
     assert_eq!(refused(&long), PpError::V1TooLong);
@@ -88,7 +93,12 @@ fn v1_refusals() {
 
 #[test]
 fn not_a_header() {
-    for bad in [&b"GET / HTTP/1.1\r\n"[..], b"\x16\x03\x01", b"PROXY\r\n", b"PRI * "] {
+    for bad in [
+        &b"GET / HTTP/1.1\r\n"[..],
+        b"\x16\x03\x01",
+        b"PROXY\r\n",
+        b"PRI * ",
+    ] {
         assert_eq!(refused(bad), PpError::Missing, "{bad:?}");
     }
 }
@@ -109,7 +119,10 @@ fn v2_tcp4_tcp6_local_and_unspec() {
     block.extend_from_slice(&[0; 15]);
     block.push(2);
     block.extend_from_slice(&[0x12, 0x34, 0x01, 0xbb]);
-    assert_eq!(ok(&v2(1, 0x21, &block)).addrs, addrs("[2001:db8::1]:4660", "[::2]:443"));
+    assert_eq!(
+        ok(&v2(1, 0x21, &block)).addrs,
+        addrs("[2001:db8::1]:4660", "[::2]:443")
+    );
 
     // LOCAL: addresses (if any) skipped, the socket's stand.
     assert_eq!(ok(&v2(0, 0x00, &[])).addrs, None);
@@ -141,7 +154,10 @@ fn v2_refusals() {
     assert_eq!(refused(&v2(1, 0x41, &v4_block())), PpError::V2Family);
     assert_eq!(refused(&v2(1, 0x13, &v4_block())), PpError::V2Family);
     assert_eq!(refused(&v2(1, 0x11, &[0; 11])), PpError::V2AddressTooShort);
-    assert_eq!(refused(&v2(1, 0x21, &v4_block())), PpError::V2AddressTooShort);
+    assert_eq!(
+        refused(&v2(1, 0x21, &v4_block())),
+        PpError::V2AddressTooShort
+    );
     // Refused on its 16 fixed bytes, before the block is read.
     let mut huge = v2(1, 0x11, &[]);
     huge[14..16].copy_from_slice(&u16::MAX.to_be_bytes());
@@ -173,7 +189,14 @@ fn every_prefix_needs_more() {
 /// shortened quads); the v1 parser leans on them.
 #[test]
 fn std_ipv4_parsing_is_strict_enough() {
-    for bad in ["01.2.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", " 1.2.3.4", "0x1.2.3.4"] {
+    for bad in [
+        "01.2.3.4",
+        "1.2.3",
+        "1.2.3.4.5",
+        "256.1.1.1",
+        " 1.2.3.4",
+        "0x1.2.3.4",
+    ] {
         assert!(bad.parse::<Ipv4Addr>().is_err(), "{bad}");
     }
 }

@@ -6,11 +6,11 @@
 //! says exactly what failed: the connect or TLS error, the phase that timed
 //! out, the status, or the missing text.
 
-use crate::upstream::proxy_header::{Header, SendVersion};
 use crate::addr::BackendAddr;
 use crate::config::defaults::HEALTH_MAX_BODY;
 use crate::config::{HealthCheck, UpstreamProtocol};
 use crate::upstream::connect::{self, TlsConnector, UpstreamIo};
+use crate::upstream::proxy_header::{Header, SendVersion};
 use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body_util::{BodyExt, Empty};
