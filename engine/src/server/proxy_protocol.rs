@@ -138,6 +138,11 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, Result<Need, PpError>> {
         };
     };
     let line = &buf[6..cr];
+    // A lone CR or LF before the CRLF, even in UNKNOWN's ignored rest: the
+    // same refusal the line got before its CRLF arrived.
+    if line.iter().any(|&b| b == b'\r' || b == b'\n') {
+        return Err(Err(PpError::V1Syntax));
+    }
     let len = cr + 2;
     let version = Version::V1;
     // `UNKNOWN`: the rest of the line is ignored (the spec says so).

@@ -300,74 +300,73 @@ fn source(header: Option<(SocketAddr, SocketAddr)>) -> String {
     header.map_or("local".to_owned(), |(c, _)| c.to_string())
 }
 
-/// An HTTP/2 (h2c) backend that reads a PROXY header first on every
-/// connection, then answers each request with the header's source.
-async fn h2c_proxy_reading_backend() -> (SocketAddr, Seen) {
-    use hyper::service::service_fn;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+/// A backend that reads a PROXY header first on every connection
+/// (recording it), then hands the connection to `serve` with its index in
+/// the record and the header's addresses.
+async fn proxy_reading<F, Fut>(serve: F) -> (SocketAddr, Seen)
+where
+    F: Fn(TcpStream, usize, Option<(SocketAddr, SocketAddr)>, Seen) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
+    let serve = Arc::new(serve);
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
-            let record = record.clone();
+            let (record, serve) = (record.clone(), serve.clone());
             tokio::spawn(async move {
-                let Some((index, header)) = read_header(&mut s, &record).await else {
-                    return;
-                };
-                let service = service_fn(move |_req| {
-                    record.lock()[index].requests += 1;
-                    let body = http_body_util::Full::new(bytes::Bytes::from(source(header)));
-                    async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
-                });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), service)
-                    .await;
+                if let Some((index, header)) = read_header(&mut s, &record).await {
+                    (serve.as_ref())(s, index, header, record).await;
+                }
             });
         }
     });
     (addr, seen)
 }
 
-/// An HTTP/1.1 backend that reads a PROXY header first on every
-/// connection, then answers each request with the header's source.
+/// An HTTP/2 (h2c) backend behind a PROXY header that answers each
+/// request with the header's source.
+async fn h2c_proxy_reading_backend() -> (SocketAddr, Seen) {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    proxy_reading(|s, index, header, record: Seen| async move {
+        let service = service_fn(move |_req| {
+            record.lock()[index].requests += 1;
+            let body = http_body_util::Full::new(bytes::Bytes::from(source(header)));
+            async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+        });
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(s), service)
+            .await;
+    })
+    .await
+}
+
+/// An HTTP/1.1 backend behind a PROXY header that answers each request
+/// (keep-alive) with the header's source.
 async fn proxy_reading_backend() -> (SocketAddr, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let Some((index, header)) = read_header(&mut s, &record).await else {
+    proxy_reading(|mut s, index, header, record: Seen| async move {
+        let mut byte = [0u8; 1];
+        let mut head = Vec::new();
+        while s.read_exact(&mut byte).await.is_ok() {
+            head.push(byte[0]);
+            if head.ends_with(b"\r\n\r\n") {
+                head.clear();
+                record.lock()[index].requests += 1;
+                let body = source(header);
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if s.write_all(resp.as_bytes()).await.is_err() {
                     return;
-                };
-                let mut byte = [0u8; 1];
-                let mut head = Vec::new();
-                loop {
-                    if s.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                    if head.ends_with(b"\r\n\r\n") {
-                        head.clear();
-                        record.lock()[index].requests += 1;
-                        let body = source(header);
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if s.write_all(resp.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
                 }
-            });
+            }
         }
-    });
-    (addr, seen)
+    })
+    .await
 }
 
 /// Two clients (carried by an incoming header), two keep-alive requests
