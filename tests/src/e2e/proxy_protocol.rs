@@ -461,3 +461,76 @@ async fn health_checks_send_local() {
     })
     .await;
 }
+
+/// A TLS group: the header goes first, in clear, then the handshake. The
+/// backend reads the header, then accepts TLS and answers over it.
+#[tokio::test]
+async fn the_header_out_comes_before_the_tls_handshake() {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use sluice::config::{UpstreamTls, UpstreamVerify};
+    let certs = TestCerts::generate();
+    let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config(&[b"http/1.1"]));
+    let (backend, seen) = proxy_reading(move |s, index, header, record: Seen| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(s).await else {
+                return;
+            };
+            let service = service_fn(move |_req| {
+                record.lock()[index].requests += 1;
+                let body = http_body_util::Full::new(bytes::Bytes::from(source(header)));
+                async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        }
+    })
+    .await;
+    let mut c = taking(&[backend], Versions::Any, "127.0.0.1/32");
+    c.upstreams[0].proxy_protocol = Some(SendVersion::V1);
+    c.upstreams[0].tls = Some(UpstreamTls {
+        verify: UpstreamVerify::Insecure,
+        server_name: None,
+        client_cert: None,
+    });
+    let proxy = Proxy::start(&c).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(&[v1("192.0.2.99:4321", "10.0.0.1:443").as_slice(), GET].concat())
+        .await;
+    let r = raw.read_response().await;
+    assert_eq!((r.status, r.body_str()), (200, "192.0.2.99:4321"));
+    let seen = seen.lock().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].requests, 1);
+}
+
+/// The access log's `client` is the carried client, port included.
+#[tokio::test]
+async fn the_access_log_names_the_carried_client() {
+    use sluice::config::{AccessLogConfig, LogFormat};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("access.log");
+    let origin = Origin::http1()
+        .route("/", reply::text(200, "ok"))
+        .start()
+        .await;
+    let mut c = taking(&[origin.addr()], Versions::Any, "127.0.0.1/32");
+    c.access_log = Some(AccessLogConfig {
+        format: LogFormat::Json,
+        path: Some(path.clone()),
+        ..AccessLogConfig::default()
+    });
+    let proxy = Proxy::start(&c).await;
+    let answer = answer_to(
+        proxy.addr(),
+        &[v2("198.51.100.23:40000", "10.0.0.1:80").as_slice(), GET].concat(),
+    )
+    .await;
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    sluice_e2e::harness::eventually("an access log line", || read().ends_with('\n')).await;
+    let line: serde_json::Value = serde_json::from_str(read().lines().next().unwrap()).unwrap();
+    assert_eq!(line["client"], "198.51.100.23:40000");
+}

@@ -79,8 +79,8 @@ fn v1_refusals() {
         b"PROXY UNKNOWNX\r\n",                     // not UNKNOWN
         b"PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n",     // case
         b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\x00\r\n",
-        b"PROXY UNKNOWN junk\r\r\n",                     // lone CR in the ignored rest
-        b"PROXY UNKNOWN\n\r\n",                           // lone LF // junk
+        b"PROXY UNKNOWN junk\r\r\n", // lone CR in the ignored rest
+        b"PROXY UNKNOWN\n\r\n",      // lone LF // junk
     ] {
         assert_eq!(
             refused(bad),
