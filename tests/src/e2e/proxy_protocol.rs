@@ -105,10 +105,7 @@ fn forwarded_for(origin: &Origin) -> String {
 
 #[tokio::test]
 async fn v1_and_v2_from_a_trusted_source_carry_the_client() {
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = Origin::named("origin").await;
     let proxy = Proxy::start(&taking(&[origin.addr()], Versions::Any, "127.0.0.1/32")).await;
     for (header, client) in [
         (v1("192.0.2.7:51000", "10.0.0.1:443"), "192.0.2.7"),
@@ -124,10 +121,7 @@ async fn v1_and_v2_from_a_trusted_source_carry_the_client() {
 
 #[tokio::test]
 async fn a_version_the_listener_does_not_take_is_refused() {
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = Origin::named("origin").await;
     let proxy = Proxy::start(&taking(&[origin.addr()], Versions::V2, "127.0.0.1/32")).await;
     let header = v1("192.0.2.7:51000", "10.0.0.1:443");
     let answer = answer_to(proxy.addr(), &[header.as_slice(), GET].concat()).await;
@@ -140,10 +134,7 @@ async fn a_version_the_listener_does_not_take_is_refused() {
 
 #[tokio::test]
 async fn untrusted_sources_are_refused_with_or_without_a_header() {
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = Origin::named("origin").await;
     // Connections come from 127.0.0.1; only 127.0.0.2 is trusted.
     let proxy = Proxy::start(&taking(&[origin.addr()], Versions::Any, "127.0.0.2/32")).await;
     let header = v1("192.0.2.7:51000", "10.0.0.1:443");
@@ -155,10 +146,7 @@ async fn untrusted_sources_are_refused_with_or_without_a_header() {
 
 #[tokio::test]
 async fn missing_malformed_and_oversized_headers_are_refused() {
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = Origin::named("origin").await;
     let proxy = Proxy::start(&taking(&[origin.addr()], Versions::Any, "127.0.0.1/32")).await;
     let no_crlf = [b"PROXY UNKNOWN ".as_slice(), &[b'x'; 120]].concat();
     let mut huge = V2_SIGNATURE.to_vec();
@@ -179,10 +167,7 @@ async fn missing_malformed_and_oversized_headers_are_refused() {
 
 #[tokio::test]
 async fn a_header_sent_one_byte_at_a_time_works() {
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = Origin::named("origin").await;
     let proxy = Proxy::start(&taking(&[origin.addr()], Versions::Any, "127.0.0.1/32")).await;
     for header in [
         v2("203.0.113.4:9", "10.0.0.1:80"),
@@ -512,10 +497,7 @@ async fn the_access_log_names_the_carried_client() {
     use sluice::config::{AccessLogConfig, LogFormat};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("access.log");
-    let origin = Origin::http1()
-        .route("/", reply::text(200, "ok"))
-        .start()
-        .await;
+    let origin = Origin::named("origin").await;
     let mut c = taking(&[origin.addr()], Versions::Any, "127.0.0.1/32");
     c.access_log = Some(AccessLogConfig {
         format: LogFormat::Json,
@@ -533,4 +515,43 @@ async fn the_access_log_names_the_carried_client() {
     sluice_e2e::harness::eventually("an access log line", || read().ends_with('\n')).await;
     let line: serde_json::Value = serde_json::from_str(read().lines().next().unwrap()).unwrap();
     assert_eq!(line["client"], "198.51.100.23:40000");
+}
+
+/// Refusals are counted by reason in `/metrics`.
+#[tokio::test]
+async fn refusals_are_counted_by_reason() {
+    use sluice::config::AdminConfig;
+    use sluice_e2e::harness::control::Admin;
+    use sluice_e2e::harness::exposition::Exposition;
+    let origin = Origin::named("origin").await;
+    let mut c = taking(&[origin.addr()], Versions::V2, "127.0.0.1/32");
+    c.admin = Some(AdminConfig::new(([127, 0, 0, 1], 0).into()));
+    let proxy = Proxy::start(&c).await;
+    let v1 = v1("192.0.2.7:1", "10.0.0.1:80");
+    for bytes in [GET, GET, b"PROXY TCP4 x\r\n".as_slice(), v1.as_slice()] {
+        assert!(answer_to(proxy.addr(), bytes).await.is_empty());
+    }
+    let admin = Admin::of(proxy.server());
+    let listener = proxy.addr().to_string();
+    let reason = |e: &Exposition, r: &str| {
+        e.value(
+            "sluice_proxy_protocol_refused_total",
+            &[("listener", listener.as_str()), ("reason", r)],
+        )
+    };
+    // The closes are counted just after the client sees them.
+    let mut e = None;
+    for _ in 0..400 {
+        let got = Exposition::parse(&admin.get("/metrics").await.text);
+        if reason(&got, "wrong_version") >= 2.0 {
+            e = Some(got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let e = e.expect("the refusals counted");
+    assert_eq!(reason(&e, "missing"), 2.0);
+    // `PROXY TCP4 x` is a v1 line: refused for its version first.
+    assert_eq!(reason(&e, "wrong_version"), 2.0);
+    assert_eq!(reason(&e, "v2_tlv"), 0.0);
 }
