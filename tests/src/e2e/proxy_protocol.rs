@@ -555,3 +555,51 @@ async fn refusals_are_counted_by_reason() {
     assert_eq!(reason(&e, "wrong_version"), 2.0);
     assert_eq!(reason(&e, "v2_tlv"), 0.0);
 }
+
+/// A reload turns a kept listener's PROXY protocol on, then off again;
+/// each applies from the next connection.
+#[tokio::test]
+async fn a_reload_switches_a_listeners_proxy_protocol() {
+    use sluice_e2e::harness::control::Admin;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sluice.toml");
+    let origin = Origin::named("origin").await;
+    let write = |address: &str, extra: &str| {
+        let text = format!(
+            "[[listener]]\naddress = \"{address}\"\n{extra}\n\
+             [admin]\naddress = \"127.0.0.1:0\"\n\
+             [upstream.a]\nbackends = [\"{}\"]\n\
+             [[route]]\nupstream = \"a\"\n",
+            origin.addr()
+        );
+        std::fs::write(&path, text).expect("write config");
+    };
+    write("127.0.0.1:0", "");
+    let proxy = Proxy::start(&sluice::Config::load(&path).expect("config")).await;
+    let admin = Admin::of(proxy.server());
+    let bound = proxy.addr().to_string();
+    let header = v1("192.0.2.50:1000", "10.0.0.1:80");
+    let with_header = [header.as_slice(), GET].concat();
+    assert!(
+        answer_to(proxy.addr(), GET)
+            .await
+            .starts_with(b"HTTP/1.1 200")
+    );
+
+    let on = "proxy_protocol = \"v1\"\nproxy_protocol_trusted = [\"127.0.0.0/8\"]";
+    for (extra, plain_ok) in [(on, false), ("", true)] {
+        write(&bound, extra);
+        let r = admin.call(http::Method::POST, "/reload", None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let plain = answer_to(proxy.addr(), GET).await;
+        let carried = answer_to(proxy.addr(), &with_header).await;
+        if plain_ok {
+            assert!(plain.starts_with(b"HTTP/1.1 200"), "{plain:?}");
+            assert!(carried.starts_with(b"HTTP/1.1 400"), "{carried:?}");
+        } else {
+            assert!(plain.is_empty(), "{plain:?}");
+            assert!(carried.starts_with(b"HTTP/1.1 200"), "{carried:?}");
+            assert_eq!(forwarded_for(&origin), "192.0.2.50");
+        }
+    }
+}
