@@ -181,17 +181,29 @@ impl OwnAddrs {
 }
 
 /// The client's address, formatted once per connection rather than once
-/// per request.
+/// per request, and the address it connected to (kept here rather than in
+/// `ConnCtx`, whose every byte an idle connection pays for: connections
+/// from one address to one listener address share this).
 #[derive(Debug, Clone)]
 pub struct ClientStrings {
     /// `10.1.2.3` or `::1`: an `X-Forwarded-For` element.
     pub ip: HeaderValue,
     /// `for=10.1.2.3` or `for="[::1]"`: the start of a `Forwarded` element.
     pub forwarded_for: String,
+    /// Our address the client connected to, or what a PROXY header said
+    /// it connected to: the destination of the PROXY header we send on.
+    pub server: SocketAddr,
 }
 
 impl ClientStrings {
+    /// For a client whose connection's local address does not matter
+    /// (tests, fuzzing): the unspecified address stands for it.
     pub fn new(client: ClientAddr) -> ClientStrings {
+        ClientStrings::with_server(client, SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// For `client`, connected to `server`.
+    pub fn with_server(client: ClientAddr, server: SocketAddr) -> ClientStrings {
         let ip = client.0.ip();
         let text = ip.to_string();
         let forwarded_for = match ip {
@@ -202,6 +214,7 @@ impl ClientStrings {
             ip: HeaderValue::from_str(&text)
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             forwarded_for,
+            server,
         }
     }
 }

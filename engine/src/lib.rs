@@ -133,6 +133,7 @@ impl Server {
                         backlog: config::defaults::BACKLOG,
                         tls: l.tls.clone(),
                         client_auth: None,
+                        proxy_protocol: None,
                         conn_limit: config::ConnLimit::default(),
                     });
             let tls = if listener_config.tls.is_empty() {
@@ -144,6 +145,7 @@ impl Server {
                 )?)
             };
             let limiter = server::conn_limit::ConnLimiter::new(listener_config.conn_limit);
+            limiter.set_proxy_protocol(listener_config.proxy_protocol.clone());
             running.track(server::reload::Active {
                 id,
                 config: listener_config,

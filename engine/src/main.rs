@@ -211,6 +211,7 @@ fn add_flag_listeners(cli: &Cli, config: &mut Config) -> Result<(), ConfigError>
             backlog: defaults::BACKLOG,
             tls: cert.into_iter().collect(),
             client_auth: None,
+            proxy_protocol: None,
             conn_limit: Default::default(),
         });
     }

@@ -191,6 +191,16 @@ pub enum ConfigError {
     /// certificates on a listener without TLS.
     #[error("{at}: needs {what}")]
     ClientAuthNeeds { at: At, what: &'static str },
+    #[error("{at}: unknown PROXY protocol setting {value:?}; expected {expected}")]
+    ProxyProtocol {
+        at: At,
+        value: String,
+        expected: &'static str,
+    },
+    /// `proxy_protocol` without trusted sources, or trusted sources
+    /// without `proxy_protocol`.
+    #[error("{at}: {reason}")]
+    ProxyProtocolTrusted { at: At, reason: &'static str },
     #[error("{at}: {value:?} is not a header field name")]
     HeaderName { at: At, value: String },
     /// An upstream TLS setting on a group that does not use TLS.
@@ -306,6 +316,8 @@ impl ConfigError {
             | ConfigError::ClientCertHalf { at }
             | ConfigError::ClientAuth { at, .. }
             | ConfigError::ClientAuthNeeds { at, .. }
+            | ConfigError::ProxyProtocol { at, .. }
+            | ConfigError::ProxyProtocolTrusted { at, .. }
             | ConfigError::HeaderName { at, .. }
             | ConfigError::TlsKeyWithoutTls { at }
             | ConfigError::NoListener { at }

@@ -209,6 +209,11 @@ pub struct ListenerFile {
     pub client_ca: Option<Spanned<String>>,
     /// `require` (default with `client_ca`) or `request`.
     pub client_auth: Option<Spanned<String>>,
+    /// `off` (default), `v1`, `v2` or `any`: a PROXY protocol header
+    /// starts every connection (`server::proxy_protocol`).
+    pub proxy_protocol: Option<Spanned<String>>,
+    /// CIDRs of the balancers that may send it; needed with `proxy_protocol`.
+    pub proxy_protocol_trusted: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,6 +330,9 @@ pub struct UpstreamFile {
     pub client_cert: Option<Spanned<String>>,
     pub client_key: Option<Spanned<String>>,
     pub max_idle_per_backend: Option<usize>,
+    /// `off` (default), `v1` or `v2`: a PROXY header on every connection
+    /// to the group's backends (`upstream::proxy_header`).
+    pub proxy_protocol: Option<Spanned<String>>,
     /// How often backends given by name are resolved again.
     pub resolve_interval: Option<Spanned<String>>,
     /// Active health checks; absent means none.

@@ -205,6 +205,9 @@ pub struct ListenerConfig {
     pub client_auth: Option<ClientAuth>,
     /// Connection limits (`server::conn_limit`).
     pub conn_limit: ConnLimit,
+    /// The PROXY protocol header every connection must start with, and
+    /// from whom (`server::proxy_protocol`); `None`: no header.
+    pub proxy_protocol: Option<crate::server::proxy_protocol::accept::Policy>,
 }
 
 /// A listener's connection limits; none by default.
@@ -410,6 +413,10 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     pub tls: Option<UpstreamTls>,
     pub max_idle_per_backend: usize,
+    /// The PROXY header sent first on every connection to the group's
+    /// backends (`upstream::proxy_header`); such connections are never
+    /// pooled (a header describes one client connection).
+    pub proxy_protocol: Option<crate::upstream::proxy_header::SendVersion>,
     /// Active checks of every member (`[health]`).
     pub health: Option<HealthCheck>,
     /// Checks of registered members (admin API, state file) when `health`
@@ -495,6 +502,7 @@ impl Config {
                 backlog: defaults::BACKLOG,
                 tls: Vec::new(),
                 client_auth: None,
+                proxy_protocol: None,
                 conn_limit: ConnLimit::default(),
             }],
             limits: Limits::default(),
@@ -519,6 +527,7 @@ impl Config {
                 protocol: UpstreamProtocol::Http1,
                 tls: None,
                 max_idle_per_backend: defaults::MAX_IDLE_PER_BACKEND,
+                proxy_protocol: None,
                 health: None,
                 heartbeat: Some(HealthCheck::default()),
                 passive: Passive::default(),

@@ -392,6 +392,8 @@ impl Validator<'_> {
             }
             let client_auth =
                 self.client_auth(&field, !tls.is_empty(), l.client_ca, l.client_auth)?;
+            let proxy_protocol =
+                self.proxy_protocol_in(&field, l.proxy_protocol, l.proxy_protocol_trusted)?;
             listeners.push(ListenerConfig {
                 address,
                 reuse_port,
@@ -399,6 +401,7 @@ impl Validator<'_> {
                 backlog,
                 tls,
                 client_auth,
+                proxy_protocol,
                 conn_limit: self.conn_limit(
                     &field,
                     l.max_connections,
@@ -608,6 +611,7 @@ mod admin;
 mod client_auth;
 mod health;
 mod limits;
+mod proxy_protocol;
 mod retry;
 mod sticky;
 #[cfg(test)]

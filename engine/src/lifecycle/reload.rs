@@ -259,6 +259,7 @@ mod tests {
             backlog: 16,
             tls: Vec::new(),
             client_auth: None,
+            proxy_protocol: None,
             conn_limit: Default::default(),
         }
     }

@@ -12,6 +12,7 @@ use crate::interim::InterimQueue;
 use crate::upstream::h1::{self, H1Conn};
 use crate::upstream::outlier::Outcome;
 use crate::upstream::pool::{H2Checkout, H2Sender, Pool};
+use crate::upstream::proxy_header::Header;
 use crate::upstream::{Backend, Group, connect};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header, request};
@@ -30,13 +31,28 @@ pub enum Conn {
     H2(H2Sender),
 }
 
-/// A pooled connection if one is alive, else a new one.
+/// A pooled connection if one is alive, else a new one. With `proxy` (the
+/// group sends a PROXY header, made for this request's client connection)
+/// always a new one, never shared: see `upstream::proxy_header`.
 pub async fn checkout(
     pool: &Pool,
     group: &Group,
     backend: &Backend,
     timeouts: &Timeouts,
+    proxy: Option<&Header>,
 ) -> Result<Conn, ProxyError> {
+    if proxy.is_some() {
+        return Ok(match group.protocol {
+            UpstreamProtocol::Http1 => Conn::H1 {
+                conn: Box::pin(dial_h1(group, backend, timeouts, proxy)).await?,
+                reused: false,
+            },
+            // Its own connection, closed when the request's sender is dropped.
+            UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
+                Conn::H2(Box::pin(dial_h2(group, backend, timeouts, proxy)).await?)
+            }
+        });
+    }
     match group.protocol {
         UpstreamProtocol::Http1 => {
             // `take_h1` hands out only connections that are still open.
@@ -44,7 +60,7 @@ pub async fn checkout(
                 return Ok(Conn::H1 { conn, reused: true });
             }
             Ok(Conn::H1 {
-                conn: Box::pin(dial_h1(group, backend, timeouts)).await?,
+                conn: Box::pin(dial_h1(group, backend, timeouts, None)).await?,
                 reused: false,
             })
         }
@@ -55,7 +71,7 @@ pub async fn checkout(
                 H2Checkout::Dial(dial) => dial,
             };
             // On error `dial` drops, and the waiters dial themselves.
-            let sender = Box::pin(dial_h2(group, backend, timeouts)).await?;
+            let sender = Box::pin(dial_h2(group, backend, timeouts, None)).await?;
             Ok(Conn::H2(dial.done(sender)))
         }
     }
@@ -68,8 +84,10 @@ async fn dial_h1(
     group: &Group,
     backend: &Backend,
     timeouts: &Timeouts,
+    proxy: Option<&Header>,
 ) -> Result<H1Conn, ProxyError> {
-    let io = connect::connect(backend.addr, group.tls.as_ref(), timeouts.upstream_connect).await?;
+    let tls = group.tls.as_ref();
+    let io = connect::connect(backend.addr, tls, timeouts.upstream_connect, proxy).await?;
     Ok(H1Conn::new(io))
 }
 
@@ -77,8 +95,10 @@ async fn dial_h2(
     group: &Group,
     backend: &Backend,
     timeouts: &Timeouts,
+    proxy: Option<&Header>,
 ) -> Result<H2Sender, ProxyError> {
-    let io = connect::connect(backend.addr, group.tls.as_ref(), timeouts.upstream_connect).await?;
+    let tls = group.tls.as_ref();
+    let io = connect::connect(backend.addr, tls, timeouts.upstream_connect, proxy).await?;
     if group.protocol == UpstreamProtocol::H2 && !io.alpn_h2() {
         return Err(ProxyError::with_source(
             ErrorKind::UpstreamProtocol,
@@ -148,7 +168,8 @@ pub async fn send(
                 {
                     tracing::debug!(backend = %backend.addr, error = %failed.error, "replaying on a fresh connection");
                     let body = failed.body.unwrap_or(ReqBody::Empty);
-                    conn = Box::pin(dial_h1(group, backend, timeouts)).await?;
+                    // Only pooled connections are reused: never a PROXY group's.
+                    conn = Box::pin(dial_h1(group, backend, timeouts, None)).await?;
                     h1::exchange(&mut conn, &parts, body, timeout, Some(interim))
                         .await
                         .map_err(|f| f.error)?
@@ -158,7 +179,11 @@ pub async fn send(
             let back = h1::Return {
                 pool: pool.clone(),
                 backend: backend.id,
-                max_idle: group.max_idle_per_backend,
+                // A PROXY group's connection is its client's: never pooled.
+                max_idle: match group.proxy_protocol {
+                    Some(_) => 0,
+                    None => group.max_idle_per_backend,
+                },
             };
             Ok(h1::ResponseBody::response(conn, answer, back).map(Upstream::H1))
         }

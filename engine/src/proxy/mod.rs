@@ -250,6 +250,7 @@ async fn proxy(
     let target = retry::Target {
         group,
         client: conn.client,
+        server: conn.client_strings.server,
         host: host.as_ref(),
         pool: &conn.worker.pool,
         timeouts: &state.timeouts,

@@ -41,6 +41,7 @@ use crate::interim::InterimQueue;
 use crate::observe::Trail;
 use crate::upstream::backend::InFlight;
 use crate::upstream::pool::Pool;
+use crate::upstream::proxy_header::Header;
 use crate::upstream::{Backend, Group};
 use http::{HeaderValue, Method, Request, Response, request};
 use std::sync::Arc;
@@ -89,6 +90,8 @@ pub struct Attempt {
 pub struct Target<'a> {
     pub group: &'a Group,
     pub client: crate::addr::ClientAddr,
+    /// The address the client connected to (a PROXY header's destination).
+    pub server: std::net::SocketAddr,
     pub host: Option<&'a HeaderValue>,
     pub pool: &'a Arc<Pool>,
     pub timeouts: &'a Timeouts,
@@ -206,7 +209,11 @@ pub async fn connect(
     parts: &mut request::Parts,
 ) -> Result<Attempt, ProxyError> {
     let backend = in_flight.backend().clone();
-    let e = match forward::checkout(t.pool, t.group, &backend, t.timeouts).await {
+    let proxy = t
+        .group
+        .proxy_protocol
+        .map(|v| Header::proxied(v, t.client.0, t.server));
+    let e = match forward::checkout(t.pool, t.group, &backend, t.timeouts, proxy.as_ref()).await {
         Ok(conn) => {
             return Ok(Attempt {
                 backend,
@@ -245,7 +252,7 @@ pub async fn connect(
         return Err(e);
     }
     reshape(t, parts, &next)?;
-    let conn = forward::checkout(t.pool, t.group, &next, t.timeouts)
+    let conn = forward::checkout(t.pool, t.group, &next, t.timeouts, proxy.as_ref())
         .await
         .inspect_err(|e| forward::record_failure(t.group, &next, e))?;
     Ok(Attempt {

@@ -15,8 +15,16 @@
 //! once its connection is accepted. Limits changed by a reload apply from
 //! the next connection; the per-client count covers connections accepted
 //! while that limit was set.
+//!
+//! On a PROXY protocol listener the client is the one its header names,
+//! known only after the header is read: the connection takes its listener
+//! slot at accept ([`ConnLimiter::admit_slot`]) and its client's share
+//! after the header ([`ConnLimiter::admit_client`]). The limiter also holds
+//! the listener's PROXY rule, replaced by reloads like its limits.
 
+use super::proxy_protocol::accept::{Policy, Refused};
 use crate::config::{ConnLimit, OnLimit};
+use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -60,6 +68,17 @@ pub struct ConnLimiter {
     h2: AtomicUsize,
     accepted: AtomicU64,
     refused: AtomicU64,
+    /// The listener's PROXY protocol rule, if it takes a header.
+    ///
+    /// # Concurrency
+    /// An `ArcSwapOption`: loaded once per accept, stored by a reload.
+    proxy: ArcSwapOption<Policy>,
+    /// Connections closed for their PROXY header (or its absence), by
+    /// reason in [`Refused::REASONS`] order.
+    ///
+    /// # Concurrency
+    /// Statistics, `Relaxed`, like `refused`.
+    proxy_refused: [AtomicU64; Refused::REASONS.len()],
 }
 
 /// One connection's share of the listener's HTTP/2 count, given back on drop.
@@ -107,7 +126,34 @@ impl ConnLimiter {
             h2: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            proxy: ArcSwapOption::empty(),
+            proxy_refused: Default::default(),
         })
+    }
+
+    /// The listener's PROXY protocol rule, from its config (start, reload).
+    pub fn set_proxy_protocol(&self, policy: Option<Policy>) {
+        self.proxy.store(policy.map(Arc::new));
+    }
+
+    pub fn proxy_protocol(&self) -> Option<Arc<Policy>> {
+        self.proxy.load_full()
+    }
+
+    /// Counts a connection closed for its PROXY header.
+    pub fn proxy_refused(&self, why: &Refused) {
+        let reason = why.reason();
+        if let Some(i) = Refused::REASONS.iter().position(|r| *r == reason) {
+            self.proxy_refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `(reason, count)` for every reason, zeros included.
+    pub fn proxy_refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Refused::REASONS
+            .iter()
+            .zip(&self.proxy_refused)
+            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
     }
 
     /// New limits from a reload.
@@ -169,23 +215,52 @@ impl ConnLimiter {
     /// or `None` to close the connection at once. `reserved` is the slot
     /// `wait_for_room` took.
     pub fn admit(self: &Arc<Self>, client: IpAddr, reserved: Option<Permit>) -> Option<Permit> {
-        let admitted = self.admit_counted(client, reserved);
-        let n = if admitted.is_some() {
+        let admitted = self
+            .slot(reserved)
+            .and_then(|p| self.count_client(p, client));
+        self.tally(admitted.is_some());
+        admitted
+    }
+
+    /// A PROXY protocol listener's first step: the listener's slot only
+    /// (the client is not known yet); then [`ConnLimiter::admit_client`].
+    pub fn admit_slot(self: &Arc<Self>, reserved: Option<Permit>) -> Option<Permit> {
+        let slot = self.slot(reserved);
+        if slot.is_none() {
+            self.tally(false);
+        }
+        slot
+    }
+
+    /// Counts `client` (the one the PROXY header names) on `permit`'s slot,
+    /// or `None` past the per-client limit.
+    pub fn admit_client(self: &Arc<Self>, permit: Permit, client: IpAddr) -> Option<Permit> {
+        let admitted = self.count_client(permit, client);
+        self.tally(admitted.is_some());
+        admitted
+    }
+
+    fn tally(&self, admitted: bool) {
+        let n = if admitted {
             &self.accepted
         } else {
             &self.refused
         };
         n.fetch_add(1, Ordering::Relaxed);
-        admitted
     }
 
-    fn admit_counted(self: &Arc<Self>, client: IpAddr, reserved: Option<Permit>) -> Option<Permit> {
-        let limit = self.limit();
-        let permit = match reserved {
-            Some(p) => p,
-            None => self.reserve(limit.max_connections)?,
-        };
-        let per = limit.max_connections_per_client.unwrap_or(usize::MAX);
+    fn slot(self: &Arc<Self>, reserved: Option<Permit>) -> Option<Permit> {
+        match reserved {
+            Some(p) => Some(p),
+            None => self.reserve(self.limit().max_connections),
+        }
+    }
+
+    fn count_client(&self, permit: Permit, client: IpAddr) -> Option<Permit> {
+        let per = self
+            .limit()
+            .max_connections_per_client
+            .unwrap_or(usize::MAX);
         let mut shard = self.shard(client).lock();
         let n = shard.entry(client).or_insert(0);
         if *n >= per {
@@ -252,6 +327,44 @@ mod tests {
             l.per_client.iter().map(|s| s.lock().len()).sum::<usize>(),
             2
         );
+    }
+
+    /// A PROXY listener: the slot at accept, the carried client after its
+    /// header, released by that client; refusals counted by reason.
+    #[test]
+    fn proxy_listeners_count_the_carried_client() {
+        use crate::server::proxy_protocol::PpError;
+        let l = limiter(Some(2), Some(1));
+        let carried: IpAddr = [192, 0, 2, 7].into();
+        let slot = l.admit_slot(None).expect("a slot");
+        let permit = l.admit_client(slot, carried).expect("first from 192.0.2.7");
+        let slot = l.admit_slot(None).expect("a second slot");
+        assert!(l.admit_client(slot, carried).is_none(), "per-client limit");
+        assert_eq!((l.accepted(), l.refused(), l.open()), (1, 1, 1));
+        permit.release_client(carried);
+        drop(permit);
+        assert_eq!(l.open(), 0);
+        assert!(l.admit(carried, None).is_some(), "its share was given back");
+
+        l.proxy_refused(&Refused::Untrusted);
+        l.proxy_refused(&Refused::Header(PpError::V1Syntax));
+        l.proxy_refused(&Refused::Header(PpError::V1Syntax));
+        let counts: Vec<_> = l.proxy_refusals().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(counts, [("untrusted", 1), ("v1_syntax", 2)]);
+        // Every reason a refusal can have is in the fixed label set.
+        for e in [
+            PpError::Missing,
+            PpError::WrongVersion,
+            PpError::V1TooLong,
+            PpError::V2Version,
+            PpError::V2Command,
+            PpError::V2Family,
+            PpError::V2AddressTooShort,
+            PpError::V2TooLong,
+            PpError::V2Tlv,
+        ] {
+            assert!(Refused::REASONS.contains(&e.reason()), "{e:?}");
+        }
     }
 
     #[tokio::test]

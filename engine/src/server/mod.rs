@@ -14,6 +14,7 @@ pub mod h1;
 pub mod h2;
 pub mod idle;
 pub mod listener;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod tls;
 pub mod worker;

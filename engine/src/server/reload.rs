@@ -193,6 +193,7 @@ impl Listeners {
         for (&n, (b, acceptor)) in plan.add.iter().zip(bound) {
             let id = self.next_id();
             let limiter = ConnLimiter::new(new[n].conn_limit);
+            limiter.set_proxy_protocol(new[n].proxy_protocol.clone());
             for (w, socket) in self.workers.iter().zip(b.sockets) {
                 let (done, ack) = oneshot::channel();
                 let cmd = WorkerCommand::AddListener {
@@ -230,6 +231,8 @@ impl Listeners {
                 }
             }
             old.limiter.set(new[n].conn_limit);
+            old.limiter
+                .set_proxy_protocol(new[n].proxy_protocol.clone());
             next[n] = Some(Active {
                 id: old.id,
                 config: new[n].clone(),

@@ -11,6 +11,7 @@ use super::client_cert;
 use super::conn::{self, ServerBuilder};
 use super::conn_limit::{ConnLimiter, Permit};
 use super::listener::Acceptor;
+use super::proxy_protocol::accept::read_header;
 use crate::addr::ClientAddr;
 use crate::addr::ClientStrings;
 use crate::context::{ConnCtx, Worker};
@@ -249,6 +250,10 @@ fn add_listener(
     limiter: Arc<ConnLimiter>,
     spawner: &ConnSpawner,
 ) {
+    // Where clients connect to; a wildcard listener asks each connection.
+    let bound = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let listener = match Acceptor::new(socket) {
         Ok(l) => l,
         Err(e) => {
@@ -257,12 +262,19 @@ fn add_listener(
         }
     };
     let (tls_tx, tls_rx) = watch::channel(tls);
-    let task = tokio::spawn(accept_loop(listener, tls_rx, limiter, spawner.clone()));
+    let task = tokio::spawn(accept_loop(
+        listener,
+        bound,
+        tls_rx,
+        limiter,
+        spawner.clone(),
+    ));
     listeners.insert(id, Accepting { tls: tls_tx, task });
 }
 
 async fn accept_loop(
     listener: Acceptor,
+    bound: SocketAddr,
     mut tls_rx: watch::Receiver<Option<TlsAcceptor>>,
     limiter: Arc<ConnLimiter>,
     spawner: ConnSpawner,
@@ -278,7 +290,7 @@ async fn accept_loop(
             changed = tls_rx.changed() => {
                 if changed.is_err() {
                     // Removed by a reload.
-                    take_backlog(listener, &tls, &limiter, &spawner, &mut last);
+                    take_backlog(listener, bound, &tls, &limiter, &spawner, &mut last);
                     return;
                 }
                 tls = tls_rx.borrow_and_update().clone();
@@ -294,11 +306,100 @@ async fn accept_loop(
                 }
             },
         };
-        match limiter.admit(peer.ip(), reserved) {
-            Some(permit) => serve(stream, peer, tls.clone(), &spawner, &mut last, permit),
-            None => tracing::debug!(client = %peer, "connection limit reached; closed"),
+        let accepted = Accepted {
+            stream,
+            peer,
+            bound,
+        };
+        admit(accepted, reserved, &tls, &limiter, &spawner, &mut last);
+    }
+}
+
+/// A connection just accepted, and the listener's address.
+struct Accepted {
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    bound: SocketAddr,
+}
+
+impl Accepted {
+    /// Our address the client connected to.
+    fn server(&self) -> SocketAddr {
+        if self.bound.ip().is_unspecified() {
+            self.stream.local_addr().unwrap_or(self.bound)
+        } else {
+            self.bound
         }
     }
+}
+
+/// Admits the connection under its listener's limits and serves it; on a
+/// PROXY protocol listener, its header is read first (`reserved`: the slot
+/// a `backlog` accept took).
+fn admit(
+    accepted: Accepted,
+    reserved: Option<Permit>,
+    tls: &Option<TlsAcceptor>,
+    limiter: &Arc<ConnLimiter>,
+    spawner: &ConnSpawner,
+    last: &mut LastClient,
+) {
+    let peer = accepted.peer;
+    let Some(policy) = limiter.proxy_protocol() else {
+        match limiter.admit(peer.ip(), reserved) {
+            Some(permit) => {
+                let server = accepted.server();
+                serve(
+                    accepted.stream,
+                    peer,
+                    server,
+                    tls.clone(),
+                    spawner,
+                    last,
+                    permit,
+                )
+            }
+            None => tracing::debug!(client = %peer, "connection limit reached; closed"),
+        }
+        return;
+    };
+    let Some(slot) = limiter.admit_slot(reserved) else {
+        tracing::debug!(client = %peer, "connection limit reached; closed");
+        return;
+    };
+    // Its own short task: the header may take up to the header timeout.
+    let (tls, limiter, spawner) = (tls.clone(), limiter.clone(), spawner.clone());
+    let _alive = spawner.alive.clone();
+    let conn = async move {
+        let server = accepted.server();
+        let Accepted {
+            mut stream, peer, ..
+        } = accepted;
+        let timeout = spawner.header_timeout;
+        let header = read_header(&mut stream, peer, &policy, timeout).await;
+        let (client, server) = match header {
+            Ok(carried) => carried.unwrap_or((peer, server)),
+            Err(why) => {
+                limiter.proxy_refused(&why);
+                tracing::debug!(peer = %peer, reason = why.reason(), error = %why, "PROXY protocol: connection closed");
+                return;
+            }
+        };
+        let Some(permit) = limiter.admit_client(slot, client.ip()) else {
+            tracing::debug!(client = %client, peer = %peer, "connection limit reached; closed");
+            return;
+        };
+        serve(
+            stream,
+            client,
+            server,
+            tls,
+            &spawner,
+            &mut LastClient::default(),
+            permit,
+        );
+    };
+    tokio::spawn(Alive { conn, _alive });
 }
 
 /// The next connection; in `backlog` mode with the slot it takes, reserved
@@ -325,11 +426,11 @@ async fn next(
 struct LastClient(Option<(IpAddr, Arc<ClientStrings>)>);
 
 impl LastClient {
-    fn strings(&mut self, peer: SocketAddr) -> Arc<ClientStrings> {
+    fn strings(&mut self, peer: SocketAddr, server: SocketAddr) -> Arc<ClientStrings> {
         match &self.0 {
-            Some((ip, strings)) if *ip == peer.ip() => strings.clone(),
+            Some((ip, strings)) if *ip == peer.ip() && strings.server == server => strings.clone(),
             _ => {
-                let strings = Arc::new(ClientStrings::new(ClientAddr(peer)));
+                let strings = Arc::new(ClientStrings::with_server(ClientAddr(peer), server));
                 self.0 = Some((peer.ip(), strings.clone()));
                 strings
             }
@@ -344,6 +445,7 @@ impl LastClient {
 /// one syscall wide.
 fn take_backlog(
     listener: Acceptor,
+    bound: SocketAddr,
     tls: &Option<TlsAcceptor>,
     limiter: &Arc<ConnLimiter>,
     spawner: &ConnSpawner,
@@ -354,9 +456,12 @@ fn take_backlog(
     while let Ok((stream, peer)) = Acceptor::accept_now(&listener) {
         match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => {
-                if let Some(permit) = limiter.admit(peer.ip(), None) {
-                    serve(stream, peer, tls.clone(), spawner, last, permit);
-                }
+                let accepted = Accepted {
+                    stream,
+                    peer,
+                    bound,
+                };
+                admit(accepted, None, tls, limiter, spawner, last);
             }
             Err(e) => tracing::debug!(client = %peer, error = %e, "cannot register connection"),
         }
@@ -366,9 +471,15 @@ fn take_backlog(
 /// Spawns the connection's task. It holds `alive` and the worker's idle
 /// clock (which carries the drain), not its listener: a listener removed by
 /// a reload leaves it running.
+///
+/// `peer` is the client: the socket's peer, or the one a PROXY header
+/// named; `server` the address it connected to. Both are set here once,
+/// and everything after (forwarded headers, hashing, limits, logs, the
+/// PROXY header we send on) reads them from the connection's context.
 fn serve(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    server: SocketAddr,
     tls: Option<TlsAcceptor>,
     spawner: &ConnSpawner,
     last: &mut LastClient,
@@ -378,7 +489,7 @@ fn serve(
     let mut ctx = ConnCtx::with_strings(
         spawner.worker.clone(),
         ClientAddr(peer),
-        last.strings(peer),
+        last.strings(peer, server),
         proto,
     );
     ctx.permit = Some(permit);

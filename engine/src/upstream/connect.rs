@@ -1,7 +1,9 @@
 //! Opening a connection to a backend: TCP (no Nagle, bounded by the connect
-//! timeout) and, for TLS groups, a rustls handshake that trusts the backend
-//! as the group says (`upstream::verify`).
+//! timeout), the group's PROXY header if it sends one (`upstream::proxy_header`,
+//! before any TLS byte), and, for TLS groups, a rustls handshake that trusts
+//! the backend as the group says (`upstream::verify`).
 
+use super::proxy_header::Header;
 use super::verify::{Accept, LeafVerifier};
 use crate::addr::BackendAddr;
 use crate::config::{UpstreamProtocol, UpstreamTls, UpstreamVerify};
@@ -13,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// The byte stream to a backend.
@@ -101,19 +103,23 @@ impl TlsConnector {
     }
 }
 
-/// Connects to `addr`, with TLS when `tls` is set. Errors are `NotSent`:
-/// nothing reached the backend, so another backend may be tried.
+/// Connects to `addr`, sends `proxy` (a PROXY protocol header) first when
+/// given, then TLS when `tls` is set. Errors are `NotSent`: no request
+/// reached the backend, so another backend may be tried.
 pub async fn connect(
     addr: BackendAddr,
     tls: Option<&TlsConnector>,
     timeout: Duration,
+    proxy: Option<&Header>,
 ) -> Result<UpstreamIo, ProxyError> {
     let fut = async {
-        let tcp = TcpStream::connect(addr.0).await.map_err(|e| {
-            ProxyError::with_source(ErrorKind::ConnectFailed, e).retry(Retry::NotSent)
-        })?;
+        let failed = |e| ProxyError::with_source(ErrorKind::ConnectFailed, e).retry(Retry::NotSent);
+        let mut tcp = TcpStream::connect(addr.0).await.map_err(failed)?;
         tcp.set_nodelay(true)
             .map_err(|e| ProxyError::with_source(ErrorKind::ConnectFailed, e))?;
+        if let Some(h) = proxy {
+            tcp.write_all(h.as_bytes()).await.map_err(failed)?;
+        }
         let Some(tls) = tls else {
             return Ok(UpstreamIo::Plain(tcp));
         };

@@ -11,6 +11,7 @@ pub mod member;
 pub mod members;
 pub mod outlier;
 pub mod pool;
+pub mod proxy_header;
 pub mod queue;
 pub mod rotation;
 pub mod slow_start;

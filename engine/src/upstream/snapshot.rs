@@ -47,6 +47,9 @@ pub struct Group {
     pub name: String,
     pub protocol: UpstreamProtocol,
     pub max_idle_per_backend: usize,
+    /// The PROXY header sent on each new connection; such a group never
+    /// pools (`upstream::proxy_header`).
+    pub proxy_protocol: Option<crate::upstream::proxy_header::SendVersion>,
     /// Upstream TLS, when the group uses it.
     pub tls: Option<crate::upstream::connect::TlsConnector>,
     /// Active checks of every member (`[health]`).
@@ -125,6 +128,7 @@ impl Group {
             name: config.name.clone(),
             protocol: config.protocol,
             max_idle_per_backend: config.max_idle_per_backend,
+            proxy_protocol: config.proxy_protocol,
             tls,
             health: config.health.clone(),
             heartbeat: config.heartbeat.clone(),

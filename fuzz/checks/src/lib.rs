@@ -19,6 +19,7 @@ pub mod h1_chunked_body;
 pub mod h1_request_head;
 pub mod h1_response_head;
 pub mod header_rewrite;
+pub mod proxy_protocol;
 pub mod route_match;
 
 /// A target's `check`: panics if the input breaks an invariant.
@@ -36,6 +37,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("config_toml", config_toml::check),
     ("compress_accept_encoding", compress_accept_encoding::check),
     ("connection", connection::check),
+    ("proxy_protocol", proxy_protocol::check),
 ];
 
 /// A client address, IPv4 or IPv6, and its header strings, as the header

@@ -42,6 +42,7 @@ mod listeners;
 mod metrics;
 mod pipelining;
 mod pool;
+mod proxy_protocol;
 mod queue;
 mod rate_limit;
 mod release_binary;

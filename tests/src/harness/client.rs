@@ -337,6 +337,16 @@ pub async fn tls_connect(
     server_name: &str,
 ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Option<Vec<u8>>), BoxError> {
     let tcp = tokio::time::timeout(STEP, TcpStream::connect(addr)).await??;
+    tls_connect_over(tcp, config, server_name).await
+}
+
+/// [`tls_connect`] on a connection already open (after a PROXY header,
+/// for one).
+pub async fn tls_connect_over(
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    server_name: &str,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Option<Vec<u8>>), BoxError> {
     let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())?;
     let tls = tokio::time::timeout(
         STEP,

@@ -115,7 +115,9 @@ impl Validator<'_> {
             u.max_queue,
             u.queue_timeout,
         )?;
+        let proxy_protocol = self.proxy_protocol_out(&field, u.proxy_protocol)?;
         Ok(UpstreamConfig {
+            proxy_protocol,
             sticky,
             limit,
             health,

@@ -370,6 +370,20 @@ impl Collector for Scrape {
                 .iter()
                 .map(|l| (vec![("listener", l.address.as_str())], l.limiter.refused())),
         )?;
+        counters(
+            &mut enc,
+            "sluice_proxy_protocol_refused",
+            "Connections closed for their PROXY protocol header, by listener and reason",
+            self.listeners
+                .iter()
+                .filter(|l| l.limiter.proxy_protocol().is_some())
+                .flat_map(|l| {
+                    l.limiter.proxy_refusals().map(|(reason, n)| {
+                        let labels = vec![("listener", l.address.as_str()), ("reason", reason)];
+                        (labels, n)
+                    })
+                }),
+        )?;
 
         // Refusals and the rest.
         counters(

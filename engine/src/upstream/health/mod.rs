@@ -47,7 +47,8 @@ pub async fn run(group: std::sync::Weak<Group>) {
             let probes = targets.into_iter().map(|addr| {
                 let (g, hc) = (g.clone(), &hc);
                 async move {
-                    let (ok, detail) = probe(addr, hc, g.protocol, g.tls.as_ref()).await;
+                    let (ok, detail) =
+                        probe(addr, hc, g.protocol, g.tls.as_ref(), g.proxy_protocol).await;
                     g.record_check(addr, ok, detail);
                 }
             });

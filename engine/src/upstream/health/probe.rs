@@ -10,6 +10,7 @@ use crate::addr::BackendAddr;
 use crate::config::defaults::HEALTH_MAX_BODY;
 use crate::config::{HealthCheck, UpstreamProtocol};
 use crate::upstream::connect::{self, TlsConnector, UpstreamIo};
+use crate::upstream::proxy_header::{Header, SendVersion};
 use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body_util::{BodyExt, Empty};
@@ -43,10 +44,11 @@ pub async fn probe(
     hc: &HealthCheck,
     protocol: UpstreamProtocol,
     tls: Option<&TlsConnector>,
+    proxy: Option<SendVersion>,
 ) -> (bool, String) {
     let mut phase = Phase::Connect;
-    let outcome =
-        tokio::time::timeout(hc.timeout, check(addr, hc, protocol, tls, &mut phase)).await;
+    let checked = check(addr, hc, protocol, tls, proxy, &mut phase);
+    let outcome = tokio::time::timeout(hc.timeout, checked).await;
     match outcome {
         Err(_) => (
             false,
@@ -67,9 +69,12 @@ async fn check(
     hc: &HealthCheck,
     protocol: UpstreamProtocol,
     tls: Option<&TlsConnector>,
+    proxy: Option<SendVersion>,
     phase: &mut Phase,
 ) -> Result<String, String> {
-    let io = connect::connect(addr, tls, hc.timeout)
+    // A check is the balancer's own connection: LOCAL / UNKNOWN.
+    let header = proxy.map(Header::local);
+    let io = connect::connect(addr, tls, hc.timeout, header.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     let resp = match protocol {
