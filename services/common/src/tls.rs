@@ -57,6 +57,9 @@ pub enum TlsError {
         path.display()
     )]
     NoKey { path: PathBuf },
+    /// A certificate without a key, or a key without a certificate.
+    #[error("{}: a TLS certificate and key go together (--tls-cert and --tls-key)", path.display())]
+    Unpaired { path: PathBuf },
     /// The key cannot be loaded, or does not sign for the certificate
     /// (every handshake would fail), or rustls refuses the settings.
     #[error("{}: {source}", path.display())]
@@ -148,6 +151,22 @@ impl ServerTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             cert: cert.to_owned(),
         })
+    }
+
+    /// A service's `--tls-cert`/`--tls-key` pair: both (HTTPS), or
+    /// neither (plain HTTP). Each binary's flags `require` each other, so
+    /// one without the other is a usage error before this is called.
+    pub fn from_flags(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Option<ServerTls>, TlsError> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => ServerTls::load(cert, key).map(Some),
+            (Some(path), None) | (None, Some(path)) => Err(TlsError::Unpaired {
+                path: path.to_owned(),
+            }),
+            (None, None) => Ok(None),
+        }
     }
 
     pub(crate) fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
