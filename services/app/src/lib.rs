@@ -127,7 +127,10 @@ pub async fn run(
     let cache = config
         .cache
         .as_ref()
-        .map(|url| CacheClient::new(url, config.service_timeout, config.cache_max_age));
+        .map(|url| {
+            let tls = config.service_tls.as_ref();
+            CacheClient::new(url, config.service_timeout, config.cache_max_age, tls)
+        });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (logs, shipper) = logship::spawn(&config, &instance, stop_rx.clone());
     let shipper = shipper.map(Owned);
@@ -149,6 +152,7 @@ pub async fn run(
         database = app.db.kind(),
         sessions = app.sessions.kind(),
         lease = app.leases.kind(),
+        tls = app.config.tls.is_some(),
         "listening"
     );
     app.logs
@@ -163,11 +167,12 @@ pub async fn run(
     let stopped = async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
-    let mut server = Owned(tokio::spawn(sluice_service_common::serve(
+    let mut server = Owned(tokio::spawn(sluice_service_common::serve_tls(
         listener,
+        app.config.tls.clone(),
         handler,
         stopped,
-        app.config.drain_grace,
+        sluice_service_common::Limits::with_grace(app.config.drain_grace),
     )));
     let mut job = Owned(tokio::spawn(job::run_loop(
         Arc::clone(&app),
@@ -180,6 +185,7 @@ pub async fn run(
             addr.port(),
             app.config.drain_grace * 2,
             app.config.admin_token.as_ref(),
+            app.config.service_tls.as_ref(),
         ))
     });
     let registration = registrar.clone().map(|r| {

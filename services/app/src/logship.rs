@@ -120,7 +120,7 @@ pub fn spawn(
     };
     let (tx, rx) = mpsc::channel(config.log_buffer);
     let shipper = Shipper {
-        client: Client::new(url, config.service_timeout),
+        client: Client::new(url, config.service_timeout, config.service_tls.as_ref()),
         rx,
         stats: Arc::clone(&stats),
         batch: config.log_batch,
