@@ -124,13 +124,10 @@ pub async fn run(
     let mut metrics = Registry::default();
     let http = HttpMetrics::register(&mut metrics, &api::ROUTES);
     stats.register(&mut metrics);
-    let cache = config
-        .cache
-        .as_ref()
-        .map(|url| {
-            let tls = config.service_tls.as_ref();
-            CacheClient::new(url, config.service_timeout, config.cache_max_age, tls)
-        });
+    let cache = config.cache.as_ref().map(|url| {
+        let tls = config.service_tls.as_ref();
+        CacheClient::new(url, config.service_timeout, config.cache_max_age, tls)
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (logs, shipper) = logship::spawn(&config, &instance, stop_rx.clone());
     let shipper = shipper.map(Owned);

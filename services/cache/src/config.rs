@@ -11,10 +11,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use sluice_service_common::LogFormat;
-use sluice_service_common::{ServerTls, TlsError};
 pub use sluice_service_common::serve::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
 };
+use sluice_service_common::{ServerTls, TlsError};
 
 /// Listen address when neither `--listen` nor `SLUICE_CACHE_LISTEN` is set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";

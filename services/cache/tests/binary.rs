@@ -91,9 +91,18 @@ fn bad_tls_files_exit_64_naming_the_file() {
     let missing = pki.dir().join("missing.pem");
     let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
     for (args, named) in [
-        (vec!["--tls-cert", &path(&text), "--tls-key", &path(&a.key)], "text.pem"),
-        (vec!["--tls-cert", &path(&a.cert), "--tls-key", &path(&b.key)], "b.key"),
-        (vec!["--tls-cert", &path(&missing), "--tls-key", &path(&a.key)], "missing.pem"),
+        (
+            vec!["--tls-cert", &path(&text), "--tls-key", &path(&a.key)],
+            "text.pem",
+        ),
+        (
+            vec!["--tls-cert", &path(&a.cert), "--tls-key", &path(&b.key)],
+            "b.key",
+        ),
+        (
+            vec!["--tls-cert", &path(&missing), "--tls-key", &path(&a.key)],
+            "missing.pem",
+        ),
         (vec!["--tls-cert", &path(&a.cert)], "--tls-key"),
     ] {
         let out = Command::new(BIN)

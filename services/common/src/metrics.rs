@@ -136,11 +136,10 @@ impl HttpMetrics {
         let h2 = version == Version::HTTP_2;
         self.protocol_slots[usize::from(h2)][usize::from(tls)]
             .get_or_init(|| {
-                self.by_protocol
-                    .get_or_create_owned(&[
-                        ("protocol", if h2 { "h2" } else { "http/1.1" }),
-                        ("tls", if tls { "true" } else { "false" }),
-                    ])
+                self.by_protocol.get_or_create_owned(&[
+                    ("protocol", if h2 { "h2" } else { "http/1.1" }),
+                    ("tls", if tls { "true" } else { "false" }),
+                ])
             })
             .inc();
     }

@@ -276,8 +276,7 @@ async fn connection<H: Handler, I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (Protocol::Sniff(transport) | Protocol::H1(transport) | Protocol::H2(transport)) =
-        protocol;
+    let (Protocol::Sniff(transport) | Protocol::H1(transport) | Protocol::H2(transport)) = protocol;
     // Notified on every request head read, whatever the protocol; the
     // first one lifts the connection's first-head deadline.
     let started = Arc::new(Notify::new());

@@ -188,10 +188,10 @@ impl Stack {
             ..sluice_log::Config::new(options.data.join("log"))
         }
         .validate()
-            .map_err(|e| DemoError::Config {
-                what: "log",
-                reason: e.to_string(),
-            })?;
+        .map_err(|e| DemoError::Config {
+            what: "log",
+            reason: e.to_string(),
+        })?;
         let log_task = spawn("log".into(), |stopped| async move {
             if let Err(error) = sluice_log::run(log_listener, log_config, stopped).await {
                 tracing::error!(

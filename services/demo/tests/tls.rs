@@ -17,10 +17,21 @@ mod support;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-async fn send(client: &Client, method: Method, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+async fn send(
+    client: &Client,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let headers: Vec<(HeaderName, HeaderValue)> = headers
         .iter()
-        .map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
+        .map(|(k, v)| {
+            (
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            )
+        })
         .collect();
     client
         .send(method, path, &headers, Bytes::from(body.to_owned()))
@@ -38,7 +49,9 @@ async fn by_protocol(client: &Client) -> (f64, f64) {
     let e = metrics(&send(client, Method::GET, "/metrics", &[], "").await);
     let total = "http_requests_by_protocol_total";
     let all = e.sum(total, &[]).unwrap_or(0.0);
-    let tls_h2 = e.sum(total, &[("protocol", "h2"), ("tls", "true")]).unwrap_or(0.0);
+    let tls_h2 = e
+        .sum(total, &[("protocol", "h2"), ("tls", "true")])
+        .unwrap_or(0.0);
     (tls_h2, all - tls_h2)
 }
 
@@ -53,8 +66,14 @@ async fn every_hop_of_the_tls_stack_is_h2_over_tls() {
     let stack = Stack::start(&options).await.expect("stack starts");
     let certs = stack.certs.clone().expect("--tls makes certificates");
     let banner = stack.banner();
-    assert!(banner.contains(&format!("curl --cacert {}", certs.ca_file.display())), "{banner}");
-    assert!(banner.contains(&format!("https://localhost:{}/posts", stack.proxy.port())), "{banner}");
+    assert!(
+        banner.contains(&format!("curl --cacert {}", certs.ca_file.display())),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("https://localhost:{}/posts", stack.proxy.port())),
+        "{banner}"
+    );
 
     let trust = ClientTls::load(Some(&certs.ca_file)).unwrap();
     let https = |addr: std::net::SocketAddr| {
@@ -66,15 +85,32 @@ async fn every_hop_of_the_tls_stack_is_h2_over_tls() {
     // The replicas register and pass the proxy's (TLS h2) heartbeat.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let reply = send(&proxy, Method::GET, "/posts", &[("accept", "application/json")], "").await;
+        let reply = send(
+            &proxy,
+            Method::GET,
+            "/posts",
+            &[("accept", "application/json")],
+            "",
+        )
+        .await;
         if reply.status == 200 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no replica in rotation: {reply:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no replica in rotation: {reply:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let login = send(&proxy, Method::POST, "/login", &[], r#"{"author":"admin","password":"sluice"}"#).await;
+    let login = send(
+        &proxy,
+        Method::POST,
+        "/login",
+        &[],
+        r#"{"author":"admin","password":"sluice"}"#,
+    )
+    .await;
     assert_eq!(login.status, 200, "{login:?}");
     let cookie = login.headers[http::header::SET_COOKIE].to_str().unwrap();
     let cookie = cookie.split(';').next().unwrap().to_owned();
@@ -90,7 +126,14 @@ async fn every_hop_of_the_tls_stack_is_h2_over_tls() {
     let post: serde_json::Value = serde_json::from_slice(&created.body).unwrap();
     let path = format!("/posts/{}", post["id"]);
     for _ in 0..2 {
-        let read = send(&proxy, Method::GET, &path, &[("accept", "application/json")], "").await;
+        let read = send(
+            &proxy,
+            Method::GET,
+            &path,
+            &[("accept", "application/json")],
+            "",
+        )
+        .await;
         assert_eq!(read.status, 200, "{read:?}");
         let read: serde_json::Value = serde_json::from_slice(&read.body).unwrap();
         assert_eq!(read["title"], "over TLS");
@@ -103,13 +146,32 @@ async fn every_hop_of_the_tls_stack_is_h2_over_tls() {
         None,
     );
     let bearer = format!("Bearer {}", stack.admin_token);
-    let e = metrics(&send(&admin, Method::GET, "/metrics", &[("authorization", &bearer)], "").await);
+    let e = metrics(
+        &send(
+            &admin,
+            Method::GET,
+            "/metrics",
+            &[("authorization", &bearer)],
+            "",
+        )
+        .await,
+    );
     let open = |proto, tls| {
-        e.sum("sluice_client_connections", &[("protocol", proto), ("tls", tls)])
-            .unwrap_or(0.0)
+        e.sum(
+            "sluice_client_connections",
+            &[("protocol", proto), ("tls", tls)],
+        )
+        .unwrap_or(0.0)
     };
-    assert!(open("h2", "true") >= 1.0, "client connections: h2/tls {}", open("h2", "true"));
-    assert_eq!(open("h1", "true") + open("h1", "false") + open("h2", "false"), 0.0);
+    assert!(
+        open("h2", "true") >= 1.0,
+        "client connections: h2/tls {}",
+        open("h2", "true")
+    );
+    assert_eq!(
+        open("h1", "true") + open("h1", "false") + open("h2", "false"),
+        0.0
+    );
 
     // Proxy → replicas: heartbeats and requests, all TLS h2 (the scrape
     // itself is one more).
@@ -133,7 +195,10 @@ async fn every_hop_of_the_tls_stack_is_h2_over_tls() {
         if tls_h2 > scrapes {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no log batch over TLS h2");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no log batch over TLS h2"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::timeout(DEADLINE, stack.stop())

@@ -275,7 +275,10 @@ mod tests {
         assert_eq!(c.max_connections, 7);
         assert_eq!(c.max_future_skew, Duration::from_secs(30));
         let zero = Args::try_parse_from(["sluice-log", "--header-timeout", "0s"]).unwrap();
-        assert!(matches!(zero.validate(), Err(ConfigError::HeaderTimeoutZero)));
+        assert!(matches!(
+            zero.validate(),
+            Err(ConfigError::HeaderTimeoutZero)
+        ));
         let over = Args::try_parse_from([
             "sluice-log",
             "--max-body-bytes",
@@ -284,17 +287,26 @@ mod tests {
             "1000",
         ])
         .unwrap();
-        assert!(matches!(over.validate(), Err(ConfigError::BodyOverInflight)));
+        assert!(matches!(
+            over.validate(),
+            Err(ConfigError::BodyOverInflight)
+        ));
         let zero = Args::try_parse_from(["sluice-log", "--body-timeout", "0s"]).unwrap();
         assert!(matches!(zero.validate(), Err(ConfigError::BodyTimeoutZero)));
         let zero = Args::try_parse_from(["sluice-log", "--max-connections", "0"]).unwrap();
-        assert!(matches!(zero.validate(), Err(ConfigError::MaxConnectionsZero)));
+        assert!(matches!(
+            zero.validate(),
+            Err(ConfigError::MaxConnectionsZero)
+        ));
         assert_eq!(
             Config::new("/tmp/x").max_buffered_bytes,
             DEFAULT_MAX_BUFFERED_BYTES
         );
         let zero = Args::try_parse_from(["sluice-log", "--max-buffered-bytes", "0"]).unwrap();
-        assert!(matches!(zero.validate(), Err(ConfigError::MaxBufferedBytesZero)));
+        assert!(matches!(
+            zero.validate(),
+            Err(ConfigError::MaxBufferedBytesZero)
+        ));
         let bad = Args::try_parse_from(["sluice-log", "--keep-files", "0"]).unwrap();
         assert!(matches!(bad.validate(), Err(ConfigError::KeepFilesZero)));
     }

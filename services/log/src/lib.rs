@@ -316,8 +316,7 @@ pub async fn run(
         max_connections: app.config.max_connections,
     };
     let tls = app.config.tls.clone();
-    let started =
-        sluice_service_common::serve_tls(listener, tls, handler, stopping, limits).await;
+    let started = sluice_service_common::serve_tls(listener, tls, handler, stopping, limits).await;
     let workers = match started {
         Some(started) => started?,
         // Shutdown during recovery: let it finish so the threads can be stopped.

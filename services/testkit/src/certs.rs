@@ -65,9 +65,7 @@ impl Pki {
     /// A leaf the CA signed for `names` (DNS names or IP addresses).
     pub fn leaf(&self, stem: &str, names: &[&str]) -> Cert {
         let key = KeyPair::generate().expect("leaf key");
-        let cert = Self::params(names)
-            .signed_by(&key, &self.ca)
-            .expect("leaf");
+        let cert = Self::params(names).signed_by(&key, &self.ca).expect("leaf");
         self.write(stem, &cert, &key)
     }
 

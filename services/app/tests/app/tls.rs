@@ -93,7 +93,9 @@ async fn a_cache_whose_certificate_is_not_the_pinned_one_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(refused, ClientError::Tls { .. }), "{refused:?}");
-    let cause = std::error::Error::source(&refused).expect("a cause").to_string();
+    let cause = std::error::Error::source(&refused)
+        .expect("a cause")
+        .to_string();
     assert!(cause.contains("invalid peer certificate"), "{cause}");
 
     let dir = tempfile::tempdir().unwrap();

@@ -84,9 +84,11 @@ async fn get(
     (alpn, version, String::from_utf8(body.to_vec()).unwrap())
 }
 
-async fn connect(client: &ClientTls, addr: SocketAddr, host: &str) -> std::io::Result<
-    tokio_rustls::client::TlsStream<TcpStream>,
-> {
+async fn connect(
+    client: &ClientTls,
+    addr: SocketAddr,
+    host: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     client.connect(host, TcpStream::connect(addr).await?).await
 }
 
@@ -144,7 +146,10 @@ async fn plain_http_and_stalled_handshakes_are_closed_without_an_http_answer() {
     // Plain HTTP: a TLS alert at most, never an HTTP response.
     let answer = closed_after(server.addr, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
-    assert!(answer.is_empty() || answer[0] == 0x15, "an alert: {answer:?}");
+    assert!(
+        answer.is_empty() || answer[0] == 0x15,
+        "an alert: {answer:?}"
+    );
     // A client that connects and says nothing, and one that stops inside
     // its ClientHello, are closed once the header timeout passes.
     for stalled in [&b""[..], b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"] {
@@ -159,7 +164,11 @@ async fn plain_http_and_stalled_handshakes_are_closed_without_an_http_answer() {
 
 /// Whether `client` completes a handshake with a server presenting `leaf`
 /// under the name `host`; the error's text when not.
-async fn handshake(client: &ClientTls, leaf: &sluice_testkit::certs::Cert, host: &str) -> Result<(), String> {
+async fn handshake(
+    client: &ClientTls,
+    leaf: &sluice_testkit::certs::Cert,
+    host: &str,
+) -> Result<(), String> {
     let server = start(ServerTls::load(&leaf.cert, &leaf.key).unwrap()).await;
     match connect(client, server.addr, host).await {
         Ok(stream) => {
@@ -193,8 +202,13 @@ async fn a_ca_trusts_its_leaves_for_their_names() {
     let client = ClientTls::load(Some(&pki.ca_file)).unwrap();
     assert_eq!(handshake(&client, &leaf, "localhost").await, Ok(()));
     assert_eq!(handshake(&client, &leaf, "127.0.0.1").await, Ok(()));
-    let wrong_name = handshake(&client, &leaf, "cache.internal").await.unwrap_err();
-    assert!(wrong_name.contains("invalid peer certificate"), "{wrong_name}");
+    let wrong_name = handshake(&client, &leaf, "cache.internal")
+        .await
+        .unwrap_err();
+    assert!(
+        wrong_name.contains("invalid peer certificate"),
+        "{wrong_name}"
+    );
     // The bundled roots do not trust a private CA's leaf.
     let bundled = ClientTls::load(None).unwrap();
     assert!(handshake(&bundled, &leaf, "localhost").await.is_err());
@@ -210,7 +224,10 @@ fn bad_files_are_startup_errors_naming_the_file() {
     std::fs::write(&text, "not a certificate\n").unwrap();
 
     let err = ServerTls::load(&a.cert, &b.key).unwrap_err();
-    assert!(matches!(err, TlsError::Rejected { ref path, .. } if *path == b.key), "{err}");
+    assert!(
+        matches!(err, TlsError::Rejected { ref path, .. } if *path == b.key),
+        "{err}"
+    );
     let err = ServerTls::load(&missing, &a.key).unwrap_err();
     assert!(matches!(err, TlsError::Read { .. }), "{err}");
     assert!(err.to_string().contains("missing.pem"), "{err}");
