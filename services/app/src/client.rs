@@ -304,20 +304,27 @@ impl Client {
                 source,
             })?;
         if sluice_service_common::tls::is_h2(stream.get_ref().1.alpn_protocol()) {
-            let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .map_err(|source| ClientError::Http {
-                    authority: self.authority.clone(),
-                    source,
-                })?;
-            tokio::spawn(async move {
-                if let Err(error) = conn.await {
-                    tracing::debug!(%error, "service connection ended");
-                }
-            });
-            return Ok(Sender::H2(sender));
+            let handshake = http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await;
+            return self.drive(handshake).map(Sender::H2);
         }
         self.http1(stream).await
+    }
+
+    /// The sender of a handshake's connection, whose task is spawned.
+    fn drive<S, C>(&self, handshake: Result<(S, C), hyper::Error>) -> Result<S, ClientError>
+    where
+        C: Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    {
+        let (sender, conn) = handshake.map_err(|source| ClientError::Http {
+            authority: self.authority.clone(),
+            source,
+        })?;
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, "service connection ended");
+            }
+        });
+        Ok(sender)
     }
 
     /// HTTP/1.1 on a connected stream (plain, or TLS without h2).
@@ -325,17 +332,7 @@ impl Client {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| ClientError::Http {
-                authority: self.authority.clone(),
-                source,
-            })?;
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%error, "service connection ended");
-            }
-        });
-        Ok(Sender::H1(sender))
+        let handshake = http1::handshake(TokioIo::new(stream)).await;
+        self.drive(handshake).map(Sender::H1)
     }
 }
