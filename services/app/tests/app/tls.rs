@@ -1,7 +1,8 @@
 //! The app's clients over HTTPS: a cache whose certificate is the pinned
 //! one is used over h2 (the cache counts TLS h2 requests); one whose
 //! certificate is not is refused at the handshake: `/ready` says the cache
-//! is unreachable, reads fall back to the database, nothing panics.
+//! (and the log service) is unreachable, reads fall back to the database,
+//! nothing panics.
 
 use std::time::Duration;
 
@@ -13,6 +14,26 @@ use sluice_testkit::certs::{Cert, Pki};
 use sluice_testkit::exposition::Exposition;
 
 use crate::support::{self, Service, eventually, get, get_json};
+
+/// A log service serving HTTPS with `cert`, and its `https://` URL.
+async fn tls_log(cert: &Cert, dir: &std::path::Path) -> (Service<()>, url::Url) {
+    let config = sluice_log::Config {
+        tls: Some(ServerTls::load(&cert.cert, &cert.key).expect("log certificate")),
+        ..sluice_log::Config::new(dir)
+    }
+    .validate()
+    .expect("log config");
+    let log = support::spawn_service(|listener, stopped| async move {
+        sluice_log::run(listener, config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("log service runs");
+    })
+    .await;
+    let url = url::Url::parse(&format!("https://{}", log.addr)).expect("url");
+    (log, url)
+}
 
 /// A cache serving HTTPS with `cert`, and its `https://` URL.
 async fn tls_cache(cert: &Cert) -> (Service<()>, url::Url) {
@@ -84,6 +105,8 @@ async fn a_cache_whose_certificate_is_not_the_pinned_one_is_refused() {
     let pinned = pki.self_signed("pinned", &["localhost"]);
     let impostor = pki.self_signed("impostor", &["localhost"]);
     let (_cache, url) = tls_cache(&impostor).await;
+    let logs = tempfile::tempdir().unwrap();
+    let (_log, log_url) = tls_log(&impostor, logs.path()).await;
     let trust = ClientTls::load(Some(&pinned.cert)).unwrap();
 
     // The client's error says why.
@@ -101,12 +124,20 @@ async fn a_cache_whose_certificate_is_not_the_pinned_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::app_config(&support::sqlite_file(&dir));
     config.cache = Some(url);
+    config.log = Some(log_url);
     config.service_tls = Some(trust);
     let app = support::app(config).await;
     let client = support::client(&app.url());
     let ready = get(&client, "/ready").await.expect("ready answers");
     assert_eq!(ready.status, 503);
     assert_eq!(support::json(&ready)["cache"], false);
+    // The log service too (its outage is buffered, not a readiness matter).
+    eventually("the log service reported unreachable", || async {
+        let ready = get(&client, "/ready").await?;
+        let logs = &support::json(&ready)["logs"];
+        (logs["reachable"] == false && logs["failed_posts"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
     // Reads still work, from the database, and the failures are counted.
     let cookie = support::login(&client, "admin", "sluice").await;
     let post = support::create_post(&client, &cookie, json!({"title": "t", "body": "b"})).await;
