@@ -1,18 +1,25 @@
-//! A small HTTP/1.1 client for the services around the app (cache, log,
-//! proxy admin): one base URL, a few idle keep-alive connections, and a
-//! timeout on every call so a slow or dead service never holds a request.
+//! A small HTTP client for the services around the app (cache, log, proxy
+//! admin): one base URL, a few idle keep-alive connections, and a timeout
+//! on every call so a slow or dead service never holds a request.
+//!
+//! `http://` is HTTP/1.1. `https://` is TLS with the service's certificate
+//! checked ([`ClientTls`]: `--upstream-ca`, or the bundled roots), then h2
+//! when the service agrees by ALPN (one connection carries every request,
+//! multiplexed), else HTTP/1.1. A certificate that does not verify fails
+//! the call with [`ClientError::Tls`]; nothing is sent.
 //!
 //! The workspace's hyper-util is built without its legacy client; this is
-//! the few dozen lines the app needs on top of `hyper::client::conn::http1`.
+//! the few dozen lines the app needs on top of `hyper::client::conn`.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
+use sluice_service_common::ClientTls;
 use tokio::net::TcpStream;
 
 /// Idle connections kept per service.
@@ -30,6 +37,14 @@ pub struct Reply {
 pub enum ClientError {
     #[error("connecting to {authority}")]
     Connect {
+        authority: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The handshake failed: most often a certificate that does not
+    /// verify (the source says why).
+    #[error("TLS handshake with {authority}")]
+    Tls {
         authority: String,
         #[source]
         source: std::io::Error,
@@ -53,22 +68,61 @@ pub enum ClientError {
     },
 }
 
+/// One connection's request sender.
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    /// Shared: clones send on the same connection.
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+}
+
 pub struct Client {
     /// `host:port` of the service.
     authority: String,
+    /// The host alone: the TLS server name.
+    host: String,
+    /// `Some` for an `https://` service.
+    tls: Option<ClientTls>,
     timeout: Duration,
-    /// Ready-to-use HTTP/1 senders. A `parking_lot::Mutex`: only pushed and
-    /// popped, never held across an `.await`.
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// Ready-to-use senders: HTTP/1 connections, each taken by one request
+    /// at a time, and h2 connections, which stay here while in use (a
+    /// request takes a clone). A `parking_lot::Mutex`: only pushed, popped
+    /// and cloned from, never held across an `.await`.
+    idle: Mutex<Vec<Sender>>,
 }
 
 impl Client {
-    /// A client for `base` (its host and port; the path is ignored).
-    pub fn new(base: &url::Url, timeout: Duration) -> Client {
+    /// A client for `base` (its scheme, host and port; the path is
+    /// ignored). `tls` is the trust of an `https://` base; without one, the
+    /// bundled roots.
+    pub fn new(base: &url::Url, timeout: Duration, tls: Option<&ClientTls>) -> Client {
         let host = base.host_str().unwrap_or("127.0.0.1");
         let port = base.port_or_known_default().unwrap_or(80);
+        let tls = (base.scheme() == "https").then(|| match tls {
+            Some(tls) => Ok(tls.clone()),
+            None => ClientTls::load(None),
+        });
+        let tls = match tls {
+            Some(Ok(tls)) => Some(tls),
+            // Only a file can be refused, and there is none here.
+            Some(Err(error)) => {
+                tracing::error!(%error, "bundled roots refused; calls will fail");
+                None
+            }
+            None => None,
+        };
         Client {
             authority: format!("{host}:{port}"),
+            host: host.to_owned(),
+            tls,
             timeout,
             idle: Mutex::new(Vec::new()),
         }
@@ -107,11 +161,16 @@ impl Client {
                 Some(sender) => (sender, true),
                 None => (self.connect().await?, false),
             };
-            let req = || self.build(method.clone(), path_and_query, headers, body.clone());
-            match self.exchange(sender, req()?).await {
+            let req = |sender: &Sender| {
+                let h2 = matches!(sender, Sender::H2(_));
+                self.build(h2, method.clone(), path_and_query, headers, body.clone())
+            };
+            let request = req(&sender)?;
+            match self.exchange(sender, reused, request).await {
                 Err(ClientError::Http { .. }) if reused => {
                     let fresh = self.connect().await?;
-                    self.exchange(fresh, req()?).await
+                    let request = req(&fresh)?;
+                    self.exchange(fresh, false, request).await
                 }
                 other => other,
             }
@@ -126,15 +185,22 @@ impl Client {
 
     fn build(
         &self,
+        h2: bool,
         method: Method,
         path_and_query: &str,
         headers: &[(HeaderName, HeaderValue)],
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, ClientError> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header(http::header::HOST, self.authority.as_str());
+        let builder = Request::builder().method(method);
+        // h2 takes `:scheme` and `:authority` from an absolute URI; HTTP/1.1
+        // sends the path and a Host header.
+        let mut builder = if h2 {
+            builder.uri(format!("https://{}{path_and_query}", self.authority))
+        } else {
+            builder
+                .uri(path_and_query)
+                .header(http::header::HOST, self.authority.as_str())
+        };
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
@@ -150,19 +216,28 @@ impl Client {
             })
     }
 
+    /// Sends `req` on `sender`; `reused`: the sender came from the pool.
     async fn exchange(
         &self,
-        mut sender: SendRequest<Full<Bytes>>,
+        mut sender: Sender,
+        reused: bool,
         req: Request<Full<Bytes>>,
     ) -> Result<Reply, ClientError> {
         let http = |source| ClientError::Http {
             authority: self.authority.clone(),
             source,
         };
-        let response = sender.send_request(req).await.map_err(http)?;
+        let response = match &mut sender {
+            Sender::H1(s) => s.send_request(req).await,
+            Sender::H2(s) => s.send_request(req).await,
+        }
+        .map_err(http)?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(http)?.to_bytes();
-        self.checkin(sender);
+        // A pooled h2 sender never left the pool.
+        if !(reused && matches!(sender, Sender::H2(_))) {
+            self.checkin(sender);
+        }
         Ok(Reply {
             status: parts.status,
             headers: parts.headers,
@@ -170,17 +245,37 @@ impl Client {
         })
     }
 
-    /// An idle connection that is still open and ready, if any.
-    async fn checkout(&self) -> Option<SendRequest<Full<Bytes>>> {
+    /// An idle connection that is still open and ready, if any: an open
+    /// h2 one is shared (a clone, left in the pool), an HTTP/1 one taken.
+    async fn checkout(&self) -> Option<Sender> {
         loop {
-            let mut sender = self.idle.lock().pop()?;
-            if !sender.is_closed() && sender.ready().await.is_ok() {
-                return Some(sender);
+            let sender = {
+                let mut idle = self.idle.lock();
+                match idle.last() {
+                    Some(Sender::H2(h2)) if !h2.is_closed() => Sender::H2(h2.clone()),
+                    _ => idle.pop()?,
+                }
+            };
+            match sender {
+                Sender::H1(mut s) => {
+                    if !s.is_closed() && s.ready().await.is_ok() {
+                        return Some(Sender::H1(s));
+                    }
+                }
+                Sender::H2(mut s) => {
+                    if s.ready().await.is_ok() {
+                        return Some(Sender::H2(s));
+                    }
+                    // Closed since: drop it from the pool.
+                    self.idle
+                        .lock()
+                        .retain(|idle| !matches!(idle, Sender::H2(h) if h.is_closed()));
+                }
             }
         }
     }
 
-    fn checkin(&self, sender: SendRequest<Full<Bytes>>) {
+    fn checkin(&self, sender: Sender) {
         if sender.is_closed() {
             return;
         }
@@ -190,7 +285,7 @@ impl Client {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    async fn connect(&self) -> Result<Sender, ClientError> {
         let stream = TcpStream::connect(self.authority.as_str())
             .await
             .map_err(|source| ClientError::Connect {
@@ -198,17 +293,46 @@ impl Client {
                 source,
             })?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        let Some(tls) = &self.tls else {
+            return self.http1(stream).await;
+        };
+        let stream = tls
+            .connect(&self.host, stream)
             .await
-            .map_err(|source| ClientError::Http {
+            .map_err(|source| ClientError::Tls {
                 authority: self.authority.clone(),
                 source,
             })?;
+        if sluice_service_common::tls::is_h2(stream.get_ref().1.alpn_protocol()) {
+            let handshake = http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await;
+            return self.drive(handshake).map(Sender::H2);
+        }
+        self.http1(stream).await
+    }
+
+    /// The sender of a handshake's connection, whose task is spawned.
+    fn drive<S, C>(&self, handshake: Result<(S, C), hyper::Error>) -> Result<S, ClientError>
+    where
+        C: Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    {
+        let (sender, conn) = handshake.map_err(|source| ClientError::Http {
+            authority: self.authority.clone(),
+            source,
+        })?;
         tokio::spawn(async move {
             if let Err(error) = conn.await {
                 tracing::debug!(%error, "service connection ended");
             }
         });
         Ok(sender)
+    }
+
+    /// HTTP/1.1 on a connected stream (plain, or TLS without h2).
+    async fn http1<I>(&self, stream: I) -> Result<Sender, ClientError>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let handshake = http1::handshake(TokioIo::new(stream)).await;
+        self.drive(handshake).map(Sender::H1)
     }
 }

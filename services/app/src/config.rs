@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sluice_service_common::{ClientTls, ServerTls, TlsError};
+
 /// Listen address of the binary.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// SQLite file shared by every replica on the machine.
@@ -87,7 +89,8 @@ impl FromStr for SharedStore {
     }
 }
 
-/// An optional HTTP service (`none` turns it off).
+/// An optional HTTP service (`none` turns it off): `http://` or
+/// `https://` (TLS, h2 by ALPN; trusted as `--upstream-ca` says).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceUrl(pub Option<url::Url>);
 
@@ -99,7 +102,7 @@ impl FromStr for ServiceUrl {
             return Ok(Self(None));
         }
         let url = url::Url::parse(s).map_err(|_| ConfigError::Url(s.to_owned()))?;
-        if url.scheme() != "http" || url.host_str().is_none() {
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(ConfigError::Url(s.to_owned()));
         }
         Ok(Self(Some(url)))
@@ -158,6 +161,11 @@ pub struct Config {
     pub log_flush: Duration,
     pub service_timeout: Duration,
     pub drain_grace: Duration,
+    /// HTTPS with this certificate; `None`: plain HTTP.
+    pub tls: Option<ServerTls>,
+    /// How `https://` services (cache, log, admin) are trusted
+    /// (`--upstream-ca`); `None`: the bundled roots.
+    pub service_tls: Option<ClientTls>,
 }
 
 impl Config {
@@ -184,6 +192,8 @@ impl Config {
             log_flush: DEFAULT_LOG_FLUSH,
             service_timeout: DEFAULT_SERVICE_TIMEOUT,
             drain_grace: DEFAULT_DRAIN_GRACE,
+            tls: None,
+            service_tls: None,
         }
     }
 
@@ -218,7 +228,7 @@ pub enum ConfigError {
     Database(String),
     #[error("{0:?}: expected `sql` or redis://…")]
     Store(String),
-    #[error("{0:?}: expected an http:// URL or `none`")]
+    #[error("{0:?}: expected an http:// or https:// URL, or `none`")]
     Url(String),
     #[error("--{0} must be greater than zero")]
     Zero(&'static str),
@@ -230,6 +240,10 @@ pub enum ConfigError {
     },
     #[error("--admin-token-file {}: the file is empty", .0.display())]
     EmptyTokenFile(PathBuf),
+    #[error("--tls-cert/--tls-key cannot be used")]
+    Tls(#[source] TlsError),
+    #[error("--upstream-ca cannot be used")]
+    UpstreamCa(#[source] TlsError),
 }
 
 /// Command line of the `sluice-app` binary.
@@ -307,6 +321,19 @@ pub struct Cli {
     /// Log records buffered while the log service is down (then dropped, counted).
     #[arg(long, env = "SLUICE_APP_LOG_BUFFER", default_value_t = DEFAULT_LOG_BUFFER)]
     pub log_buffer: usize,
+    /// Serve HTTPS (h2 and HTTP/1.1 by ALPN) with this PEM certificate
+    /// chain, leaf first; needs --tls-key. Read at start only.
+    #[arg(long, env = "SLUICE_APP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_APP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificates trusted for https:// service URLs: a server whose
+    /// certificate is one of them (a pinned self-signed leaf) or chains to
+    /// one of them (a CA; the name is checked) is trusted. Default: the
+    /// bundled Mozilla roots.
+    #[arg(long, env = "SLUICE_APP_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
 }
 
 impl Cli {
@@ -343,6 +370,12 @@ impl Cli {
             lease_ttl: self.lease_ttl,
             session_ttl: self.session_ttl,
             log_buffer: self.log_buffer,
+            tls: ServerTls::from_flags(self.tls_cert.as_deref(), self.tls_key.as_deref())
+                .map_err(ConfigError::Tls)?,
+            service_tls: match &self.upstream_ca {
+                Some(path) => Some(ClientTls::load(Some(path)).map_err(ConfigError::UpstreamCa)?),
+                None => None,
+            },
             ..Config::new(self.database.clone())
         }
         .validate()
@@ -433,6 +466,7 @@ mod tests {
         assert!("mysql://x".parse::<DatabaseConfig>().is_err());
         assert!("memcache://x".parse::<SharedStore>().is_err());
         assert!("ftp://x".parse::<ServiceUrl>().is_err());
+        assert!("https://cache.internal:8443".parse::<ServiceUrl>().is_ok());
         let zero = Cli::try_parse_from(["sluice-app", "--job-interval", "0s"]).unwrap();
         assert!(matches!(zero.config(), Err(ConfigError::Zero(_))));
     }

@@ -154,10 +154,10 @@ pub async fn run(
     let mut metrics = Registry::default();
     let http = HttpMetrics::register(&mut metrics, &api::ROUTES);
     stats.register(&mut metrics);
-    let cache = config
-        .cache
-        .as_ref()
-        .map(|url| CacheClient::new(url, config.service_timeout, config.cache_max_age));
+    let cache = config.cache.as_ref().map(|url| {
+        let tls = config.service_tls.as_ref();
+        CacheClient::new(url, config.service_timeout, config.cache_max_age, tls)
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (logs, shipper) = logship::spawn(&config, &instance, stop_rx.clone());
     let shipper = shipper.map(Owned);
@@ -179,6 +179,7 @@ pub async fn run(
         database = app.db.kind(),
         sessions = app.sessions.kind(),
         lease = app.leases.kind(),
+        tls = app.config.tls.is_some(),
         "listening"
     );
     app.logs
@@ -193,11 +194,12 @@ pub async fn run(
     let stopped = async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
-    let mut server = Owned(tokio::spawn(sluice_service_common::serve(
+    let mut server = Owned(tokio::spawn(sluice_service_common::serve_tls(
         listener,
+        app.config.tls.clone(),
         handler,
         stopped,
-        app.config.drain_grace,
+        sluice_service_common::Limits::with_grace(app.config.drain_grace),
     )));
     let mut job = Owned(tokio::spawn(job::run_loop(
         Arc::clone(&app),
@@ -210,6 +212,7 @@ pub async fn run(
             addr.port(),
             app.config.drain_grace * 2,
             app.config.admin_token.as_ref(),
+            app.config.service_tls.as_ref(),
         ))
     });
     let registration = registrar.clone().map(|r| {

@@ -11,7 +11,7 @@
 //! bounded by the buffer plus one batch, and requests never slow down.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,7 +49,17 @@ pub struct ShipStats {
     pub dropped: AtomicU64,
     /// Failed POSTs (each retried or, at shutdown, dropped).
     pub failed_posts: AtomicU64,
+    /// How the last POST went: [`UNKNOWN`] before the first, then
+    /// [`REACHED`] (the service answered) or [`UNREACHABLE`] (no answer:
+    /// refused, timed out, or a certificate that does not verify).
+    /// `Relaxed`: a report, ordered with nothing else.
+    pub last_post: AtomicU8,
 }
+
+/// [`ShipStats::last_post`] values.
+pub const UNKNOWN: u8 = 0;
+pub const REACHED: u8 = 1;
+pub const UNREACHABLE: u8 = 2;
 
 /// The request side: cheap to call, never blocks.
 pub struct LogShip {
@@ -94,6 +104,12 @@ impl LogShip {
             "shipped": get(&self.stats.shipped),
             "dropped": get(&self.stats.dropped),
             "failed_posts": get(&self.stats.failed_posts),
+            // `null` until the first batch is sent.
+            "reachable": match self.stats.last_post.load(Ordering::Relaxed) {
+                REACHED => Some(true),
+                UNREACHABLE => Some(false),
+                _ => None,
+            },
             "buffered": buffered,
             "capacity": self.capacity,
         })
@@ -120,7 +136,7 @@ pub fn spawn(
     };
     let (tx, rx) = mpsc::channel(config.log_buffer);
     let shipper = Shipper {
-        client: Client::new(url, config.service_timeout),
+        client: Client::new(url, config.service_timeout, config.service_tls.as_ref()),
         rx,
         stats: Arc::clone(&stats),
         batch: config.log_batch,
@@ -208,11 +224,13 @@ impl Shipper {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )];
-        match self
+        let sent = self
             .client
             .send(Method::POST, "/", &headers, Bytes::from(body))
-            .await
-        {
+            .await;
+        let reached = if sent.is_ok() { REACHED } else { UNREACHABLE };
+        self.stats.last_post.store(reached, Ordering::Relaxed);
+        match sent {
             Ok(reply) if reply.status.is_success() => {
                 self.stats
                     .shipped

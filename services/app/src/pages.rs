@@ -58,9 +58,14 @@ pub struct CacheClient {
 }
 
 impl CacheClient {
-    pub fn new(base: &url::Url, timeout: Duration, max_age: Duration) -> CacheClient {
+    pub fn new(
+        base: &url::Url,
+        timeout: Duration,
+        max_age: Duration,
+        tls: Option<&sluice_service_common::ClientTls>,
+    ) -> CacheClient {
         CacheClient {
-            client: Client::new(base, timeout),
+            client: Client::new(base, timeout, tls),
             // The cache's unit is whole seconds; round up so a short max-age
             // still caches.
             max_age_secs: max_age

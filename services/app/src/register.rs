@@ -45,6 +45,7 @@ impl Registrar {
         port: u16,
         unregister_timeout: Duration,
         token: Option<&AdminToken>,
+        tls: Option<&sluice_service_common::ClientTls>,
     ) -> Registrar {
         let authorization = token.and_then(|t| {
             let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok()?;
@@ -55,7 +56,7 @@ impl Registrar {
             tracing::error!("the admin token is not a valid header value; registering without it");
         }
         Registrar {
-            client: Client::new(admin, REGISTER_TIMEOUT),
+            client: Client::new(admin, REGISTER_TIMEOUT, tls),
             port,
             unregister_timeout,
             authorization,

@@ -6,6 +6,7 @@
 //! validated `Config`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ pub use sluice_service_common::LogFormat;
 pub use sluice_service_common::serve::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
 };
+use sluice_service_common::{ServerTls, TlsError};
 
 /// Listen address when neither `--listen` nor `SLUICE_CACHE_LISTEN` is set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -72,6 +74,9 @@ pub struct Config {
     pub max_inflight_body_bytes: u64,
     /// Connections served at once.
     pub max_connections: usize,
+    /// HTTPS with this certificate (`--tls-cert`, `--tls-key`); `None`:
+    /// plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for Config {
@@ -85,6 +90,7 @@ impl Default for Config {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
@@ -143,6 +149,8 @@ pub enum ConfigError {
     EntryOverBound { entry: u64, bound: u64 },
     #[error("--max-entry-bytes ({entry}) exceeds --max-inflight-body-bytes ({inflight})")]
     EntryOverInflight { entry: u64, inflight: u64 },
+    #[error("--tls-cert/--tls-key cannot be used")]
+    Tls(#[source] TlsError),
 }
 
 /// Command line of the `sluice-cache` binary.
@@ -179,6 +187,13 @@ pub struct Cli {
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, env = "SLUICE_CACHE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Serve HTTPS (h2 and HTTP/1.1 by ALPN) with this PEM certificate
+    /// chain, leaf first; needs --tls-key. Read at start only.
+    #[arg(long, env = "SLUICE_CACHE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_CACHE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Log line format. The level filter comes from RUST_LOG (default: info).
     #[arg(long, env = "SLUICE_CACHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -196,6 +211,8 @@ impl Cli {
             body_timeout: self.body_timeout,
             max_inflight_body_bytes: self.max_inflight_body_bytes,
             max_connections: self.max_connections,
+            tls: ServerTls::from_flags(self.tls_cert.as_deref(), self.tls_key.as_deref())
+                .map_err(ConfigError::Tls)?,
         }
         .validate()
     }

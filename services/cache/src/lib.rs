@@ -79,6 +79,7 @@ async fn serve_with<S: Store>(
             .local_addr()
             .map_or_else(|e| e.to_string(), |a| a.to_string()),
         store = store.kind(),
+        tls = config.tls.is_some(),
         max_bytes = config.max_bytes,
         max_entry_bytes = config.max_entry_bytes,
         "listening"
@@ -98,7 +99,8 @@ async fn serve_with<S: Store>(
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
     };
-    sluice_service_common::serve_with(listener, handler, shutdown, limits).await;
+    let tls = config.tls.clone();
+    sluice_service_common::serve_tls(listener, tls, handler, shutdown, limits).await;
     let _ = stop_tx.send(true);
     let _ = purger.await;
     tracing::info!("stopped");

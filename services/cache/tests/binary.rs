@@ -78,6 +78,45 @@ fn bad_settings_exit_64() {
     }
 }
 
+/// A certificate file that is not one, a key that is not the certificate's,
+/// a missing file, or a certificate without a key: exit 64 before anything
+/// is bound, with the file named.
+#[test]
+fn bad_tls_files_exit_64_naming_the_file() {
+    let pki = sluice_testkit::certs::Pki::new();
+    let a = pki.leaf("a", &["localhost"]);
+    let b = pki.leaf("b", &["localhost"]);
+    let text = pki.dir().join("text.pem");
+    std::fs::write(&text, "not PEM").unwrap();
+    let missing = pki.dir().join("missing.pem");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    for (args, named) in [
+        (
+            vec!["--tls-cert", &path(&text), "--tls-key", &path(&a.key)],
+            "text.pem",
+        ),
+        (
+            vec!["--tls-cert", &path(&a.cert), "--tls-key", &path(&b.key)],
+            "b.key",
+        ),
+        (
+            vec!["--tls-cert", &path(&missing), "--tls-key", &path(&a.key)],
+            "missing.pem",
+        ),
+        (vec!["--tls-cert", &path(&a.cert)], "--tls-key"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sluice-cache");
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+}
+
 /// A duration past 365 days (issue 14) is refused at startup with exit 64
 /// and a message naming the flag, by flag and by env var alike. Before, it
 /// was taken and the binary served with it (a deadline `now + d` built from

@@ -18,6 +18,13 @@
 //! the service declares (an unknown path is [`UNMATCHED`]), `method` one of
 //! [`METHODS`] (anything else is `other`), `status` one of `1xx`..`5xx`.
 //!
+//! # `http_requests_by_protocol_total{protocol, tls}`
+//!
+//! Every request, by the HTTP version it came in (`protocol`: `http/1.1`,
+//! HTTP/1.0 included, or `h2`) and whether its connection was TLS (`tls`:
+//! `true` or `false`): how a deployment can see that every hop speaks h2
+//! over TLS. Four series at most.
+//!
 //! # Hot path
 //!
 //! Each (route, method, class) slot is a [`OnceLock`] holding the series'
@@ -31,13 +38,14 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::serve::Handler;
+use crate::serve::{Handler, Transport};
 
 mod histogram;
 
@@ -86,6 +94,10 @@ pub struct HttpMetrics {
     /// One per entry of `routes`. Written once per slot (`OnceLock`), read
     /// lock-free after.
     slots: Box<[RouteSlots]>,
+    /// `http_requests_by_protocol_total`.
+    by_protocol: Family<[(&'static str, &'static str); 2], Counter>,
+    /// Its series by `[protocol][tls]`, resolved on first use as `slots`.
+    protocol_slots: [[OnceLock<Counter>; 2]; 2],
 }
 
 impl HttpMetrics {
@@ -102,13 +114,34 @@ impl HttpMetrics {
             "Time from a request's head to its response head, by method, route name and status class",
             family.clone(),
         );
+        let by_protocol = Family::default();
+        registry.register(
+            "http_requests_by_protocol",
+            "Requests by HTTP version (http/1.1 or h2) and whether their connection was TLS",
+            by_protocol.clone(),
+        );
         let routes: Box<[&'static str]> = routes.iter().copied().chain([UNMATCHED]).collect();
         let slots = routes.iter().map(|_| RouteSlots::default()).collect();
         Arc::new(Self {
             family,
             routes,
             slots,
+            by_protocol,
+            protocol_slots: Default::default(),
         })
+    }
+
+    /// Counts one request that came as `version`, over TLS or not.
+    pub fn count_protocol(&self, version: Version, tls: bool) {
+        let h2 = version == Version::HTTP_2;
+        self.protocol_slots[usize::from(h2)][usize::from(tls)]
+            .get_or_init(|| {
+                self.by_protocol.get_or_create_owned(&[
+                    ("protocol", if h2 { "h2" } else { "http/1.1" }),
+                    ("tls", if tls { "true" } else { "false" }),
+                ])
+            })
+            .inc();
     }
 
     /// Records one request. `route` is an index into the routes given to
@@ -153,6 +186,11 @@ pub fn measured<H: Handler>(
         let started = Instant::now();
         let route = route(request.uri().path());
         let method = request.method().clone();
+        let tls = request
+            .extensions()
+            .get::<Transport>()
+            .is_some_and(|t| t.tls);
+        metrics.count_protocol(request.version(), tls);
         let response = handler.handle(request);
         let metrics = Arc::clone(&metrics);
         async move {

@@ -12,6 +12,13 @@
 //! with no open stream for as long gets GOAWAY and is closed (`idle`),
 //! and at most `max_connections` are served at once (past that, new ones
 //! wait in the listen backlog until one closes).
+//!
+//! With a [`ServerTls`] ([`serve_tls`]) every connection is HTTPS: the
+//! handshake runs in the connection's task and must finish within the
+//! header timeout (a client that stalls it is closed, as one that stalls
+//! its request head), ALPN `h2` is served as HTTP/2 and anything else as
+//! HTTP/1.1; a client speaking plain HTTP to it fails the handshake and is
+//! closed. Each request carries its connection's [`Transport`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,6 +30,7 @@ use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -121,6 +129,25 @@ pub async fn serve_with<H: Handler, S: Future>(
     shutdown: S,
     limits: Limits,
 ) -> S::Output {
+    serve_tls(listener, None, handler, shutdown, limits).await
+}
+
+/// How a request's connection reached the service: put in every request's
+/// extensions by the serve loop (the services count requests by it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    /// Over TLS ([`serve_tls`] with a certificate).
+    pub tls: bool,
+}
+
+/// [`serve_with`], over TLS when `tls` is given (see the module doc).
+pub async fn serve_tls<H: Handler, S: Future>(
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    handler: H,
+    shutdown: S,
+    limits: Limits,
+) -> S::Output {
     let handler = Arc::new(handler);
     // One permit per open connection, held by its task: accepting waits for
     // one, so the connection count never passes the cap.
@@ -140,8 +167,9 @@ pub async fn serve_with<H: Handler, S: Future>(
             accepted = accept(&listener, &permits) => match accepted {
                 Ok((stream, permit)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(
+                    connections.spawn(start_connection(
                         stream,
+                        tls.clone(),
                         Arc::clone(&handler),
                         drain_rx.clone(),
                         limits.header_timeout,
@@ -188,15 +216,67 @@ async fn accept(
     }
 }
 
+/// A new connection: its TLS handshake first, if the service serves TLS,
+/// within the header timeout and given up when the drain begins. `permit`
+/// is its place under the connection cap, held until it closes.
+async fn start_connection<H: Handler>(
+    stream: TcpStream,
+    tls: Option<ServerTls>,
+    handler: Arc<H>,
+    mut drain: watch::Receiver<bool>,
+    header_timeout: Duration,
+    permit: OwnedSemaphorePermit,
+) {
+    let Some(tls) = tls else {
+        let plain = Protocol::Sniff(Transport { tls: false });
+        return connection(stream, plain, handler, drain, header_timeout, permit).await;
+    };
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout(header_timeout, tls.acceptor().accept(stream)) => handshake,
+        _ = drain.wait_for(|draining| *draining) => return,
+    };
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            return;
+        }
+        Err(_elapsed) => {
+            tracing::debug!("no TLS handshake within the header timeout; closing");
+            return;
+        }
+    };
+    let transport = Transport { tls: true };
+    let protocol = if crate::tls::is_h2(stream.get_ref().1.alpn_protocol()) {
+        Protocol::H2(transport)
+    } else {
+        Protocol::H1(transport)
+    };
+    connection(stream, protocol, handler, drain, header_timeout, permit).await
+}
+
+/// What a connection speaks: agreed by ALPN, or (plain TCP) told by its
+/// first bytes, HTTP/1.1 or the h2c preface.
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Sniff(Transport),
+    H1(Transport),
+    H2(Transport),
+}
+
 /// One client connection, until it closes or the drain has finished it.
 /// `_permit` is its place under the connection cap, released on return.
-async fn connection<H: Handler>(
-    stream: TcpStream,
+async fn connection<H: Handler, I>(
+    stream: I,
+    protocol: Protocol,
     handler: Arc<H>,
     mut drain: watch::Receiver<bool>,
     header_timeout: Duration,
     _permit: OwnedSemaphorePermit,
-) {
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (Protocol::Sniff(transport) | Protocol::H1(transport) | Protocol::H2(transport)) = protocol;
     // Notified on every request head read, whatever the protocol; the
     // first one lifts the connection's first-head deadline.
     let started = Arc::new(Notify::new());
@@ -204,7 +284,8 @@ async fn connection<H: Handler>(
     let service = {
         let started = Arc::clone(&started);
         let streams = Arc::clone(&streams);
-        service_fn(move |request: Request<Incoming>| {
+        service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(transport);
             // Before the notify, so the connection's task sees it with it.
             let open = streams.open(request.version() == Version::HTTP_2);
             started.notify_one();
@@ -214,7 +295,11 @@ async fn connection<H: Handler>(
             async move { Ok::<_, Infallible>(response.await.map(|body| Tracked::new(body, open))) }
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = match protocol {
+        Protocol::Sniff(_) => auto::Builder::new(TokioExecutor::new()),
+        Protocol::H1(_) => auto::Builder::new(TokioExecutor::new()).http1_only(),
+        Protocol::H2(_) => auto::Builder::new(TokioExecutor::new()).http2_only(),
+    };
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -279,6 +364,7 @@ async fn connection<H: Handler>(
 
 mod idle;
 
+use crate::tls::ServerTls;
 use idle::{Streams, Tracked};
 
 #[cfg(test)]

@@ -15,6 +15,13 @@
 //!
 //! The same stack on shared Redis and PostgreSQL is a flag away:
 //! `--database postgres://… --sessions redis://… --store redis://…`.
+//!
+//! `--tls` runs h2 over TLS on every hop: client → proxy (the listener
+//! serves the demo's certificate, h2 by ALPN), proxy → replicas (an `h2`
+//! group verifying them against the demo CA), replicas → cache and log
+//! (`https://`, `--upstream-ca` the demo CA). The certificates are made at
+//! start ([`certs`]). The admin API, on loopback, stays plain HTTP: the
+//! proxy's admin listener has no TLS; registration goes there.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,7 +31,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod certs;
 pub mod processes;
+
+use certs::DemoCerts;
+use sluice_service_common::{ClientTls, ServerTls};
 
 /// Flags of `sluice-demo`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -60,6 +71,10 @@ pub struct Options {
     /// Publishing job period of the app.
     #[arg(long, default_value = "60s", value_parser = sluice_app::config::parse_duration)]
     pub job_interval: Duration,
+    /// h2 over TLS on every hop, with certificates made at start under
+    /// `{data}/tls/` (clients trust `ca.pem`).
+    #[arg(long, env = "SLUICE_DEMO_TLS")]
+    pub tls: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +92,10 @@ pub enum DemoError {
     Proxy(#[source] std::io::Error),
     #[error("making a random admin token (reading /dev/urandom)")]
     Token(#[source] std::io::Error),
+    #[error("making the demo's certificates")]
+    Certs(#[from] certs::CertError),
+    #[error("loading the demo's certificates")]
+    Tls(#[from] sluice_service_common::TlsError),
 }
 
 /// 32 random bytes from the operating system's CSPRNG, as hex: the admin
@@ -137,6 +156,8 @@ pub struct Stack {
     pub cache: SocketAddr,
     pub log: SocketAddr,
     pub replicas: Vec<SocketAddr>,
+    /// The certificates, with `--tls`.
+    pub certs: Option<DemoCerts>,
     apps: Vec<Running<()>>,
     server: sluice::Server,
     cache_task: Running<()>,
@@ -145,6 +166,16 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(options: &Options) -> Result<Stack, DemoError> {
+        let certs = match options.tls {
+            true => Some(DemoCerts::generate(&options.data.join("tls"))?),
+            false => None,
+        };
+        let serve_tls = |leaf: Option<&certs::Leaf>| -> Result<Option<ServerTls>, DemoError> {
+            Ok(match leaf {
+                Some(leaf) => Some(ServerTls::load(&leaf.cert, &leaf.key)?),
+                None => None,
+            })
+        };
         let log_listener = bind("the log service", ([127, 0, 0, 1], 0).into()).await?;
         let log = log_listener
             .local_addr()
@@ -153,12 +184,15 @@ impl Stack {
                 addr: ([127, 0, 0, 1], 0).into(),
                 source,
             })?;
-        let log_config = sluice_log::Config::new(options.data.join("log"))
-            .validate()
-            .map_err(|e| DemoError::Config {
-                what: "log",
-                reason: e.to_string(),
-            })?;
+        let log_config = sluice_log::Config {
+            tls: serve_tls(certs.as_ref().map(|c| &c.log))?,
+            ..sluice_log::Config::new(options.data.join("log"))
+        }
+        .validate()
+        .map_err(|e| DemoError::Config {
+            what: "log",
+            reason: e.to_string(),
+        })?;
         let log_task = spawn("log".into(), |stopped| async move {
             if let Err(error) = sluice_log::run(log_listener, log_config, stopped).await {
                 tracing::error!(
@@ -178,6 +212,7 @@ impl Stack {
             })?;
         let cache_config = sluice_cache::Config {
             store: options.store.clone(),
+            tls: serve_tls(certs.as_ref().map(|c| &c.cache))?,
             ..sluice_cache::Config::default()
         }
         .validate()
@@ -209,12 +244,36 @@ impl Stack {
         admin_config.token = Some(admin_token.clone());
         proxy_config.admin = Some(admin_config);
         proxy_config.access_log = None;
+        if let Some(certs) = &certs {
+            proxy_config.listeners[0].tls = vec![sluice::config::CertConfig {
+                cert: certs.proxy.cert.clone(),
+                key: certs.proxy.key.clone(),
+                server_names: Vec::new(),
+            }];
+            let group = &mut proxy_config.upstreams[0];
+            group.protocol = sluice::config::UpstreamProtocol::H2;
+            // The replicas' certificates name 127.0.0.1, the address they
+            // register: the default server name.
+            group.tls = Some(sluice::config::UpstreamTls {
+                verify: sluice::config::UpstreamVerify::Roots {
+                    ca_file: Some(certs.ca_file.clone()),
+                },
+                server_name: None,
+                client_cert: None,
+            });
+        }
         let bound = sluice::bind(&proxy_config).map_err(DemoError::Proxy)?;
         let server = sluice::Server::start(bound, &proxy_config).map_err(DemoError::Proxy)?;
         let proxy = server.addrs().first().map_or(options.listen, |a| a.0);
         let admin = server.admin_addr().unwrap_or(options.admin);
 
-        let url = |addr: SocketAddr| url::Url::parse(&format!("http://{addr}")).ok();
+        let scheme = if certs.is_some() { "https" } else { "http" };
+        let url = |addr: SocketAddr| url::Url::parse(&format!("{scheme}://{addr}")).ok();
+        let admin_url = url::Url::parse(&format!("http://{admin}")).ok();
+        let service_tls = match &certs {
+            Some(c) => Some(ClientTls::load(Some(&c.ca_file))?),
+            None => None,
+        };
         let database = options.database.clone().unwrap_or_else(|| {
             sluice_app::DatabaseConfig::Sqlite(options.data.join("app").join("blog.db"))
         });
@@ -223,7 +282,9 @@ impl Stack {
             lease: options.sessions.clone(),
             cache: url(cache),
             log: url(log),
-            admin: url(admin),
+            admin: admin_url,
+            tls: serve_tls(certs.as_ref().map(|c| &c.app))?,
+            service_tls,
             admin_token: sluice_app::AdminToken::new(&admin_token),
             job_interval: options.job_interval,
             // A newcomer sees content at once; the banner's curl answers 200.
@@ -262,6 +323,7 @@ impl Stack {
             cache,
             log,
             replicas,
+            certs,
             apps,
             server,
             cache_task,
@@ -283,18 +345,33 @@ impl Stack {
 
     /// What to tell the user.
     pub fn banner(&self) -> String {
-        let p = self.proxy;
+        // With TLS, the certificates name `localhost`; curl trusts the demo CA.
+        let (p, s, curl) = match &self.certs {
+            Some(c) => (
+                format!("localhost:{}", self.proxy.port()),
+                "https",
+                format!("curl --cacert {}", c.ca_file.display()),
+            ),
+            None => (self.proxy.to_string(), "http", "curl".to_owned()),
+        };
+        let tls = match &self.certs {
+            Some(c) => format!(
+                "\x20 TLS:             h2 over TLS on every hop; the demo CA is {} (made at start)\n",
+                c.ca_file.display()
+            ),
+            None => String::new(),
+        };
         format!(
             "\nSluice demo stack is up.\n\
-             \n  blog (browser):  http://{p}/posts\n\
-             \x20 curl:            curl -s http://{p}/posts/1 -H 'accept: application/json'\n\
-             \x20 log in:          curl -si http://{p}/login -d '{{\"author\":\"admin\",\"password\":\"sluice\"}}'\n\
-             \x20 write:           curl -si http://{p}/posts -H 'cookie: sid=…' -d '{{\"title\":\"Hello\",\"body\":\"…\"}}'\n\
-             \x20 load:            wrk -t2 -c16 -d10s http://{p}/posts\n\
+             \n  blog (browser):  {s}://{p}/posts\n\
+             \x20 curl:            {curl} -s {s}://{p}/posts/1 -H 'accept: application/json'\n\
+             \x20 log in:          {curl} -si {s}://{p}/login -d '{{\"author\":\"admin\",\"password\":\"sluice\"}}'\n\
+             \x20 write:           {curl} -si {s}://{p}/posts -H 'cookie: sid=…' -d '{{\"title\":\"Hello\",\"body\":\"…\"}}'\n\
+             \x20 load:            wrk -t2 -c16 -d10s {s}://{p}/posts\n\
              \x20 proxy admin:     curl -s http://{}/backends -H 'authorization: Bearer {}'\n\
              \x20 replicas:        {:?}\n\
-             \x20 cache / log:     http://{} / http://{}\n\
-             \nCtrl-C stops everything cleanly.\n",
+             \x20 cache / log:     {s}://{} / {s}://{}\n\
+             {tls}\nCtrl-C stops everything cleanly.\n",
             self.admin, self.admin_token, self.replicas, self.cache, self.log
         )
     }

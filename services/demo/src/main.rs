@@ -22,7 +22,8 @@ struct Cli {
     /// Run the stack as separate processes: two proxies (--listen and the
     /// next port; admin APIs on --admin and the next port), three app
     /// replicas, two caches on Redis, PostgreSQL and the log service.
-    #[arg(long)]
+    /// (Not with --tls yet: its hops are plain HTTP on loopback.)
+    #[arg(long, conflicts_with = "tls")]
     processes: bool,
     /// With --processes: the Redis to use (default: start redis-server if
     /// installed, else in-memory caches and sessions in SQL).

@@ -10,6 +10,8 @@ pub use sluice_service_common::serve::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
 };
 
+use sluice_service_common::{ServerTls, TlsError};
+
 use crate::entry::Format;
 
 /// Default listen address.
@@ -89,6 +91,13 @@ pub struct Args {
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, env = "SLUICE_LOG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Serve HTTPS (h2 and HTTP/1.1 by ALPN) with this PEM certificate
+    /// chain, leaf first; needs --tls-key. Read at start only.
+    #[arg(long, env = "SLUICE_LOG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_LOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Validated runtime settings.
@@ -108,9 +117,11 @@ pub struct Config {
     pub max_connections: usize,
     /// See [`DEFAULT_MAX_FUTURE_SKEW`] and `entry::check_future_skew`.
     pub max_future_skew: Duration,
+    /// HTTPS with this certificate; `None`: plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--keep-files must be at least 1 (rotation recovery needs app.log.1)")]
     KeepFilesZero,
@@ -130,6 +141,8 @@ pub enum ConfigError {
     BodyTimeoutZero,
     #[error("--max-connections must be positive")]
     MaxConnectionsZero,
+    #[error("--tls-cert/--tls-key cannot be used")]
+    Tls(#[source] TlsError),
 }
 
 impl Config {
@@ -149,6 +162,7 @@ impl Config {
             max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_future_skew: DEFAULT_MAX_FUTURE_SKEW,
+            tls: None,
         }
     }
 
@@ -208,6 +222,8 @@ impl Args {
             max_inflight_body_bytes: self.max_inflight_body_bytes,
             max_connections: self.max_connections,
             max_future_skew: self.max_future_skew,
+            tls: ServerTls::from_flags(self.tls_cert.as_deref(), self.tls_key.as_deref())
+                .map_err(ConfigError::Tls)?,
         }
         .validate()?;
         Ok((self.listen, config))
@@ -259,7 +275,10 @@ mod tests {
         assert_eq!(c.max_connections, 7);
         assert_eq!(c.max_future_skew, Duration::from_secs(30));
         let zero = Args::try_parse_from(["sluice-log", "--header-timeout", "0s"]).unwrap();
-        assert_eq!(zero.validate().unwrap_err(), ConfigError::HeaderTimeoutZero);
+        assert!(matches!(
+            zero.validate(),
+            Err(ConfigError::HeaderTimeoutZero)
+        ));
         let over = Args::try_parse_from([
             "sluice-log",
             "--max-body-bytes",
@@ -268,24 +287,27 @@ mod tests {
             "1000",
         ])
         .unwrap();
-        assert_eq!(over.validate().unwrap_err(), ConfigError::BodyOverInflight);
+        assert!(matches!(
+            over.validate(),
+            Err(ConfigError::BodyOverInflight)
+        ));
         let zero = Args::try_parse_from(["sluice-log", "--body-timeout", "0s"]).unwrap();
-        assert_eq!(zero.validate().unwrap_err(), ConfigError::BodyTimeoutZero);
+        assert!(matches!(zero.validate(), Err(ConfigError::BodyTimeoutZero)));
         let zero = Args::try_parse_from(["sluice-log", "--max-connections", "0"]).unwrap();
-        assert_eq!(
-            zero.validate().unwrap_err(),
-            ConfigError::MaxConnectionsZero
-        );
+        assert!(matches!(
+            zero.validate(),
+            Err(ConfigError::MaxConnectionsZero)
+        ));
         assert_eq!(
             Config::new("/tmp/x").max_buffered_bytes,
             DEFAULT_MAX_BUFFERED_BYTES
         );
         let zero = Args::try_parse_from(["sluice-log", "--max-buffered-bytes", "0"]).unwrap();
-        assert_eq!(
-            zero.validate().unwrap_err(),
-            ConfigError::MaxBufferedBytesZero
-        );
+        assert!(matches!(
+            zero.validate(),
+            Err(ConfigError::MaxBufferedBytesZero)
+        ));
         let bad = Args::try_parse_from(["sluice-log", "--keep-files", "0"]).unwrap();
-        assert_eq!(bad.validate().unwrap_err(), ConfigError::KeepFilesZero);
+        assert!(matches!(bad.validate(), Err(ConfigError::KeepFilesZero)));
     }
 }

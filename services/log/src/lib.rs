@@ -315,7 +315,8 @@ pub async fn run(
         header_timeout: app.config.header_timeout,
         max_connections: app.config.max_connections,
     };
-    let started = sluice_service_common::serve_with(listener, handler, stopping, limits).await;
+    let tls = app.config.tls.clone();
+    let started = sluice_service_common::serve_tls(listener, tls, handler, stopping, limits).await;
     let workers = match started {
         Some(started) => started?,
         // Shutdown during recovery: let it finish so the threads can be stopped.

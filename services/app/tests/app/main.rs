@@ -14,4 +14,5 @@ mod metrics;
 mod postgres_path;
 mod redis_path;
 mod sessions;
+mod tls;
 mod tracing;

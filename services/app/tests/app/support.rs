@@ -74,7 +74,7 @@ impl<T> Drop for Service<T> {
     }
 }
 
-async fn spawn_service<T, F, Fut>(start: F) -> Service<T>
+pub async fn spawn_service<T, F, Fut>(start: F) -> Service<T>
 where
     F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
@@ -123,7 +123,7 @@ pub async fn app(config: Config) -> Service<()> {
         .expect("app runs");
     })
     .await;
-    let client = Client::new(&service.url(), Duration::from_secs(10));
+    let client = Client::new(&service.url(), Duration::from_secs(10), None);
     eventually("the replica answers /ping", || async {
         get(&client, "/ping")
             .await
@@ -191,7 +191,7 @@ impl Proxy {
 
     /// Backend addresses the admin API lists.
     pub async fn backends(&self) -> Vec<String> {
-        let client = Client::new(&self.admin_url(), Duration::from_secs(10));
+        let client = Client::new(&self.admin_url(), Duration::from_secs(10), None);
         let auth: Vec<(http::HeaderName, http::HeaderValue)> = self
             .token
             .iter()
@@ -239,7 +239,7 @@ fn collect_addresses(v: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 pub fn client(url: &url::Url) -> Client {
-    Client::new(url, Duration::from_secs(30))
+    Client::new(url, Duration::from_secs(30), None)
 }
 
 pub async fn get(client: &Client, path: &str) -> Option<Reply> {

@@ -111,3 +111,23 @@ fn buckets_are_cumulative_and_the_sum_is_the_total_time() {
     let sum = e.sum("http_request_duration_seconds_sum", &[]).unwrap();
     assert!((sum - 60.0035).abs() < 1e-9, "{sum}");
 }
+
+#[test]
+fn requests_are_counted_by_protocol_and_tls() {
+    let mut registry = Registry::default();
+    let metrics = HttpMetrics::register(&mut registry, &ROUTES);
+    metrics.count_protocol(http::Version::HTTP_2, true);
+    metrics.count_protocol(http::Version::HTTP_2, true);
+    metrics.count_protocol(http::Version::HTTP_11, true);
+    metrics.count_protocol(http::Version::HTTP_10, false);
+    metrics.count_protocol(http::Version::HTTP_2, false);
+    let e = scrape(&registry);
+    let total = "http_requests_by_protocol_total";
+    let series = |p: &'static str, t: &'static str| e.sum(total, &[("protocol", p), ("tls", t)]);
+    assert_eq!(series("h2", "true"), Some(2.0));
+    assert_eq!(series("http/1.1", "true"), Some(1.0));
+    assert_eq!(series("http/1.1", "false"), Some(1.0));
+    assert_eq!(series("h2", "false"), Some(1.0));
+    assert_eq!(e.count(total), 4);
+    assert_eq!(e.types["http_requests_by_protocol"], "counter");
+}

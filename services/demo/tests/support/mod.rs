@@ -28,5 +28,6 @@ pub fn options(data: PathBuf) -> Options {
         sessions: sluice_app::SharedStore::Sql,
         store: sluice_cache::StoreConfig::Memory,
         job_interval: Duration::from_secs(60),
+        tls: false,
     }
 }
