@@ -60,4 +60,5 @@ mod tls;
 mod tls_files;
 mod tracing;
 mod upgrade;
+mod upgrade_handover;
 mod upstream_tls;
