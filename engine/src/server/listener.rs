@@ -174,7 +174,11 @@ fn probe(addr: SocketAddr) -> io::Result<()> {
     socket.bind(&addr.into())
 }
 
-pub(crate) fn bind_socket(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<TcpListener> {
+pub(crate) fn bind_socket(
+    addr: SocketAddr,
+    reuse_port: bool,
+    backlog: i32,
+) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     #[cfg(unix)]

@@ -217,15 +217,22 @@ async fn an_upgrade_under_load_fails_no_request_and_both_processes_serve() {
     let clients: Vec<_> = (0..6)
         .map(|i| tokio::spawn(client(addr, i % 2 == 0, stop.clone(), tally.clone())))
         .collect();
-    eventually("the old process to serve under load", || tally.served_by("old") >= 40).await;
+    eventually("the old process to serve under load", || {
+        tally.served_by("old") >= 150
+    })
+    .await;
 
     let new = Sluice::start_with(&config, &flags("new", true));
     let status = wait_exit(&mut old.child).await;
-    assert!(status.success(), "the old process drains and exits 0: {status:?}\n{}", old.log());
+    assert!(
+        status.success(),
+        "the old process drains and exits 0: {status:?}\n{}",
+        old.log()
+    );
     assert!(new.log().contains("takeover complete"), "{}", new.log());
     let before = tally.served_by("new");
     eventually("the new process to serve under load", || {
-        tally.served_by("new") >= before + 40
+        tally.served_by("new") >= before + 150
     })
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -233,8 +240,12 @@ async fn an_upgrade_under_load_fails_no_request_and_both_processes_serve() {
         within("a client to stop", c).await.expect("client task");
     }
     let failures = tally.failures.lock().clone();
-    assert!(failures.is_empty(), "{} failed: {failures:#?}", failures.len());
-    assert!(tally.served_by("old") >= 40 && tally.served_by("new") >= 40);
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+    assert!(tally.served_by("old") >= 150 && tally.served_by("new") >= 150);
     assert_eq!(
         tally.by_instance.lock().len(),
         2,
@@ -252,7 +263,12 @@ async fn an_upgrade_under_load_fails_no_request_and_both_processes_serve() {
     assert!(wait_exit(&mut new.child).await.success(), "{}", new.log());
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let a = exchange(&mut s, "/", true).await.expect("answer");
-    assert_eq!((a.status, a.instance.as_str()), (200, "third"), "{}", third.log());
+    assert_eq!(
+        (a.status, a.instance.as_str()),
+        (200, "third"),
+        "{}",
+        third.log()
+    );
 }
 
 /// Opens `n` connections and sends a whole request on each while the
@@ -312,7 +328,10 @@ async fn connections_queued_at_the_switch_are_served_by_the_successor() {
             served += 1;
         }
     }
-    assert_eq!(served, QUEUED, "every queued connection answered by the successor");
+    assert_eq!(
+        served, QUEUED,
+        "every queued connection answered by the successor"
+    );
     assert!(wait_exit(&mut old.child).await.success(), "{}", old.log());
     drop(new);
 }
@@ -350,7 +369,10 @@ async fn rebinding_with_so_reuseport_instead_loses_the_queued_connections() {
             answered += 1;
         }
     }
-    assert_eq!(answered, 0, "the queued connections died with the old socket");
+    assert_eq!(
+        answered, 0,
+        "the queued connections died with the old socket"
+    );
     assert!(wait_exit(&mut old.child).await.success(), "{}", old.log());
     // New connections are the new process's.
     let mut s = TcpStream::connect(addr).await.expect("connect");
@@ -381,7 +403,8 @@ async fn a_failed_takeover_leaves_the_old_process_serving() {
     // A config that fails validation: exit 64 before the socket is touched.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "workers = 0\n").expect("write");
-    let (status, stderr) = run_to_exit(["--config", bad.to_str().expect("utf-8"), "--takeover"]).await;
+    let (status, stderr) =
+        run_to_exit(["--config", bad.to_str().expect("utf-8"), "--takeover"]).await;
     assert_eq!(status.code(), Some(64), "{stderr}");
     answers(addr, "old").await;
 
@@ -397,12 +420,8 @@ async fn a_failed_takeover_leaves_the_old_process_serving() {
             held.local_addr().expect("addr")
         ),
     );
-    let (status, stderr) = run_to_exit([
-        "--config",
-        busy.to_str().expect("utf-8"),
-        "--takeover",
-    ])
-    .await;
+    let (status, stderr) =
+        run_to_exit(["--config", busy.to_str().expect("utf-8"), "--takeover"]).await;
     assert_eq!(status.code(), Some(75), "{stderr}");
     assert!(stderr.contains("takeover failed"), "{stderr}");
     answers(addr, "old").await;
@@ -449,7 +468,8 @@ async fn a_takeover_with_nobody_to_take_from_exits_75() {
         "127.0.0.1:9".parse().expect("addr"),
         r#"address = "127.0.0.1:0""#,
     );
-    let (status, stderr) = run_to_exit(["--config", config.to_str().expect("utf-8"), "--takeover"]).await;
+    let (status, stderr) =
+        run_to_exit(["--config", config.to_str().expect("utf-8"), "--takeover"]).await;
     assert_eq!(status.code(), Some(75), "{stderr}");
     assert!(stderr.contains("upgrade socket"), "{stderr}");
 }

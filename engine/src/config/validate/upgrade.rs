@@ -68,4 +68,17 @@ mod tests {
         assert!(err.to_string().contains("upgrade.socket"), "{err}");
         assert!(parse(&format!("{base}[upgrade]\nsockets = \"/s\"\n")).is_err());
     }
+
+    #[test]
+    fn the_environment_sets_the_socket() {
+        let env = crate::config::env::EnvOverlay::from_vars(
+            [("SLUICE_UPGRADE__SOCKET".into(), "/run/u.sock".into())],
+            &[],
+        )
+        .expect("overlay");
+        let base = "[[listener]]\naddress = \"127.0.0.1:0\"\n[upstream.default]\nbackends = [\"127.0.0.1:9\"]\n";
+        let c =
+            crate::config::validate::parse_layered(base, Path::new("t.toml"), &env).expect("valid");
+        assert_eq!(c.upgrade.socket.as_deref(), Some(Path::new("/run/u.sock")));
+    }
 }

@@ -68,7 +68,9 @@ pub enum HandoverError {
         path.display()
     )]
     UnsafeDirectory { path: PathBuf },
-    #[error("the peer runs as uid {peer}, this process as uid {own}; a handover stays within one user")]
+    #[error(
+        "the peer runs as uid {peer}, this process as uid {own}; a handover stays within one user"
+    )]
     Credentials { peer: u32, own: u32 },
     #[error("handover: {0}")]
     Io(#[from] io::Error),
@@ -99,10 +101,7 @@ pub fn check_peer(peer_uid: u32, own_uid: u32) -> Result<(), HandoverError> {
 /// [`check_peer`] on a connected Unix socket.
 fn check_stream(stream: &std::os::unix::net::UnixStream) -> Result<(), HandoverError> {
     let cred = rustix::net::sockopt::socket_peercred(stream).map_err(io::Error::from)?;
-    check_peer(
-        cred.uid.as_raw(),
-        rustix::process::getuid().as_raw(),
-    )
+    check_peer(cred.uid.as_raw(), rustix::process::getuid().as_raw())
 }
 
 #[cfg(test)]
@@ -114,7 +113,13 @@ mod tests {
         assert!(check_peer(1000, 1000).is_ok());
         let err = check_peer(1001, 1000).expect_err("another user");
         assert!(
-            matches!(err, HandoverError::Credentials { peer: 1001, own: 1000 }),
+            matches!(
+                err,
+                HandoverError::Credentials {
+                    peer: 1001,
+                    own: 1000
+                }
+            ),
             "{err}"
         );
         assert!(check_peer(0, 1000).is_err(), "root is another user too");

@@ -139,8 +139,8 @@ pub async fn serve(listener: UnixListener, source: Arc<Source>) {
             Ok((stream, guard)) => {
                 // The successor binds the path once it has `Done`.
                 drop(listener);
-                let sent = blocking(move || wire::send(&stream, &Msg::Done, &[], deadline(STEP)))
-                    .await;
+                let sent =
+                    blocking(move || wire::send(&stream, &Msg::Done, &[], deadline(STEP))).await;
                 if let Err(e) = sent {
                     tracing::warn!(error = %e, "handover: cannot confirm to the successor");
                 }
@@ -174,8 +174,13 @@ async fn blocking<T: Send + 'static>(
 async fn offer(
     stream: UnixStream,
     source: &Source,
-) -> Result<(UnixStream, tokio::sync::MutexGuard<'_, crate::server::reload::Listeners>), HandoverError>
-{
+) -> Result<
+    (
+        UnixStream,
+        tokio::sync::MutexGuard<'_, crate::server::reload::Listeners>,
+    ),
+    HandoverError,
+> {
     check_stream(&stream)?;
     let (stream, hello) = blocking(move || {
         let (msg, _) = wire::recv(&stream, deadline(STEP))?;
@@ -203,7 +208,10 @@ async fn offer(
             });
         }
     };
-    tracing::info!(successor = pid, "handover: a successor asks for the listening sockets");
+    tracing::info!(
+        successor = pid,
+        "handover: a successor asks for the listening sockets"
+    );
     let guard = source.reloader.lock_listeners().await;
     let mut listeners = Vec::new();
     let mut fds: Vec<OwnedFd> = Vec::new();
@@ -240,12 +248,21 @@ async fn offer(
         wire::send(&stream, &offer, &[], step)?;
         for batch in fds.chunks(FDS_PER_FRAME) {
             let borrowed: Vec<_> = batch.iter().map(|f| f.as_fd()).collect();
-            wire::send(&stream, &Msg::Sockets { count: batch.len() }, &borrowed, step)?;
+            wire::send(
+                &stream,
+                &Msg::Sockets { count: batch.len() },
+                &borrowed,
+                step,
+            )?;
         }
         Ok(stream)
     })
     .await?;
-    tracing::info!(successor = pid, sockets = count, "handover: sockets sent; waiting for the successor to serve");
+    tracing::info!(
+        successor = pid,
+        sockets = count,
+        "handover: sockets sent; waiting for the successor to serve"
+    );
     let (stream, answer) = blocking(move || {
         let (msg, _) = wire::recv(&stream, deadline(READY_WAIT))?;
         Ok((stream, msg))

@@ -96,7 +96,9 @@ pub fn take(path: &Path, config: &Config) -> Result<(Bound, Successor), Handover
         .filter(|&t| t <= MAX_SOCKETS)
         .ok_or_else(|| HandoverError::Invalid("too many sockets offered".into()))?;
     if admin.is_some_and(|a| a.sockets != 1) {
-        return Err(HandoverError::Invalid("the admin listener is one socket".into()));
+        return Err(HandoverError::Invalid(
+            "the admin listener is one socket".into(),
+        ));
     }
     let mut received: Vec<OwnedFd> = Vec::with_capacity(total);
     while received.len() < total {
@@ -180,7 +182,9 @@ pub fn assemble(
         let local = offered[r].bound;
         let mut sockets = groups[r].take().unwrap_or_default();
         if sockets.is_empty() {
-            return Err(HandoverError::Invalid(format!("no socket offered for {local}")));
+            return Err(HandoverError::Invalid(format!(
+                "no socket offered for {local}"
+            )));
         }
         // More workers than the old process: bind the rest on the port
         // (SO_REUSEPORT), or share the one socket as `bind_listener` does.
@@ -209,12 +213,14 @@ pub fn assemble(
         (Some(a), Some((o, Some(socket)))) if a.address == o.configured || a.address == o.bound => {
             Some(socket)
         }
-        (Some(a), _) => Some(bind_socket(a.address, false, 128).map_err(|source| {
-            BindError::Admin {
-                address: a.address,
-                source,
-            }
-        })?),
+        (Some(a), _) => {
+            Some(
+                bind_socket(a.address, false, 128).map_err(|source| BindError::Admin {
+                    address: a.address,
+                    source,
+                })?,
+            )
+        }
         (None, _) => None,
     };
     Ok(Bound { listeners, admin })

@@ -102,7 +102,9 @@ pub fn send(
     let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
     let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(rustix::net::SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::other("descriptors do not fit the control buffer"));
+        return Err(io::Error::other(
+            "descriptors do not fit the control buffer",
+        ));
     }
     let sent = loop {
         match rustix::net::sendmsg(
@@ -177,8 +179,8 @@ pub fn recv(stream: &UnixStream, deadline: Instant) -> io::Result<(Msg, Vec<Owne
     }
     let mut body = vec![0; len];
     read_exact(stream, &mut body, deadline)?;
-    let msg = serde_json::from_slice(&body)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let msg =
+        serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok((msg, fds))
 }
 
@@ -228,7 +230,8 @@ mod tests {
             l1.local_addr().expect("addr")
         );
         // The same socket: a connection queued on it is accepted through the copy.
-        let _client = std::net::TcpStream::connect(l1.local_addr().expect("addr")).expect("connect");
+        let _client =
+            std::net::TcpStream::connect(l1.local_addr().expect("addr")).expect("connect");
         drop(l1);
         received.accept().expect("the received copy accepts");
         let (next, fds) = recv(&b, soon()).expect("recv");
@@ -242,8 +245,12 @@ mod tests {
         let err = recv(&b, soon()).expect_err("too large");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let (a, b) = UnixStream::pair().expect("pair");
-        (&a).write_all(&[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']).expect("write");
-        assert_eq!(recv(&b, soon()).expect_err("not JSON").kind(), io::ErrorKind::InvalidData);
+        (&a).write_all(&[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o'])
+            .expect("write");
+        assert_eq!(
+            recv(&b, soon()).expect_err("not JSON").kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 
     #[test]
