@@ -41,7 +41,10 @@
 //!
 //! A reload (`lifecycle::reload`: SIGHUP or `POST /reload`) swaps the
 //! runtime model in one store and, through `server::reload`, starts and
-//! stops listeners on the running workers.
+//! stops listeners on the running workers. An upgrade of the binary
+//! (`lifecycle::handover`: `[upgrade] socket`, `sluice --takeover`) hands
+//! every listening socket to a successor process, which serves from the
+//! same accept queues while this one drains as on SIGTERM.
 
 pub mod addr;
 pub mod admin;
