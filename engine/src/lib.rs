@@ -41,7 +41,10 @@
 //!
 //! A reload (`lifecycle::reload`: SIGHUP or `POST /reload`) swaps the
 //! runtime model in one store and, through `server::reload`, starts and
-//! stops listeners on the running workers.
+//! stops listeners on the running workers. An upgrade of the binary
+//! (`lifecycle::handover`: `[upgrade] socket`, `sluice --takeover`) hands
+//! every listening socket to a successor process, which serves from the
+//! same accept queues while this one drains as on SIGTERM.
 
 pub mod addr;
 pub mod admin;
@@ -79,6 +82,8 @@ pub struct Server {
     reloader: Arc<lifecycle::Reloader>,
     drain: watch::Sender<bool>,
     workers: Vec<oneshot::Receiver<()>>,
+    /// What a successor process can take over (`lifecycle::handover`).
+    handover: Arc<lifecycle::handover::Source>,
 }
 
 impl Server {
@@ -151,11 +156,13 @@ impl Server {
                 config: listener_config,
                 local: l.local,
                 limiter: limiter.clone(),
+                dups: server::reload::dup_all(&l.sockets),
             });
+            // More sockets than runtimes come from a predecessor with more
+            // workers (`lifecycle::handover`): each has its own accept
+            // queue, so none is dropped; a runtime takes several.
             for (i, socket) in l.sockets.into_iter().enumerate() {
-                if i < runtimes {
-                    per_worker[i].push((id, socket, tls.clone(), limiter.clone()));
-                }
+                per_worker[i % runtimes].push((id, socket, tls.clone(), limiter.clone()));
             }
         }
         let admin_addr = bound.admin.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -182,8 +189,18 @@ impl Server {
             })
             .collect::<io::Result<Vec<_>>>()?;
         shared.spawn_health_checks();
+        let (admin_stop, admin_stop_rx) = watch::channel(false);
+        let handover = Arc::new(lifecycle::handover::Source::new(
+            reloader.clone(),
+            config
+                .admin
+                .as_ref()
+                .map(|a| a.address)
+                .zip(bound.admin.as_ref()),
+            admin_stop,
+        ));
         if let Some(listener) = bound.admin {
-            admin::spawn(listener, reloader.clone(), drain_rx.clone())?;
+            admin::spawn(listener, reloader.clone(), admin_stop_rx)?;
         }
         shared.set_ready(true);
         Ok(Server {
@@ -192,7 +209,14 @@ impl Server {
             reloader,
             drain,
             workers,
+            handover,
         })
+    }
+
+    /// What a successor process takes over: serve it on the upgrade socket
+    /// with `lifecycle::handover::serve`.
+    pub fn handover(&self) -> &Arc<lifecycle::handover::Source> {
+        &self.handover
     }
 
     /// The bound addresses of the listeners running now, in config order:
@@ -220,6 +244,9 @@ impl Server {
     /// period), and returns when every worker has stopped.
     pub async fn shutdown(self) {
         self.shared.set_ready(false);
+        // Duplicates kept for a handover would keep the ports listening
+        // with nobody accepting; closed first, new connections are refused.
+        self.handover.release().await;
         let _ = self.drain.send(true);
         for w in self.workers {
             let _ = w.await;

@@ -6,6 +6,7 @@ use sluice::Config;
 use sluice::config::env::EnvOverlay;
 use sluice::config::validate::{check_cert, same_address};
 use sluice::config::{At, CertConfig, ConfigError, ListenerConfig, defaults};
+use sluice::lifecycle::handover;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// sysexits.h EX_USAGE / EX_CONFIG-style code for a bad config.
 const EXIT_BAD_CONFIG: u8 = 64;
+
+/// sysexits.h EX_TEMPFAIL: `--takeover` failed; the running process keeps
+/// serving, and the upgrade can be tried again.
+const EXIT_TAKEOVER_FAILED: u8 = 75;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -71,6 +76,15 @@ struct Cli {
     /// A file holding the admin API's bearer token.
     #[arg(long, env = "SLUICE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     admin_token_file: Option<PathBuf>,
+    /// Unix socket on which this process hands its listening sockets to a
+    /// successor (`[upgrade] socket`; the variable is SLUICE_UPGRADE__SOCKET).
+    #[arg(long)]
+    upgrade_socket: Option<PathBuf>,
+    /// Take the listening sockets over from the sluice answering on the
+    /// upgrade socket, serve, then let it drain and exit (README
+    /// "Zero-downtime upgrade").
+    #[arg(long, env = "SLUICE_TAKEOVER", value_parser = clap::builder::BoolishValueParser::new())]
+    takeover: bool,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -119,11 +133,47 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    let bound = match sluice::bind(&config) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("sluice: {e}");
-            return ExitCode::FAILURE;
+    let upgrade_socket = config.upgrade.socket.clone();
+    // Without --takeover the upgrade socket is taken before anything is
+    // bound: a second sluice on it is a mistake, not a successor.
+    let mut upgrade_listener = None;
+    if let (Some(path), false) = (&upgrade_socket, cli.takeover) {
+        match handover::bind_upgrade_socket(path) {
+            Ok(l) => upgrade_listener = Some(l),
+            Err(e) => {
+                eprintln!("sluice: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let (bound, successor) = if cli.takeover {
+        let Some(path) = &upgrade_socket else {
+            eprintln!(
+                "sluice: --takeover needs the upgrade socket ([upgrade] socket, --upgrade-socket or SLUICE_UPGRADE__SOCKET)"
+            );
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        };
+        match handover::take(path, &config) {
+            Ok((bound, successor)) => {
+                tracing::info!(
+                    old_pid = successor.old_pid,
+                    sockets = successor.received,
+                    "takeover: received the listening sockets"
+                );
+                (bound, Some(successor))
+            }
+            Err(e) => {
+                eprintln!("sluice: takeover failed: {e}; the running process keeps serving");
+                return ExitCode::from(EXIT_TAKEOVER_FAILED);
+            }
+        }
+    } else {
+        match sluice::bind(&config) {
+            Ok(b) => (b, None),
+            Err(e) => {
+                eprintln!("sluice: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     };
     for a in bound.addrs() {
@@ -143,10 +193,49 @@ fn main() -> ExitCode {
         // Installed before serving: SIGHUP's default action would kill us.
         #[cfg(unix)]
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let server = sluice::Server::start(bound, &config)?;
+        let server = match sluice::Server::start(bound, &config) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(successor) = successor {
+                    successor.abort(&format!("the successor cannot start: {e}"));
+                }
+                return Err(e);
+            }
+        };
         if let Some(addr) = server.admin_addr() {
             tracing::info!(address = %addr, "admin API listening");
         }
+        if let Some(successor) = successor {
+            let old_pid = successor.old_pid;
+            let done = tokio::task::spawn_blocking(move || successor.ready())
+                .await
+                .map_err(std::io::Error::other)?;
+            if let Err(e) = done {
+                // The old process may still serve; this one stands down.
+                eprintln!("sluice: takeover failed: {e}; the running process keeps serving");
+                server.shutdown().await;
+                return Ok(ExitCode::from(EXIT_TAKEOVER_FAILED));
+            }
+            tracing::info!(old_pid, "takeover complete: the old process drains");
+            if let Some(path) = &upgrade_socket {
+                match handover::bind_upgrade_socket(path) {
+                    Ok(l) => upgrade_listener = Some(l),
+                    Err(e) => tracing::error!(error = %e, "no upgrade socket: this process cannot hand over"),
+                }
+            }
+        }
+        if let (Some(path), Some(_)) = (&upgrade_socket, &upgrade_listener) {
+            tracing::info!(path = %path.display(), "upgrade socket listening");
+        }
+        let handed_over = {
+            let source = server.handover().clone();
+            async move {
+                match upgrade_listener {
+                    Some(l) => handover::serve(l, source).await,
+                    None => std::future::pending().await,
+                }
+            }
+        };
         // A reload re-reads only the file; the environment's overlay and the
         // flags are applied again on top (the environment cannot change).
         server.reloader().set_env(env);
@@ -159,13 +248,16 @@ fn main() -> ExitCode {
             }));
         #[cfg(unix)]
         reload_on_sighup(hup, server.reloader().clone());
-        shutdown_signal().await;
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = handed_over => {}
+        }
         tracing::info!("shutting down: draining connections");
         server.shutdown().await;
-        Ok::<_, std::io::Error>(())
+        Ok::<_, std::io::Error>(ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("sluice: {e}");
             ExitCode::FAILURE
@@ -266,6 +358,17 @@ fn build_config(cli: &Cli, env: &EnvOverlay) -> Result<Config, ConfigError> {
             });
         }
         config.workers = w;
+    }
+    if let Some(path) = &cli.upgrade_socket {
+        let text = path.to_string_lossy();
+        if let Some(problem) = sluice::config::validate::upgrade_socket_problem(&text) {
+            return Err(ConfigError::UpgradeSocket {
+                at: At::Flag("--upgrade-socket"),
+                value: text.into_owned(),
+                problem,
+            });
+        }
+        config.upgrade.socket = Some(path.clone());
     }
     if let Some(r) = &cli.runtime {
         config.runtime =

@@ -63,11 +63,14 @@ const MAX_HEAD: usize = 8 * 1024;
 
 type AdminResponse = Response<Full<Bytes>>;
 
-/// Serves the admin API on `listener` until the process ends.
+/// Serves the admin API on `listener` until the process ends, or until
+/// `stop` turns true: a successor process took the socket over
+/// (`lifecycle::handover`) and answers from then on. A drain does not stop
+/// it: `/readyz` saying 503 during the drain is the point.
 pub fn spawn(
     listener: std::net::TcpListener,
     reloader: Arc<Reloader>,
-    _drain: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     // A permit per open connection, returned when its task ends.
@@ -77,7 +80,12 @@ pub fn spawn(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let (stream, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                biased;
+                _ = crate::server::worker::draining(&mut stop) => return,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "admin accept failed");

@@ -265,6 +265,13 @@ pub enum ConfigError {
     Empty { at: At },
     #[error("{at}: unknown value {value:?}; expected refuse or backlog")]
     OnLimit { at: At, value: String },
+    /// `[upgrade] socket` (or `--upgrade-socket`) is not a usable Unix socket path.
+    #[error("{at}: {value:?}: {problem}")]
+    UpgradeSocket {
+        at: At,
+        value: String,
+        problem: &'static str,
+    },
     /// An access log or instance setting (`config::access_log`).
     #[error("{at}: {value:?}: {problem}")]
     Observe {
@@ -358,6 +365,7 @@ impl ConfigError {
             | ConfigError::AllowedHost { at, .. }
             | ConfigError::AllowedOrigin { at, .. }
             | ConfigError::Observe { at, .. }
+            | ConfigError::UpgradeSocket { at, .. }
             | ConfigError::Backend { at, .. } => Some(at),
         }
     }

@@ -43,6 +43,17 @@ pub struct FileConfig {
     /// W3C trace context and OTLP span export (`observe::trace`).
     #[serde(default)]
     pub tracing: TracingFile,
+    /// Socket handover to a successor process (`lifecycle::handover`).
+    #[serde(default)]
+    pub upgrade: UpgradeFile,
+}
+
+/// `[upgrade]`: zero-downtime upgrade of the proxy itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeFile {
+    /// The Unix socket a successor (`sluice --takeover`) connects to.
+    pub socket: Option<Spanned<String>>,
 }
 
 /// `[metrics]`: Prometheus counters for `GET /metrics` on the admin listener.

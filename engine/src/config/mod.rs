@@ -60,8 +60,19 @@ pub struct Config {
     /// `[metrics]`: the counters behind the admin API's `/metrics`.
     pub metrics: MetricsConfig,
     pub tracing: TracingConfig,
+    /// `[upgrade]`: handing the listening sockets to a successor process.
+    pub upgrade: UpgradeConfig,
     /// The file this config came from, read again on reload.
     pub source: Option<PathBuf>,
+}
+
+/// `[upgrade]` (`lifecycle::handover`): where a running proxy waits for a
+/// successor (`sluice --takeover`) to ask for its listening sockets. Read at
+/// start only; a reload keeps the socket the process started with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpgradeConfig {
+    /// An absolute path for a Unix socket; `None`: no handover.
+    pub socket: Option<PathBuf>,
 }
 
 /// The admin API and its trust boundary (`admin::guard` enforces it).
@@ -546,6 +557,7 @@ impl Config {
             rate_limits: Vec::new(),
             global_limits: None,
             tracing: TracingConfig::default(),
+            upgrade: UpgradeConfig::default(),
             source: None,
         }
     }

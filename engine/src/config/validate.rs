@@ -300,6 +300,7 @@ impl Validator<'_> {
 
         let (instance_id, instance_header) = self.instance(f.instance_id, f.instance_header)?;
         let tracing = self.tracing(f.tracing, &listeners)?;
+        let upgrade = self.upgrade(f.upgrade)?;
         Ok(Config {
             workers,
             runtime,
@@ -323,6 +324,7 @@ impl Validator<'_> {
             compression: self.compression(f.compression)?,
             global_limits: f.global_limits.map(|g| self.global_limits(g)).transpose()?,
             tracing,
+            upgrade,
             rate_limits: self.rate_limits(f.rate_limit, f_has_global)?,
             metrics: MetricsConfig {
                 enabled: f.metrics.enabled.unwrap_or(true),
@@ -617,5 +619,8 @@ mod sticky;
 #[cfg(test)]
 mod tests;
 mod tracing;
+mod upgrade;
 mod upstream;
 mod upstream_tls;
+
+pub use upgrade::upgrade_socket_problem;

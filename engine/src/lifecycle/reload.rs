@@ -121,6 +121,13 @@ impl Reloader {
         }
     }
 
+    /// The running listeners, locked: no reload changes them until the
+    /// guard is dropped (`lifecycle::handover` holds it while it offers
+    /// them to a successor, and at shutdown to close their duplicates).
+    pub async fn lock_listeners(&self) -> tokio::sync::MutexGuard<'_, Listeners> {
+        self.listeners.lock().await
+    }
+
     /// The state every worker reads.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared

@@ -44,7 +44,7 @@ pub enum BindError {
 }
 
 impl BindError {
-    fn listener(address: SocketAddr, source: io::Error) -> BindError {
+    pub(crate) fn listener(address: SocketAddr, source: io::Error) -> BindError {
         if source.kind() == io::ErrorKind::AddrInUse {
             BindError::InUse { address }
         } else {
@@ -127,7 +127,7 @@ fn bind_all(config: &Config) -> Result<Bound, BindError> {
 
 /// A socket per runtime: an unaccepted SO_REUSEPORT socket would strand the
 /// connections the kernel hands it.
-fn sockets_per_listener(config: &Config) -> usize {
+pub(crate) fn sockets_per_listener(config: &Config) -> usize {
     match config.runtime {
         crate::config::RuntimeShape::ThreadPerCore => config.workers,
         crate::config::RuntimeShape::WorkStealing => 1,
@@ -174,7 +174,11 @@ fn probe(addr: SocketAddr) -> io::Result<()> {
     socket.bind(&addr.into())
 }
 
-fn bind_socket(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<TcpListener> {
+pub(crate) fn bind_socket(
+    addr: SocketAddr,
+    reuse_port: bool,
+    backlog: i32,
+) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     #[cfg(unix)]

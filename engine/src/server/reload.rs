@@ -50,6 +50,27 @@ pub struct Active {
     pub local: ListenAddr,
     /// Its connection limits, kept across reloads (new values are set on it).
     pub limiter: Arc<ConnLimiter>,
+    /// Duplicates of its sockets (every worker's), kept to hand over to a
+    /// successor process (`lifecycle::handover`). Emptied before the
+    /// workers close theirs (removal, shutdown): a duplicate left open
+    /// would keep the port listening with nobody accepting.
+    pub dups: Arc<Vec<std::net::TcpListener>>,
+}
+
+/// Duplicates of `sockets` for [`Active::dups`]; one that fails (out of
+/// descriptors) is logged and left out: only a later handover misses it.
+pub fn dup_all(sockets: &[std::net::TcpListener]) -> Arc<Vec<std::net::TcpListener>> {
+    let dups = sockets
+        .iter()
+        .filter_map(|s| match s.try_clone() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot keep a listening socket for a handover");
+                None
+            }
+        })
+        .collect();
+    Arc::new(dups)
 }
 
 /// How the new config's listeners relate to the running ones.
@@ -130,6 +151,20 @@ impl Listeners {
         }
     }
 
+    /// Every running listener with its socket duplicates, in config order
+    /// (`lifecycle::handover` offers them to a successor).
+    pub fn all(&self) -> &[Active] {
+        &self.active
+    }
+
+    /// Closes the duplicates of every listener's sockets: at shutdown,
+    /// before the workers close theirs.
+    pub fn release_dups(&mut self) {
+        for a in &mut self.active {
+            a.dups = Arc::default();
+        }
+    }
+
     /// A fresh id for a listener about to be handed to the workers.
     pub fn next_id(&mut self) -> ListenerId {
         self.next_id += 1;
@@ -194,6 +229,7 @@ impl Listeners {
             let id = self.next_id();
             let limiter = ConnLimiter::new(new[n].conn_limit);
             limiter.set_proxy_protocol(new[n].proxy_protocol.clone());
+            let dups = dup_all(&b.sockets);
             for (w, socket) in self.workers.iter().zip(b.sockets) {
                 let (done, ack) = oneshot::channel();
                 let cmd = WorkerCommand::AddListener {
@@ -213,6 +249,7 @@ impl Listeners {
                 config: new[n].clone(),
                 local: b.local,
                 limiter,
+                dups,
             });
         }
         for (&(r, n), acceptor) in plan.keep.iter().zip(tls) {
@@ -238,9 +275,12 @@ impl Listeners {
                 config: new[n].clone(),
                 local: old.local,
                 limiter: old.limiter.clone(),
+                dups: old.dups.clone(),
             });
         }
         for &r in &plan.remove {
+            let old = &mut self.active[r];
+            old.dups = Arc::default();
             let old = &self.active[r];
             for w in &self.workers {
                 let (done, ack) = oneshot::channel();

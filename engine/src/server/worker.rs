@@ -167,7 +167,10 @@ async fn run(spec: WorkerSpec) {
     };
     drop(state);
 
-    let mut listeners: HashMap<ListenerId, Accepting> = HashMap::new();
+    // Usually one socket per listener; more when a predecessor with more
+    // workers handed over its SO_REUSEPORT sockets (`lifecycle::handover`):
+    // each has its own accept queue, so each keeps an accept loop.
+    let mut listeners: HashMap<ListenerId, Vec<Accepting>> = HashMap::new();
     for (id, socket, tls, limiter) in spec.sockets {
         add_listener(&mut listeners, id, socket, tls, limiter, &spawner);
     }
@@ -202,22 +205,28 @@ async fn run(spec: WorkerSpec) {
                     add_listener(&mut listeners, id, socket, tls, limiter, &spawner);
                     let _ = done.send(());
                 }
-                WorkerCommand::RemoveListener { id, done } => match listeners.remove(&id) {
-                    Some(Accepting { tls, task }) => {
-                        drop(tls);
-                        // Acknowledge once the loop has closed its socket.
-                        tokio::spawn(async move {
+                WorkerCommand::RemoveListener { id, done } => {
+                    // Dropping each `tls` stops its loop.
+                    let tasks: Vec<_> = listeners
+                        .remove(&id)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|Accepting { tls, task }| {
+                            drop(tls);
+                            task
+                        })
+                        .collect();
+                    // Acknowledge once every loop has closed its socket.
+                    tokio::spawn(async move {
+                        for task in tasks {
                             let _ = task.await;
-                            let _ = done.send(());
-                        });
-                    }
-                    None => {
+                        }
                         let _ = done.send(());
-                    }
-                },
+                    });
+                }
                 WorkerCommand::SetTls { id, tls, done } => {
-                    if let Some(a) = listeners.get(&id) {
-                        a.tls.send_replace(tls);
+                    for a in listeners.get(&id).into_iter().flatten() {
+                        a.tls.send_replace(tls.clone());
                     }
                     let _ = done.send(());
                 }
@@ -226,7 +235,7 @@ async fn run(spec: WorkerSpec) {
     }
     // Only connection tasks hold `alive` from here on.
     drop(spawner);
-    for (_, a) in listeners {
+    for a in listeners.into_values().flatten() {
         let _ = a.task.await;
     }
     if tokio::time::timeout(spec.grace, drained.recv())
@@ -243,7 +252,7 @@ async fn run(spec: WorkerSpec) {
 }
 
 fn add_listener(
-    listeners: &mut HashMap<ListenerId, Accepting>,
+    listeners: &mut HashMap<ListenerId, Vec<Accepting>>,
     id: ListenerId,
     socket: std::net::TcpListener,
     tls: Option<TlsAcceptor>,
@@ -269,7 +278,10 @@ fn add_listener(
         limiter,
         spawner.clone(),
     ));
-    listeners.insert(id, Accepting { tls: tls_tx, task });
+    listeners
+        .entry(id)
+        .or_default()
+        .push(Accepting { tls: tls_tx, task });
 }
 
 async fn accept_loop(

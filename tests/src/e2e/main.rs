@@ -61,4 +61,5 @@ mod tls;
 mod tls_files;
 mod tracing;
 mod upgrade;
+mod upgrade_handover;
 mod upstream_tls;
