@@ -1,8 +1,9 @@
 //! Unit tests of the compression decision (`Accept-Encoding`, skip rules,
 //! header rewrites): pure functions, no bodies. `GzipBody` is tested in
-//! `body_tests.rs`.
+//! `gzip/tests.rs`.
 
 use super::*;
+use http::Method;
 
 fn ae(values: &[&str]) -> bool {
     accepts_gzip(values.iter().map(|v| v.as_bytes()))

@@ -3,6 +3,7 @@
 //! encoder under test.
 
 use super::*;
+use http::HeaderValue;
 use http_body_util::BodyExt;
 use std::collections::VecDeque;
 use std::convert::Infallible;
