@@ -1,31 +1,18 @@
-//! [`GzipBody`]: the streaming gzip encoder (flate2 with zlib-rs), its
-//! per-thread pool of deflate states, and the level mapping.
+//! The gzip encoder (flate2 with zlib-rs), its per-thread pool of deflate
+//! states, and the level mapping. [`super::CompressBody`] drives it.
 
-use bytes::{Bytes, BytesMut};
+use super::encoder::{EncodeError, Flush, reserve};
+use bytes::BytesMut;
 use flate2::{Compress, Crc, FlushCompress, Status};
-use http::header::HeaderMap;
-use http_body::{Body, Frame, SizeHint};
 use std::cell::RefCell;
-use std::fmt;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 /// The gzip member header (RFC 1952): deflate, no name, no mtime, OS unknown.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+pub(super) const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// Idle deflate states kept per worker thread; each holds about 300 KiB.
 const POOL_MAX: usize = 4;
-/// Output space offered to the encoder per call, as a share of the input.
-const MIN_OUT: usize = 1024;
-const MAX_OUT: usize = 64 * 1024;
-/// Input compressed without a flush before one is made anyway, even if the
-/// upstream has more ready: bounds the output held back and the time before
-/// the client sees it. Each flush ends a deflate block (new Huffman tables,
-/// 4 to 5 bytes): at level 1, a flush per 16 KiB frame (h2 DATA) costs 16 %
-/// more instructions than one per 64 KiB (perf/findings/2026-12-01-gzip-level1.md).
-const FLUSH_AFTER: usize = 64 * 1024;
 
 /// The zlib-rs level that does what zlib's (and so nginx's) `level` does.
 ///
@@ -97,66 +84,64 @@ impl Drop for Deflater {
     }
 }
 
-/// A response body compressed to gzip on the fly, frame by frame.
-///
-/// When it flushes: before it would wait for the upstream (so an event is
-/// never held back for the next one), after [`FLUSH_AFTER`] bytes of input,
-/// and by finishing the stream with the frame after which the upstream says
-/// it has ended, so a body that arrives whole leaves as one frame.
-pub struct GzipBody<B> {
-    inner: B,
-    /// `None` once the gzip trailer has been produced (or compression failed).
-    z: Option<Deflater>,
+/// One gzip member: the deflate state on loan and the running CRC.
+pub struct Gzip {
+    z: Deflater,
     crc: Crc,
-    out: BytesMut,
-    /// Input compressed since the last flush.
-    unflushed: usize,
-    /// Upstream trailers, sent after our gzip trailer.
-    trailers: Option<HeaderMap>,
-    /// Input bytes so far (`sluice_compression_input_bytes_total`).
-    input: u64,
 }
 
-impl<B> GzipBody<B> {
+impl Gzip {
     /// `level` is the configured one, 1 to 9 (see [`zlib_rs_level`]).
-    pub fn new(inner: B, level: u32) -> GzipBody<B> {
-        let mut out = BytesMut::new();
-        out.extend_from_slice(&GZIP_HEADER);
-        GzipBody {
-            inner,
-            z: Some(Deflater::take(zlib_rs_level(level))),
+    pub(super) fn new(level: u32) -> Gzip {
+        Gzip {
+            z: Deflater::take(zlib_rs_level(level)),
             crc: Crc::new(),
-            out,
-            unflushed: 0,
-            trailers: None,
-            input: 0,
         }
     }
 
-    /// Response body bytes compressed so far.
-    pub fn input_bytes(&self) -> u64 {
-        self.input
+    /// The member header, before the first output.
+    pub(super) fn header(&self, out: &mut BytesMut) {
+        out.extend_from_slice(&GZIP_HEADER);
     }
 
-    /// Compresses `input` into `out` and flushes (sync or finish).
+    /// Compresses `input` into `out` and flushes (sync, or finish with the
+    /// gzip trailer: CRC-32, size mod 2³²).
+    pub(super) fn encode(
+        &mut self,
+        input: &[u8],
+        flush: Flush,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.crc.update(input);
+        let mode = match flush {
+            Flush::None => FlushCompress::None,
+            Flush::Sync => FlushCompress::Sync,
+            Flush::Finish => FlushCompress::Finish,
+        };
+        self.deflate(input, mode, out)?;
+        if flush == Flush::Finish {
+            out.extend_from_slice(&self.crc.sum().to_le_bytes());
+            out.extend_from_slice(&self.crc.amount().to_le_bytes());
+        }
+        Ok(())
+    }
+
     fn deflate(
         &mut self,
         mut input: &[u8],
         flush: FlushCompress,
+        out: &mut BytesMut,
     ) -> Result<(), flate2::CompressError> {
-        let Some(z) = self.z.as_mut().and_then(|d| d.z.as_mut()) else {
+        let Some(z) = self.z.z.as_mut() else {
             return Ok(());
         };
         loop {
-            let room = (input.len() / 2).clamp(MIN_OUT, MAX_OUT);
-            let start = self.out.len();
-            // Reuses the buffer once earlier frames are written and dropped.
-            self.out.resize(start + room, 0);
+            let (start, room) = reserve(out, input.len());
             let (in0, out0) = (z.total_in(), z.total_out());
-            let status = z.compress(input, &mut self.out[start..], flush);
+            let status = z.compress(input, &mut out[start..], flush);
             let consumed = usize::try_from(z.total_in() - in0).unwrap_or(input.len());
             let produced = usize::try_from(z.total_out() - out0).unwrap_or(0);
-            self.out.truncate(start + produced);
+            out.truncate(start + produced);
             input = input.get(consumed..).unwrap_or_default();
             match status? {
                 Status::StreamEnd => return Ok(()),
@@ -170,130 +155,5 @@ impl<B> GzipBody<B> {
                 Status::Ok | Status::BufError => {}
             }
         }
-    }
-
-    /// Compresses one frame without flushing; `Some` with the output when
-    /// [`FLUSH_AFTER`] forced a flush (or compression failed).
-    fn compress_frame(&mut self, data: &[u8]) -> Option<Bytes> {
-        self.input += data.len() as u64;
-        self.crc.update(data);
-        self.unflushed += data.len();
-        let flush = if self.unflushed >= FLUSH_AFTER {
-            FlushCompress::Sync
-        } else {
-            FlushCompress::None
-        };
-        match self.deflate(data, flush) {
-            Ok(()) if flush == FlushCompress::None => None,
-            Ok(()) => Some(self.flushed()),
-            Err(e) => Some(self.fail(e)),
-        }
-    }
-
-    /// Everything compressed so far, complete on the wire (sync flush).
-    fn sync(&mut self) -> Bytes {
-        match self.deflate(&[], FlushCompress::Sync) {
-            Ok(()) => self.flushed(),
-            Err(e) => self.fail(e),
-        }
-    }
-
-    fn flushed(&mut self) -> Bytes {
-        self.unflushed = 0;
-        self.out.split().freeze()
-    }
-
-    /// The last frame's data (if any), the end of the deflate stream and the
-    /// gzip trailer (CRC-32, size mod 2³²).
-    fn finish(&mut self, data: &[u8]) -> Bytes {
-        self.input += data.len() as u64;
-        self.crc.update(data);
-        if let Err(e) = self.deflate(data, FlushCompress::Finish) {
-            return self.fail(e);
-        }
-        self.out.extend_from_slice(&self.crc.sum().to_le_bytes());
-        self.out.extend_from_slice(&self.crc.amount().to_le_bytes());
-        self.z = None;
-        self.out.split().freeze()
-    }
-
-    /// Cannot happen with valid input to zlib-rs; if it does, end without a
-    /// trailer so the client's decoder reports truncation, never bad data.
-    fn fail(&mut self, e: flate2::CompressError) -> Bytes {
-        tracing::error!(error = %e, "gzip compression failed; ending the body without its trailer");
-        self.z = None;
-        self.out.clear();
-        Bytes::new()
-    }
-}
-
-impl<B> Body for GzipBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = &mut *self;
-        let done = |bytes| Poll::Ready(Some(Ok(Frame::data(bytes))));
-        loop {
-            if this.z.is_none() {
-                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
-            }
-            let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
-                // About to wait: what came so far goes out first.
-                Poll::Pending if this.unflushed > 0 => return done(this.sync()),
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => frame,
-                Poll::Ready(Some(Err(e))) => {
-                    // The backend broke off: so do we, without a trailer.
-                    this.z = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(None) => return done(this.finish(&[])),
-            };
-            match frame.into_data() {
-                Ok(data) if data.is_empty() => {}
-                // The upstream knows it has ended (its length is reached):
-                // finish now rather than flush and poll once more.
-                Ok(data) if this.inner.is_end_stream() => return done(this.finish(&data)),
-                Ok(data) => {
-                    if let Some(bytes) = this.compress_frame(&data) {
-                        return done(bytes);
-                    }
-                }
-                Err(frame) => {
-                    if let Ok(t) = frame.into_trailers() {
-                        this.trailers = Some(t);
-                        return done(this.finish(&[]));
-                    }
-                }
-            }
-        }
-    }
-
-    /// True from the frame that carries the gzip trailer on (when there are
-    /// no upstream trailers to follow), so `server::h1` writes the last chunk
-    /// behind that frame instead of polling once more for `None`.
-    fn is_end_stream(&self) -> bool {
-        self.z.is_none() && self.trailers.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
-impl<B: fmt::Debug> fmt::Debug for GzipBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GzipBody")
-            .field("inner", &self.inner)
-            .field("level", &self.z.as_ref().map(|d| d.level))
-            .field("crc", &self.crc.sum())
-            .finish_non_exhaustive()
     }
 }

@@ -4,19 +4,22 @@
 //! Two halves:
 //!
 //! - The decision, pure functions over the request head (captured as a small
-//!   `Copy` [`ClientGzip`] before the request moves to the backend) and the
-//!   response head: the client accepts gzip (RFC 9110 §12.5.3 q-values), the
-//!   content type is listed, a known length is at least `min_length`, the
+//!   `Copy` [`ClientEncoding`] before the request moves to the backend) and
+//!   the response head: the client accepts one of the configured codings
+//!   (`negotiate`: RFC 9110 §12.5.3 q-values, ties broken by the server's
+//!   `algorithms` order), the content type is listed, a known length is at least `min_length`, the
 //!   response is not already encoded, not `Cache-Control: no-transform`, and
 //!   it has a body worth changing (not HEAD, 1xx, 204, 206/`Content-Range`
 //!   or 304).
-//! - [`GzipBody`], which compresses each upstream data frame as it arrives
-//!   and sync-flushes before it would wait for the next one, so server-sent
-//!   events and long polls reach the client one event at a time, while
-//!   frames that are already there together share one flush. Memory per
-//!   response is the deflate state plus one output buffer that is reused
-//!   once the previous frame has been written; nothing accumulates, whatever
-//!   the body size.
+//! - [`CompressBody`] (`encoder`), which compresses each upstream data frame
+//!   as it arrives and flushes before it would wait for the next one, so
+//!   server-sent events and long polls reach the client one event at a
+//!   time, while frames that are already there together share one flush.
+//!   The same rules drive gzip, brotli (`br`) and zstd (`zstd`). Memory per
+//!   response is the encoder's state (bounded by the configured window for
+//!   brotli and zstd) plus one output buffer that is reused once the
+//!   previous frame has been written; nothing accumulates, whatever the
+//!   body size.
 //!
 //! A backend that already sent `Content-Encoding` (gzip or anything else) is
 //! passed through untouched, also to a client that did not ask for it: the
@@ -32,19 +35,28 @@
 //!
 //! Levels mean what they mean in zlib and nginx's `gzip_comp_level`, which
 //! is not what zlib-rs's numbers mean at the bottom: see [`zlib_rs_level`].
+//! Brotli is the pure-Rust `brotli` crate and zstd the reference libzstd
+//! (`zstd` crate), chosen on CPU per byte, size and memory in
+//! perf/findings/2026-12-02-brotli-zstd.md.
 
 use super::body::{RespBody, UpstreamBody};
 use crate::config::Compression;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderValue};
 
+mod br;
+mod encoder;
 mod gzip;
 mod negotiate;
+mod zstd;
 
-pub use gzip::{GzipBody, zlib_rs_level};
+pub use encoder::{CompressBody, EncodeError, Encoder};
+pub use gzip::zlib_rs_level;
 use negotiate::trim;
-pub use negotiate::{ClientGzip, accepts_gzip};
+pub use negotiate::{ClientEncoding, Encoding, accepts_gzip, negotiate};
 
+#[cfg(test)]
+mod codec_tests;
 #[cfg(test)]
 mod tests;
 
@@ -55,19 +67,19 @@ pub enum Decision {
     Skip,
     /// We would compress it for another client: say so in `Vary`, so that
     /// a shared cache does not hand this identity copy to everyone, or a
-    /// gzip copy to this client.
+    /// compressed copy to this client.
     VaryOnly,
-    Compress,
+    Compress(Encoding),
 }
 
 /// Whether to compress a response to a request that was captured as `client`.
 pub fn decide(
-    client: ClientGzip,
+    client: ClientEncoding,
     settings: &Compression,
     status: StatusCode,
     headers: &HeaderMap,
 ) -> Decision {
-    if client == ClientGzip::Off
+    if client == ClientEncoding::Off
         || status.is_informational()
         || matches!(
             status,
@@ -91,20 +103,20 @@ pub fn decide(
         }
     }
     match client {
-        ClientGzip::Accepts => Decision::Compress,
-        ClientGzip::Refuses | ClientGzip::Off => Decision::VaryOnly,
+        ClientEncoding::Accepts(e) => Decision::Compress(e),
+        ClientEncoding::Refuses | ClientEncoding::Off => Decision::VaryOnly,
     }
 }
 
 /// The one call the request path makes: decides, rewrites the head and
-/// wraps the body. With [`ClientGzip::Off`] it is a single branch.
+/// wraps the body. With [`ClientEncoding::Off`] it is a single branch.
 pub fn apply(
-    client: ClientGzip,
+    client: ClientEncoding,
     settings: &Compression,
     parts: &mut http::response::Parts,
     body: UpstreamBody,
 ) -> RespBody {
-    if client == ClientGzip::Off {
+    if client == ClientEncoding::Off {
         return RespBody::Upstream(body);
     }
     match decide(client, settings, parts.status, &parts.headers) {
@@ -113,10 +125,18 @@ pub fn apply(
             add_vary(&mut parts.headers);
             RespBody::Upstream(body)
         }
-        Decision::Compress => {
-            rewrite_headers(&mut parts.headers);
-            RespBody::Gzip(GzipBody::new(body, settings.level))
-        }
+        Decision::Compress(encoding) => match Encoder::new(encoding, settings) {
+            Ok(enc) => {
+                rewrite_headers(&mut parts.headers, encoding);
+                RespBody::Compressed(CompressBody::new(body, enc))
+            }
+            // libzstd could not allocate its context: send it as it is.
+            Err(e) => {
+                tracing::error!(error = %e, %encoding, "cannot start the encoder; sending uncompressed");
+                add_vary(&mut parts.headers);
+                RespBody::Upstream(body)
+            }
+        },
     }
 }
 
@@ -189,11 +209,14 @@ pub fn add_vary(headers: &mut HeaderMap) {
 }
 
 /// The response head of a body we are about to compress.
-pub fn rewrite_headers(headers: &mut HeaderMap) {
-    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+pub fn rewrite_headers(headers: &mut HeaderMap, encoding: Encoding) {
+    headers.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static(encoding.token()),
+    );
     // The length is unknown until the end: HTTP/1.1 goes chunked.
     headers.remove(header::CONTENT_LENGTH);
-    // Byte ranges of the identity body mean nothing in the gzip one.
+    // Byte ranges of the identity body mean nothing in the encoded one.
     headers.remove(header::ACCEPT_RANGES);
     add_vary(headers);
     // Same content, different bytes: a strong validator would lie (RFC 9110 §8.8.1).
