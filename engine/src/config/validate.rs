@@ -498,9 +498,17 @@ impl Validator<'_> {
                 for (i, name) in list.into_inner().into_iter().enumerate() {
                     let at = || self.at(span.clone(), format_args!("compression.algorithms[{i}]"));
                     match Encoding::from_token(name.trim()) {
-                        None => return Err(ConfigError::Algorithm { at: at(), value: name }),
+                        None => {
+                            return Err(ConfigError::Algorithm {
+                                at: at(),
+                                value: name,
+                            });
+                        }
                         Some(e) if algorithms.contains(&e) => {
-                            return Err(ConfigError::AlgorithmTwice { at: at(), value: name });
+                            return Err(ConfigError::AlgorithmTwice {
+                                at: at(),
+                                value: name,
+                            });
                         }
                         Some(e) => algorithms.push(e),
                     }
@@ -531,7 +539,13 @@ impl Validator<'_> {
                 24,
                 d.brotli_window_log,
             )?,
-            zstd_level: self.bounded(c.zstd_level, "compression.zstd_level", 1, 19, d.zstd_level)?,
+            zstd_level: self.bounded(
+                c.zstd_level,
+                "compression.zstd_level",
+                1,
+                19,
+                d.zstd_level,
+            )?,
             zstd_window_log: self.bounded(
                 c.zstd_window_log,
                 "compression.zstd_window_log",

@@ -26,7 +26,14 @@ fn offers() -> Vec<Vec<Encoding>> {
         all.push(vec![x, y]);
         all.push(vec![y, x]);
     }
-    for p in [[g, b, z], [g, z, b], [b, g, z], [b, z, g], [z, g, b], [z, b, g]] {
+    for p in [
+        [g, b, z],
+        [g, z, b],
+        [b, g, z],
+        [b, z, g],
+        [z, g, b],
+        [z, b, g],
+    ] {
         all.push(p.to_vec());
     }
     all

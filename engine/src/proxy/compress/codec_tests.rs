@@ -137,7 +137,10 @@ async fn frames_ready_together_share_one_flush_and_the_last_finishes() {
         // The frame after which the upstream says it has ended finishes
         // the stream: one frame, complete, nothing more to poll.
         assert!(c.is_end_stream(), "{e}");
-        assert_eq!(decode(e, &frame.into_data().expect("data")), chunks.concat());
+        assert_eq!(
+            decode(e, &frame.into_data().expect("data")),
+            chunks.concat()
+        );
         assert!(c.frame().await.is_none());
     }
 }

@@ -75,10 +75,7 @@ impl Encoder {
     pub fn new(encoding: Encoding, settings: &Compression) -> Result<Encoder, EncodeError> {
         Ok(match encoding {
             Encoding::Gzip => Encoder::Gzip(Gzip::new(settings.level)),
-            Encoding::Br => Encoder::Br(Br::new(
-                settings.brotli_level,
-                settings.brotli_window_log,
-            )),
+            Encoding::Br => Encoder::Br(Br::new(settings.brotli_level, settings.brotli_window_log)),
             Encoding::Zstd => {
                 Encoder::Zstd(Zstd::new(settings.zstd_level, settings.zstd_window_log)?)
             }
@@ -93,7 +90,12 @@ impl Encoder {
         }
     }
 
-    fn encode(&mut self, input: &[u8], flush: Flush, out: &mut BytesMut) -> Result<(), EncodeError> {
+    fn encode(
+        &mut self,
+        input: &[u8],
+        flush: Flush,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
         match self {
             Encoder::Gzip(g) => g.encode(input, flush, out),
             Encoder::Br(b) => b.encode(input, flush, out),

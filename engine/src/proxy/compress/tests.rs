@@ -116,7 +116,10 @@ fn every_skip_rule() {
     use Decision::*;
     assert_eq!(decide_json(200, &[]), Compress(Encoding::Gzip));
     assert_eq!(decide_json(404, &[]), Compress(Encoding::Gzip));
-    assert_eq!(decide_json(200, &[("content-length", "1024")]), Compress(Encoding::Gzip));
+    assert_eq!(
+        decide_json(200, &[("content-length", "1024")]),
+        Compress(Encoding::Gzip)
+    );
     assert_eq!(
         decide_json(200, &[("content-length", "1023")]),
         Skip,
@@ -150,7 +153,10 @@ fn every_skip_rule() {
         ),
         Skip
     );
-    assert_eq!(decide_json(200, &[("cache-control", "no-store")]), Compress(Encoding::Gzip));
+    assert_eq!(
+        decide_json(200, &[("cache-control", "no-store")]),
+        Compress(Encoding::Gzip)
+    );
 
     let d = |ct: &'static str| {
         decide(
@@ -163,7 +169,10 @@ fn every_skip_rule() {
     assert_eq!(d("text/html; charset=utf-8"), Compress(Encoding::Gzip));
     assert_eq!(d("TEXT/Plain"), Compress(Encoding::Gzip));
     assert_eq!(d("application/problem+json"), Compress(Encoding::Gzip));
-    assert_eq!(d("application/atom+xml;charset=utf-8"), Compress(Encoding::Gzip));
+    assert_eq!(
+        d("application/atom+xml;charset=utf-8"),
+        Compress(Encoding::Gzip)
+    );
     assert_eq!(d("image/svg+xml"), Compress(Encoding::Gzip));
     assert_eq!(d("application/javascript"), Compress(Encoding::Gzip));
     assert_eq!(d("image/png"), Skip);

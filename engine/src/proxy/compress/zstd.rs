@@ -39,7 +39,9 @@ impl Zstd {
         while !input.is_empty() {
             let (start, _) = reserve(out, input.len());
             let st = self.e.run_on_buffers(input, &mut out[start..]);
-            let st = st.inspect_err(|_| out.truncate(start)).map_err(EncodeError::Zstd)?;
+            let st = st
+                .inspect_err(|_| out.truncate(start))
+                .map_err(EncodeError::Zstd)?;
             out.truncate(start + st.bytes_written);
             if st.bytes_read == 0 && st.bytes_written == 0 {
                 return Err(EncodeError::Stalled);

@@ -8,13 +8,13 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::HeaderValue;
 use http_body::{Body, Frame};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use http_body_util::BodyExt;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::io::Read;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// A body that yields scripted frames, all ready at once unless a
 /// [`Step::Wait`] makes it pending (as an upstream between two events).
