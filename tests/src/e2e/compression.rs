@@ -5,24 +5,21 @@
 //! one by one, and a large body through each in flat memory, over h1 and
 //! h2c.
 
+use super::gzip::{ChannelBody, CheckSink, Client, clients, with_type};
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body::Frame;
+use http::StatusCode;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use parking_lot::Mutex;
 use sluice::Config;
 use sluice::proxy::compress::Encoding;
-use sluice_e2e::harness::client::{H1, H2, Reply, collect};
+use sluice_e2e::harness::client::{H1, collect};
 use sluice_e2e::harness::memory::PeakGrowth;
-use sluice_e2e::harness::origin::{Body, Origin, reply};
+use sluice_e2e::harness::origin::{Origin, reply};
 use sluice_e2e::harness::pattern::PatternCheck;
 use sluice_e2e::harness::proxy::{Proxy, config};
-use sluice_e2e::harness::{BoxError, isolate, within};
+use sluice_e2e::harness::{isolate, within};
 use std::io::{Read, Write};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -75,13 +72,6 @@ fn decode_prefix(coding: &str, wire: &[u8]) -> Vec<u8> {
     out
 }
 
-fn with_type(ct: &'static str, body: Body) -> Response<Body> {
-    let mut r = Response::new(body);
-    r.headers_mut()
-        .insert("content-type", ct.parse().expect("ct"));
-    r
-}
-
 /// Compression on, offering zstd, then brotli, then gzip.
 fn all_config(origin: &Origin) -> Config {
     let mut c = config(&[origin.addr()]);
@@ -129,40 +119,6 @@ async fn text_origin() -> Origin {
         })
         .start()
         .await
-}
-
-enum Client {
-    H1(H1),
-    H2(H2),
-}
-
-impl Client {
-    async fn send(&mut self, method: &str, path: &str, ae: Option<&str>) -> Response<Incoming> {
-        let mut req = match self {
-            Client::H1(_) => Request::builder().uri(path).header("host", "test.local"),
-            Client::H2(_) => Request::builder().uri(format!("http://test.local{path}")),
-        }
-        .method(method);
-        if let Some(ae) = ae {
-            req = req.header("accept-encoding", ae);
-        }
-        let req = req.body(reply::empty()).expect("request");
-        match self {
-            Client::H1(c) => c.send(req).await,
-            Client::H2(c) => c.send(req).await,
-        }
-    }
-
-    async fn get(&mut self, path: &str, ae: Option<&str>) -> Reply {
-        collect(self.send("GET", path, ae).await).await
-    }
-}
-
-async fn clients(proxy: &Proxy) -> [(&'static str, Client); 2] {
-    [
-        ("h1", Client::H1(H1::connect(proxy.addr()).await)),
-        ("h2c", Client::H2(H2::connect_h2c(proxy.addr()).await)),
-    ]
 }
 
 #[tokio::test]
@@ -248,20 +204,6 @@ async fn skip_rules_hold_for_brotli_and_zstd() {
     }
 }
 
-/// A response body the test feeds one chunk at a time.
-struct ChannelBody(mpsc::UnboundedReceiver<Bytes>);
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = BoxError;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
-    }
-}
-
 #[tokio::test]
 async fn server_sent_events_decode_one_by_one_through_brotli_and_zstd() {
     type Slot = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
@@ -338,19 +280,6 @@ fn a_large_body_is_compressed_in_flat_memory_with_brotli_and_zstd() {
         Duration::from_secs(600),
     );
     eprintln!("{out}");
-}
-
-/// Feeds decompressed bytes to the pattern check, holding none of them.
-struct CheckSink(PatternCheck);
-
-impl Write for CheckSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.feed(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,7 @@ fn gzip(plain: &[u8]) -> Vec<u8> {
     e.finish().expect("compress")
 }
 
-fn with_type(ct: &'static str, body: Body) -> Response<Body> {
+pub(super) fn with_type(ct: &'static str, body: Body) -> Response<Body> {
     let mut r = Response::new(body);
     r.headers_mut()
         .insert("content-type", ct.parse().expect("ct"));
@@ -120,14 +120,20 @@ async fn text_origin() -> Origin {
         .await
 }
 
-/// One GET through either client, with an optional `Accept-Encoding`.
-enum Client {
+/// One GET through either client, with an optional `Accept-Encoding`
+/// (`compression.rs` uses it too).
+pub(super) enum Client {
     H1(H1),
     H2(H2),
 }
 
 impl Client {
-    async fn send(&mut self, method: &str, path: &str, ae: Option<&str>) -> Response<Incoming> {
+    pub(super) async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        ae: Option<&str>,
+    ) -> Response<Incoming> {
         let mut req = match self {
             Client::H1(_) => Request::builder().uri(path).header("host", "test.local"),
             Client::H2(_) => Request::builder().uri(format!("http://test.local{path}")),
@@ -143,12 +149,12 @@ impl Client {
         }
     }
 
-    async fn get(&mut self, path: &str, ae: Option<&str>) -> Reply {
+    pub(super) async fn get(&mut self, path: &str, ae: Option<&str>) -> Reply {
         collect(self.send("GET", path, ae).await).await
     }
 }
 
-async fn clients(proxy: &Proxy) -> [(&'static str, Client); 2] {
+pub(super) async fn clients(proxy: &Proxy) -> [(&'static str, Client); 2] {
     [
         ("h1", Client::H1(H1::connect(proxy.addr()).await)),
         ("h2c", Client::H2(H2::connect_h2c(proxy.addr()).await)),
@@ -299,7 +305,7 @@ async fn the_route_switch_overrides_the_global_one() {
 }
 
 /// A response body the test feeds one chunk at a time.
-struct ChannelBody(mpsc::UnboundedReceiver<Bytes>);
+pub(super) struct ChannelBody(pub(super) mpsc::UnboundedReceiver<Bytes>);
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
@@ -409,7 +415,7 @@ fn a_large_body_is_compressed_in_flat_memory() {
 }
 
 /// Feeds decompressed bytes to the pattern check, holding none of them.
-struct CheckSink(PatternCheck);
+pub(super) struct CheckSink(pub(super) PatternCheck);
 
 impl Write for CheckSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
