@@ -91,9 +91,11 @@ async fn round_trips_at_every_level() {
             _ => &[1, 3, 9, 19],
         };
         for &level in levels {
-            let mut s = Compression::default();
-            s.brotli_level = u32::try_from(level).expect("positive");
-            s.zstd_level = level;
+            let s = Compression {
+                brotli_level: u32::try_from(level).expect("positive"),
+                zstd_level: level,
+                ..Compression::default()
+            };
             let chunks = text.chunks(7_000).map(<[u8]>::to_vec);
             let (wire, _) = compress_all(body(Script::data(chunks), e, &s)).await;
             assert_eq!(decode(e, &wire), text, "{e} level {level}");
@@ -174,9 +176,11 @@ async fn trailers_follow_and_errors_end_the_body() {
 async fn a_large_body_streams_through_a_bounded_buffer() {
     const LEN: usize = 16 << 20;
     for e in CODINGS {
-        let mut s = Compression::default();
-        s.brotli_level = 1;
-        s.zstd_level = 1;
+        let s = Compression {
+            brotli_level: 1,
+            zstd_level: 1,
+            ..Compression::default()
+        };
         let mut c = body(
             Generated {
                 remaining: LEN,
@@ -201,8 +205,10 @@ async fn a_large_body_streams_through_a_bounded_buffer() {
 fn the_window_bounds_what_a_decoder_must_hold() {
     // zstd writes its window into the frame header: a decoder (and so the
     // encoder's own buffer) never needs more than 2^zstd_window_log.
-    let mut s = Compression::default();
-    s.zstd_window_log = 17;
+    let s = Compression {
+        zstd_window_log: 17,
+        ..Compression::default()
+    };
     let Ok(Encoder::Zstd(mut z)) = Encoder::new(Encoding::Zstd, &s) else {
         panic!("a zstd encoder");
     };
