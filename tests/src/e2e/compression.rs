@@ -5,11 +5,10 @@
 //! one by one, and a large body through each in flat memory, over h1 and
 //! h2c.
 
-use super::gzip::{ChannelBody, CheckSink, Client, clients, with_type};
+use super::gzip::{CheckSink, Client, clients, events_origin, with_type};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::BodyExt;
-use parking_lot::Mutex;
 use sluice::Config;
 use sluice::proxy::compress::Encoding;
 use sluice_e2e::harness::client::{H1, collect};
@@ -19,7 +18,6 @@ use sluice_e2e::harness::pattern::PatternCheck;
 use sluice_e2e::harness::proxy::{Proxy, config};
 use sluice_e2e::harness::{isolate, within};
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -206,19 +204,7 @@ async fn skip_rules_hold_for_brotli_and_zstd() {
 
 #[tokio::test]
 async fn server_sent_events_decode_one_by_one_through_brotli_and_zstd() {
-    type Slot = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
-    let slot: Slot = Arc::new(Mutex::new(None));
-    let handler_slot = slot.clone();
-    let origin = Origin::http1()
-        .route("/events", move |_| {
-            let rx = handler_slot
-                .lock()
-                .take()
-                .expect("one stream per test step");
-            async move { with_type("text/event-stream", ChannelBody(rx).boxed()) }
-        })
-        .start()
-        .await;
+    let (origin, slot) = events_origin().await;
     let proxy = Proxy::start(&all_config(&origin)).await;
     for (name, mut client) in clients(&proxy).await {
         for coding in ["br", "zstd"] {

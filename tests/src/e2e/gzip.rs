@@ -318,10 +318,13 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-#[tokio::test]
-async fn server_sent_events_arrive_one_by_one_through_gzip() {
-    type Slot = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
-    let slot: Slot = Arc::new(Mutex::new(None));
+/// Where a test puts the receiving end of the next `/events` stream.
+pub(super) type EventSlot = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
+
+/// An origin whose `/events` streams `text/event-stream` chunks as the test
+/// sends them through the receiver it put in the slot (one per request).
+pub(super) async fn events_origin() -> (Origin, EventSlot) {
+    let slot: EventSlot = Arc::new(Mutex::new(None));
     let handler_slot = slot.clone();
     let origin = Origin::http1()
         .route("/events", move |_| {
@@ -333,6 +336,12 @@ async fn server_sent_events_arrive_one_by_one_through_gzip() {
         })
         .start()
         .await;
+    (origin, slot)
+}
+
+#[tokio::test]
+async fn server_sent_events_arrive_one_by_one_through_gzip() {
+    let (origin, slot) = events_origin().await;
     let proxy = Proxy::start(&gzip_config(&origin)).await;
     for (name, mut client) in clients(&proxy).await {
         let (tx, rx) = mpsc::unbounded_channel();
