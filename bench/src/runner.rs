@@ -265,6 +265,7 @@ pub fn run(opts: &Options) -> Result<report::Written> {
                     origins: origins.addrs,
                     cert: cert.clone(),
                     gzip_level: s.gzip_level(),
+                    coding: s.coding(),
                 };
                 match measure_one(p.as_ref(), s, &ctx, &pin, &timing, ticks, round == 0) {
                     Ok((mut r, config, gzip_bytes)) => {
@@ -274,7 +275,9 @@ pub fn run(opts: &Options) -> Result<report::Written> {
                             // is its own, so the report shows every level.
                             let variant = match s.gzip_level() {
                                 _ if s.needs_tls() => "TLS/h2 scenario".to_string(),
-                                Some(level) => format!("gzip level {level} scenario"),
+                                Some(level) => {
+                                    format!("{} level {level} scenario", s.coding().token())
+                                }
                                 None => "plain scenarios".to_string(),
                             };
                             configs
@@ -458,16 +461,17 @@ fn measure_one(
     let config = running.config.clone();
     let mut gzip_bytes = None;
     if s.gzip_level().is_some() && probe_gzip {
-        let resp = probe::get(running.addr, "/json64k", &[("Accept-Encoding", "gzip")])?;
+        let coding = s.coding().token();
+        let resp = probe::get(running.addr, "/json64k", &[("Accept-Encoding", coding)])?;
         if !resp
             .header("content-encoding")
-            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+            .is_some_and(|v| v.eq_ignore_ascii_case(coding))
         {
             running.stop();
             let why = if peer.name() == "sluice" {
-                "not supported yet: no Content-Encoding: gzip in the response".to_string()
+                format!("not supported yet: no Content-Encoding: {coding} in the response")
             } else {
-                "no Content-Encoding: gzip in the response".to_string()
+                format!("no Content-Encoding: {coding} in the response")
             };
             return Err(MeasureError::Unsupported(why));
         }
@@ -481,6 +485,7 @@ fn measure_one(
             close,
             h2_streams,
             gzip_level,
+            coding,
         } => {
             let url = match (h2_streams, running.tls_addr) {
                 (Some(_), Some(tls)) => format!("https://{tls}{path}"),
@@ -492,7 +497,7 @@ fn measure_one(
                 duration: timing.warmup,
                 close: *close,
                 streams: h2_streams.unwrap_or(1),
-                accept_gzip: gzip_level.is_some(),
+                accept_encoding: gzip_level.map(|_| coding.token()),
             };
             if !timing.warmup.is_zero() {
                 let _ = generator.run(&spec, pin, &ctx.dir);

@@ -5,6 +5,25 @@ use std::time::Duration;
 
 use crate::load::Generator;
 
+/// The content coding of a compression scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Gzip,
+    Br,
+    Zstd,
+}
+
+impl Coding {
+    /// Its `Accept-Encoding` / `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Gzip => "gzip",
+            Coding::Br => "br",
+            Coding::Zstd => "zstd",
+        }
+    }
+}
+
 /// How a scenario loads the proxy.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
@@ -17,8 +36,12 @@ pub enum Kind {
         close: bool,
         /// HTTP/2 over TLS with this many streams per connection.
         h2_streams: Option<usize>,
-        /// gzip level asked of the proxy (and `Accept-Encoding: gzip` sent).
+        /// Compression level asked of the proxy, for `coding` (and
+        /// `Accept-Encoding: <coding>` sent). The name is from when gzip was
+        /// the only coding.
         gzip_level: Option<u32>,
+        /// Which coding `gzip_level` is for (gzip unless a br or zstd row).
+        coding: Coding,
     },
     /// Open `connections` idle keep-alive connections (one request each)
     /// and measure the proxy's RSS growth per connection.
@@ -54,6 +77,14 @@ impl Scenario {
                 ..
             }
         )
+    }
+
+    /// The coding of a compression scenario (gzip for the others).
+    pub fn coding(&self) -> Coding {
+        match self.kind {
+            Kind::Load { coding, .. } => coding,
+            Kind::Idle { .. } => Coding::Gzip,
+        }
     }
 
     pub fn gzip_level(&self) -> Option<u32> {
@@ -96,6 +127,7 @@ fn load(
             close: false,
             h2_streams: None,
             gzip_level: None,
+            coding: Coding::Gzip,
         },
     }
 }
@@ -131,13 +163,29 @@ pub fn all(h1: Generator, close: Generator, idle_connections: usize) -> Vec<Scen
         *h2_streams = Some(16);
     }
     v.push(h2);
-    for (id, title, level) in [
-        ("gzip-1", "gzip level 1, 64 KiB JSON", 1),
-        ("gzip-6", "gzip level 6 (default), 64 KiB JSON", 6),
+    // Brotli and zstd at Sluice's default levels beside gzip's two
+    // (perf/findings/2026-12-02-brotli-zstd.md); a peer that cannot send
+    // the coding shows as unsupported (the probe finds no Content-Encoding).
+    for (id, title, coding, level) in [
+        ("gzip-1", "gzip level 1, 64 KiB JSON", Coding::Gzip, 1),
+        (
+            "gzip-6",
+            "gzip level 6 (default), 64 KiB JSON",
+            Coding::Gzip,
+            6,
+        ),
+        ("br-3", "brotli quality 3, 64 KiB JSON", Coding::Br, 3),
+        ("zstd-3", "zstd level 3, 64 KiB JSON", Coding::Zstd, 3),
     ] {
         let mut g = load(id, title, h1, "/json64k", 32);
-        if let Kind::Load { gzip_level, .. } = &mut g.kind {
+        if let Kind::Load {
+            gzip_level,
+            coding: c,
+            ..
+        } = &mut g.kind
+        {
             *gzip_level = Some(level);
+            *c = coding;
         }
         v.push(g);
     }
@@ -179,5 +227,10 @@ mod tests {
             all.iter().find(|s| s.id == "gzip-6").unwrap().gzip_level(),
             Some(6)
         );
+        let br = all.iter().find(|s| s.id == "br-3").unwrap();
+        assert_eq!((br.coding(), br.gzip_level()), (Coding::Br, Some(3)));
+        let zstd = all.iter().find(|s| s.id == "zstd-3").unwrap();
+        assert_eq!((zstd.coding(), zstd.gzip_level()), (Coding::Zstd, Some(3)));
+        assert!(!zstd.direct_applies());
     }
 }

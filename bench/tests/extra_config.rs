@@ -16,6 +16,7 @@ use sluice_bench::peers::sluice_config::{self, ExtraConfig};
 use sluice_bench::peers::{CertFiles, Peer, PeerCtx};
 use sluice_bench::pin::Pinning;
 use sluice_bench::probe::{self, free_port};
+use sluice_bench::scenario::Coding;
 
 fn fragment_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,6 +37,7 @@ fn ctx(dir: &Path, origins: [SocketAddr; 2], tls: bool, gzip_level: Option<u32>)
         origins,
         cert: CertFiles::generate(dir).unwrap(),
         gzip_level,
+        coding: Coding::Gzip,
     }
 }
 

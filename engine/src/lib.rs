@@ -13,7 +13,7 @@
 //!   → proxy::handle → proxy::proxy, the stages in order:
 //!       1 limits (414, 431, 400)
 //!       2 proxy::path::normalize → proxy::route (404) → proxy::rate_limit (429)
-//!         → compress::ClientGzip::capture; a declared body over
+//!         → compress::ClientEncoding::capture; a declared body over
 //!         the size limit (413); the body held to its limits as it streams
 //!         (body::BodyLimits: silence and minimum rate 408, size 413)
 //!       3 pick: balance over upstream::Group::load() (503); a sticky group's

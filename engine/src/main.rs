@@ -64,7 +64,8 @@ struct Cli {
     /// lines (default: the host name and the first listener's port).
     #[arg(long, env = "SLUICE_INSTANCE_ID")]
     instance_id: Option<String>,
-    /// Compress responses with gzip at this level (1 fastest .. 9 smallest).
+    /// Compress responses, gzip at this level (1 fastest .. 9 smallest),
+    /// with the codings of `compression.algorithms` (gzip by default).
     #[arg(long, env = "SLUICE_GZIP", value_parser = clap::value_parser!(u32).range(1..=9))]
     gzip: Option<u32>,
     /// Admin API listener (register/unregister backends, health, reload).

@@ -47,9 +47,9 @@ pub fn run(spec: &LoadSpec) -> Result<LoadResult> {
         let mut tasks = Vec::with_capacity(spec.connections);
         for _ in 0..spec.connections.max(1) {
             let (authority, path) = (authority.clone(), path.clone());
-            let (close, gzip) = (spec.close, spec.accept_gzip);
+            let (close, coding) = (spec.close, spec.accept_encoding);
             tasks.push(tokio::spawn(async move {
-                client_loop(&authority, &path, close, gzip, deadline).await
+                client_loop(&authority, &path, close, coding, deadline).await
             }));
         }
         let mut out = Vec::with_capacity(tasks.len());
@@ -94,7 +94,7 @@ async fn client_loop(
     authority: &str,
     path: &str,
     close: bool,
-    gzip: bool,
+    coding: Option<&'static str>,
     deadline: Instant,
 ) -> Tally {
     let mut tally = Tally::default();
@@ -118,8 +118,8 @@ async fn client_loop(
         if close {
             req = req.header(http::header::CONNECTION, "close");
         }
-        if gzip {
-            req = req.header(http::header::ACCEPT_ENCODING, "gzip");
+        if let Some(coding) = coding {
+            req = req.header(http::header::ACCEPT_ENCODING, coding);
         }
         let Ok(req) = req.body(Empty::new()) else {
             tally.errors += 1;

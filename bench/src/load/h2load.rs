@@ -19,8 +19,8 @@ pub fn run(spec: &LoadSpec, pin: &Pinning, scratch: &Path) -> Result<LoadResult>
         .arg(format!("-m{}", spec.streams.max(1)))
         .arg(format!("-D{}", spec.duration.as_secs().max(1)))
         .arg(format!("--log-file={}", log.display()));
-    if spec.accept_gzip {
-        cmd.args(["-H", "accept-encoding: gzip"]);
+    if let Some(coding) = spec.accept_encoding {
+        cmd.args(["-H", &format!("accept-encoding: {coding}")]);
     }
     cmd.arg(&spec.url);
     let output = super::checked_output("h2load", &mut cmd)?;

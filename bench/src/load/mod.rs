@@ -69,8 +69,8 @@ pub struct LoadSpec {
     pub close: bool,
     /// Concurrent streams per connection (h2 only).
     pub streams: usize,
-    /// Send `Accept-Encoding: gzip`.
-    pub accept_gzip: bool,
+    /// Send `Accept-Encoding: <this>` (gzip, br or zstd).
+    pub accept_encoding: Option<&'static str>,
 }
 
 /// What came back, in the units the report uses.

@@ -22,8 +22,8 @@ pub fn run(spec: &LoadSpec, pin: &Pinning) -> Result<LoadResult> {
     if spec.close {
         cmd.arg("--disable-keepalive");
     }
-    if spec.accept_gzip {
-        cmd.args(["-H", "Accept-Encoding: gzip"]);
+    if let Some(coding) = spec.accept_encoding {
+        cmd.args(["-H", &format!("Accept-Encoding: {coding}")]);
     }
     cmd.arg(&spec.url);
     let output = super::checked_output("oha", &mut cmd)?;

@@ -91,8 +91,8 @@ pub fn run_script(
     if spec.close {
         args.extend(["-H".into(), "Connection: close".into()]);
     }
-    if spec.accept_gzip {
-        args.extend(["-H".into(), "Accept-Encoding: gzip".into()]);
+    if let Some(coding) = spec.accept_encoding {
+        args.extend(["-H".into(), format!("Accept-Encoding: {coding}")]);
     }
     let mut cmd = pin.load_command("wrk");
     cmd.args(&args)

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::error::{IoContext, Result};
 use crate::pin::Pinning;
 pub use crate::process::Running;
-use crate::scenario::Scenario;
+use crate::scenario::{Coding, Scenario};
 
 /// The self-signed certificate every TLS listener uses.
 #[derive(Debug, Clone)]
@@ -68,8 +68,10 @@ pub struct PeerCtx {
     pub tls_listen: Option<SocketAddr>,
     pub origins: [SocketAddr; 2],
     pub cert: CertFiles,
-    /// gzip level for `application/json`, only for gzip scenarios.
+    /// Compression level for `application/json`, only for compression
+    /// scenarios, of `coding`.
     pub gzip_level: Option<u32>,
+    pub coding: Coding,
 }
 
 impl PeerCtx {
@@ -89,7 +91,8 @@ impl PeerCtx {
             args.push("--key".into());
             args.push(self.cert.key.display().to_string());
         }
-        if let Some(level) = self.gzip_level {
+        // br and zstd have no flag: `Sluice` runs those from a config file.
+        if let (Some(level), Coding::Gzip) = (self.gzip_level, self.coding) {
             args.push("--gzip".into());
             args.push(level.to_string());
         }
@@ -194,5 +197,6 @@ pub(crate) fn test_ctx(gzip_level: Option<u32>) -> PeerCtx {
             combined: "/tmp/x/combined.pem".into(),
         },
         gzip_level,
+        coding: Coding::Gzip,
     }
 }

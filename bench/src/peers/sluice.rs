@@ -13,6 +13,7 @@ use super::{Peer, PeerCtx};
 use crate::error::{IoContext, Result};
 use crate::pin::Pinning;
 use crate::report::AB_PEER;
+use crate::scenario::Coding;
 
 pub struct Sluice {
     bin: PathBuf,
@@ -98,7 +99,10 @@ impl Peer for Sluice {
     }
 
     fn configure(&self, ctx: &PeerCtx, pin: &Pinning) -> Result<(String, Command)> {
-        let Some(extra) = &self.file else {
+        // br and zstd have no quick flag: those rows run from the
+        // generated file, which is what the flags would have said.
+        let generated = (ctx.coding != Coding::Gzip).then_some(None);
+        let Some(extra) = self.file.as_ref().or(generated.as_ref()) else {
             return Ok(super::flags_only(
                 self.name,
                 &self.bin,

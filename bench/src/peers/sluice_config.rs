@@ -15,6 +15,7 @@ use toml::{Table, Value};
 
 use super::PeerCtx;
 use crate::error::{Error, IoContext, Result};
+use crate::scenario::Coding;
 
 /// The one upstream group the harness generates (Sluice's default group,
 /// the one `--backend` fills): a fragment's `[upstream.NAME]` must name it.
@@ -81,8 +82,13 @@ fn generated(ctx: &PeerCtx) -> String {
         "\n[upstream.{GROUP}]\nbackends = [\"{o1}\", \"{o2}\"]\nbalance = \"round-robin\"\n"
     ));
     if let Some(level) = ctx.gzip_level {
+        let (coding, key) = match ctx.coding {
+            Coding::Gzip => ("gzip", "level"),
+            Coding::Br => ("br", "brotli_level"),
+            Coding::Zstd => ("zstd", "zstd_level"),
+        };
         t.push_str(&format!(
-            "\n[compression]\nenabled = true\nlevel = {level}\n"
+            "\n[compression]\nenabled = true\nalgorithms = [\"{coding}\"]\n{key} = {level}\n"
         ));
     }
     t
@@ -184,6 +190,22 @@ mod tests {
         let t = table(&render(&plain, None));
         assert_eq!(t["listener"].as_array().unwrap().len(), 1);
         assert!(!t.contains_key("compression"));
+        // brotli and zstd rows: that coding alone, at its own level key.
+        let br = PeerCtx {
+            coding: Coding::Br,
+            ..test_ctx(Some(4))
+        };
+        let t = table(&render(&br, None));
+        assert_eq!(t["compression"]["algorithms"][0].as_str(), Some("br"));
+        assert_eq!(t["compression"]["brotli_level"].as_integer(), Some(4));
+        assert!(br.cli_flags().iter().all(|f| f != "--gzip"));
+        let zstd = PeerCtx {
+            coding: Coding::Zstd,
+            ..test_ctx(Some(3))
+        };
+        let t = table(&render(&zstd, None));
+        assert_eq!(t["compression"]["algorithms"][0].as_str(), Some("zstd"));
+        assert_eq!(t["compression"]["zstd_level"].as_integer(), Some(3));
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub(super) fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, ste
                 close,
                 h2_streams,
                 gzip_level,
+                coding,
             } => {
                 let _ = writeln!(
                     o,
@@ -120,14 +121,15 @@ pub(super) fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, ste
                         " · {m} streams/conn (h2 over TLS)"
                     )),
                     gzip_level.map_or(String::new(), |l| format!(
-                        " · gzip level {l}, `Accept-Encoding: gzip`"
+                        " · {c} level {l}, `Accept-Encoding: {c}`",
+                        c = coding.token()
                     )),
                 );
                 let gz = gzip_level.is_some();
                 let _ = writeln!(
                     o,
                     "| peer | rps | p50 µs | p99 µs | p99.9 µs | CPU µs/req | user µs/req | sys µs/req | peak RSS MiB | errors |{} notes |",
-                    if gz { " gzip bytes (ratio) |" } else { "" }
+                    if gz { " bytes out (ratio) |" } else { "" }
                 );
                 let _ = writeln!(
                     o,
@@ -149,7 +151,8 @@ pub(super) fn markdown(r: &Report, sums: &BTreeMap<(usize, usize), Summary>, ste
                     }
                     if let Some(lower) = same_size_at_lower_level(r, si, pi) {
                         notes.push(format!(
-                            "same output size as at gzip level {lower}: the level had no effect"
+                            "same output size as at {} level {lower}: the level had no effect",
+                            coding.token()
                         ));
                     }
                     notes.retain(|n| !n.is_empty());

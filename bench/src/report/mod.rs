@@ -154,8 +154,11 @@ fn dagger(cell: &Cell) -> &'static str {
 fn same_size_at_lower_level(r: &Report, si: usize, pi: usize) -> Option<u32> {
     let level = r.scenarios[si].gzip_level()?;
     let bytes = r.cells[&(si, pi)].gzip_bytes?;
+    let coding = r.scenarios[si].coding();
     r.scenarios.iter().enumerate().find_map(|(sj, s)| {
-        let lower = s.gzip_level().filter(|&l| l < level)?;
+        let lower = s
+            .gzip_level()
+            .filter(|&l| l < level && s.coding() == coding)?;
         (r.cells[&(sj, pi)].gzip_bytes == Some(bytes)).then_some(lower)
     })
 }

@@ -80,6 +80,7 @@ fn report(peers: &[&str], cells: BTreeMap<(usize, usize), Cell>) -> Report {
                 close: false,
                 h2_streams: None,
                 gzip_level: None,
+                coding: crate::scenario::Coding::Gzip,
             },
         }],
         peers: peers.iter().map(|p| p.to_string()).collect(),

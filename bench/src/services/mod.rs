@@ -134,7 +134,7 @@ impl Ctx<'_> {
             duration,
             close: false,
             streams: 1,
-            accept_gzip: false,
+            accept_encoding: None,
         };
         wrk::run_script(&spec, self.pin, self.scratch, &Script { lua, env, tag })
     }

@@ -189,6 +189,26 @@ pub const COMPRESSION_ENABLED: bool = false;
 /// as nginx's are (`proxy::compress::zlib_rs_level`,
 /// perf/findings/2026-12-01-gzip-level1.md).
 pub const COMPRESSION_LEVEL: u32 = 1;
+/// Only gzip unless more are listed: turning compression on keeps doing
+/// what it did before brotli and zstd existed, and a coding a client's
+/// middlebox mishandles (Traefik's users met that with zstd) is an opt-in.
+pub const COMPRESSION_ALGORITHMS: &[&str] = &["gzip"];
+/// Brotli quality 3 (Envoy's default too): on the bench's 64 KiB JSON it
+/// writes 6.1 KB, less than gzip 6's 6.8 KB, for about 2.2× gzip 1's
+/// instructions; quality 4 and up cost more for little on such bodies, and
+/// 11 is for precompressed files (perf/findings/2026-12-02-brotli-zstd.md).
+pub const COMPRESSION_BROTLI_LEVEL: u32 = 3;
+/// Brotli window 2^18 = 256 KiB (its own default is 4 MiB; Envoy's is 18
+/// too): bounds the ring buffer each stream holds, and setting up the
+/// larger one cost more instructions than compressing a 64 KiB response.
+pub const COMPRESSION_BROTLI_WINDOW_LOG: u32 = 18;
+/// zstd level 3, libzstd's own default.
+pub const COMPRESSION_ZSTD_LEVEL: i32 = 3;
+/// zstd window 2^18 = 256 KiB: without it a stream of unknown size gets
+/// the level's window (2 MiB at level 3) and the tables to match, per
+/// response: Traefik dropped zstd from its defaults after running out of
+/// memory that way (traefik/traefik#10859).
+pub const COMPRESSION_ZSTD_WINDOW_LOG: u32 = 18;
 /// Known-length responses shorter than 1 KiB are sent as they are: gzip's
 /// 18 bytes of framing and the CPU buy little there (nginx's
 /// `gzip_min_length` idea; its own default of 20 is lower).

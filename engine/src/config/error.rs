@@ -169,6 +169,12 @@ pub enum ConfigError {
     UnknownUpstream { at: At, name: String },
     #[error("{at}: {pattern:?} is not type/subtype, type/*, */* or a +suffix such as +json")]
     MediaType { at: At, pattern: String },
+    #[error("{at}: unknown algorithm {value:?}; expected gzip, br or zstd")]
+    Algorithm { at: At, value: String },
+    #[error("{at}: {value:?} is listed twice")]
+    AlgorithmTwice { at: At, value: String },
+    #[error("{at}: list at least one algorithm (or set enabled = false)")]
+    NoAlgorithm { at: At },
     #[error("{at}: {source}")]
     Cidr {
         at: At,
@@ -343,6 +349,9 @@ impl ConfigError {
             | ConfigError::ExpectBody { at, .. }
             | ConfigError::UnknownUpstream { at, .. }
             | ConfigError::MediaType { at, .. }
+            | ConfigError::Algorithm { at, .. }
+            | ConfigError::AlgorithmTwice { at, .. }
+            | ConfigError::NoAlgorithm { at }
             | ConfigError::RateKey { at, .. }
             | ConfigError::DuplicateRateLimit { at, .. }
             | ConfigError::GlobalWithoutRedis { at }

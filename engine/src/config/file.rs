@@ -117,14 +117,25 @@ pub struct GlobalLimitsFile {
     pub timeout: Option<Spanned<String>>,
 }
 
-/// `[compression]`: gzip for responses (see `proxy::compress`).
+/// `[compression]`: gzip, brotli and zstd for responses (see `proxy::compress`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionFile {
     /// For every route without its own `compress` switch.
     pub enabled: Option<bool>,
-    /// 1 (fastest) to 9 (smallest).
+    /// Codings offered (`gzip`, `br`, `zstd`), in the server's order of
+    /// preference among equal q-values.
+    pub algorithms: Option<Spanned<Vec<String>>>,
+    /// gzip: 1 (fastest) to 9 (smallest).
     pub level: Option<Spanned<u32>>,
+    /// Brotli quality, 0 to 11.
+    pub brotli_level: Option<Spanned<u32>>,
+    /// Brotli window, 2^N bytes per stream: 10 to 24.
+    pub brotli_window_log: Option<Spanned<u32>>,
+    /// zstd level, 1 to 19.
+    pub zstd_level: Option<Spanned<i32>>,
+    /// zstd window, 2^N bytes per stream: 10 to 23 (RFC 9659's 8 MiB).
+    pub zstd_window_log: Option<Spanned<u32>>,
     /// Bytes; responses with a known shorter length are left alone.
     pub min_length: Option<Spanned<u64>>,
     /// `type/subtype`, `type/*`, `*/*` or a suffix such as `+json`.

@@ -22,6 +22,7 @@ pub mod values;
 
 use crate::addr::{BackendAddr, Cidr};
 use crate::balance::Policy;
+use crate::proxy::compress::Encoding;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -368,13 +369,24 @@ impl Default for RetryBudgetConfig {
     }
 }
 
-/// gzip for responses; what is compressed and when is `proxy::compress`.
+/// gzip, brotli and zstd for responses; what is compressed and when is
+/// `proxy::compress`.
 #[derive(Clone, Debug)]
 pub struct Compression {
     /// For routes without their own switch.
     pub enabled: bool,
-    /// 1 (fastest) to 9 (smallest).
+    /// Codings offered, most preferred first; never empty, no repeats.
+    pub algorithms: Vec<Encoding>,
+    /// gzip: 1 (fastest) to 9 (smallest).
     pub level: u32,
+    /// Brotli quality, 0 to 11.
+    pub brotli_level: u32,
+    /// Brotli window log (memory per stream), 10 to 24.
+    pub brotli_window_log: u32,
+    /// zstd level, 1 to 19.
+    pub zstd_level: i32,
+    /// zstd window log (memory per stream), 10 to 23.
+    pub zstd_window_log: u32,
     /// Responses with a known length below this are left alone.
     pub min_length: u64,
     /// Lowercase `type/sub`, `type/*`, `*/*` or `+suffix` patterns.
@@ -385,7 +397,15 @@ impl Default for Compression {
     fn default() -> Self {
         Compression {
             enabled: defaults::COMPRESSION_ENABLED,
+            algorithms: defaults::COMPRESSION_ALGORITHMS
+                .iter()
+                .filter_map(|t| Encoding::from_token(t))
+                .collect(),
             level: defaults::COMPRESSION_LEVEL,
+            brotli_level: defaults::COMPRESSION_BROTLI_LEVEL,
+            brotli_window_log: defaults::COMPRESSION_BROTLI_WINDOW_LOG,
+            zstd_level: defaults::COMPRESSION_ZSTD_LEVEL,
+            zstd_window_log: defaults::COMPRESSION_ZSTD_WINDOW_LOG,
             min_length: defaults::COMPRESSION_MIN_LENGTH,
             types: defaults::COMPRESSION_TYPES
                 .iter()

@@ -495,9 +495,69 @@ impl Validator<'_> {
                 types
             }
         };
+        let algorithms = match c.algorithms {
+            None => d.algorithms,
+            Some(list) => {
+                let span = list.span();
+                let mut algorithms: Vec<Encoding> = Vec::with_capacity(list.get_ref().len());
+                for (i, name) in list.into_inner().into_iter().enumerate() {
+                    let at = || self.at(span.clone(), format_args!("compression.algorithms[{i}]"));
+                    match Encoding::from_token(name.trim()) {
+                        None => {
+                            return Err(ConfigError::Algorithm {
+                                at: at(),
+                                value: name,
+                            });
+                        }
+                        Some(e) if algorithms.contains(&e) => {
+                            return Err(ConfigError::AlgorithmTwice {
+                                at: at(),
+                                value: name,
+                            });
+                        }
+                        Some(e) => algorithms.push(e),
+                    }
+                }
+                if algorithms.is_empty() {
+                    return Err(ConfigError::NoAlgorithm {
+                        at: self.at(span, "compression.algorithms"),
+                    });
+                }
+                algorithms
+            }
+        };
         Ok(Compression {
             enabled: c.enabled.unwrap_or(d.enabled),
+            algorithms,
             level: self.bounded(c.level, "compression.level", 1, 9, d.level)?,
+            brotli_level: self.bounded(
+                c.brotli_level,
+                "compression.brotli_level",
+                0,
+                11,
+                d.brotli_level,
+            )?,
+            brotli_window_log: self.bounded(
+                c.brotli_window_log,
+                "compression.brotli_window_log",
+                10,
+                24,
+                d.brotli_window_log,
+            )?,
+            zstd_level: self.bounded(
+                c.zstd_level,
+                "compression.zstd_level",
+                1,
+                19,
+                d.zstd_level,
+            )?,
+            zstd_window_log: self.bounded(
+                c.zstd_window_log,
+                "compression.zstd_window_log",
+                10,
+                23,
+                d.zstd_window_log,
+            )?,
             min_length: self.bounded(
                 c.min_length,
                 "compression.min_length",

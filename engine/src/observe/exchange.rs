@@ -151,9 +151,9 @@ pub struct Exchange {
     pub error: Option<HeaderValue>,
     /// Response body bytes sent on (after compression).
     pub bytes_out: u64,
-    /// A gzip-compressed response: the body bytes that went into gzip
-    /// (`bytes_out` is what came out). Set when finished.
-    pub gzip_in: Option<u64>,
+    /// A compressed response: its coding and the body bytes that went into
+    /// the encoder (`bytes_out` is what came out). Set when finished.
+    pub compressed: Option<(crate::proxy::compress::Encoding, u64)>,
     /// The request's span, when it is sampled and spans are exported.
     pub span: Option<super::trace::Span>,
     /// The client had the whole response body (not cut by either side).

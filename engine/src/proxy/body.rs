@@ -2,7 +2,7 @@
 //! through as `Bytes` (reference-counted, not copied), and nothing is boxed
 //! but the request's record ([`Observed`]).
 
-use super::compress::GzipBody;
+use super::compress::CompressBody;
 use crate::body::{Phase, Progress};
 use crate::error::{BoxError, ErrorKind, ProxyError};
 use crate::observe::Exchange;
@@ -23,8 +23,9 @@ use tokio::time::{Instant, Sleep};
 #[derive(Debug)]
 pub enum RespBody {
     Upstream(UpstreamBody),
-    /// The backend's body, gzip-compressed on the way (`proxy::compress`).
-    Gzip(GzipBody<UpstreamBody>),
+    /// The backend's body, compressed on the way (gzip, br or zstd:
+    /// `proxy::compress`).
+    Compressed(CompressBody<UpstreamBody>),
     /// A response the proxy makes itself (errors).
     Full(Option<Bytes>),
     /// Any of those, counted into the request's record, which is finished
@@ -82,8 +83,8 @@ impl Drop for Observed {
         let e = &mut self.exchange;
         e.completed = self.ended || self.body.is_end_stream();
         e.duration = e.started.elapsed();
-        if let RespBody::Gzip(g) = &self.body {
-            e.gzip_in = Some(g.input_bytes());
+        if let RespBody::Compressed(c) = &self.body {
+            e.compressed = Some((c.encoding(), c.input_bytes()));
         }
         crate::observe::finish(&self.state, e);
     }
@@ -99,7 +100,7 @@ impl Body for RespBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RespBody::Upstream(b) => Pin::new(b).poll_frame(cx),
-            RespBody::Gzip(b) => Pin::new(b).poll_frame(cx),
+            RespBody::Compressed(b) => Pin::new(b).poll_frame(cx),
             RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             RespBody::Observed(o) => o.poll_frame(cx),
         }
@@ -108,7 +109,7 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RespBody::Upstream(b) => b.is_end_stream(),
-            RespBody::Gzip(b) => b.is_end_stream(),
+            RespBody::Compressed(b) => b.is_end_stream(),
             RespBody::Full(b) => b.is_none(),
             RespBody::Observed(o) => o.body.is_end_stream(),
         }
@@ -117,7 +118,7 @@ impl Body for RespBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RespBody::Upstream(b) => b.size_hint(),
-            RespBody::Gzip(b) => b.size_hint(),
+            RespBody::Compressed(b) => b.size_hint(),
             RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             RespBody::Observed(o) => o.body.size_hint(),
         }

@@ -99,7 +99,7 @@ pub async fn handle(
         status: 0,
         error: None,
         bytes_out: 0,
-        gzip_in: None,
+        compressed: None,
         completed: false,
         duration: Duration::ZERO,
         span,
@@ -184,8 +184,9 @@ async fn proxy(
         return Err(ErrorKind::BodyTooLarge.into());
     }
     // What the client accepts, kept for the response (the request moves on).
-    let gzip = compress::ClientGzip::capture(
+    let accepts = compress::ClientEncoding::capture(
         route.compress.unwrap_or(state.config.compression.enabled),
+        &state.config.compression.algorithms,
         req.method(),
         req.headers(),
     );
@@ -301,7 +302,7 @@ async fn proxy(
     }
     let ok = !parts.status.is_server_error();
     let body = UpstreamBody::new(body, in_flight, state.timeouts.upstream_body, ok);
-    let body = compress::apply(gzip, &state.config.compression, &mut parts, body);
+    let body = compress::apply(accepts, &state.config.compression, &mut parts, body);
     Ok(Response::from_parts(parts, body))
 }
 

@@ -49,7 +49,7 @@ fn gzip(plain: &[u8]) -> Vec<u8> {
     e.finish().expect("compress")
 }
 
-fn with_type(ct: &'static str, body: Body) -> Response<Body> {
+pub(super) fn with_type(ct: &'static str, body: Body) -> Response<Body> {
     let mut r = Response::new(body);
     r.headers_mut()
         .insert("content-type", ct.parse().expect("ct"));
@@ -120,14 +120,20 @@ async fn text_origin() -> Origin {
         .await
 }
 
-/// One GET through either client, with an optional `Accept-Encoding`.
-enum Client {
+/// One GET through either client, with an optional `Accept-Encoding`
+/// (`compression.rs` uses it too).
+pub(super) enum Client {
     H1(H1),
     H2(H2),
 }
 
 impl Client {
-    async fn send(&mut self, method: &str, path: &str, ae: Option<&str>) -> Response<Incoming> {
+    pub(super) async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        ae: Option<&str>,
+    ) -> Response<Incoming> {
         let mut req = match self {
             Client::H1(_) => Request::builder().uri(path).header("host", "test.local"),
             Client::H2(_) => Request::builder().uri(format!("http://test.local{path}")),
@@ -143,12 +149,12 @@ impl Client {
         }
     }
 
-    async fn get(&mut self, path: &str, ae: Option<&str>) -> Reply {
+    pub(super) async fn get(&mut self, path: &str, ae: Option<&str>) -> Reply {
         collect(self.send("GET", path, ae).await).await
     }
 }
 
-async fn clients(proxy: &Proxy) -> [(&'static str, Client); 2] {
+pub(super) async fn clients(proxy: &Proxy) -> [(&'static str, Client); 2] {
     [
         ("h1", Client::H1(H1::connect(proxy.addr()).await)),
         ("h2c", Client::H2(H2::connect_h2c(proxy.addr()).await)),
@@ -299,7 +305,7 @@ async fn the_route_switch_overrides_the_global_one() {
 }
 
 /// A response body the test feeds one chunk at a time.
-struct ChannelBody(mpsc::UnboundedReceiver<Bytes>);
+pub(super) struct ChannelBody(pub(super) mpsc::UnboundedReceiver<Bytes>);
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
@@ -312,10 +318,13 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-#[tokio::test]
-async fn server_sent_events_arrive_one_by_one_through_gzip() {
-    type Slot = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
-    let slot: Slot = Arc::new(Mutex::new(None));
+/// Where a test puts the receiving end of the next `/events` stream.
+pub(super) type EventSlot = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
+
+/// An origin whose `/events` streams `text/event-stream` chunks as the test
+/// sends them through the receiver it put in the slot (one per request).
+pub(super) async fn events_origin() -> (Origin, EventSlot) {
+    let slot: EventSlot = Arc::new(Mutex::new(None));
     let handler_slot = slot.clone();
     let origin = Origin::http1()
         .route("/events", move |_| {
@@ -327,6 +336,12 @@ async fn server_sent_events_arrive_one_by_one_through_gzip() {
         })
         .start()
         .await;
+    (origin, slot)
+}
+
+#[tokio::test]
+async fn server_sent_events_arrive_one_by_one_through_gzip() {
+    let (origin, slot) = events_origin().await;
     let proxy = Proxy::start(&gzip_config(&origin)).await;
     for (name, mut client) in clients(&proxy).await {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -409,7 +424,7 @@ fn a_large_body_is_compressed_in_flat_memory() {
 }
 
 /// Feeds decompressed bytes to the pattern check, holding none of them.
-struct CheckSink(PatternCheck);
+pub(super) struct CheckSink(pub(super) PatternCheck);
 
 impl Write for CheckSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

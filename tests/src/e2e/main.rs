@@ -11,6 +11,7 @@ mod body_limits;
 mod breaker;
 mod churn;
 mod client_certs;
+mod compression;
 mod conformance;
 mod conn_limit;
 mod container;

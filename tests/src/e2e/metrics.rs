@@ -478,11 +478,28 @@ async fn gzip_input_and_output_bytes_are_counted() {
     }
     assert!(sent < plain, "{sent} bytes of gzip for {plain} of text");
     let e = scrape_until(&admin, "two gzip responses", |e| {
-        e.value("sluice_compression_input_bytes_total", &[]) == 2.0 * plain
+        e.value(
+            "sluice_compression_input_bytes_total",
+            &[("algorithm", "gzip")],
+        ) == 2.0 * plain
             && e.value("sluice_route_response_bytes_total", &[("route", "/")]) == sent
     })
     .await;
-    assert_eq!(e.value("sluice_compression_output_bytes_total", &[]), sent);
+    assert_eq!(
+        e.value(
+            "sluice_compression_output_bytes_total",
+            &[("algorithm", "gzip")]
+        ),
+        sent
+    );
+    // Every coding has its series, at zero until used.
+    assert_eq!(
+        e.value(
+            "sluice_compression_input_bytes_total",
+            &[("algorithm", "zstd")]
+        ),
+        0.0
+    );
     assert_eq!(
         e.value("sluice_route_response_bytes_total", &[("route", "/")]),
         sent

@@ -195,6 +195,71 @@ fn compression_defaults_and_route_switch() {
 }
 
 #[test]
+fn compression_algorithms_levels_and_windows() {
+    use crate::proxy::compress::Encoding;
+    let c = check(GOOD).expect("valid");
+    assert_eq!(
+        c.compression.algorithms,
+        [Encoding::Gzip],
+        "gzip only by default"
+    );
+    assert_eq!(c.compression.brotli_level, 3);
+    assert_eq!(c.compression.brotli_window_log, 18);
+    assert_eq!(c.compression.zstd_level, 3);
+    assert_eq!(c.compression.zstd_window_log, 18);
+
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\nalgorithms = [\"zstd\", \"BR\", \"gzip\"]\nbrotli_level = 11\nbrotli_window_log = 24\nzstd_level = 19\nzstd_window_log = 10\n";
+    let c = check(text).expect("valid");
+    assert_eq!(
+        c.compression.algorithms,
+        [Encoding::Zstd, Encoding::Br, Encoding::Gzip]
+    );
+    assert_eq!(c.compression.brotli_level, 11);
+    assert_eq!(c.compression.brotli_window_log, 24);
+    assert_eq!(c.compression.zstd_level, 19);
+    assert_eq!(c.compression.zstd_window_log, 10);
+
+    let bad = |body: &str, want: &str| {
+        let text = format!("[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\n{body}\n");
+        let err = check(&text).unwrap_err().to_string();
+        assert!(err.starts_with(want), "{body}: {err}");
+    };
+    bad(
+        "algorithms = [\"gzip\", \"deflate\"]",
+        "test.toml:4:14: compression.algorithms[1]: unknown algorithm \"deflate\"",
+    );
+    bad(
+        "algorithms = [\"br\", \"gzip\", \"br\"]",
+        "test.toml:4:14: compression.algorithms[2]: \"br\" is listed twice",
+    );
+    bad(
+        "algorithms = []",
+        "test.toml:4:14: compression.algorithms: list at least one",
+    );
+    bad(
+        "brotli_level = 12",
+        "test.toml:4:16: compression.brotli_level: must be between 0 and 11",
+    );
+    bad(
+        "zstd_level = 0",
+        "test.toml:4:14: compression.zstd_level: must be between 1 and 19",
+    );
+    bad(
+        "zstd_level = 22",
+        "test.toml:4:14: compression.zstd_level: must be between 1 and 19",
+    );
+    // RFC 9659: an HTTP zstd window is at most 8 MiB.
+    bad(
+        "zstd_window_log = 24",
+        "test.toml:4:19: compression.zstd_window_log: must be between 10 and 23",
+    );
+    bad(
+        "brotli_window_log = 9",
+        "test.toml:4:21: compression.brotli_window_log: must be between 10 and 24",
+    );
+}
+
+#[test]
 fn bad_compression_values_name_their_line() {
     let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n[compression]\nlevel = 10\n";
     let err = check(text).unwrap_err().to_string();

@@ -27,7 +27,7 @@ fn exchange(uri: &str, host: &[u8], ua: &[u8]) -> Exchange {
         bytes_out: 5,
         completed: true,
         duration: Duration::from_micros(1500),
-        gzip_in: None,
+        compressed: None,
         span: None,
     }
 }

@@ -131,9 +131,10 @@ impl Metrics {
         if let Some(reason) = &e.error {
             p.refused(reason.as_bytes());
         }
-        if let Some(n) = e.gzip_in {
-            p.gzip_in.fetch_add(n, Ordering::Relaxed);
-            p.gzip_out.fetch_add(e.bytes_out, Ordering::Relaxed);
+        if let Some((encoding, n)) = e.compressed {
+            let i = encoding.index();
+            p.compress_in[i].fetch_add(n, Ordering::Relaxed);
+            p.compress_out[i].fetch_add(e.bytes_out, Ordering::Relaxed);
         }
     }
 

@@ -7,6 +7,7 @@
 
 use super::histogram::Histogram;
 use super::stats::CLASSES;
+use crate::proxy::compress::Encoding;
 use crate::server::conn_limit::ConnLimiter;
 use crate::state::State;
 use crate::upstream::member::MemberState;
@@ -19,7 +20,7 @@ use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The answer's `Content-Type`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -99,6 +100,16 @@ fn family<'a, V>(
         }
     }
     Ok(())
+}
+
+/// One series per content coding, labelled `algorithm` (`gzip`, `br`, `zstd`).
+fn per_encoding(counts: &[AtomicU64; 3]) -> impl Iterator<Item = (Labels<'static>, u64)> + '_ {
+    Encoding::ALL.into_iter().map(|e| {
+        (
+            vec![("algorithm", e.token())],
+            counts[e.index()].load(Ordering::Relaxed),
+        )
+    })
 }
 
 fn counters<'a>(
@@ -406,14 +417,14 @@ impl Collector for Scrape {
         counters(
             &mut enc,
             "sluice_compression_input_bytes",
-            "Response body bytes gzip compressed",
-            [(vec![], p.gzip_in.load(Ordering::Relaxed))],
+            "Response body bytes compressed, by coding",
+            per_encoding(&p.compress_in),
         )?;
         counters(
             &mut enc,
             "sluice_compression_output_bytes",
-            "Gzip output bytes sent for them",
-            [(vec![], p.gzip_out.load(Ordering::Relaxed))],
+            "Compressed bytes sent for them, by coding",
+            per_encoding(&p.compress_out),
         )?;
         counters(
             &mut enc,

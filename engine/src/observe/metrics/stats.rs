@@ -206,9 +206,10 @@ pub struct Process {
     pub started_unix: f64,
     /// Proxy-made responses by reason, in [`KINDS`] order.
     reasons: [AtomicU64; KINDS.len()],
-    /// Bytes into and out of gzip compression (`proxy::compress`).
-    pub gzip_in: AtomicU64,
-    pub gzip_out: AtomicU64,
+    /// Bytes into and out of response compression (`proxy::compress`), per
+    /// coding in `Encoding::ALL` order.
+    pub compress_in: [AtomicU64; 3],
+    pub compress_out: [AtomicU64; 3],
     /// Every worker's upstream pool, read at scrape time for the idle
     /// connections.
     ///
@@ -226,8 +227,8 @@ impl Default for Process {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             reasons: Default::default(),
-            gzip_in: AtomicU64::new(0),
-            gzip_out: AtomicU64::new(0),
+            compress_in: Default::default(),
+            compress_out: Default::default(),
             pools: Mutex::new(Vec::new()),
         }
     }

@@ -1,25 +1,33 @@
-//! Unit tests of `GzipBody`: no sockets, no clock. Round trips are checked
+//! Unit tests of `CompressBody` with gzip: no sockets, no clock. Round trips are checked
 //! with libflate's decoder, an implementation independent of the zlib-rs
 //! encoder under test.
 
 use super::*;
+use crate::proxy::compress::encoder::{CompressBody, MAX_OUT};
+use bytes::Bytes;
+use http::HeaderMap;
+use http::HeaderValue;
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::fmt;
 use std::io::Read;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// A body that yields scripted frames, all ready at once unless a
 /// [`Step::Wait`] makes it pending (as an upstream between two events).
 #[derive(Debug, Default)]
-struct Script {
+pub(in crate::proxy::compress) struct Script {
     steps: VecDeque<Step>,
     /// Says it has ended once the last step is taken, as a body whose
     /// Content-Length is reached does (hyper's `Incoming`).
-    knows_its_end: bool,
+    pub(in crate::proxy::compress) knows_its_end: bool,
 }
 
 #[derive(Debug)]
-enum Step {
+pub(in crate::proxy::compress) enum Step {
     Frame(Result<Frame<Bytes>, &'static str>),
     /// Pending once (and woken at once).
     Wait,
@@ -27,7 +35,7 @@ enum Step {
 
 impl Script {
     /// Data frames that are all there together.
-    fn data<I: IntoIterator<Item = Vec<u8>>>(chunks: I) -> Script {
+    pub(in crate::proxy::compress) fn data<I: IntoIterator<Item = Vec<u8>>>(chunks: I) -> Script {
         Script {
             steps: chunks
                 .into_iter()
@@ -38,7 +46,7 @@ impl Script {
     }
 
     /// Data frames with a wait after each: server-sent events.
-    fn events<I: IntoIterator<Item = Vec<u8>>>(chunks: I) -> Script {
+    pub(in crate::proxy::compress) fn events<I: IntoIterator<Item = Vec<u8>>>(chunks: I) -> Script {
         let mut s = Script::default();
         for c in chunks {
             s.push(Ok(Frame::data(Bytes::from(c))));
@@ -47,7 +55,7 @@ impl Script {
         s
     }
 
-    fn push(&mut self, frame: Result<Frame<Bytes>, &'static str>) {
+    pub(in crate::proxy::compress) fn push(&mut self, frame: Result<Frame<Bytes>, &'static str>) {
         self.steps.push_back(Step::Frame(frame));
     }
 }
@@ -75,10 +83,10 @@ impl Body for Script {
 }
 
 /// A body of `len` bytes generated `frame` bytes at a time, never held whole.
-struct Generated {
-    remaining: usize,
-    frame: usize,
-    seed: u64,
+pub(in crate::proxy::compress) struct Generated {
+    pub(in crate::proxy::compress) remaining: usize,
+    pub(in crate::proxy::compress) frame: usize,
+    pub(in crate::proxy::compress) seed: u64,
 }
 
 impl Body for Generated {
@@ -99,7 +107,7 @@ impl Body for Generated {
 }
 
 /// JSON-ish text: repeated keys, varied values (compresses about 6:1).
-fn json_like(seed: &mut u64, len: usize) -> Vec<u8> {
+pub(in crate::proxy::compress) fn json_like(seed: &mut u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 128);
     while out.len() < len {
         *seed ^= *seed << 13;
@@ -134,7 +142,7 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: fmt::Debug,
 {
-    let mut gz = GzipBody::new(body, level);
+    let mut gz = CompressBody::gzip(body, level);
     let mut out = Vec::new();
     let mut trailers = None;
     while let Some(frame) = gz.frame().await {
@@ -180,7 +188,7 @@ async fn many_small_frames_each_decode_on_arrival() {
     let events: Vec<Vec<u8>> = (0..2000)
         .map(|i| format!("data: {i}\n\n").into_bytes())
         .collect();
-    let mut gz = GzipBody::new(Script::events(events.clone()), 1);
+    let mut gz = CompressBody::gzip(Script::events(events.clone()), 1);
     let mut inflate = flate2::Decompress::new(false);
     let mut wire = Vec::new();
     let mut plain = vec![0u8; 64];
@@ -210,7 +218,7 @@ async fn many_small_frames_each_decode_on_arrival() {
 async fn large_body_round_trips_in_bounded_memory() {
     const LEN: usize = 64 << 20;
     const FRAME: usize = 64 << 10;
-    let mut gz = GzipBody::new(
+    let mut gz = CompressBody::gzip(
         Generated {
             remaining: LEN,
             frame: FRAME,
@@ -256,20 +264,20 @@ async fn an_upstream_error_ends_the_body() {
     // The data went out while the upstream was pending; then it broke off.
     let mut script = Script::events([b"part".to_vec()]);
     script.push(Err("reset"));
-    let mut gz = GzipBody::new(script, 1);
+    let mut gz = CompressBody::gzip(script, 1);
     assert!(gz.frame().await.expect("frame").is_ok());
     assert_eq!(gz.frame().await.expect("frame").err(), Some("reset"));
     assert!(gz.frame().await.is_none());
     // Broken off before a flush: the error, and nothing after it.
     let mut script = Script::data([b"part".to_vec()]);
     script.push(Err("reset"));
-    let mut gz = GzipBody::new(script, 1);
+    let mut gz = CompressBody::gzip(script, 1);
     assert_eq!(gz.frame().await.expect("frame").err(), Some("reset"));
     assert!(gz.frame().await.is_none());
 }
 
 /// The data frames `body` yields, each as it came.
-async fn frames_of<B>(mut gz: GzipBody<B>) -> Vec<Bytes>
+async fn frames_of<B>(mut gz: CompressBody<B>) -> Vec<Bytes>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: fmt::Debug,
@@ -284,12 +292,12 @@ where
 #[tokio::test]
 async fn frames_ready_together_share_one_flush() {
     let chunks = [b"one ".to_vec(), b"two ".to_vec(), b"three".to_vec()];
-    let frames = frames_of(GzipBody::new(Script::data(chunks.clone()), 1)).await;
+    let frames = frames_of(CompressBody::gzip(Script::data(chunks.clone()), 1)).await;
     assert_eq!(frames.len(), 1, "compressed together, finished once");
     assert_eq!(gunzip(&frames[0]), chunks.concat());
 
     // The same frames with waits between: one flushed frame each, then the end.
-    let frames = frames_of(GzipBody::new(Script::events(chunks.clone()), 1)).await;
+    let frames = frames_of(CompressBody::gzip(Script::events(chunks.clone()), 1)).await;
     assert_eq!(frames.len(), 4);
     assert_eq!(gunzip(&frames.concat()), chunks.concat());
 }
@@ -301,7 +309,7 @@ async fn a_flush_at_least_every_64_kib_of_input() {
     let mut seed = 3;
     let body = json_like(&mut seed, 10 * 16 * 1024);
     let chunks = body.chunks(16 * 1024).map(<[u8]>::to_vec);
-    let frames = frames_of(GzipBody::new(Script::data(chunks), 1)).await;
+    let frames = frames_of(CompressBody::gzip(Script::data(chunks), 1)).await;
     assert_eq!(frames.len(), 3);
     for (i, upto) in [(1, 4 * 16 * 1024), (2, 8 * 16 * 1024)] {
         let mut inflate = flate2::Decompress::new(false);
@@ -324,7 +332,7 @@ async fn a_flush_at_least_every_64_kib_of_input() {
 async fn the_frame_that_ends_the_body_finishes_the_stream() {
     let mut script = Script::data([b"head ".to_vec(), b"tail".to_vec()]);
     script.knows_its_end = true;
-    let mut gz = GzipBody::new(script, 1);
+    let mut gz = CompressBody::gzip(script, 1);
     let frame = gz.frame().await.expect("frame").expect("ok");
     // The gzip trailer came with the last data: that frame alone decodes.
     assert_eq!(gunzip(&frame.into_data().expect("data")), b"head tail");
@@ -363,13 +371,13 @@ async fn deflate_states_are_pooled_per_thread() {
     assert_eq!(gunzip(&gz), b"one");
     assert_eq!(pooled(3), 1, "returned after use");
     // The next response at that level takes it (and it was reset).
-    let body = GzipBody::new(Script::data([b"two".to_vec()]), 3);
+    let body = CompressBody::gzip(Script::data([b"two".to_vec()]), 3);
     assert_eq!(pooled(3), 0);
     let (gz, _) = compress_all(body.inner, 3).await;
     assert_eq!(gunzip(&gz), b"two");
     // Never more than POOL_MAX idle states.
     let many: Vec<_> = (0..POOL_MAX + 3)
-        .map(|_| GzipBody::new(Script::default(), 2))
+        .map(|_| CompressBody::gzip(Script::default(), 2))
         .collect();
     drop(many);
     assert_eq!(pooled(2), POOL_MAX.saturating_sub(pooled(3)));
