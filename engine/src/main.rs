@@ -211,13 +211,19 @@ fn main() -> ExitCode {
             let done = tokio::task::spawn_blocking(move || successor.ready())
                 .await
                 .map_err(std::io::Error::other)?;
-            if let Err(e) = done {
-                // The old process may still serve; this one stands down.
-                eprintln!("sluice: takeover failed: {e}; the running process keeps serving");
-                server.shutdown().await;
-                return Ok(ExitCode::from(EXIT_TAKEOVER_FAILED));
+            match done {
+                Ok(()) => tracing::info!(old_pid, "takeover complete: the old process drains"),
+                // Ready was sent: the old process may already be draining
+                // with its listeners closed, so standing down here could
+                // leave nobody to accept. Serving on is the safe side: at
+                // worst both processes accept from the shared queues until
+                // the old one is stopped.
+                Err(e) => tracing::error!(
+                    old_pid,
+                    error = %e,
+                    "takeover: the old process did not confirm; serving anyway (stop it if it still runs)"
+                ),
             }
-            tracing::info!(old_pid, "takeover complete: the old process drains");
             if let Some(path) = &upgrade_socket {
                 match handover::bind_upgrade_socket(path) {
                     Ok(l) => upgrade_listener = Some(l),
