@@ -40,6 +40,24 @@ impl std::fmt::Debug for TlsConnector {
     }
 }
 
+/// The OS trust store (`/etc/ssl/certs`, or `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR`), read on every start and reload so that an updated store
+/// is picked up by a reload; the bundled Mozilla set (webpki-roots) only
+/// where the OS has none (a slim image without ca-certificates).
+fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "reading the system trust store");
+    }
+    let (added, _unparsable) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!("no certificate in the system trust store: using the bundled Mozilla roots");
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    roots
+}
+
 impl TlsConnector {
     /// The group's client config: trust as `cfg.verify` says (see
     /// `upstream::verify`), its client certificate if any, and the ALPN of
@@ -53,8 +71,7 @@ impl TlsConnector {
             .map_err(io::Error::other)?;
         let builder = match &cfg.verify {
             UpstreamVerify::Roots { ca_file } => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                let mut roots = system_roots();
                 if let Some(path) = ca_file {
                     // The same reading `sluice check` did (`config::pem`).
                     crate::config::pem::add_ca_file(&mut roots, path).map_err(invalid)?;

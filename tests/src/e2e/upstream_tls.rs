@@ -15,6 +15,7 @@ use rustls::sign::CertifiedKey;
 use sluice::config::{ClientCert, UpstreamProtocol, UpstreamTls, UpstreamVerify};
 use sluice_e2e::harness::client::RawConn;
 use sluice_e2e::harness::origin::{Origin, reply};
+use sluice_e2e::harness::process::Sluice;
 use sluice_e2e::harness::proxy::{Proxy, config};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -209,7 +210,7 @@ async fn a_ca_file_trusts_the_leaves_it_signed_and_nothing_else_does() {
     });
     let (status, _, body) = get_through(&o, ca, UpstreamProtocol::Http1).await;
     assert_eq!((status, body.as_str()), (200, "over tls"));
-    // The bundled roots alone do not know the test CA.
+    // The system trust store alone does not know the test CA.
     let (status, err, _) = get_through(
         &o,
         tls(UpstreamVerify::Roots { ca_file: None }),
@@ -364,4 +365,36 @@ async fn an_h2_group_negotiates_h2_by_alpn_over_a_pinned_certificate() {
     )
     .await;
     assert_eq!(status, 502);
+}
+
+/// With no `ca_file`, a group trusts the OS store, read at start: a CA put
+/// there (here by `SSL_CERT_FILE`, as an updated system bundle would be) is
+/// trusted, and with a store that lacks it the backend is refused.
+#[tokio::test]
+async fn without_a_ca_file_the_system_trust_store_decides() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let leaf = pki.leaf("server", &["127.0.0.1"]);
+    let (o, _) = origin(&leaf, None, &[b"http/1.1"]).await;
+    let backends = format!("[\"{}\"]", o.addr());
+    for (store, want) in [
+        (&pki.ca_file, (200, None)),
+        (&other.ca_file, (502, Some(UNTRUSTED))),
+    ] {
+        let sluice = Sluice::run_env(
+            std::iter::empty::<&str>(),
+            &[
+                ("SLUICE_LISTENER__0__ADDRESS", "127.0.0.1:0"),
+                ("SLUICE_WORKERS", "1"),
+                ("SLUICE_UPSTREAM__DEFAULT__BACKENDS", &backends),
+                ("SLUICE_UPSTREAM__DEFAULT__TLS", "true"),
+                ("SSL_CERT_FILE", store.to_str().unwrap()),
+            ],
+        );
+        let mut raw = RawConn::connect(sluice.listening().await).await;
+        raw.send(b"GET /x HTTP/1.1\r\nHost: tls.test\r\n\r\n").await;
+        let resp = raw.read_response().await;
+        let got = (resp.status, resp.header("x-sluice-error"));
+        assert_eq!(got, want, "{}", sluice.log());
+    }
 }
