@@ -190,9 +190,26 @@ pub struct ClientTls {
     trust: Option<PathBuf>,
 }
 
+/// The OS trust store (`/etc/ssl/certs`, or `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR`), as the proxy's upstream TLS reads it; the bundled
+/// Mozilla roots only where the OS has none.
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "reading the system trust store");
+    }
+    let (added, _unparsable) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!("no certificate in the system trust store: using the bundled Mozilla roots");
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    roots
+}
+
 impl ClientTls {
     /// Trusts the certificates of the PEM file `trust` (pinned leaves and
-    /// CAs), or the bundled Mozilla roots when `None`.
+    /// CAs), or the system trust store when `None` (as the proxy does).
     pub fn load(trust: Option<&Path>) -> Result<ClientTls, TlsError> {
         let provider = provider();
         let (pins, roots) = match trust {
@@ -203,14 +220,9 @@ impl ClientTls {
                 let (_added, _ignored) = roots.add_parsable_certificates(certs.iter().cloned());
                 (certs, roots)
             }
-            None => (
-                Vec::new(),
-                RootCertStore {
-                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-                },
-            ),
+            None => (Vec::new(), system_roots()),
         };
-        let path = trust.map_or_else(|| PathBuf::from("webpki-roots"), Path::to_owned);
+        let path = trust.map_or_else(|| PathBuf::from("the system trust store"), Path::to_owned);
         let rejected = |source| TlsError::Rejected {
             path: path.clone(),
             source,
