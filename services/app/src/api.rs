@@ -97,6 +97,11 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiE
             Method::POST => login(app, req).await,
             _ => Err(ApiError::Method { allow: "POST" }),
         },
+        // 503 once shutting down: a proxy's health check takes us out of
+        // rotation during `--shutdown-delay`, before we close anything.
+        ["ping"] if app.shutting_down.load(std::sync::atomic::Ordering::Acquire) => {
+            Ok(text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"))
+        }
         ["ping"] => Ok(text(StatusCode::OK, "pong\n")),
         ["ready"] => Ok(ready(app).await),
         ["stats"] => Ok(json(StatusCode::OK, &stats(app))),

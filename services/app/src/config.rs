@@ -161,10 +161,13 @@ pub struct Config {
     pub log_flush: Duration,
     pub service_timeout: Duration,
     pub drain_grace: Duration,
+    /// After SIGTERM (and unregistering), how long to keep serving with
+    /// `/ping` answering 503 before closing anything (`--shutdown-delay`).
+    pub shutdown_delay: Duration,
     /// HTTPS with this certificate; `None`: plain HTTP.
     pub tls: Option<ServerTls>,
     /// How `https://` services (cache, log, admin) are trusted
-    /// (`--upstream-ca`); `None`: the bundled roots.
+    /// (`--upstream-ca`); `None`: the system trust store.
     pub service_tls: Option<ClientTls>,
 }
 
@@ -192,6 +195,7 @@ impl Config {
             log_flush: DEFAULT_LOG_FLUSH,
             service_timeout: DEFAULT_SERVICE_TIMEOUT,
             drain_grace: DEFAULT_DRAIN_GRACE,
+            shutdown_delay: Duration::ZERO,
             tls: None,
             service_tls: None,
         }
@@ -306,6 +310,13 @@ pub struct Cli {
     /// (only when it has no posts at all; the demo turns it on).
     #[arg(long, env = "SLUICE_APP_SEED_POSTS")]
     pub seed_posts: bool,
+    /// After SIGTERM, keep serving this long with /ping answering 503, so
+    /// that proxies which only health-check this replica take it out of
+    /// rotation before it closes connections (health interval × fall, plus
+    /// one interval); 0: close at once (registered replicas are drained by
+    /// the proxy when they unregister).
+    #[arg(long, env = "SLUICE_APP_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
     /// `max-age` of cached reads: e.g. 500ms, 30s, 5m.
     #[arg(long, env = "SLUICE_APP_CACHE_MAX_AGE", default_value = "30s", value_parser = parse_duration)]
     pub cache_max_age: Duration,
@@ -365,6 +376,7 @@ impl Cli {
             author: self.author.clone(),
             password: self.password.clone(),
             seed_posts: self.seed_posts,
+            shutdown_delay: self.shutdown_delay,
             cache_max_age: self.cache_max_age,
             job_interval: self.job_interval,
             lease_ttl: self.lease_ttl,

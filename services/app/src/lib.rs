@@ -9,7 +9,7 @@
 //!             └─ POST /login → sessions (verify, create, Set-Cookie)
 //! background: job (lease → claim period → publish due posts), logship (batches → log service)
 //! lifecycle:  start: migrate, seed author, serve, register with the proxy (retry, backoff, jitter)
-//!             stop:  unregister (proxy drains us) → drain own connections → stop job → flush logs
+//!             stop:  unregister (proxy drains us) → shutdown delay (/ping 503) → drain own connections → stop job → flush logs
 //! ```
 //!
 //! Shared state lives outside the replica: posts, authors, sessions, the
@@ -239,6 +239,14 @@ pub async fn run(
                 "unregister failed"
             ),
         }
+    }
+    // 1b. Behind proxies that only health-check us (no registration), keep
+    //     serving while `/ping` answers 503, until they have marked us down:
+    //     closing pooled connections they still pick would fail a POST sent
+    //     on one as it closes (a 502 no proxy may retry).
+    if !app.config.shutdown_delay.is_zero() {
+        tracing::info!(delay = ?app.config.shutdown_delay, "serving on until the proxies mark us down");
+        tokio::time::sleep(app.config.shutdown_delay).await;
     }
     // 2. Stop accepting and drain our own connections; stop the job.
     let _ = stop_tx.send(true);

@@ -259,6 +259,14 @@ impl Cluster {
             app.arg(format!("{}ms", plan.job_interval.as_millis()));
             app.arg("--lease-ttl");
             app.arg(format!("{}ms", plan.lease_ttl.as_millis()));
+            // The proxies only health-check the apps (fall = 2): on SIGTERM
+            // an app serves on with /ping failing for three intervals, so
+            // both proxies take it out before it closes a pooled connection.
+            app.arg("--shutdown-delay");
+            app.arg(format!(
+                "{}ms",
+                plan.health_interval.as_millis().max(100) * 3
+            ));
             // Seeding lands with the one-process demo's; pass it on once
             // the app knows it.
             if plan.seed_posts && help_has(&bin("sluice-app"), "--seed-posts") {
