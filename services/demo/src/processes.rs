@@ -112,11 +112,13 @@ pub enum LaunchError {
         secs: u64,
         log: PathBuf,
     },
-    #[error("{name} exited during start ({status}); see {}", log.display())]
+    #[error("{name} exited during start ({status}); see {}: {tail}", log.display())]
     Exited {
         name: String,
         status: std::process::ExitStatus,
         log: PathBuf,
+        /// The log's last lines: the reason, even once the data dir is gone.
+        tail: String,
     },
     #[error("PostgreSQL: {0}")]
     Postgres(String),

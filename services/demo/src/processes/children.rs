@@ -393,10 +393,14 @@ impl Cluster {
             if let Some(p) = child.process.as_mut()
                 && let Ok(Some(status)) = p.try_wait()
             {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
                 return Err(LaunchError::Exited {
                     name: name.to_owned(),
                     status,
                     log,
+                    tail,
                 });
             }
             let ready = match &child.probe {
